@@ -1,0 +1,279 @@
+// Package bus is zapbus's JetStream layer: connecting with sane reconnect
+// options, provisioning the streams and KV buckets every process relies on
+// (idempotently, at start-up), publishing envelopes with their deterministic
+// Nats-Msg-Id and waiting for the PubAck, and consuming durable pull
+// consumers in batches with per-message ack, nak-with-delay or term.
+package bus
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/zapbus/zapbus/internal/event"
+)
+
+// Stream and bucket names.
+const (
+	StreamEvents = "WA_EVENTS"
+	StreamQR     = "WA_QR"
+	StreamDLQ    = "WA_DLQ"
+	BucketLeases = "WA_LEASES"
+	BucketSends  = "WA_SENDS"
+
+	// LivePrefix is where WA_EVENTS republishes what it stored, for live
+	// fan-out: live.wa.<mentorado>.evt.<type>, with Nats-Sequence headers.
+	// A core subscriber there sees each stored event once, never the
+	// duplicates the stream dropped.
+	LivePrefix = "live."
+	// DLQSubjectPrefix + stream name is where dead letters go.
+	DLQSubjectPrefix = "zapbus.dlq."
+)
+
+// Headers set on dead letters.
+const (
+	HeaderError           = "Zapbus-Error"
+	HeaderOriginalSubject = "Zapbus-Original-Subject"
+	HeaderOriginalStream  = "Zapbus-Original-Stream"
+	HeaderOriginalSeq     = "Zapbus-Original-Sequence"
+)
+
+// Config holds stream and bucket settings. Zero values take the defaults.
+type Config struct {
+	EventsMaxAge    time.Duration // WA_EVENTS retention (default 7 days)
+	EventsMaxBytes  int64         // WA_EVENTS byte cap (default unlimited, -1)
+	DuplicateWindow time.Duration // dedupe window for Nats-Msg-Id (default 10 minutes)
+	QRMaxAge        time.Duration // WA_QR retention (default 2 minutes)
+	DLQMaxAge       time.Duration // WA_DLQ retention (default 30 days)
+	Replicas        int           // stream replicas (default 1; 3 in a cluster)
+	LeaseTTL        time.Duration // WA_LEASES key TTL (default 15 s)
+	SendsTTL        time.Duration // WA_SENDS (idempotent send ids) TTL (default 24 h)
+	SyncInterval    time.Duration // informational: set sync_interval on the server (nats.conf)
+}
+
+// WithDefaults fills zero values.
+func (c Config) WithDefaults() Config {
+	if c.EventsMaxAge == 0 {
+		c.EventsMaxAge = 7 * 24 * time.Hour
+	}
+	if c.EventsMaxBytes == 0 {
+		c.EventsMaxBytes = -1
+	}
+	if c.DuplicateWindow == 0 {
+		c.DuplicateWindow = 10 * time.Minute
+	}
+	if c.QRMaxAge == 0 {
+		c.QRMaxAge = 2 * time.Minute
+	}
+	if c.DLQMaxAge == 0 {
+		c.DLQMaxAge = 30 * 24 * time.Hour
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.LeaseTTL == 0 {
+		c.LeaseTTL = 15 * time.Second
+	}
+	if c.SendsTTL == 0 {
+		c.SendsTTL = 24 * time.Hour
+	}
+	return c
+}
+
+// Validate reports settings that cannot work.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	switch {
+	case c.EventsMaxAge < time.Minute:
+		return errors.New("bus: events max age below one minute")
+	case c.DuplicateWindow > c.EventsMaxAge:
+		return errors.New("bus: duplicate window longer than events max age")
+	case c.Replicas < 1 || c.Replicas > 5:
+		return errors.New("bus: replicas must be 1 to 5")
+	case c.LeaseTTL < time.Second:
+		return errors.New("bus: lease TTL below one second")
+	}
+	return nil
+}
+
+// Connect dials NATS with options suited to long-running services: reconnect
+// forever with jitter, buffer while reconnecting, and log state changes.
+func Connect(url, name string, log zerolog.Logger, opts ...nats.Option) (*nats.Conn, error) {
+	base := []nats.Option{
+		nats.Name(name),
+		nats.MaxReconnects(-1),
+		nats.ReconnectWait(500 * time.Millisecond),
+		nats.ReconnectJitter(250*time.Millisecond, time.Second),
+		nats.RetryOnFailedConnect(true),
+		nats.PingInterval(10 * time.Second),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Warn().Err(err).Msg("nats disconnected")
+		}),
+		nats.ReconnectHandler(func(c *nats.Conn) {
+			log.Info().Str("url", c.ConnectedUrlRedacted()).Msg("nats reconnected")
+		}),
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			ev := log.Error().Err(err)
+			if sub != nil {
+				ev = ev.Str("subject", sub.Subject)
+			}
+			ev.Msg("nats async error")
+		}),
+	}
+	nc, err := nats.Connect(url, append(base, opts...)...)
+	if err != nil {
+		return nil, fmt.Errorf("bus: connect %s: %w", name, err)
+	}
+	return nc, nil
+}
+
+// Bus publishes and provisions on one NATS connection.
+type Bus struct {
+	NC  *nats.Conn
+	JS  jetstream.JetStream
+	cfg Config
+}
+
+// New wraps a connection.
+func New(nc *nats.Conn, cfg Config) (*Bus, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return nil, fmt.Errorf("bus: jetstream: %w", err)
+	}
+	return &Bus{NC: nc, JS: js, cfg: cfg.WithDefaults()}, nil
+}
+
+// Config returns the effective configuration.
+func (b *Bus) Config() Config { return b.cfg }
+
+// StreamConfigs returns the configuration of every zapbus stream.
+func (c Config) StreamConfigs() []jetstream.StreamConfig {
+	c = c.WithDefaults()
+	return []jetstream.StreamConfig{
+		{
+			Name:        StreamEvents,
+			Description: "zapbus WhatsApp events: connection, message, receipt, contact",
+			Subjects:    []string{event.EventsWildcard},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      c.EventsMaxAge,
+			MaxBytes:    c.EventsMaxBytes,
+			MaxMsgSize:  event.MaxEnvelopeBytes,
+			Duplicates:  c.DuplicateWindow,
+			Replicas:    c.Replicas,
+			Discard:     jetstream.DiscardOld,
+			RePublish: &jetstream.RePublish{
+				Source:      event.EventsWildcard,
+				Destination: LivePrefix + "wa.{{wildcard(1)}}.evt.>",
+			},
+		},
+		{
+			Name:              StreamQR,
+			Description:       "zapbus pairing secrets (QR and pairing codes), short-lived",
+			Subjects:          []string{event.QRWildcard},
+			Retention:         jetstream.LimitsPolicy,
+			Storage:           jetstream.MemoryStorage,
+			MaxAge:            c.QRMaxAge,
+			MaxMsgsPerSubject: 1,
+			Duplicates:        min(c.QRMaxAge, time.Minute),
+			Replicas:          c.Replicas,
+			Discard:           jetstream.DiscardOld,
+		},
+		{
+			Name:        StreamDLQ,
+			Description: "zapbus dead letters: events no consumer could apply, with the reason",
+			Subjects:    []string{DLQSubjectPrefix + ">"},
+			Retention:   jetstream.LimitsPolicy,
+			Storage:     jetstream.FileStorage,
+			MaxAge:      c.DLQMaxAge,
+			Duplicates:  c.DuplicateWindow,
+			Replicas:    c.Replicas,
+		},
+	}
+}
+
+// Provision creates or updates the streams and KV buckets. It is safe to
+// run from every process at every start, concurrently.
+func (b *Bus) Provision(ctx context.Context) error {
+	for _, sc := range b.cfg.StreamConfigs() {
+		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {
+			return fmt.Errorf("bus: provision stream %s: %w", sc.Name, err)
+		}
+	}
+	for _, kc := range b.cfg.BucketConfigs() {
+		if _, err := b.JS.CreateOrUpdateKeyValue(ctx, kc); err != nil {
+			return fmt.Errorf("bus: provision bucket %s: %w", kc.Bucket, err)
+		}
+	}
+	return nil
+}
+
+// BucketConfigs returns the KV buckets the connector uses.
+func (c Config) BucketConfigs() []jetstream.KeyValueConfig {
+	c = c.WithDefaults()
+	return []jetstream.KeyValueConfig{
+		{
+			Bucket:         BucketLeases,
+			Description:    "zapbus session leases: mentorado -> owning connector",
+			TTL:            c.LeaseTTL,
+			LimitMarkerTTL: c.LeaseTTL,
+			History:        1,
+			Storage:        jetstream.FileStorage,
+			Replicas:       c.Replicas,
+		},
+		{
+			Bucket:      BucketSends,
+			Description: "zapbus send command results by client id, for idempotent retries",
+			TTL:         c.SendsTTL,
+			History:     1,
+			Storage:     jetstream.FileStorage,
+			Replicas:    c.Replicas,
+		},
+	}
+}
+
+// Publish stores env in its stream and waits for the PubAck. The envelope id
+// is the Nats-Msg-Id, so publishing the same event again within the
+// duplicate window returns an ack with Duplicate set and stores nothing.
+func (b *Bus) Publish(ctx context.Context, env event.Envelope) (*jetstream.PubAck, error) {
+	data, err := env.Encode()
+	if err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{Subject: env.Subject(), Data: data, Header: nats.Header{}}
+	ack, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(env.ID))
+	if err != nil {
+		return nil, fmt.Errorf("bus: publish %s: %w", env.Type, err)
+	}
+	return ack, nil
+}
+
+// DeadLetter stores a message no consumer can apply in WA_DLQ with the
+// reason and where it came from. Dead letters of the same stream sequence
+// are stored once.
+func (b *Bus) DeadLetter(ctx context.Context, stream, subject string, seq uint64, data []byte, reason error) error {
+	msg := &nats.Msg{
+		Subject: DLQSubjectPrefix + stream,
+		Data:    data,
+		Header: nats.Header{
+			HeaderError:           []string{reason.Error()},
+			HeaderOriginalSubject: []string{subject},
+			HeaderOriginalStream:  []string{stream},
+			HeaderOriginalSeq:     []string{strconv.FormatUint(seq, 10)},
+		},
+	}
+	id := fmt.Sprintf("dlq:%s:%d", stream, seq)
+	if _, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
+		return fmt.Errorf("bus: dead-letter %s seq %d: %w", stream, seq, err)
+	}
+	return nil
+}

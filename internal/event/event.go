@@ -1,0 +1,182 @@
+// Package event is zapbus's wire contract: the versioned JSON envelope that
+// connectors publish to NATS JetStream, the typed payloads inside it, the
+// subjects and the deterministic message ids that make every publish
+// idempotent. Backend teams consume exactly these shapes; docs/events.md and
+// schema/events/*.json describe them field by field.
+//
+// The package imports nothing else from zapbus.
+package event
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Version is the envelope version this package writes and accepts.
+const Version = 1
+
+// MaxEnvelopeBytes bounds an encoded envelope. WhatsApp text messages are
+// limited to 65,536 characters; 4 bytes each plus metadata stays under this.
+const MaxEnvelopeBytes = 320 * 1024
+
+// MaxTextRunes is the longest message text the connector accepts for sending.
+const MaxTextRunes = 65536
+
+// Type names the kind of event in an envelope.
+type Type string
+
+// Event types. Connection, message, receipt and contact are stored in the
+// WA_EVENTS stream; qr goes to the short-lived WA_QR stream.
+const (
+	TypeConnection Type = "connection"
+	TypeQR         Type = "qr"
+	TypeMessage    Type = "message"
+	TypeReceipt    Type = "receipt"
+	TypeContact    Type = "contact"
+)
+
+// Types lists every event type.
+var Types = []Type{TypeConnection, TypeQR, TypeMessage, TypeReceipt, TypeContact}
+
+// Valid reports whether t is a known event type.
+func (t Type) Valid() bool {
+	switch t {
+	case TypeConnection, TypeQR, TypeMessage, TypeReceipt, TypeContact:
+		return true
+	}
+	return false
+}
+
+// Envelope wraps every event. ID is deterministic for the thing it describes
+// and doubles as the JetStream Nats-Msg-Id, so a retried publish is dropped.
+type Envelope struct {
+	V           int             `json:"v"`
+	ID          string          `json:"id"`
+	Type        Type            `json:"type"`
+	MentoradoID int64           `json:"mentorado_id"`
+	OccurredAt  time.Time       `json:"occurred_at"`
+	Data        json.RawMessage `json:"data"`
+}
+
+// Payload is implemented by the typed payloads.
+type Payload interface {
+	EventType() Type
+	Validate() error
+}
+
+// New builds an envelope around payload p after validating it.
+func New(mentorado int64, id string, occurredAt time.Time, p Payload) (Envelope, error) {
+	if mentorado <= 0 {
+		return Envelope{}, invalid("mentorado_id", "must be positive")
+	}
+	if id == "" {
+		return Envelope{}, missing("id")
+	}
+	if err := p.Validate(); err != nil {
+		return Envelope{}, err
+	}
+	data, err := json.Marshal(p)
+	if err != nil {
+		return Envelope{}, fmt.Errorf("event: encode %s: %w", p.EventType(), err)
+	}
+	return Envelope{
+		V:           Version,
+		ID:          id,
+		Type:        p.EventType(),
+		MentoradoID: mentorado,
+		OccurredAt:  occurredAt.UTC().Truncate(time.Millisecond),
+		Data:        data,
+	}, nil
+}
+
+// Encode returns the JSON form of the envelope, refusing oversized results.
+func (e Envelope) Encode() ([]byte, error) {
+	b, err := json.Marshal(e)
+	if err != nil {
+		return nil, fmt.Errorf("event: encode envelope: %w", err)
+	}
+	if len(b) > MaxEnvelopeBytes {
+		return nil, &Error{Kind: ErrTooLarge, Msg: fmt.Sprintf("%d bytes, limit %d", len(b), MaxEnvelopeBytes)}
+	}
+	return b, nil
+}
+
+// Subject is where the envelope is published.
+func (e Envelope) Subject() string {
+	if e.Type == TypeQR {
+		return QRSubject(e.MentoradoID)
+	}
+	return EventSubject(e.MentoradoID, e.Type)
+}
+
+// Decode parses and validates an envelope and its payload: unknown versions,
+// unknown types, missing fields and oversized input are rejected with *Error.
+func Decode(b []byte) (Envelope, Payload, error) {
+	if len(b) > MaxEnvelopeBytes {
+		return Envelope{}, nil, &Error{Kind: ErrTooLarge, Msg: fmt.Sprintf("%d bytes, limit %d", len(b), MaxEnvelopeBytes)}
+	}
+	var raw struct {
+		V           *int            `json:"v"`
+		ID          string          `json:"id"`
+		Type        Type            `json:"type"`
+		MentoradoID int64           `json:"mentorado_id"`
+		OccurredAt  *time.Time      `json:"occurred_at"`
+		Data        json.RawMessage `json:"data"`
+	}
+	if err := json.Unmarshal(b, &raw); err != nil {
+		return Envelope{}, nil, &Error{Kind: ErrMalformed, Msg: err.Error()}
+	}
+	switch {
+	case raw.V == nil:
+		return Envelope{}, nil, missing("v")
+	case *raw.V != Version:
+		return Envelope{}, nil, &Error{Kind: ErrUnsupportedVersion, Field: "v", Msg: fmt.Sprintf("version %d, this build reads %d", *raw.V, Version)}
+	case raw.ID == "":
+		return Envelope{}, nil, missing("id")
+	case raw.Type == "":
+		return Envelope{}, nil, missing("type")
+	case !raw.Type.Valid():
+		return Envelope{}, nil, &Error{Kind: ErrUnknownType, Field: "type", Msg: fmt.Sprintf("%q", raw.Type)}
+	case raw.MentoradoID <= 0:
+		return Envelope{}, nil, invalid("mentorado_id", "must be a positive integer")
+	case raw.OccurredAt == nil || raw.OccurredAt.IsZero():
+		return Envelope{}, nil, missing("occurred_at")
+	case len(raw.Data) == 0 || bytes.Equal(raw.Data, []byte("null")):
+		return Envelope{}, nil, missing("data")
+	}
+	env := Envelope{V: *raw.V, ID: raw.ID, Type: raw.Type, MentoradoID: raw.MentoradoID, OccurredAt: *raw.OccurredAt, Data: raw.Data}
+	p, err := env.Payload()
+	if err != nil {
+		return Envelope{}, nil, err
+	}
+	return env, p, nil
+}
+
+// Payload decodes and validates the typed payload of the envelope.
+func (e Envelope) Payload() (Payload, error) {
+	var p Payload
+	switch e.Type {
+	case TypeConnection:
+		p = new(Connection)
+	case TypeQR:
+		p = new(QR)
+	case TypeMessage:
+		p = new(Message)
+	case TypeReceipt:
+		p = new(Receipt)
+	case TypeContact:
+		p = new(Contact)
+	default:
+		return nil, &Error{Kind: ErrUnknownType, Field: "type", Msg: fmt.Sprintf("%q", e.Type)}
+	}
+	dec := json.NewDecoder(bytes.NewReader(e.Data))
+	if err := dec.Decode(p); err != nil {
+		return nil, &Error{Kind: ErrMalformed, Field: "data", Msg: err.Error()}
+	}
+	if err := p.Validate(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}

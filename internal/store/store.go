@@ -1,0 +1,63 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/uptrace/bun"
+	"github.com/uptrace/bun/dialect/pgdialect"
+)
+
+// DB bundles the pgx pool (for COPY, batches and hot paths) with a bun.DB on
+// the same pool (for ordinary queries) and a database/sql handle (for
+// whatsmeow's sqlstore).
+type DB struct {
+	Pool *pgxpool.Pool
+	SQL  *sql.DB
+	Bun  *bun.DB
+}
+
+// Open connects to Postgres, checks the connection and applies migrations.
+func Open(ctx context.Context, dsn string) (*DB, error) {
+	cfg, err := pgxpool.ParseConfig(dsn)
+	if err != nil {
+		return nil, fmt.Errorf("store: DATABASE_URL: %w", err)
+	}
+	if cfg.MaxConnLifetime == time.Hour {
+		cfg.MaxConnLifetime = 30 * time.Minute
+	}
+	pool, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: open: %w", err)
+	}
+	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := pool.Ping(pingCtx); err != nil {
+		pool.Close()
+		return nil, fmt.Errorf("store: ping: %w", err)
+	}
+	if _, err := Migrate(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	sqldb := stdlib.OpenDBFromPool(pool)
+	return &DB{Pool: pool, SQL: sqldb, Bun: bun.NewDB(sqldb, pgdialect.New())}, nil
+}
+
+// Close releases every connection. It is safe to call more than once.
+func (db *DB) Close() {
+	if db == nil {
+		return
+	}
+	_ = db.Bun.Close()
+	db.Pool.Close()
+}
+
+// Ready reports whether Postgres answers.
+func (db *DB) Ready(ctx context.Context) error {
+	return db.Pool.Ping(ctx)
+}
