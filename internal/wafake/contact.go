@@ -1,0 +1,488 @@
+package wafake
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	waBinary "go.mau.fi/whatsmeow/binary"
+	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/types"
+)
+
+// Contact is a fake person: a phone number with a primary phone (device 0)
+// and its own Signal identity. Every account's phone is a Contact too.
+type Contact struct {
+	s     *Server
+	phone string
+	pn    types.JID
+	lid   types.JID
+	peer  *peer
+
+	// guarded by s.mu
+	account  *Account
+	received []Received
+	next     int
+	pushName string
+}
+
+// Received is a message a client sent to a contact, decrypted by the
+// contact's phone.
+type Received struct {
+	ID        string
+	Text      string // Conversation / ExtendedTextMessage text / media caption
+	Message   *waE2E.Message
+	From      string    // sending account's phone
+	FromJID   types.JID // sending device (LID device JID)
+	To        types.JID // the "to" attribute the client used (PN or LID chat)
+	Type      string    // the stanza's type attribute ("text", "media", …)
+	Timestamp time.Time
+}
+
+// Receipt is a receipt the client sent for an inbound message.
+type Receipt struct {
+	ID   string
+	Type string // "" (delivered), "inactive", "read", "played", "sender", "retry", …
+	From string // account phone
+	To   types.JID
+	At   time.Time
+}
+
+type inboundMsg struct {
+	id       string
+	acct     *Account
+	from     *Contact
+	node     waBinary.Node
+	sentOn   *conn
+	force    bool // redeliver even though receipted
+	sends    int
+	receipts []Receipt
+	acks     int // client acks (sent instead of a receipt, e.g. decrypt failure)
+	stanza   bool
+}
+
+func (m *inboundMsg) receipted() bool {
+	for _, r := range m.receipts {
+		if r.Type != "retry" {
+			return true
+		}
+	}
+	return false
+}
+
+// Contact returns the person with this phone number (E.164 digits), created
+// on first use. Sending to an unknown phone number from a client creates one
+// too, so every number "is on WhatsApp".
+func (s *Server) Contact(phone string) *Contact {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.userLocked(phone)
+}
+
+// Phone is the contact's phone number.
+func (c *Contact) Phone() string { return c.phone }
+
+// JID is the contact's phone-number JID (phone@s.whatsapp.net).
+func (c *Contact) JID() types.JID { return c.pn }
+
+// LID is the contact's LID JID (…@lid). Inbound messages come from the LID
+// with sender_pn set to JID, as WhatsApp does today.
+func (c *Contact) LID() types.JID { return c.lid }
+
+// SetPushName sets the notify attribute of the contact's future messages.
+func (c *Contact) SetPushName(name string) {
+	c.s.mu.Lock()
+	c.pushName = name
+	c.s.mu.Unlock()
+}
+
+func (c *Contact) accountFor(phone string) (*Account, error) {
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	u := s.users[phone]
+	if u == nil || u.account == nil || u.account.device == 0 {
+		return nil, fmt.Errorf("%w: %s", ErrUnknownAccount, phone)
+	}
+	return u.account, nil
+}
+
+// SendText sends an encrypted 1:1 text message from the contact's phone to
+// the account's companion device and returns its id. The message is queued
+// like on the real server: delivered now if the client is online, else when
+// it next logs in, and again on every login until the client sends a
+// receipt for it.
+func (c *Contact) SendText(ctx context.Context, toAccountPhone, text string) (string, error) {
+	return c.SendMessage(ctx, toAccountPhone, &waE2E.Message{Conversation: proto.String(text)})
+}
+
+// SendMessage is SendText for any message.
+func (c *Contact) SendMessage(ctx context.Context, toAccountPhone string, msg *waE2E.Message) (string, error) {
+	a, err := c.accountFor(toAccountPhone)
+	if err != nil {
+		return "", err
+	}
+	plain, err := proto.Marshal(msg)
+	if err != nil {
+		return "", err
+	}
+	s := c.s
+	s.mu.Lock()
+	addr := a.lidDeviceLocked().SignalAddress()
+	var b *bundle
+	if !c.peer.hasSession(addr) {
+		b = a.accountBundleLocked()
+	}
+	pushName := c.pushName
+	s.mu.Unlock()
+	if b == nil && !c.peer.hasSession(addr) {
+		return "", fmt.Errorf("wafake: account %s has not uploaded prekeys yet", toAccountPhone)
+	}
+	ct, encType, err := c.peer.encrypt(ctx, addr, b, plain)
+	if err != nil {
+		return "", fmt.Errorf("wafake: encrypt: %w", err)
+	}
+	id := newID()
+	attrs := waBinary.Attrs{
+		"from":      c.lid,
+		"sender_pn": c.pn,
+		"id":        id,
+		"t":         fmt.Sprint(time.Now().Unix()),
+		"type":      "text",
+	}
+	if msg.Conversation == nil && msg.ExtendedTextMessage == nil {
+		attrs["type"] = "media"
+	}
+	if pushName != "" {
+		attrs["notify"] = pushName
+	}
+	node := waBinary.Node{Tag: "message", Attrs: attrs, Content: []waBinary.Node{{
+		Tag: "enc", Attrs: waBinary.Attrs{"v": "2", "type": encType}, Content: ct,
+	}}}
+	m := &inboundMsg{id: id, acct: a, from: c, node: node}
+	s.mu.Lock()
+	s.inbound[id] = m
+	a.inbox = append(a.inbox, m)
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.flush(a)
+	return id, nil
+}
+
+// flush delivers the account's queued stanzas if its client is ready.
+func (s *Server) flush(a *Account) {
+	s.mu.Lock()
+	c := a.conn
+	if c == nil || !c.ready {
+		s.mu.Unlock()
+		return
+	}
+	var todo []*inboundMsg
+	for _, m := range a.inbox {
+		if m.sentOn == c && !m.force {
+			continue
+		}
+		if m.stanza && m.sentOn != nil && !m.force {
+			continue
+		}
+		if !m.stanza && m.receipted() && !m.force {
+			continue
+		}
+		m.sentOn, m.force = c, false
+		m.sends++
+		todo = append(todo, m)
+	}
+	s.mu.Unlock()
+	for _, m := range todo {
+		_ = c.send(m.node)
+	}
+}
+
+// onActive runs when the client set itself active after login: it is the
+// moment the fake delivers the offline queue.
+func (s *Server) onActive(c *conn) {
+	s.mu.Lock()
+	a := c.acct
+	if a == nil || a.conn != c {
+		s.mu.Unlock()
+		return
+	}
+	c.ready = true
+	pending := 0
+	for _, m := range a.inbox {
+		if m.sentOn != c && (m.force || (!m.stanza && !m.receipted()) || (m.stanza && m.sentOn == nil)) {
+			pending++
+		}
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
+	s.flush(a)
+	_ = c.send(waBinary.Node{Tag: "ib", Attrs: waBinary.Attrs{"from": types.ServerJID}, Content: []waBinary.Node{
+		{Tag: "offline", Attrs: waBinary.Attrs{"count": fmt.Sprint(pending)}},
+	}})
+}
+
+// queueStanza queues a stanza (like a receipt) that is delivered once.
+func (s *Server) queueStanza(a *Account, n waBinary.Node) {
+	s.mu.Lock()
+	a.inbox = append(a.inbox, &inboundMsg{id: attrString(&n, "id"), acct: a, node: n, stanza: true})
+	// drop delivered stanzas so the queue does not grow without bound
+	kept := a.inbox[:0]
+	for _, m := range a.inbox {
+		if m.stanza && m.sentOn != nil {
+			continue
+		}
+		kept = append(kept, m)
+	}
+	a.inbox = kept
+	s.mu.Unlock()
+	s.flush(a)
+}
+
+// Redeliver sends the inbound message msgID to its account's client again
+// (the identical stanza, same ciphertext), now if it is online, else at its
+// next login.
+func (s *Server) Redeliver(ctx context.Context, msgID string) error {
+	s.mu.Lock()
+	m := s.inbound[msgID]
+	if m == nil {
+		s.mu.Unlock()
+		return fmt.Errorf("%w: %s", ErrUnknownMessage, msgID)
+	}
+	m.force = true
+	a := m.acct
+	s.mu.Unlock()
+	s.flush(a)
+	return ctx.Err()
+}
+
+// Deliveries returns how many times the inbound message was sent to a client.
+func (s *Server) Deliveries(msgID string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.inbound[msgID]; m != nil {
+		return m.sends
+	}
+	return 0
+}
+
+// ReceiptSent reports whether the client sent a (non-retry) receipt for the
+// inbound message msgID.
+func (s *Server) ReceiptSent(msgID string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m := s.inbound[msgID]
+	return m != nil && m.receipted()
+}
+
+// Receipts returns every receipt the client sent for msgID, in order.
+func (s *Server) Receipts(msgID string) []Receipt {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.inbound[msgID]; m != nil {
+		return append([]Receipt(nil), m.receipts...)
+	}
+	return nil
+}
+
+// WaitReceipt waits for the first (non-retry) receipt the client sends for
+// the inbound message msgID.
+func (s *Server) WaitReceipt(ctx context.Context, msgID string) (Receipt, error) {
+	var r Receipt
+	err := s.waitFor(ctx, func() bool {
+		m := s.inbound[msgID]
+		if m == nil {
+			return false
+		}
+		for _, rc := range m.receipts {
+			if rc.Type != "retry" {
+				r = rc
+				return true
+			}
+		}
+		return false
+	})
+	return r, err
+}
+
+func (s *Server) handleClientReceipt(c *conn, n *waBinary.Node) {
+	ids := []string{attrString(n, "id")}
+	for _, item := range childrenOf(n.GetChildByTag("list")) {
+		if item.Tag == "item" {
+			ids = append(ids, attrString(&item, "id"))
+		}
+	}
+	to, _ := n.Attrs["to"].(types.JID)
+	typ := attrString(n, "type")
+	s.mu.Lock()
+	phone := ""
+	if c.acct != nil {
+		phone = c.acct.user.phone
+	}
+	for _, id := range ids {
+		if m := s.inbound[id]; m != nil {
+			m.receipts = append(m.receipts, Receipt{ID: id, Type: typ, From: phone, To: to, At: time.Now()})
+		}
+	}
+	s.notifyLocked()
+	s.mu.Unlock()
+	ack := waBinary.Node{Tag: "ack", Attrs: waBinary.Attrs{"class": "receipt", "id": ids[0]}}
+	if !to.IsEmpty() {
+		ack.Attrs["from"] = to
+	}
+	if typ != "" {
+		ack.Attrs["type"] = typ
+	}
+	_ = c.send(ack)
+}
+
+func (s *Server) handleClientAck(_ *conn, n *waBinary.Node) {
+	if attrString(n, "class") != "message" {
+		return
+	}
+	s.mu.Lock()
+	if m := s.inbound[attrString(n, "id")]; m != nil {
+		m.acks++
+		s.notifyLocked()
+	}
+	s.mu.Unlock()
+}
+
+// handleClientMessage decrypts an outgoing message for every recipient
+// device the fake knows and acks it.
+func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
+	id := attrString(n, "id")
+	to, _ := n.Attrs["to"].(types.JID)
+	s.mu.Lock()
+	a := c.acct
+	var senderLID, senderPN types.JID
+	if a != nil {
+		senderLID, senderPN = a.lidDeviceLocked(), a.pnDeviceLocked()
+	}
+	s.mu.Unlock()
+	ack := waBinary.Node{Tag: "ack", Attrs: waBinary.Attrs{
+		"class": "message", "id": id, "t": fmt.Sprint(time.Now().Unix()),
+	}}
+	if !to.IsEmpty() {
+		ack.Attrs["from"] = to
+	}
+	if a == nil {
+		ack.Attrs["error"] = "401"
+		_ = c.send(ack)
+		return
+	}
+	type target struct {
+		jid types.JID
+		enc waBinary.Node
+	}
+	var targets []target
+	for _, p := range childrenOf(n.GetChildByTag("participants")) {
+		jid, ok := p.Attrs["jid"].(types.JID)
+		if p.Tag == "to" && ok {
+			targets = append(targets, target{jid, p.GetChildByTag("enc")})
+		}
+	}
+	if enc, ok := n.GetOptionalChildByTag("enc"); ok && !to.IsEmpty() {
+		targets = append(targets, target{to, enc})
+	}
+	addr := senderLID.SignalAddress()
+	for _, t := range targets {
+		content, _ := t.enc.Content.([]byte)
+		encType := attrString(&t.enc, "type")
+		s.mu.Lock()
+		u := s.lookupLocked(t.jid, false)
+		var fwd *Account
+		if u != nil && t.jid.Device != 0 && u.account != nil && u.account.device == t.jid.Device && u.account != a {
+			fwd = u.account
+		}
+		s.mu.Unlock()
+		switch {
+		case u == nil:
+			s.log.Debug().Str("to", t.jid.String()).Msg("message for unknown device dropped")
+		case fwd != nil:
+			// Another fake account's companion device: relay it.
+			node := waBinary.Node{Tag: "message", Attrs: waBinary.Attrs{
+				"from": senderLID, "sender_pn": senderPN, "id": id,
+				"t": fmt.Sprint(time.Now().Unix()), "type": attrString(n, "type"),
+			}, Content: []waBinary.Node{t.enc}}
+			m := &inboundMsg{id: id, acct: fwd, node: node}
+			s.mu.Lock()
+			if s.inbound[id] == nil {
+				s.inbound[id] = m
+			}
+			fwd.inbox = append(fwd.inbox, m)
+			s.mu.Unlock()
+			s.flush(fwd)
+		case t.jid.Device == 0:
+			plain, err := u.peer.decrypt(s.ctx, addr, encType, content)
+			if err != nil {
+				s.log.Warn().Err(err).Str("to", t.jid.String()).Str("id", id).Msg("contact failed to decrypt message")
+				continue
+			}
+			var msg waE2E.Message
+			if err = proto.Unmarshal(plain, &msg); err != nil {
+				s.log.Warn().Err(err).Str("id", id).Msg("contact got invalid protobuf")
+				continue
+			}
+			if u.account == a {
+				continue // a copy for the sender's own phone
+			}
+			s.mu.Lock()
+			u.received = append(u.received, Received{
+				ID: id, Text: messageText(&msg), Message: &msg, From: a.user.phone, FromJID: senderLID,
+				To: to, Type: attrString(n, "type"), Timestamp: time.Now(),
+			})
+			s.notifyLocked()
+			s.mu.Unlock()
+		}
+	}
+	_ = c.send(ack)
+}
+
+// WaitMessage returns the next message a client sent to this contact (in
+// order; each is returned once).
+func (c *Contact) WaitMessage(ctx context.Context) (Received, error) {
+	var r Received
+	err := c.s.waitFor(ctx, func() bool {
+		if c.next < len(c.received) {
+			r = c.received[c.next]
+			c.next++
+			return true
+		}
+		return false
+	})
+	return r, err
+}
+
+// Messages returns every message clients sent to this contact so far.
+func (c *Contact) Messages() []Received {
+	c.s.mu.Lock()
+	defer c.s.mu.Unlock()
+	return append([]Received(nil), c.received...)
+}
+
+// SendReceipt makes the contact acknowledge a message the account's client
+// sent: kind "" (delivered), "read" or "played". The client gets an
+// events.Receipt. Queued if the client is offline.
+func (c *Contact) SendReceipt(ctx context.Context, toAccountPhone, msgID, kind string) error {
+	a, err := c.accountFor(toAccountPhone)
+	if err != nil {
+		return err
+	}
+	from := c.pn
+	c.s.mu.Lock()
+	for _, r := range c.received {
+		if r.ID == msgID && !r.To.IsEmpty() {
+			from = r.To.ToNonAD()
+		}
+	}
+	c.s.mu.Unlock()
+	attrs := waBinary.Attrs{"from": from, "id": msgID, "t": fmt.Sprint(time.Now().Unix())}
+	if kind != "" {
+		attrs["type"] = kind
+	}
+	c.s.queueStanza(a, waBinary.Node{Tag: "receipt", Attrs: attrs})
+	return ctx.Err()
+}
