@@ -1,0 +1,271 @@
+package bus_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/testenv"
+)
+
+func newBus(t *testing.T) *bus.Bus {
+	t.Helper()
+	url := testenv.NATS(t)
+	nc, err := bus.Connect(url, "test", testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	b, err := bus.New(nc, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := b.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func message(t *testing.T, mentorado int64, waID string) event.Envelope {
+	t.Helper()
+	now := time.Now()
+	env, err := event.New(mentorado, event.MessageEventID(mentorado, waID), now, &event.Message{
+		WAID: waID, ChatJID: "5511912345678@s.whatsapp.net", SenderJID: "5511912345678@s.whatsapp.net",
+		Direction: event.DirectionIn, Kind: event.KindText, Text: "hi", Timestamp: now, Status: event.MessageReceived,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func TestProvisionIsIdempotent(t *testing.T) {
+	b := newBus(t)
+	ctx := context.Background()
+	// Twice more, and concurrently: every process provisions at start.
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); errs <- b.Provision(ctx) }()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("provision again: %v", err)
+		}
+	}
+	for _, name := range []string{bus.StreamEvents, bus.StreamQR, bus.StreamDLQ} {
+		s, err := b.JS.Stream(ctx, name)
+		if err != nil {
+			t.Fatalf("stream %s: %v", name, err)
+		}
+		info := s.CachedInfo()
+		if name == bus.StreamEvents && (info.Config.MaxAge != 7*24*time.Hour || info.Config.Storage != jetstream.FileStorage || info.Config.Duplicates != 10*time.Minute) {
+			t.Errorf("WA_EVENTS config: %+v", info.Config)
+		}
+		if name == bus.StreamQR && (info.Config.Storage != jetstream.MemoryStorage || info.Config.MaxMsgsPerSubject != 1) {
+			t.Errorf("WA_QR config: %+v", info.Config)
+		}
+	}
+	kv, err := b.JS.KeyValue(ctx, bus.BucketLeases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := kv.Status(ctx)
+	if err != nil || st.TTL() != 15*time.Second {
+		t.Fatalf("lease bucket TTL %v %v", st, err)
+	}
+	// A changed setting is applied by the next provision.
+	b2, err := bus.New(b.NC, bus.Config{EventsMaxAge: 48 * time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := b2.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := b.JS.Stream(ctx, bus.StreamEvents)
+	if s.CachedInfo().Config.MaxAge != 48*time.Hour {
+		t.Fatalf("max age not updated: %v", s.CachedInfo().Config.MaxAge)
+	}
+}
+
+func TestPublishSameIDStoredOnce(t *testing.T) {
+	b := newBus(t)
+	ctx := context.Background()
+	env := message(t, 42, "ABC")
+	a1, err := b.Publish(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a2, err := b.Publish(ctx, env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a1.Duplicate || !a2.Duplicate || a1.Sequence != a2.Sequence {
+		t.Fatalf("acks: %+v %+v", a1, a2)
+	}
+	s, _ := b.JS.Stream(ctx, bus.StreamEvents)
+	info, _ := s.Info(ctx)
+	if info.State.Msgs != 1 {
+		t.Fatalf("stored %d messages, want 1", info.State.Msgs)
+	}
+	raw, err := s.GetMsg(ctx, a1.Sequence)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if raw.Subject != "wa.42.evt.message" || raw.Header.Get(jetstream.MsgIDHeader) != "42:msg:ABC" {
+		t.Fatalf("stored %s %v", raw.Subject, raw.Header)
+	}
+}
+
+func TestPublishFailsWithoutServer(t *testing.T) {
+	b := newBus(t)
+	b.NC.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	if _, err := b.Publish(ctx, message(t, 1, "X")); err == nil {
+		t.Fatal("publish on a closed connection succeeded")
+	}
+}
+
+func TestRepublishForLiveFanout(t *testing.T) {
+	b := newBus(t)
+	sub, err := b.NC.SubscribeSync("live.wa.42.evt.>")
+	if err != nil {
+		t.Fatal(err)
+	}
+	env := message(t, 42, "LIVE1")
+	if _, err := b.Publish(context.Background(), env); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(context.Background(), env); err != nil { // duplicate: not republished
+		t.Fatal(err)
+	}
+	m, err := sub.NextMsg(5 * time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Subject != "live.wa.42.evt.message" || m.Header.Get("Nats-Sequence") != "1" {
+		t.Fatalf("republished %s %v", m.Subject, m.Header)
+	}
+	if _, err := sub.NextMsg(200 * time.Millisecond); !errors.Is(err, nats.ErrTimeout) {
+		t.Fatalf("duplicate was republished: %v", err)
+	}
+}
+
+func TestConsumeAckNakTerm(t *testing.T) {
+	b := newBus(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	for i := range 6 {
+		if _, err := b.Publish(ctx, message(t, 7, fmt.Sprintf("M%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := b.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+		Durable: "test", AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// M0..M3 ack; M4 nak once (redelivered), then ack; M5 term (never again).
+	var mu sync.Mutex
+	seen := map[string]int{}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = bus.Consume(ctx, cons, bus.ConsumeOptions{Batch: 4, MaxWait: 100 * time.Millisecond, Log: testenv.Logger(t)},
+			func(_ context.Context, msgs []jetstream.Msg) []bus.Decision {
+				mu.Lock()
+				defer mu.Unlock()
+				out := make([]bus.Decision, len(msgs))
+				for i, m := range msgs {
+					env, _, err := event.Decode(m.Data())
+					if err != nil {
+						t.Errorf("decode: %v", err)
+					}
+					id := env.ID
+					seen[id]++
+					switch {
+					case id == "7:msg:M4" && seen[id] == 1:
+						out[i] = bus.Decision{Action: bus.Nak, Delay: 50 * time.Millisecond}
+					case id == "7:msg:M5":
+						out[i] = bus.Decision{Action: bus.Term, Reason: "poison"}
+					default:
+						out[i] = bus.Decision{Action: bus.Ack}
+					}
+				}
+				return out
+			})
+	}()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		info, err := cons.Info(ctx)
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0 && info.AckFloor.Stream == 6
+	}, "consumer never settled")
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	for i := range 6 {
+		id := fmt.Sprintf("7:msg:M%d", i)
+		want := 1
+		if i == 4 {
+			want = 2
+		}
+		if seen[id] != want {
+			t.Errorf("%s delivered %d times, want %d", id, seen[id], want)
+		}
+	}
+}
+
+func TestDeadLetter(t *testing.T) {
+	b := newBus(t)
+	ctx := context.Background()
+	reason := errors.New("event: invalid field: data.kind")
+	for range 2 { // the same dead letter twice is stored once
+		if err := b.DeadLetter(ctx, bus.StreamEvents, "wa.9.evt.message", 17, []byte("{garbage"), reason); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s, _ := b.JS.Stream(ctx, bus.StreamDLQ)
+	info, _ := s.Info(ctx)
+	if info.State.Msgs != 1 {
+		t.Fatalf("%d dead letters, want 1", info.State.Msgs)
+	}
+	m, err := s.GetMsg(ctx, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(m.Data) != "{garbage" || m.Header.Get(bus.HeaderError) != reason.Error() ||
+		m.Header.Get(bus.HeaderOriginalSubject) != "wa.9.evt.message" || m.Header.Get(bus.HeaderOriginalSeq) != "17" {
+		t.Fatalf("dead letter %q %v", m.Data, m.Header)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, c := range []bus.Config{
+		{EventsMaxAge: time.Second},
+		{Replicas: 7},
+		{LeaseTTL: time.Millisecond},
+		{EventsMaxAge: time.Hour, DuplicateWindow: 2 * time.Hour},
+	} {
+		if err := c.Validate(); err == nil {
+			t.Errorf("accepted %+v", c)
+		}
+	}
+	if err := (bus.Config{}).Validate(); err != nil {
+		t.Fatal(err)
+	}
+}
