@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
+	"unicode/utf8"
 
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
@@ -64,9 +66,9 @@ func (c *Converter) message(ctx context.Context, evt *events.Message) ([]event.E
 	} else {
 		m.PushName = info.PushName
 	}
-	env, err := event.New(c.Mentorado, event.MessageEventID(c.Mentorado, info.ID), ts, m)
+	env, err := c.fit(info.ID, ts, m)
 	if err != nil {
-		return nil, fmt.Errorf("waconv: message %q: %w", info.ID, err)
+		return nil, err
 	}
 	out := []event.Envelope{env}
 
@@ -83,6 +85,29 @@ func (c *Converter) message(ctx context.Context, evt *events.Message) ([]event.E
 		return nil, err
 	}
 	return append(out, cenv), nil
+}
+
+// maxDataBytes leaves room for the envelope around the payload within
+// event.MaxEnvelopeBytes.
+const maxDataBytes = event.MaxEnvelopeBytes - 4096
+
+// fit builds the message envelope, shortening a text whose JSON form would
+// not fit in an envelope (65,536 characters JSON-escaped to 6 bytes each). An
+// envelope the bus refuses would never be acked, and WhatsApp would redeliver
+// the message forever.
+func (c *Converter) fit(id string, ts time.Time, m *event.Message) (event.Envelope, error) {
+	for range 8 {
+		env, err := event.New(c.Mentorado, event.MessageEventID(c.Mentorado, id), ts, m)
+		if err != nil {
+			return event.Envelope{}, fmt.Errorf("waconv: message %q: %w", id, err)
+		}
+		if len(env.Data) <= maxDataBytes || m.Text == "" {
+			return env, nil
+		}
+		runes := utf8.RuneCountInString(m.Text)
+		m.Text = truncate(m.Text, runes*maxDataBytes/len(env.Data)*9/10)
+	}
+	return event.Envelope{}, fmt.Errorf("waconv: message %q: text does not fit in an envelope", id)
 }
 
 func jidString(j types.JID) string {

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -741,5 +742,44 @@ func TestLongTextIsTruncated(t *testing.T) {
 	_, ps := payloads(t, converter(nil), msg(fromAlice(), "A", "", text(string(long))))
 	if got := []rune(ps[0].(*event.Message).Text); len(got) != event.MaxTextRunes {
 		t.Errorf("text has %d runes, want %d", len(got), event.MaxTextRunes)
+	}
+}
+
+// whatsmeow emits events.PushName next to the message that carried the new
+// name; both yield the same contact envelope id, so JetStream keeps one.
+func TestPushNameFromMessageAndEventDedupe(t *testing.T) {
+	for _, src := range []types.MessageSource{
+		fromAlice(),
+		{Chat: aliceLID, Sender: jid("200000000000001:2@lid"), SenderAlt: aliceDev, AddressingMode: types.AddressingModeLID},
+		{Chat: group, Sender: jid("200000000000001:2@lid"), SenderAlt: aliceDev, IsGroup: true},
+	} {
+		c := converter(nil)
+		fromMsg, err := c.Convert(t.Context(), msg(src, "M", "Alice", text("x")))
+		if err != nil || len(fromMsg) != 2 {
+			t.Fatalf("message: %d envelopes, %v", len(fromMsg), err)
+		}
+		info := types.MessageInfo{MessageSource: src, ID: "M", PushName: "Alice", Timestamp: ts}
+		fromEvt, err := c.Convert(t.Context(), &events.PushName{JID: src.Sender, JIDAlt: src.SenderAlt, Message: &info, NewPushName: "Alice"})
+		if err != nil || len(fromEvt) != 1 {
+			t.Fatalf("push name: %d envelopes, %v", len(fromEvt), err)
+		}
+		if fromMsg[1].ID != fromEvt[0].ID || !bytes.Equal(fromMsg[1].Data, fromEvt[0].Data) {
+			t.Errorf("%s: message contact %s %s, push name event %s %s", src.SourceString(), fromMsg[1].ID, fromMsg[1].Data, fromEvt[0].ID, fromEvt[0].Data)
+		}
+	}
+}
+
+// Characters that JSON escapes to six bytes must not push the envelope over
+// the bus limit: such an envelope could never be published nor acked.
+func TestEscapedTextFitsEnvelope(t *testing.T) {
+	long := strings.Repeat("<", event.MaxTextRunes)
+	envs, ps := payloads(t, converter(nil), msg(fromAlice(), "A", "", text(long)))
+	b, err := envs[0].Encode()
+	if err != nil {
+		t.Fatalf("encode: %v", err)
+	}
+	got := ps[0].(*event.Message).Text
+	if len(got) == 0 || !strings.HasPrefix(long, got) || len(b) > event.MaxEnvelopeBytes {
+		t.Errorf("text %d runes, envelope %d bytes", len(got), len(b))
 	}
 }
