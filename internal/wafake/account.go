@@ -2,6 +2,7 @@ package wafake
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -230,6 +231,9 @@ func (s *Server) userLocked(phone string) *Contact {
 		// across fake server instances (a device store outlives the fake).
 		lid:  types.NewJID("9"+phone, types.HiddenUserServer),
 		peer: newPeer(),
+
+		lidKnown:  map[*Account]bool{},
+		pnSession: map[*Account]bool{},
 	}
 	s.users[phone] = u
 	s.byUser[u.pn.User+"@"+u.pn.Server] = u
@@ -270,7 +274,9 @@ func isDigits(v string) bool {
 func (s *Server) accountLocked(phone string) *Account {
 	u := s.userLocked(phone)
 	if u.account == nil {
-		u.account = &Account{s: s, user: u, advKey: keys.NewKeyPair(), nextDevice: 1}
+		// The primary phone's Signal identity key is the ADV account key:
+		// whatsmeow stores it as the identity of <lid>:0 when pairing.
+		u.account = &Account{s: s, user: u, advKey: u.peer.ik, nextDevice: 1}
 	}
 	return u.account
 }
@@ -450,6 +456,9 @@ func (s *Server) handleUsync(c *conn, n *waBinary.Node) {
 			}
 			if jid.Server == types.DefaultUserServer {
 				lid = u.lid
+				if c.acct != nil && slices.ContainsFunc(queries, func(q waBinary.Node) bool { return q.Tag == "lid" }) {
+					u.lidKnown[c.acct] = true
+				}
 			}
 		}
 		s.mu.Unlock()

@@ -26,6 +26,12 @@ type Contact struct {
 	received []Received
 	next     int
 	pushName string
+	usePN    bool
+	// Which address the account's client uses for this contact's session.
+	// The client encrypts to the LID when it knows the PN→LID mapping and
+	// to the PN otherwise; a reply must come from the matching address.
+	lidKnown  map[*Account]bool // the client learned this contact's LID
+	pnSession map[*Account]bool // the client's session is under the PN
 }
 
 // Received is a message a client sent to a contact, decrypted by the
@@ -91,6 +97,17 @@ func (c *Contact) JID() types.JID { return c.pn }
 // with sender_pn set to JID, as WhatsApp does today.
 func (c *Contact) LID() types.JID { return c.lid }
 
+// UsePNAddressing makes the contact's messages come from its phone-number
+// JID (with sender_lid) instead of its LID (with sender_pn, the default).
+// Even by default, a reply on a session the client created by sending to the
+// phone number (before it knew the LID) comes from the phone number, so that
+// whatsmeow migrates the session to the LID, as with the real server.
+func (c *Contact) UsePNAddressing(v bool) {
+	c.s.mu.Lock()
+	c.usePN = v
+	c.s.mu.Unlock()
+}
+
 // SetPushName sets the notify attribute of the contact's future messages.
 func (c *Contact) SetPushName(name string) {
 	c.s.mu.Lock()
@@ -136,6 +153,9 @@ func (c *Contact) SendMessage(ctx context.Context, toAccountPhone string, msg *w
 		b = a.accountBundleLocked()
 	}
 	pushName := c.pushName
+	fromPN := c.usePN || c.pnSession[a]
+	c.pnSession[a] = false
+	c.lidKnown[a] = true
 	s.mu.Unlock()
 	if b == nil && !c.peer.hasSession(addr) {
 		return "", fmt.Errorf("wafake: account %s has not uploaded prekeys yet", toAccountPhone)
@@ -154,6 +174,10 @@ func (c *Contact) SendMessage(ctx context.Context, toAccountPhone string, msg *w
 	}
 	if msg.Conversation == nil && msg.ExtendedTextMessage == nil {
 		attrs["type"] = "media"
+	}
+	if fromPN {
+		delete(attrs, "sender_pn")
+		attrs["from"], attrs["sender_lid"] = c.pn, c.lid
 	}
 	if pushName != "" {
 		attrs["notify"] = pushName
@@ -430,6 +454,9 @@ func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 				continue // a copy for the sender's own phone
 			}
 			s.mu.Lock()
+			if t.jid.Server == types.DefaultUserServer && !u.lidKnown[a] {
+				u.pnSession[a] = true
+			}
 			u.received = append(u.received, Received{
 				ID: id, Text: messageText(&msg), Message: &msg, From: a.user.phone, FromJID: senderLID,
 				To: to, Type: attrString(n, "type"), Timestamp: time.Now(),
