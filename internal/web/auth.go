@@ -1,0 +1,206 @@
+package web
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// Authentication
+//
+//   - Admin routes: "Authorization: Bearer <admin token>", compared in
+//     constant time (both sides hashed first, so lengths do not leak).
+//   - Mentorado routes: "Authorization: Bearer <mentorado token>". Tokens are
+//     32 random bytes shown once; only their SHA-256 is stored
+//     (mentorados.token_hash) and looked up.
+//   - Streams (GET /v1/events, GET /v1/ws) also accept the bearer header; for
+//     browsers, which cannot set headers on EventSource or WebSocket, they
+//     accept "?ticket=<ticket>" where the ticket comes from
+//     POST /v1/stream-tickets. A ticket is an HMAC over (mentorado, expiry,
+//     current token hash): it expires after TicketTTL (60 s), is useless for
+//     any other route, and dies when the token is rotated. Query strings are
+//     never logged.
+
+// tokenPrefix marks zapbus mentorado tokens so secret scanners can find them.
+const tokenPrefix = "zbt_"
+
+type ctxKey int
+
+const mentoradoKey ctxKey = 1
+
+// MentoradoFrom returns the authenticated mentorado of a request context
+// (set by RequireMentorado and every mentorado-scoped route).
+func MentoradoFrom(ctx context.Context) (int64, bool) {
+	id, ok := ctx.Value(mentoradoKey).(int64)
+	return id, ok
+}
+
+func withMentorado(ctx context.Context, id int64) context.Context {
+	return context.WithValue(ctx, mentoradoKey, id)
+}
+
+// newToken returns a fresh token and its stored hash.
+func newToken() (token string, hash []byte, err error) {
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", nil, fmt.Errorf("token: %w", err)
+	}
+	token = tokenPrefix + base64.RawURLEncoding.EncodeToString(b)
+	return token, hashToken(token), nil
+}
+
+func hashToken(token string) []byte {
+	h := sha256.Sum256([]byte(token))
+	return h[:]
+}
+
+func bearer(r *http.Request) (string, bool) {
+	h := r.Header.Get("Authorization")
+	scheme, tok, ok := strings.Cut(h, " ")
+	if !ok || !strings.EqualFold(scheme, "Bearer") {
+		return "", false
+	}
+	tok = strings.TrimSpace(tok)
+	return tok, tok != ""
+}
+
+var errUnauthorized = &apiError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: "missing or invalid credentials"}
+
+func (s *Server) adminAuth(h http.HandlerFunc) http.HandlerFunc {
+	want := sha256.Sum256([]byte(s.cfg.AdminToken))
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, _ := bearer(r)
+		got := sha256.Sum256([]byte(tok))
+		if tok == "" || subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="zapbus-admin"`)
+			s.writeError(w, r, errUnauthorized)
+			return
+		}
+		h(w, r)
+	}
+}
+
+// lookupToken returns the mentorado owning token.
+func (s *Server) lookupToken(ctx context.Context, token string) (int64, error) {
+	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 128 {
+		return 0, errUnauthorized
+	}
+	var id int64
+	err := s.db.Pool.QueryRow(ctx, `SELECT id FROM mentorados WHERE token_hash = $1`, hashToken(token)).Scan(&id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return 0, errUnauthorized
+	}
+	if err != nil {
+		return 0, fmt.Errorf("look up token: %w", err)
+	}
+	return id, nil
+}
+
+func (s *Server) mentoradoAuth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := bearer(r)
+		if !ok {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="zapbus"`)
+			s.writeError(w, r, errUnauthorized)
+			return
+		}
+		id, err := s.lookupToken(r.Context(), tok)
+		if err != nil {
+			if errors.Is(err, errUnauthorized) {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="zapbus"`)
+			}
+			s.writeError(w, r, err)
+			return
+		}
+		h(w, r.WithContext(withMentorado(r.Context(), id)))
+	}
+}
+
+// streamAuth accepts the bearer header or a stream ticket.
+func (s *Server) streamAuth(h http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		var (
+			id  int64
+			err error
+		)
+		if tok, ok := bearer(r); ok {
+			id, err = s.lookupToken(r.Context(), tok)
+		} else if t := r.URL.Query().Get("ticket"); t != "" {
+			id, err = s.verifyTicket(r.Context(), t)
+		} else {
+			err = errUnauthorized
+		}
+		if err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		h(w, r.WithContext(withMentorado(r.Context(), id)))
+	}
+}
+
+// tokenHashOf returns the current token hash of a mentorado.
+func (s *Server) tokenHashOf(ctx context.Context, m int64) ([]byte, error) {
+	var hash []byte
+	err := s.db.Pool.QueryRow(ctx, `SELECT token_hash FROM mentorados WHERE id = $1`, m).Scan(&hash)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && len(hash) == 0) {
+		return nil, errUnauthorized
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up token hash: %w", err)
+	}
+	return hash, nil
+}
+
+// issueTicket signs (mentorado, expiry) together with the current token hash.
+func (s *Server) issueTicket(ctx context.Context, m int64, now time.Time) (string, time.Time, error) {
+	hash, err := s.tokenHashOf(ctx, m)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	exp := now.Add(s.cfg.TicketTTL).Truncate(time.Second)
+	payload := make([]byte, 16)
+	binary.BigEndian.PutUint64(payload[:8], uint64(m))
+	binary.BigEndian.PutUint64(payload[8:], uint64(exp.Unix()))
+	mac := s.ticketMAC(payload, hash)
+	return base64.RawURLEncoding.EncodeToString(append(payload, mac...)), exp, nil
+}
+
+func (s *Server) ticketMAC(payload, tokenHash []byte) []byte {
+	h := hmac.New(sha256.New, s.cfg.TicketKey)
+	h.Write([]byte("zapbus-ticket-v1\x00"))
+	h.Write(payload)
+	h.Write(tokenHash)
+	return h.Sum(nil)
+}
+
+func (s *Server) verifyTicket(ctx context.Context, t string) (int64, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(t)
+	if err != nil || len(raw) != 16+sha256.Size {
+		return 0, errUnauthorized
+	}
+	payload, mac := raw[:16], raw[16:]
+	m := int64(binary.BigEndian.Uint64(payload[:8]))
+	exp := time.Unix(int64(binary.BigEndian.Uint64(payload[8:])), 0)
+	if m <= 0 || time.Now().After(exp) {
+		return 0, errUnauthorized
+	}
+	hash, err := s.tokenHashOf(ctx, m)
+	if err != nil {
+		return 0, err
+	}
+	if !hmac.Equal(mac, s.ticketMAC(payload, hash)) {
+		return 0, errUnauthorized
+	}
+	return m, nil
+}

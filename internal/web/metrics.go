@@ -1,0 +1,48 @@
+package web
+
+import (
+	"net/http"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// metrics live in the server's own registry, so several servers in one
+// process (tests, the dev binary) never collide.
+type metrics struct {
+	reg      *prometheus.Registry
+	requests *prometheus.CounterVec
+	clients  *prometheus.GaugeVec
+	dropped  *prometheus.CounterVec
+	commands *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_http_requests_total",
+			Help: "HTTP requests by route pattern and status code.",
+		}, []string{"route", "code"}),
+		clients: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zapbus_stream_clients",
+			Help: "Open live stream clients by transport (sse, ws).",
+		}, []string{"transport"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_stream_dropped_total",
+			Help: "Stream clients dropped for being too slow, by transport and reason.",
+		}, []string{"transport", "reason"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_commands_total",
+			Help: "Commands sent to connectors by verb and result code.",
+		}, []string{"verb", "result"}),
+	}
+	m.reg.MustRegister(m.requests, m.clients, m.dropped, m.commands,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}

@@ -1,0 +1,131 @@
+package web
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"io/fs"
+	"net/http"
+	"time"
+
+	"github.com/nats-io/nats.go"
+)
+
+// route is one documented endpoint. Path uses OpenAPI syntax, which for
+// these routes is also ServeMux syntax ("/" is served as "/{$}").
+type route struct {
+	method  string
+	path    string
+	handler http.Handler
+}
+
+func (rt route) pattern() string {
+	if rt.path == "/" {
+		return rt.method + " /{$}"
+	}
+	return rt.method + " " + rt.path
+}
+
+// routeTable lists every route of the API, in one place. Each one must be
+// described in openapi.json (checked by a test).
+func (s *Server) routeTable() []route {
+	admin := func(h http.HandlerFunc) http.Handler { return s.adminAuth(h) }
+	tenant := func(h http.HandlerFunc) http.Handler { return s.mentoradoAuth(h) }
+	stream := func(h http.HandlerFunc) http.Handler { return s.streamAuth(h) }
+	return []route{
+		// Admin.
+		{"POST", "/v1/admin/mentorados", admin(s.handleCreateMentorado)},
+		{"POST", "/v1/admin/mentorados/{id}/tokens", admin(s.handleRotateToken)},
+
+		// WhatsApp session.
+		{"POST", "/v1/whatsapp/connect", tenant(s.handleConnect)},
+		{"POST", "/v1/whatsapp/disconnect", tenant(s.handleDisconnect)},
+		{"POST", "/v1/whatsapp/logout", tenant(s.handleLogout)},
+		{"GET", "/v1/whatsapp/status", tenant(s.handleStatus)},
+		{"GET", "/v1/whatsapp/qr.png", tenant(s.handleQRPNG)},
+		{"DELETE", "/v1/whatsapp/data", tenant(s.handleClearData)},
+
+		// Messages and conversations.
+		{"POST", "/v1/messages", tenant(s.handleSend)},
+		{"POST", "/v1/messages/link-orphans", tenant(s.handleLinkOrphans)},
+		{"GET", "/v1/conversations", tenant(s.handleConversations)},
+		{"GET", "/v1/conversations/{phone}/messages", tenant(s.handleMessages)},
+
+		// Live streams.
+		{"POST", "/v1/stream-tickets", tenant(s.handleStreamTicket)},
+		{"GET", "/v1/events", stream(s.handleEvents)},
+		{"GET", "/v1/ws", stream(s.handleWS)},
+
+		// Operations.
+		{"GET", "/healthz", http.HandlerFunc(s.handleHealthz)},
+		{"GET", "/readyz", http.HandlerFunc(s.handleReadyz)},
+		{"GET", "/metrics", s.metrics.handler()},
+		{"GET", "/openapi.json", http.HandlerFunc(s.handleOpenAPI)},
+
+		// Dashboard.
+		{"GET", "/", http.HandlerFunc(s.handleIndex)},
+		{"GET", "/assets/{file}", s.assetHandler()},
+	}
+}
+
+func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// handleReadyz reports ready when Postgres answers and NATS is connected.
+func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
+	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.db.Ready(ctx); err != nil {
+		s.writeError(w, r, errorf(http.StatusServiceUnavailable, codeUnavailable, "postgres not ready"))
+		return
+	}
+	if st := s.bus.NC.Status(); st != nats.CONNECTED {
+		s.writeError(w, r, errorf(http.StatusServiceUnavailable, codeUnavailable, "nats %s", st))
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+//go:embed openapi.json
+var openAPIDoc []byte
+
+func (s *Server) handleOpenAPI(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(openAPIDoc)
+}
+
+//go:embed assets
+var assetsFS embed.FS
+
+func (s *Server) handleIndex(w http.ResponseWriter, r *http.Request) {
+	b, err := assetsFS.ReadFile("assets/index.html")
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; connect-src 'self'; style-src 'self'; script-src 'self'")
+	w.Header().Set("Referrer-Policy", "no-referrer")
+	_, _ = w.Write(b)
+}
+
+func (s *Server) assetHandler() http.Handler {
+	sub, err := fs.Sub(assetsFS, "assets")
+	if err != nil {
+		panic(err) // embedded at build time
+	}
+	files := http.FileServerFS(sub)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		name := r.PathValue("file")
+		if _, err := fs.Stat(sub, name); errors.Is(err, fs.ErrNotExist) || name == "index.html" {
+			s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "no such asset"))
+			return
+		}
+		w.Header().Set("Cache-Control", "no-cache")
+		r2 := r.Clone(r.Context())
+		r2.URL.Path = "/" + name
+		files.ServeHTTP(w, r2)
+	})
+}

@@ -1,0 +1,257 @@
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/event"
+)
+
+// frame is one event for a stream client. Seq is the WA_EVENTS stream
+// sequence; 0 for QR frames, which are not stored history and carry no id.
+type frame struct {
+	Seq   uint64
+	Event string // event type: connection, message, receipt, contact, qr
+	Data  []byte // the envelope JSON as stored
+}
+
+// feed is what one stream client receives, transport-agnostic: the live QR
+// first, then what it missed since Last-Event-ID (replayed from WA_EVENTS),
+// then live events, each stored event exactly once and in order.
+//
+// Live events arrive on core subscriptions (live.wa.<m>.evt.> republished by
+// the stream, and wa.<m>.qr) into a bounded buffer; a client whose buffer
+// is full is dropped, so it never stalls the others or the NATS connection.
+type feed struct {
+	s       *Server
+	m       int64
+	out     chan frame
+	dropped chan struct{}
+	once    sync.Once
+	reason  string
+	subs    []*nats.Subscription
+
+	lastSeq uint64 // last stream sequence handed out
+	lastQR  [32]byte
+	pending []frame // frames before live: the QR, then replay batches
+
+	cons      jetstream.Consumer // replay consumer; nil once caught up
+	replayEnd uint64             // last stream sequence when the replay began
+}
+
+var errDropped = errors.New("stream client too slow")
+
+// openFeed subscribes to live events of m, then gathers the initial frames:
+// the current QR and the replay after lastEventID (0: no replay).
+func (s *Server) openFeed(ctx context.Context, m int64, lastEventID uint64) (*feed, error) {
+	f := &feed{s: s, m: m, out: make(chan frame, s.cfg.StreamBuffer), dropped: make(chan struct{})}
+	live, err := s.bus.NC.Subscribe(bus.LivePrefix+event.MentoradoEvents(m), f.onLive)
+	if err != nil {
+		return nil, fmt.Errorf("subscribe live events: %w", err)
+	}
+	f.subs = append(f.subs, live)
+	qr, err := s.bus.NC.Subscribe(event.QRSubject(m), f.onQR)
+	if err != nil {
+		f.close()
+		return nil, fmt.Errorf("subscribe qr: %w", err)
+	}
+	f.subs = append(f.subs, qr)
+	// The subscriptions are active on the server before the stream state
+	// is read, so anything stored after the replay ends arrives live.
+	if err := s.bus.NC.FlushWithContext(ctx); err != nil {
+		f.close()
+		return nil, fmt.Errorf("flush subscriptions: %w", err)
+	}
+	if raw, q, err := s.currentQR(ctx, m); err != nil {
+		s.log.Warn().Err(err).Int64("mentorado", m).Msg("read current qr")
+	} else if q != nil {
+		f.lastQR = sha256.Sum256(raw)
+		f.pending = append(f.pending, frame{Event: string(event.TypeQR), Data: raw})
+	}
+	if lastEventID > 0 {
+		if err := f.replay(ctx, lastEventID); err != nil {
+			f.close()
+			return nil, err
+		}
+	}
+	return f, nil
+}
+
+// replay prepares reading the events of m stored after seq from WA_EVENTS
+// with an ordered consumer, up to the end of what is stored now. Batches are
+// fetched lazily by next, so a long replay never sits in memory at once.
+func (f *feed) replay(ctx context.Context, after uint64) error {
+	js := f.s.bus.JS
+	st, err := js.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		return fmt.Errorf("events stream: %w", err)
+	}
+	info, err := st.Info(ctx)
+	if err != nil {
+		return fmt.Errorf("events stream info: %w", err)
+	}
+	if after > info.State.LastSeq {
+		// The id is from a stream that no longer exists (reset, or another
+		// cluster): continue live rather than suppress new events with
+		// smaller sequences.
+		return nil
+	}
+	f.lastSeq = after
+	if after == info.State.LastSeq {
+		return nil
+	}
+	cons, err := js.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+		FilterSubjects: []string{event.MentoradoEvents(f.m)},
+		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:    after + 1,
+	})
+	if err != nil {
+		return fmt.Errorf("replay consumer: %w", err)
+	}
+	f.cons, f.replayEnd = cons, info.State.LastSeq
+	return nil
+}
+
+// fetchReplay appends the next replay batch to pending; it ends the replay
+// when the consumer has nothing more up to replayEnd.
+func (f *feed) fetchReplay() error {
+	batch, err := f.cons.FetchNoWait(256)
+	if err != nil {
+		return fmt.Errorf("replay fetch: %w", err)
+	}
+	n, done := 0, false
+	for msg := range batch.Messages() {
+		md, err := msg.Metadata()
+		if err != nil {
+			return fmt.Errorf("replay metadata: %w", err)
+		}
+		n++
+		if md.NumPending == 0 || md.Sequence.Stream >= f.replayEnd {
+			done = true
+		}
+		f.pending = append(f.pending, frame{Seq: md.Sequence.Stream, Event: eventType(msg.Subject()), Data: msg.Data()})
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
+		return fmt.Errorf("replay fetch: %w", err)
+	}
+	if n == 0 || done {
+		f.cons = nil
+	}
+	return nil
+}
+
+func eventType(subject string) string {
+	return subject[strings.LastIndexByte(subject, '.')+1:]
+}
+
+func (f *feed) onLive(msg *nats.Msg) {
+	seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
+	if err != nil || seq == 0 {
+		f.s.log.Warn().Str("subject", msg.Subject).Msg("live event without sequence header ignored")
+		return
+	}
+	f.push(frame{Seq: seq, Event: eventType(msg.Subject), Data: msg.Data})
+}
+
+func (f *feed) onQR(msg *nats.Msg) {
+	f.push(frame{Event: string(event.TypeQR), Data: msg.Data})
+}
+
+// push never blocks: a client that cannot keep up is dropped.
+func (f *feed) push(fr frame) {
+	select {
+	case f.out <- fr:
+	default:
+		f.drop("buffer_full")
+	}
+}
+
+func (f *feed) drop(reason string) {
+	f.once.Do(func() {
+		f.reason = reason
+		close(f.dropped)
+	})
+}
+
+// next returns the next frame to deliver, skipping stored events already
+// delivered (by sequence) and repeated QR codes. It returns errDropped when
+// the client fell behind, and stops at ctx end or server shutdown.
+func (f *feed) next(ctx context.Context, heartbeat <-chan time.Time) (fr frame, beat bool, err error) {
+	for {
+		if len(f.pending) == 0 && f.cons != nil {
+			if err := f.fetchReplay(); err != nil {
+				return frame{}, false, err
+			}
+		}
+		if len(f.pending) > 0 {
+			fr, f.pending = f.pending[0], f.pending[1:]
+			if fr.Seq != 0 {
+				if fr.Seq <= f.lastSeq {
+					continue
+				}
+				f.lastSeq = fr.Seq
+			}
+			return fr, false, nil
+		}
+		select {
+		case <-f.dropped:
+			return frame{}, false, errDropped
+		case <-ctx.Done():
+			return frame{}, false, ctx.Err()
+		case <-f.s.streamsDone:
+			return frame{}, false, errShutdown
+		case <-heartbeat:
+			return frame{}, true, nil
+		case fr = <-f.out:
+		}
+		if fr.Seq == 0 {
+			h := sha256.Sum256(fr.Data)
+			if h == f.lastQR {
+				continue
+			}
+			f.lastQR = h
+			return fr, false, nil
+		}
+		if fr.Seq <= f.lastSeq {
+			continue // already replayed
+		}
+		f.lastSeq = fr.Seq
+		return fr, false, nil
+	}
+}
+
+var errShutdown = errors.New("server shutting down")
+
+func (f *feed) close() {
+	for _, sub := range f.subs {
+		_ = sub.Unsubscribe()
+	}
+}
+
+// parseLastEventID reads the resume position: the Last-Event-ID header
+// (set by EventSource on reconnect) or ?last_event_id= (for a fresh
+// EventSource or websocket).
+func parseLastEventID(h, q string) (uint64, error) {
+	v := h
+	if v == "" {
+		v = q
+	}
+	if v == "" {
+		return 0, nil
+	}
+	n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+	if err != nil {
+		return 0, errorf(400, codeBadRequest, "Last-Event-ID must be a stream sequence number")
+	}
+	return n, nil
+}

@@ -1,0 +1,210 @@
+// Package web is the notifier's HTTP edge: the REST/JSON API (admin and
+// mentorado-scoped), live event streams over SSE and websocket, the embedded
+// dashboard, health, readiness and Prometheus metrics.
+//
+// Every mentorado-scoped handler receives the mentorado id from the
+// authentication middleware and passes it to every query and every NATS
+// command subject; nothing in a request body or path can name another tenant.
+package web
+
+import (
+	"context"
+	"crypto/sha256"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/store"
+)
+
+// Config holds the notifier's HTTP settings. Zero values take the defaults.
+type Config struct {
+	// AdminToken authorises /v1/admin/*. Required.
+	AdminToken string
+	// TicketKey signs short-lived stream tickets. Every notifier behind one
+	// load balancer must share it; by default it is derived from AdminToken.
+	TicketKey []byte
+	// TicketTTL is how long a stream ticket can be used to open a stream (default 60 s).
+	TicketTTL time.Duration
+	// CommandTimeout bounds connect/disconnect/logout/status commands (default 10 s).
+	CommandTimeout time.Duration
+	// SendTimeout bounds send commands (default 30 s).
+	SendTimeout time.Duration
+	// MaxBodyBytes caps request bodies (default 1 MiB); larger bodies get 413.
+	MaxBodyBytes int64
+	// StreamBuffer is how many events may wait for one stream client
+	// (default 256); a client that falls further behind is dropped.
+	StreamBuffer int
+	// StreamWriteTimeout bounds one write to a stream client (default 10 s);
+	// a client that does not take the bytes in time is dropped.
+	StreamWriteTimeout time.Duration
+	// Heartbeat is the SSE comment / websocket ping interval (default 15 s).
+	Heartbeat time.Duration
+	// ShutdownTimeout bounds graceful shutdown in Run/Serve (default 10 s).
+	ShutdownTimeout time.Duration
+}
+
+// WithDefaults fills zero values.
+func (c Config) WithDefaults() Config {
+	if c.TicketTTL == 0 {
+		c.TicketTTL = time.Minute
+	}
+	if c.CommandTimeout == 0 {
+		c.CommandTimeout = 10 * time.Second
+	}
+	if c.SendTimeout == 0 {
+		c.SendTimeout = 30 * time.Second
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = 1 << 20
+	}
+	if c.StreamBuffer == 0 {
+		c.StreamBuffer = 256
+	}
+	if c.StreamWriteTimeout == 0 {
+		c.StreamWriteTimeout = 10 * time.Second
+	}
+	if c.Heartbeat == 0 {
+		c.Heartbeat = 15 * time.Second
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = 10 * time.Second
+	}
+	if len(c.TicketKey) == 0 && c.AdminToken != "" {
+		k := sha256.Sum256([]byte("zapbus stream tickets\x00" + c.AdminToken))
+		c.TicketKey = k[:]
+	}
+	return c
+}
+
+// Validate reports settings that cannot work.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	switch {
+	case len(c.AdminToken) < 16:
+		return errors.New("web: admin token must be at least 16 characters")
+	case len(c.TicketKey) < 16:
+		return errors.New("web: ticket key must be at least 16 bytes")
+	case c.TicketTTL < time.Second:
+		return errors.New("web: ticket TTL below one second")
+	case c.CommandTimeout <= 0 || c.SendTimeout <= 0:
+		return errors.New("web: command timeouts must be positive")
+	case c.MaxBodyBytes < 1024:
+		return errors.New("web: max body below 1 KiB")
+	case c.StreamBuffer < 1:
+		return errors.New("web: stream buffer must be at least 1")
+	case c.StreamWriteTimeout <= 0 || c.Heartbeat <= 0:
+		return errors.New("web: stream write timeout and heartbeat must be positive")
+	}
+	return nil
+}
+
+// Server is the notifier HTTP server. Create it with New.
+type Server struct {
+	cfg     Config
+	db      *store.DB
+	bus     *bus.Bus
+	log     zerolog.Logger
+	mux     *http.ServeMux
+	metrics *metrics
+	routes  []route
+
+	// streamsDone is closed when the server shuts down, ending every
+	// long-lived stream so graceful shutdown does not wait for clients.
+	streamsDone chan struct{}
+	closeOnce   sync.Once
+}
+
+// New builds a server on an open database and a provisioned bus.
+func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if db == nil || b == nil {
+		return nil, errors.New("web: database and bus are required")
+	}
+	s := &Server{
+		cfg:         cfg.WithDefaults(),
+		db:          db,
+		bus:         b,
+		log:         log.With().Str("component", "web").Logger(),
+		mux:         http.NewServeMux(),
+		metrics:     newMetrics(),
+		streamsDone: make(chan struct{}),
+	}
+	s.routes = s.routeTable()
+	for _, rt := range s.routes {
+		s.mux.Handle(rt.pattern(), rt.handler)
+	}
+	return s, nil
+}
+
+// Mount adds an extra route (a ServeMux pattern such as
+// "POST /v1/dev/sim/{phone}/text") served with the same logging, metrics and
+// JSON 404/405 handling. Mounted routes are not authenticated unless h is
+// wrapped with RequireMentorado or RequireAdmin, and they are not listed in
+// the OpenAPI document. Call Mount before serving.
+func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// RequireMentorado wraps h so it runs only for a valid mentorado bearer
+// token; h finds the mentorado with MentoradoFrom(r.Context()).
+func (s *Server) RequireMentorado(h http.Handler) http.Handler { return s.mentoradoAuth(h.ServeHTTP) }
+
+// RequireAdmin wraps h so it runs only with the admin bearer token.
+func (s *Server) RequireAdmin(h http.Handler) http.Handler { return s.adminAuth(h.ServeHTTP) }
+
+// Handler returns the root handler: middleware around the route mux.
+func (s *Server) Handler() http.Handler { return s.middleware(s.mux) }
+
+// Close ends every open stream. It is idempotent.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.streamsDone) })
+}
+
+// Run listens on addr and serves until ctx is cancelled, then shuts down.
+func (s *Server) Run(ctx context.Context, addr string) error {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("web: listen %s: %w", addr, err)
+	}
+	return s.Serve(ctx, ln)
+}
+
+// Serve serves on ln until ctx is cancelled, then closes streams and shuts
+// down gracefully within ShutdownTimeout.
+func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          newStdLogger(s.log),
+		// No WriteTimeout: streams are long-lived; stream writes set
+		// their own deadline.
+	}
+	errc := make(chan error, 1)
+	go func() { errc <- hs.Serve(ln) }()
+	s.log.Info().Str("addr", ln.Addr().String()).Msg("notifier listening")
+	select {
+	case err := <-errc:
+		s.Close()
+		return fmt.Errorf("web: serve: %w", err)
+	case <-ctx.Done():
+	}
+	s.Close()
+	sctx, cancel := context.WithTimeout(context.Background(), s.cfg.ShutdownTimeout)
+	defer cancel()
+	if err := hs.Shutdown(sctx); err != nil {
+		_ = hs.Close()
+		return fmt.Errorf("web: shutdown: %w", err)
+	}
+	if err := <-errc; err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("web: serve: %w", err)
+	}
+	return nil
+}

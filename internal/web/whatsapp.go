@@ -1,0 +1,243 @@
+package web
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+	qrcode "github.com/skip2/go-qrcode"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/phone"
+)
+
+// statusResponse is a session status, from the mentorados row or from the
+// connector.
+type statusResponse struct {
+	Status      event.Status `json:"status"`
+	Phone       string       `json:"phone,omitempty"`
+	Since       *time.Time   `json:"since,omitempty"`
+	Reason      string       `json:"reason,omitempty"`
+	PairingCode string       `json:"pairing_code,omitempty"`
+	RetryAt     *time.Time   `json:"retry_at,omitempty"`
+}
+
+func fromStatusReply(sr *event.StatusReply) statusResponse {
+	out := statusResponse{Status: sr.Status, Phone: sr.Phone, Reason: sr.Reason, PairingCode: sr.PairingCode, RetryAt: sr.RetryAt}
+	if !sr.Since.IsZero() {
+		since := sr.Since.UTC()
+		out.Since = &since
+	}
+	return out
+}
+
+type connectRequest struct {
+	Method event.ConnectMethod `json:"method"`
+	Phone  string              `json:"phone,omitempty"`
+}
+
+func (s *Server) handleConnect(w http.ResponseWriter, r *http.Request) {
+	m := mustMentorado(r)
+	var req connectRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	cmd := event.ConnectRequest{Method: req.Method}
+	switch req.Method {
+	case event.ConnectQR:
+		if req.Phone != "" {
+			s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "phone is only used with method phone"))
+			return
+		}
+	case event.ConnectPhone:
+		p, err := phone.Normalize(req.Phone)
+		if err != nil {
+			s.writeError(w, r, errorf(http.StatusBadRequest, event.CodeInvalidPhone, "phone is not a valid phone number"))
+			return
+		}
+		cmd.Phone = p
+	default:
+		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, `method must be "qr" or "phone"`))
+		return
+	}
+	s.statusCommand(w, r, m, event.VerbConnect, cmd, http.StatusAccepted)
+}
+
+func (s *Server) handleDisconnect(w http.ResponseWriter, r *http.Request) {
+	s.statusCommand(w, r, mustMentorado(r), event.VerbDisconnect, nil, http.StatusOK)
+}
+
+func (s *Server) handleLogout(w http.ResponseWriter, r *http.Request) {
+	s.statusCommand(w, r, mustMentorado(r), event.VerbLogout, nil, http.StatusOK)
+}
+
+func (s *Server) statusCommand(w http.ResponseWriter, r *http.Request, m int64, verb event.Verb, req any, okStatus int) {
+	reply, err := s.command(r.Context(), m, verb, req)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if reply.Status == nil {
+		s.writeError(w, r, fmt.Errorf("%s reply without status", verb))
+		return
+	}
+	writeJSON(w, okStatus, fromStatusReply(reply.Status))
+}
+
+// handleStatus answers from the mentorados row (what the persister stored);
+// with ?live=true it asks the owning connector instead.
+func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
+	m := mustMentorado(r)
+	switch r.URL.Query().Get("live") {
+	case "", "false", "0":
+	case "true", "1":
+		s.statusCommand(w, r, m, event.VerbStatus, nil, http.StatusOK)
+		return
+	default:
+		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "live must be true or false"))
+		return
+	}
+	var (
+		out    statusResponse
+		ph, rs *string
+		at     *time.Time
+		status string
+	)
+	err := s.db.Pool.QueryRow(r.Context(),
+		`SELECT wa_status, wa_phone, wa_reason, coalesce(wa_status_at, created_at) FROM mentorados WHERE id = $1`, m).
+		Scan(&status, &ph, &rs, &at)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("read status: %w", err))
+		return
+	}
+	out.Status = event.Status(status)
+	if ph != nil {
+		out.Phone = *ph
+	}
+	if rs != nil {
+		out.Reason = *rs
+	}
+	if at != nil {
+		t := at.UTC()
+		out.Since = &t
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// currentQR returns the live pairing secret of m from WA_QR: the last
+// message on wa.<m>.qr, when it has not expired.
+func (s *Server) currentQR(ctx context.Context, m int64) (raw []byte, q *event.QR, err error) {
+	st, err := s.bus.JS.Stream(ctx, bus.StreamQR)
+	if err != nil {
+		return nil, nil, fmt.Errorf("qr stream: %w", err)
+	}
+	msg, err := st.GetLastMsgForSubject(ctx, event.QRSubject(m))
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, nil, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read qr: %w", err)
+	}
+	env, p, err := event.Decode(msg.Data)
+	if err != nil || env.MentoradoID != m {
+		s.log.Warn().Int64("mentorado", m).Msg("undecodable qr message ignored")
+		return nil, nil, nil
+	}
+	qr, ok := p.(*event.QR)
+	if !ok || !qr.ExpiresAt.After(time.Now()) {
+		return nil, nil, nil
+	}
+	return msg.Data, qr, nil
+}
+
+// handleQRPNG renders the live QR code as a PNG (never cached).
+func (s *Server) handleQRPNG(w http.ResponseWriter, r *http.Request) {
+	m := mustMentorado(r)
+	_, qr, err := s.currentQR(r.Context(), m)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if qr == nil || qr.Code == "" {
+		s.writeError(w, r, errorf(http.StatusNotFound, codeNoQR, "no live QR code; connect with method qr first"))
+		return
+	}
+	png, err := qrcode.Encode(qr.Code, qrcode.Medium, 320)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("render qr: %w", err))
+		return
+	}
+	w.Header().Set("Content-Type", "image/png")
+	w.Header().Set("Cache-Control", "no-store")
+	w.Header().Set("X-QR-Expires-At", qr.ExpiresAt.UTC().Format(time.RFC3339))
+	_, _ = w.Write(png)
+}
+
+type clearDataResponse struct {
+	Messages int64 `json:"messages"`
+	Contacts int64 `json:"contacts"`
+	Leads    int64 `json:"leads"`
+}
+
+// handleClearData deletes the mentorado's WhatsApp messages, contacts,
+// pending receipts and the leads WhatsApp created, in one transaction.
+func (s *Server) handleClearData(w http.ResponseWriter, r *http.Request) {
+	m := mustMentorado(r)
+	var out clearDataResponse
+	err := pgx.BeginFunc(r.Context(), s.db.Pool, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(r.Context(), `DELETE FROM whatsapp_messages WHERE mentorado_id = $1`, m)
+		if err != nil {
+			return fmt.Errorf("delete messages: %w", err)
+		}
+		out.Messages = tag.RowsAffected()
+		if _, err := tx.Exec(r.Context(), `DELETE FROM whatsapp_pending_receipts WHERE mentorado_id = $1`, m); err != nil {
+			return fmt.Errorf("delete pending receipts: %w", err)
+		}
+		if tag, err = tx.Exec(r.Context(), `DELETE FROM whatsapp_contacts WHERE mentorado_id = $1`, m); err != nil {
+			return fmt.Errorf("delete contacts: %w", err)
+		}
+		out.Contacts = tag.RowsAffected()
+		if tag, err = tx.Exec(r.Context(), `DELETE FROM leads WHERE mentorado_id = $1 AND source = 'whatsapp'`, m); err != nil {
+			return fmt.Errorf("delete leads: %w", err)
+		}
+		out.Leads = tag.RowsAffected()
+		return nil
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info().Int64("mentorado", m).Int64("messages", out.Messages).Int64("contacts", out.Contacts).
+		Int64("leads", out.Leads).Msg("whatsapp data cleared")
+	writeJSON(w, http.StatusOK, out)
+}
+
+type ticketResponse struct {
+	Ticket    string    `json:"ticket"`
+	ExpiresAt time.Time `json:"expires_at"`
+}
+
+// handleStreamTicket issues a short-lived ticket for opening /v1/events or
+// /v1/ws from a browser.
+func (s *Server) handleStreamTicket(w http.ResponseWriter, r *http.Request) {
+	t, exp, err := s.issueTicket(r.Context(), mustMentorado(r), time.Now())
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusCreated, ticketResponse{Ticket: t, ExpiresAt: exp.UTC()})
+}
+
+func mustMentorado(r *http.Request) int64 {
+	m, ok := MentoradoFrom(r.Context())
+	if !ok || m <= 0 {
+		panic("web: mentorado route without authentication")
+	}
+	return m
+}
