@@ -1,0 +1,235 @@
+package persister
+
+import (
+	"context"
+	"errors"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/testenv"
+)
+
+func newTestPersister(t testing.TB, n int) *Persister {
+	t.Helper()
+	db := openDB(t, n)
+	p, err := New(Config{}, db, nil, testenv.Logger(t).Level(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// stored emulates the stream: events with an id seen before are dropped
+// (duplicate window) unless published raw.
+func stored(t testing.TB, ops []genOp) []Item {
+	seen := map[string]bool{}
+	var items []Item
+	for _, o := range ops {
+		if !o.raw && seen[o.env.ID] {
+			continue
+		}
+		seen[o.env.ID] = true
+		items = append(items, item(t, o.env, uint64(len(items)+1)))
+	}
+	return items
+}
+
+func applyAll(t testing.TB, p *Persister, items []Item, sizes func() int) {
+	t.Helper()
+	ctx := context.Background()
+	for i := 0; i < len(items); {
+		n := min(sizes(), len(items)-i)
+		poison, err := p.Apply(ctx, items[i:i+n])
+		if err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		for j, e := range poison {
+			if e != nil {
+				t.Fatalf("event %d poison: %v", i+j, e)
+			}
+		}
+		i += n
+	}
+}
+
+func modelOf(items []Item, mentorados int) *model {
+	md := newModel(mentorados)
+	for _, it := range items {
+		md.apply(it.Data, it.Seq)
+	}
+	return md
+}
+
+// TestApplyMatchesModel applies a generated stream in batches of varied
+// sizes and compares every row with the one-by-one model; then applies it
+// all again in a different split and expects nothing to change.
+func TestApplyMatchesModel(t *testing.T) {
+	ops := generate(t, 7, 4000, 3)
+	items := stored(t, ops)
+	want := modelOf(items, 3).rows()
+	p := newTestPersister(t, 3)
+	r := rand.New(rand.NewPCG(1, 2))
+	applyAll(t, p, items, func() int { return []int{1, 7, 50, 500}[r.IntN(4)] })
+	got := dump(t, p.db)
+	diffLines(t, "after one pass", want, got)
+	applyAll(t, p, items, func() int { return 333 })
+	diffLines(t, "after a second pass", want, dump(t, p.db))
+}
+
+// TestApplyOneByOneEqualsBatch: the same stream one event per transaction
+// and in one big batch give the same rows.
+func TestApplyOneByOneEqualsBatch(t *testing.T) {
+	items := stored(t, generate(t, 11, 1500, 2))
+	a := newTestPersister(t, 2)
+	applyAll(t, a, items, func() int { return 1 })
+	b := newTestPersister(t, 2)
+	applyAll(t, b, items, func() int { return 2000 })
+	diffLines(t, "batch vs one by one", dump(t, a.db), dump(t, b.db))
+	diffLines(t, "model vs one by one", modelOf(items, 2).rows(), dump(t, a.db))
+}
+
+func TestApplyScenarios(t *testing.T) {
+	p := newTestPersister(t, 2)
+	ctx := context.Background()
+	at := time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)
+	seq := uint64(0)
+	apply := func(envs ...event.Envelope) []error {
+		t.Helper()
+		var items []Item
+		for _, e := range envs {
+			seq++
+			items = append(items, item(t, e, seq))
+		}
+		poison, err := p.Apply(ctx, items)
+		if err != nil {
+			t.Fatalf("apply: %v", err)
+		}
+		return poison
+	}
+	one := func(q string, args ...any) string {
+		t.Helper()
+		var s string
+		if err := p.db.Pool.QueryRow(ctx, q, args...).Scan(&s); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return s
+	}
+	msg := func(id, ph, lid, push string, dir event.Direction, kind event.Kind, text, target string) event.Envelope {
+		st := event.MessageReceived
+		if dir == event.DirectionOut {
+			st = event.MessageSent
+		}
+		chat := lid
+		if ph != "" {
+			chat = ph + "@s.whatsapp.net"
+		}
+		at = at.Add(time.Second)
+		return mustEnv(t, 1, event.MessageEventID(1, id), at, &event.Message{WAID: id, ChatJID: chat, SenderJID: chat,
+			Phone: ph, LID: lid, PushName: push, Direction: dir, Kind: kind, Text: text, TargetID: target, Timestamp: at, Status: st})
+	}
+
+	t.Run("receipt before message", func(t *testing.T) {
+		rc := mustEnv(t, 1, "r1", at, &event.Receipt{MessageIDs: []string{"A1"}, ChatJID: "x", Kind: event.ReceiptRead, Timestamp: at})
+		apply(rc)
+		if got := one(`SELECT status FROM whatsapp_pending_receipts WHERE wa_message_id = 'A1'`); got != "read" {
+			t.Fatalf("pending = %s", got)
+		}
+		apply(msg("A1", "5511900000001", "", "", event.DirectionOut, event.KindText, "hi", ""))
+		if got := one(`SELECT status FROM whatsapp_messages WHERE wa_message_id = 'A1'`); got != "read" {
+			t.Fatalf("status = %s, want read", got)
+		}
+		if got := one(`SELECT count(*)::text FROM whatsapp_pending_receipts`); got != "0" {
+			t.Fatalf("pending left: %s", got)
+		}
+		// An older receipt does not move it back.
+		apply(mustEnv(t, 1, "r2", at, &event.Receipt{MessageIDs: []string{"A1"}, ChatJID: "x", Kind: event.ReceiptDelivered, Timestamp: at}))
+		if got := one(`SELECT status FROM whatsapp_messages WHERE wa_message_id = 'A1'`); got != "read" {
+			t.Fatalf("status = %s after delivered, want read", got)
+		}
+	})
+
+	t.Run("edit before original, then revoke", func(t *testing.T) {
+		apply(msg("E2", "5511900000002", "", "Ana", event.DirectionIn, event.KindEdit, "fixed", "E1"),
+			msg("E1", "5511900000002", "", "Ana", event.DirectionIn, event.KindText, "typo", ""))
+		if got := one(`SELECT body || '/' || edited FROM whatsapp_messages WHERE wa_message_id = 'E1'`); got != "fixed/true" {
+			t.Fatalf("edited = %s", got)
+		}
+		apply(msg("E3", "5511900000002", "", "Ana", event.DirectionIn, event.KindRevoke, "", "E1"))
+		if got := one(`SELECT body || '/' || revoked FROM whatsapp_messages WHERE wa_message_id = 'E1'`); got != "/true" {
+			t.Fatalf("revoked = %s", got)
+		}
+		if got := one(`SELECT body FROM whatsapp_messages WHERE wa_message_id = 'E2'`); got != "" {
+			t.Fatalf("edit text kept after revoke: %q", got)
+		}
+	})
+
+	t.Run("lid lead merged into phone lead", func(t *testing.T) {
+		const lid, ph = "777@lid", "5511900000003"
+		apply(msg("L1", "", lid, "Bia", event.DirectionIn, event.KindText, "oi", ""))
+		apply(msg("L2", ph, "", "Beatriz", event.DirectionIn, event.KindText, "oi de novo", ""))
+		if got := one(`SELECT count(*)::text FROM leads WHERE lid = $1 OR phone = $2`, lid, ph); got != "2" {
+			t.Fatalf("leads before merge = %s", got)
+		}
+		c := &event.Contact{JID: lid, LID: lid, Phone: ph, PushName: "Bia"}
+		apply(mustEnv(t, 1, event.ContactEventID(1, c), at, c))
+		if got := one(`SELECT count(*)::text FROM leads WHERE lid = $1 OR phone = $2`, lid, ph); got != "1" {
+			t.Fatalf("leads after merge = %s", got)
+		}
+		if got := one(`SELECT string_agg(DISTINCT coalesce(t.phone, '?') || '>' || l.phone, ',') FROM whatsapp_messages t JOIN leads l ON l.id = t.lead_id WHERE wa_message_id IN ('L1','L2')`); got != ph+">"+ph {
+			t.Fatalf("messages after merge: %s", got)
+		}
+		if got := one(`SELECT jid || '|' || lid FROM whatsapp_contacts WHERE phone = $1`, ph); got != ph+"@s.whatsapp.net|"+lid {
+			t.Fatalf("contact = %s", got)
+		}
+		// A late LID-only event resolves to the phone.
+		apply(msg("L3", "", lid, "Bia", event.DirectionIn, event.KindText, "late", ""))
+		if got := one(`SELECT coalesce(phone, '?') FROM whatsapp_messages WHERE wa_message_id = 'L3'`); got != ph {
+			t.Fatalf("late lid message phone = %s", got)
+		}
+		if got := one(`SELECT count(*)::text FROM leads WHERE lid = $1 OR phone = $2`, lid, ph); got != "1" {
+			t.Fatalf("leads after late lid event = %s", got)
+		}
+	})
+
+	t.Run("connection never moves back", func(t *testing.T) {
+		t1 := time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)
+		newer := mustEnv(t, 2, "c2", t1.Add(time.Minute), &event.Connection{Status: event.StatusConnected, Phone: "5511988887777"})
+		older := mustEnv(t, 2, "c1", t1, &event.Connection{Status: event.StatusQR})
+		apply(newer, older)
+		apply(older)
+		if got := one(`SELECT wa_status || '|' || wa_phone FROM mentorados WHERE id = 2`); got != "connected|5511988887777" {
+			t.Fatalf("status = %s", got)
+		}
+	})
+
+	t.Run("poison isolated", func(t *testing.T) {
+		bad := mustEnv(t, 9, "x", at, &event.Contact{JID: "1@lid"}) // mentorado 9 does not exist
+		good := msg("P1", "5511900000009", "", "", event.DirectionIn, event.KindText, "ok", "")
+		poison := apply(bad, good)
+		var pe *PoisonError
+		if !errors.As(poison[0], &pe) || !errors.Is(poison[0], ErrUnknownMentorado) {
+			t.Fatalf("poison[0] = %v", poison[0])
+		}
+		if poison[1] != nil {
+			t.Fatalf("good event poisoned: %v", poison[1])
+		}
+		seq++
+		res, err := p.Apply(ctx, []Item{{Subject: "wa.1.evt.message", Seq: seq, Data: []byte(`{"v":1,`)},
+			{Subject: "wa.1.evt.message", Seq: seq + 1, Data: []byte(`{"v":1,"id":"z","type":"message","mentorado_id":1,"occurred_at":"2026-01-01T00:00:00Z","data":{"wa_id":"Z1","chat_jid":"c","sender_jid":"c","direction":"in","kind":"text","text":"nul\u0000byte","timestamp":"2026-01-01T00:00:00Z","status":"received"}}`)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !errors.Is(res[0], event.ErrMalformed) {
+			t.Fatalf("undecodable: %v", res[0])
+		}
+		if res[1] == nil {
+			t.Fatalf("NUL byte text accepted")
+		}
+		if got := one(`SELECT count(*)::text FROM whatsapp_messages WHERE wa_message_id = 'P1'`); got != "1" {
+			t.Fatalf("good event not applied")
+		}
+	})
+}
+

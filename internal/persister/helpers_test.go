@@ -1,0 +1,138 @@
+package persister
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/testenv"
+)
+
+// openDB opens a fresh migrated database with mentorados 1..n.
+func openDB(t testing.TB, n int) *store.DB {
+	t.Helper()
+	return openDBAt(t, testenv.Postgres(t), n)
+}
+
+func openDBAt(t testing.TB, url string, n int) *store.DB {
+	t.Helper()
+	ctx := context.Background()
+	db, err := store.Open(ctx, url)
+	if err != nil {
+		t.Fatalf("open db: %v", err)
+	}
+	t.Cleanup(db.Close)
+	if n > 0 {
+		_, err = db.Pool.Exec(ctx, `INSERT INTO mentorados (id, name) OVERRIDING SYSTEM VALUE
+			SELECT g, 'mentorado ' || g FROM generate_series(1, $1::int) g`, n)
+		if err != nil {
+			t.Fatalf("insert mentorados: %v", err)
+		}
+	}
+	return db
+}
+
+func mustEnv(t testing.TB, m int64, id string, at time.Time, p event.Payload) event.Envelope {
+	t.Helper()
+	env, err := event.New(m, id, at, p)
+	if err != nil {
+		t.Fatalf("event.New: %v", err)
+	}
+	return env
+}
+
+func item(t testing.TB, env event.Envelope, seq uint64) Item {
+	t.Helper()
+	b, err := env.Encode()
+	if err != nil {
+		t.Fatalf("encode: %v", err)
+	}
+	return Item{Subject: env.Subject(), Seq: seq, Data: b}
+}
+
+// dump returns the persister's tables as sorted lines of natural keys
+// (no surrogate ids, no created/updated times), so two databases can be
+// compared row by row.
+func dump(t testing.TB, db *store.DB) []string {
+	t.Helper()
+	ctx := context.Background()
+	queries := []string{
+		`SELECT 'mentorado', id::text, wa_status, coalesce(wa_phone,'-'), coalesce(wa_jid,'-'), coalesce(wa_reason,'-'),
+			coalesce(to_char(wa_status_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'), wa_status_seq::text FROM mentorados`,
+		`SELECT 'lead', mentorado_id::text, coalesce(phone,'-'), coalesce(lid,'-'), name, source, stage FROM leads`,
+		`SELECT 'msg', t.mentorado_id::text, t.wa_message_id, t.chat_jid, t.sender_jid, coalesce(t.phone,'-'), coalesce(t.lid,'-'),
+			t.push_name, t.direction, t.kind, t.body, t.caption, coalesce(t.reply_to_id,'-'), coalesce(t.target_id,'-'),
+			t.status, t.status_rank::text, t.edited::text, t.revoked::text,
+			coalesce(l.phone, 'lid:' || l.lid, '-'), to_char(t.sent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS')
+			FROM whatsapp_messages t LEFT JOIN leads l ON l.id = t.lead_id`,
+		`SELECT 'pending', mentorado_id::text, wa_message_id, status, status_rank::text FROM whatsapp_pending_receipts`,
+		`SELECT 'contact', mentorado_id::text, jid, coalesce(phone,'-'), coalesce(lid,'-'), name, push_name, business_name FROM whatsapp_contacts`,
+		`SELECT 'lidmap', mentorado_id::text, lid, phone FROM whatsapp_lid_phones`,
+	}
+	var out []string
+	for _, q := range queries {
+		rows, err := db.Pool.Query(ctx, q)
+		if err != nil {
+			t.Fatalf("dump: %v", err)
+		}
+		lines, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+			vals, err := r.Values()
+			if err != nil {
+				return "", err
+			}
+			parts := make([]string, len(vals))
+			for i, v := range vals {
+				parts[i] = fmt.Sprint(v)
+			}
+			return strings.Join(parts, "|"), nil
+		})
+		if err != nil {
+			t.Fatalf("dump: %v", err)
+		}
+		out = append(out, lines...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// diffLines fails the test with the first differences between want and got.
+func diffLines(t testing.TB, label string, want, got []string) {
+	t.Helper()
+	if slices.Equal(want, got) {
+		return
+	}
+	w := map[string]bool{}
+	for _, s := range want {
+		w[s] = true
+	}
+	g := map[string]bool{}
+	for _, s := range got {
+		g[s] = true
+	}
+	var missing, extra []string
+	for _, s := range want {
+		if !g[s] {
+			missing = append(missing, s)
+		}
+	}
+	for _, s := range got {
+		if !w[s] {
+			extra = append(extra, s)
+		}
+	}
+	if len(missing) > 10 {
+		missing = missing[:10]
+	}
+	if len(extra) > 10 {
+		extra = extra[:10]
+	}
+	t.Fatalf("%s: %d rows want, %d got\nmissing:\n  %s\nunexpected:\n  %s", label, len(want), len(got),
+		strings.Join(missing, "\n  "), strings.Join(extra, "\n  "))
+}

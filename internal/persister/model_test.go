@@ -1,0 +1,382 @@
+package persister
+
+import (
+	"fmt"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/phone"
+)
+
+// model is an independent, one-event-at-a-time implementation of the
+// persister's documented semantics over plain Go maps. Tests feed it the
+// events the stream stored, in stream order, and compare its rows with the
+// database's.
+type model struct {
+	mentorados map[int64]*mMentorado
+	known      map[mkey]string
+	leads      []*mLead
+	msgs       map[mkey]*mMsg
+	pending    map[mkey]*mRcpt
+	contacts   map[mkey]*mContact // key: (mentorado, jid)
+}
+
+type mMentorado struct {
+	status, phone, jid, reason string
+	at                         time.Time
+	seq                        uint64
+}
+
+type mLead struct {
+	m                int64
+	phone, lid, name string
+	deleted          bool
+}
+
+type mMsg struct {
+	m                                                     int64
+	id, chat, sender, phone, lid, push, dir, kind, body   string
+	caption, reply, target, status                        string
+	rank                                                  int
+	edited, revoked                                       bool
+	lead                                                  *mLead
+	sent                                                  time.Time
+}
+
+type mRcpt struct {
+	status string
+	rank   int
+}
+
+type mContact struct {
+	jid, phone, lid, name, push, biz string
+}
+
+func newModel(mentorados int) *model {
+	md := &model{mentorados: map[int64]*mMentorado{}, known: map[mkey]string{}, msgs: map[mkey]*mMsg{},
+		pending: map[mkey]*mRcpt{}, contacts: map[mkey]*mContact{}}
+	for i := 1; i <= mentorados; i++ {
+		md.mentorados[int64(i)] = &mMentorado{status: "disconnected"}
+	}
+	return md
+}
+
+// apply applies one stored event; it returns false when the event is
+// poison (undecodable or of an unknown mentorado).
+func (md *model) apply(data []byte, seq uint64) bool {
+	env, p, err := event.Decode(data)
+	if err != nil || env.Type == event.TypeQR {
+		return false
+	}
+	m := env.MentoradoID
+	mm := md.mentorados[m]
+	if mm == nil {
+		return false
+	}
+	switch p := p.(type) {
+	case *event.Connection:
+		at := env.OccurredAt
+		if mm.at.IsZero() || at.After(mm.at) || (at.Equal(mm.at) && seq > mm.seq && string(p.Status) != mm.status) {
+			mm.status, mm.reason, mm.at, mm.seq = string(p.Status), p.Reason, at, seq
+			if p.Phone != "" {
+				mm.phone = p.Phone
+			}
+			if p.JID != "" {
+				mm.jid = p.JID
+			}
+		}
+	case *event.Contact:
+		c := *p
+		if c.LID == "" && strings.HasSuffix(c.JID, "@lid") {
+			c.LID = c.JID
+		}
+		if c.Phone == "" {
+			c.Phone = phone.FromJID(c.JID)
+		}
+		if c.Phone != "" && c.LID != "" {
+			md.learn(m, c.LID, c.Phone)
+		}
+		ph := c.Phone
+		if ph == "" && c.LID != "" {
+			ph = md.known[mkey{m, c.LID}]
+		}
+		jid := c.JID
+		if ph != "" {
+			jid = phone.JID(ph)
+		}
+		row := md.contacts[mkey{m, jid}]
+		if row == nil {
+			row = &mContact{jid: jid}
+			md.contacts[mkey{m, jid}] = row
+		}
+		fill(&row.phone, ph)
+		fill(&row.lid, c.LID)
+		fill(&row.name, c.Name)
+		fill(&row.push, c.PushName)
+		fill(&row.biz, c.BusinessName)
+	case *event.Message:
+		if p.Phone != "" && p.LID != "" {
+			md.learn(m, p.LID, p.Phone)
+		}
+		ph := p.Phone
+		if ph == "" && p.LID != "" {
+			ph = md.known[mkey{m, p.LID}]
+		}
+		if p.Direction == event.DirectionIn {
+			switch {
+			case ph != "":
+				if l := md.leadByPhone(m, ph); l == nil {
+					l = &mLead{m: m, phone: ph, lid: p.LID, name: p.PushName}
+					md.leads = append(md.leads, l)
+					for _, x := range md.msgs {
+						if x.m == m && x.phone == ph && x.lead == nil {
+							x.lead = l
+						}
+					}
+				} else if l.name == "" {
+					l.name = p.PushName
+				}
+			case p.LID != "":
+				if l := md.leadByLID(m, p.LID); l == nil {
+					l = &mLead{m: m, lid: p.LID, name: p.PushName}
+					md.leads = append(md.leads, l)
+					for _, x := range md.msgs {
+						if x.m == m && x.lid == p.LID && x.phone == "" && x.lead == nil {
+							x.lead = l
+						}
+					}
+				} else if l.name == "" {
+					l.name = p.PushName
+				}
+			}
+		}
+		var lead *mLead
+		switch {
+		case ph != "":
+			lead = md.leadByPhone(m, ph)
+		case p.LID != "":
+			lead = md.leadByLID(m, p.LID)
+		}
+		k := mkey{m, p.WAID}
+		if x := md.msgs[k]; x != nil {
+			if p.Status.Rank() > x.rank {
+				x.rank, x.status = p.Status.Rank(), string(p.Status)
+			}
+			if x.phone == "" {
+				x.phone = ph
+			}
+			if x.lead == nil {
+				x.lead = lead
+			}
+		} else {
+			md.msgs[k] = &mMsg{m: m, id: p.WAID, chat: p.ChatJID, sender: p.SenderJID, phone: ph, lid: p.LID,
+				push: p.PushName, dir: string(p.Direction), kind: string(p.Kind), body: p.Text, caption: p.Caption,
+				reply: p.ReplyToID, target: p.TargetID, status: string(p.Status), rank: p.Status.Rank(),
+				lead: lead, sent: p.Timestamp}
+		}
+		if r := md.pending[k]; r != nil {
+			if x := md.msgs[k]; r.rank > x.rank {
+				x.rank, x.status = r.rank, r.status
+			}
+			delete(md.pending, k)
+		}
+		switch p.Kind {
+		case event.KindEdit, event.KindRevoke:
+			md.recompute(m, p.TargetID)
+		case event.KindReaction:
+		default:
+			md.recompute(m, p.WAID)
+		}
+	case *event.Receipt:
+		st := p.Kind.Status()
+		for _, id := range p.MessageIDs {
+			k := mkey{m, id}
+			if x := md.msgs[k]; x != nil {
+				if st.Rank() > x.rank {
+					x.rank, x.status = st.Rank(), string(st)
+				}
+			} else if r := md.pending[k]; r == nil || st.Rank() > r.rank {
+				md.pending[k] = &mRcpt{string(st), st.Rank()}
+			}
+		}
+	}
+	return true
+}
+
+func (md *model) leadByPhone(m int64, ph string) *mLead {
+	for _, l := range md.leads {
+		if !l.deleted && l.m == m && l.phone == ph {
+			return l
+		}
+	}
+	return nil
+}
+
+func (md *model) leadByLID(m int64, lid string) *mLead {
+	for _, l := range md.leads {
+		if !l.deleted && l.m == m && l.lid == lid && l.phone == "" {
+			return l
+		}
+	}
+	return nil
+}
+
+func (md *model) recompute(m int64, target string) {
+	var edits []*mMsg
+	revoked := false
+	for _, x := range md.msgs {
+		if x.m != m || x.target != target {
+			continue
+		}
+		switch x.kind {
+		case "edit":
+			edits = append(edits, x)
+		case "revoke":
+			revoked = true
+		}
+	}
+	t := md.msgs[mkey{m, target}]
+	if t != nil && (t.kind == "edit" || t.kind == "revoke" || t.kind == "reaction") {
+		t = nil
+	}
+	if len(edits) > 0 && t != nil {
+		slices.SortFunc(edits, func(a, b *mMsg) int {
+			if c := b.sent.Compare(a.sent); c != 0 {
+				return c
+			}
+			return strings.Compare(b.id, a.id)
+		})
+		t.edited = true
+		if !t.revoked {
+			t.body = edits[0].body
+		}
+	}
+	if revoked {
+		if t != nil {
+			t.revoked, t.body, t.caption = true, "", ""
+		}
+		for _, e := range edits {
+			e.body = ""
+		}
+	}
+}
+
+// learn records a new LID mapping and merges the LID-only lead, messages
+// and contact into the phone's.
+func (md *model) learn(m int64, lid, ph string) {
+	if _, ok := md.known[mkey{m, lid}]; ok {
+		return
+	}
+	md.known[mkey{m, lid}] = ph
+	o, p := md.leadByLID(m, lid), md.leadByPhone(m, ph)
+	switch {
+	case o != nil && p != nil:
+		for _, x := range md.msgs {
+			if x.lead == o {
+				x.lead = p
+			}
+		}
+		if p.lid == "" {
+			p.lid = o.lid
+		}
+		if p.name == "" {
+			p.name = o.name
+		}
+		o.deleted = true
+	case o != nil:
+		o.phone = ph
+	}
+	if l := md.leadByPhone(m, ph); l != nil && l.lid == "" {
+		l.lid = lid
+	}
+	for _, x := range md.msgs {
+		if x.m == m && x.lid == lid && x.phone == "" {
+			x.phone = ph
+		}
+	}
+	if l := md.leadByPhone(m, ph); l != nil {
+		for _, x := range md.msgs {
+			if x.m == m && x.phone == ph && x.lead == nil {
+				x.lead = l
+			}
+		}
+	}
+	pjid := phone.JID(ph)
+	pc := md.contacts[mkey{m, pjid}]
+	for k, c := range md.contacts {
+		if k.m != m || c.lid != lid || c.phone != "" {
+			continue
+		}
+		if pc != nil {
+			if pc.lid == "" {
+				pc.lid = c.lid
+			}
+			if pc.name == "" {
+				pc.name = c.name
+			}
+			if pc.push == "" {
+				pc.push = c.push
+			}
+			if pc.biz == "" {
+				pc.biz = c.biz
+			}
+			delete(md.contacts, k)
+		} else {
+			delete(md.contacts, k)
+			c.jid, c.phone = pjid, ph
+			md.contacts[mkey{m, pjid}] = c
+		}
+	}
+}
+
+func dash(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return s
+}
+
+const dumpTime = "2006-01-02T15:04:05.000"
+
+// rows renders the model like dump renders the database.
+func (md *model) rows() []string {
+	var out []string
+	for id, m := range md.mentorados {
+		at := "-"
+		if !m.at.IsZero() {
+			at = m.at.UTC().Format(dumpTime)
+		}
+		out = append(out, strings.Join([]string{"mentorado", fmt.Sprint(id), m.status, dash(m.phone), dash(m.jid),
+			dash(m.reason), at, fmt.Sprint(m.seq)}, "|"))
+	}
+	for _, l := range md.leads {
+		if !l.deleted {
+			out = append(out, strings.Join([]string{"lead", fmt.Sprint(l.m), dash(l.phone), dash(l.lid), l.name, "whatsapp", "new"}, "|"))
+		}
+	}
+	for _, x := range md.msgs {
+		lead := "-"
+		if x.lead != nil {
+			lead = x.lead.phone
+			if lead == "" {
+				lead = "lid:" + x.lead.lid
+			}
+		}
+		out = append(out, strings.Join([]string{"msg", fmt.Sprint(x.m), x.id, x.chat, x.sender, dash(x.phone), dash(x.lid),
+			x.push, x.dir, x.kind, x.body, x.caption, dash(x.reply), dash(x.target), x.status, fmt.Sprint(x.rank),
+			fmt.Sprint(x.edited), fmt.Sprint(x.revoked), lead, x.sent.UTC().Format(dumpTime)}, "|"))
+	}
+	for k, r := range md.pending {
+		out = append(out, strings.Join([]string{"pending", fmt.Sprint(k.m), k.s, r.status, fmt.Sprint(r.rank)}, "|"))
+	}
+	for k, c := range md.contacts {
+		out = append(out, strings.Join([]string{"contact", fmt.Sprint(k.m), c.jid, dash(c.phone), dash(c.lid), c.name, c.push, c.biz}, "|"))
+	}
+	for k, ph := range md.known {
+		out = append(out, strings.Join([]string{"lidmap", fmt.Sprint(k.m), k.s, ph}, "|"))
+	}
+	slices.Sort(out)
+	return out
+}

@@ -1,0 +1,266 @@
+// Package persister turns the WA_EVENTS stream into Postgres state.
+//
+// A durable pull consumer (shared by every persister process) fetches a
+// batch, Apply writes it in one transaction with a handful of set-based
+// statements (multi-row upserts over unnest arrays, pipelined in one round
+// trip), and the batch is acked only after the commit. Every write is
+// idempotent and order-tolerant, so redelivery, several persisters and
+// Replay all converge on the same rows:
+//
+//   - connection: mentorados.wa_status moves only to a newer
+//     (occurred_at, stream sequence); phone and JID are kept when an event
+//     omits them.
+//   - message: one row per (mentorado, WhatsApp id). Reactions, edits and
+//     revokes are rows of their own (kind reaction/edit/revoke, target_id);
+//     the latest edit rewrites the target's body (edited = true); a revoke
+//     marks the target revoked and clears its body and caption and the
+//     text of its edits (the sender deleted it for everyone, so we drop the
+//     content and keep a tombstone). Effects are recomputed from those rows
+//     whenever the target or one of them lands, so arrival order does not
+//     matter. A reaction with empty text means the reaction was removed;
+//     readers take the latest reaction row per (target, sender).
+//   - leads: an inbound message finds or creates the lead of its phone
+//     (source whatsapp, name = first push name); with only a LID, a lead
+//     keyed by LID (phone NULL). Every message links to its counterpart's
+//     lead once one exists, outbound included.
+//   - receipts raise status by rank only; a receipt that comes before its
+//     message waits in whatsapp_pending_receipts.
+//   - contacts are stored under the phone JID once the phone is known, the
+//     LID JID before; empty fields never erase known ones.
+//   - LIDs: the first event that carries both a LID and a phone records the
+//     mapping in whatsapp_lid_phones and merges the LID-only lead and
+//     contact into the phone's (messages move to the phone's lead and get
+//     the phone), or converts them when the phone has none. Later LID-only
+//     events resolve through the mapping.
+//
+// Poison events (undecodable, invalid, unknown mentorado, or rejected by a
+// constraint) are isolated from their batch, dead-lettered to WA_DLQ with
+// the reason and terminated; transient failures nak the whole batch with
+// backoff.
+package persister
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rs/zerolog"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
+)
+
+// Config tunes the persister. Zero values take the defaults.
+type Config struct {
+	Consumer      string        // durable consumer name (default "persister")
+	Batch         int           // events per fetch and transaction (default 500)
+	MaxWait       time.Duration // how long a fetch waits to fill a batch (default 500 ms)
+	AckWait       time.Duration // redelivery after this long without an ack (default 30 s)
+	MaxAckPending int           // unacked events the consumer hands out across all persisters (default 20 × Batch)
+	RetryMin      time.Duration // first backoff after a transient failure (default 200 ms)
+	RetryMax      time.Duration // backoff cap (default 10 s)
+}
+
+// WithDefaults fills zero values.
+func (c Config) WithDefaults() Config {
+	if c.Consumer == "" {
+		c.Consumer = "persister"
+	}
+	if c.Batch == 0 {
+		c.Batch = 500
+	}
+	if c.MaxWait == 0 {
+		c.MaxWait = 500 * time.Millisecond
+	}
+	if c.AckWait == 0 {
+		c.AckWait = 30 * time.Second
+	}
+	if c.MaxAckPending == 0 {
+		c.MaxAckPending = 20 * c.Batch
+	}
+	if c.RetryMin == 0 {
+		c.RetryMin = 200 * time.Millisecond
+	}
+	if c.RetryMax == 0 {
+		c.RetryMax = 10 * time.Second
+	}
+	return c
+}
+
+// Validate reports settings that cannot work.
+func (c Config) Validate() error {
+	c = c.WithDefaults()
+	switch {
+	case c.Batch < 1 || c.Batch > 10000:
+		return fmt.Errorf("persister: batch size %d: want 1 to 10000", c.Batch)
+	case c.MaxWait < time.Millisecond:
+		return fmt.Errorf("persister: max wait %s: want at least 1ms", c.MaxWait)
+	case c.AckWait < time.Second:
+		return fmt.Errorf("persister: ack wait %s: want at least 1s", c.AckWait)
+	case c.MaxAckPending < c.Batch:
+		return fmt.Errorf("persister: max ack pending %d below batch size %d", c.MaxAckPending, c.Batch)
+	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
+		return fmt.Errorf("persister: retry backoff %s..%s is not a range", c.RetryMin, c.RetryMax)
+	}
+	return nil
+}
+
+// Persister applies WA_EVENTS to Postgres.
+type Persister struct {
+	cfg     Config
+	db      *store.DB
+	bus     *bus.Bus
+	log     zerolog.Logger
+	metrics *metrics
+
+	// Test hooks.
+	beforeCommit func(context.Context) error // inside the transaction, after the writes
+	afterApply   func()                      // after a commit, before the acks
+}
+
+// New builds a persister. b may be nil when only Apply is used.
+func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger) (*Persister, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if db == nil {
+		return nil, errors.New("persister: nil database")
+	}
+	return &Persister{cfg: cfg.WithDefaults(), db: db, bus: b, log: log, metrics: newMetrics()}, nil
+}
+
+// Registry is the persister's own Prometheus registry.
+func (p *Persister) Registry() *prometheus.Registry { return p.metrics.reg }
+
+// Ready reports whether Postgres answers and NATS is connected.
+func (p *Persister) Ready(ctx context.Context) error {
+	if err := p.db.Ready(ctx); err != nil {
+		return fmt.Errorf("postgres: %w", err)
+	}
+	if p.bus != nil && !p.bus.NC.IsConnected() {
+		return fmt.Errorf("nats: %s", p.bus.NC.Status())
+	}
+	return nil
+}
+
+// ConsumerConfig is the durable consumer every persister shares.
+func (c Config) ConsumerConfig() jetstream.ConsumerConfig {
+	c = c.WithDefaults()
+	return jetstream.ConsumerConfig{
+		Durable:       c.Consumer,
+		Description:   "zapbus persister: WA_EVENTS into Postgres",
+		FilterSubject: event.EventsWildcard,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       c.AckWait,
+		MaxAckPending: c.MaxAckPending,
+		MaxDeliver:    -1,
+	}
+}
+
+// Run provisions the streams, creates (or joins) the durable consumer and
+// applies batches until ctx ends.
+func (p *Persister) Run(ctx context.Context) error {
+	if p.bus == nil {
+		return errors.New("persister: run needs a bus")
+	}
+	if err := p.bus.Provision(ctx); err != nil {
+		return fmt.Errorf("persister: %w", err)
+	}
+	cons, err := p.bus.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, p.cfg.ConsumerConfig())
+	if err != nil {
+		return fmt.Errorf("persister: consumer %s: %w", p.cfg.Consumer, err)
+	}
+	p.log.Info().Str("consumer", p.cfg.Consumer).Int("batch", p.cfg.Batch).Msg("persister running")
+	h := &handler{p: p, backoff: p.cfg.RetryMin}
+	err = bus.Consume(ctx, cons, bus.ConsumeOptions{
+		Batch:   p.cfg.Batch,
+		MaxWait: p.cfg.MaxWait,
+		Log:     p.log,
+	}, h.handle)
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return nil
+	}
+	return err
+}
+
+type handler struct {
+	p       *Persister
+	backoff time.Duration
+}
+
+func (h *handler) handle(ctx context.Context, msgs []jetstream.Msg) []bus.Decision {
+	p := h.p
+	items := make([]Item, len(msgs))
+	for i, m := range msgs {
+		items[i] = Item{Subject: m.Subject(), Data: m.Data()}
+		if md, err := m.Metadata(); err == nil {
+			items[i].Seq = md.Sequence.Stream
+			if i == len(msgs)-1 {
+				p.metrics.lag.Set(float64(md.NumPending))
+			}
+		}
+	}
+	decisions := make([]bus.Decision, len(msgs))
+	poison, err := p.Apply(ctx, items)
+	if err != nil {
+		delay := h.backoff
+		h.backoff = min(h.backoff*2, p.cfg.RetryMax)
+		if ctx.Err() != nil {
+			delay = 0 // shutting down: let another persister take them now
+		} else {
+			p.log.Warn().Err(err).Int("events", len(msgs)).Dur("retry_in", delay).Msg("batch not applied; will retry")
+			sleep(ctx, delay)
+		}
+		for i := range decisions {
+			decisions[i] = bus.Decision{Action: bus.Nak}
+		}
+		return decisions
+	}
+	h.backoff = p.cfg.RetryMin
+	if p.afterApply != nil {
+		p.afterApply()
+	}
+	for i, perr := range poison {
+		if perr == nil {
+			decisions[i] = bus.Decision{Action: bus.Ack}
+			continue
+		}
+		if err := p.deadLetter(ctx, items[i], perr); err != nil {
+			p.log.Error().Err(err).Uint64("seq", items[i].Seq).Msg("dead-letter failed; will retry")
+			decisions[i] = bus.Decision{Action: bus.Nak, Delay: p.cfg.RetryMin}
+			continue
+		}
+		decisions[i] = bus.Decision{Action: bus.Term, Reason: truncate(perr.Error(), 200)}
+	}
+	return decisions
+}
+
+func (p *Persister) deadLetter(ctx context.Context, it Item, reason error) error {
+	p.log.Warn().Err(reason).Str("subject", it.Subject).Uint64("seq", it.Seq).Msg("dead-lettering event")
+	if err := p.bus.DeadLetter(ctx, bus.StreamEvents, it.Subject, it.Seq, it.Data, reason); err != nil {
+		return err
+	}
+	p.metrics.dlq.Inc()
+	return nil
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}
+
+func sleep(ctx context.Context, d time.Duration) {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+	case <-t.C:
+	}
+}

@@ -1,0 +1,378 @@
+package persister
+
+import (
+	"cmp"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/phone"
+)
+
+// decoded is one event of a batch that passed decoding and validation.
+type decoded struct {
+	idx int // position in the Apply input
+	seq uint64
+	env event.Envelope
+	p   event.Payload
+}
+
+// mkey is a per-mentorado key: a WhatsApp id, a phone, a LID or a JID.
+type mkey struct {
+	m int64
+	s string
+}
+
+func cmpKey(a, b mkey) int {
+	if c := cmp.Compare(a.m, b.m); c != 0 {
+		return c
+	}
+	return strings.Compare(a.s, b.s)
+}
+
+// planner turns a batch of events into set-based statements. Events are
+// cut into segments: a segment ends before an event that teaches a new
+// LID → phone mapping for a person the segment already touched, so the
+// LID merge runs exactly where a one-event-at-a-time pass would run it.
+// Within a segment every key is written once (deduplicated in Go).
+type planner struct {
+	known map[mkey]string // (mentorado, lid) → phone: stored mappings plus those learned earlier in the batch
+	conns map[int64]*connRow
+	segs  []*segment
+	cur   *segment
+}
+
+type connRow struct {
+	status, phone, jid, reason string
+	at                         time.Time
+	seq                        uint64
+}
+
+type lidMap struct {
+	m          int64
+	lid, phone string
+}
+
+type contactRow struct {
+	phone, lid, name, push, business string
+}
+
+type leadRow struct {
+	lid, name string
+}
+
+type msgRow struct {
+	first   uint64
+	m       *event.Message
+	phone   string
+	rank    int
+	status  string
+	sentAt  time.Time
+	chatJID string
+}
+
+type rcptRow struct {
+	rank   int
+	status string
+}
+
+type segment struct {
+	lids, phones map[mkey]bool // persons touched in this segment
+	newMaps      []lidMap
+	contacts     map[mkey]*contactRow
+	leadsPhone   map[mkey]*leadRow
+	leadsLID     map[mkey]*leadRow
+	msgs         map[mkey]*msgRow
+	rcpts        map[mkey]*rcptRow
+	targets      map[mkey]bool
+}
+
+func newSegment() *segment {
+	return &segment{
+		lids: map[mkey]bool{}, phones: map[mkey]bool{},
+		contacts: map[mkey]*contactRow{}, leadsPhone: map[mkey]*leadRow{}, leadsLID: map[mkey]*leadRow{},
+		msgs: map[mkey]*msgRow{}, rcpts: map[mkey]*rcptRow{}, targets: map[mkey]bool{},
+	}
+}
+
+func newPlanner(known map[mkey]string) *planner {
+	s := newSegment()
+	return &planner{known: known, conns: map[int64]*connRow{}, segs: []*segment{s}, cur: s}
+}
+
+// learn records a LID → phone mapping carried by an event. A new mapping
+// is merged before the event's own writes; when the current segment already
+// wrote rows of either identity, a new segment starts so the merge sees them.
+func (pl *planner) learn(m int64, lid, ph string) {
+	k := mkey{m, lid}
+	if _, ok := pl.known[k]; ok {
+		return
+	}
+	if pl.cur.lids[k] || pl.cur.phones[mkey{m, ph}] {
+		pl.cur = newSegment()
+		pl.segs = append(pl.segs, pl.cur)
+	}
+	pl.known[k] = ph
+	pl.cur.newMaps = append(pl.cur.newMaps, lidMap{m, lid, ph})
+}
+
+// resolve returns the phone for a counterpart known by phone and/or LID.
+func (pl *planner) resolve(m int64, ph, lid string) string {
+	if ph != "" || lid == "" {
+		return ph
+	}
+	return pl.known[mkey{m, lid}]
+}
+
+func (pl *planner) touch(m int64, ph, lid string) {
+	switch {
+	case ph != "":
+		pl.cur.phones[mkey{m, ph}] = true
+	case lid != "":
+		pl.cur.lids[mkey{m, lid}] = true
+	}
+}
+
+// normalizeContact fills the LID of a LID JID and the phone of a phone JID.
+func normalizeContact(c event.Contact) event.Contact {
+	if c.LID == "" && strings.HasSuffix(c.JID, "@lid") {
+		c.LID = c.JID
+	}
+	if c.Phone == "" {
+		c.Phone = phone.FromJID(c.JID)
+	}
+	return c
+}
+
+func (pl *planner) add(d decoded) {
+	m := d.env.MentoradoID
+	switch p := d.p.(type) {
+	case *event.Connection:
+		c := pl.conns[m]
+		if c == nil || d.env.OccurredAt.After(c.at) || (d.env.OccurredAt.Equal(c.at) && d.seq > c.seq) {
+			pl.conns[m] = &connRow{string(p.Status), p.Phone, p.JID, p.Reason, d.env.OccurredAt, d.seq}
+		}
+	case *event.Contact:
+		c := normalizeContact(*p)
+		if c.Phone != "" && c.LID != "" {
+			pl.learn(m, c.LID, c.Phone)
+		}
+		ph := pl.resolve(m, c.Phone, c.LID)
+		pl.touch(m, ph, c.LID)
+		key := c.JID
+		if ph != "" {
+			key = phone.JID(ph)
+		}
+		k := mkey{m, key}
+		row := pl.cur.contacts[k]
+		if row == nil {
+			row = &contactRow{}
+			pl.cur.contacts[k] = row
+		}
+		fill(&row.phone, ph)
+		fill(&row.lid, c.LID)
+		fill(&row.name, c.Name)
+		fill(&row.push, c.PushName)
+		fill(&row.business, c.BusinessName)
+	case *event.Message:
+		if p.Phone != "" && p.LID != "" {
+			pl.learn(m, p.LID, p.Phone)
+		}
+		ph := pl.resolve(m, p.Phone, p.LID)
+		pl.touch(m, ph, p.LID)
+		k := mkey{m, p.WAID}
+		rank := p.Status.Rank()
+		if row := pl.cur.msgs[k]; row != nil {
+			if rank > row.rank {
+				row.rank, row.status = rank, string(p.Status)
+			}
+			if row.phone == "" {
+				row.phone = ph
+			}
+		} else {
+			pl.cur.msgs[k] = &msgRow{first: d.seq, m: p, phone: ph, rank: rank, status: string(p.Status)}
+		}
+		if p.Direction == event.DirectionIn {
+			switch {
+			case ph != "":
+				lk := mkey{m, ph}
+				if l := pl.cur.leadsPhone[lk]; l != nil {
+					if l.name == "" {
+						l.name = p.PushName
+					}
+				} else {
+					pl.cur.leadsPhone[lk] = &leadRow{lid: p.LID, name: p.PushName}
+				}
+			case p.LID != "":
+				lk := mkey{m, p.LID}
+				if l := pl.cur.leadsLID[lk]; l != nil {
+					if l.name == "" {
+						l.name = p.PushName
+					}
+				} else {
+					pl.cur.leadsLID[lk] = &leadRow{name: p.PushName}
+				}
+			}
+		}
+		switch p.Kind {
+		case event.KindEdit, event.KindRevoke:
+			pl.cur.targets[mkey{m, p.TargetID}] = true
+		case event.KindReaction:
+		default:
+			pl.cur.targets[k] = true
+		}
+	case *event.Receipt:
+		st := p.Kind.Status()
+		rank := st.Rank()
+		for _, id := range p.MessageIDs {
+			k := mkey{m, id}
+			if r := pl.cur.rcpts[k]; r == nil || rank > r.rank {
+				pl.cur.rcpts[k] = &rcptRow{rank: rank, status: string(st)}
+			}
+		}
+	}
+}
+
+// fill sets *dst to v unless v is empty: later non-empty values win, empty
+// values never erase.
+func fill(dst *string, v string) {
+	if v != "" {
+		*dst = v
+	}
+}
+
+func nullable(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
+
+func sortedKeys[V any](m map[mkey]V) []mkey {
+	keys := make([]mkey, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.SortFunc(keys, cmpKey)
+	return keys
+}
+
+// queue appends the plan's statements to b, in the order a one-by-one pass
+// would need them, and returns how many it queued.
+func (pl *planner) queue(b *pgx.Batch) {
+	if len(pl.conns) > 0 {
+		ids := make([]int64, 0, len(pl.conns))
+		for id := range pl.conns {
+			ids = append(ids, id)
+		}
+		slices.Sort(ids)
+		n := len(ids)
+		status, phones, jids, reasons := make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n)
+		ats, seqs := make([]time.Time, n), make([]int64, n)
+		for i, id := range ids {
+			c := pl.conns[id]
+			status[i], phones[i], jids[i], reasons[i] = c.status, nullable(c.phone), nullable(c.jid), nullable(c.reason)
+			ats[i], seqs[i] = c.at, int64(c.seq)
+		}
+		b.Queue(sqlConnection, ids, status, phones, jids, reasons, ats, seqs)
+	}
+	for _, s := range pl.segs {
+		s.queue(b)
+	}
+}
+
+func (s *segment) queue(b *pgx.Batch) {
+	if n := len(s.newMaps); n > 0 {
+		slices.SortFunc(s.newMaps, func(a, b lidMap) int { return cmpKey(mkey{a.m, a.lid}, mkey{b.m, b.lid}) })
+		ms, lids, phones, pjids := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
+		for i, x := range s.newMaps {
+			ms[i], lids[i], phones[i], pjids[i] = x.m, x.lid, x.phone, phone.JID(x.phone)
+		}
+		b.Queue(sqlMapInsert, ms, lids, phones)
+		b.Queue(sqlMergeMoveMessages, ms, lids, phones)
+		b.Queue(sqlMergeFillLead, ms, lids, phones)
+		b.Queue(sqlMergeDeleteLead, ms, lids, phones)
+		b.Queue(sqlMergeConvertLead, ms, lids, phones)
+		b.Queue(sqlMergeLeadLID, ms, lids, phones)
+		b.Queue(sqlMergeMessagePhone, ms, lids, phones)
+		b.Queue(sqlMergeLinkOrphans, ms, lids, phones)
+		b.Queue(sqlMergeFillContact, ms, lids, phones, pjids)
+		b.Queue(sqlMergeDeleteContact, ms, lids, phones, pjids)
+		b.Queue(sqlMergeConvertContact, ms, lids, phones, pjids)
+	}
+	if len(s.contacts) > 0 {
+		keys := sortedKeys(s.contacts)
+		n := len(keys)
+		ms, jids, phones, lids := make([]int64, n), make([]string, n), make([]*string, n), make([]*string, n)
+		names, pushes, bizs := make([]string, n), make([]string, n), make([]string, n)
+		for i, k := range keys {
+			c := s.contacts[k]
+			ms[i], jids[i], phones[i], lids[i] = k.m, k.s, nullable(c.phone), nullable(c.lid)
+			names[i], pushes[i], bizs[i] = c.name, c.push, c.business
+		}
+		b.Queue(sqlContacts, ms, jids, phones, lids, names, pushes, bizs)
+	}
+	if len(s.leadsPhone) > 0 {
+		keys := sortedKeys(s.leadsPhone)
+		n := len(keys)
+		ms, phones, lids, names := make([]int64, n), make([]string, n), make([]*string, n), make([]string, n)
+		for i, k := range keys {
+			l := s.leadsPhone[k]
+			ms[i], phones[i], lids[i], names[i] = k.m, k.s, nullable(l.lid), l.name
+		}
+		b.Queue(sqlLeadsPhone, ms, phones, lids, names)
+	}
+	if len(s.leadsLID) > 0 {
+		keys := sortedKeys(s.leadsLID)
+		n := len(keys)
+		ms, lids, names := make([]int64, n), make([]string, n), make([]string, n)
+		for i, k := range keys {
+			ms[i], lids[i], names[i] = k.m, k.s, s.leadsLID[k].name
+		}
+		b.Queue(sqlLeadsLID, ms, lids, names)
+	}
+	if len(s.msgs) > 0 {
+		keys := sortedKeys(s.msgs)
+		n := len(keys)
+		ms, ids, chats, senders := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
+		phones, lids, pushes, dirs := make([]*string, n), make([]*string, n), make([]string, n), make([]string, n)
+		kinds, bodies, captions, replies := make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
+		targets, statuses, ranks, sent := make([]*string, n), make([]string, n), make([]int16, n), make([]time.Time, n)
+		for i, k := range keys {
+			r := s.msgs[k]
+			msg := r.m
+			ms[i], ids[i], chats[i], senders[i] = k.m, k.s, msg.ChatJID, msg.SenderJID
+			phones[i], lids[i], pushes[i], dirs[i] = nullable(r.phone), nullable(msg.LID), msg.PushName, string(msg.Direction)
+			kinds[i], bodies[i], captions[i], replies[i] = string(msg.Kind), msg.Text, msg.Caption, nullable(msg.ReplyToID)
+			targets[i], statuses[i], ranks[i], sent[i] = nullable(msg.TargetID), r.status, int16(r.rank), msg.Timestamp
+		}
+		b.Queue(sqlMessages, ms, ids, chats, senders, phones, lids, pushes, dirs, kinds, bodies, captions, replies,
+			targets, statuses, ranks, sent)
+		b.Queue(sqlApplyPending, ms, ids)
+	}
+	if len(s.rcpts) > 0 {
+		keys := sortedKeys(s.rcpts)
+		n := len(keys)
+		ms, ids, statuses, ranks := make([]int64, n), make([]string, n), make([]string, n), make([]int16, n)
+		for i, k := range keys {
+			r := s.rcpts[k]
+			ms[i], ids[i], statuses[i], ranks[i] = k.m, k.s, r.status, int16(r.rank)
+		}
+		b.Queue(sqlReceipts, ms, ids, statuses, ranks)
+		b.Queue(sqlPendingReceipts, ms, ids, statuses, ranks)
+	}
+	if len(s.targets) > 0 {
+		keys := sortedKeys(s.targets)
+		n := len(keys)
+		ms, ids := make([]int64, n), make([]string, n)
+		for i, k := range keys {
+			ms[i], ids[i] = k.m, k.s
+		}
+		b.Queue(sqlRecomputeEdits, ms, ids)
+		b.Queue(sqlRecomputeRevokes, ms, ids)
+		b.Queue(sqlRecomputeRevokedEdits, ms, ids)
+	}
+}

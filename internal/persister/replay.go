@@ -1,0 +1,159 @@
+package persister
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/event"
+)
+
+// ReplayOptions selects what Replay re-applies: events stored since a
+// time (Since ago) or from a stream sequence (FromSeq), optionally of one
+// mentorado only.
+type ReplayOptions struct {
+	Since     time.Duration
+	FromSeq   uint64
+	Mentorado int64
+	Progress  io.Writer // a progress line per batch (at most one a second); nil for none
+}
+
+// ReplayStats summarises a replay.
+type ReplayStats struct {
+	Applied      int
+	DeadLettered int
+	LastSeq      uint64 // the stream's last sequence when the replay started
+	Duration     time.Duration
+}
+
+// Replay re-applies stored events through an ephemeral ordered consumer,
+// up to the stream's last sequence at the start. Writes are idempotent, so
+// the result equals a single pass. Transient failures are retried until ctx
+// ends; poison events are dead-lettered.
+func (p *Persister) Replay(ctx context.Context, opt ReplayOptions) (ReplayStats, error) {
+	start := time.Now()
+	var st ReplayStats
+	if p.bus == nil {
+		return st, errors.New("persister: replay needs a bus")
+	}
+	if (opt.Since > 0) == (opt.FromSeq > 0) {
+		return st, errors.New("persister: replay needs exactly one of since and from-seq")
+	}
+	if err := p.bus.Provision(ctx); err != nil {
+		return st, fmt.Errorf("persister: %w", err)
+	}
+	stream, err := p.bus.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		return st, fmt.Errorf("persister: replay: %w", err)
+	}
+	info, err := stream.Info(ctx)
+	if err != nil {
+		return st, fmt.Errorf("persister: replay: %w", err)
+	}
+	st.LastSeq = info.State.LastSeq
+	if st.LastSeq == 0 || (opt.FromSeq > st.LastSeq) {
+		st.Duration = time.Since(start)
+		return st, nil
+	}
+	cc := jetstream.OrderedConsumerConfig{FilterSubjects: []string{event.EventsWildcard}}
+	if opt.Mentorado > 0 {
+		cc.FilterSubjects = []string{event.MentoradoEvents(opt.Mentorado)}
+	}
+	if opt.FromSeq > 0 {
+		cc.DeliverPolicy = jetstream.DeliverByStartSequencePolicy
+		cc.OptStartSeq = opt.FromSeq
+	} else {
+		t := time.Now().Add(-opt.Since)
+		cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
+		cc.OptStartTime = &t
+	}
+	cons, err := p.bus.JS.OrderedConsumer(ctx, bus.StreamEvents, cc)
+	if err != nil {
+		return st, fmt.Errorf("persister: replay consumer: %w", err)
+	}
+	var lastProgress time.Time
+	var seq uint64
+	for done := false; !done; {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		batch, err := cons.Fetch(p.cfg.Batch, jetstream.FetchMaxWait(p.cfg.MaxWait))
+		if err != nil {
+			return st, fmt.Errorf("persister: replay fetch: %w", err)
+		}
+		var items []Item
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			if md.Sequence.Stream > st.LastSeq {
+				done = true
+				break
+			}
+			seq = md.Sequence.Stream
+			items = append(items, Item{Subject: m.Subject(), Seq: seq, Data: m.Data()})
+			if seq == st.LastSeq {
+				done = true
+			}
+		}
+		if len(items) == 0 && !done {
+			ci, err := cons.Info(ctx)
+			if err != nil {
+				return st, fmt.Errorf("persister: replay: %w", err)
+			}
+			if ci.NumPending == 0 {
+				done = true
+			}
+			continue
+		}
+		n, dl, err := p.applyRetrying(ctx, items)
+		st.Applied += n
+		st.DeadLettered += dl
+		if err != nil {
+			return st, err
+		}
+		if opt.Progress != nil && (done || time.Since(lastProgress) >= time.Second) {
+			lastProgress = time.Now()
+			fmt.Fprintf(opt.Progress, "replay: seq %d/%d, %d applied, %d dead-lettered, %s\n",
+				seq, st.LastSeq, st.Applied, st.DeadLettered, time.Since(start).Round(time.Millisecond))
+		}
+	}
+	st.Duration = time.Since(start)
+	return st, nil
+}
+
+// applyRetrying applies items, retrying transient failures with backoff,
+// and dead-letters poison. It returns how many were applied and
+// dead-lettered.
+func (p *Persister) applyRetrying(ctx context.Context, items []Item) (int, int, error) {
+	backoff := p.cfg.RetryMin
+	for {
+		poison, err := p.Apply(ctx, items)
+		if err == nil {
+			applied, dl := 0, 0
+			for i, perr := range poison {
+				if perr == nil {
+					applied++
+					continue
+				}
+				if err := p.deadLetter(ctx, items[i], perr); err != nil {
+					return applied, dl, err
+				}
+				dl++
+			}
+			return applied, dl, nil
+		}
+		if ctx.Err() != nil {
+			return 0, 0, err
+		}
+		p.log.Warn().Err(err).Dur("retry_in", backoff).Msg("replay batch not applied; will retry")
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, p.cfg.RetryMax)
+	}
+}

@@ -1,0 +1,228 @@
+package persister
+
+// Set-based statements. Every statement takes parallel arrays (unnest) and
+// touches each key at most once: the planner deduplicates per key in Go
+// first, because ON CONFLICT DO UPDATE cannot affect the same row twice in
+// one statement. Every write is idempotent: applying the same events again,
+// in any batch split, leaves the same rows.
+
+// Lookups (first round trip of a transaction).
+const (
+	sqlKnownMentorados = `SELECT id FROM mentorados WHERE id = ANY($1::bigint[])`
+	sqlKnownLIDs       = `SELECT x.mentorado_id, x.lid, x.phone
+FROM unnest($1::bigint[], $2::text[]) AS u(m, lid)
+JOIN whatsapp_lid_phones x ON x.mentorado_id = u.m AND x.lid = u.lid`
+)
+
+// Connection status moves only to a newer (occurred_at, stream seq). The
+// same status at the same instant from a higher sequence is the same event
+// stored again (a republish) and changes nothing.
+const sqlConnection = `UPDATE mentorados m SET
+	wa_status = u.status,
+	wa_phone = coalesce(u.phone, m.wa_phone),
+	wa_jid = coalesce(u.jid, m.wa_jid),
+	wa_reason = u.reason,
+	wa_status_at = u.at,
+	wa_status_seq = u.seq
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bigint[])
+	AS u(id, status, phone, jid, reason, at, seq)
+WHERE m.id = u.id
+	AND (u.at > coalesce(m.wa_status_at, '-infinity'::timestamptz)
+		OR (u.at = m.wa_status_at AND u.seq > m.wa_status_seq AND u.status <> m.wa_status))`
+
+// LID merges, run when a (mentorado, lid) → phone mapping is first learned,
+// before the writes of the event that taught it. Arrays: m, lid, phone, phone JID.
+const (
+	sqlMapInsert = `INSERT INTO whatsapp_lid_phones (mentorado_id, lid, phone)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])
+ON CONFLICT DO NOTHING`
+
+	// Messages of the LID-only lead move to the phone's lead.
+	sqlMergeMoveMessages = `UPDATE whatsapp_messages t SET lead_id = p.id, updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
+JOIN leads o ON o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
+JOIN leads p ON p.mentorado_id = u.m AND p.phone = u.phone
+WHERE t.lead_id = o.id`
+
+	// The phone's lead takes the LID and, when it has none, the name.
+	sqlMergeFillLead = `UPDATE leads p SET lid = coalesce(p.lid, o.lid),
+	name = CASE WHEN p.name = '' THEN o.name ELSE p.name END, updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
+JOIN leads o ON o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
+WHERE p.mentorado_id = u.m AND p.phone = u.phone`
+
+	sqlMergeDeleteLead = `DELETE FROM leads o
+USING unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
+WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
+	AND EXISTS (SELECT 1 FROM leads p WHERE p.mentorado_id = u.m AND p.phone = u.phone)`
+
+	// A LID-only lead without a phone twin becomes the phone's lead.
+	sqlMergeConvertLead = `UPDATE leads o SET phone = u.phone, updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
+WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL`
+
+	sqlMergeLeadLID = `UPDATE leads p SET lid = u.lid, updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
+WHERE p.mentorado_id = u.m AND p.phone = u.phone AND p.lid IS NULL`
+
+	sqlMergeMessagePhone = `UPDATE whatsapp_messages t SET phone = u.phone, updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
+WHERE t.mentorado_id = u.m AND t.lid = u.lid AND t.phone IS NULL`
+
+	sqlMergeLinkOrphans = `UPDATE whatsapp_messages t SET lead_id = l.id, updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
+JOIN leads l ON l.mentorado_id = u.m AND l.phone = u.phone
+WHERE t.mentorado_id = u.m AND t.phone = u.phone AND t.lead_id IS NULL`
+
+	sqlMergeFillContact = `UPDATE whatsapp_contacts p SET lid = coalesce(p.lid, o.lid),
+	name = CASE WHEN p.name = '' THEN o.name ELSE p.name END,
+	push_name = CASE WHEN p.push_name = '' THEN o.push_name ELSE p.push_name END,
+	business_name = CASE WHEN p.business_name = '' THEN o.business_name ELSE p.business_name END,
+	updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, lid, phone, pjid)
+JOIN whatsapp_contacts o ON o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
+WHERE p.mentorado_id = u.m AND p.jid = u.pjid`
+
+	sqlMergeDeleteContact = `DELETE FROM whatsapp_contacts o
+USING unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, lid, phone, pjid)
+WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
+	AND EXISTS (SELECT 1 FROM whatsapp_contacts p WHERE p.mentorado_id = u.m AND p.jid = u.pjid)`
+
+	sqlMergeConvertContact = `UPDATE whatsapp_contacts o SET jid = u.pjid, phone = u.phone, updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, lid, phone, pjid)
+WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL`
+)
+
+// Contacts: known values are never erased by empty ones; a newer non-empty
+// value replaces an older one.
+const sqlContacts = `INSERT INTO whatsapp_contacts AS c (mentorado_id, jid, phone, lid, name, push_name, business_name)
+SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+ON CONFLICT (mentorado_id, jid) DO UPDATE SET
+	phone = coalesce(excluded.phone, c.phone),
+	lid = coalesce(excluded.lid, c.lid),
+	name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE c.name END,
+	push_name = CASE WHEN excluded.push_name <> '' THEN excluded.push_name ELSE c.push_name END,
+	business_name = CASE WHEN excluded.business_name <> '' THEN excluded.business_name ELSE c.business_name END,
+	updated_at = now()
+WHERE (excluded.phone IS NOT NULL AND excluded.phone IS DISTINCT FROM c.phone)
+	OR (excluded.lid IS NOT NULL AND excluded.lid IS DISTINCT FROM c.lid)
+	OR (excluded.name <> '' AND excluded.name <> c.name)
+	OR (excluded.push_name <> '' AND excluded.push_name <> c.push_name)
+	OR (excluded.business_name <> '' AND excluded.business_name <> c.business_name)`
+
+// Leads are found or created for inbound messages; a new lead adopts the
+// orphan messages of its phone (or LID). A lead's empty name is filled by a
+// later push name.
+const (
+	sqlLeadsPhone = `WITH ins AS (
+	INSERT INTO leads AS l (mentorado_id, phone, lid, name, source)
+	SELECT u.m, u.phone, u.lid, u.name, 'whatsapp'
+	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, phone, lid, name)
+	ON CONFLICT (mentorado_id, phone) DO UPDATE SET name = excluded.name, updated_at = now()
+		WHERE l.name = '' AND excluded.name <> ''
+	RETURNING l.id, l.mentorado_id, l.phone
+)
+UPDATE whatsapp_messages t SET lead_id = ins.id, updated_at = now() FROM ins
+WHERE t.mentorado_id = ins.mentorado_id AND t.phone = ins.phone AND t.lead_id IS NULL`
+
+	sqlLeadsLID = `WITH ins AS (
+	INSERT INTO leads AS l (mentorado_id, lid, name, source)
+	SELECT u.m, u.lid, u.name, 'whatsapp'
+	FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, name)
+	ON CONFLICT (mentorado_id, lid) WHERE lid IS NOT NULL AND phone IS NULL
+		DO UPDATE SET name = excluded.name, updated_at = now()
+		WHERE l.name = '' AND excluded.name <> ''
+	RETURNING l.id, l.mentorado_id, l.lid
+)
+UPDATE whatsapp_messages t SET lead_id = ins.id, updated_at = now() FROM ins
+WHERE t.mentorado_id = ins.mentorado_id AND t.lid = ins.lid AND t.phone IS NULL AND t.lead_id IS NULL`
+)
+
+// Messages: one row per (mentorado, WhatsApp id). A repeated message only
+// raises the status and fills a missing phone or lead; its content stays.
+const sqlMessages = `INSERT INTO whatsapp_messages AS t (mentorado_id, wa_message_id, chat_jid, sender_jid, phone, lid,
+	push_name, direction, kind, body, caption, reply_to_id, target_id, status, status_rank, lead_id, sent_at)
+SELECT u.m, u.id, u.chat, u.sender, u.phone, u.lid, u.push, u.dir, u.kind, u.body, u.caption, u.reply, u.target,
+	u.status, u.rank,
+	CASE WHEN u.phone IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.m AND l.phone = u.phone)
+	     WHEN u.lid IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.m AND l.lid = u.lid AND l.phone IS NULL)
+	END,
+	u.sent_at
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
+	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::smallint[], $16::timestamptz[])
+	AS u(m, id, chat, sender, phone, lid, push, dir, kind, body, caption, reply, target, status, rank, sent_at)
+ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET
+	status = CASE WHEN excluded.status_rank > t.status_rank THEN excluded.status ELSE t.status END,
+	status_rank = greatest(t.status_rank, excluded.status_rank),
+	phone = coalesce(t.phone, excluded.phone),
+	lead_id = coalesce(t.lead_id, excluded.lead_id),
+	updated_at = now()
+WHERE excluded.status_rank > t.status_rank
+	OR (t.phone IS NULL AND excluded.phone IS NOT NULL)
+	OR (t.lead_id IS NULL AND excluded.lead_id IS NOT NULL)`
+
+// Receipts: status only moves up in rank. A receipt for a message not
+// stored yet waits in whatsapp_pending_receipts and is applied (and
+// removed) when the message lands.
+const (
+	sqlApplyPending = `WITH k AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
+d AS (
+	DELETE FROM whatsapp_pending_receipts p USING k
+	WHERE p.mentorado_id = k.m AND p.wa_message_id = k.id
+	RETURNING p.mentorado_id, p.wa_message_id, p.status, p.status_rank
+)
+UPDATE whatsapp_messages t SET status = d.status, status_rank = d.status_rank, updated_at = now() FROM d
+WHERE t.mentorado_id = d.mentorado_id AND t.wa_message_id = d.wa_message_id AND d.status_rank > t.status_rank`
+
+	sqlReceipts = `UPDATE whatsapp_messages t SET status = u.status, status_rank = u.rank, updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[]) AS u(m, id, status, rank)
+WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id AND u.rank > t.status_rank`
+
+	sqlPendingReceipts = `INSERT INTO whatsapp_pending_receipts AS p (mentorado_id, wa_message_id, status, status_rank)
+SELECT u.m, u.id, u.status, u.rank
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[]) AS u(m, id, status, rank)
+WHERE NOT EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id)
+ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET status = excluded.status, status_rank = excluded.status_rank
+WHERE excluded.status_rank > p.status_rank`
+)
+
+// Edits and revokes are stored as their own rows (kind edit / revoke, with
+// target_id) and their effect on the target is recomputed from those rows
+// whenever the target or one of them lands, so the order of arrival does
+// not matter. The latest edit (by WhatsApp timestamp, then id) gives the
+// body; a revoke clears the body and caption of the target and the text of
+// its edits, and marks it revoked. Arrays: m, target id.
+const (
+	sqlRecomputeEdits = `WITH k AS (SELECT DISTINCT m, id FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
+e AS (
+	SELECT DISTINCT ON (x.mentorado_id, x.target_id) x.mentorado_id, x.target_id, x.body
+	FROM whatsapp_messages x JOIN k ON x.mentorado_id = k.m AND x.target_id = k.id
+	WHERE x.kind = 'edit'
+	ORDER BY x.mentorado_id, x.target_id, x.sent_at DESC, x.wa_message_id DESC
+)
+UPDATE whatsapp_messages t SET body = CASE WHEN t.revoked THEN t.body ELSE e.body END, edited = true, updated_at = now()
+FROM e
+WHERE t.mentorado_id = e.mentorado_id AND t.wa_message_id = e.target_id
+	AND t.kind NOT IN ('edit', 'revoke', 'reaction')
+	AND ((NOT t.revoked AND t.body <> e.body) OR NOT t.edited)`
+
+	sqlRecomputeRevokes = `WITH k AS (SELECT DISTINCT m, id FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
+r AS (
+	SELECT DISTINCT x.mentorado_id, x.target_id
+	FROM whatsapp_messages x JOIN k ON x.mentorado_id = k.m AND x.target_id = k.id
+	WHERE x.kind = 'revoke'
+)
+UPDATE whatsapp_messages t SET revoked = true, body = '', caption = '', updated_at = now() FROM r
+WHERE t.mentorado_id = r.mentorado_id AND t.wa_message_id = r.target_id
+	AND t.kind NOT IN ('edit', 'revoke', 'reaction')
+	AND (NOT t.revoked OR t.body <> '' OR t.caption <> '')`
+
+	sqlRecomputeRevokedEdits = `WITH k AS (SELECT DISTINCT m, id FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
+r AS (
+	SELECT DISTINCT x.mentorado_id, x.target_id
+	FROM whatsapp_messages x JOIN k ON x.mentorado_id = k.m AND x.target_id = k.id
+	WHERE x.kind = 'revoke'
+)
+UPDATE whatsapp_messages t SET body = '', updated_at = now() FROM r
+WHERE t.mentorado_id = r.mentorado_id AND t.target_id = r.target_id AND t.kind = 'edit' AND t.body <> ''`
+)
