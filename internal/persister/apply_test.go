@@ -232,4 +232,3 @@ func TestApplyScenarios(t *testing.T) {
 		}
 	})
 }
-

@@ -36,13 +36,13 @@ type mLead struct {
 }
 
 type mMsg struct {
-	m                                                     int64
-	id, chat, sender, phone, lid, push, dir, kind, body   string
-	caption, reply, target, status                        string
-	rank                                                  int
-	edited, revoked                                       bool
-	lead                                                  *mLead
-	sent                                                  time.Time
+	m                                                   int64
+	id, chat, sender, phone, lid, push, dir, kind, body string
+	caption, reply, target, status                      string
+	rank                                                int
+	edited, revoked                                     bool
+	lead                                                *mLead
+	sent                                                time.Time
 }
 
 type mRcpt struct {
