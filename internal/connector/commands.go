@@ -1,0 +1,368 @@
+package connector
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/types"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/phone"
+)
+
+// QueueGroup is the queue group every connector serves commands in.
+const QueueGroup = "connectors"
+
+// relayPrefix + instance id + "." + original subject is where a connector
+// forwards a command to the lease holder.
+const relayPrefix = "zapbus.connector."
+
+// Command routing (documented in docs/decisions/0002-reconnect-policy.md):
+// every connector subscribes to wa.*.cmd.> in one queue group, so NATS
+// hands each request to exactly one connector, and that connector sends
+// exactly one reply:
+//   - it owns the session: it executes the command;
+//   - nobody owns it: it takes the lease (kv.Create) and executes;
+//   - another connector owns it: it relays the request to the owner's
+//     private subject and passes the owner's reply back, or replies
+//     unavailable when the owner does not answer.
+//
+// With no connector running a request fails fast with no responders.
+func (c *Connector) subscribe() ([]*nats.Subscription, error) {
+	nc := c.natsConn()
+	q, err := nc.QueueSubscribe(event.CommandWildcard, QueueGroup, func(msg *nats.Msg) {
+		go c.onCommand(msg, false)
+	})
+	if err != nil {
+		return nil, fmt.Errorf("connector: subscribe commands: %w", err)
+	}
+	r, err := nc.Subscribe(relayPrefix+c.cfg.InstanceID+".>", func(msg *nats.Msg) {
+		go c.onCommand(msg, true)
+	})
+	if err != nil {
+		_ = q.Unsubscribe()
+		return nil, fmt.Errorf("connector: subscribe relayed commands: %w", err)
+	}
+	if err := nc.Flush(); err != nil {
+		return nil, fmt.Errorf("connector: subscribe: %w", err)
+	}
+	return []*nats.Subscription{q, r}, nil
+}
+
+func (c *Connector) onCommand(msg *nats.Msg, relayed bool) {
+	subject := msg.Subject
+	if relayed {
+		subject = strings.TrimPrefix(subject, relayPrefix+c.cfg.InstanceID+".")
+	}
+	m, verb, err := event.ParseSubject(subject)
+	if err != nil || !strings.Contains(subject, ".cmd.") {
+		c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeBadRequest, "bad command subject")})
+		return
+	}
+	ctx, cancel := context.WithTimeout(c.runCtx, c.cfg.CommandTimeout)
+	defer cancel()
+	c.metrics.commands.WithLabelValues(verb).Inc()
+
+	c.mu.Lock()
+	l := c.owned[m]
+	if l != nil {
+		l.inCommands++
+	}
+	c.mu.Unlock()
+	if l == nil && relayed {
+		c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeNotOwner, "session is not owned by this connector")})
+		return
+	}
+	if l == nil {
+		l, err = c.claim(ctx, m)
+		var oe *ownedElsewhere
+		switch {
+		case errors.As(err, &oe):
+			c.relay(ctx, msg, oe.owner)
+			return
+		case errors.Is(err, errStopping):
+			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnavailable, "connector shutting down, retry")})
+			return
+		case err != nil:
+			c.log.Error().Err(err).Int64("mentorado", m).Msg("claim for command")
+			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnavailable, "cannot take the session: %v", err)})
+			return
+		}
+		c.mu.Lock()
+		l.inCommands++
+		c.mu.Unlock()
+	}
+	defer func() {
+		c.mu.Lock()
+		l.inCommands--
+		c.mu.Unlock()
+	}()
+	c.respond(msg, c.execute(ctx, l.sess, event.Verb(verb), msg.Data))
+}
+
+// relay forwards a request to the connector that owns the session.
+func (c *Connector) relay(ctx context.Context, msg *nats.Msg, owner string) {
+	fwd := &nats.Msg{Subject: relayPrefix + owner + "." + msg.Subject, Data: msg.Data, Header: msg.Header}
+	resp, err := c.natsConn().RequestMsgWithContext(ctx, fwd)
+	if err != nil {
+		code := event.CodeUnavailable
+		c.log.Warn().Err(err).Str("owner", owner).Str("subject", msg.Subject).Msg("relay command")
+		c.respond(msg, event.Reply{Error: event.NewCommandError(code, "session owner %s not reachable, retry shortly", owner)})
+		return
+	}
+	if err := msg.Respond(resp.Data); err != nil {
+		c.log.Warn().Err(err).Msg("respond relayed command")
+	}
+}
+
+func (c *Connector) respond(msg *nats.Msg, r event.Reply) {
+	if msg.Reply == "" {
+		return
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		c.log.Error().Err(err).Msg("encode reply")
+		return
+	}
+	if err := msg.Respond(b); err != nil {
+		c.log.Warn().Err(err).Msg("respond")
+	}
+}
+
+func errorReply(err error) event.Reply {
+	var ce *event.CommandError
+	if errors.As(err, &ce) {
+		return event.Reply{Error: ce}
+	}
+	if errors.Is(err, context.DeadlineExceeded) {
+		return event.Reply{Error: event.NewCommandError(event.CodeUnavailable, "timed out")}
+	}
+	return event.Reply{Error: event.NewCommandError(event.CodeInternal, "%v", err)}
+}
+
+// execute runs a command on an owned session.
+func (c *Connector) execute(ctx context.Context, s *session, verb event.Verb, data []byte) event.Reply {
+	switch verb {
+	case event.VerbStatus:
+		r := s.snapshot().reply
+		return event.Reply{Status: &r}
+	case event.VerbConnect:
+		var req event.ConnectRequest
+		if len(data) > 0 {
+			if err := json.Unmarshal(data, &req); err != nil {
+				return event.Reply{Error: event.NewCommandError(event.CodeBadRequest, "connect body: %v", err)}
+			}
+		}
+		res := make(chan connectResult, 1)
+		if !s.post(func() { s.onConnect(req, res) }) {
+			return event.Reply{Error: event.NewCommandError(event.CodeNotOwner, "session moved to another connector")}
+		}
+		select {
+		case r := <-res:
+			if r.err != nil {
+				return errorReply(r.err)
+			}
+			return event.Reply{Status: r.reply}
+		case <-ctx.Done():
+			return errorReply(ctx.Err())
+		}
+	case event.VerbDisconnect:
+		r, err := call(ctx, s, s.onDisconnectCmd)
+		if err != nil {
+			return errorReply(err)
+		}
+		return event.Reply{Status: &r}
+	case event.VerbLogout:
+		r, err := call(ctx, s, s.onLogoutCmd)
+		if err != nil {
+			return errorReply(err)
+		}
+		return event.Reply{Status: &r}
+	case event.VerbSend:
+		var req event.SendRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return event.Reply{Error: event.NewCommandError(event.CodeBadRequest, "send body: %v", err)}
+		}
+		msg, err := c.send(ctx, s, req)
+		if err != nil {
+			return errorReply(err)
+		}
+		return event.Reply{Message: msg}
+	}
+	return event.Reply{Error: event.NewCommandError(event.CodeBadRequest, "unknown verb %q", verb)}
+}
+
+// sendRecord is what WA_SENDS keeps per client id.
+type sendRecord struct {
+	State   string         `json:"state"` // pending | sent
+	WAID    string         `json:"wa_id"`
+	Message *event.Message `json:"message,omitempty"`
+}
+
+var sendKeyUnsafe = strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_")
+
+func sendKey(m int64, clientID string) string {
+	return fmt.Sprintf("%d.%s", m, sendKeyUnsafe.Replace(clientID))
+}
+
+// send delivers a text message: validate, resolve the number with the
+// server (which settles the Brazilian 9th digit), send with a pre-generated
+// id, publish the outbound event with status sent, return it. A ClientID
+// makes it idempotent through WA_SENDS.
+func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest) (*event.Message, error) {
+	if strings.TrimSpace(req.Text) == "" {
+		return nil, event.NewCommandError(event.CodeBadRequest, "text is empty")
+	}
+	if n := utf8.RuneCountInString(req.Text); n > event.MaxTextRunes {
+		return nil, event.NewCommandError(event.CodeTextTooLong, "text has %d characters, limit %d", n, event.MaxTextRunes)
+	}
+	if len(req.ClientID) > 128 {
+		return nil, event.NewCommandError(event.CodeBadRequest, "client_id longer than 128 characters")
+	}
+	number, err := phone.Normalize(req.Phone)
+	if err != nil {
+		return nil, event.NewCommandError(event.CodeInvalidPhone, "%v", err)
+	}
+	snap := s.snapshot()
+	if snap.reply.Status != event.StatusConnected || snap.cli == nil {
+		return nil, event.NewCommandError(event.CodeNotConnected, "session is %s", snap.reply.Status)
+	}
+	cli := snap.cli
+
+	var key string
+	var rev uint64
+	if req.ClientID != "" {
+		key = sendKey(s.m, req.ClientID)
+		if done, err := c.sendReplay(ctx, key); done != nil || err != nil {
+			return done, err
+		}
+	}
+
+	resp, err := cli.IsOnWhatsApp(ctx, plusAll(phone.BrazilVariants(number)))
+	if err != nil {
+		return nil, fmt.Errorf("check number: %w", err)
+	}
+	var to types.JID
+	for _, r := range resp {
+		if r.IsIn {
+			to = r.JID
+			break
+		}
+	}
+	if to.IsEmpty() {
+		return nil, event.NewCommandError(event.CodeNotOnWhatsApp, "number is not on WhatsApp")
+	}
+
+	id := cli.GenerateMessageID()
+	if key != "" {
+		b, _ := json.Marshal(sendRecord{State: "pending", WAID: id})
+		rev, err = c.sends.Create(ctx, key, b)
+		if errors.Is(err, jetstream.ErrKeyExists) {
+			// A concurrent retry of the same command got here first.
+			if done, err := c.sendReplay(ctx, key); done != nil || err != nil {
+				return done, err
+			}
+			return nil, event.NewCommandError(event.CodeUnavailable, "a send with this client_id is in progress")
+		}
+		if err != nil {
+			return nil, fmt.Errorf("reserve client id: %w", err)
+		}
+	}
+	sent, err := cli.SendMessage(ctx, to, &waE2E.Message{Conversation: proto.String(req.Text)}, whatsmeow.SendRequestExtra{ID: id})
+	if err != nil {
+		if key != "" {
+			_ = c.sends.Delete(context.WithoutCancel(ctx), key, jetstream.LastRevision(rev))
+		}
+		if errors.Is(err, whatsmeow.ErrNotConnected) || errors.Is(err, whatsmeow.ErrNotLoggedIn) {
+			return nil, event.NewCommandError(event.CodeNotConnected, "%v", err)
+		}
+		return nil, fmt.Errorf("send: %w", err)
+	}
+	ts := sent.Timestamp
+	if ts.IsZero() {
+		ts = c.clock.Now()
+	}
+	msg := &event.Message{
+		WAID:      id,
+		ChatJID:   to.String(),
+		SenderJID: snap.jid.ToNonAD().String(),
+		Phone:     phone.FromJID(to.String()),
+		Direction: event.DirectionOut,
+		Kind:      event.KindText,
+		Text:      req.Text,
+		Timestamp: ts.UTC(),
+		Status:    event.MessageSent,
+	}
+	if key != "" {
+		b, _ := json.Marshal(sendRecord{State: "sent", WAID: id, Message: msg})
+		if _, err := c.sends.Update(ctx, key, b, rev); err != nil {
+			s.log.Warn().Err(err).Msg("record idempotent send")
+		}
+	}
+	if err := c.publishMessage(ctx, s.m, msg); err != nil {
+		return nil, event.NewCommandError(event.CodeInternal, "message %s sent but not recorded (retry with the same client_id): %v", id, err)
+	}
+	return msg, nil
+}
+
+// sendReplay returns the result of an earlier send with the same client id,
+// republishing its event (deduplicated by id) in case that publish failed.
+func (c *Connector) sendReplay(ctx context.Context, key string) (*event.Message, error) {
+	e, err := c.sends.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("look up client id: %w", err)
+	}
+	var rec sendRecord
+	if err := json.Unmarshal(e.Value(), &rec); err != nil {
+		return nil, fmt.Errorf("decode send record: %w", err)
+	}
+	if rec.State != "sent" || rec.Message == nil {
+		return nil, event.NewCommandError(event.CodeUnavailable, "a send with this client_id is in progress")
+	}
+	m, _, _ := strings.Cut(key, ".")
+	var mentorado int64
+	_, _ = fmt.Sscanf(m, "%d", &mentorado)
+	if err := c.publishMessage(ctx, mentorado, rec.Message); err != nil {
+		return nil, event.NewCommandError(event.CodeInternal, "message sent but not recorded (retry): %v", err)
+	}
+	return rec.Message, nil
+}
+
+func (c *Connector) publishMessage(ctx context.Context, m int64, msg *event.Message) error {
+	env, err := event.New(m, event.MessageEventID(m, msg.WAID), msg.Timestamp, msg)
+	if err != nil {
+		return err
+	}
+	var last error
+	for range 3 {
+		if _, last = c.bus.Publish(ctx, env); last == nil {
+			c.metrics.published.WithLabelValues(string(env.Type)).Inc()
+			return nil
+		}
+		c.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return last
+}
+
+func plusAll(nums []string) []string {
+	out := make([]string, len(nums))
+	for i, n := range nums {
+		out[i] = "+" + n
+	}
+	return out
+}

@@ -1,0 +1,101 @@
+package connector
+
+import (
+	"context"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/zapbus/zapbus/internal/event"
+)
+
+type metrics struct {
+	reg             *prometheus.Registry
+	sessions        *prometheus.GaugeVec
+	published       *prometheus.CounterVec
+	publishFailures *prometheus.CounterVec
+	reconnects      *prometheus.CounterVec
+	commands        *prometheus.CounterVec
+	dropped         prometheus.Counter
+	leases          prometheus.Gauge
+	fenced          prometheus.Counter
+	takeovers       prometheus.Counter
+	restoreTotal    prometheus.Gauge
+	restoreDone     prometheus.Counter
+}
+
+func newMetrics() *metrics {
+	reg := prometheus.NewRegistry()
+	m := &metrics{
+		reg: reg,
+		sessions: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "zapbus_connector_sessions", Help: "Sessions owned by this connector, by state.",
+		}, []string{"state"}),
+		published: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_connector_events_published_total", Help: "Events acknowledged by JetStream, by type.",
+		}, []string{"type"}),
+		publishFailures: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_connector_publish_failures_total", Help: "Failed JetStream publishes, by type.",
+		}, []string{"type"}),
+		reconnects: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_connector_reconnects_total", Help: "Reconnect policy decisions, by reason.",
+		}, []string{"reason"}),
+		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_connector_commands_total", Help: "Commands received, by verb.",
+		}, []string{"verb"}),
+		dropped: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zapbus_connector_unconvertible_events_total", Help: "whatsmeow events that could not be converted and were dropped.",
+		}),
+		leases: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "zapbus_connector_leases", Help: "Session leases held by this connector.",
+		}),
+		fenced: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zapbus_connector_fenced_total", Help: "Sessions stopped because their lease could not be renewed.",
+		}),
+		takeovers: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zapbus_connector_takeovers_total", Help: "Sessions taken over from a released or expired lease.",
+		}),
+		restoreTotal: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "zapbus_connector_restore_sessions", Help: "Sessions to restore at start-up.",
+		}),
+		restoreDone: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zapbus_connector_restore_done_total", Help: "Start-up restores finished.",
+		}),
+	}
+	reg.MustRegister(m.sessions, m.published, m.publishFailures, m.reconnects, m.commands, m.dropped,
+		m.leases, m.fenced, m.takeovers, m.restoreTotal, m.restoreDone,
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	for _, s := range event.Statuses {
+		m.sessions.WithLabelValues(string(s))
+	}
+	return m
+}
+
+// Registry exposes the connector's metrics (for tests and embedding).
+func (c *Connector) Registry() *prometheus.Registry { return c.metrics.reg }
+
+func (c *Connector) httpHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		switch {
+		case !c.ready.Load():
+			http.Error(w, "not running", http.StatusServiceUnavailable)
+		case !c.bus.NC.IsConnected():
+			http.Error(w, "nats disconnected", http.StatusServiceUnavailable)
+		case c.db.Ready(ctx) != nil:
+			http.Error(w, "postgres unreachable", http.StatusServiceUnavailable)
+		default:
+			_, _ = w.Write([]byte("ready\n"))
+		}
+	})
+	mux.Handle("GET /metrics", promhttp.HandlerFor(c.metrics.reg, promhttp.HandlerOpts{}))
+	return mux
+}

@@ -1,0 +1,665 @@
+// Package sim is a simulated WhatsApp for connector tests and the dev
+// stack's sim mode: a World (WhatsApp's side: devices, who is connected,
+// messages waiting for an ack) and Clients that satisfy connector.Client and
+// emit the same whatsmeow event structs the real client emits when it is
+// configured as connector.WhatsmeowFactory configures it (no built-in
+// reconnects, ManualLoginReconnect on stream error 515, synchronous acks).
+//
+// It is not on the production path: the real whatsmeow client is the
+// connector's default factory.
+package sim
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/types/events"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/zapbus/zapbus/internal/connector"
+)
+
+// Interval is a span during which a client of a mentorado was connected.
+type Interval struct {
+	Client     int
+	Start, End time.Time // End is zero while connected
+}
+
+// Sent is a message a client sent.
+type Sent struct {
+	ID   string
+	To   types.JID
+	Text string
+}
+
+// World is the simulated WhatsApp server shared by every sim client.
+type World struct {
+	mu         sync.Mutex
+	devices    map[types.JID]int64 // paired device → mentorado
+	clients    map[int64][]*Client
+	active     map[int64][]*Client // connected and logged in, by mentorado
+	intervals  map[int64][]Interval
+	maxActive  map[int64]int
+	violations []string
+	pending    map[int64][]*events.Message // not acked, redelivered on connect
+	connectErr map[int64]error
+	notOnWA    map[string]bool
+	canonical  map[string]string
+	nextID     int
+	nextDevice uint16
+	msgSeq     atomic.Int64
+}
+
+// NewWorld returns an empty simulated WhatsApp.
+func NewWorld() *World {
+	return &World{
+		devices:    map[types.JID]int64{},
+		clients:    map[int64][]*Client{},
+		active:     map[int64][]*Client{},
+		intervals:  map[int64][]Interval{},
+		maxActive:  map[int64]int{},
+		pending:    map[int64][]*events.Message{},
+		connectErr: map[int64]error{},
+		notOnWA:    map[string]bool{},
+		canonical:  map[string]string{},
+	}
+}
+
+// Factory makes sim clients; it satisfies connector.Factory.
+type Factory struct{ W *World }
+
+var _ connector.Factory = (*Factory)(nil)
+
+// NewClient returns a client for p.Device (ErrNoDevice when the world no
+// longer knows it) or for a new device.
+func (f *Factory) NewClient(_ context.Context, p connector.ClientParams) (connector.Client, error) {
+	w := f.W
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if !p.Device.IsEmpty() {
+		if _, ok := w.devices[p.Device]; !ok {
+			return nil, connector.ErrNoDevice
+		}
+	}
+	w.nextID++
+	c := &Client{w: w, m: p.Mentorado, id: w.nextID, device: p.Device, prePair: p.PrePair}
+	w.clients[p.Mentorado] = append(w.clients[p.Mentorado], c)
+	return c, nil
+}
+
+// DeleteDevice forgets a device.
+func (f *Factory) DeleteDevice(_ context.Context, jid types.JID) error {
+	f.W.mu.Lock()
+	delete(f.W.devices, jid)
+	f.W.mu.Unlock()
+	return nil
+}
+
+// Client is a simulated *whatsmeow.Client.
+type Client struct {
+	w       *World
+	m       int64
+	id      int
+	prePair func(types.JID) bool
+
+	// guarded by w.mu
+	device    types.JID
+	connected bool
+	loggedIn  bool
+	qr        chan whatsmeow.QRChannelItem
+	pairPhone string
+	sent      []Sent
+
+	hmu      sync.RWMutex
+	handlers []handler
+}
+
+type handler struct {
+	id uint32
+	fn whatsmeow.EventHandlerWithSuccessStatus
+}
+
+var _ connector.Client = (*Client)(nil)
+
+var nextHandler atomic.Uint32
+
+// ErrNoSession is returned when a mentorado has no connected sim client.
+var ErrNoSession = errors.New("sim: no connected client")
+
+func (c *Client) dispatch(evt any) (ok bool) {
+	c.hmu.RLock()
+	hs := slices.Clone(c.handlers)
+	c.hmu.RUnlock()
+	for _, h := range hs {
+		if !h.fn(evt) {
+			return false
+		}
+	}
+	return true
+}
+
+// AddEventHandlerWithSuccessStatus registers a handler.
+func (c *Client) AddEventHandlerWithSuccessStatus(fn whatsmeow.EventHandlerWithSuccessStatus) uint32 {
+	id := nextHandler.Add(1)
+	c.hmu.Lock()
+	c.handlers = append(c.handlers, handler{id, fn})
+	c.hmu.Unlock()
+	return id
+}
+
+// RemoveEventHandler removes a handler.
+func (c *Client) RemoveEventHandler(id uint32) bool {
+	c.hmu.Lock()
+	defer c.hmu.Unlock()
+	for i, h := range c.handlers {
+		if h.id == id {
+			c.handlers = slices.Delete(c.handlers, i, i+1)
+			return true
+		}
+	}
+	return false
+}
+
+// Connect opens the simulated socket: a new device gets QR codes, a paired
+// one logs in (Connected) and receives what was not acked before.
+func (c *Client) Connect() error {
+	w := c.w
+	w.mu.Lock()
+	if err := w.connectErr[c.m]; err != nil {
+		w.mu.Unlock()
+		return err
+	}
+	if c.connected {
+		w.mu.Unlock()
+		return whatsmeow.ErrAlreadyConnected
+	}
+	c.connected = true
+	if c.device.IsEmpty() {
+		qr := c.qr
+		w.mu.Unlock()
+		codes := make([]string, 6)
+		for i := range codes {
+			codes[i] = fmt.Sprintf("sim-qr-%d-%d-%d", c.m, c.id, i)
+		}
+		go func() {
+			c.dispatch(&events.QR{Codes: codes})
+			if qr != nil {
+				c.sendQR(qr, whatsmeow.QRChannelItem{Event: whatsmeow.QRChannelEventCode, Code: codes[0], Timeout: 60 * time.Second})
+			}
+		}()
+		return nil
+	}
+	if _, ok := w.devices[c.device]; !ok {
+		// The server rejects a removed device: connect failure 401.
+		c.connected = false
+		w.mu.Unlock()
+		go c.dispatch(&events.LoggedOut{OnConnect: true, Reason: events.ConnectFailureLoggedOut})
+		return nil
+	}
+	var replaced []*Client
+	if others := w.active[c.m]; len(others) > 0 {
+		w.violations = append(w.violations, fmt.Sprintf("mentorado %d: client %d connected while %d clients were connected", c.m, c.id, len(others)))
+		replaced = slices.Clone(others)
+	}
+	c.loggedIn = true
+	w.active[c.m] = append(w.active[c.m], c)
+	w.maxActive[c.m] = max(w.maxActive[c.m], len(w.active[c.m]))
+	w.intervals[c.m] = append(w.intervals[c.m], Interval{Client: c.id, Start: time.Now()})
+	w.mu.Unlock()
+	for _, o := range replaced {
+		// WhatsApp keeps the newest connection and kicks the older one.
+		o.drop()
+		go o.dispatch(&events.StreamReplaced{})
+	}
+	go func() {
+		c.dispatch(&events.Connected{})
+		c.w.Redeliver(c.m)
+	}()
+	return nil
+}
+
+// drop marks the client disconnected; callers dispatch what follows.
+func (c *Client) drop() {
+	w := c.w
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	c.dropLocked()
+}
+
+func (c *Client) dropLocked() {
+	w := c.w
+	c.connected = false
+	if !c.loggedIn {
+		return
+	}
+	c.loggedIn = false
+	w.active[c.m] = slices.DeleteFunc(w.active[c.m], func(o *Client) bool { return o == c })
+	for i := len(w.intervals[c.m]) - 1; i >= 0; i-- {
+		iv := &w.intervals[c.m][i]
+		if iv.Client == c.id && iv.End.IsZero() {
+			iv.End = time.Now()
+			break
+		}
+	}
+}
+
+// Disconnect closes the simulated socket without emitting events, like
+// whatsmeow's.
+func (c *Client) Disconnect() {
+	c.w.mu.Lock()
+	c.dropLocked()
+	qr := c.qr
+	c.qr = nil
+	c.w.mu.Unlock()
+	if qr != nil {
+		c.closeQR(qr)
+	}
+}
+
+// Logout unlinks the device.
+func (c *Client) Logout(context.Context) error {
+	c.w.mu.Lock()
+	if !c.loggedIn {
+		c.w.mu.Unlock()
+		return whatsmeow.ErrNotLoggedIn
+	}
+	delete(c.w.devices, c.device)
+	c.w.mu.Unlock()
+	c.Disconnect()
+	return nil
+}
+
+func (c *Client) IsConnected() bool {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	return c.connected
+}
+
+func (c *Client) IsLoggedIn() bool {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	return c.loggedIn
+}
+
+var qrClosed sync.Map // chan → struct{}: closed QR channels
+
+func (c *Client) sendQR(ch chan whatsmeow.QRChannelItem, item whatsmeow.QRChannelItem) {
+	defer func() { _ = recover() }() // closed concurrently
+	if _, closed := qrClosed.Load(ch); closed {
+		return
+	}
+	select {
+	case ch <- item:
+	default:
+	}
+}
+
+func (c *Client) closeQR(ch chan whatsmeow.QRChannelItem) {
+	if _, loaded := qrClosed.LoadOrStore(ch, struct{}{}); !loaded {
+		close(ch)
+	}
+}
+
+// GetQRChannel works like whatsmeow's: call it before Connect on a new device.
+func (c *Client) GetQRChannel(ctx context.Context) (<-chan whatsmeow.QRChannelItem, error) {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if c.connected {
+		return nil, whatsmeow.ErrQRAlreadyConnected
+	}
+	if !c.device.IsEmpty() {
+		return nil, whatsmeow.ErrQRStoreContainsID
+	}
+	ch := make(chan whatsmeow.QRChannelItem, 8)
+	c.qr = ch
+	go func() {
+		<-ctx.Done()
+		c.closeQR(ch)
+	}()
+	return ch, nil
+}
+
+// PairPhone returns a pairing code; World.EnterPairingCode completes it.
+func (c *Client) PairPhone(_ context.Context, phone string, _ bool, _ whatsmeow.PairClientType, _ string) (string, error) {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if !c.connected {
+		return "", whatsmeow.ErrNotConnected
+	}
+	c.pairPhone = strings.TrimPrefix(phone, "+")
+	return fmt.Sprintf("SIM%d-%04d", c.id%10, c.m%10000), nil
+}
+
+// IsOnWhatsApp answers from the world's directory: every number is on
+// WhatsApp unless marked otherwise, under its canonical form.
+func (c *Client) IsOnWhatsApp(_ context.Context, phones []string) ([]types.IsOnWhatsAppResponse, error) {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if !c.loggedIn {
+		return nil, whatsmeow.ErrNotConnected
+	}
+	var out []types.IsOnWhatsAppResponse
+	for _, p := range phones {
+		d := strings.TrimPrefix(p, "+")
+		canon := d
+		if v, ok := c.w.canonical[d]; ok {
+			canon = v
+		}
+		in := !c.w.notOnWA[d] && !c.w.notOnWA[canon]
+		out = append(out, types.IsOnWhatsAppResponse{Query: p, JID: types.NewJID(canon, types.DefaultUserServer), IsIn: in})
+	}
+	return out, nil
+}
+
+// GenerateMessageID returns a fresh message id.
+func (c *Client) GenerateMessageID() types.MessageID {
+	return fmt.Sprintf("3EB0SIM%012X", c.w.msgSeq.Add(1))
+}
+
+// SendMessage records a text message.
+func (c *Client) SendMessage(_ context.Context, to types.JID, msg *waE2E.Message, extra ...whatsmeow.SendRequestExtra) (whatsmeow.SendResponse, error) {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if !c.loggedIn {
+		return whatsmeow.SendResponse{}, whatsmeow.ErrNotConnected
+	}
+	id := ""
+	if len(extra) > 0 {
+		id = extra[0].ID
+	}
+	if id == "" {
+		id = fmt.Sprintf("3EB0SIM%012X", c.w.msgSeq.Add(1))
+	}
+	c.sent = append(c.sent, Sent{ID: id, To: to, Text: msg.GetConversation()})
+	return whatsmeow.SendResponse{ID: id, Timestamp: time.Now()}, nil
+}
+
+// --- World: the test's side ---
+
+func (w *World) latest(m int64) *Client {
+	cs := w.clients[m]
+	if len(cs) == 0 {
+		return nil
+	}
+	return cs[len(cs)-1]
+}
+
+// Client returns the newest client made for m, or nil.
+func (w *World) Client(m int64) *Client {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.latest(m)
+}
+
+// ScanQR pairs the mentorado's waiting client with phone, as if the QR code
+// were scanned: PairSuccess, then the stream error 515 whatsmeow reports as
+// ManualLoginReconnect.
+func (w *World) ScanQR(m int64, phone string) error {
+	return w.pair(m, phone)
+}
+
+// EnterPairingCode completes a phone pairing started with PairPhone.
+func (w *World) EnterPairingCode(m int64) error {
+	w.mu.Lock()
+	c := w.latest(m)
+	p := ""
+	if c != nil {
+		p = c.pairPhone
+	}
+	w.mu.Unlock()
+	if p == "" {
+		return fmt.Errorf("sim: mentorado %d has no pairing code", m)
+	}
+	return w.pair(m, p)
+}
+
+func (w *World) pair(m int64, phone string) error {
+	w.mu.Lock()
+	c := w.latest(m)
+	if c == nil || !c.connected || !c.device.IsEmpty() {
+		w.mu.Unlock()
+		return fmt.Errorf("sim: mentorado %d has no client waiting to pair", m)
+	}
+	w.nextDevice++
+	jid := types.JID{User: phone, Device: w.nextDevice, Server: types.DefaultUserServer}
+	qr := c.qr
+	w.mu.Unlock()
+	if c.prePair != nil && !c.prePair(jid) {
+		c.Disconnect()
+		go c.dispatch(&events.PairError{ID: jid, Error: whatsmeow.ErrPairRejectedLocally})
+		return fmt.Errorf("sim: pairing refused by the client")
+	}
+	w.mu.Lock()
+	w.devices[jid] = m
+	c.device = jid
+	c.qr = nil
+	w.mu.Unlock()
+	if qr != nil {
+		c.sendQR(qr, whatsmeow.QRChannelSuccess)
+		c.closeQR(qr)
+	}
+	go func() {
+		c.dispatch(&events.PairSuccess{ID: jid, Platform: "sim"})
+		c.drop()
+		c.dispatch(&events.ManualLoginReconnect{})
+	}()
+	return nil
+}
+
+// InjectText delivers an inbound text message from phone to m's connected
+// client. acked is false when the handler failed: the message stays
+// pending and is redelivered on the next connect or Redeliver.
+func (w *World) InjectText(m int64, from, text string) (id string, acked bool, err error) {
+	id = fmt.Sprintf("SIMIN%012X", w.msgSeq.Add(1))
+	sender := types.NewJID(from, types.DefaultUserServer)
+	evt := &events.Message{
+		Info: types.MessageInfo{
+			MessageSource: types.MessageSource{Chat: sender, Sender: sender},
+			ID:            id,
+			PushName:      "Sim " + from,
+			Timestamp:     time.Now().Truncate(time.Second),
+			Type:          "text",
+		},
+		Message:    &waE2E.Message{Conversation: proto.String(text)},
+		RawMessage: &waE2E.Message{Conversation: proto.String(text)},
+	}
+	acked, err = w.InjectMessage(m, evt)
+	return id, acked, err
+}
+
+// InjectMessage delivers any message event to m's connected client.
+func (w *World) InjectMessage(m int64, evt *events.Message) (bool, error) {
+	w.mu.Lock()
+	cs := slices.Clone(w.active[m])
+	w.mu.Unlock()
+	if len(cs) == 0 {
+		w.mu.Lock()
+		w.pending[m] = append(w.pending[m], evt)
+		w.mu.Unlock()
+		return false, ErrNoSession
+	}
+	if cs[0].dispatch(evt) {
+		return true, nil
+	}
+	w.mu.Lock()
+	w.pending[m] = append(w.pending[m], evt)
+	w.mu.Unlock()
+	return false, nil
+}
+
+// Inject dispatches any event (e.g. *events.Receipt) to m's connected
+// client and reports whether the handlers succeeded.
+func (w *World) Inject(m int64, evt any) (bool, error) {
+	w.mu.Lock()
+	cs := slices.Clone(w.active[m])
+	w.mu.Unlock()
+	if len(cs) == 0 {
+		return false, ErrNoSession
+	}
+	return cs[0].dispatch(evt), nil
+}
+
+// Redeliver offers m's pending messages again; it returns how many were acked.
+func (w *World) Redeliver(m int64) int {
+	w.mu.Lock()
+	pend := w.pending[m]
+	w.pending[m] = nil
+	cs := slices.Clone(w.active[m])
+	w.mu.Unlock()
+	n := 0
+	var still []*events.Message
+	for _, evt := range pend {
+		if len(cs) > 0 && cs[0].dispatch(evt) {
+			n++
+		} else {
+			still = append(still, evt)
+		}
+	}
+	if len(still) > 0 {
+		w.mu.Lock()
+		w.pending[m] = append(still, w.pending[m]...)
+		w.mu.Unlock()
+	}
+	return n
+}
+
+// Pending is how many messages of m wait for an ack.
+func (w *World) Pending(m int64) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.pending[m])
+}
+
+// Kick ends m's connection the way the server would and dispatches evt:
+// *events.Disconnected, *events.StreamReplaced, *events.TemporaryBan,
+// *events.LoggedOut (the device is removed), *events.ConnectFailure,
+// *events.ManualLoginReconnect (515). *events.KeepAliveTimeout is
+// dispatched without closing the socket.
+func (w *World) Kick(m int64, evt any) error {
+	w.mu.Lock()
+	cs := slices.Clone(w.active[m])
+	if len(cs) == 0 {
+		w.mu.Unlock()
+		return ErrNoSession
+	}
+	c := cs[0]
+	switch evt.(type) {
+	case *events.KeepAliveTimeout:
+	case *events.LoggedOut:
+		delete(w.devices, c.device)
+		c.dropLocked()
+	default:
+		c.dropLocked()
+	}
+	w.mu.Unlock()
+	go c.dispatch(evt)
+	return nil
+}
+
+// FailConnect makes m's Connect calls fail with err until called with nil.
+func (w *World) FailConnect(m int64, err error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if err == nil {
+		delete(w.connectErr, m)
+	} else {
+		w.connectErr[m] = err
+	}
+}
+
+// NotOnWhatsApp marks a number as not registered.
+func (w *World) NotOnWhatsApp(phone string) {
+	w.mu.Lock()
+	w.notOnWA[phone] = true
+	w.mu.Unlock()
+}
+
+// Canonical makes the server answer for number with canonical (the
+// Brazilian 9th digit case).
+func (w *World) Canonical(number, canonical string) {
+	w.mu.Lock()
+	w.canonical[number] = canonical
+	w.mu.Unlock()
+}
+
+// Connected reports whether m has a connected, logged-in client.
+func (w *World) Connected(m int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.active[m]) > 0
+}
+
+// Paired reports whether m has a device.
+func (w *World) Paired(m int64) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, owner := range w.devices {
+		if owner == m {
+			return true
+		}
+	}
+	return false
+}
+
+// Device returns m's device JID.
+func (w *World) Device(m int64) (types.JID, bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for jid, owner := range w.devices {
+		if owner == m {
+			return jid, true
+		}
+	}
+	return types.EmptyJID, false
+}
+
+// AddDevice registers an already paired device for m (fixtures).
+func (w *World) AddDevice(m int64, phone string) types.JID {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.nextDevice++
+	jid := types.JID{User: phone, Device: w.nextDevice, Server: types.DefaultUserServer}
+	w.devices[jid] = m
+	return jid
+}
+
+// Intervals returns m's connected spans.
+func (w *World) Intervals(m int64) []Interval {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.intervals[m])
+}
+
+// MaxConcurrent is the most clients of m ever connected at once.
+func (w *World) MaxConcurrent(m int64) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.maxActive[m]
+}
+
+// Violations lists every moment two clients of one mentorado were connected.
+func (w *World) Violations() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return slices.Clone(w.violations)
+}
+
+// Sent returns what m's clients sent.
+func (w *World) Sent(m int64) []Sent {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []Sent
+	for _, c := range w.clients[m] {
+		out = append(out, c.sent...)
+	}
+	return out
+}

@@ -1,0 +1,99 @@
+package connector
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/rs/zerolog"
+	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/store/sqlstore"
+	"go.mau.fi/whatsmeow/types"
+	waLog "go.mau.fi/whatsmeow/util/log"
+
+	"github.com/zapbus/zapbus/internal/store"
+)
+
+// sqlstoreLockKey serialises whatsmeow's own schema upgrades between
+// connectors starting together.
+const sqlstoreLockKey int64 = 0x7a6170776d // "zapwm"
+
+// WhatsmeowFactory makes real whatsmeow clients whose device store is
+// whatsmeow's sqlstore on zapbus's Postgres.
+type WhatsmeowFactory struct {
+	db        *store.DB
+	container *sqlstore.Container
+	log       zerolog.Logger
+	// Configure, when set, is called on every new client before use; the
+	// dev stack and tests point clients at the fake WhatsApp server with it.
+	Configure func(*whatsmeow.Client)
+}
+
+var _ Factory = (*WhatsmeowFactory)(nil)
+
+// NewWhatsmeowFactory opens whatsmeow's device store on db and upgrades its
+// tables under a Postgres advisory lock.
+func NewWhatsmeowFactory(ctx context.Context, db *store.DB, log zerolog.Logger, configure func(*whatsmeow.Client)) (*WhatsmeowFactory, error) {
+	container := sqlstore.NewWithDB(db.SQL, "postgres", waLog.Zerolog(log.With().Str("component", "whatsmeow-store").Logger()))
+	conn, err := db.Pool.Acquire(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("connector: device store: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", sqlstoreLockKey); err != nil {
+		return nil, fmt.Errorf("connector: device store lock: %w", err)
+	}
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", sqlstoreLockKey) }()
+	if err := container.Upgrade(ctx); err != nil {
+		return nil, fmt.Errorf("connector: upgrade whatsmeow store: %w", err)
+	}
+	return &WhatsmeowFactory{db: db, container: container, log: log, Configure: configure}, nil
+}
+
+// Container is whatsmeow's device store.
+func (f *WhatsmeowFactory) Container() *sqlstore.Container { return f.container }
+
+// NewClient returns a client for p.Device, or for a new device when it is empty.
+func (f *WhatsmeowFactory) NewClient(ctx context.Context, p ClientParams) (Client, error) {
+	dev := f.container.NewDevice()
+	if !p.Device.IsEmpty() {
+		d, err := f.container.GetDevice(ctx, p.Device)
+		if err != nil {
+			return nil, fmt.Errorf("connector: load device: %w", err)
+		}
+		if d == nil {
+			return nil, ErrNoDevice
+		}
+		dev = d
+	}
+	cli := whatsmeow.NewClient(dev, waLog.Zerolog(p.Log.With().Str("component", "whatsmeow").Logger()))
+	// Sessions own the reconnect policy (docs/decisions/0002-reconnect-policy.md).
+	cli.EnableAutoReconnect = false
+	cli.InitialAutoReconnect = false
+	cli.DisableLoginAutoReconnect = true
+	// Nothing received is lost: ack only after the handler (JetStream) succeeded.
+	cli.SynchronousAck = true
+	cli.EnableDecryptedEventBuffer = true
+	if p.PrePair != nil {
+		cli.PrePairCallback = func(jid types.JID, _, _ string) bool { return p.PrePair(jid) }
+	}
+	if f.Configure != nil {
+		f.Configure(cli)
+	}
+	return cli, nil
+}
+
+// DeleteDevice removes the device row (its keys, sessions and secrets
+// cascade) and its privacy tokens, which whatsmeow does not cascade.
+func (f *WhatsmeowFactory) DeleteDevice(ctx context.Context, device types.JID) error {
+	if device.IsEmpty() {
+		return nil
+	}
+	jid := device.String()
+	if _, err := f.db.Pool.Exec(ctx, "DELETE FROM whatsmeow_privacy_tokens WHERE our_jid = $1", jid); err != nil {
+		return fmt.Errorf("connector: delete privacy tokens: %w", err)
+	}
+	if _, err := f.db.Pool.Exec(ctx, "DELETE FROM whatsmeow_device WHERE jid = $1", jid); err != nil {
+		return fmt.Errorf("connector: delete device: %w", err)
+	}
+	return nil
+}
