@@ -107,17 +107,19 @@ func (e *env) desired(m int64) string {
 // running is a connector under test.
 type running struct {
 	c      *connector.Connector
+	bus    *bus.Bus
 	cancel context.CancelFunc
-	done   chan error
+	done   chan struct{}
+	err    error
 }
 
 func (r *running) stop(t *testing.T) {
 	t.Helper()
 	r.cancel()
 	select {
-	case err := <-r.done:
-		if err != nil {
-			t.Fatalf("connector run: %v", err)
+	case <-r.done:
+		if r.err != nil {
+			t.Fatalf("connector run: %v", r.err)
 		}
 	case <-time.After(30 * time.Second):
 		t.Fatal("connector did not stop")
@@ -140,13 +142,14 @@ func (e *env) start(name string, f connector.Factory, opts []connector.Option, c
 	if f == nil {
 		f = &sim.Factory{W: e.world}
 	}
-	c, err := connector.New(cfg, e.db, e.newBus(name), f, e.log.With().Str("who", name).Logger(), opts...)
+	b := e.newBus(name)
+	c, err := connector.New(cfg, e.db, b, f, e.log.With().Str("who", name).Logger(), opts...)
 	if err != nil {
 		e.t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	r := &running{c: c, cancel: cancel, done: make(chan error, 1)}
-	go func() { r.done <- c.Run(ctx) }()
+	r := &running{c: c, bus: b, cancel: cancel, done: make(chan struct{})}
+	go func() { r.err = c.Run(ctx); close(r.done) }()
 	e.t.Cleanup(func() {
 		cancel()
 		select {
