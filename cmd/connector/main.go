@@ -1,0 +1,176 @@
+// Command connector runs zapbus's WhatsApp sessions (see internal/connector).
+//
+// Settings come from the environment, overridable by flags:
+//
+//	DATABASE_URL (or DATABASE_URL_FILE)  Postgres, required
+//	NATS_URL (or NATS_URL_FILE)          NATS, default nats://127.0.0.1:4222
+//	ZAPBUS_HTTP_ADDR                     health and metrics, default 127.0.0.1:9101
+//	ZAPBUS_INSTANCE_ID                   lease owner name, default hostname-random
+//	ZAPBUS_LEASE_TTL                     session lease TTL, default 15s
+//	ZAPBUS_RESTORE_CONCURRENCY           sessions restored at once, default 8
+//	ZAPBUS_RESTORE_JITTER                spread of each restore, default 2s
+//	ZAPBUS_SHUTDOWN_TIMEOUT              graceful shutdown bound, default 10s
+//	ZAPBUS_LOG_LEVEL                     debug, info (default), warn, error
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/store"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "connector:", err)
+		os.Exit(1)
+	}
+}
+
+// settings is the process configuration.
+type settings struct {
+	DatabaseURL string
+	NATSURL     string
+	LogLevel    zerolog.Level
+	LeaseTTL    time.Duration
+	Connector   connector.Config
+}
+
+func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
+	env := func(name, def string) (string, error) {
+		if f := getenv(name + "_FILE"); f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				return "", fmt.Errorf("%s_FILE: %w", name, err)
+			}
+			return strings.TrimSpace(string(b)), nil
+		}
+		if v := getenv(name); v != "" {
+			return v, nil
+		}
+		return def, nil
+	}
+	var s settings
+	var errs []error
+	str := func(name, def string) string {
+		v, err := env(name, def)
+		if err != nil {
+			errs = append(errs, err)
+		}
+		return v
+	}
+	dur := func(name string, def time.Duration) time.Duration {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			errs = append(errs, fmt.Errorf("%s: invalid duration %q", name, v))
+		}
+		return d
+	}
+	integer := func(name string, def int) int {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s: want a positive integer, got %q", name, v))
+		}
+		return n
+	}
+
+	fs := flag.NewFlagSet("connector", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&s.DatabaseURL, "database-url", str("DATABASE_URL", ""), "Postgres URL (DATABASE_URL)")
+	fs.StringVar(&s.NATSURL, "nats-url", str("NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (NATS_URL)")
+	fs.StringVar(&s.Connector.HTTPAddr, "http-addr", str("ZAPBUS_HTTP_ADDR", connector.DefaultHTTPAddr), "health and metrics address (ZAPBUS_HTTP_ADDR)")
+	fs.StringVar(&s.Connector.InstanceID, "instance-id", str("ZAPBUS_INSTANCE_ID", ""), "lease owner name (ZAPBUS_INSTANCE_ID)")
+	fs.DurationVar(&s.LeaseTTL, "lease-ttl", dur("ZAPBUS_LEASE_TTL", 15*time.Second), "session lease TTL (ZAPBUS_LEASE_TTL)")
+	fs.IntVar(&s.Connector.RestoreConcurrency, "restore-concurrency", integer("ZAPBUS_RESTORE_CONCURRENCY", 8), "sessions restored at once (ZAPBUS_RESTORE_CONCURRENCY)")
+	fs.DurationVar(&s.Connector.RestoreJitter, "restore-jitter", dur("ZAPBUS_RESTORE_JITTER", 2*time.Second), "spread of each restore (ZAPBUS_RESTORE_JITTER)")
+	fs.DurationVar(&s.Connector.ShutdownTimeout, "shutdown-timeout", dur("ZAPBUS_SHUTDOWN_TIMEOUT", 10*time.Second), "graceful shutdown bound (ZAPBUS_SHUTDOWN_TIMEOUT)")
+	level := fs.String("log-level", str("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, err
+	}
+	if s.DatabaseURL == "" {
+		return s, errors.New("DATABASE_URL is required")
+	}
+	if s.NATSURL == "" {
+		return s, errors.New("NATS_URL is required")
+	}
+	if s.LeaseTTL < time.Second {
+		return s, fmt.Errorf("ZAPBUS_LEASE_TTL: %s is below one second", s.LeaseTTL)
+	}
+	if s.Connector.RestoreConcurrency <= 0 {
+		return s, errors.New("ZAPBUS_RESTORE_CONCURRENCY: want a positive integer")
+	}
+	lvl, err := zerolog.ParseLevel(*level)
+	if err != nil || *level == "" {
+		return s, fmt.Errorf("ZAPBUS_LOG_LEVEL: unknown level %q", *level)
+	}
+	s.LogLevel = lvl
+	if err := s.Connector.Validate(); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	s, err := loadSettings(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	log := zerolog.New(stdout).Level(s.LogLevel).With().Timestamp().Str("service", "connector").Logger()
+
+	db, err := store.Open(ctx, s.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	nc, err := bus.Connect(s.NATSURL, "zapbus-connector", log)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = nc.Drain() }()
+	b, err := bus.New(nc, bus.Config{LeaseTTL: s.LeaseTTL})
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = b.Provision(pctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	factory, err := connector.NewWhatsmeowFactory(ctx, db, log, nil)
+	if err != nil {
+		return err
+	}
+	c, err := connector.New(s.Connector, db, b, factory, log)
+	if err != nil {
+		return err
+	}
+	return c.Run(ctx)
+}

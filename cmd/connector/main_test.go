@@ -1,0 +1,93 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zapbus/zapbus/internal/testenv"
+)
+
+func TestSettingsErrorsNameTheSetting(t *testing.T) {
+	cases := map[string]map[string]string{
+		"DATABASE_URL":               {},
+		"ZAPBUS_LEASE_TTL":           {"DATABASE_URL": "postgres://x", "ZAPBUS_LEASE_TTL": "soon"},
+		"ZAPBUS_RESTORE_CONCURRENCY": {"DATABASE_URL": "postgres://x", "ZAPBUS_RESTORE_CONCURRENCY": "-1"},
+		"ZAPBUS_LOG_LEVEL":           {"DATABASE_URL": "postgres://x", "ZAPBUS_LOG_LEVEL": "loud"},
+	}
+	for name, env := range cases {
+		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s: err %v", name, err)
+		}
+	}
+}
+
+type syncBuf struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *syncBuf) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuf) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func TestRunServesHealth(t *testing.T) {
+	env := map[string]string{
+		"DATABASE_URL":     testenv.Postgres(t),
+		"NATS_URL":         testenv.NATS(t),
+		"ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
+		"ZAPBUS_LEASE_TTL": "2s",
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuf{}
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out) }()
+	addrRE := regexp.MustCompile(`"http":"([^"]+)"`)
+	var addr string
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		m := addrRE.FindStringSubmatch(out.String())
+		if m == nil {
+			return false
+		}
+		addr = m[1]
+		resp, err := http.Get(fmt.Sprintf("http://%s/readyz", addr))
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "readyz")
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), "zapbus_connector_sessions") {
+		t.Fatal("metrics missing session gauge")
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("run did not return")
+	}
+}
