@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -44,19 +46,7 @@ func poisonf(format string, args ...any) error {
 func (p *Persister) Apply(ctx context.Context, items []Item) ([]error, error) {
 	start := time.Now()
 	poison := make([]error, len(items))
-	evs := make([]decoded, 0, len(items))
-	for i, it := range items {
-		env, pl, err := event.Decode(it.Data)
-		if err != nil {
-			poison[i] = &PoisonError{Err: fmt.Errorf("decode: %w", err)}
-			continue
-		}
-		if err := checkSubject(it.Subject, env); err != nil {
-			poison[i] = err
-			continue
-		}
-		evs = append(evs, decoded{idx: i, seq: it.Seq, env: env, p: pl})
-	}
+	evs := decodeAll(items, poison)
 	if err := p.applyDecoded(ctx, evs, poison); err != nil {
 		p.metrics.transient.Inc()
 		return nil, err
@@ -69,6 +59,46 @@ func (p *Persister) Apply(ctx context.Context, items []Item) ([]error, error) {
 	p.metrics.batchSize.Observe(float64(len(items)))
 	p.metrics.batchSeconds.Observe(time.Since(start).Seconds())
 	return poison, nil
+}
+
+// decodeAll decodes items (in parallel for big batches: JSON decoding is
+// most of the persister's CPU) and returns the valid ones in order,
+// recording the others as poison.
+func decodeAll(items []Item, poison []error) []decoded {
+	all := make([]decoded, len(items))
+	decodeRange := func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			it := items[i]
+			env, pl, err := event.Decode(it.Data)
+			if err != nil {
+				poison[i] = &PoisonError{Err: fmt.Errorf("decode: %w", err)}
+				continue
+			}
+			if err := checkSubject(it.Subject, env); err != nil {
+				poison[i] = err
+				continue
+			}
+			all[i] = decoded{idx: i, seq: it.Seq, env: env, p: pl}
+		}
+	}
+	workers := min(runtime.GOMAXPROCS(0), len(items)/64+1)
+	if workers <= 1 {
+		decodeRange(0, len(items))
+	} else {
+		var wg sync.WaitGroup
+		chunk := (len(items) + workers - 1) / workers
+		for lo := 0; lo < len(items); lo += chunk {
+			wg.Go(func() { decodeRange(lo, min(lo+chunk, len(items))) })
+		}
+		wg.Wait()
+	}
+	evs := all[:0]
+	for i, d := range all {
+		if poison[i] == nil {
+			evs = append(evs, d)
+		}
+	}
+	return evs
 }
 
 func checkSubject(subject string, env event.Envelope) error {
@@ -122,66 +152,28 @@ func (p *Persister) applyDecoded(ctx context.Context, evs []decoded, poison []er
 // commit. Two round trips plus begin and commit.
 func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error {
 	return pgx.BeginFunc(ctx, p.db.Pool, func(tx pgx.Tx) error {
-		seenM := map[int64]bool{}
-		var mids []int64
-		seenL := map[mkey]bool{}
-		var lm []int64
-		var ll []string
+		var lk lookup
 		for _, d := range evs {
-			m := d.env.MentoradoID
-			if !seenM[m] {
-				seenM[m] = true
-				mids = append(mids, m)
-			}
-			var lid string
-			switch pl := d.p.(type) {
-			case *event.Message:
-				lid = pl.LID
-			case *event.Contact:
-				lid = normalizeContact(*pl).LID
-			}
-			if k := (mkey{m, lid}); lid != "" && !seenL[k] {
-				seenL[k] = true
-				lm, ll = append(lm, m), append(ll, lid)
-			}
+			lk.add(d)
 		}
 		b := &pgx.Batch{}
-		b.Queue(sqlKnownMentorados, mids)
-		if len(lm) > 0 {
-			b.Queue(sqlKnownLIDs, lm, ll)
+		b.Queue(sqlKnownMentorados, lk.mentorados)
+		if len(lk.lidM) > 0 {
+			b.Queue(sqlKnownLIDs, lk.lidM, lk.lids)
 		}
-		br := tx.SendBatch(ctx, b)
-		rows, _ := br.Query()
-		ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if len(lk.leadM) > 0 {
+			b.Queue(sqlKnownLeads, lk.leadM, lk.leadPhones)
+		}
+		if len(lk.msgM) > 0 {
+			b.Queue(sqlKnownRelated, lk.msgM, lk.msgIDs)
+		}
+		pl := newPlanner(map[mkey]string{})
+		exists := map[int64]bool{}
+		err := lk.read(ctx, tx.SendBatch(ctx, b), pl, exists)
 		if err != nil {
-			br.Close()
-			return fmt.Errorf("look up mentorados: %w", err)
+			return err
 		}
-		known := map[mkey]string{}
-		if len(lm) > 0 {
-			rows, _ := br.Query()
-			var (
-				m        int64
-				lid, phn string
-			)
-			_, err := pgx.ForEachRow(rows, []any{&m, &lid, &phn}, func() error {
-				known[mkey{m, lid}] = phn
-				return nil
-			})
-			if err != nil {
-				br.Close()
-				return fmt.Errorf("look up lids: %w", err)
-			}
-		}
-		if err := br.Close(); err != nil {
-			return fmt.Errorf("look up: %w", err)
-		}
-		exists := make(map[int64]bool, len(ids))
-		for _, id := range ids {
-			exists[id] = true
-		}
-
-		pl := newPlanner(known)
+		pl.scan(evs)
 		for _, d := range evs {
 			if !exists[d.env.MentoradoID] {
 				poison[d.idx] = &PoisonError{Err: fmt.Errorf("%w %d", ErrUnknownMentorado, d.env.MentoradoID)}
@@ -194,7 +186,7 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 		if wb.Len() == 0 {
 			return nil
 		}
-		br = tx.SendBatch(ctx, wb)
+		br := tx.SendBatch(ctx, wb)
 		for i := range wb.QueuedQueries {
 			if _, err := br.Exec(); err != nil {
 				br.Close()
@@ -211,6 +203,114 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 		}
 		return nil
 	})
+}
+
+// lookup collects what the first round trip asks about a batch.
+type lookup struct {
+	seenM             map[int64]bool
+	seen              map[mkey]bool
+	mentorados        []int64
+	lidM, leadM, msgM []int64
+	lids, leadPhones  []string
+	msgIDs            []string
+}
+
+func (lk *lookup) once(kind byte, k mkey) bool {
+	if lk.seen == nil {
+		lk.seen, lk.seenM = map[mkey]bool{}, map[int64]bool{}
+	}
+	k.s = string(kind) + k.s
+	if lk.seen[k] {
+		return false
+	}
+	lk.seen[k] = true
+	return true
+}
+
+func (lk *lookup) add(d decoded) {
+	m := d.env.MentoradoID
+	if lk.seenM == nil {
+		lk.seen, lk.seenM = map[mkey]bool{}, map[int64]bool{}
+	}
+	if !lk.seenM[m] {
+		lk.seenM[m] = true
+		lk.mentorados = append(lk.mentorados, m)
+	}
+	var lid string
+	switch p := d.p.(type) {
+	case *event.Message:
+		lid = p.LID
+		if p.Direction == event.DirectionIn && p.Phone != "" && lk.once('p', mkey{m, p.Phone}) {
+			lk.leadM, lk.leadPhones = append(lk.leadM, m), append(lk.leadPhones, p.Phone)
+		}
+		if lk.once('m', mkey{m, p.WAID}) {
+			lk.msgM, lk.msgIDs = append(lk.msgM, m), append(lk.msgIDs, p.WAID)
+		}
+	case *event.Contact:
+		lid = normalizeContact(*p).LID
+	}
+	if lid != "" && lk.once('l', mkey{m, lid}) {
+		lk.lidM, lk.lids = append(lk.lidM, m), append(lk.lids, lid)
+	}
+}
+
+// read consumes the lookup results into the planner.
+func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, exists map[int64]bool) (err error) {
+	defer func() {
+		if cerr := br.Close(); err == nil && cerr != nil {
+			err = fmt.Errorf("look up: %w", cerr)
+		}
+	}()
+	rows, _ := br.Query()
+	var id int64
+	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error { exists[id] = true; return nil }); err != nil {
+		return fmt.Errorf("look up mentorados: %w", err)
+	}
+	var (
+		m      int64
+		s1, s2 string
+		b1, b2 bool
+	)
+	if len(lk.lidM) > 0 {
+		rows, _ := br.Query()
+		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &s2, &b1}, func() error {
+			if b1 {
+				pl.lidOnly[mkey{m, s1}] = true
+			} else {
+				pl.known[mkey{m, s1}] = s2
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("look up lids: %w", err)
+		}
+	}
+	if len(lk.leadM) > 0 {
+		rows, _ := br.Query()
+		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1}, func() error {
+			pl.leadState[mkey{m, s1}] = leadNamed
+			if b1 {
+				pl.leadState[mkey{m, s1}] = leadUnnamed
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("look up leads: %w", err)
+		}
+	}
+	if len(lk.msgM) > 0 {
+		rows, _ := br.Query()
+		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1, &b2}, func() error {
+			if b1 {
+				pl.pending[mkey{m, s1}] = true
+			}
+			if b2 {
+				pl.related[mkey{m, s1}] = true
+			}
+			return nil
+		}); err != nil {
+			return fmt.Errorf("look up messages: %w", err)
+		}
+	}
+	return nil
 }
 
 func firstLine(s string) string {

@@ -40,9 +40,14 @@ func cmpKey(a, b mkey) int {
 // Within a segment every key is written once (deduplicated in Go).
 type planner struct {
 	known map[mkey]string // (mentorado, lid) → phone: stored mappings plus those learned earlier in the batch
-	conns map[int64]*connRow
-	segs  []*segment
-	cur   *segment
+	// From the lookup and a pass over the batch:
+	leadState map[mkey]int8 // phone leads that exist: leadNamed or leadUnnamed
+	pending   map[mkey]bool // messages that may have a receipt waiting
+	related   map[mkey]bool // messages that may have edits or revokes
+	lidOnly   map[mkey]bool // LIDs with LID-only rows: stored, or written earlier in the batch
+	conns     map[int64]*connRow
+	segs      []*segment
+	cur       *segment
 }
 
 type connRow struct {
@@ -81,26 +86,61 @@ type rcptRow struct {
 
 type segment struct {
 	lids, phones map[mkey]bool // persons touched in this segment
-	newMaps      []lidMap
+	newMaps      []lidMap      // need the full merge
+	lightMaps    []lidMap      // nothing LID-only to fold: record, and give the phone's lead its LID
 	contacts     map[mkey]*contactRow
 	leadsPhone   map[mkey]*leadRow
 	leadsLID     map[mkey]*leadRow
 	msgs         map[mkey]*msgRow
 	rcpts        map[mkey]*rcptRow
 	targets      map[mkey]bool
+	pendingKeys  map[mkey]bool
+	leadState    map[mkey]int8
 }
+
+const (
+	leadNamed   int8 = 1
+	leadUnnamed int8 = 2
+)
 
 func newSegment() *segment {
 	return &segment{
 		lids: map[mkey]bool{}, phones: map[mkey]bool{},
 		contacts: map[mkey]*contactRow{}, leadsPhone: map[mkey]*leadRow{}, leadsLID: map[mkey]*leadRow{},
-		msgs: map[mkey]*msgRow{}, rcpts: map[mkey]*rcptRow{}, targets: map[mkey]bool{},
+		msgs: map[mkey]*msgRow{}, rcpts: map[mkey]*rcptRow{}, targets: map[mkey]bool{}, pendingKeys: map[mkey]bool{},
 	}
 }
 
 func newPlanner(known map[mkey]string) *planner {
+	pl := &planner{known: known, leadState: map[mkey]int8{}, pending: map[mkey]bool{}, related: map[mkey]bool{},
+		lidOnly: map[mkey]bool{}, conns: map[int64]*connRow{}}
+	pl.newSegment()
+	return pl
+}
+
+func (pl *planner) newSegment() {
 	s := newSegment()
-	return &planner{known: known, conns: map[int64]*connRow{}, segs: []*segment{s}, cur: s}
+	s.leadState = pl.leadState
+	pl.segs = append(pl.segs, s)
+	pl.cur = s
+}
+
+// scan notes, before planning, which messages of the batch its receipts,
+// edits and revokes refer to, so the message's segment applies them even
+// when they come earlier in the batch.
+func (pl *planner) scan(evs []decoded) {
+	for _, d := range evs {
+		switch p := d.p.(type) {
+		case *event.Receipt:
+			for _, id := range p.MessageIDs {
+				pl.pending[mkey{d.env.MentoradoID, id}] = true
+			}
+		case *event.Message:
+			if p.Kind == event.KindEdit || p.Kind == event.KindRevoke {
+				pl.related[mkey{d.env.MentoradoID, p.TargetID}] = true
+			}
+		}
+	}
 }
 
 // learn records a LID → phone mapping carried by an event. A new mapping
@@ -112,11 +152,14 @@ func (pl *planner) learn(m int64, lid, ph string) {
 		return
 	}
 	if pl.cur.lids[k] || pl.cur.phones[mkey{m, ph}] {
-		pl.cur = newSegment()
-		pl.segs = append(pl.segs, pl.cur)
+		pl.newSegment()
 	}
 	pl.known[k] = ph
-	pl.cur.newMaps = append(pl.cur.newMaps, lidMap{m, lid, ph})
+	if pl.lidOnly[k] {
+		pl.cur.newMaps = append(pl.cur.newMaps, lidMap{m, lid, ph})
+	} else {
+		pl.cur.lightMaps = append(pl.cur.lightMaps, lidMap{m, lid, ph})
+	}
 }
 
 // resolve returns the phone for a counterpart known by phone and/or LID.
@@ -133,6 +176,7 @@ func (pl *planner) touch(m int64, ph, lid string) {
 		pl.cur.phones[mkey{m, ph}] = true
 	case lid != "":
 		pl.cur.lids[mkey{m, lid}] = true
+		pl.lidOnly[mkey{m, lid}] = true
 	}
 }
 
@@ -222,7 +266,12 @@ func (pl *planner) add(d decoded) {
 			pl.cur.targets[mkey{m, p.TargetID}] = true
 		case event.KindReaction:
 		default:
-			pl.cur.targets[k] = true
+			if pl.related[k] {
+				pl.cur.targets[k] = true
+			}
+		}
+		if pl.pending[k] {
+			pl.cur.pendingKeys[k] = true
 		}
 	case *event.Receipt:
 		st := p.Kind.Status()
@@ -303,6 +352,15 @@ func (s *segment) queue(b *pgx.Batch) {
 		b.Queue(sqlMergeDeleteContact, ms, lids, phones, pjids)
 		b.Queue(sqlMergeConvertContact, ms, lids, phones, pjids)
 	}
+	if n := len(s.lightMaps); n > 0 {
+		slices.SortFunc(s.lightMaps, func(a, b lidMap) int { return cmpKey(mkey{a.m, a.lid}, mkey{b.m, b.lid}) })
+		ms, lids, phones := make([]int64, n), make([]string, n), make([]string, n)
+		for i, x := range s.lightMaps {
+			ms[i], lids[i], phones[i] = x.m, x.lid, x.phone
+		}
+		b.Queue(sqlMapInsert, ms, lids, phones)
+		b.Queue(sqlMergeLeadLID, ms, lids, phones)
+	}
 	if len(s.contacts) > 0 {
 		keys := sortedKeys(s.contacts)
 		n := len(keys)
@@ -314,6 +372,12 @@ func (s *segment) queue(b *pgx.Batch) {
 			names[i], pushes[i], bizs[i] = c.name, c.push, c.business
 		}
 		b.Queue(sqlContacts, ms, jids, phones, lids, names, pushes, bizs)
+	}
+	for k, l := range s.leadsPhone {
+		// Existing leads need a write only to fill an empty name.
+		if st := s.leadState[k]; st == leadNamed || (st == leadUnnamed && l.name == "") {
+			delete(s.leadsPhone, k)
+		}
 	}
 	if len(s.leadsPhone) > 0 {
 		keys := sortedKeys(s.leadsPhone)
@@ -351,6 +415,13 @@ func (s *segment) queue(b *pgx.Batch) {
 		}
 		b.Queue(sqlMessages, ms, ids, chats, senders, phones, lids, pushes, dirs, kinds, bodies, captions, replies,
 			targets, statuses, ranks, sent)
+	}
+	if len(s.pendingKeys) > 0 {
+		keys := sortedKeys(s.pendingKeys)
+		ms, ids := make([]int64, len(keys)), make([]string, len(keys))
+		for i, k := range keys {
+			ms[i], ids[i] = k.m, k.s
+		}
 		b.Queue(sqlApplyPending, ms, ids)
 	}
 	if len(s.rcpts) > 0 {

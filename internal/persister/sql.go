@@ -9,9 +9,28 @@ package persister
 // Lookups (first round trip of a transaction).
 const (
 	sqlKnownMentorados = `SELECT id FROM mentorados WHERE id = ANY($1::bigint[])`
-	sqlKnownLIDs       = `SELECT x.mentorado_id, x.lid, x.phone
+	// Mappings already learned, and for LIDs not mapped yet whether any
+	// LID-only row (lead, contact, message) exists that a merge must fold.
+	sqlKnownLIDs = `SELECT u.m, u.lid, coalesce(x.phone, ''), x.phone IS NULL
 FROM unnest($1::bigint[], $2::text[]) AS u(m, lid)
-JOIN whatsapp_lid_phones x ON x.mentorado_id = u.m AND x.lid = u.lid`
+LEFT JOIN whatsapp_lid_phones x ON x.mentorado_id = u.m AND x.lid = u.lid
+WHERE x.phone IS NOT NULL
+	OR EXISTS (SELECT 1 FROM leads l WHERE l.mentorado_id = u.m AND l.lid = u.lid AND l.phone IS NULL)
+	OR EXISTS (SELECT 1 FROM whatsapp_contacts c WHERE c.mentorado_id = u.m AND c.lid = u.lid AND c.phone IS NULL)
+	OR EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = u.m AND t.lid = u.lid AND t.phone IS NULL)`
+	// Phone leads that exist already and whether their name is empty; the
+	// planner skips writing those that need nothing.
+	sqlKnownLeads = `SELECT l.mentorado_id, l.phone, l.name = ''
+FROM unnest($1::bigint[], $2::text[]) AS u(m, phone)
+JOIN leads l ON l.mentorado_id = u.m AND l.phone = u.phone`
+	// Messages of the batch that have a receipt waiting or edits/revokes
+	// stored already; only those need the pending and recompute statements.
+	sqlKnownRelated = `SELECT k.m, k.id,
+	EXISTS (SELECT 1 FROM whatsapp_pending_receipts p WHERE p.mentorado_id = k.m AND p.wa_message_id = k.id),
+	EXISTS (SELECT 1 FROM whatsapp_messages x WHERE x.mentorado_id = k.m AND x.target_id = k.id AND x.kind IN ('edit', 'revoke'))
+FROM unnest($1::bigint[], $2::text[]) AS k(m, id)
+WHERE EXISTS (SELECT 1 FROM whatsapp_pending_receipts p WHERE p.mentorado_id = k.m AND p.wa_message_id = k.id)
+	OR EXISTS (SELECT 1 FROM whatsapp_messages x WHERE x.mentorado_id = k.m AND x.target_id = k.id AND x.kind IN ('edit', 'revoke'))`
 )
 
 // Connection status moves only to a newer (occurred_at, stream seq). The
