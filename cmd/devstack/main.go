@@ -1,0 +1,293 @@
+// Command devstack runs the whole of zapbus in one process for development:
+// an embedded NATS server (unless NATS_URL is set), the connector, the
+// persister and the notifier, against the local Postgres. It prints the
+// dashboard URL and an admin token.
+//
+// With -sim, WhatsApp is simulated at the protocol level: the real whatsmeow
+// client talks to zapbus's fake WhatsApp server (internal/wafake), and
+// /v1/dev/sim/{mentorado}/… endpoints drive the fake phone (scan the QR,
+// receive a message, deliver a receipt, kick the session). Those endpoints
+// do not exist without -sim.
+//
+// Settings (environment, overridable by flags):
+//
+//	DATABASE_URL        default postgres://postgres@127.0.0.1:5432/zapbus_dev (created if missing)
+//	NATS_URL            default: embedded server on a random loopback port
+//	ZAPBUS_HTTP_ADDR    default 127.0.0.1:8080
+//	ZAPBUS_ADMIN_TOKEN  default: generated and printed once
+//	ZAPBUS_LOG_LEVEL    default info
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/rs/zerolog"
+	"go.mau.fi/whatsmeow"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/persister"
+	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/wafake"
+	"github.com/zapbus/zapbus/internal/web"
+)
+
+// DefaultDatabaseURL is the dev database on the machine's Postgres.
+const DefaultDatabaseURL = "postgres://postgres@127.0.0.1:5432/zapbus_dev?sslmode=disable"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "devstack:", err)
+		os.Exit(1)
+	}
+}
+
+type settings struct {
+	DatabaseURL string
+	NATSURL     string
+	HTTPAddr    string
+	AdminToken  string
+	Sim         bool
+	DataDir     string
+	LogLevel    zerolog.Level
+	LogOut      string
+}
+
+func loadSettings(args []string, getenv func(string) string, out io.Writer) (settings, error) {
+	env := func(name, def string) string {
+		if f := getenv(name + "_FILE"); f != "" {
+			if b, err := os.ReadFile(f); err == nil {
+				return strings.TrimSpace(string(b))
+			}
+		}
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	var s settings
+	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&s.DatabaseURL, "database-url", env("DATABASE_URL", DefaultDatabaseURL), "Postgres URL (DATABASE_URL); the database is created if missing")
+	fs.StringVar(&s.NATSURL, "nats-url", env("NATS_URL", ""), "NATS URL (NATS_URL); empty runs an embedded server")
+	fs.StringVar(&s.HTTPAddr, "http-addr", env("ZAPBUS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP address of the API and dashboard (ZAPBUS_HTTP_ADDR)")
+	fs.StringVar(&s.AdminToken, "admin-token", env("ZAPBUS_ADMIN_TOKEN", ""), "admin bearer token (ZAPBUS_ADMIN_TOKEN); generated when empty")
+	fs.BoolVar(&s.Sim, "sim", false, "simulate WhatsApp: the real whatsmeow client against the in-process fake server")
+	fs.StringVar(&s.DataDir, "data-dir", env("ZAPBUS_DATA_DIR", filepath.Join(os.TempDir(), "zapbus-devstack")), "embedded NATS storage (ZAPBUS_DATA_DIR)")
+	fs.StringVar(&s.LogOut, "log", env("ZAPBUS_LOG", "stderr"), "where logs go: stderr, stdout or a file path (ZAPBUS_LOG)")
+	level := fs.String("log-level", env("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	lvl, err := zerolog.ParseLevel(*level)
+	if err != nil || *level == "" {
+		return s, fmt.Errorf("ZAPBUS_LOG_LEVEL: unknown level %q", *level)
+	}
+	s.LogLevel = lvl
+	if _, err := url.Parse(s.DatabaseURL); err != nil || s.DatabaseURL == "" {
+		return s, fmt.Errorf("DATABASE_URL: invalid URL")
+	}
+	if _, _, err := net.SplitHostPort(s.HTTPAddr); err != nil {
+		return s, fmt.Errorf("ZAPBUS_HTTP_ADDR: %v", err)
+	}
+	if s.AdminToken != "" && len(s.AdminToken) < 16 {
+		return s, errors.New("ZAPBUS_ADMIN_TOKEN: must be at least 16 characters")
+	}
+	return s, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	s, err := loadSettings(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	var logw io.Writer = os.Stderr
+	switch s.LogOut {
+	case "stderr":
+	case "stdout":
+		logw = stdout
+	default:
+		f, err := os.OpenFile(s.LogOut, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			return fmt.Errorf("ZAPBUS_LOG: %w", err)
+		}
+		defer f.Close()
+		logw = f
+	}
+	log := zerolog.New(logw).Level(s.LogLevel).With().Timestamp().Str("service", "devstack").Logger()
+
+	generated := false
+	if s.AdminToken == "" {
+		s.AdminToken = randomToken()
+		generated = true
+	}
+
+	if err := ensureDatabase(ctx, s.DatabaseURL); err != nil {
+		return err
+	}
+	db, err := store.Open(ctx, s.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+
+	natsURL := s.NATSURL
+	if natsURL == "" {
+		ns, err := startNATS(s.DataDir)
+		if err != nil {
+			return err
+		}
+		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
+		natsURL = ns.ClientURL()
+	}
+	nc, err := bus.Connect(natsURL, "zapbus-devstack", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	b, err := bus.New(nc, bus.Config{})
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = b.Provision(pctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+
+	var fake *wafake.Server
+	var configure func(*whatsmeow.Client)
+	if s.Sim {
+		fake, err = wafake.NewServer(log.With().Str("component", "wafake").Logger())
+		if err != nil {
+			return err
+		}
+		defer fake.Close()
+		configure = fake.Configure
+	}
+	factory, err := connector.NewWhatsmeowFactory(ctx, db, log, configure)
+	if err != nil {
+		return err
+	}
+	conn, err := connector.New(connector.Config{HTTPAddr: "off"}, db, b, factory, log)
+	if err != nil {
+		return err
+	}
+	pers, err := persister.New(persister.Config{}, db, b, log)
+	if err != nil {
+		return err
+	}
+	srv, err := web.New(web.Config{AdminToken: s.AdminToken}, db, b, log)
+	if err != nil {
+		return err
+	}
+	if fake != nil {
+		mountSim(srv, &simulator{fake: fake, db: db, bus: b, admin: s.AdminToken, log: log})
+	}
+	ln, err := net.Listen("tcp", s.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("ZAPBUS_HTTP_ADDR: listen: %w", err)
+	}
+
+	base := "http://" + ln.Addr().String()
+	fmt.Fprintf(stdout, "zapbus devstack is up\n")
+	fmt.Fprintf(stdout, "  dashboard:   %s/\n", base)
+	fmt.Fprintf(stdout, "  api:         %s/openapi.json\n", base)
+	fmt.Fprintf(stdout, "  nats:        %s\n", natsURL)
+	if generated {
+		fmt.Fprintf(stdout, "  admin token: %s\n", s.AdminToken)
+	}
+	if s.Sim {
+		fmt.Fprintf(stdout, "  whatsapp:    simulated (fake server; drive it with POST %s/v1/dev/sim/{mentorado}/scan|inbound|receipt|disconnect)\n", base)
+	}
+	fmt.Fprintf(stdout, "create a mentorado:\n  curl -s -H 'Authorization: Bearer <admin token>' -H 'Content-Type: application/json' -d '{\"name\":\"Ana\"}' %s/v1/admin/mentorados\n", base)
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return conn.Run(gctx) })
+	g.Go(func() error { return pers.Run(gctx) })
+	g.Go(func() error { return srv.Serve(gctx, ln) })
+	err = g.Wait()
+	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// ensureDatabase creates the database named in dsn when it does not exist.
+func ensureDatabase(ctx context.Context, dsn string) error {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	name := cfg.Database
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	c, err := pgx.Connect(cctx, dsn)
+	if err == nil {
+		return c.Close(ctx)
+	}
+	var pgErr interface{ SQLState() string }
+	if !errors.As(err, &pgErr) || pgErr.SQLState() != "3D000" { // invalid_catalog_name
+		return fmt.Errorf("DATABASE_URL: connect: %w (is Postgres running? pg_ctlcluster --skip-systemctl-redirect $(ls /etc/postgresql) main start)", err)
+	}
+	cfg.Database = "postgres"
+	admin, err := pgx.ConnectConfig(cctx, cfg)
+	if err != nil {
+		return fmt.Errorf("DATABASE_URL: connect to create %s: %w", name, err)
+	}
+	defer admin.Close(ctx)
+	if _, err := admin.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+		return fmt.Errorf("DATABASE_URL: create database %s: %w", name, err)
+	}
+	return nil
+}
+
+func startNATS(dir string) (*server.Server, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("ZAPBUS_DATA_DIR: %w", err)
+	}
+	ns, err := server.NewServer(&server.Options{
+		ServerName: "zapbus-devstack",
+		Host:       "127.0.0.1",
+		Port:       -1,
+		JetStream:  true,
+		StoreDir:   filepath.Join(dir, "jetstream"),
+		NoLog:      true,
+		NoSigs:     true,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("embedded nats: %w", err)
+	}
+	go ns.Start()
+	if !ns.ReadyForConnections(15 * time.Second) {
+		ns.Shutdown()
+		return nil, errors.New("embedded nats: not ready after 15s")
+	}
+	return ns, nil
+}
+
+func randomToken() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return "adm_" + hex.EncodeToString(b)
+}

@@ -1,0 +1,272 @@
+package main
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/rs/zerolog"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/phone"
+	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/wafake"
+	"github.com/zapbus/zapbus/internal/web"
+)
+
+// simulator drives the fake WhatsApp server on behalf of the dev endpoints.
+type simulator struct {
+	fake  *wafake.Server
+	db    *store.DB
+	bus   *bus.Bus
+	admin string
+	log   zerolog.Logger
+}
+
+// mountSim adds the sim-mode endpoints. Each is authenticated: the admin
+// token, or the token of the mentorado in the path.
+func mountSim(srv *web.Server, s *simulator) {
+	route := func(name string, h func(w http.ResponseWriter, r *http.Request, m int64)) {
+		srv.Mount("POST /v1/dev/sim/{mentorado}/"+name, s.auth(srv, h))
+	}
+	route("scan", s.scan)
+	route("inbound", s.inbound)
+	route("receipt", s.receipt)
+	route("disconnect", s.disconnect)
+}
+
+func (s *simulator) auth(srv *web.Server, h func(http.ResponseWriter, *http.Request, int64)) http.Handler {
+	asMentorado := srv.RequireMentorado(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		m, _ := web.MentoradoFrom(r.Context())
+		if strconv.FormatInt(m, 10) != r.PathValue("mentorado") {
+			writeErr(w, http.StatusNotFound, "not_found", "no such mentorado")
+			return
+		}
+		h(w, r, m)
+	}))
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+		if ok && subtle.ConstantTimeCompare([]byte(tok), []byte(s.admin)) == 1 {
+			m, err := strconv.ParseInt(r.PathValue("mentorado"), 10, 64)
+			if err != nil || m <= 0 {
+				writeErr(w, http.StatusBadRequest, "bad_request", "mentorado must be a positive integer")
+				return
+			}
+			h(w, r, m)
+			return
+		}
+		asMentorado.ServeHTTP(w, r)
+	})
+}
+
+// SimPhone is the fake phone number a mentorado pairs with unless the scan
+// names one: 55 11 9xxxx-xxxx built from the id.
+func SimPhone(m int64) string { return fmt.Sprintf("55119%08d", m%100000000) }
+
+// scan: {"phone": optional} — the fake phone scans the mentorado's live QR.
+func (s *simulator) scan(w http.ResponseWriter, r *http.Request, m int64) {
+	var req struct {
+		Phone string `json:"phone"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	ph := SimPhone(m)
+	if req.Phone != "" {
+		p, err := phone.Normalize(req.Phone)
+		if err != nil {
+			writeErr(w, http.StatusBadRequest, "invalid_phone", err.Error())
+			return
+		}
+		ph = p
+	}
+	code, err := s.liveQR(r.Context(), m)
+	if err != nil {
+		writeErr(w, http.StatusConflict, "no_qr", "no live QR code for this mentorado; call POST /v1/whatsapp/connect first")
+		return
+	}
+	if err := s.fake.ScanQR(r.Context(), code, ph); err != nil {
+		writeErr(w, http.StatusConflict, "scan_failed", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"phone": ph})
+}
+
+func (s *simulator) liveQR(ctx context.Context, m int64) (string, error) {
+	st, err := s.bus.JS.Stream(ctx, bus.StreamQR)
+	if err != nil {
+		return "", err
+	}
+	raw, err := st.GetLastMsgForSubject(ctx, event.QRSubject(m))
+	if err != nil {
+		return "", err
+	}
+	_, p, err := event.Decode(raw.Data)
+	if err != nil {
+		return "", err
+	}
+	qr, ok := p.(*event.QR)
+	if !ok || qr.Code == "" || time.Now().After(qr.ExpiresAt) {
+		return "", errors.New("no live QR")
+	}
+	return qr.Code, nil
+}
+
+// accountPhone is the number the mentorado's session is paired with.
+func (s *simulator) accountPhone(ctx context.Context, m int64) (string, error) {
+	var ph *string
+	err := s.db.Pool.QueryRow(ctx, "SELECT phone FROM wa_devices WHERE mentorado_id = $1", m).Scan(&ph)
+	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (ph == nil || *ph == "")) {
+		return "", errors.New("mentorado is not paired")
+	}
+	if err != nil {
+		return "", err
+	}
+	return *ph, nil
+}
+
+// inbound: {"phone","text","push_name"} — a contact sends the mentorado a text.
+func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
+	var req struct {
+		Phone    string `json:"phone"`
+		Text     string `json:"text"`
+		PushName string `json:"push_name"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	from, err := phone.Normalize(req.Phone)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid_phone", err.Error())
+		return
+	}
+	if req.Text == "" {
+		writeErr(w, http.StatusBadRequest, "bad_request", "text is required")
+		return
+	}
+	acct, err := s.accountPhone(r.Context(), m)
+	if err != nil {
+		writeErr(w, http.StatusConflict, "not_paired", err.Error())
+		return
+	}
+	c := s.fake.Contact(from)
+	if req.PushName != "" {
+		c.SetPushName(req.PushName)
+	}
+	id, err := c.SendText(r.Context(), acct, req.Text)
+	if err != nil {
+		writeErr(w, http.StatusConflict, "send_failed", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"id": id})
+}
+
+// receipt: {"phone","message_id","kind"} — the contact's phone reports a
+// message the mentorado sent as delivered (default), read or played.
+func (s *simulator) receipt(w http.ResponseWriter, r *http.Request, m int64) {
+	var req struct {
+		Phone     string `json:"phone"`
+		MessageID string `json:"message_id"`
+		Kind      string `json:"kind"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	from, err := phone.Normalize(req.Phone)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid_phone", err.Error())
+		return
+	}
+	kind := req.Kind
+	switch kind {
+	case "", "delivered":
+		kind = ""
+	case "read", "played":
+	default:
+		writeErr(w, http.StatusBadRequest, "bad_request", "kind must be delivered, read or played")
+		return
+	}
+	if req.MessageID == "" {
+		writeErr(w, http.StatusBadRequest, "bad_request", "message_id is required")
+		return
+	}
+	acct, err := s.accountPhone(r.Context(), m)
+	if err != nil {
+		writeErr(w, http.StatusConflict, "not_paired", err.Error())
+		return
+	}
+	if err := s.fake.Contact(from).SendReceipt(r.Context(), acct, req.MessageID, kind); err != nil {
+		writeErr(w, http.StatusConflict, "receipt_failed", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]bool{"ok": true})
+}
+
+// disconnect: {"reason": 401 | 515 | 402 | 440 | "replaced" | "drop" | "device_removed"}.
+func (s *simulator) disconnect(w http.ResponseWriter, r *http.Request, m int64) {
+	var req struct {
+		Reason json.RawMessage `json:"reason"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	kinds := map[string]wafake.KickKind{
+		"401": wafake.Kick401, "515": wafake.Kick515, "402": wafake.KickBan, "ban": wafake.KickBan,
+		"440": wafake.KickReplaced, "409": wafake.KickReplaced, "replaced": wafake.KickReplaced,
+		"drop": wafake.KickDrop, "device_removed": wafake.KickDeviceRemoved,
+	}
+	reason := strings.Trim(string(req.Reason), `"`)
+	kind, ok := kinds[reason]
+	if !ok {
+		writeErr(w, http.StatusBadRequest, "bad_request", "reason must be one of 401, 402, 440 (replaced), 515, drop, device_removed")
+		return
+	}
+	acct, err := s.accountPhone(r.Context(), m)
+	if err != nil {
+		writeErr(w, http.StatusConflict, "not_paired", err.Error())
+		return
+	}
+	a := s.fake.Account(acct)
+	if a == nil {
+		writeErr(w, http.StatusConflict, "not_paired", "the fake server does not know this account")
+		return
+	}
+	k := wafake.Kick{Kind: kind}
+	if kind == wafake.KickBan {
+		k.BanExpiry = time.Minute
+	}
+	if err := a.Kick(k); err != nil {
+		writeErr(w, http.StatusConflict, "kick_failed", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusAccepted, map[string]string{"kicked": kind.String()})
+}
+
+func decode(w http.ResponseWriter, r *http.Request, v any) bool {
+	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) { // an empty body is an empty request
+		writeErr(w, http.StatusBadRequest, "bad_json", err.Error())
+		return false
+	}
+	return true
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeErr(w http.ResponseWriter, status int, code, msg string) {
+	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+}
