@@ -1,0 +1,372 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zapbus/zapbus/internal/testenv"
+)
+
+// syncBuffer is a bytes.Buffer safe for the writer goroutine and the test.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// stack is a running dev binary.
+type stack struct {
+	t     *testing.T
+	base  string
+	admin string
+}
+
+// startStack runs the dev binary in-process (sim mode, its own embedded NATS
+// and a fresh database) and waits until it is ready.
+func startStack(t *testing.T) *stack {
+	t.Helper()
+	dsn := testenv.Postgres(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithCancel(context.Background())
+	out := &syncBuffer{}
+	done := make(chan error, 1)
+	go func() {
+		done <- run(ctx, []string{"-sim", "-http-addr", "127.0.0.1:0", "-data-dir", dir,
+			"-log", filepath.Join(dir, "devstack.log"), "-log-level", "debug"},
+			func(k string) string {
+				if k == "DATABASE_URL" {
+					return dsn
+				}
+				return ""
+			}, out)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("devstack exited with %v", err)
+			}
+		case <-time.After(30 * time.Second):
+			t.Errorf("devstack did not stop within 30s")
+		}
+	})
+	dash := regexp.MustCompile(`dashboard:\s+(http://\S+)/`)
+	tok := regexp.MustCompile(`admin token:\s+(\S+)`)
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		select {
+		case err := <-done:
+			t.Fatalf("devstack exited early: %v\n%s", err, out.String())
+		default:
+		}
+		return dash.MatchString(out.String()) && tok.MatchString(out.String())
+	}, "devstack never printed its banner:\n%s", out.String())
+	s := &stack{t: t, base: dash.FindStringSubmatch(out.String())[1], admin: tok.FindStringSubmatch(out.String())[1]}
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		resp, err := http.Get(s.base + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}, "devstack never became ready")
+	return s
+}
+
+// do sends a JSON request and decodes the JSON answer into out (when not nil).
+func (s *stack) do(method, path, token string, body any, out any) int {
+	s.t.Helper()
+	var rd io.Reader
+	if body != nil {
+		b, _ := json.Marshal(body)
+		rd = bytes.NewReader(b)
+	}
+	req, _ := http.NewRequest(method, s.base+path, rd)
+	if body != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	req.Header.Set("Authorization", "Bearer "+token)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("%s %s: %v", method, path, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	if out != nil && len(b) > 0 {
+		if err := json.Unmarshal(b, out); err != nil {
+			s.t.Fatalf("%s %s: %d %s: %v", method, path, resp.StatusCode, b, err)
+		}
+	}
+	return resp.StatusCode
+}
+
+type sseEvent struct {
+	ID    string
+	Event string
+	Data  string
+}
+
+// sse opens GET /v1/events and delivers parsed events on a channel.
+func (s *stack) sse(ctx context.Context, token, lastEventID string) <-chan sseEvent {
+	s.t.Helper()
+	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, s.base+"/v1/events", nil)
+	req.Header.Set("Authorization", "Bearer "+token)
+	if lastEventID != "" {
+		req.Header.Set("Last-Event-ID", lastEventID)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		s.t.Fatalf("open SSE: %v", err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		s.t.Fatalf("open SSE: %d", resp.StatusCode)
+	}
+	ch := make(chan sseEvent, 256)
+	go func() {
+		defer close(ch)
+		defer resp.Body.Close()
+		sc := bufio.NewScanner(resp.Body)
+		sc.Buffer(make([]byte, 1<<20), 1<<20)
+		var ev sseEvent
+		for sc.Scan() {
+			line := sc.Text()
+			switch {
+			case line == "":
+				if ev.Data != "" {
+					ch <- ev
+				}
+				ev = sseEvent{}
+			case strings.HasPrefix(line, "id:"):
+				ev.ID = strings.TrimSpace(line[3:])
+			case strings.HasPrefix(line, "event:"):
+				ev.Event = strings.TrimSpace(line[6:])
+			case strings.HasPrefix(line, "data:"):
+				ev.Data += strings.TrimSpace(line[5:])
+			}
+		}
+	}()
+	return ch
+}
+
+// next returns the next event satisfying match, failing after timeout.
+func next(t *testing.T, ch <-chan sseEvent, timeout time.Duration, what string, match func(sseEvent) bool) sseEvent {
+	t.Helper()
+	deadline := time.After(timeout)
+	for {
+		select {
+		case ev, ok := <-ch:
+			if !ok {
+				t.Fatalf("SSE closed while waiting for %s", what)
+			}
+			if match(ev) {
+				return ev
+			}
+		case <-deadline:
+			t.Fatalf("no SSE event %s within %s", what, timeout)
+		}
+	}
+}
+
+func dataField(ev sseEvent, field string) string {
+	var env struct {
+		Type string         `json:"type"`
+		Data map[string]any `json:"data"`
+	}
+	_ = json.Unmarshal([]byte(ev.Data), &env)
+	if field == "type" {
+		return env.Type
+	}
+	v, _ := env.Data[field].(string)
+	return v
+}
+
+// TestEndToEnd walks the product path through the dev binary: the real
+// whatsmeow client against the fake WhatsApp server, JetStream, the
+// persister, Postgres and the notifier's API and SSE.
+func TestEndToEnd(t *testing.T) {
+	s := startStack(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+
+	// Create a mentorado.
+	var created struct {
+		ID    int64  `json:"id"`
+		Token string `json:"token"`
+	}
+	if code := s.do("POST", "/v1/admin/mentorados", s.admin, map[string]string{"name": "Ana Mentora"}, &created); code != http.StatusCreated || created.Token == "" {
+		t.Fatalf("create mentorado: %d %+v", code, created)
+	}
+	tok := created.Token
+
+	// Live stream first, then connect: the QR arrives over SSE.
+	live := s.sse(ctx, tok, "")
+	if code := s.do("POST", "/v1/whatsapp/connect", tok, map[string]string{"method": "qr"}, nil); code != http.StatusAccepted {
+		t.Fatalf("connect: %d", code)
+	}
+	qr := next(t, live, 30*time.Second, "qr", func(ev sseEvent) bool { return ev.Event == "qr" })
+	if dataField(qr, "code") == "" {
+		t.Fatalf("qr event without code: %s", qr.Data)
+	}
+
+	// The fake phone scans it: connected.
+	var scanned struct {
+		Phone string `json:"phone"`
+	}
+	if code := s.do("POST", fmt.Sprintf("/v1/dev/sim/%d/scan", created.ID), s.admin, nil, &scanned); code != http.StatusOK {
+		t.Fatalf("scan: %d", code)
+	}
+	next(t, live, 30*time.Second, "connected", func(ev sseEvent) bool {
+		return dataField(ev, "type") == "connection" && dataField(ev, "status") == "connected"
+	})
+	var status struct {
+		Status string `json:"status"`
+		Phone  string `json:"phone"`
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		s.do("GET", "/v1/whatsapp/status", tok, nil, &status)
+		return status.Status == "connected"
+	}, "status never became connected: %+v", status)
+	if status.Phone != scanned.Phone {
+		t.Fatalf("status phone %q, paired %q", status.Phone, scanned.Phone)
+	}
+
+	// An inbound message from a new number: appears live and in
+	// conversations, with a new lead named after the push name.
+	const bia = "5511912345678"
+	var in struct {
+		ID string `json:"id"`
+	}
+	if code := s.do("POST", fmt.Sprintf("/v1/dev/sim/%d/inbound", created.ID), s.admin,
+		map[string]string{"phone": bia, "text": "Oi! Quero saber da mentoria.", "push_name": "Bia"}, &in); code != http.StatusAccepted {
+		t.Fatalf("inbound: %d", code)
+	}
+	msgEv := next(t, live, 30*time.Second, "inbound message", func(ev sseEvent) bool {
+		return dataField(ev, "type") == "message" && dataField(ev, "wa_id") == in.ID
+	})
+	if msgEv.ID == "" {
+		t.Fatal("stored event without an SSE id")
+	}
+	type conversation struct {
+		Phone  string `json:"phone"`
+		Name   string `json:"name"`
+		LeadID *int64 `json:"lead_id"`
+		Unread int    `json:"unread"`
+	}
+	var convs struct {
+		Conversations []conversation `json:"conversations"`
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		s.do("GET", "/v1/conversations", tok, nil, &convs)
+		return len(convs.Conversations) == 1 && convs.Conversations[0].LeadID != nil
+	}, "conversation with a lead never appeared: %+v", convs)
+	if c := convs.Conversations[0]; c.Phone != bia || c.Name != "Bia" || c.Unread != 1 {
+		t.Fatalf("conversation %+v", c)
+	}
+
+	// Reply: stored with status sent, then delivered after the contact's receipt.
+	var sent struct {
+		ID     string `json:"id"`
+		Status string `json:"status"`
+	}
+	if code := s.do("POST", "/v1/messages", tok, map[string]string{"phone": "(11) 91234-5678", "text": "Olá Bia, tudo bem?"}, &sent); code != http.StatusCreated || sent.Status != "sent" {
+		t.Fatalf("send: %d %+v", code, sent)
+	}
+	type message struct {
+		ID        string `json:"id"`
+		Direction string `json:"direction"`
+		Status    string `json:"status"`
+		Text      string `json:"text"`
+	}
+	var thread struct {
+		Messages []message `json:"messages"`
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		s.do("GET", "/v1/conversations/"+bia+"/messages", tok, nil, &thread)
+		return len(thread.Messages) == 2 && thread.Messages[0].ID == sent.ID
+	}, "sent message never stored: %+v", thread)
+	if m := thread.Messages[0]; m.Status != "sent" || m.Direction != "out" || m.Text != "Olá Bia, tudo bem?" {
+		t.Fatalf("stored reply %+v", m)
+	}
+	if code := s.do("POST", fmt.Sprintf("/v1/dev/sim/%d/receipt", created.ID), s.admin,
+		map[string]string{"phone": bia, "message_id": sent.ID}, nil); code != http.StatusAccepted {
+		t.Fatalf("receipt: %d", code)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		s.do("GET", "/v1/conversations/"+bia+"/messages?limit=1", tok, nil, &thread)
+		return len(thread.Messages) == 1 && thread.Messages[0].Status == "delivered"
+	}, "reply never became delivered: %+v", thread)
+
+	// Collect every stored event the live stream saw after the inbound
+	// message, then reconnect with Last-Event-ID = the inbound message's id:
+	// exactly those events come back, in order.
+	var missed []string
+	next(t, live, 30*time.Second, "delivered receipt", func(ev sseEvent) bool {
+		if ev.ID != "" {
+			missed = append(missed, ev.ID)
+		}
+		return dataField(ev, "type") == "receipt"
+	})
+	// Only ids after the inbound message count (ids are stream sequences).
+	missed = after(t, missed, msgEv.ID)
+	cancel()
+
+	ctx2, cancel2 := context.WithCancel(context.Background())
+	defer cancel2()
+	resumed := s.sse(ctx2, tok, msgEv.ID)
+	var got []string
+	for len(got) < len(missed) {
+		ev := next(t, resumed, 20*time.Second, "resumed event", func(ev sseEvent) bool { return ev.ID != "" })
+		got = append(got, ev.ID)
+	}
+	if fmt.Sprint(got) != fmt.Sprint(missed) {
+		t.Fatalf("resume after %s: got %v, want %v", msgEv.ID, got, missed)
+	}
+	// Nothing else (no duplicate, no older event) arrives.
+	select {
+	case ev := <-resumed:
+		if ev.ID != "" {
+			t.Fatalf("extra event after resume: %+v", ev)
+		}
+	case <-time.After(500 * time.Millisecond):
+	}
+}
+
+// after keeps the ids whose stream sequence is greater than from.
+func after(t *testing.T, ids []string, from string) []string {
+	t.Helper()
+	var f int64
+	fmt.Sscan(from, &f)
+	var out []string
+	for _, id := range ids {
+		var n int64
+		if _, err := fmt.Sscan(id, &n); err != nil {
+			t.Fatalf("SSE id %q is not a stream sequence", id)
+		}
+		if n > f {
+			out = append(out, id)
+		}
+	}
+	return out
+}
