@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"time"
 
 	waBinary "go.mau.fi/whatsmeow/binary"
@@ -28,6 +29,8 @@ type Account struct {
 	bannedUntil time.Time
 	banCode     int
 	inbox       []*inboundMsg // stanzas for the client, in order
+
+	deliverMu sync.Mutex // serialises deliveries so the client sees inbox order
 }
 
 // Phone is the account's phone number (E.164 digits).
@@ -290,6 +293,20 @@ func (s *Server) Account(phone string) *Account {
 		return u.account
 	}
 	return nil
+}
+
+// Accounts returns every account the server knows, paired or not.
+func (s *Server) Accounts() []*Account {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []*Account
+	for _, u := range s.users {
+		if u.account != nil {
+			out = append(out, u.account)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Account) int { return strings.Compare(a.user.phone, b.user.phone) })
+	return out
 }
 
 // login handles a login handshake for phone/device.

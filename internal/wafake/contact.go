@@ -3,6 +3,7 @@ package wafake
 import (
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -195,37 +196,53 @@ func (c *Contact) SendMessage(ctx context.Context, toAccountPhone string, msg *w
 	return id, nil
 }
 
-// flush delivers the account's queued stanzas if its client is ready.
-func (s *Server) flush(a *Account) {
+// due reports whether m must be sent on c (s.mu held).
+func (m *inboundMsg) due(c *conn) bool {
+	switch {
+	case m.force:
+		return true
+	case m.stanza:
+		return m.sentOn == nil // receipts and the like: once
+	default:
+		return m.sentOn != c && !m.receipted() // messages: once per connection until receipted
+	}
+}
+
+// flush delivers the account's due stanzas, in order, if its client is
+// ready. It returns how many it sent.
+func (s *Server) flush(a *Account) int {
+	a.deliverMu.Lock()
+	defer a.deliverMu.Unlock()
 	s.mu.Lock()
 	c := a.conn
 	if c == nil || !c.ready {
 		s.mu.Unlock()
-		return
+		return 0
 	}
 	var todo []*inboundMsg
+	kept := a.inbox[:0]
 	for _, m := range a.inbox {
-		if m.sentOn == c && !m.force {
-			continue
+		if m.due(c) {
+			m.sentOn, m.force = c, false
+			m.sends++
+			todo = append(todo, m)
 		}
-		if m.stanza && m.sentOn != nil && !m.force {
-			continue
+		// keep what may have to be sent again
+		if !m.stanza && !m.receipted() || m.force || m.sentOn == nil {
+			kept = append(kept, m)
 		}
-		if !m.stanza && m.receipted() && !m.force {
-			continue
-		}
-		m.sentOn, m.force = c, false
-		m.sends++
-		todo = append(todo, m)
 	}
+	clear(a.inbox[len(kept):])
+	a.inbox = kept
 	s.mu.Unlock()
 	for _, m := range todo {
 		_ = c.send(m.node)
 	}
+	return len(todo)
 }
 
 // onActive runs when the client set itself active after login: it is the
-// moment the fake delivers the offline queue.
+// moment the fake delivers the offline queue, then <ib><offline count/>.
 func (s *Server) onActive(c *conn) {
 	s.mu.Lock()
 	a := c.acct
@@ -234,17 +251,11 @@ func (s *Server) onActive(c *conn) {
 		return
 	}
 	c.ready = true
-	pending := 0
-	for _, m := range a.inbox {
-		if m.sentOn != c && (m.force || (!m.stanza && !m.receipted()) || (m.stanza && m.sentOn == nil)) {
-			pending++
-		}
-	}
 	s.notifyLocked()
 	s.mu.Unlock()
-	s.flush(a)
+	n := s.flush(a)
 	_ = c.send(waBinary.Node{Tag: "ib", Attrs: waBinary.Attrs{"from": types.ServerJID}, Content: []waBinary.Node{
-		{Tag: "offline", Attrs: waBinary.Attrs{"count": fmt.Sprint(pending)}},
+		{Tag: "offline", Attrs: waBinary.Attrs{"count": fmt.Sprint(n)}},
 	}})
 }
 
@@ -252,15 +263,6 @@ func (s *Server) onActive(c *conn) {
 func (s *Server) queueStanza(a *Account, n waBinary.Node) {
 	s.mu.Lock()
 	a.inbox = append(a.inbox, &inboundMsg{id: attrString(&n, "id"), acct: a, node: n, stanza: true})
-	// drop delivered stanzas so the queue does not grow without bound
-	kept := a.inbox[:0]
-	for _, m := range a.inbox {
-		if m.stanza && m.sentOn != nil {
-			continue
-		}
-		kept = append(kept, m)
-	}
-	a.inbox = kept
 	s.mu.Unlock()
 	s.flush(a)
 }
@@ -277,6 +279,9 @@ func (s *Server) Redeliver(ctx context.Context, msgID string) error {
 	}
 	m.force = true
 	a := m.acct
+	if !slices.Contains(a.inbox, m) {
+		a.inbox = append(a.inbox, m)
+	}
 	s.mu.Unlock()
 	s.flush(a)
 	return ctx.Err()

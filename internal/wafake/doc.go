@@ -83,15 +83,37 @@
 // order). Kick.CloseAfter (and SetCloseImmediately for replacements) closes
 // right after writing instead, as the real server may. That is a race inside
 // whatsmeow: the read pump sees EOF and cancels the connection context while
-// the stanza may still sit in the handler queue. Depending on who wins, a
-// "replaced" is handled (StreamReplaced, no reconnect), or lost (only
-// events.Disconnected, then an automatic reconnect that succeeds or is
-// replaced again), or both (StreamReplaced and a reconnect). A connector must
-// cope with all three; see TestKickReplacedRace.
+// the stanza may still sit in the handler queue. Observed outcomes for
+// "replaced" (TestKickReplacedRace):
+//
+//   - StreamReplaced only: handled in time, no reconnect (most runs);
+//   - StreamReplaced and Disconnected, then an automatic reconnect that
+//     succeeds — the client is online again although it was told it was
+//     replaced;
+//   - StreamReplaced and Disconnected, no reconnect (the late handler marked
+//     the disconnect expected before the reconnect loop looked);
+//   - Disconnected only, reconnect (stanza lost: never seen, possible).
+//
+// A connector must treat StreamReplaced as "stop" even when a reconnect
+// follows, and must not loop when a reconnect is replaced again.
+//
+// # Data races in whatsmeow
+//
+// Under -race, whatsmeow (this version) reports races in its own socket code
+// when a server-side close runs concurrently with cli.Disconnect() or
+// cli.IsConnected() (unsynchronised reads of FrameSocket.conn/closed). Do not
+// poll cli.IsConnected() while the server may close the socket (use
+// Account.Connected or events), and before calling cli.Disconnect() after a
+// server-side close wait until the client has handled it: wrap the client's
+// logger in a ClientLog and call WaitSocketCloses.
 //
 // # Not implemented
 //
 // Groups and sender keys, app state, history sync, media upload/download,
 // retry receipts (a retry receipt is recorded, not answered), more than one
-// companion device per account, and phone-number pairing codes.
+// companion device per account, and phone-number pairing codes. Contacts'
+// Signal state lives in memory: after the fake restarts, a client's old
+// sessions with contacts no longer match (the contact cannot decrypt; new
+// sessions start when a contact writes first). Contact.SendText needs the
+// account to have uploaded prekeys (it does at its first login).
 package wafake

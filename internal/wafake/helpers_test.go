@@ -162,6 +162,21 @@ type session struct {
 	rec   *recorder
 	phone string
 	acct  *wafake.Account
+	log   *wafake.ClientLog
+}
+
+// kicked kicks the session and waits until the client has handled the
+// server's close (required before cli.Disconnect under -race, see
+// wafake.ClientLog).
+func (s *session) kicked(t testing.TB, k wafake.Kick) {
+	t.Helper()
+	n := s.log.SocketCloses()
+	if err := s.acct.Kick(k); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.log.WaitSocketCloses(ctxT(t), n+1); err != nil {
+		t.Fatalf("client did not handle the close: %v", err)
+	}
 }
 
 // pair creates a fresh device in a new database (or in store when given),
@@ -173,7 +188,8 @@ func pair(t testing.TB, srv *wafake.Server, phone string, store *sqlstore.Contai
 		url = newDB(t)
 		store = openContainer(t, url)
 	}
-	cli := srv.NewClient(store.NewDevice(), waLog.Zerolog(clientLogger(t).With().Str("side", "client").Str("phone", phone).Logger()))
+	cl := wafake.NewClientLog(waLog.Zerolog(clientLogger(t).With().Str("side", "client").Str("phone", phone).Logger()))
+	cli := srv.NewClient(store.NewDevice(), cl)
 	for _, f := range setup {
 		f(cli)
 	}
@@ -196,5 +212,5 @@ func pair(t testing.TB, srv *wafake.Server, phone string, store *sqlstore.Contai
 		t.Fatal("no account after pairing")
 	}
 	testenv.Eventually(t, waitTimeout, acct.Connected, "account %s connected on the server", phone)
-	return &session{srv: srv, url: url, store: store, cli: cli, rec: rec, phone: phone, acct: acct}
+	return &session{srv: srv, url: url, store: store, cli: cli, rec: rec, phone: phone, acct: acct, log: cl}
 }

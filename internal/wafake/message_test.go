@@ -11,6 +11,8 @@ import (
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
+
+	"github.com/zapbus/zapbus/internal/testenv"
 )
 
 // A contact's text arrives as events.Message with the right sender, and the
@@ -121,6 +123,17 @@ func TestInboundNoReceiptUntilHandled(t *testing.T) {
 	handled = append(handled, <-handledCh)
 	if !slices.Equal(handled, []string{id}) || srv.Deliveries(id) != 2 {
 		t.Fatalf("after redelivery handled %v, deliveries %d", handled, srv.Deliveries(id))
+	}
+
+	// A duplicate of a handled message is receipted again but not
+	// dispatched again (the buffer remembers the ciphertext).
+	callsBefore := calls.Load()
+	if err := srv.Redeliver(ctxT(t), id); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitTimeout, func() bool { return len(srv.Receipts(id)) == 2 }, "second receipt")
+	if calls.Load() != callsBefore {
+		t.Fatalf("duplicate dispatched: %d handler calls, want %d", calls.Load(), callsBefore)
 	}
 }
 
