@@ -46,3 +46,36 @@ func newMetrics() *metrics {
 func (m *metrics) handler() http.Handler {
 	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 }
+
+// metricValue sums a metric's samples whose labels include value (tests and
+// debugging).
+func (s *Server) metricValue(name, labelValue string) float64 {
+	mfs, err := s.metrics.reg.Gather()
+	if err != nil {
+		return -1
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			match := labelValue == ""
+			for _, l := range m.GetLabel() {
+				if l.GetValue() == labelValue {
+					match = true
+				}
+			}
+			if !match {
+				continue
+			}
+			switch {
+			case m.Counter != nil:
+				sum += m.Counter.GetValue()
+			case m.Gauge != nil:
+				sum += m.Gauge.GetValue()
+			}
+		}
+	}
+	return sum
+}

@@ -54,6 +54,8 @@ var errDropped = errors.New("stream client too slow")
 // openFeed subscribes to live events of m, then gathers the initial frames:
 // the current QR and the replay after lastEventID (0: no replay).
 func (s *Server) openFeed(ctx context.Context, m int64, lastEventID uint64) (*feed, error) {
+	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
 	f := &feed{s: s, m: m, out: make(chan frame, s.cfg.StreamBuffer), dropped: make(chan struct{})}
 	live, err := s.bus.NC.Subscribe(bus.LivePrefix+event.MentoradoEvents(m), f.onLive)
 	if err != nil {
