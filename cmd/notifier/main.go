@@ -1,0 +1,188 @@
+// Command notifier is zapbus's HTTP edge (see internal/web): the REST API,
+// live SSE and websocket streams, the dashboard, health and metrics.
+//
+// Settings come from the environment, overridable by flags:
+//
+//	DATABASE_URL (or DATABASE_URL_FILE)              Postgres, required
+//	NATS_URL (or NATS_URL_FILE)                      NATS, default nats://127.0.0.1:4222
+//	ZAPBUS_HTTP_ADDR                                 listen address, default 127.0.0.1:8080
+//	ZAPBUS_ADMIN_TOKEN (or ZAPBUS_ADMIN_TOKEN_FILE)  admin bearer token, required, 16+ characters
+//	ZAPBUS_TICKET_KEY (or ZAPBUS_TICKET_KEY_FILE)    stream ticket signing key shared by all
+//	                                                 notifiers; default derived from the admin token
+//	ZAPBUS_COMMAND_TIMEOUT                           connector command timeout, default 10s
+//	ZAPBUS_SEND_TIMEOUT                              send command timeout, default 30s
+//	ZAPBUS_STREAM_BUFFER                             events queued per stream client, default 256
+//	ZAPBUS_SHUTDOWN_TIMEOUT                          graceful shutdown bound, default 10s
+//	ZAPBUS_LOG_LEVEL                                 debug, info (default), warn, error
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/web"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "notifier:", err)
+		os.Exit(1)
+	}
+}
+
+// DefaultHTTPAddr is where the notifier listens unless told otherwise.
+const DefaultHTTPAddr = "127.0.0.1:8080"
+
+// settings is the process configuration.
+type settings struct {
+	DatabaseURL string
+	NATSURL     string
+	HTTPAddr    string
+	LogLevel    zerolog.Level
+	Web         web.Config
+}
+
+func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
+	var errs []error
+	env := func(name, def string) string {
+		if f := getenv(name + "_FILE"); f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s_FILE: %w", name, err))
+				return ""
+			}
+			return strings.TrimSpace(string(b))
+		}
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	dur := func(name string, def time.Duration) time.Duration {
+		v := env(name, "")
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: invalid duration %q", name, v))
+		}
+		return d
+	}
+	integer := func(name string, def int) int {
+		v := env(name, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s: want a positive integer, got %q", name, v))
+		}
+		return n
+	}
+
+	var s settings
+	fs := flag.NewFlagSet("notifier", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&s.DatabaseURL, "database-url", env("DATABASE_URL", ""), "Postgres URL (DATABASE_URL)")
+	fs.StringVar(&s.NATSURL, "nats-url", env("NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (NATS_URL)")
+	fs.StringVar(&s.HTTPAddr, "http-addr", env("ZAPBUS_HTTP_ADDR", DefaultHTTPAddr), "listen address (ZAPBUS_HTTP_ADDR)")
+	fs.DurationVar(&s.Web.CommandTimeout, "command-timeout", dur("ZAPBUS_COMMAND_TIMEOUT", 10*time.Second), "connector command timeout (ZAPBUS_COMMAND_TIMEOUT)")
+	fs.DurationVar(&s.Web.SendTimeout, "send-timeout", dur("ZAPBUS_SEND_TIMEOUT", 30*time.Second), "send command timeout (ZAPBUS_SEND_TIMEOUT)")
+	fs.IntVar(&s.Web.StreamBuffer, "stream-buffer", integer("ZAPBUS_STREAM_BUFFER", 256), "events queued per stream client (ZAPBUS_STREAM_BUFFER)")
+	fs.DurationVar(&s.Web.ShutdownTimeout, "shutdown-timeout", dur("ZAPBUS_SHUTDOWN_TIMEOUT", 10*time.Second), "graceful shutdown bound (ZAPBUS_SHUTDOWN_TIMEOUT)")
+	level := fs.String("log-level", env("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
+	// Secrets come from the environment or files only, never from flags
+	// (visible in process listings).
+	s.Web.AdminToken = env("ZAPBUS_ADMIN_TOKEN", "")
+	if k := env("ZAPBUS_TICKET_KEY", ""); k != "" {
+		s.Web.TicketKey = []byte(k)
+	}
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	if fs.NArg() > 0 {
+		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, err
+	}
+	switch {
+	case s.DatabaseURL == "":
+		return s, errors.New("DATABASE_URL is required")
+	case s.NATSURL == "":
+		return s, errors.New("NATS_URL is required")
+	case s.HTTPAddr == "":
+		return s, errors.New("ZAPBUS_HTTP_ADDR is required")
+	case s.Web.AdminToken == "":
+		return s, errors.New("ZAPBUS_ADMIN_TOKEN (or ZAPBUS_ADMIN_TOKEN_FILE) is required")
+	case len(s.Web.AdminToken) < 16:
+		return s, errors.New("ZAPBUS_ADMIN_TOKEN: must be at least 16 characters")
+	case s.Web.TicketKey != nil && len(s.Web.TicketKey) < 16:
+		return s, errors.New("ZAPBUS_TICKET_KEY: must be at least 16 characters")
+	}
+	lvl, err := zerolog.ParseLevel(*level)
+	if err != nil || *level == "" {
+		return s, fmt.Errorf("ZAPBUS_LOG_LEVEL: unknown level %q", *level)
+	}
+	s.LogLevel = lvl
+	if err := s.Web.Validate(); err != nil {
+		return s, err
+	}
+	return s, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	s, err := loadSettings(args, getenv, stdout)
+	if err != nil {
+		return err
+	}
+	log := zerolog.New(stdout).Level(s.LogLevel).With().Timestamp().Str("service", "notifier").Logger()
+
+	db, err := store.Open(ctx, s.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	nc, err := bus.Connect(s.NATSURL, "zapbus-notifier", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	b, err := bus.New(nc, bus.Config{})
+	if err != nil {
+		return err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	err = b.Provision(pctx)
+	cancel()
+	if err != nil {
+		return err
+	}
+	srv, err := web.New(s.Web, db, b, log)
+	if err != nil {
+		return err
+	}
+	ln, err := net.Listen("tcp", s.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("ZAPBUS_HTTP_ADDR: listen: %w", err)
+	}
+	fmt.Fprintf(stdout, "notifier listening on http://%s\n", ln.Addr())
+	return srv.Serve(ctx, ln)
+}
