@@ -231,6 +231,9 @@ func (c *Connector) HTTPAddr() string {
 	return s
 }
 
+// Ready reports whether Run is serving commands.
+func (c *Connector) Ready() bool { return c.ready.Load() }
+
 // Owned lists the mentorados whose sessions this connector holds.
 func (c *Connector) Owned() []int64 {
 	c.mu.Lock()
@@ -514,6 +517,18 @@ func (c *Connector) renewLoop(ctx context.Context) {
 				l.rev, l.renewedAt = nrev, start
 				c.mu.Unlock()
 				continue
+			}
+			if errors.Is(err, jetstream.ErrKeyExists) {
+				// An earlier renewal may have been applied after its
+				// context timed out (buffered while NATS reconnected). Only
+				// this connector writes its own id, so a newer revision
+				// holding it is still ours.
+				if e, gerr := c.kv.Get(rctx, leaseKey(m)); gerr == nil && string(e.Value()) == c.cfg.InstanceID && e.Revision() > rev {
+					c.mu.Lock()
+					l.rev = e.Revision()
+					c.mu.Unlock()
+					continue
+				}
 			}
 			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) {
 				c.log.Warn().Int64("mentorado", m).Err(err).Msg("lease lost")

@@ -157,7 +157,7 @@ func (e *env) start(name string, f connector.Factory, opts []connector.Option, c
 		case <-time.After(30 * time.Second):
 		}
 	})
-	testenv.Eventually(e.t, wait, func() bool { return c.HTTPAddr() != "" && len(c.Owned()) >= 0 }, "connector %s up", name)
+	testenv.Eventually(e.t, wait, c.Ready, "connector %s up", name)
 	return r
 }
 

@@ -30,10 +30,8 @@ func TestPairByQRThenReceive(t *testing.T) {
 		t.Fatalf("connect reply %+v", r)
 	}
 	testenv.Eventually(t, wait, func() bool { return e.status(m) == event.StatusQR }, "status qr")
-	qrs := e.stored(bus.StreamQR, event.QRSubject(m))
-	if len(qrs) != 1 {
-		t.Fatalf("want 1 stored QR, got %d", len(qrs))
-	}
+	var qrs []event.Envelope
+	testenv.Eventually(t, wait, func() bool { qrs = e.stored(bus.StreamQR, event.QRSubject(m)); return len(qrs) == 1 }, "one stored QR, got %d", len(qrs))
 	p, _ := qrs[0].Payload()
 	if q := p.(*event.QR); q.Code == "" || q.ExpiresAt.IsZero() {
 		t.Fatalf("qr payload %+v", q)
@@ -102,10 +100,8 @@ func TestPairByPhoneCode(t *testing.T) {
 	if r.Error != nil || r.Status == nil || r.Status.PairingCode == "" {
 		t.Fatalf("reply %+v", r)
 	}
-	qrs := e.stored(bus.StreamQR, event.QRSubject(m))
-	if len(qrs) != 1 {
-		t.Fatalf("stored qr events: %d", len(qrs))
-	}
+	var qrs []event.Envelope
+	testenv.Eventually(t, wait, func() bool { qrs = e.stored(bus.StreamQR, event.QRSubject(m)); return len(qrs) == 1 }, "one stored QR, got %d", len(qrs))
 	p, _ := qrs[0].Payload()
 	if q := p.(*event.QR); q.PairingCode != r.Status.PairingCode || q.Code != "" {
 		t.Fatalf("qr payload %+v", q)
