@@ -76,6 +76,19 @@ func (s *Server) ScanQR(ctx context.Context, qrCode string, phone string) error 
 		s.mu.Unlock()
 		return errors.New("wafake: QR noise key does not match the connection")
 	}
+	s.mu.Unlock()
+	return s.pairConn(ctx, c, phone, identityPub, advSecret)
+}
+
+// pairConn is the phone's side of pairing once it knows the companion's
+// identity key and the ADV secret: pair-success, wait for pair-device-sign,
+// then 515.
+func (s *Server) pairConn(ctx context.Context, c *conn, phone string, identityPub, advSecret []byte) error {
+	s.mu.Lock()
+	if c.acct != nil || c.loggedIn {
+		s.mu.Unlock()
+		return errors.New("wafake: connection is not a pairing connection")
+	}
 	a := s.accountLocked(phone)
 	device := a.nextDevice
 	a.nextDevice++

@@ -68,16 +68,17 @@ type Server struct {
 	ctx    context.Context
 	cancel context.CancelFunc
 
-	mu       sync.Mutex
-	changed  chan struct{}
-	closed   bool
-	users    map[string]*Contact // by phone
-	byUser   map[string]*Contact // by "user@server" for both PN and LID
-	refs     map[string]*conn
-	conns    map[*conn]struct{}
-	inbound  map[string]*inboundMsg
-	stanzas  []Stanza
-	counters map[string]int
+	mu        sync.Mutex
+	changed   chan struct{}
+	closed    bool
+	users     map[string]*Contact // by phone
+	byUser    map[string]*Contact // by "user@server" for both PN and LID
+	refs      map[string]*conn
+	conns     map[*conn]struct{}
+	inbound   map[string]*inboundMsg
+	codePairs map[string]*codePairing
+	stanzas   []Stanza
+	counters  map[string]int
 
 	closeImmediately bool
 	noAutoProvision  bool
@@ -89,15 +90,16 @@ type Server struct {
 func NewServer(log zerolog.Logger) (*Server, error) {
 	InstallRoot()
 	s := &Server{
-		log:      log.With().Str("component", "wafake").Logger(),
-		static:   keys.NewKeyPair(),
-		changed:  make(chan struct{}),
-		users:    map[string]*Contact{},
-		byUser:   map[string]*Contact{},
-		refs:     map[string]*conn{},
-		conns:    map[*conn]struct{}{},
-		inbound:  map[string]*inboundMsg{},
-		counters: map[string]int{},
+		log:       log.With().Str("component", "wafake").Logger(),
+		static:    keys.NewKeyPair(),
+		changed:   make(chan struct{}),
+		users:     map[string]*Contact{},
+		byUser:    map[string]*Contact{},
+		refs:      map[string]*conn{},
+		conns:     map[*conn]struct{}{},
+		inbound:   map[string]*inboundMsg{},
+		codePairs: map[string]*codePairing{},
+		counters:  map[string]int{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
@@ -355,6 +357,11 @@ func (s *Server) dropConn(c *conn) {
 			delete(s.refs, ref)
 		}
 	}
+	for phone, p := range s.codePairs {
+		if p.c == c {
+			delete(s.codePairs, phone)
+		}
+	}
 	if c.acct != nil && c.acct.conn == c {
 		c.acct.conn = nil
 	}
@@ -539,6 +546,8 @@ func (s *Server) handleIQ(c *conn, n *waBinary.Node) {
 		}
 	case xmlns == "usync":
 		s.handleUsync(c, n)
+	case xmlns == "md" && first.Tag == "link_code_companion_reg":
+		s.handleLinkCode(c, n, first)
 	case xmlns == "md" && first.Tag == "remove-companion-device":
 		s.handleLogout(c, n)
 	default:
