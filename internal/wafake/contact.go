@@ -2,6 +2,7 @@ package wafake
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -68,6 +69,7 @@ type inboundMsg struct {
 	receipts []Receipt
 	acks     int // client acks (sent instead of a receipt, e.g. decrypt failure)
 	stanza   bool
+	plain    []byte // contact messages: the marshalled waE2E.Message, for retries
 }
 
 func (m *inboundMsg) receipted() bool {
@@ -186,7 +188,7 @@ func (c *Contact) SendMessage(ctx context.Context, toAccountPhone string, msg *w
 	node := waBinary.Node{Tag: "message", Attrs: attrs, Content: []waBinary.Node{{
 		Tag: "enc", Attrs: waBinary.Attrs{"v": "2", "type": encType}, Content: ct,
 	}}}
-	m := &inboundMsg{id: id, acct: a, from: c, node: node}
+	m := &inboundMsg{id: id, acct: a, from: c, node: node, plain: plain}
 	s.mu.Lock()
 	s.inbound[id] = m
 	a.inbox = append(a.inbox, m)
@@ -357,6 +359,11 @@ func (s *Server) handleClientReceipt(c *conn, n *waBinary.Node) {
 	}
 	s.notifyLocked()
 	s.mu.Unlock()
+	if typ == "retry" {
+		if err := s.answerClientRetry(c, n, ids[0]); err != nil {
+			s.log.Warn().Err(err).Str("id", ids[0]).Msg("cannot answer the client's retry receipt")
+		}
+	}
 	ack := waBinary.Node{Tag: "ack", Attrs: waBinary.Attrs{"class": "receipt", "id": ids[0]}}
 	if !to.IsEmpty() {
 		ack.Attrs["from"] = to
@@ -417,6 +424,7 @@ func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 		targets = append(targets, target{to, enc})
 	}
 	addr := senderLID.SignalAddress()
+	var retries []waBinary.Node
 	for _, t := range targets {
 		content, _ := t.enc.Content.([]byte)
 		encType := attrString(&t.enc, "type")
@@ -447,7 +455,10 @@ func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 		case t.jid.Device == 0:
 			plain, err := u.peer.decrypt(s.ctx, addr, encType, content)
 			if err != nil {
-				s.log.Warn().Err(err).Str("to", t.jid.String()).Str("id", id).Msg("contact failed to decrypt message")
+				s.log.Warn().Err(err).Str("to", t.jid.String()).Str("id", id).Msg("contact failed to decrypt message: sending retry receipt")
+				if r, ok := s.retryReceipt(u, t.jid, id); ok {
+					retries = append(retries, r)
+				}
 				continue
 			}
 			var msg waE2E.Message
@@ -471,6 +482,105 @@ func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 		}
 	}
 	_ = c.send(ack)
+	for _, r := range retries {
+		_ = c.send(r)
+	}
+}
+
+const maxRetries = 3
+
+// retryReceipt builds the receipt a phone sends when it cannot decrypt a
+// message: it carries a fresh prekey bundle, and whatsmeow answers with the
+// message re-encrypted on a new session (if it still has it in memory).
+func (s *Server) retryReceipt(u *Contact, from types.JID, id string) (waBinary.Node, bool) {
+	s.mu.Lock()
+	key := id + "|" + from.String()
+	s.retries[key]++
+	n := s.retries[key]
+	s.mu.Unlock()
+	if n > maxRetries {
+		return waBinary.Node{}, false
+	}
+	nodes := u.peer.bundleNodes() // registration, type, identity, skey, key
+	now := fmt.Sprint(time.Now().Unix())
+	return waBinary.Node{Tag: "receipt", Attrs: waBinary.Attrs{
+		"from": from.ToNonAD(), "id": id, "type": "retry", "t": now,
+	}, Content: []waBinary.Node{
+		{Tag: "retry", Attrs: waBinary.Attrs{"count": fmt.Sprint(n), "id": id, "t": now, "v": "1"}},
+		nodes[0],
+		{Tag: "keys", Content: nodes[1:]},
+	}}, true
+}
+
+// answerClientRetry re-encrypts a contact's message on a new session when
+// the client could not decrypt it: with the bundle in the retry receipt, or
+// else a fresh one from the account's uploaded prekeys.
+func (s *Server) answerClientRetry(c *conn, n *waBinary.Node, id string) error {
+	retry := n.GetChildByTag("retry")
+	count := attrString(&retry, "count")
+	s.mu.Lock()
+	m := s.inbound[id]
+	a := c.acct
+	if m == nil || m.from == nil || m.plain == nil || a == nil || m.acct != a {
+		s.mu.Unlock()
+		return nil
+	}
+	addr := a.lidDeviceLocked().SignalAddress()
+	var b *bundle
+	if keysNode, ok := n.GetOptionalChildByTag("keys"); ok {
+		reg, _ := n.GetChildByTag("registration").Content.([]byte)
+		ident, _ := keysNode.GetChildByTag("identity").Content.([]byte)
+		skey, err1 := parseUploadedKey(keysNode.GetChildByTag("skey"))
+		pk, err2 := parseUploadedKey(keysNode.GetChildByTag("key"))
+		if len(reg) == 4 && len(ident) == 32 && err1 == nil && err2 == nil {
+			b = &bundle{regID: uint32(reg[0])<<24 | uint32(reg[1])<<16 | uint32(reg[2])<<8 | uint32(reg[3]), signed: skey, preKey: pk}
+			copy(b.identity[:], ident)
+		}
+	}
+	if b == nil {
+		b = a.accountBundleLocked()
+	}
+	contact, plain, old := m.from, m.plain, m.node
+	s.mu.Unlock()
+	if b == nil {
+		return errors.New("no bundle for the client")
+	}
+	contact.peer.mu.Lock()
+	_ = contact.peer.store.DeleteSession(context.Background(), addr)
+	contact.peer.mu.Unlock()
+	ct, encType, err := contact.peer.encrypt(context.Background(), addr, b, plain)
+	if err != nil {
+		return err
+	}
+	attrs := waBinary.Attrs{}
+	for k, v := range old.Attrs {
+		attrs[k] = v
+	}
+	encAttrs := waBinary.Attrs{"v": "2", "type": encType}
+	if count != "" {
+		encAttrs["count"] = count
+	}
+	node := waBinary.Node{Tag: "message", Attrs: attrs, Content: []waBinary.Node{{Tag: "enc", Attrs: encAttrs, Content: ct}}}
+	s.mu.Lock()
+	m.node, m.force = node, true
+	if !slices.Contains(a.inbox, m) {
+		a.inbox = append(a.inbox, m)
+	}
+	s.mu.Unlock()
+	s.flush(a)
+	return nil
+}
+
+// ResetSessions makes the contact forget every Signal session, like a
+// reinstall: the client's next message to it fails to decrypt, the contact
+// answers with a retry receipt and whatsmeow re-sends on a new session.
+func (c *Contact) ResetSessions() {
+	c.peer.mu.Lock()
+	defer c.peer.mu.Unlock()
+	_ = c.peer.store.DeleteAllSessions(context.Background())
+	c.s.mu.Lock()
+	clear(c.pnSession)
+	c.s.mu.Unlock()
 }
 
 // WaitMessage returns the next message a client sent to this contact (in

@@ -28,7 +28,9 @@
 // device identity, the client answers pair-device-sign and emits
 // events.PairSuccess, the fake sends stream:error 515 and the client logs in
 // again and emits events.Connected. Server.PairClient does all of that for a
-// configured client. The account's LID is derived from the phone number
+// configured client. Phone-number pairing works too: after cli.PairPhone
+// returned its code, Server.EnterPairingCode(ctx, phone, code) plays the
+// phone typing it (WaitPairingCode waits for the client's request). The account's LID is derived from the phone number
 // ("9"+phone@lid) so it is stable across fake instances; a login from a
 // device the fake does not know (the fake restarted, the device store did
 // not) is accepted and provisions the account (SetAutoProvision(false) to
@@ -59,6 +61,13 @@
 // Sending to any phone number works (the contact is created on demand). A
 // message to another fake account's companion device is relayed to that
 // account's client.
+//
+// Retry receipts work both ways: a contact that cannot decrypt a client's
+// message (Contact.ResetSessions simulates a reinstall; a restarted fake
+// has forgotten all sessions) answers with <receipt type="retry"> and a
+// fresh bundle, and whatsmeow re-sends from its recent-message cache; a
+// client that cannot decrypt a contact's message sends a retry receipt and
+// the contact re-encrypts the message on a new session.
 //
 // # Failures
 //
@@ -110,10 +119,10 @@
 // # Not implemented
 //
 // Groups and sender keys, app state, history sync, media upload/download,
-// retry receipts (a retry receipt is recorded, not answered), more than one
-// companion device per account, and phone-number pairing codes. Contacts'
-// Signal state lives in memory: after the fake restarts, a client's old
-// sessions with contacts no longer match (the contact cannot decrypt; new
-// sessions start when a contact writes first). Contact.SendText needs the
-// account to have uploaded prekeys (it does at its first login).
+// presence and chat states (ignored), more than one companion device per
+// account. Contacts' Signal state lives in memory: after the fake restarts,
+// a client's old sessions are repaired through retry receipts (which need
+// the message in whatsmeow's in-memory recent-message cache).
+// Contact.SendText needs the account to have uploaded prekeys (it does at
+// its first login).
 package wafake

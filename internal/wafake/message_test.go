@@ -190,3 +190,69 @@ func TestSendAndReceipts(t *testing.T) {
 		t.Fatalf("second message %+v %v", got, err)
 	}
 }
+
+// The contact lost its sessions: it answers the client's message with a
+// retry receipt carrying a fresh bundle, and whatsmeow re-sends the message
+// on a new session.
+func TestRetryReceiptAfterLostSession(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	s := pair(t, srv, "5511999990300", nil)
+	bob := srv.Contact("5511988880300")
+	ctx := ctxT(t)
+	if _, err := s.cli.SendMessage(ctx, bob.JID(), &waE2E.Message{Conversation: proto.String("one")}); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := bob.WaitMessage(ctx); err != nil || got.Text != "one" {
+		t.Fatalf("%+v %v", got, err)
+	}
+	bob.ResetSessions()
+	resp, err := s.cli.SendMessage(ctx, bob.JID(), &waE2E.Message{Conversation: proto.String("two")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := bob.WaitMessage(ctx)
+	if err != nil || got.ID != resp.ID || got.Text != "two" {
+		t.Fatalf("after retry: %+v %v", got, err)
+	}
+	if r := next[*events.Receipt](t, s.rec); r.Type != types.ReceiptTypeRetry {
+		t.Fatalf("receipt %+v", r)
+	}
+}
+
+// The client lost its session with the contact: it sends a retry receipt
+// instead of a receipt, the contact re-encrypts on a new session, and the
+// message arrives.
+func TestClientRetryReceipt(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	s := pair(t, srv, "5511999990310", nil)
+	bob := srv.Contact("5511988880310")
+	ctx := ctxT(t)
+	id, err := bob.SendText(ctx, s.phone, "first")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next[*events.Message](t, s.rec)
+	if _, err := srv.WaitReceipt(ctx, id); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.cli.Store.Sessions.DeleteSession(ctx, bob.LID().SignalAddress().String()); err != nil {
+		t.Fatal(err)
+	}
+	id2, err := bob.SendText(ctx, s.phone, "second")
+	if err != nil {
+		t.Fatal(err)
+	}
+	next[*events.UndecryptableMessage](t, s.rec)
+	m := next[*events.Message](t, s.rec)
+	if m.Info.ID != id2 || m.Message.GetConversation() != "second" {
+		t.Fatalf("got %s %q", m.Info.ID, m.Message.GetConversation())
+	}
+	if _, err := srv.WaitReceipt(ctx, id2); err != nil {
+		t.Fatal(err)
+	}
+	if rs := srv.Receipts(id2); len(rs) < 2 || rs[0].Type != "retry" {
+		t.Fatalf("receipts %+v", rs)
+	}
+}

@@ -77,6 +77,7 @@ type Server struct {
 	conns     map[*conn]struct{}
 	inbound   map[string]*inboundMsg
 	codePairs map[string]*codePairing
+	retries   map[string]int
 	stanzas   []Stanza
 	counters  map[string]int
 
@@ -99,6 +100,7 @@ func NewServer(log zerolog.Logger) (*Server, error) {
 		conns:     map[*conn]struct{}{},
 		inbound:   map[string]*inboundMsg{},
 		codePairs: map[string]*codePairing{},
+		retries:   map[string]int{},
 		counters:  map[string]int{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
