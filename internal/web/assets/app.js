@@ -77,6 +77,9 @@ function setStatus(st) {
   if (st.reason) parts.push(st.reason);
   $("status-detail").textContent = parts.join(" · ");
   if (st.status !== "qr") hideQR();
+  $("qr-hint").textContent = st.status === "connected"
+    ? "Connected. Log out to unpair this device."
+    : "Press Connect to show a QR code, then scan it in WhatsApp → Linked devices.";
   if (st.status !== "pairing" && st.status !== "qr") $("pairing-code").hidden = true;
   if (st.pairing_code) showPairingCode(st.pairing_code);
 }
@@ -198,6 +201,11 @@ async function send(ev) {
   try {
     const m = await api("POST", "/v1/messages", { phone: state.phone, text, client_id: crypto.randomUUID() });
     $("send-text").value = "";
+    if (m.phone && m.phone !== state.phone) {
+      // A new chat typed by hand: adopt the normalised number.
+      state.phone = m.phone;
+      $("thread-title").textContent = "+" + m.phone;
+    }
     addToThread(m);
     scheduleConversations();
   } catch (e) {
