@@ -128,3 +128,27 @@ func TestLogout(t *testing.T) {
 	}
 	testenv.Eventually(t, waitTimeout, func() bool { return !s.acct.Paired() && !s.acct.Connected() }, "device removed on the server")
 }
+
+// Pairing the same phone again (a new device) removes the old device: its
+// client is logged out (device_removed) and the new one connects.
+func TestRepairReplacesOldDevice(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	store := openContainer(t, newDB(t))
+	old := pair(t, srv, "5511999990230", store)
+	oldJID := *old.cli.Store.ID
+	closes := old.log.SocketCloses()
+	fresh := pair(t, srv, "5511999990230", store)
+	if lo := next[*events.LoggedOut](t, old.rec); lo.OnConnect {
+		t.Fatalf("old device LoggedOut %+v", lo)
+	}
+	if err := old.log.WaitSocketCloses(ctxT(t), closes+1); err != nil {
+		t.Fatal(err)
+	}
+	if got := *fresh.cli.Store.ID; got.User != oldJID.User || got.Device == oldJID.Device {
+		t.Fatalf("new device %v, old %v", got, oldJID)
+	}
+	if srv.Account("5511999990230").DeviceJID() != *fresh.cli.Store.ID {
+		t.Fatal("server did not switch to the new device")
+	}
+}
