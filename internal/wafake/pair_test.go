@@ -152,3 +152,18 @@ func TestRepairReplacesOldDevice(t *testing.T) {
 		t.Fatal("server did not switch to the new device")
 	}
 }
+
+// The PairClient helper (for the dev binary and other packages' tests).
+func TestPairClientHelper(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	store := openContainer(t, newDB(t))
+	cli := srv.NewClient(store.NewDevice(), nil)
+	t.Cleanup(cli.Disconnect)
+	if err := srv.PairClient(ctxT(t), cli, "5511999990240"); err != nil {
+		t.Fatal(err)
+	}
+	if cli.Store.ID == nil || cli.Store.ID.User != "5511999990240" || !srv.Account("5511999990240").Connected() {
+		t.Fatalf("not paired: %v", cli.Store.ID)
+	}
+}
