@@ -342,3 +342,26 @@ func TestSlowWebsocketClientDropped(t *testing.T) {
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool { return e.s.metricValue("zapbus_stream_clients", "ws") == 0 }, "ws client gone")
 }
+
+// TestSSELongReplay resumes across several replay batches while the other
+// tenant keeps publishing, and checks order, completeness and no duplicates.
+func TestSSELongReplay(t *testing.T) {
+	e := newEnv(t)
+	a := e.createMentorado("Ana")
+	b := e.createMentorado("Bia")
+	first := e.publishMessage(a.ID, "r-0", "x")
+	var want []string
+	for i := 1; i < 600; i++ {
+		want = append(want, strconv.FormatUint(e.publishMessage(a.ID, fmt.Sprintf("r-%d", i), "x"), 10))
+		if i%3 == 0 {
+			e.publishMessage(b.ID, fmt.Sprintf("rb-%d", i), "x")
+		}
+	}
+	c := e.openSSE(bearerAuth(a.Token), strconv.FormatUint(first, 10))
+	last := strconv.FormatUint(e.publishMessage(a.ID, "r-live", "x"), 10)
+	want = append(want, last)
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(c.Events()) >= len(want) }, "long replay")
+	if got := seqs(c.Events(), "message"); strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Fatalf("replayed %d events, want %d in order", len(got), len(want))
+	}
+}
