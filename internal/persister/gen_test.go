@@ -63,6 +63,7 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 		ms[i] = g
 	}
 	var ops []genOp
+	usedAt := map[time.Time]bool{}
 	type held struct {
 		op    genOp
 		after int
@@ -188,6 +189,10 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 		case x < 88: // connection, out of time order
 			st := event.Statuses[r.IntN(len(event.Statuses))]
 			at := base.Add(time.Duration(r.IntN(3600)) * time.Second)
+			for usedAt[at] {
+				at = at.Add(time.Millisecond)
+			}
+			usedAt[at] = true
 			c := &event.Connection{Status: st, Reason: "r" + string(st)}
 			if st == event.StatusConnected {
 				c.Phone, c.JID = fmt.Sprintf("55110000000%d", g.id), fmt.Sprintf("55110000000%d:3@s.whatsapp.net", g.id)

@@ -25,8 +25,8 @@ type model struct {
 
 type mMentorado struct {
 	status, phone, jid, reason string
-	at                         time.Time
-	seq                        uint64
+	at, phoneAt                time.Time
+	seq, phoneSeq              uint64
 }
 
 type mLead struct {
@@ -80,9 +80,9 @@ func (md *model) apply(data []byte, seq uint64) bool {
 		at := env.OccurredAt
 		if mm.at.IsZero() || at.After(mm.at) || (at.Equal(mm.at) && seq > mm.seq && string(p.Status) != mm.status) {
 			mm.status, mm.reason, mm.at, mm.seq = string(p.Status), p.Reason, at, seq
-			if p.Phone != "" {
-				mm.phone = p.Phone
-			}
+		}
+		if p.Phone != "" && (mm.phoneAt.IsZero() || at.After(mm.phoneAt) || (at.Equal(mm.phoneAt) && seq > mm.phoneSeq && p.Phone != mm.phone)) {
+			mm.phone, mm.phoneAt, mm.phoneSeq = p.Phone, at, seq
 			if p.JID != "" {
 				mm.jid = p.JID
 			}
@@ -348,8 +348,12 @@ func (md *model) rows() []string {
 		if !m.at.IsZero() {
 			at = m.at.UTC().Format(dumpTime)
 		}
+		pat := "-"
+		if !m.phoneAt.IsZero() {
+			pat = m.phoneAt.UTC().Format(dumpTime)
+		}
 		out = append(out, strings.Join([]string{"mentorado", fmt.Sprint(id), m.status, dash(m.phone), dash(m.jid),
-			dash(m.reason), at, fmt.Sprint(m.seq)}, "|"))
+			dash(m.reason), at, fmt.Sprint(m.seq), pat, fmt.Sprint(m.phoneSeq)}, "|"))
 	}
 	for _, l := range md.leads {
 		if !l.deleted {

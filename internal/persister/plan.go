@@ -51,9 +51,17 @@ type planner struct {
 }
 
 type connRow struct {
-	status, phone, jid, reason string
-	at                         time.Time
-	seq                        uint64
+	set            bool // a status event was seen
+	status, reason string
+	at             time.Time
+	seq            uint64
+	phone, jid     string // from the newest event with a phone
+	phoneAt        time.Time
+	phoneSeq       uint64
+}
+
+func newer(at time.Time, seq uint64, than time.Time, thanSeq uint64) bool {
+	return at.After(than) || (at.Equal(than) && seq > thanSeq)
 }
 
 type lidMap struct {
@@ -196,8 +204,16 @@ func (pl *planner) add(d decoded) {
 	switch p := d.p.(type) {
 	case *event.Connection:
 		c := pl.conns[m]
-		if c == nil || d.env.OccurredAt.After(c.at) || (d.env.OccurredAt.Equal(c.at) && d.seq > c.seq) {
-			pl.conns[m] = &connRow{string(p.Status), p.Phone, p.JID, p.Reason, d.env.OccurredAt, d.seq}
+		if c == nil {
+			c = &connRow{}
+			pl.conns[m] = c
+		}
+		at := d.env.OccurredAt
+		if !c.set || newer(at, d.seq, c.at, c.seq) {
+			c.set, c.status, c.reason, c.at, c.seq = true, string(p.Status), p.Reason, at, d.seq
+		}
+		if p.Phone != "" && (c.phone == "" || newer(at, d.seq, c.phoneAt, c.phoneSeq)) {
+			c.phone, c.jid, c.phoneAt, c.phoneSeq = p.Phone, p.JID, at, d.seq
 		}
 	case *event.Contact:
 		c := normalizeContact(*p)
@@ -319,14 +335,14 @@ func (pl *planner) queue(b *pgx.Batch) {
 		}
 		slices.Sort(ids)
 		n := len(ids)
-		status, phones, jids, reasons := make([]string, n), make([]*string, n), make([]*string, n), make([]*string, n)
-		ats, seqs := make([]time.Time, n), make([]int64, n)
+		status, reasons, ats, seqs := make([]string, n), make([]*string, n), make([]time.Time, n), make([]int64, n)
+		phones, jids, phoneAts, phoneSeqs := make([]*string, n), make([]*string, n), make([]time.Time, n), make([]int64, n)
 		for i, id := range ids {
 			c := pl.conns[id]
-			status[i], phones[i], jids[i], reasons[i] = c.status, nullable(c.phone), nullable(c.jid), nullable(c.reason)
-			ats[i], seqs[i] = c.at, int64(c.seq)
+			status[i], reasons[i], ats[i], seqs[i] = c.status, nullable(c.reason), c.at, int64(c.seq)
+			phones[i], jids[i], phoneAts[i], phoneSeqs[i] = nullable(c.phone), nullable(c.jid), c.phoneAt, int64(c.phoneSeq)
 		}
-		b.Queue(sqlConnection, ids, status, phones, jids, reasons, ats, seqs)
+		b.Queue(sqlConnection, ids, status, reasons, ats, seqs, phones, jids, phoneAts, phoneSeqs)
 	}
 	for _, s := range pl.segs {
 		s.queue(b)

@@ -35,19 +35,27 @@ WHERE EXISTS (SELECT 1 FROM whatsapp_pending_receipts p WHERE p.mentorado_id = k
 
 // Connection status moves only to a newer (occurred_at, stream seq). The
 // same status at the same instant from a higher sequence is the same event
-// stored again (a republish) and changes nothing.
+// stored again (a republish) and changes nothing. The phone and JID follow
+// the newest event that carried a phone, versioned the same way.
 const sqlConnection = `UPDATE mentorados m SET
-	wa_status = u.status,
-	wa_phone = coalesce(u.phone, m.wa_phone),
-	wa_jid = coalesce(u.jid, m.wa_jid),
-	wa_reason = u.reason,
-	wa_status_at = u.at,
-	wa_status_seq = u.seq
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::timestamptz[], $7::bigint[])
-	AS u(id, status, phone, jid, reason, at, seq)
-WHERE m.id = u.id
-	AND (u.at > coalesce(m.wa_status_at, '-infinity'::timestamptz)
-		OR (u.at = m.wa_status_at AND u.seq > m.wa_status_seq AND u.status <> m.wa_status))`
+	wa_status = CASE WHEN s.newer THEN u.status ELSE m.wa_status END,
+	wa_reason = CASE WHEN s.newer THEN u.reason ELSE m.wa_reason END,
+	wa_status_at = CASE WHEN s.newer THEN u.at ELSE m.wa_status_at END,
+	wa_status_seq = CASE WHEN s.newer THEN u.seq ELSE m.wa_status_seq END,
+	wa_phone = CASE WHEN s.phone_newer THEN u.phone ELSE m.wa_phone END,
+	wa_jid = CASE WHEN s.phone_newer THEN coalesce(u.jid, m.wa_jid) ELSE m.wa_jid END,
+	wa_phone_at = CASE WHEN s.phone_newer THEN u.phone_at ELSE m.wa_phone_at END,
+	wa_phone_seq = CASE WHEN s.phone_newer THEN u.phone_seq ELSE m.wa_phone_seq END
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[],
+		$6::text[], $7::text[], $8::timestamptz[], $9::bigint[])
+	AS u(id, status, reason, at, seq, phone, jid, phone_at, phone_seq),
+LATERAL (SELECT
+	(u.status IS NOT NULL AND (u.at > coalesce(m2.wa_status_at, '-infinity'::timestamptz)
+		OR (u.at = m2.wa_status_at AND u.seq > m2.wa_status_seq AND u.status <> m2.wa_status))) AS newer,
+	(u.phone IS NOT NULL AND (u.phone_at > coalesce(m2.wa_phone_at, '-infinity'::timestamptz)
+		OR (u.phone_at = m2.wa_phone_at AND u.phone_seq > m2.wa_phone_seq AND u.phone <> m2.wa_phone))) AS phone_newer
+	FROM mentorados m2 WHERE m2.id = u.id) AS s
+WHERE m.id = u.id AND (s.newer OR s.phone_newer)`
 
 // LID merges, run when a (mentorado, lid) → phone mapping is first learned,
 // before the writes of the event that taught it. Arrays: m, lid, phone, phone JID.

@@ -19,3 +19,10 @@ CREATE INDEX whatsapp_messages_target ON whatsapp_messages (mentorado_id, target
 -- Messages whose counterpart is only known by LID (filled when the phone is learned).
 CREATE INDEX whatsapp_messages_lid_only ON whatsapp_messages (mentorado_id, lid)
     WHERE phone IS NULL AND lid IS NOT NULL;
+
+-- Version of the stored phone and JID: the newest connection event that
+-- carried a phone, so an older event (or one without a phone) never
+-- replaces a newer number, whatever order events are applied in.
+ALTER TABLE mentorados
+    ADD COLUMN wa_phone_at  timestamptz,
+    ADD COLUMN wa_phone_seq bigint NOT NULL DEFAULT 0;
