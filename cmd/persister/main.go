@@ -1,0 +1,245 @@
+// Command persister applies the WA_EVENTS stream to Postgres (see
+// internal/persister). Several can run at once: they share one durable
+// consumer.
+//
+//	persister                                  consume until interrupted
+//	persister replay --since 2h [--mentorado ID]
+//	persister replay --from-seq N [--mentorado ID]
+//
+// Settings come from the environment, overridable by flags:
+//
+//	DATABASE_URL (or DATABASE_URL_FILE)  Postgres, required
+//	NATS_URL (or NATS_URL_FILE)          NATS, default nats://127.0.0.1:4222
+//	ZAPBUS_HTTP_ADDR                     /metrics, /healthz, /readyz; default 127.0.0.1:9102 ("off" disables)
+//	ZAPBUS_PERSISTER_BATCH               events per fetch and transaction, default 500
+//	ZAPBUS_PERSISTER_MAX_WAIT            how long a fetch waits to fill a batch, default 500ms
+//	ZAPBUS_PERSISTER_CONSUMER            durable consumer name, default persister
+//	ZAPBUS_LOG_LEVEL                     debug, info (default), warn, error
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/persister"
+	"github.com/zapbus/zapbus/internal/store"
+)
+
+// DefaultHTTPAddr serves metrics and health.
+const DefaultHTTPAddr = "127.0.0.1:9102"
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "persister:", err)
+		os.Exit(1)
+	}
+}
+
+type settings struct {
+	DatabaseURL string
+	NATSURL     string
+	HTTPAddr    string
+	LogLevel    zerolog.Level
+	Persister   persister.Config
+	Replay      *persister.ReplayOptions // set for the replay command
+}
+
+func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
+	var s settings
+	var errs []error
+	str := func(name, def string) string {
+		if f := getenv(name + "_FILE"); f != "" {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				errs = append(errs, fmt.Errorf("%s_FILE: %w", name, err))
+				return def
+			}
+			return strings.TrimSpace(string(b))
+		}
+		if v := getenv(name); v != "" {
+			return v
+		}
+		return def
+	}
+	dur := func(name string, def time.Duration) time.Duration {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		d, err := time.ParseDuration(v)
+		if err != nil || d <= 0 {
+			errs = append(errs, fmt.Errorf("%s: want a positive duration, got %q", name, v))
+		}
+		return d
+	}
+	integer := func(name string, def int) int {
+		v := str(name, "")
+		if v == "" {
+			return def
+		}
+		n, err := strconv.Atoi(v)
+		if err != nil || n <= 0 {
+			errs = append(errs, fmt.Errorf("%s: want a positive integer, got %q", name, v))
+		}
+		return n
+	}
+	cmd := "persister"
+	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
+		cmd, args = args[0], args[1:]
+		if cmd != "replay" {
+			return s, fmt.Errorf("unknown command %q (want replay, or none to consume)", cmd)
+		}
+	}
+	fs := flag.NewFlagSet(cmd, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&s.DatabaseURL, "database-url", str("DATABASE_URL", ""), "Postgres URL (DATABASE_URL)")
+	fs.StringVar(&s.NATSURL, "nats-url", str("NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (NATS_URL)")
+	fs.StringVar(&s.HTTPAddr, "http-addr", str("ZAPBUS_HTTP_ADDR", DefaultHTTPAddr), "metrics and health address, or off (ZAPBUS_HTTP_ADDR)")
+	fs.IntVar(&s.Persister.Batch, "batch", integer("ZAPBUS_PERSISTER_BATCH", 500), "events per fetch and transaction (ZAPBUS_PERSISTER_BATCH)")
+	fs.DurationVar(&s.Persister.MaxWait, "max-wait", dur("ZAPBUS_PERSISTER_MAX_WAIT", 500*time.Millisecond), "how long a fetch waits to fill a batch (ZAPBUS_PERSISTER_MAX_WAIT)")
+	fs.StringVar(&s.Persister.Consumer, "consumer", str("ZAPBUS_PERSISTER_CONSUMER", "persister"), "durable consumer name (ZAPBUS_PERSISTER_CONSUMER)")
+	level := fs.String("log-level", str("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
+	var since time.Duration
+	var fromSeq uint64
+	var mentorado int64
+	if cmd == "replay" {
+		fs.DurationVar(&since, "since", 0, "replay events stored in this last period, e.g. 2h")
+		fs.Uint64Var(&fromSeq, "from-seq", 0, "replay from this WA_EVENTS sequence")
+		fs.Int64Var(&mentorado, "mentorado", 0, "replay only this mentorado's events")
+	}
+	if err := fs.Parse(args); err != nil {
+		return s, err
+	}
+	if fs.NArg() > 0 {
+		return s, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := errors.Join(errs...); err != nil {
+		return s, err
+	}
+	switch {
+	case s.DatabaseURL == "":
+		return s, errors.New("DATABASE_URL is required")
+	case s.NATSURL == "":
+		return s, errors.New("NATS_URL is required")
+	case s.HTTPAddr == "":
+		return s, errors.New("ZAPBUS_HTTP_ADDR is empty (use off to disable)")
+	case s.Persister.Batch <= 0 || s.Persister.Batch > 10000:
+		return s, fmt.Errorf("ZAPBUS_PERSISTER_BATCH: %d, want 1 to 10000", s.Persister.Batch)
+	case s.Persister.MaxWait < time.Millisecond:
+		return s, fmt.Errorf("ZAPBUS_PERSISTER_MAX_WAIT: %s, want at least 1ms", s.Persister.MaxWait)
+	case s.Persister.Consumer == "" || strings.ContainsAny(s.Persister.Consumer, ".*> \t"):
+		return s, fmt.Errorf("ZAPBUS_PERSISTER_CONSUMER: %q is not a valid consumer name", s.Persister.Consumer)
+	}
+	lvl, err := zerolog.ParseLevel(*level)
+	if err != nil || *level == "" {
+		return s, fmt.Errorf("ZAPBUS_LOG_LEVEL: unknown level %q", *level)
+	}
+	s.LogLevel = lvl
+	if err := s.Persister.Validate(); err != nil {
+		return s, err
+	}
+	if cmd == "replay" {
+		if (since > 0) == (fromSeq > 0) {
+			return s, errors.New("replay: give exactly one of --since and --from-seq")
+		}
+		if mentorado < 0 {
+			return s, errors.New("replay: --mentorado must be positive")
+		}
+		s.Replay = &persister.ReplayOptions{Since: since, FromSeq: fromSeq, Mentorado: mentorado}
+	}
+	return s, nil
+}
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	return runWith(ctx, args, getenv, stdout, os.Stderr)
+}
+
+func runWith(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	s, err := loadSettings(args, getenv, stderr)
+	if err != nil {
+		return err
+	}
+	logOut := stdout
+	if s.Replay != nil {
+		logOut = stderr // stdout carries the summary
+	}
+	log := zerolog.New(logOut).Level(s.LogLevel).With().Timestamp().Str("service", "persister").Logger()
+
+	db, err := store.Open(ctx, s.DatabaseURL)
+	if err != nil {
+		return err
+	}
+	defer db.Close()
+	nc, err := bus.Connect(s.NATSURL, "zapbus-persister", log)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	b, err := bus.New(nc, bus.Config{})
+	if err != nil {
+		return err
+	}
+	p, err := persister.New(s.Persister, db, b, log)
+	if err != nil {
+		return err
+	}
+
+	if s.Replay != nil {
+		s.Replay.Progress = stderr
+		st, err := p.Replay(ctx, *s.Replay)
+		fmt.Fprintf(stdout, "replay: %d events applied, %d dead-lettered, up to seq %d, in %s\n",
+			st.Applied, st.DeadLettered, st.LastSeq, st.Duration.Round(time.Millisecond))
+		return err
+	}
+
+	if s.HTTPAddr != "off" {
+		ln, err := net.Listen("tcp", s.HTTPAddr)
+		if err != nil {
+			return fmt.Errorf("ZAPBUS_HTTP_ADDR: %w", err)
+		}
+		srv := &http.Server{Handler: routes(p), ReadHeaderTimeout: 5 * time.Second}
+		go func() { _ = srv.Serve(ln) }()
+		defer func() {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			_ = srv.Shutdown(sctx)
+		}()
+		log.Info().Str("http_addr", ln.Addr().String()).Msg("serving /metrics, /healthz, /readyz")
+	}
+	return p.Run(ctx)
+}
+
+func routes(p *persister.Persister) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(p.Registry(), promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		_, _ = io.WriteString(w, "ok\n")
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := p.Ready(ctx); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready\n")
+	})
+	return mux
+}

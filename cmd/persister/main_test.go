@@ -1,0 +1,170 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/testenv"
+)
+
+func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestSettingsErrorsNameTheSetting(t *testing.T) {
+	base := map[string]string{"DATABASE_URL": "postgres://x/y"}
+	cases := []struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		{map[string]string{}, nil, "DATABASE_URL"},
+		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_PERSISTER_BATCH": "lots"}, nil, "ZAPBUS_PERSISTER_BATCH"},
+		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_PERSISTER_MAX_WAIT": "-1s"}, nil, "ZAPBUS_PERSISTER_MAX_WAIT"},
+		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_LOG_LEVEL": "loud"}, nil, "ZAPBUS_LOG_LEVEL"},
+		{base, []string{"-batch", "0"}, "ZAPBUS_PERSISTER_BATCH"},
+		{base, []string{"-consumer", "a.b"}, "ZAPBUS_PERSISTER_CONSUMER"},
+		{base, []string{"replay"}, "--since"},
+		{base, []string{"replay", "--since", "1h", "--from-seq", "3"}, "--since"},
+		{base, []string{"rewind"}, "unknown command"},
+	}
+	for _, c := range cases {
+		_, err := loadSettings(c.args, envOf(c.env), io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("env %v args %v: error %v, want it to name %s", c.env, c.args, err, c.want)
+		}
+	}
+	s, err := loadSettings([]string{"replay", "--since", "2h", "--mentorado", "7"}, envOf(base), io.Discard)
+	if err != nil || s.Replay == nil || s.Replay.Since != 2*time.Hour || s.Replay.Mentorado != 7 {
+		t.Fatalf("replay settings %+v, %v", s.Replay, err)
+	}
+	s, err = loadSettings(nil, envOf(base), io.Discard)
+	if err != nil || s.HTTPAddr != DefaultHTTPAddr || s.Persister.Batch != 500 {
+		t.Fatalf("defaults %+v, %v", s, err)
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestRunServesAndReplays runs the binary's run against real Postgres and
+// NATS: it becomes ready, applies a published message, exposes metrics,
+// stops on cancel; replay then re-applies the stream and prints a summary.
+func TestRunServesAndReplays(t *testing.T) {
+	dbURL := testenv.Postgres(t)
+	natsURL := testenv.NATS(t)
+	ctx := context.Background()
+	db, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO mentorados (id, name) OVERRIDING SYSTEM VALUE VALUES (1, 'm')`); err != nil {
+		t.Fatal(err)
+	}
+	env := envOf(map[string]string{"DATABASE_URL": dbURL, "NATS_URL": natsURL, "ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
+		"ZAPBUS_PERSISTER_MAX_WAIT": "50ms"})
+
+	out := &syncBuffer{}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runWith(rctx, nil, env, out, io.Discard) }()
+	defer func() { cancel(); <-done }()
+	addrRe := regexp.MustCompile(`"http_addr":"([^"]+)"`)
+	var base string
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		m := addrRe.FindStringSubmatch(out.String())
+		if m == nil {
+			return false
+		}
+		base = "http://" + m[1]
+		code, _ := get(base + "/readyz")
+		return code == http.StatusOK
+	}, "persister never ready; output:\n%s", out)
+	if code, _ := get(base + "/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz %d", code)
+	}
+
+	nc, err := bus.Connect(natsURL, "test", testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	b, err := bus.New(nc, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	e, err := event.New(1, event.MessageEventID(1, "M1"), at, &event.Message{WAID: "M1", ChatJID: "5511955556666@s.whatsapp.net",
+		SenderJID: "5511955556666@s.whatsapp.net", Phone: "5511955556666", PushName: "Rita", Direction: event.DirectionIn,
+		Kind: event.KindText, Text: "oi", Timestamp: at, Status: event.MessageReceived})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		var name string
+		err := db.Pool.QueryRow(ctx, `SELECT l.name FROM whatsapp_messages t JOIN leads l ON l.id = t.lead_id WHERE t.wa_message_id = 'M1'`).Scan(&name)
+		return err == nil && name == "Rita"
+	}, "message not persisted with its lead")
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		_, body := get(base + "/metrics")
+		return strings.Contains(body, `zapbus_persister_events_applied_total{type="message"} 1`) &&
+			strings.Contains(body, "zapbus_persister_consumer_lag")
+	}, "metrics do not count the applied message")
+	cancel()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+		done <- nil
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not stop")
+	}
+
+	var summary, progress syncBuffer
+	if err := runWith(ctx, []string{"replay", "--from-seq", "1", "--mentorado", "1"}, env, &summary, &progress); err != nil {
+		t.Fatalf("replay: %v", err)
+	}
+	if !strings.Contains(summary.String(), "replay: 1 events applied, 0 dead-lettered") {
+		t.Fatalf("summary %q", summary.String())
+	}
+	if !strings.Contains(progress.String(), "replay: seq 1/1") {
+		t.Fatalf("progress %q", progress.String())
+	}
+}
