@@ -157,6 +157,7 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 			lk.add(d)
 		}
 		b := &pgx.Batch{}
+		b.Queue(sqlPlannerHints)
 		b.Queue(sqlKnownMentorados, lk.mentorados)
 		if len(lk.lidM) > 0 {
 			b.Queue(sqlKnownLIDs, lk.lidM, lk.lids)
@@ -261,6 +262,9 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 			err = fmt.Errorf("look up: %w", cerr)
 		}
 	}()
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("planner settings: %w", err)
+	}
 	rows, _ := br.Query()
 	var id int64
 	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error { exists[id] = true; return nil }); err != nil {

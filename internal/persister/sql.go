@@ -8,6 +8,13 @@ package persister
 
 // Lookups (first round trip of a transaction).
 const (
+	// Every statement joins a few hundred keys (unnest) against big tables:
+	// index nested loops are always right, but the planner cannot see the
+	// array sizes and may pick hash joins over sequential scans, whose cost
+	// grows with the tables. Disable those for this transaction only.
+	sqlPlannerHints = `SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
+	set_config('enable_seqscan', 'off', true)`
+
 	sqlKnownMentorados = `SELECT id FROM mentorados WHERE id = ANY($1::bigint[])`
 	// Mappings already learned, and for LIDs not mapped yet whether any
 	// LID-only row (lead, contact, message) exists that a merge must fold.
