@@ -44,9 +44,29 @@ func poisonf(format string, args ...any) error {
 // be applied and the whole batch must be retried. Applying the same items
 // again is always safe.
 func (p *Persister) Apply(ctx context.Context, items []Item) ([]error, error) {
+	return p.ApplyDecoded(ctx, Decode(items))
+}
+
+// Decoded is a batch decoded ahead of ApplyDecoded, so decoding the next
+// batch can overlap writing the current one.
+type Decoded struct {
+	items  []Item
+	poison []error
+	evs    []decoded
+}
+
+// Decode decodes and validates items; undecodable ones are already poison.
+func Decode(items []Item) *Decoded {
+	d := &Decoded{items: items, poison: make([]error, len(items))}
+	d.evs = decodeAll(items, d.poison)
+	return d
+}
+
+// ApplyDecoded is Apply for a batch decoded with Decode. It may be called
+// once per Decoded.
+func (p *Persister) ApplyDecoded(ctx context.Context, d *Decoded) ([]error, error) {
 	start := time.Now()
-	poison := make([]error, len(items))
-	evs := decodeAll(items, poison)
+	poison, evs := d.poison, d.evs
 	if err := p.applyDecoded(ctx, evs, poison); err != nil {
 		p.metrics.transient.Inc()
 		return nil, err
@@ -56,7 +76,7 @@ func (p *Persister) Apply(ctx context.Context, items []Item) ([]error, error) {
 			p.metrics.applied.WithLabelValues(string(d.env.Type)).Inc()
 		}
 	}
-	p.metrics.batchSize.Observe(float64(len(items)))
+	p.metrics.batchSize.Observe(float64(len(d.items)))
 	p.metrics.batchSeconds.Observe(time.Since(start).Seconds())
 	return poison, nil
 }

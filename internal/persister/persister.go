@@ -176,16 +176,79 @@ func (p *Persister) Run(ctx context.Context) error {
 		return fmt.Errorf("persister: consumer %s: %w", p.cfg.Consumer, err)
 	}
 	p.log.Info().Str("consumer", p.cfg.Consumer).Int("batch", p.cfg.Batch).Msg("persister running")
-	h := &handler{p: p, backoff: p.cfg.RetryMin}
-	err = bus.Consume(ctx, cons, bus.ConsumeOptions{
-		Batch:   p.cfg.Batch,
-		MaxWait: p.cfg.MaxWait,
-		Log:     p.log,
-	}, h.handle)
+	err = p.consume(ctx, cons)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil
 	}
 	return err
+}
+
+// fetched is a batch taken from the consumer and already decoded.
+type fetched struct {
+	msgs []jetstream.Msg
+	dec  *Decoded
+}
+
+// consume fetches and decodes the next batch while the current one is
+// being written, then settles each batch after its commit.
+func (p *Persister) consume(ctx context.Context, cons jetstream.Consumer) error {
+	h := &handler{p: p, backoff: p.cfg.RetryMin}
+	next := make(chan fetched, 1)
+	go func() {
+		defer close(next)
+		backoff := 100 * time.Millisecond
+		for ctx.Err() == nil {
+			batch, err := cons.Fetch(p.cfg.Batch, jetstream.FetchMaxWait(p.cfg.MaxWait))
+			if err != nil {
+				if ctx.Err() == nil {
+					p.log.Warn().Err(err).Msg("fetch failed; retrying")
+					sleep(ctx, backoff)
+					backoff = min(backoff*2, 5*time.Second)
+				}
+				continue
+			}
+			backoff = 100 * time.Millisecond
+			var msgs []jetstream.Msg
+			for m := range batch.Messages() {
+				msgs = append(msgs, m)
+			}
+			if len(msgs) == 0 {
+				continue
+			}
+			items := make([]Item, len(msgs))
+			for i, m := range msgs {
+				items[i] = Item{Subject: m.Subject(), Data: m.Data()}
+				if md, err := m.Metadata(); err == nil {
+					items[i].Seq = md.Sequence.Stream
+					if i == len(msgs)-1 {
+						p.metrics.lag.Set(float64(md.NumPending))
+					}
+				}
+			}
+			select {
+			case next <- fetched{msgs: msgs, dec: Decode(items)}:
+			case <-ctx.Done():
+				nakAll(msgs, p)
+				return
+			}
+		}
+	}()
+	for f := range next {
+		if ctx.Err() != nil {
+			nakAll(f.msgs, p) // shutting down: let another persister take them now
+			continue
+		}
+		bus.Settle(f.msgs, h.handle(ctx, f.dec), p.log)
+	}
+	return ctx.Err()
+}
+
+func nakAll(msgs []jetstream.Msg, p *Persister) {
+	for _, m := range msgs {
+		if err := m.Nak(); err != nil {
+			p.log.Debug().Err(err).Msg("nak on shutdown")
+		}
+	}
 }
 
 type handler struct {
@@ -193,27 +256,18 @@ type handler struct {
 	backoff time.Duration
 }
 
-func (h *handler) handle(ctx context.Context, msgs []jetstream.Msg) []bus.Decision {
+func (h *handler) handle(ctx context.Context, dec *Decoded) []bus.Decision {
 	p := h.p
-	items := make([]Item, len(msgs))
-	for i, m := range msgs {
-		items[i] = Item{Subject: m.Subject(), Data: m.Data()}
-		if md, err := m.Metadata(); err == nil {
-			items[i].Seq = md.Sequence.Stream
-			if i == len(msgs)-1 {
-				p.metrics.lag.Set(float64(md.NumPending))
-			}
-		}
-	}
-	decisions := make([]bus.Decision, len(msgs))
-	poison, err := p.Apply(ctx, items)
+	items := dec.items
+	decisions := make([]bus.Decision, len(items))
+	poison, err := p.ApplyDecoded(ctx, dec)
 	if err != nil {
 		delay := h.backoff
 		h.backoff = min(h.backoff*2, p.cfg.RetryMax)
 		if ctx.Err() != nil {
 			delay = 0 // shutting down: let another persister take them now
 		} else {
-			p.log.Warn().Err(err).Int("events", len(msgs)).Dur("retry_in", delay).Msg("batch not applied; will retry")
+			p.log.Warn().Err(err).Int("events", len(items)).Dur("retry_in", delay).Msg("batch not applied; will retry")
 			sleep(ctx, delay)
 		}
 		for i := range decisions {
