@@ -178,6 +178,7 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 		}
 		b := &pgx.Batch{}
 		b.Queue(sqlPlannerHints)
+		b.Queue(sqlLockMentorados, lk.mentorados)
 		b.Queue(sqlKnownMentorados, lk.mentorados)
 		if len(lk.lidM) > 0 {
 			b.Queue(sqlKnownLIDs, lk.lidM, lk.lids)
@@ -284,6 +285,9 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 	}()
 	if _, err := br.Exec(); err != nil {
 		return fmt.Errorf("planner settings: %w", err)
+	}
+	if _, err := br.Exec(); err != nil {
+		return fmt.Errorf("lock mentorados: %w", err)
 	}
 	rows, _ := br.Query()
 	var id int64

@@ -415,3 +415,28 @@ func counterValue(c prometheus.Counter) float64 {
 	}
 	return m.GetCounter().GetValue()
 }
+
+// TestRunTwoPersisters: two persisters sharing the durable consumer give
+// the same rows as one.
+func TestRunTwoPersisters(t *testing.T) {
+	db := openDB(t, 4)
+	natsURL := testenv.NATS(t)
+	b := newBus(t, natsURL)
+	items := publish(t, b, generate(t, 21, 6000, 4), false)
+	want := modelOf(items, 4).rows()
+	cfg := testConfig
+	cfg.Batch = 100
+	var rs []*running
+	for range 2 {
+		p, err := New(cfg, db, newBus(t, natsURL), testenv.Logger(t).Level(1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rs = append(rs, start(t, p))
+	}
+	waitDrained(t, b, cfg.WithDefaults().Consumer, items[len(items)-1].Seq, 60*time.Second)
+	for _, r := range rs {
+		r.stop(t)
+	}
+	diffLines(t, "two persisters", want, dump(t, db))
+}
