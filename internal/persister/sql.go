@@ -19,7 +19,7 @@ const (
 	// taken in id order so they cannot deadlock): concurrent persisters
 	// sharing the consumer then never miss each other's pending receipts,
 	// orphan messages or edits. Different mentorados still run in parallel.
-	sqlLockMentorados = `SELECT count(pg_advisory_xact_lock(31330, (u.m % 2147483647)::int)) FROM (SELECT DISTINCT m FROM unnest($1::bigint[]) AS m ORDER BY m) AS u`
+	sqlLockMentorados  = `SELECT count(pg_advisory_xact_lock(31330, (u.m % 2147483647)::int)) FROM (SELECT DISTINCT m FROM unnest($1::bigint[]) AS m ORDER BY m) AS u`
 	sqlKnownMentorados = `SELECT id FROM mentorados WHERE id = ANY($1::bigint[])`
 	// Mappings already learned, and for LIDs not mapped yet whether any
 	// LID-only row (lead, contact, message) exists that a merge must fold.
