@@ -33,57 +33,101 @@ type BatchHandler func(ctx context.Context, msgs []jetstream.Msg) []Decision
 
 // ConsumeOptions tunes Consume.
 type ConsumeOptions struct {
-	Batch   int           // messages per fetch (default 256)
-	MaxWait time.Duration // how long a fetch waits to fill a batch (default 1 s)
+	Batch int // most messages handed to the handler at once (default 256)
+	// Linger is how long a partial batch waits for one more message before
+	// it is handed over (default 5 ms): an idle stream is applied at once,
+	// a busy one fills whole batches from the prefetch buffer.
+	Linger time.Duration
+	// MaxWait bounds how long a partial batch is held after its first
+	// message arrived, however steadily messages trickle in (default 1 s).
+	MaxWait time.Duration
 	Log     zerolog.Logger
-	// OnFetchError is called when a fetch fails, e.g. while NATS is down;
+	// OnFetchError is called when pulling fails, e.g. while NATS is down;
 	// Consume waits a moment and tries again.
 	OnFetchError func(error)
 }
 
-// Consume fetches batches from a pull consumer, hands them to h and applies
-// its decisions, until ctx ends. It returns ctx's error, or an error when
-// the handler breaks its contract.
+// Consume pulls from a durable consumer continuously (with a prefetch
+// buffer of two batches), hands batches to h and applies its decisions,
+// until ctx ends. It returns ctx's error, or an error when the handler
+// breaks its contract.
 func Consume(ctx context.Context, cons jetstream.Consumer, opt ConsumeOptions, h BatchHandler) error {
 	if opt.Batch <= 0 {
 		opt.Batch = 256
+	}
+	if opt.Linger <= 0 {
+		opt.Linger = 5 * time.Millisecond
 	}
 	if opt.MaxWait <= 0 {
 		opt.MaxWait = time.Second
 	}
 	backoff := 100 * time.Millisecond
+	fail := func(err error) {
+		if opt.OnFetchError != nil {
+			opt.OnFetchError(err)
+		}
+		opt.Log.Warn().Err(err).Msg("pull failed; retrying")
+		sleep(ctx, backoff)
+		backoff = min(backoff*2, 5*time.Second)
+	}
 	for ctx.Err() == nil {
-		batch, err := cons.Fetch(opt.Batch, jetstream.FetchMaxWait(opt.MaxWait))
+		it, err := cons.Messages(jetstream.PullMaxMessages(2 * opt.Batch))
+		if err != nil {
+			fail(err)
+			continue
+		}
+		err = consumeIter(ctx, it, opt, h, &backoff)
+		it.Stop()
+		if err != nil && ctx.Err() == nil {
+			var contract *contractError
+			if errors.As(err, &contract) {
+				return err
+			}
+			fail(err)
+		}
+	}
+	return ctx.Err()
+}
+
+type contractError struct{ msg string }
+
+func (e *contractError) Error() string { return e.msg }
+
+// consumeIter runs batches off one iterator until it fails or ctx ends.
+func consumeIter(ctx context.Context, it jetstream.MessagesContext, opt ConsumeOptions, h BatchHandler, backoff *time.Duration) error {
+	for {
+		first, err := it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
+				return nil
+			}
+			if errors.Is(err, jetstream.ErrNoHeartbeat) {
+				opt.Log.Debug().Err(err).Msg("pull heartbeat missed")
+				continue // the iterator re-issues its pull requests
+			}
+			return err
+		}
+		*backoff = 100 * time.Millisecond
+		msgs := make([]jetstream.Msg, 1, opt.Batch)
+		msgs[0] = first
+		hold := time.Now().Add(opt.MaxWait)
+		for len(msgs) < opt.Batch {
+			wait := min(opt.Linger, time.Until(hold))
+			if wait <= 0 {
 				break
 			}
-			if opt.OnFetchError != nil {
-				opt.OnFetchError(err)
+			m, err := it.Next(jetstream.NextMaxWait(wait))
+			if err != nil {
+				break // nothing more within the linger (or the iterator failed: the next round sees it)
 			}
-			opt.Log.Warn().Err(err).Msg("fetch failed; retrying")
-			sleep(ctx, backoff)
-			backoff = min(backoff*2, 5*time.Second)
-			continue
-		}
-		backoff = 100 * time.Millisecond
-		msgs := make([]jetstream.Msg, 0, opt.Batch)
-		for m := range batch.Messages() {
 			msgs = append(msgs, m)
-		}
-		if err := batch.Error(); err != nil && !errors.Is(err, jetstream.ErrNoMessages) && !errors.Is(err, context.Canceled) {
-			opt.Log.Debug().Err(err).Int("got", len(msgs)).Msg("fetch ended early")
-		}
-		if len(msgs) == 0 {
-			continue
 		}
 		decisions := h(ctx, msgs)
 		if len(decisions) != len(msgs) {
-			return fmt.Errorf("bus: handler returned %d decisions for %d messages", len(decisions), len(msgs))
+			return &contractError{fmt.Sprintf("bus: handler returned %d decisions for %d messages", len(decisions), len(msgs))}
 		}
 		Settle(msgs, decisions, opt.Log)
 	}
-	return ctx.Err()
 }
 
 // Settle applies decisions to messages. Acks are sent without waiting for
