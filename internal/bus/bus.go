@@ -138,6 +138,7 @@ type Bus struct {
 	NC  *nats.Conn
 	JS  jetstream.JetStream
 	cfg Config
+	raw Config // as given: zero fields were not chosen by this process
 }
 
 // New wraps a connection.
@@ -149,7 +150,7 @@ func New(nc *nats.Conn, cfg Config) (*Bus, error) {
 	if err != nil {
 		return nil, fmt.Errorf("bus: jetstream: %w", err)
 	}
-	return &Bus{NC: nc, JS: js, cfg: cfg.WithDefaults()}, nil
+	return &Bus{NC: nc, JS: js, cfg: cfg.WithDefaults(), raw: cfg}, nil
 }
 
 // Config returns the effective configuration.
@@ -202,19 +203,84 @@ func (c Config) StreamConfigs() []jetstream.StreamConfig {
 }
 
 // Provision creates or updates the streams and KV buckets. It is safe to
-// run from every process at every start, concurrently.
+// run from every process at every start, concurrently. Subjects, storage and
+// republishing always follow this build; retention, dedupe window, replicas
+// and TTLs follow this process's Config only where it set them explicitly,
+// and otherwise keep what the server has (the defaults apply on creation).
+// So a notifier started with defaults never resets the lease TTL or the
+// retention that the connector or ops chose.
 func (b *Bus) Provision(ctx context.Context) error {
 	for _, sc := range b.cfg.StreamConfigs() {
+		if existing, err := b.JS.Stream(ctx, sc.Name); err == nil {
+			b.keepTunables(&sc, existing.CachedInfo().Config)
+		} else if !errors.Is(err, jetstream.ErrStreamNotFound) {
+			return fmt.Errorf("bus: provision stream %s: %w", sc.Name, err)
+		}
 		if _, err := b.JS.CreateOrUpdateStream(ctx, sc); err != nil {
 			return fmt.Errorf("bus: provision stream %s: %w", sc.Name, err)
 		}
 	}
 	for _, kc := range b.cfg.BucketConfigs() {
+		if existing, err := b.JS.KeyValue(ctx, kc.Bucket); err == nil {
+			st, err := existing.Status(ctx)
+			if err != nil {
+				return fmt.Errorf("bus: provision bucket %s: %w", kc.Bucket, err)
+			}
+			b.keepBucketTunables(&kc, st)
+		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("bus: provision bucket %s: %w", kc.Bucket, err)
+		}
 		if _, err := b.JS.CreateOrUpdateKeyValue(ctx, kc); err != nil {
 			return fmt.Errorf("bus: provision bucket %s: %w", kc.Bucket, err)
 		}
 	}
 	return nil
+}
+
+// keepTunables copies into sc the server's values of settings this process
+// did not choose.
+func (b *Bus) keepTunables(sc *jetstream.StreamConfig, have jetstream.StreamConfig) {
+	if b.raw.Replicas == 0 {
+		sc.Replicas = have.Replicas
+	}
+	if b.raw.DuplicateWindow == 0 && sc.Name != StreamQR {
+		sc.Duplicates = have.Duplicates
+	}
+	switch sc.Name {
+	case StreamEvents:
+		if b.raw.EventsMaxAge == 0 {
+			sc.MaxAge = have.MaxAge
+		}
+		if b.raw.EventsMaxBytes == 0 {
+			sc.MaxBytes = have.MaxBytes
+		}
+	case StreamQR:
+		if b.raw.QRMaxAge == 0 {
+			sc.MaxAge = have.MaxAge
+			sc.Duplicates = have.Duplicates
+		}
+	case StreamDLQ:
+		if b.raw.DLQMaxAge == 0 {
+			sc.MaxAge = have.MaxAge
+		}
+	}
+}
+
+func (b *Bus) keepBucketTunables(kc *jetstream.KeyValueConfig, have jetstream.KeyValueStatus) {
+	if b.raw.Replicas == 0 {
+		kc.Replicas = have.Config().Replicas
+	}
+	switch kc.Bucket {
+	case BucketLeases:
+		if b.raw.LeaseTTL == 0 {
+			kc.TTL = have.TTL()
+			kc.LimitMarkerTTL = have.LimitMarkerTTL()
+		}
+	case BucketSends:
+		if b.raw.SendsTTL == 0 {
+			kc.TTL = have.TTL()
+		}
+	}
 }
 
 // BucketConfigs returns the KV buckets the connector uses.

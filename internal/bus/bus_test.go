@@ -269,3 +269,41 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+func TestProvisionKeepsSettingsOthersChose(t *testing.T) {
+	url := testenv.NATS(t)
+	nc, err := bus.Connect(url, "test", testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	ctx := context.Background()
+	// The connector chose a 4 s lease TTL; ops chose 30 days of events.
+	conn, _ := bus.New(nc, bus.Config{LeaseTTL: 4 * time.Second, EventsMaxAge: 30 * 24 * time.Hour})
+	if err := conn.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// A notifier starting with defaults must not reset them.
+	notifier, _ := bus.New(nc, bus.Config{})
+	if err := notifier.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	kv, _ := notifier.JS.KeyValue(ctx, bus.BucketLeases)
+	st, _ := kv.Status(ctx)
+	if st.TTL() != 4*time.Second || st.LimitMarkerTTL() != 4*time.Second {
+		t.Fatalf("lease TTL reset to %v / %v", st.TTL(), st.LimitMarkerTTL())
+	}
+	s, _ := notifier.JS.Stream(ctx, bus.StreamEvents)
+	if s.CachedInfo().Config.MaxAge != 30*24*time.Hour {
+		t.Fatalf("events max age reset to %v", s.CachedInfo().Config.MaxAge)
+	}
+	// An explicit choice still applies.
+	changed, _ := bus.New(nc, bus.Config{LeaseTTL: 6 * time.Second})
+	if err := changed.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = kv.Status(ctx)
+	if st.TTL() != 6*time.Second {
+		t.Fatalf("explicit lease TTL not applied: %v", st.TTL())
+	}
+}
