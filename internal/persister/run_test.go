@@ -162,8 +162,9 @@ func TestRunTenThousand(t *testing.T) {
 		}
 	}
 	// With ids, only the generator's id-less duplicates are stored again.
-	if again := publish(t, b, ops, false); len(again) != rawOps {
-		t.Fatalf("duplicate window let %d events through, want the %d without id", len(again), rawOps)
+	dups := publish(t, b, ops, false)
+	if len(dups) != rawOps {
+		t.Fatalf("duplicate window let %d events through, want the %d without id", len(dups), rawOps)
 	}
 	again := publish(t, b, ops, true)
 	if len(again) != len(ops) {
@@ -181,6 +182,69 @@ func TestRunTenThousand(t *testing.T) {
 		t.Fatalf("replay stats %+v, want %d applied", st, want)
 	}
 	diffLines(t, "after replay", first, dump(t, db))
+
+	// One mentorado, by time.
+	var m2 int
+	for _, it := range append(append(append([]Item{}, items...), dups...), again...) {
+		if strings.HasPrefix(it.Subject, "wa.2.") {
+			m2++
+		}
+	}
+	st, err = p.Replay(context.Background(), ReplayOptions{Since: time.Hour, Mentorado: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Applied != m2 {
+		t.Fatalf("replay of mentorado 2 applied %d, want its %d events", st.Applied, m2)
+	}
+	diffLines(t, "after replaying one mentorado", first, dump(t, db))
+}
+
+// TestRunCancelledMidBatch: a persister whose context ends while a batch
+// is being written (before the commit) acks nothing of it; a restarted one
+// applies everything once.
+func TestRunCancelledMidBatch(t *testing.T) {
+	db := openDB(t, 3)
+	natsURL := testenv.NATS(t)
+	b := newBus(t, natsURL)
+	items := publish(t, b, generate(t, 6, 2000, 3), false)
+	want := modelOf(items, 3).rows()
+	last := items[len(items)-1].Seq
+
+	p1, err := New(testConfig, db, newBus(t, natsURL), testenv.Logger(t).Level(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	batches := 0
+	p1.beforeCommit = func(ctx context.Context) error {
+		if batches++; batches == 3 {
+			cancel()
+			return ctx.Err()
+		}
+		return nil
+	}
+	done := make(chan error, 1)
+	go func() { done <- p1.Run(ctx) }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(30 * time.Second):
+		t.Fatal("persister did not stop")
+	}
+	if info := consumerInfo(t, b, testConfig.WithDefaults().Consumer); info.AckFloor.Stream >= last {
+		t.Fatalf("everything acked before the cancel (floor %d)", info.AckFloor.Stream)
+	}
+	p2, err := New(testConfig, db, newBus(t, natsURL), testenv.Logger(t).Level(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, p2)
+	waitDrained(t, b, testConfig.WithDefaults().Consumer, last, 60*time.Second)
+	r.stop(t)
+	diffLines(t, "after cancel and restart", want, dump(t, db))
 }
 
 // TestRunCrashBeforeAck: a persister that commits but loses its NATS
