@@ -8,8 +8,9 @@
 // Replay all converge on the same rows:
 //
 //   - connection: mentorados.wa_status moves only to a newer
-//     (occurred_at, stream sequence); phone and JID are kept when an event
-//     omits them.
+//     (occurred_at, stream sequence); phone and JID follow the newest event
+//     that carried a phone (wa_phone_at/wa_phone_seq), and are kept when an
+//     event omits them.
 //   - message: one row per (mentorado, WhatsApp id). Reactions, edits and
 //     revokes are rows of their own (kind reaction/edit/revoke, target_id);
 //     the latest edit rewrites the target's body (edited = true); a revoke
@@ -32,6 +33,12 @@
 //     contact into the phone's (messages move to the phone's lead and get
 //     the phone), or converts them when the phone has none. Later LID-only
 //     events resolve through the mapping.
+//
+// Each transaction first takes an advisory lock per mentorado in its batch
+// (in id order), so persisters sharing the consumer serialize on a tenant
+// and never miss each other's pending receipts, orphans or edits; the
+// statements run with hash and merge joins off, since they always probe
+// big tables with a few hundred keys.
 //
 // Poison events (undecodable, invalid, unknown mentorado, or rejected by a
 // constraint) are isolated from their batch, dead-lettered to WA_DLQ with

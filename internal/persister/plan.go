@@ -78,13 +78,10 @@ type leadRow struct {
 }
 
 type msgRow struct {
-	first   uint64
-	m       *event.Message
-	phone   string
-	rank    int
-	status  string
-	sentAt  time.Time
-	chatJID string
+	m      *event.Message // the first event of this id in the segment
+	phone  string         // counterpart phone, resolved through the LID mapping
+	rank   int
+	status string
 }
 
 type rcptRow struct {
@@ -253,7 +250,7 @@ func (pl *planner) add(d decoded) {
 				row.phone = ph
 			}
 		} else {
-			pl.cur.msgs[k] = &msgRow{first: d.seq, m: p, phone: ph, rank: rank, status: string(p.Status)}
+			pl.cur.msgs[k] = &msgRow{m: p, phone: ph, rank: rank, status: string(p.Status)}
 		}
 		if p.Direction == event.DirectionIn {
 			switch {
@@ -326,7 +323,7 @@ func sortedKeys[V any](m map[mkey]V) []mkey {
 }
 
 // queue appends the plan's statements to b, in the order a one-by-one pass
-// would need them, and returns how many it queued.
+// would need them.
 func (pl *planner) queue(b *pgx.Batch) {
 	if len(pl.conns) > 0 {
 		ids := make([]int64, 0, len(pl.conns))
