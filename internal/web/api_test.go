@@ -294,6 +294,10 @@ func TestConversationsMessagesLinkAndClear(t *testing.T) {
 	e.insertMessage(a.ID, msgRow{WAID: "a4", Phone: p1, Text: "reply", Direction: "out", Status: "sent", At: base.Add(5 * time.Minute)})
 	e.insertMessage(a.ID, msgRow{WAID: "b1", Phone: p2, Text: "hi from two", At: base.Add(3 * time.Minute)})
 	e.insertMessage(a.ID, msgRow{WAID: "c1", Phone: p3, Text: "hi from three", PushName: "Três", At: base.Add(4 * time.Minute), LeadID: &lead1})
+	// Rows that act on other messages (the persister applies their effect to
+	// the target) are not messages of their own in listings or unread counts.
+	e.insertMessage(a.ID, msgRow{WAID: "r1", Phone: p1, Kind: "reaction", Text: "👍", Target: "a4", At: base.Add(6 * time.Minute)})
+	e.insertMessage(a.ID, msgRow{WAID: "e1", Phone: p1, Kind: "edit", Text: "three!", Target: "a3", At: base.Add(7 * time.Minute)})
 
 	var cr conversationsResponse
 	e.expect(e.do("GET", "/v1/conversations", a.Token, nil), 200).json(t, &cr)
@@ -358,10 +362,12 @@ func TestConversationsMessagesLinkAndClear(t *testing.T) {
 	}
 	e.expect(e.do("GET", "/v1/conversations/notaphone/messages", a.Token, nil), 400)
 
-	// Link orphans: p1's 4 messages and p2's 1 get a lead; p3 has no lead with its phone.
+	// Link orphans: p1's 4 messages (and its reaction and edit rows, which
+	// the persister links to leads too) and p2's 1 get a lead; p3 has no
+	// lead with its phone.
 	var linked map[string]int64
 	e.expect(e.do("POST", "/v1/messages/link-orphans", a.Token, nil), 200).json(t, &linked)
-	if linked["linked"] != 5 {
+	if linked["linked"] != 7 {
 		t.Fatalf("linked %v", linked)
 	}
 	e.expect(e.do("POST", "/v1/messages/link-orphans", a.Token, nil), 200).json(t, &linked)
@@ -372,7 +378,7 @@ func TestConversationsMessagesLinkAndClear(t *testing.T) {
 	// Clear: messages, contacts and WhatsApp-created leads only.
 	var cleared clearDataResponse
 	e.expect(e.do("DELETE", "/v1/whatsapp/data", a.Token, nil), 200).json(t, &cleared)
-	if cleared != (clearDataResponse{Messages: 6, Contacts: 1, Leads: 1}) {
+	if cleared != (clearDataResponse{Messages: 8, Contacts: 1, Leads: 1}) { // 6 messages + 2 action rows
 		t.Fatalf("cleared %+v", cleared)
 	}
 	var leads int

@@ -271,6 +271,7 @@ func defaultAnswer(m int64, verb event.Verb, body []byte) event.Reply {
 
 type msgRow struct {
 	WAID, Phone, Direction, Text, Status, PushName string
+	Kind, Target                                   string // default text, no target
 	At                                             time.Time
 	LeadID                                         *int64
 }
@@ -286,11 +287,14 @@ func (e *testEnv) insertMessage(m int64, r msgRow) {
 	if r.At.IsZero() {
 		r.At = time.Now()
 	}
+	if r.Kind == "" {
+		r.Kind = "text"
+	}
 	_, err := e.db.Pool.Exec(context.Background(), `
 INSERT INTO whatsapp_messages (mentorado_id, wa_message_id, chat_jid, sender_jid, phone, push_name, direction, kind,
-	body, status, status_rank, lead_id, sent_at)
-VALUES ($1, $2, $3 || '@s.whatsapp.net', $3 || '@s.whatsapp.net', $3, $4, $5, 'text', $6, $7, $8, $9, $10)`,
-		m, r.WAID, r.Phone, r.PushName, r.Direction, r.Text, r.Status, event.MessageStatus(r.Status).Rank(), r.LeadID, r.At)
+	body, status, status_rank, lead_id, sent_at, target_id)
+VALUES ($1, $2, $3 || '@s.whatsapp.net', $3 || '@s.whatsapp.net', $3, $4, $5, $11, $6, $7, $8, $9, $10, nullif($12, ''))`,
+		m, r.WAID, r.Phone, r.PushName, r.Direction, r.Text, r.Status, event.MessageStatus(r.Status).Rank(), r.LeadID, r.At, r.Kind, r.Target)
 	if err != nil {
 		e.t.Fatalf("insert message: %v", err)
 	}

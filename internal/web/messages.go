@@ -140,6 +140,11 @@ type conversationsResponse struct {
 	NextCursor    string         `json:"next_cursor,omitempty"`
 }
 
+// actionKinds are rows that act on another message (the persister stores
+// them and applies their effect to the target: edited text, revoked flag).
+// Listings show the target, not the actions.
+const actionKinds = `('edit', 'revoke', 'reaction')`
+
 const messageColumns = `m.id, m.wa_message_id, coalesce(m.phone, ''), coalesce(m.lid, ''), m.push_name, m.direction, m.kind,
 	m.body, m.caption, coalesce(m.reply_to_id, ''), coalesce(m.target_id, ''), m.status, m.edited, m.revoked, m.lead_id, m.sent_at`
 
@@ -179,12 +184,13 @@ func (s *Server) handleConversations(w http.ResponseWriter, r *http.Request) {
 WITH last AS (
 	SELECT DISTINCT ON (phone) *
 	FROM whatsapp_messages
-	WHERE mentorado_id = $1 AND phone IS NOT NULL
+	WHERE mentorado_id = $1 AND phone IS NOT NULL AND kind NOT IN `+actionKinds+`
 	ORDER BY phone, sent_at DESC, id DESC
 )
 SELECT `+messageColumns+`,
 	(SELECT count(*) FROM whatsapp_messages u
-	 WHERE u.mentorado_id = $1 AND u.phone = m.phone AND u.direction = 'in' AND u.status_rank < 3),
+	 WHERE u.mentorado_id = $1 AND u.phone = m.phone AND u.direction = 'in' AND u.status_rank < 3
+	   AND u.kind NOT IN `+actionKinds+`),
 	l.id,
 	coalesce(nullif(l.name, ''), nullif(c.name, ''), nullif(c.push_name, ''), nullif(c.business_name, ''),
 		(SELECT p.push_name FROM whatsapp_messages p
@@ -260,7 +266,7 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 	rows, err := s.db.Pool.Query(r.Context(), `
 SELECT `+messageColumns+`
 FROM whatsapp_messages m
-WHERE m.mentorado_id = $1 AND m.phone = $2
+WHERE m.mentorado_id = $1 AND m.phone = $2 AND m.kind NOT IN `+actionKinds+`
 	AND ($3::timestamptz IS NULL OR (m.sent_at, m.id) < ($3::timestamptz, $4::bigint))
 ORDER BY m.sent_at DESC, m.id DESC
 LIMIT $5`, m, p, curT, curI, limit+1)

@@ -199,6 +199,9 @@ func (s *Server) handleClearData(w http.ResponseWriter, r *http.Request) {
 		if _, err := tx.Exec(r.Context(), `DELETE FROM whatsapp_pending_receipts WHERE mentorado_id = $1`, m); err != nil {
 			return fmt.Errorf("delete pending receipts: %w", err)
 		}
+		if _, err := tx.Exec(r.Context(), `DELETE FROM whatsapp_lid_phones WHERE mentorado_id = $1`, m); err != nil {
+			return fmt.Errorf("delete LID mappings: %w", err)
+		}
 		if tag, err = tx.Exec(r.Context(), `DELETE FROM whatsapp_contacts WHERE mentorado_id = $1`, m); err != nil {
 			return fmt.Errorf("delete contacts: %w", err)
 		}

@@ -5,7 +5,7 @@
 
 const $ = (id) => document.getElementById(id);
 const TOKEN_KEY = "zapbus.token";
-const state = { token: sessionStorage.getItem(TOKEN_KEY) || "", phone: "", lastEventId: "", es: null, qrURL: "", retry: null, convTimer: null };
+const state = { token: sessionStorage.getItem(TOKEN_KEY) || "", phone: "", lastEventId: "", es: null, qrURL: "", retry: null, convTimer: null, convTimer2: null, recent: new Map() };
 
 async function api(method, path, body) {
   const headers = { Authorization: "Bearer " + state.token };
@@ -136,28 +136,53 @@ async function loadConversations() {
   } catch (e) {
     return;
   }
-  const ul = $("conversations");
-  ul.replaceChildren();
-  for (const c of data.conversations) {
-    const li = el("li");
-    li.dataset.phone = c.phone;
-    li.dataset.testid = "conversation";
-    li.setAttribute("aria-selected", String(c.phone === state.phone));
-    li.append(el("span", "name", c.name || "+" + c.phone));
-    if (c.unread > 0) li.append(el("span", "unread", String(c.unread)));
-    li.append(el("span", "preview", (c.last_message.direction === "out" ? "You: " : "") + (c.last_message.text || c.last_message.kind)));
-    li.addEventListener("click", () => openThread(c.phone, c.name));
-    ul.append(li);
-  }
+  $("conversations").replaceChildren(...data.conversations.map(conversationItem));
 }
 
+function conversationItem(c) {
+  const li = el("li");
+  li.dataset.phone = c.phone;
+  li.dataset.testid = "conversation";
+  li.dataset.name = c.name || "";
+  li.dataset.unread = String(c.unread || 0);
+  li.setAttribute("aria-selected", String(c.phone === state.phone));
+  li.append(el("span", "name", c.name || "+" + c.phone));
+  if (c.unread > 0) li.append(el("span", "unread", String(c.unread)));
+  li.append(el("span", "preview", (c.last_message.direction === "out" ? "You: " : "") + (c.last_message.text || c.last_message.kind)));
+  li.addEventListener("click", () => openThread(c.phone, li.dataset.name));
+  return li;
+}
+
+// upsertConversation moves a conversation to the top from a live message
+// event, so the list is live even before the persister has stored the row;
+// loadConversations reconciles with the database afterwards.
+function upsertConversation(d) {
+  if (!d.phone || ["edit", "revoke", "reaction"].includes(d.kind)) return;
+  const ul = $("conversations");
+  const old = ul.querySelector('li[data-phone="' + CSS.escape(d.phone) + '"]');
+  const unread = (old ? Number(old.dataset.unread) : 0) + (d.direction === "in" && d.phone !== state.phone ? 1 : 0);
+  const name = (old && old.dataset.name) || d.push_name || "";
+  const li = conversationItem({ phone: d.phone, name, unread, last_message: { direction: d.direction, text: d.text || d.caption, kind: d.kind } });
+  if (old) old.remove();
+  ul.prepend(li);
+}
+
+// scheduleConversations reloads the list shortly after live events, and
+// once more a little later in case the persister had not caught up yet.
 function scheduleConversations() {
   clearTimeout(state.convTimer);
+  clearTimeout(state.convTimer2);
   state.convTimer = setTimeout(loadConversations, 300);
+  state.convTimer2 = setTimeout(loadConversations, 2000);
+}
+
+function messageText(m) {
+  if (m.revoked) return "🚫 message deleted";
+  return (m.text || m.caption || "[" + m.kind + "]") + (m.edited ? " (edited)" : "");
 }
 
 function messageItem(m) {
-  const li = el("li", m.direction === "out" ? "out" : "in", m.text || m.caption || "[" + m.kind + "]");
+  const li = el("li", m.direction === "out" ? "out" : "in", messageText(m));
   li.dataset.id = m.id;
   li.append(el("span", "meta", new Date(m.sent_at).toLocaleTimeString() + (m.direction === "out" ? " · " + m.status : "")));
   return li;
@@ -177,12 +202,41 @@ async function openThread(phone, name) {
     return;
   }
   if (state.phone !== phone) return;
+  // Messages seen live may not be stored yet: show them too.
+  const byId = new Map(data.messages.map((m) => [m.id, m]));
+  for (const m of (state.recent.get(phone) || new Map()).values()) if (!byId.has(m.id)) byId.set(m.id, m);
+  const msgs = [...byId.values()].sort((a, b) => new Date(a.sent_at) - new Date(b.sent_at));
   const ol = $("thread");
-  ol.replaceChildren(...data.messages.slice().reverse().map(messageItem));
+  ol.replaceChildren(...msgs.map(messageItem));
   ol.scrollTop = ol.scrollHeight;
 }
 
+// remember keeps the last live messages per phone (bounded), for threads
+// opened before the persister stored them.
+function remember(m) {
+  if (!m.phone) return;
+  if (!state.recent.has(m.phone)) state.recent.set(m.phone, new Map());
+  const msgs = state.recent.get(m.phone);
+  msgs.set(m.id, m);
+  if (msgs.size > 50) msgs.delete(msgs.keys().next().value);
+}
+
+// applyToTarget shows an edit or revoke on the message it applies to.
+function applyToTarget(d) {
+  for (const msgs of state.recent.values()) {
+    const m = msgs.get(d.target_id);
+    if (!m) continue;
+    if (d.kind === "edit") { m.text = d.text; m.edited = true; } else { m.revoked = true; }
+  }
+  const li = $("thread").querySelector('li[data-id="' + CSS.escape(d.target_id) + '"]');
+  if (!li) return;
+  const meta = li.querySelector(".meta");
+  li.firstChild.textContent = d.kind === "edit" ? d.text + " (edited)" : "🚫 message deleted";
+  if (meta) li.append(meta);
+}
+
 function addToThread(m) {
+  remember(m);
   if (!state.phone || m.phone !== state.phone) return;
   const ol = $("thread");
   const existing = ol.querySelector('li[data-id="' + CSS.escape(m.id) + '"]');
@@ -245,7 +299,12 @@ async function openStream() {
     track(ev);
     const env = JSON.parse(ev.data);
     const d = env.data;
-    addToThread({ id: d.wa_id, phone: d.phone, direction: d.direction, kind: d.kind, text: d.text, caption: d.caption, status: d.status, sent_at: d.timestamp });
+    if (d.kind === "edit" || d.kind === "revoke") {
+      applyToTarget(d);
+    } else if (d.kind !== "reaction") {
+      addToThread({ id: d.wa_id, phone: d.phone, direction: d.direction, kind: d.kind, text: d.text, caption: d.caption, status: d.status, sent_at: d.timestamp });
+      upsertConversation(d);
+    }
     scheduleConversations();
   });
   es.addEventListener("receipt", (ev) => {
