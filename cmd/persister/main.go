@@ -12,7 +12,8 @@
 //	NATS_URL (or NATS_URL_FILE)          NATS, default nats://127.0.0.1:4222
 //	ZAPBUS_HTTP_ADDR                     /metrics, /healthz, /readyz; default 127.0.0.1:9102 ("off" disables)
 //	ZAPBUS_PERSISTER_BATCH               events per fetch and transaction, default 500
-//	ZAPBUS_PERSISTER_MAX_WAIT            how long a fetch waits to fill a batch, default 500ms
+//	ZAPBUS_PERSISTER_MAX_WAIT            longest a partial batch is held for more events, default 500ms
+//	                                     (an idle stream is applied within milliseconds)
 //	ZAPBUS_PERSISTER_CONSUMER            durable consumer name, default persister
 //	ZAPBUS_LOG_LEVEL                     debug, info (default), warn, error
 package main

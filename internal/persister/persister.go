@@ -65,7 +65,7 @@ import (
 type Config struct {
 	Consumer      string        // durable consumer name (default "persister")
 	Batch         int           // events per fetch and transaction (default 500)
-	MaxWait       time.Duration // how long a fetch waits to fill a batch (default 500 ms)
+	MaxWait       time.Duration // longest a partial batch is held for more events (default 500 ms; see bus.ConsumeOptions)
 	AckWait       time.Duration // redelivery after this long without an ack (default 30 s)
 	MaxAckPending int           // unacked events the consumer hands out across all persisters (default 20 × Batch)
 	RetryMin      time.Duration // first backoff after a transient failure (default 200 ms)
