@@ -47,14 +47,20 @@ type stack struct {
 // and a fresh database) and waits until it is ready.
 func startStack(t *testing.T) *stack {
 	t.Helper()
+	return startStackArgs(t, "-sim")
+}
+
+// startStackArgs runs the dev binary with extra arguments.
+func startStackArgs(t *testing.T, extra ...string) *stack {
+	t.Helper()
 	dsn := testenv.Postgres(t)
 	dir := t.TempDir()
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, []string{"-sim", "-http-addr", "127.0.0.1:0", "-data-dir", dir,
-			"-log", filepath.Join(dir, "devstack.log"), "-log-level", "debug"},
+		done <- run(ctx, append([]string{"-http-addr", "127.0.0.1:0", "-data-dir", dir,
+			"-log", filepath.Join(dir, "devstack.log"), "-log-level", "debug"}, extra...),
 			func(k string) string {
 				if k == "DATABASE_URL" {
 					return dsn
@@ -369,4 +375,62 @@ func after(t *testing.T, ids []string, from string) []string {
 		}
 	}
 	return out
+}
+
+// TestEndToEndPairingCode pairs by phone number: the connect reply carries
+// the pairing code, the fake phone of that number types it, and the session
+// connects.
+func TestEndToEndPairingCode(t *testing.T) {
+	s := startStack(t)
+	var created struct {
+		ID    int64  `json:"id"`
+		Token string `json:"token"`
+	}
+	if code := s.do("POST", "/v1/admin/mentorados", s.admin, map[string]string{"name": "Caio"}, &created); code != http.StatusCreated {
+		t.Fatalf("create mentorado: %d", code)
+	}
+	const number = "5521987654321"
+	var st struct {
+		Status      string `json:"status"`
+		PairingCode string `json:"pairing_code"`
+	}
+	if code := s.do("POST", "/v1/whatsapp/connect", created.Token, map[string]string{"method": "phone", "phone": "+55 21 98765-4321"}, &st); code != http.StatusAccepted || len(strings.ReplaceAll(st.PairingCode, "-", "")) != 8 {
+		t.Fatalf("connect by phone: %d %+v", code, st)
+	}
+	if code := s.do("POST", fmt.Sprintf("/v1/dev/sim/%d/pair-code", created.ID), s.admin, map[string]string{"phone": number}, nil); code != http.StatusOK {
+		t.Fatalf("pair-code: %d", code)
+	}
+	var status struct {
+		Status string `json:"status"`
+		Phone  string `json:"phone"`
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		s.do("GET", "/v1/whatsapp/status", created.Token, nil, &status)
+		return status.Status == "connected"
+	}, "never connected: %+v", status)
+	if status.Phone != number {
+		t.Fatalf("paired phone %q, want %q", status.Phone, number)
+	}
+	// The sim endpoints are scoped: another mentorado's token cannot drive this one.
+	var other struct {
+		Token string `json:"token"`
+	}
+	s.do("POST", "/v1/admin/mentorados", s.admin, map[string]string{"name": "Outro"}, &other)
+	if code := s.do("POST", fmt.Sprintf("/v1/dev/sim/%d/disconnect", created.ID), other.Token, map[string]any{"reason": 401}, nil); code != http.StatusNotFound {
+		t.Fatalf("other tenant drove the sim: %d", code)
+	}
+	if code := s.do("POST", fmt.Sprintf("/v1/dev/sim/%d/disconnect", created.ID), "wrong-token", map[string]any{"reason": 401}, nil); code != http.StatusUnauthorized {
+		t.Fatalf("wrong token drove the sim: %d", code)
+	}
+}
+
+// TestSimEndpointsOnlyInSimMode: without -sim the dev binary runs the real
+// whatsmeow driver and has no /v1/dev routes at all.
+func TestSimEndpointsOnlyInSimMode(t *testing.T) {
+	s := startStackArgs(t)
+	for _, path := range []string{"/v1/dev/sim/1/scan", "/v1/dev/sim/1/inbound", "/v1/dev/sim/1/disconnect"} {
+		if code := s.do("POST", path, s.admin, map[string]string{}, nil); code != http.StatusNotFound {
+			t.Errorf("POST %s without -sim: %d, want 404", path, code)
+		}
+	}
 }

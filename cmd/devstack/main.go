@@ -218,7 +218,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		fmt.Fprintf(stdout, "  admin token: %s\n", s.AdminToken)
 	}
 	if s.Sim {
-		fmt.Fprintf(stdout, "  whatsapp:    simulated (fake server; drive it with POST %s/v1/dev/sim/{mentorado}/scan|inbound|receipt|disconnect)\n", base)
+		fmt.Fprintf(stdout, "  whatsapp:    simulated (fake server; drive it with POST %s/v1/dev/sim/{mentorado}/scan|pair-code|inbound|receipt|disconnect)\n", base)
 	}
 	fmt.Fprintf(stdout, "create a mentorado:\n  curl -s -H 'Authorization: Bearer <admin token>' -H 'Content-Type: application/json' -d '{\"name\":\"Ana\"}' %s/v1/admin/mentorados\n", base)
 

@@ -39,6 +39,7 @@ func mountSim(srv *web.Server, s *simulator) {
 		srv.Mount("POST /v1/dev/sim/{mentorado}/"+name, s.auth(srv, h))
 	}
 	route("scan", s.scan)
+	route("pair-code", s.pairCode)
 	route("inbound", s.inbound)
 	route("receipt", s.receipt)
 	route("disconnect", s.disconnect)
@@ -89,36 +90,63 @@ func (s *simulator) scan(w http.ResponseWriter, r *http.Request, m int64) {
 		}
 		ph = p
 	}
-	code, err := s.liveQR(r.Context(), m)
-	if err != nil {
+	qr, err := s.liveQR(r.Context(), m)
+	if err != nil || qr.Code == "" {
 		writeErr(w, http.StatusConflict, "no_qr", "no live QR code for this mentorado; call POST /v1/whatsapp/connect first")
 		return
 	}
-	if err := s.fake.ScanQR(r.Context(), code, ph); err != nil {
+	if err := s.fake.ScanQR(r.Context(), qr.Code, ph); err != nil {
 		writeErr(w, http.StatusConflict, "scan_failed", err.Error())
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"phone": ph})
 }
 
-func (s *simulator) liveQR(ctx context.Context, m int64) (string, error) {
+// liveQR is the mentorado's current pairing secret (QR or pairing code).
+func (s *simulator) liveQR(ctx context.Context, m int64) (*event.QR, error) {
 	st, err := s.bus.JS.Stream(ctx, bus.StreamQR)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	raw, err := st.GetLastMsgForSubject(ctx, event.QRSubject(m))
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	_, p, err := event.Decode(raw.Data)
 	if err != nil {
-		return "", err
+		return nil, err
 	}
 	qr, ok := p.(*event.QR)
-	if !ok || qr.Code == "" || time.Now().After(qr.ExpiresAt) {
-		return "", errors.New("no live QR")
+	if !ok || time.Now().After(qr.ExpiresAt) {
+		return nil, errors.New("no live pairing secret")
 	}
-	return qr.Code, nil
+	return qr, nil
+}
+
+// pairCode: {"phone"} — the phone of that number types the live pairing
+// code (after POST /v1/whatsapp/connect {"method":"phone","phone":…}).
+func (s *simulator) pairCode(w http.ResponseWriter, r *http.Request, m int64) {
+	var req struct {
+		Phone string `json:"phone"`
+	}
+	if !decode(w, r, &req) {
+		return
+	}
+	ph, err := phone.Normalize(req.Phone)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid_phone", err.Error())
+		return
+	}
+	qr, err := s.liveQR(r.Context(), m)
+	if err != nil || qr.PairingCode == "" {
+		writeErr(w, http.StatusConflict, "no_pairing_code", "no live pairing code; call POST /v1/whatsapp/connect with method phone first")
+		return
+	}
+	if err := s.fake.EnterPairingCode(r.Context(), ph, qr.PairingCode); err != nil {
+		writeErr(w, http.StatusConflict, "pairing_failed", err.Error())
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"phone": ph})
 }
 
 // accountPhone is the number the mentorado's session is paired with.
