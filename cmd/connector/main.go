@@ -21,14 +21,13 @@ import (
 	"io"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/store"
 )
@@ -52,50 +51,9 @@ type settings struct {
 }
 
 func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
-	env := func(name, def string) (string, error) {
-		if f := getenv(name + "_FILE"); f != "" {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				return "", fmt.Errorf("%s_FILE: %w", name, err)
-			}
-			return strings.TrimSpace(string(b)), nil
-		}
-		if v := getenv(name); v != "" {
-			return v, nil
-		}
-		return def, nil
-	}
 	var s settings
-	var errs []error
-	str := func(name, def string) string {
-		v, err := env(name, def)
-		if err != nil {
-			errs = append(errs, err)
-		}
-		return v
-	}
-	dur := func(name string, def time.Duration) time.Duration {
-		v := str(name, "")
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d < 0 {
-			errs = append(errs, fmt.Errorf("%s: invalid duration %q", name, v))
-		}
-		return d
-	}
-	integer := func(name string, def int) int {
-		v := str(name, "")
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			errs = append(errs, fmt.Errorf("%s: want a positive integer, got %q", name, v))
-		}
-		return n
-	}
+	env := config.NewEnv(getenv)
+	str, dur, integer := env.String, env.Duration, env.Int
 
 	fs := flag.NewFlagSet("connector", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -111,7 +69,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := env.Err(); err != nil {
 		return s, err
 	}
 	if s.DatabaseURL == "" {
@@ -126,9 +84,9 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if s.Connector.RestoreConcurrency <= 0 {
 		return s, errors.New("ZAPBUS_RESTORE_CONCURRENCY: want a positive integer")
 	}
-	lvl, err := zerolog.ParseLevel(*level)
-	if err != nil || *level == "" {
-		return s, fmt.Errorf("ZAPBUS_LOG_LEVEL: unknown level %q", *level)
+	lvl, err := config.LogLevel(*level)
+	if err != nil {
+		return s, err
 	}
 	s.LogLevel = lvl
 	if err := s.Connector.Validate(); err != nil {
@@ -149,21 +107,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer db.Close()
-	nc, err := bus.Connect(s.NATSURL, "zapbus-connector", log)
+	b, err := bus.Open(ctx, s.NATSURL, "zapbus-connector", bus.Config{LeaseTTL: s.LeaseTTL}, log)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = nc.Drain() }()
-	b, err := bus.New(nc, bus.Config{LeaseTTL: s.LeaseTTL})
-	if err != nil {
-		return err
-	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = b.Provision(pctx)
-	cancel()
-	if err != nil {
-		return err
-	}
+	defer func() { _ = b.NC.Drain() }()
 	factory, err := connector.NewWhatsmeowFactory(ctx, db, log, nil)
 	if err != nil {
 		return err

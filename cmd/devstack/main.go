@@ -14,7 +14,7 @@
 //	DATABASE_URL        default postgres://postgres@127.0.0.1:5432/zapbus_dev (created if missing)
 //	NATS_URL            default: embedded server on a random loopback port
 //	ZAPBUS_HTTP_ADDR    default 127.0.0.1:8080
-//	ZAPBUS_ADMIN_TOKEN  default: generated and printed once
+//	ZAPBUS_ADMIN_TOKEN  (or _FILE) default: generated and printed once
 //	ZAPBUS_LOG_LEVEL    default info
 package main
 
@@ -31,7 +31,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -42,6 +41,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/persister"
 	"github.com/zapbus/zapbus/internal/store"
@@ -73,34 +73,33 @@ type settings struct {
 }
 
 func loadSettings(args []string, getenv func(string) string, out io.Writer) (settings, error) {
-	env := func(name, def string) string {
-		if f := getenv(name + "_FILE"); f != "" {
-			if b, err := os.ReadFile(f); err == nil {
-				return strings.TrimSpace(string(b))
-			}
-		}
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
+	e := config.NewEnv(getenv)
+	env := e.String
 	var s settings
 	fs := flag.NewFlagSet("devstack", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.StringVar(&s.DatabaseURL, "database-url", env("DATABASE_URL", DefaultDatabaseURL), "Postgres URL (DATABASE_URL); the database is created if missing")
 	fs.StringVar(&s.NATSURL, "nats-url", env("NATS_URL", ""), "NATS URL (NATS_URL); empty runs an embedded server")
 	fs.StringVar(&s.HTTPAddr, "http-addr", env("ZAPBUS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP address of the API and dashboard (ZAPBUS_HTTP_ADDR)")
-	fs.StringVar(&s.AdminToken, "admin-token", env("ZAPBUS_ADMIN_TOKEN", ""), "admin bearer token (ZAPBUS_ADMIN_TOKEN); generated when empty")
 	fs.BoolVar(&s.Sim, "sim", false, "simulate WhatsApp: the real whatsmeow client against the in-process fake server")
 	fs.StringVar(&s.DataDir, "data-dir", env("ZAPBUS_DATA_DIR", filepath.Join(os.TempDir(), "zapbus-devstack")), "embedded NATS storage (ZAPBUS_DATA_DIR)")
 	fs.StringVar(&s.LogOut, "log", env("ZAPBUS_LOG", "stderr"), "where logs go: stderr, stdout or a file path (ZAPBUS_LOG)")
 	level := fs.String("log-level", env("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
+	// Secrets come from the environment or a file only, never from flags
+	// (visible in process listings).
+	s.AdminToken = env("ZAPBUS_ADMIN_TOKEN", "")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
-	lvl, err := zerolog.ParseLevel(*level)
-	if err != nil || *level == "" {
-		return s, fmt.Errorf("ZAPBUS_LOG_LEVEL: unknown level %q", *level)
+	if fs.NArg() > 0 {
+		return s, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if err := e.Err(); err != nil {
+		return s, err
+	}
+	lvl, err := config.LogLevel(*level)
+	if err != nil {
+		return s, err
 	}
 	s.LogLevel = lvl
 	if _, err := url.Parse(s.DatabaseURL); err != nil || s.DatabaseURL == "" {
@@ -159,21 +158,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 		natsURL = ns.ClientURL()
 	}
-	nc, err := bus.Connect(natsURL, "zapbus-devstack", log)
+	b, err := bus.Open(ctx, natsURL, "zapbus-devstack", bus.Config{}, log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	b, err := bus.New(nc, bus.Config{})
-	if err != nil {
-		return err
-	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = b.Provision(pctx)
-	cancel()
-	if err != nil {
-		return err
-	}
+	defer b.NC.Close()
 
 	var fake *wafake.Server
 	var configure func(*whatsmeow.Client)

@@ -25,14 +25,13 @@ import (
 	"net"
 	"os"
 	"os/signal"
-	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/web"
 )
@@ -59,43 +58,8 @@ type settings struct {
 }
 
 func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
-	var errs []error
-	env := func(name, def string) string {
-		if f := getenv(name + "_FILE"); f != "" {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s_FILE: %w", name, err))
-				return ""
-			}
-			return strings.TrimSpace(string(b))
-		}
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	dur := func(name string, def time.Duration) time.Duration {
-		v := env(name, "")
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s: invalid duration %q", name, v))
-		}
-		return d
-	}
-	integer := func(name string, def int) int {
-		v := env(name, "")
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			errs = append(errs, fmt.Errorf("%s: want a positive integer, got %q", name, v))
-		}
-		return n
-	}
+	e := config.NewEnv(getenv)
+	env, dur, integer := e.String, e.Duration, e.Int
 
 	var s settings
 	fs := flag.NewFlagSet("notifier", flag.ContinueOnError)
@@ -118,9 +82,9 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		return s, err
 	}
 	if fs.NArg() > 0 {
-		errs = append(errs, fmt.Errorf("unexpected arguments %q", fs.Args()))
+		return s, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := e.Err(); err != nil {
 		return s, err
 	}
 	switch {
@@ -137,9 +101,9 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	case s.Web.TicketKey != nil && len(s.Web.TicketKey) < 16:
 		return s, errors.New("ZAPBUS_TICKET_KEY: must be at least 16 characters")
 	}
-	lvl, err := zerolog.ParseLevel(*level)
-	if err != nil || *level == "" {
-		return s, fmt.Errorf("ZAPBUS_LOG_LEVEL: unknown level %q", *level)
+	lvl, err := config.LogLevel(*level)
+	if err != nil {
+		return s, err
 	}
 	s.LogLevel = lvl
 	if err := s.Web.Validate(); err != nil {
@@ -160,21 +124,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	defer db.Close()
-	nc, err := bus.Connect(s.NATSURL, "zapbus-notifier", log)
+	b, err := bus.Open(ctx, s.NATSURL, "zapbus-notifier", bus.Config{}, log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	b, err := bus.New(nc, bus.Config{})
-	if err != nil {
-		return err
-	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	err = b.Provision(pctx)
-	cancel()
-	if err != nil {
-		return err
-	}
+	defer b.NC.Close()
 	srv, err := web.New(s.Web, db, b, log)
 	if err != nil {
 		return err

@@ -28,7 +28,6 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
-	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -37,6 +36,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/persister"
 	"github.com/zapbus/zapbus/internal/store"
 )
@@ -64,43 +64,8 @@ type settings struct {
 
 func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
 	var s settings
-	var errs []error
-	str := func(name, def string) string {
-		if f := getenv(name + "_FILE"); f != "" {
-			b, err := os.ReadFile(f)
-			if err != nil {
-				errs = append(errs, fmt.Errorf("%s_FILE: %w", name, err))
-				return def
-			}
-			return strings.TrimSpace(string(b))
-		}
-		if v := getenv(name); v != "" {
-			return v
-		}
-		return def
-	}
-	dur := func(name string, def time.Duration) time.Duration {
-		v := str(name, "")
-		if v == "" {
-			return def
-		}
-		d, err := time.ParseDuration(v)
-		if err != nil || d <= 0 {
-			errs = append(errs, fmt.Errorf("%s: want a positive duration, got %q", name, v))
-		}
-		return d
-	}
-	integer := func(name string, def int) int {
-		v := str(name, "")
-		if v == "" {
-			return def
-		}
-		n, err := strconv.Atoi(v)
-		if err != nil || n <= 0 {
-			errs = append(errs, fmt.Errorf("%s: want a positive integer, got %q", name, v))
-		}
-		return n
-	}
+	env := config.NewEnv(getenv)
+	str, dur, integer := env.String, env.Duration, env.Int
 	cmd := "persister"
 	if len(args) > 0 && !strings.HasPrefix(args[0], "-") {
 		cmd, args = args[0], args[1:]
@@ -131,7 +96,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
-	if err := errors.Join(errs...); err != nil {
+	if err := env.Err(); err != nil {
 		return s, err
 	}
 	switch {
@@ -148,9 +113,9 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	case s.Persister.Consumer == "" || strings.ContainsAny(s.Persister.Consumer, ".*> \t"):
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_CONSUMER: %q is not a valid consumer name", s.Persister.Consumer)
 	}
-	lvl, err := zerolog.ParseLevel(*level)
-	if err != nil || *level == "" {
-		return s, fmt.Errorf("ZAPBUS_LOG_LEVEL: unknown level %q", *level)
+	lvl, err := config.LogLevel(*level)
+	if err != nil {
+		return s, err
 	}
 	s.LogLevel = lvl
 	if err := s.Persister.Validate(); err != nil {
@@ -188,15 +153,11 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer db.Close()
-	nc, err := bus.Connect(s.NATSURL, "zapbus-persister", log)
+	b, err := bus.Open(ctx, s.NATSURL, "zapbus-persister", bus.Config{}, log)
 	if err != nil {
 		return err
 	}
-	defer nc.Close()
-	b, err := bus.New(nc, bus.Config{})
-	if err != nil {
-		return err
-	}
+	defer b.NC.Close()
 	p, err := persister.New(s.Persister, db, b, log)
 	if err != nil {
 		return err

@@ -343,3 +343,25 @@ func (b *Bus) DeadLetter(ctx context.Context, stream, subject string, seq uint64
 	}
 	return nil
 }
+
+// Open connects to NATS as name, wraps the connection and provisions the
+// streams and buckets (bounded to 30 s): what every zapbus process does at
+// start. Close the returned bus's NC (or Drain it) when done.
+func Open(ctx context.Context, url, name string, cfg Config, log zerolog.Logger) (*Bus, error) {
+	nc, err := Connect(url, name, log)
+	if err != nil {
+		return nil, err
+	}
+	b, err := New(nc, cfg)
+	if err != nil {
+		nc.Close()
+		return nil, err
+	}
+	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := b.Provision(pctx); err != nil {
+		nc.Close()
+		return nil, err
+	}
+	return b, nil
+}

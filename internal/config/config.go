@@ -1,0 +1,82 @@
+// Package config reads process settings from the environment for the mains
+// in cmd/: each setting is an environment variable (NAME, or NAME_FILE whose
+// file holds the value, for secrets), later overridable by a flag. Problems
+// are collected so a process reports every bad setting at once, each naming
+// its variable.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+)
+
+// Env reads settings through getenv.
+type Env struct {
+	getenv func(string) string
+	errs   []error
+}
+
+// NewEnv returns an Env reading through getenv (os.Getenv in production).
+func NewEnv(getenv func(string) string) *Env { return &Env{getenv: getenv} }
+
+// String returns NAME_FILE's contents (trimmed) when set, else NAME, else def.
+func (e *Env) String(name, def string) string {
+	if f := e.getenv(name + "_FILE"); f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			e.errs = append(e.errs, fmt.Errorf("%s_FILE: %w", name, err))
+			return def
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if v := e.getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// Duration parses a positive Go duration ("15s", "2h").
+func (e *Env) Duration(name string, def time.Duration) time.Duration {
+	v := e.String(name, "")
+	if v == "" {
+		return def
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		e.errs = append(e.errs, fmt.Errorf("%s: want a positive duration, got %q", name, v))
+		return def
+	}
+	return d
+}
+
+// Int parses a positive integer.
+func (e *Env) Int(name string, def int) int {
+	v := e.String(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n <= 0 {
+		e.errs = append(e.errs, fmt.Errorf("%s: want a positive integer, got %q", name, v))
+		return def
+	}
+	return n
+}
+
+// Err returns every problem met so far, joined.
+func (e *Env) Err() error { return errors.Join(e.errs...) }
+
+// LogLevel parses ZAPBUS_LOG_LEVEL's value.
+func LogLevel(v string) (zerolog.Level, error) {
+	lvl, err := zerolog.ParseLevel(v)
+	if err != nil || v == "" {
+		return zerolog.InfoLevel, fmt.Errorf("ZAPBUS_LOG_LEVEL: unknown level %q (want debug, info, warn or error)", v)
+	}
+	return lvl, nil
+}

@@ -1,0 +1,61 @@
+package config
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestEnv(t *testing.T) {
+	secret := filepath.Join(t.TempDir(), "token")
+	if err := os.WriteFile(secret, []byte("s3cret-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	vars := map[string]string{
+		"A": "plain", "TOKEN_FILE": secret, "D": "15s", "N": "8",
+		"BAD_D": "soon", "NEG_D": "-1s", "BAD_N": "many", "ZERO_N": "0", "MISSING_FILE": "/nonexistent/zapbus",
+	}
+	e := NewEnv(func(k string) string { return vars[k] })
+	if v := e.String("A", "x"); v != "plain" {
+		t.Errorf("A = %q", v)
+	}
+	if v := e.String("TOKEN", ""); v != "s3cret-from-file" {
+		t.Errorf("TOKEN from file = %q", v)
+	}
+	if v := e.String("UNSET", "def"); v != "def" {
+		t.Errorf("default = %q", v)
+	}
+	if d := e.Duration("D", time.Second); d != 15*time.Second {
+		t.Errorf("D = %v", d)
+	}
+	if n := e.Int("N", 1); n != 8 {
+		t.Errorf("N = %d", n)
+	}
+	if e.Err() != nil {
+		t.Fatalf("unexpected error: %v", e.Err())
+	}
+	e.Duration("BAD_D", time.Second)
+	e.Duration("NEG_D", time.Second)
+	e.Int("BAD_N", 1)
+	e.Int("ZERO_N", 1)
+	e.String("MISSING", "")
+	err := e.Err()
+	for _, name := range []string{"BAD_D", "NEG_D", "BAD_N", "ZERO_N", "MISSING_FILE"} {
+		if err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("error %v does not name %s", err, name)
+		}
+	}
+}
+
+func TestLogLevel(t *testing.T) {
+	if l, err := LogLevel("debug"); err != nil || l.String() != "debug" {
+		t.Fatalf("debug: %v %v", l, err)
+	}
+	for _, bad := range []string{"", "loud"} {
+		if _, err := LogLevel(bad); err == nil || !strings.Contains(err.Error(), "ZAPBUS_LOG_LEVEL") {
+			t.Errorf("LogLevel(%q) = %v", bad, err)
+		}
+	}
+}
