@@ -307,3 +307,54 @@ func TestProvisionKeepsSettingsOthersChose(t *testing.T) {
 		t.Fatalf("explicit lease TTL not applied: %v", st.TTL())
 	}
 }
+
+// TestBatcherCloseReleasesPrefetched: messages a batcher prefetched but
+// never handed out go back to the consumer at Close, not after AckWait
+// (an hour here), so a peer takes them over at once.
+func TestBatcherCloseReleasesPrefetched(t *testing.T) {
+	b := newBus(t)
+	ctx := context.Background()
+	for i := range 10 {
+		if _, err := b.Publish(ctx, message(t, 3, fmt.Sprintf("P%d", i))); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cons, err := b.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+		Durable: "shared", AckPolicy: jetstream.AckExplicitPolicy, AckWait: time.Hour,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := bus.NewBatcher(cons, bus.ConsumeOptions{Batch: 2, Log: testenv.Logger(t)})
+	msgs, err := first.Next(ctx)
+	if err != nil || len(msgs) == 0 {
+		t.Fatalf("first batch: %d, %v", len(msgs), err)
+	}
+	for _, m := range msgs {
+		if err := m.DoubleAck(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	taken := len(msgs)
+	first.Close()
+
+	second := bus.NewBatcher(cons, bus.ConsumeOptions{Batch: 4, Log: testenv.Logger(t)})
+	defer second.Close()
+	nctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	for taken < 10 {
+		msgs, err := second.Next(nctx)
+		if err != nil {
+			t.Fatalf("after %d of 10: %v (prefetched messages not released at Close?)", taken, err)
+		}
+		for _, m := range msgs {
+			if err := m.DoubleAck(ctx); err != nil {
+				t.Fatal(err)
+			}
+		}
+		taken += len(msgs)
+	}
+	if taken != 10 {
+		t.Fatalf("took %d messages, want 10", taken)
+	}
+}

@@ -52,6 +52,35 @@ type ConsumeOptions struct {
 // until ctx ends. It returns ctx's error, or an error when the handler
 // breaks its contract.
 func Consume(ctx context.Context, cons jetstream.Consumer, opt ConsumeOptions, h BatchHandler) error {
+	b := NewBatcher(cons, opt)
+	defer b.Close()
+	for {
+		msgs, err := b.Next(ctx)
+		if err != nil {
+			return err
+		}
+		decisions := h(ctx, msgs)
+		if len(decisions) != len(msgs) {
+			return fmt.Errorf("bus: handler returned %d decisions for %d messages", len(decisions), len(msgs))
+		}
+		Settle(msgs, decisions, b.opt.Log)
+	}
+}
+
+// Batcher groups the messages of a continuous pull into batches: a batch is
+// handed over when it is full, when no further message arrives within
+// Linger, or MaxWait after its first message. Under load batches fill from
+// the prefetch buffer (two batches); an idle stream's messages are handed
+// over within Linger.
+type Batcher struct {
+	cons    jetstream.Consumer
+	opt     ConsumeOptions
+	it      jetstream.MessagesContext
+	backoff time.Duration
+}
+
+// NewBatcher prepares a batcher; pulling starts with the first Next.
+func NewBatcher(cons jetstream.Consumer, opt ConsumeOptions) *Batcher {
 	if opt.Batch <= 0 {
 		opt.Batch = 256
 	}
@@ -61,73 +90,82 @@ func Consume(ctx context.Context, cons jetstream.Consumer, opt ConsumeOptions, h
 	if opt.MaxWait <= 0 {
 		opt.MaxWait = time.Second
 	}
-	backoff := 100 * time.Millisecond
-	fail := func(err error) {
-		if opt.OnFetchError != nil {
-			opt.OnFetchError(err)
-		}
-		opt.Log.Warn().Err(err).Msg("pull failed; retrying")
-		sleep(ctx, backoff)
-		backoff = min(backoff*2, 5*time.Second)
-	}
-	for ctx.Err() == nil {
-		it, err := cons.Messages(jetstream.PullMaxMessages(2 * opt.Batch))
-		if err != nil {
-			fail(err)
-			continue
-		}
-		err = consumeIter(ctx, it, opt, h, &backoff)
-		it.Stop()
-		if err != nil && ctx.Err() == nil {
-			var contract *contractError
-			if errors.As(err, &contract) {
-				return err
-			}
-			fail(err)
-		}
-	}
-	return ctx.Err()
+	return &Batcher{cons: cons, opt: opt, backoff: 100 * time.Millisecond}
 }
 
-type contractError struct{ msg string }
-
-func (e *contractError) Error() string { return e.msg }
-
-// consumeIter runs batches off one iterator until it fails or ctx ends.
-func consumeIter(ctx context.Context, it jetstream.MessagesContext, opt ConsumeOptions, h BatchHandler, backoff *time.Duration) error {
+// Next blocks until at least one message is available and returns a batch.
+// Pull failures (NATS down, consumer gone) are retried with backoff; Next
+// returns an error only when ctx ends.
+func (b *Batcher) Next(ctx context.Context) ([]jetstream.Msg, error) {
 	for {
-		first, err := it.Next(jetstream.NextContext(ctx))
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if b.it == nil {
+			it, err := b.cons.Messages(jetstream.PullMaxMessages(2 * b.opt.Batch))
+			if err != nil {
+				b.fail(ctx, err)
+				continue
+			}
+			b.it = it
+		}
+		first, err := b.it.Next(jetstream.NextContext(ctx))
 		if err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return nil, ctx.Err()
 			}
 			if errors.Is(err, jetstream.ErrNoHeartbeat) {
-				opt.Log.Debug().Err(err).Msg("pull heartbeat missed")
+				b.opt.Log.Debug().Err(err).Msg("pull heartbeat missed")
 				continue // the iterator re-issues its pull requests
 			}
-			return err
+			b.it.Stop()
+			b.it = nil
+			b.fail(ctx, err)
+			continue
 		}
-		*backoff = 100 * time.Millisecond
-		msgs := make([]jetstream.Msg, 1, opt.Batch)
+		b.backoff = 100 * time.Millisecond
+		msgs := make([]jetstream.Msg, 1, b.opt.Batch)
 		msgs[0] = first
-		hold := time.Now().Add(opt.MaxWait)
-		for len(msgs) < opt.Batch {
-			wait := min(opt.Linger, time.Until(hold))
+		hold := time.Now().Add(b.opt.MaxWait)
+		for len(msgs) < b.opt.Batch {
+			wait := min(b.opt.Linger, time.Until(hold))
 			if wait <= 0 {
 				break
 			}
-			m, err := it.Next(jetstream.NextMaxWait(wait))
+			m, err := b.it.Next(jetstream.NextMaxWait(wait))
 			if err != nil {
-				break // nothing more within the linger (or the iterator failed: the next round sees it)
+				break // nothing more within the linger; a failed iterator shows on the next call
 			}
 			msgs = append(msgs, m)
 		}
-		decisions := h(ctx, msgs)
-		if len(decisions) != len(msgs) {
-			return &contractError{fmt.Sprintf("bus: handler returned %d decisions for %d messages", len(decisions), len(msgs))}
-		}
-		Settle(msgs, decisions, opt.Log)
+		return msgs, nil
 	}
+}
+
+func (b *Batcher) fail(ctx context.Context, err error) {
+	if b.opt.OnFetchError != nil {
+		b.opt.OnFetchError(err)
+	}
+	b.opt.Log.Warn().Err(err).Msg("pull failed; retrying")
+	sleep(ctx, b.backoff)
+	b.backoff = min(b.backoff*2, 5*time.Second)
+}
+
+// Close stops pulling and naks the messages already prefetched but not
+// handed out, so another consumer gets them now instead of after AckWait.
+func (b *Batcher) Close() {
+	if b.it == nil {
+		return
+	}
+	b.it.Drain()
+	for {
+		m, err := b.it.Next(jetstream.NextMaxWait(100 * time.Millisecond))
+		if err != nil {
+			break
+		}
+		_ = m.Nak()
+	}
+	b.it = nil
 }
 
 // Settle applies decisions to messages. Acks are sent without waiting for

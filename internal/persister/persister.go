@@ -203,24 +203,12 @@ func (p *Persister) consume(ctx context.Context, cons jetstream.Consumer) error 
 	next := make(chan fetched, 1)
 	go func() {
 		defer close(next)
-		backoff := 100 * time.Millisecond
-		for ctx.Err() == nil {
-			batch, err := cons.Fetch(p.cfg.Batch, jetstream.FetchMaxWait(p.cfg.MaxWait))
+		batches := bus.NewBatcher(cons, bus.ConsumeOptions{Batch: p.cfg.Batch, MaxWait: p.cfg.MaxWait, Log: p.log})
+		defer batches.Close() // naks what was prefetched but not taken
+		for {
+			msgs, err := batches.Next(ctx)
 			if err != nil {
-				if ctx.Err() == nil {
-					p.log.Warn().Err(err).Msg("fetch failed; retrying")
-					sleep(ctx, backoff)
-					backoff = min(backoff*2, 5*time.Second)
-				}
-				continue
-			}
-			backoff = 100 * time.Millisecond
-			var msgs []jetstream.Msg
-			for m := range batch.Messages() {
-				msgs = append(msgs, m)
-			}
-			if len(msgs) == 0 {
-				continue
+				return // ctx ended
 			}
 			items := make([]Item, len(msgs))
 			for i, m := range msgs {
