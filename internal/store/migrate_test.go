@@ -2,6 +2,7 @@ package store_test
 
 import (
 	"context"
+	"strings"
 	"sync"
 	"testing"
 
@@ -101,5 +102,30 @@ func TestSchemaConstraints(t *testing.T) {
 	}
 	if _, err := db.Pool.Exec(ctx, "INSERT INTO wa_devices (mentorado_id, desired_state) VALUES ($1, 'maybe')", m); err == nil {
 		t.Fatal("bad desired state accepted")
+	}
+}
+
+func TestPoolSize(t *testing.T) {
+	ctx := context.Background()
+	dsn := testenv.Postgres(t)
+	db, err := store.Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if got := db.Pool.Config().MaxConns; got != store.DefaultMaxConns {
+		t.Fatalf("default pool size %d, want %d", got, store.DefaultMaxConns)
+	}
+	sep := "?"
+	if strings.Contains(dsn, "?") {
+		sep = "&"
+	}
+	small, err := store.Open(ctx, dsn+sep+"pool_max_conns=3")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer small.Close()
+	if got := small.Pool.Config().MaxConns; got != 3 {
+		t.Fatalf("pool_max_conns=3 gave %d", got)
 	}
 }
