@@ -55,6 +55,15 @@ func publish(t testing.TB, b *bus.Bus, ops []genOp, raw bool) []Item {
 			t.Fatalf("publish: %v", err)
 		}
 		futs[i] = f
+		// Stay well under the client's limit of outstanding async
+		// publishes (it stalls when a loaded machine acks slowly).
+		if i%500 == 499 {
+			select {
+			case <-b.JS.PublishAsyncComplete():
+			case <-time.After(30 * time.Second):
+				t.Fatalf("publish: no acks for 30s")
+			}
+		}
 	}
 	var items []Item
 	for i, f := range futs {
