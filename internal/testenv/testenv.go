@@ -12,6 +12,7 @@ import (
 	"fmt"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -91,7 +92,10 @@ func Postgres(t testing.TB) string {
 	}
 	defer admin.Close(context.Background())
 
-	name := "zapbus_test_" + randomHex(6)
+	sweepStale(ctx, admin, t)
+	// The creation time is in the name, so a later run can drop what a
+	// crashed or timed-out test binary left behind.
+	name := fmt.Sprintf("%s%d_%s", dbPrefix, time.Now().Unix(), randomHex(4))
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("testenv: create database: %v", err)
 	}
@@ -114,6 +118,32 @@ func Postgres(t testing.TB) string {
 	}
 	u.Path = "/" + name
 	return u.String()
+}
+
+const dbPrefix = "zapbus_test_"
+
+// sweepStale drops test databases created more than two hours ago: no test
+// runs that long, so their binary died before its cleanup ran.
+func sweepStale(ctx context.Context, admin *pgx.Conn, t testing.TB) {
+	rows, err := admin.Query(ctx, "SELECT datname FROM pg_database WHERE datname LIKE $1", dbPrefix+"%")
+	if err != nil {
+		return
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return
+	}
+	cutoff := time.Now().Add(-2 * time.Hour).Unix()
+	for _, n := range names {
+		ts, _, _ := strings.Cut(strings.TrimPrefix(n, dbPrefix), "_")
+		created, err := strconv.ParseInt(ts, 10, 64)
+		if err != nil || created > cutoff {
+			continue // not ours to judge, or still young
+		}
+		if _, err := admin.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{n}.Sanitize()+" WITH (FORCE)"); err == nil {
+			t.Logf("testenv: dropped stale database %s", n)
+		}
+	}
 }
 
 // Logger returns a zerolog logger writing to t.Log at debug level.
