@@ -470,6 +470,42 @@ func (c *Connector) claimAndRestore(ctx context.Context, m int64) (bool, error) 
 // renewLoop refreshes every lease each TTL/3 and fences sessions whose
 // lease could not be renewed for 2/3 of the TTL: they are disconnected
 // before the lease can expire and be taken by a peer.
+// renewConcurrency bounds lease renewals in flight at once.
+const renewConcurrency = 16
+
+// renew extends one lease with a revision-checked update, and drops the
+// session when the lease turned out to be someone else's.
+func (c *Connector) renew(ctx context.Context, m int64, l *lease) {
+	c.mu.Lock()
+	rev := l.rev
+	c.mu.Unlock()
+	start := time.Now()
+	nrev, err := c.kv.Update(ctx, leaseKey(m), []byte(c.cfg.InstanceID), rev)
+	if err == nil {
+		c.mu.Lock()
+		l.rev, l.renewedAt = nrev, start
+		c.mu.Unlock()
+		return
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		// An earlier renewal may have been applied after its context timed
+		// out (buffered while NATS reconnected). Only this connector writes
+		// its own id, so a newer revision holding it is still ours.
+		if e, gerr := c.kv.Get(ctx, leaseKey(m)); gerr == nil && string(e.Value()) == c.cfg.InstanceID && e.Revision() > rev {
+			c.mu.Lock()
+			l.rev = e.Revision()
+			c.mu.Unlock()
+			return
+		}
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) {
+		c.log.Warn().Int64("mentorado", m).Err(err).Msg("lease lost")
+		go c.drop(m, l, "lease lost")
+		return
+	}
+	c.log.Warn().Int64("mentorado", m).Err(err).Msg("renew lease")
+}
+
 func (c *Connector) renewLoop(ctx context.Context) {
 	tick := time.NewTicker(max(c.leaseTTL/12, 10*time.Millisecond))
 	defer tick.Stop()
@@ -505,38 +541,21 @@ func (c *Connector) renewLoop(ctx context.Context) {
 			continue
 		}
 		lastRenew = now
+		// Renewals are independent KV round trips: run a bounded number at
+		// once so a connector with thousands of sessions renews them all
+		// well within the TTL.
 		rctx, cancel := context.WithTimeout(ctx, renewEvery/2)
+		var wg sync.WaitGroup
+		sem := make(chan struct{}, renewConcurrency)
 		for m, l := range snapshot {
-			c.mu.Lock()
-			rev := l.rev
-			c.mu.Unlock()
-			start := time.Now()
-			nrev, err := c.kv.Update(rctx, leaseKey(m), []byte(c.cfg.InstanceID), rev)
-			if err == nil {
-				c.mu.Lock()
-				l.rev, l.renewedAt = nrev, start
-				c.mu.Unlock()
-				continue
-			}
-			if errors.Is(err, jetstream.ErrKeyExists) {
-				// An earlier renewal may have been applied after its
-				// context timed out (buffered while NATS reconnected). Only
-				// this connector writes its own id, so a newer revision
-				// holding it is still ours.
-				if e, gerr := c.kv.Get(rctx, leaseKey(m)); gerr == nil && string(e.Value()) == c.cfg.InstanceID && e.Revision() > rev {
-					c.mu.Lock()
-					l.rev = e.Revision()
-					c.mu.Unlock()
-					continue
-				}
-			}
-			if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyNotFound) {
-				c.log.Warn().Int64("mentorado", m).Err(err).Msg("lease lost")
-				go c.drop(m, l, "lease lost")
-				continue
-			}
-			c.log.Warn().Int64("mentorado", m).Err(err).Msg("renew lease")
+			sem <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer func() { <-sem; wg.Done() }()
+				c.renew(rctx, m, l)
+			}()
 		}
+		wg.Wait()
 		cancel()
 		c.releaseIdle(ctx, snapshot)
 	}
