@@ -324,6 +324,23 @@ func TestEndToEnd(t *testing.T) {
 		return len(thread.Messages) == 1 && thread.Messages[0].Status == "delivered"
 	}, "reply never became delivered: %+v", thread)
 
+	// Every component's metrics are served, and they saw this traffic.
+	for path, want := range map[string]string{
+		"/metrics":           "zapbus_",
+		"/metrics/connector": "zapbus_connector_",
+		"/metrics/persister": `zapbus_persister_events_applied_total{type="message"}`,
+	} {
+		resp, err := http.Get(s.base + path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), want) {
+			t.Errorf("GET %s: %d, missing %q", path, resp.StatusCode, want)
+		}
+	}
+
 	// Collect every stored event the live stream saw after the inbound
 	// message, then reconnect with Last-Event-ID = the inbound message's id:
 	// exactly those events come back, in order.

@@ -36,6 +36,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"go.mau.fi/whatsmeow"
 	"golang.org/x/sync/errgroup"
@@ -190,6 +191,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	// The notifier serves its own /metrics; the in-process connector's and
+	// persister's are next to it.
+	srv.Mount("GET /metrics/connector", promhttp.HandlerFor(conn.Registry(), promhttp.HandlerOpts{}))
+	srv.Mount("GET /metrics/persister", promhttp.HandlerFor(pers.Registry(), promhttp.HandlerOpts{}))
 	if fake != nil {
 		mountSim(srv, &simulator{fake: fake, db: db, bus: b, admin: s.AdminToken, log: log})
 	}
@@ -202,6 +207,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fmt.Fprintf(stdout, "zapbus devstack is up\n")
 	fmt.Fprintf(stdout, "  dashboard:   %s/\n", base)
 	fmt.Fprintf(stdout, "  api:         %s/openapi.json\n", base)
+	fmt.Fprintf(stdout, "  metrics:     %s/metrics (notifier), /metrics/connector, /metrics/persister\n", base)
 	fmt.Fprintf(stdout, "  nats:        %s\n", natsURL)
 	if generated {
 		fmt.Fprintf(stdout, "  admin token: %s\n", s.AdminToken)
