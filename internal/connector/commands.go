@@ -83,6 +83,17 @@ func (c *Connector) onCommand(msg *nats.Msg, relayed bool) {
 		return
 	}
 	if l == nil {
+		// Anyone allowed to publish commands may name any id: never take a
+		// lease or start a session for a mentorado that does not exist.
+		var exists bool
+		if err := c.db.Pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM mentorados WHERE id = $1)", m).Scan(&exists); err != nil {
+			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnavailable, "cannot check the mentorado: %v", err)})
+			return
+		}
+		if !exists {
+			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnknown, "no mentorado %d", m)})
+			return
+		}
 		l, err = c.claim(ctx, m)
 		var oe *ownedElsewhere
 		switch {

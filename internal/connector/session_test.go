@@ -399,3 +399,26 @@ func TestNoConnectorNoResponders(t *testing.T) {
 		t.Fatalf("err %v, want no responders", err)
 	}
 }
+
+// TestCommandForUnknownMentorado: a command naming an id that is not a
+// mentorado gets a typed error, and no lease or session is created for it.
+func TestCommandForUnknownMentorado(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2*time.Second)
+	ids := e.mentorados(1)
+	r := e.start("a", nil, nil)
+	unknown := ids[0] + 1000
+	for _, verb := range []event.Verb{event.VerbStatus, event.VerbConnect} {
+		reply := e.mustRequest(unknown, verb, event.ConnectRequest{Method: event.ConnectQR})
+		if reply.Error == nil || reply.Error.Code != event.CodeUnknown {
+			t.Errorf("%s for unknown mentorado: %+v, want %s", verb, reply, event.CodeUnknown)
+		}
+	}
+	if owned := r.c.Owned(); len(owned) != 0 {
+		t.Fatalf("connector owns %v after commands for an unknown mentorado", owned)
+	}
+	// A real one still works.
+	if reply := e.mustRequest(ids[0], event.VerbStatus, nil); reply.Error != nil {
+		t.Fatalf("status of a real mentorado: %+v", reply.Error)
+	}
+}

@@ -76,6 +76,7 @@ const (
 	CodeBadRequest    = "bad_request"
 	CodeAlreadyPaired = "already_paired"
 	CodeUnavailable   = "unavailable"
+	CodeUnknown       = "unknown_mentorado"
 	CodeInternal      = "internal"
 )
 
