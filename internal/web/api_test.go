@@ -125,6 +125,8 @@ func TestSendMessage(t *testing.T) {
 			return event.Reply{Error: event.NewCommandError(event.CodeNotOwner, "lease moved")}
 		case "boom":
 			return event.Reply{Error: event.NewCommandError(event.CodeInternal, "boom")}
+		case "gone":
+			return event.Reply{Error: event.NewCommandError(event.CodeUnknown, "no mentorado")}
 		}
 		return defaultAnswer(m, verb, body)
 	})
@@ -164,6 +166,7 @@ func TestSendMessage(t *testing.T) {
 		{"not on whatsapp", map[string]string{"phone": "5511988887777", "text": "nobody"}, 422, event.CodeNotOnWhatsApp},
 		{"not owner", map[string]string{"phone": "5511988887777", "text": "moving"}, 503, event.CodeNotOwner},
 		{"connector failure", map[string]string{"phone": "5511988887777", "text": "boom"}, 502, codeInternal},
+		{"mentorado deleted meanwhile", map[string]string{"phone": "5511988887777", "text": "gone"}, 404, event.CodeUnknown},
 		{"oversized body", `{"phone":"5511988887777","text":"` + strings.Repeat("a", 1<<20) + `"}`, 413, codeTooLarge},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -68,6 +68,8 @@ func commandError(ce *event.CommandError) *apiError {
 		ae.Status = http.StatusBadRequest
 	case event.CodeNotOwner, event.CodeUnavailable:
 		ae.Status, ae.RetryAfter = http.StatusServiceUnavailable, 1
+	case event.CodeUnknown: // the mentorado was deleted after authenticating
+		ae.Status = http.StatusNotFound
 	default:
 		ae.Status, ae.Code = http.StatusBadGateway, codeInternal
 		if ae.Message == "" {
