@@ -327,19 +327,28 @@ func (b *Bus) Publish(ctx context.Context, env event.Envelope) (*jetstream.PubAc
 // reason and where it came from. Dead letters of the same stream sequence
 // are stored once.
 func (b *Bus) DeadLetter(ctx context.Context, stream, subject string, seq uint64, data []byte, reason error) error {
-	msg := &nats.Msg{
-		Subject: DLQSubjectPrefix + stream,
-		Data:    data,
-		Header: nats.Header{
-			HeaderError:           []string{reason.Error()},
-			HeaderOriginalSubject: []string{subject},
-			HeaderOriginalStream:  []string{stream},
-			HeaderOriginalSeq:     []string{strconv.FormatUint(seq, 10)},
-		},
+	return b.deadLetter(ctx, stream, fmt.Sprintf("dlq:%s:%d", stream, seq), subject, strconv.FormatUint(seq, 10), data, reason)
+}
+
+// DeadLetterFrom stores in WA_DLQ something a process received but could
+// not turn into an event (source names the process, e.g. "connector"; id
+// identifies the input, so a retried dead letter is stored once).
+func (b *Bus) DeadLetterFrom(ctx context.Context, source, id, subject string, data []byte, reason error) error {
+	return b.deadLetter(ctx, source, "dlq:"+source+":"+id, subject, "", data, reason)
+}
+
+func (b *Bus) deadLetter(ctx context.Context, source, msgID, subject, seq string, data []byte, reason error) error {
+	h := nats.Header{
+		HeaderError:           []string{reason.Error()},
+		HeaderOriginalSubject: []string{subject},
+		HeaderOriginalStream:  []string{source},
 	}
-	id := fmt.Sprintf("dlq:%s:%d", stream, seq)
-	if _, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(id)); err != nil {
-		return fmt.Errorf("bus: dead-letter %s seq %d: %w", stream, seq, err)
+	if seq != "" {
+		h.Set(HeaderOriginalSeq, seq)
+	}
+	msg := &nats.Msg{Subject: DLQSubjectPrefix + source, Data: data, Header: h}
+	if _, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(msgID)); err != nil {
+		return fmt.Errorf("bus: dead-letter %s: %w", msgID, err)
 	}
 	return nil
 }

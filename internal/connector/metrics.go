@@ -47,7 +47,7 @@ func newMetrics() *metrics {
 			Name: "zapbus_connector_commands_total", Help: "Commands received, by verb.",
 		}, []string{"verb"}),
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
-			Name: "zapbus_connector_unconvertible_events_total", Help: "whatsmeow events that could not be converted and were dropped.",
+			Name: "zapbus_connector_unconvertible_events_total", Help: "whatsmeow events that could not be converted and were dead-lettered.",
 		}),
 		leases: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "zapbus_connector_leases", Help: "Session leases held by this connector.",

@@ -2,6 +2,8 @@ package connector
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -531,8 +533,13 @@ func (s *session) publishInbound(cli Client, evt any) bool {
 		var perm *event.Error
 		if errors.As(err, &perm) {
 			// A fact that cannot be expressed in the contract: retrying
-			// would loop forever. Drop it loudly.
-			s.log.Error().Err(err).Str("event", fmt.Sprintf("%T", evt)).Msg("unconvertible event dropped")
+			// would loop forever. Keep it in the dead-letter stream with
+			// the reason, and ack WhatsApp only once that is stored.
+			if derr := s.deadLetter(ctx, evt, err); derr != nil {
+				s.log.Warn().Err(derr).Msg("dead-letter unconvertible event; not acking")
+				return false
+			}
+			s.log.Error().Err(err).Str("event", fmt.Sprintf("%T", evt)).Msg("unconvertible event dead-lettered")
 			s.c.metrics.dropped.Inc()
 			return true
 		}
@@ -548,6 +555,19 @@ func (s *session) publishInbound(cli Client, evt any) bool {
 		s.c.metrics.published.WithLabelValues(string(env.Type)).Inc()
 	}
 	return true
+}
+
+// deadLetter stores a whatsmeow event the contract cannot express in WA_DLQ
+// as JSON, under an id derived from its content.
+func (s *session) deadLetter(ctx context.Context, evt any, reason error) error {
+	data, err := json.Marshal(evt)
+	if err != nil {
+		data = []byte(fmt.Sprintf("%+v", evt))
+	}
+	sum := sha256.Sum256(data)
+	id := fmt.Sprintf("%d:%x", s.m, sum[:12])
+	subject := fmt.Sprintf("whatsmeow:%T", evt)
+	return s.c.bus.DeadLetterFrom(ctx, "connector", id, subject, data, reason)
 }
 
 func (s *session) onEvent(gen int, evt any) {

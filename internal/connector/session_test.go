@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -420,5 +421,51 @@ func TestCommandForUnknownMentorado(t *testing.T) {
 	// A real one still works.
 	if reply := e.mustRequest(ids[0], event.VerbStatus, nil); reply.Error != nil {
 		t.Fatalf("status of a real mentorado: %+v", reply.Error)
+	}
+}
+
+// TestUnconvertibleEventDeadLettered: a WhatsApp event the contract cannot
+// express (here a receipt without message ids) is kept in WA_DLQ with the
+// reason before WhatsApp is acked; nothing is dropped silently.
+func TestUnconvertibleEventDeadLettered(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2*time.Second)
+	m := e.mentorados(1)[0]
+	e.paired(m, "5511900000009")
+	e.start("a", nil, nil)
+	testenv.Eventually(t, wait, func() bool { return e.status(m) == event.StatusConnected }, "restored")
+
+	bad := &events.Receipt{
+		MessageSource: types.MessageSource{Chat: types.NewJID("5511912345678", types.DefaultUserServer)},
+		Type:          types.ReceiptTypeRead,
+		Timestamp:     time.Now(),
+	}
+	acked, err := e.world.Inject(m, bad)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !acked {
+		t.Fatal("handler refused an event it dead-lettered: WhatsApp would redeliver it forever")
+	}
+	ctx := context.Background()
+	s, err := e.observer.JS.Stream(ctx, bus.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := s.GetLastMsgForSubject(ctx, bus.DLQSubjectPrefix+"connector")
+	if err != nil {
+		t.Fatalf("no dead letter: %v", err)
+	}
+	if !strings.Contains(raw.Header.Get(bus.HeaderError), "message_ids") ||
+		raw.Header.Get(bus.HeaderOriginalSubject) != "whatsmeow:*events.Receipt" {
+		t.Fatalf("dead letter headers %v", raw.Header)
+	}
+	// Offered again (WhatsApp redelivers when unsure): stored once.
+	if acked, _ := e.world.Inject(m, bad); !acked {
+		t.Fatal("second delivery not acked")
+	}
+	info, _ := s.Info(ctx)
+	if info.State.Msgs != 1 {
+		t.Fatalf("%d dead letters, want 1", info.State.Msgs)
 	}
 }
