@@ -298,6 +298,7 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 		m      int64
 		s1, s2 string
 		b1, b2 bool
+		b3     bool
 	)
 	if len(lk.lidM) > 0 {
 		rows, _ := br.Query()
@@ -326,9 +327,12 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 	}
 	if len(lk.msgM) > 0 {
 		rows, _ := br.Query()
-		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1, &b2}, func() error {
+		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1, &b2, &b3}, func() error {
 			if b1 {
 				pl.pending[mkey{m, s1}] = true
+			}
+			if b3 {
+				pl.stored[mkey{m, s1}] = true
 			}
 			if b2 {
 				pl.related[mkey{m, s1}] = true

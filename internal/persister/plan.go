@@ -44,6 +44,7 @@ type planner struct {
 	leadState map[mkey]int8 // phone leads that exist: leadNamed or leadUnnamed
 	pending   map[mkey]bool // messages that may have a receipt waiting
 	related   map[mkey]bool // messages that may have edits or revokes
+	stored    map[mkey]bool // messages stored before this batch, or written by an earlier segment
 	lidOnly   map[mkey]bool // LIDs with LID-only rows: stored, or written earlier in the batch
 	conns     map[int64]*connRow
 	segs      []*segment
@@ -118,6 +119,7 @@ func newSegment() *segment {
 
 func newPlanner(known map[mkey]string) *planner {
 	pl := &planner{known: known, leadState: map[mkey]int8{}, pending: map[mkey]bool{}, related: map[mkey]bool{},
+		stored:  map[mkey]bool{},
 		lidOnly: map[mkey]bool{}, conns: map[int64]*connRow{}}
 	pl.newSegment()
 	return pl
@@ -342,11 +344,14 @@ func (pl *planner) queue(b *pgx.Batch) {
 		b.Queue(sqlConnection, ids, status, reasons, ats, seqs, phones, jids, phoneAts, phoneSeqs)
 	}
 	for _, s := range pl.segs {
-		s.queue(b)
+		s.queue(b, pl.stored)
 	}
 }
 
-func (s *segment) queue(b *pgx.Batch) {
+// queue appends the segment's statements. stored holds the messages that
+// exist already (before the batch or from an earlier segment): only those
+// take the upsert; the segment's messages are added to it.
+func (s *segment) queue(b *pgx.Batch, stored map[mkey]bool) {
 	if n := len(s.newMaps); n > 0 {
 		slices.SortFunc(s.newMaps, func(a, b lidMap) int { return cmpKey(mkey{a.m, a.lid}, mkey{b.m, b.lid}) })
 		ms, lids, phones, pjids := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
@@ -412,22 +417,19 @@ func (s *segment) queue(b *pgx.Batch) {
 		b.Queue(sqlLeadsLID, ms, lids, names)
 	}
 	if len(s.msgs) > 0 {
-		keys := sortedKeys(s.msgs)
-		n := len(keys)
-		ms, ids, chats, senders := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
-		phones, lids, pushes, dirs := make([]*string, n), make([]*string, n), make([]string, n), make([]string, n)
-		kinds, bodies, captions, replies := make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
-		targets, statuses, ranks, sent := make([]*string, n), make([]string, n), make([]int16, n), make([]time.Time, n)
-		for i, k := range keys {
-			r := s.msgs[k]
-			msg := r.m
-			ms[i], ids[i], chats[i], senders[i] = k.m, k.s, msg.ChatJID, msg.SenderJID
-			phones[i], lids[i], pushes[i], dirs[i] = nullable(r.phone), nullable(msg.LID), msg.PushName, string(msg.Direction)
-			kinds[i], bodies[i], captions[i], replies[i] = string(msg.Kind), msg.Text, msg.Caption, nullable(msg.ReplyToID)
-			targets[i], statuses[i], ranks[i], sent[i] = nullable(msg.TargetID), r.status, int16(r.rank), msg.Timestamp
+		var fresh, seen []mkey
+		for _, k := range sortedKeys(s.msgs) {
+			if stored[k] {
+				seen = append(seen, k)
+			} else {
+				fresh = append(fresh, k)
+			}
 		}
-		b.Queue(sqlMessages, ms, ids, chats, senders, phones, lids, pushes, dirs, kinds, bodies, captions, replies,
-			targets, statuses, ranks, sent)
+		s.queueMessages(b, sqlMessagesInsert, fresh)
+		s.queueMessages(b, sqlMessages, seen)
+		for _, k := range fresh {
+			stored[k] = true
+		}
 	}
 	if len(s.pendingKeys) > 0 {
 		keys := sortedKeys(s.pendingKeys)
@@ -459,4 +461,26 @@ func (s *segment) queue(b *pgx.Batch) {
 		b.Queue(sqlRecomputeRevokes, ms, ids)
 		b.Queue(sqlRecomputeRevokedEdits, ms, ids)
 	}
+}
+
+// queueMessages queues one message statement for keys (sorted), if any.
+func (s *segment) queueMessages(b *pgx.Batch, sql string, keys []mkey) {
+	n := len(keys)
+	if n == 0 {
+		return
+	}
+	ms, ids, chats, senders := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
+	phones, lids, pushes, dirs := make([]*string, n), make([]*string, n), make([]string, n), make([]string, n)
+	kinds, bodies, captions, replies := make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
+	targets, statuses, ranks, sent := make([]*string, n), make([]string, n), make([]int16, n), make([]time.Time, n)
+	for i, k := range keys {
+		r := s.msgs[k]
+		msg := r.m
+		ms[i], ids[i], chats[i], senders[i] = k.m, k.s, msg.ChatJID, msg.SenderJID
+		phones[i], lids[i], pushes[i], dirs[i] = nullable(r.phone), nullable(msg.LID), msg.PushName, string(msg.Direction)
+		kinds[i], bodies[i], captions[i], replies[i] = string(msg.Kind), msg.Text, msg.Caption, nullable(msg.ReplyToID)
+		targets[i], statuses[i], ranks[i], sent[i] = nullable(msg.TargetID), r.status, int16(r.rank), msg.Timestamp
+	}
+	b.Queue(sql, ms, ids, chats, senders, phones, lids, pushes, dirs, kinds, bodies, captions, replies,
+		targets, statuses, ranks, sent)
 }

@@ -35,13 +35,17 @@ WHERE x.phone IS NOT NULL
 	sqlKnownLeads = `SELECT l.mentorado_id, l.phone, l.name = ''
 FROM unnest($1::bigint[], $2::text[]) AS u(m, phone)
 JOIN leads l ON l.mentorado_id = u.m AND l.phone = u.phone`
-	// Messages of the batch that have a receipt waiting or edits/revokes
-	// stored already; only those need the pending and recompute statements.
+	// Messages of the batch that are stored already, have a receipt waiting
+	// or have edits/revokes stored; only those need the upsert, pending and
+	// recompute statements. The batch's mentorados are locked, so a message
+	// not stored now cannot be stored by anyone else before this commits.
 	sqlKnownRelated = `SELECT k.m, k.id,
 	EXISTS (SELECT 1 FROM whatsapp_pending_receipts p WHERE p.mentorado_id = k.m AND p.wa_message_id = k.id),
-	EXISTS (SELECT 1 FROM whatsapp_messages x WHERE x.mentorado_id = k.m AND x.target_id = k.id AND x.kind IN ('edit', 'revoke'))
+	EXISTS (SELECT 1 FROM whatsapp_messages x WHERE x.mentorado_id = k.m AND x.target_id = k.id AND x.kind IN ('edit', 'revoke')),
+	EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = k.m AND t.wa_message_id = k.id)
 FROM unnest($1::bigint[], $2::text[]) AS k(m, id)
-WHERE EXISTS (SELECT 1 FROM whatsapp_pending_receipts p WHERE p.mentorado_id = k.m AND p.wa_message_id = k.id)
+WHERE EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = k.m AND t.wa_message_id = k.id)
+	OR EXISTS (SELECT 1 FROM whatsapp_pending_receipts p WHERE p.mentorado_id = k.m AND p.wa_message_id = k.id)
 	OR EXISTS (SELECT 1 FROM whatsapp_messages x WHERE x.mentorado_id = k.m AND x.target_id = k.id AND x.kind IN ('edit', 'revoke'))`
 )
 
@@ -179,7 +183,11 @@ WHERE t.mentorado_id = ins.mentorado_id AND t.lid = ins.lid AND t.phone IS NULL 
 
 // Messages: one row per (mentorado, WhatsApp id). A repeated message only
 // raises the status and fills a missing phone or lead; its content stays.
-const sqlMessages = `INSERT INTO whatsapp_messages AS t (mentorado_id, wa_message_id, chat_jid, sender_jid, phone, lid,
+// Messages the lookup found not stored (and not written earlier in the
+// batch) take the plain insert: no speculative insertion, no conflict check
+// beyond the unique index itself.
+const (
+	sqlMessagesInsert = `INSERT INTO whatsapp_messages AS t (mentorado_id, wa_message_id, chat_jid, sender_jid, phone, lid,
 	push_name, direction, kind, body, caption, reply_to_id, target_id, status, status_rank, lead_id, sent_at)
 SELECT u.m, u.id, u.chat, u.sender, u.phone, u.lid, u.push, u.dir, u.kind, u.body, u.caption, u.reply, u.target,
 	u.status, u.rank,
@@ -189,7 +197,9 @@ SELECT u.m, u.id, u.chat, u.sender, u.phone, u.lid, u.push, u.dir, u.kind, u.bod
 	u.sent_at
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::smallint[], $16::timestamptz[])
-	AS u(m, id, chat, sender, phone, lid, push, dir, kind, body, caption, reply, target, status, rank, sent_at)
+	AS u(m, id, chat, sender, phone, lid, push, dir, kind, body, caption, reply, target, status, rank, sent_at)`
+
+	sqlMessages = sqlMessagesInsert + `
 ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET
 	status = CASE WHEN excluded.status_rank > t.status_rank THEN excluded.status ELSE t.status END,
 	status_rank = greatest(t.status_rank, excluded.status_rank),
@@ -199,6 +209,7 @@ ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET
 WHERE excluded.status_rank > t.status_rank
 	OR (t.phone IS NULL AND excluded.phone IS NOT NULL)
 	OR (t.lead_id IS NULL AND excluded.lead_id IS NOT NULL)`
+)
 
 // Receipts: status only moves up in rank. A receipt for a message not
 // stored yet waits in whatsapp_pending_receipts and is applied (and
