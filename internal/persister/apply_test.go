@@ -150,6 +150,34 @@ func TestApplyScenarios(t *testing.T) {
 		}
 	})
 
+	t.Run("receipts and their message in one batch", func(t *testing.T) {
+		rc := func(id string, k event.ReceiptKind) event.Envelope {
+			return mustEnv(t, 1, "rb-"+id+string(k), at, &event.Receipt{MessageIDs: []string{id}, ChatJID: "x", Kind: k, Timestamp: at})
+		}
+		pm := &event.Message{WAID: "B3", ChatJID: "5511900000005@s.whatsapp.net", SenderJID: "5511900000005@s.whatsapp.net",
+			Phone: "5511900000005", Direction: event.DirectionOut, Kind: event.KindText, Text: "audio", Timestamp: at,
+			Status: event.MessagePlayed}
+		played := mustEnv(t, 1, event.MessageEventID(1, "B3"), at, pm)
+		apply(rc("B1", event.ReceiptRead),
+			msg("B1", "5511900000005", "", "", event.DirectionOut, event.KindText, "one", ""),
+			msg("B2", "5511900000005", "", "", event.DirectionOut, event.KindText, "two", ""),
+			rc("B2", event.ReceiptDelivered), rc("B2", event.ReceiptRead), rc("B2", event.ReceiptDelivered),
+			played, rc("B3", event.ReceiptRead))
+		got := one(`SELECT string_agg(wa_message_id || '=' || status || '/' || status_rank, ',' ORDER BY wa_message_id)
+			FROM whatsapp_messages WHERE wa_message_id IN ('B1', 'B2', 'B3')`)
+		if got != "B1=read/3,B2=read/3,B3=played/4" {
+			t.Fatalf("statuses = %s", got)
+		}
+		if got := one(`SELECT count(*)::text FROM whatsapp_pending_receipts WHERE wa_message_id LIKE 'B%'`); got != "0" {
+			t.Fatalf("pending left: %s", got)
+		}
+		// Stored already: a repeat with a lower receipt in one batch keeps it.
+		apply(msg("B2", "5511900000005", "", "", event.DirectionOut, event.KindText, "two", ""), rc("B2", event.ReceiptDelivered))
+		if got := one(`SELECT status FROM whatsapp_messages WHERE wa_message_id = 'B2'`); got != "read" {
+			t.Fatalf("B2 = %s after repeat, want read", got)
+		}
+	})
+
 	t.Run("edit before original, then revoke", func(t *testing.T) {
 		apply(msg("E2", "5511900000002", "", "Ana", event.DirectionIn, event.KindEdit, "fixed", "E1"),
 			msg("E1", "5511900000002", "", "Ana", event.DirectionIn, event.KindText, "typo", ""))

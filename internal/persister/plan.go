@@ -416,6 +416,18 @@ func (s *segment) queue(b *pgx.Batch, stored map[mkey]bool) {
 		}
 		b.Queue(sqlLeadsLID, ms, lids, names)
 	}
+	// A receipt for a message this segment writes is folded into the
+	// message's row, which is then written once: status only moves up in
+	// rank, so the row ends as the insert followed by the receipt's update
+	// would leave it, without a second row version.
+	for k, r := range s.rcpts {
+		if row := s.msgs[k]; row != nil {
+			if r.rank > row.rank {
+				row.rank, row.status = r.rank, r.status
+			}
+			delete(s.rcpts, k)
+		}
+	}
 	if len(s.msgs) > 0 {
 		var fresh, seen []mkey
 		for _, k := range sortedKeys(s.msgs) {
