@@ -262,7 +262,7 @@ func (lk *lookup) add(d decoded) {
 	switch p := d.p.(type) {
 	case *event.Message:
 		lid = p.LID
-		if p.Direction == event.DirectionIn && p.Phone != "" && lk.once('p', mkey{m, p.Phone}) {
+		if p.Phone != "" && lk.once('p', mkey{m, p.Phone}) {
 			lk.leadM, lk.leadPhones = append(lk.leadM, m), append(lk.leadPhones, p.Phone)
 		}
 		if lk.once('m', mkey{m, p.WAID}) {
@@ -299,6 +299,7 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 		s1, s2 string
 		b1, b2 bool
 		b3     bool
+		leadID int64
 	)
 	if len(lk.lidM) > 0 {
 		rows, _ := br.Query()
@@ -315,11 +316,12 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 	}
 	if len(lk.leadM) > 0 {
 		rows, _ := br.Query()
-		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1}, func() error {
+		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1, &leadID}, func() error {
 			pl.leadState[mkey{m, s1}] = leadNamed
 			if b1 {
 				pl.leadState[mkey{m, s1}] = leadUnnamed
 			}
+			pl.leadIDs[mkey{m, s1}] = leadID
 			return nil
 		}); err != nil {
 			return fmt.Errorf("look up leads: %w", err)

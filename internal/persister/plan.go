@@ -41,11 +41,12 @@ func cmpKey(a, b mkey) int {
 type planner struct {
 	known map[mkey]string // (mentorado, lid) → phone: stored mappings plus those learned earlier in the batch
 	// From the lookup and a pass over the batch:
-	leadState map[mkey]int8 // phone leads that exist: leadNamed or leadUnnamed
-	pending   map[mkey]bool // messages that may have a receipt waiting
-	related   map[mkey]bool // messages that may have edits or revokes
-	stored    map[mkey]bool // messages stored before this batch, or written by an earlier segment
-	lidOnly   map[mkey]bool // LIDs with LID-only rows: stored, or written earlier in the batch
+	leadState map[mkey]int8  // phone leads that exist: leadNamed or leadUnnamed
+	pending   map[mkey]bool  // messages that may have a receipt waiting
+	related   map[mkey]bool  // messages that may have edits or revokes
+	stored    map[mkey]bool  // messages stored before this batch, or written by an earlier segment
+	leadIDs   map[mkey]int64 // phone leads that exist (from the lookup)
+	lidOnly   map[mkey]bool  // LIDs with LID-only rows: stored, or written earlier in the batch
 	conns     map[int64]*connRow
 	segs      []*segment
 	cur       *segment
@@ -119,7 +120,7 @@ func newSegment() *segment {
 
 func newPlanner(known map[mkey]string) *planner {
 	pl := &planner{known: known, leadState: map[mkey]int8{}, pending: map[mkey]bool{}, related: map[mkey]bool{},
-		stored:  map[mkey]bool{},
+		stored: map[mkey]bool{}, leadIDs: map[mkey]int64{},
 		lidOnly: map[mkey]bool{}, conns: map[int64]*connRow{}}
 	pl.newSegment()
 	return pl
@@ -344,14 +345,15 @@ func (pl *planner) queue(b *pgx.Batch) {
 		b.Queue(sqlConnection, ids, status, reasons, ats, seqs, phones, jids, phoneAts, phoneSeqs)
 	}
 	for _, s := range pl.segs {
-		s.queue(b, pl.stored)
+		s.queue(b, pl.stored, pl.leadIDs)
 	}
 }
 
 // queue appends the segment's statements. stored holds the messages that
 // exist already (before the batch or from an earlier segment): only those
-// take the upsert; the segment's messages are added to it.
-func (s *segment) queue(b *pgx.Batch, stored map[mkey]bool) {
+// take the upsert; the segment's messages are added to it. leadIDs are the
+// phone leads found by the lookup.
+func (s *segment) queue(b *pgx.Batch, stored map[mkey]bool, leadIDs map[mkey]int64) {
 	if n := len(s.newMaps); n > 0 {
 		slices.SortFunc(s.newMaps, func(a, b lidMap) int { return cmpKey(mkey{a.m, a.lid}, mkey{b.m, b.lid}) })
 		ms, lids, phones, pjids := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
@@ -437,8 +439,8 @@ func (s *segment) queue(b *pgx.Batch, stored map[mkey]bool) {
 				fresh = append(fresh, k)
 			}
 		}
-		s.queueMessages(b, sqlMessagesInsert, fresh)
-		s.queueMessages(b, sqlMessages, seen)
+		s.queueMessages(b, sqlMessagesInsert, fresh, leadIDs)
+		s.queueMessages(b, sqlMessages, seen, leadIDs)
 		for _, k := range fresh {
 			stored[k] = true
 		}
@@ -476,7 +478,7 @@ func (s *segment) queue(b *pgx.Batch, stored map[mkey]bool) {
 }
 
 // queueMessages queues one message statement for keys (sorted), if any.
-func (s *segment) queueMessages(b *pgx.Batch, sql string, keys []mkey) {
+func (s *segment) queueMessages(b *pgx.Batch, sql string, keys []mkey, leadIDs map[mkey]int64) {
 	n := len(keys)
 	if n == 0 {
 		return
@@ -485,8 +487,12 @@ func (s *segment) queueMessages(b *pgx.Batch, sql string, keys []mkey) {
 	phones, lids, pushes, dirs := make([]*string, n), make([]*string, n), make([]string, n), make([]string, n)
 	kinds, bodies, captions, replies := make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
 	targets, statuses, ranks, sent := make([]*string, n), make([]string, n), make([]int16, n), make([]time.Time, n)
+	leads := make([]*int64, n)
 	for i, k := range keys {
 		r := s.msgs[k]
+		if id, ok := leadIDs[mkey{k.m, r.phone}]; ok && r.phone != "" {
+			leads[i] = &id
+		}
 		msg := r.m
 		ms[i], ids[i], chats[i], senders[i] = k.m, k.s, msg.ChatJID, msg.SenderJID
 		phones[i], lids[i], pushes[i], dirs[i] = nullable(r.phone), nullable(msg.LID), msg.PushName, string(msg.Direction)
@@ -494,5 +500,5 @@ func (s *segment) queueMessages(b *pgx.Batch, sql string, keys []mkey) {
 		targets[i], statuses[i], ranks[i], sent[i] = nullable(msg.TargetID), r.status, int16(r.rank), msg.Timestamp
 	}
 	b.Queue(sql, ms, ids, chats, senders, phones, lids, pushes, dirs, kinds, bodies, captions, replies,
-		targets, statuses, ranks, sent)
+		targets, statuses, ranks, sent, leads)
 }

@@ -30,9 +30,10 @@ WHERE x.phone IS NOT NULL
 	OR EXISTS (SELECT 1 FROM leads l WHERE l.mentorado_id = u.m AND l.lid = u.lid AND l.phone IS NULL)
 	OR EXISTS (SELECT 1 FROM whatsapp_contacts c WHERE c.mentorado_id = u.m AND c.lid = u.lid AND c.phone IS NULL)
 	OR EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = u.m AND t.lid = u.lid AND t.phone IS NULL)`
-	// Phone leads that exist already and whether their name is empty; the
-	// planner skips writing those that need nothing.
-	sqlKnownLeads = `SELECT l.mentorado_id, l.phone, l.name = ''
+	// Phone leads that exist already, whether their name is empty (the
+	// planner skips writing those that need nothing) and their ids (for
+	// the messages' lead_id).
+	sqlKnownLeads = `SELECT l.mentorado_id, l.phone, l.name = '', l.id
 FROM unnest($1::bigint[], $2::text[]) AS u(m, phone)
 JOIN leads l ON l.mentorado_id = u.m AND l.phone = u.phone`
 	// Messages of the batch that are stored already, have a receipt waiting
@@ -183,6 +184,9 @@ WHERE t.mentorado_id = ins.mentorado_id AND t.lid = ins.lid AND t.phone IS NULL 
 
 // Messages: one row per (mentorado, WhatsApp id). A repeated message only
 // raises the status and fills a missing phone or lead; its content stays.
+// The lead is the phone's lead the lookup found (a phone lead keeps its id
+// for the whole transaction: merges only delete or convert LID-only leads),
+// else looked up here, after this segment's lead writes.
 // Messages the lookup found not stored (and not written earlier in the
 // batch) take the plain insert: no speculative insertion, no conflict check
 // beyond the unique index itself.
@@ -191,13 +195,15 @@ const (
 	push_name, direction, kind, body, caption, reply_to_id, target_id, status, status_rank, lead_id, sent_at)
 SELECT u.m, u.id, u.chat, u.sender, u.phone, u.lid, u.push, u.dir, u.kind, u.body, u.caption, u.reply, u.target,
 	u.status, u.rank,
-	CASE WHEN u.phone IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.m AND l.phone = u.phone)
-	     WHEN u.lid IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.m AND l.lid = u.lid AND l.phone IS NULL)
-	END,
+	coalesce(u.lead, CASE
+		WHEN u.phone IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.m AND l.phone = u.phone)
+		WHEN u.lid IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.m AND l.lid = u.lid AND l.phone IS NULL)
+	END),
 	u.sent_at
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::smallint[], $16::timestamptz[])
-	AS u(m, id, chat, sender, phone, lid, push, dir, kind, body, caption, reply, target, status, rank, sent_at)`
+	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::smallint[], $16::timestamptz[],
+	$17::bigint[])
+	AS u(m, id, chat, sender, phone, lid, push, dir, kind, body, caption, reply, target, status, rank, sent_at, lead)`
 
 	sqlMessages = sqlMessagesInsert + `
 ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET
