@@ -205,18 +205,26 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 		}
 		wb := &pgx.Batch{}
 		pl.queue(wb)
-		if wb.Len() == 0 {
+		if wb.Len() == 0 && len(pl.copyRows) == 0 {
 			return nil
 		}
-		br := tx.SendBatch(ctx, wb)
-		for i := range wb.QueuedQueries {
-			if _, err := br.Exec(); err != nil {
-				br.Close()
-				return fmt.Errorf("statement %d (%s): %w", i, firstLine(wb.QueuedQueries[i].SQL), err)
+		if len(pl.copyRows) > 0 {
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"whatsapp_messages"}, messageColumns,
+				pgx.CopyFromRows(pl.copyRows)); err != nil {
+				return fmt.Errorf("copy messages: %w", err)
 			}
 		}
-		if err := br.Close(); err != nil {
-			return fmt.Errorf("write: %w", err)
+		if wb.Len() > 0 {
+			br := tx.SendBatch(ctx, wb)
+			for i := range wb.QueuedQueries {
+				if _, err := br.Exec(); err != nil {
+					br.Close()
+					return fmt.Errorf("statement %d (%s): %w", i, firstLine(wb.QueuedQueries[i].SQL), err)
+				}
+			}
+			if err := br.Close(); err != nil {
+				return fmt.Errorf("write: %w", err)
+			}
 		}
 		if p.beforeCommit != nil {
 			if err := p.beforeCommit(ctx); err != nil {

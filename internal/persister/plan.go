@@ -46,10 +46,13 @@ type planner struct {
 	related   map[mkey]bool  // messages that may have edits or revokes
 	stored    map[mkey]bool  // messages stored before this batch, or written by an earlier segment
 	leadIDs   map[mkey]int64 // phone leads that exist (from the lookup)
-	lidOnly   map[mkey]bool  // LIDs with LID-only rows: stored, or written earlier in the batch
-	conns     map[int64]*connRow
-	segs      []*segment
-	cur       *segment
+	// New messages whose phone lead exists already, in messageColumns
+	// order: copied before the batch's statements (see copyMessages).
+	copyRows [][]any
+	lidOnly  map[mkey]bool // LIDs with LID-only rows: stored, or written earlier in the batch
+	conns    map[int64]*connRow
+	segs     []*segment
+	cur      *segment
 }
 
 type connRow struct {
@@ -345,15 +348,16 @@ func (pl *planner) queue(b *pgx.Batch) {
 		b.Queue(sqlConnection, ids, status, reasons, ats, seqs, phones, jids, phoneAts, phoneSeqs)
 	}
 	for _, s := range pl.segs {
-		s.queue(b, pl.stored, pl.leadIDs)
+		s.queue(b, pl)
 	}
 }
 
-// queue appends the segment's statements. stored holds the messages that
-// exist already (before the batch or from an earlier segment): only those
-// take the upsert; the segment's messages are added to it. leadIDs are the
-// phone leads found by the lookup.
-func (s *segment) queue(b *pgx.Batch, stored map[mkey]bool, leadIDs map[mkey]int64) {
+// queue appends the segment's statements. pl.stored holds the messages
+// that exist already (before the batch or from an earlier segment): only
+// those take the upsert; the segment's messages are added to it. New
+// messages whose phone lead the lookup found go to pl.copyRows instead.
+func (s *segment) queue(b *pgx.Batch, pl *planner) {
+	stored, leadIDs := pl.stored, pl.leadIDs
 	if n := len(s.newMaps); n > 0 {
 		slices.SortFunc(s.newMaps, func(a, b lidMap) int { return cmpKey(mkey{a.m, a.lid}, mkey{b.m, b.lid}) })
 		ms, lids, phones, pjids := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
@@ -433,9 +437,15 @@ func (s *segment) queue(b *pgx.Batch, stored map[mkey]bool, leadIDs map[mkey]int
 	if len(s.msgs) > 0 {
 		var fresh, seen []mkey
 		for _, k := range sortedKeys(s.msgs) {
-			if stored[k] {
+			r := s.msgs[k]
+			lead, hasLead := leadIDs[mkey{k.m, r.phone}]
+			switch {
+			case stored[k]:
 				seen = append(seen, k)
-			} else {
+			case r.phone != "" && hasLead:
+				pl.copyRows = append(pl.copyRows, s.copyRow(k, lead))
+				stored[k] = true
+			default:
 				fresh = append(fresh, k)
 			}
 		}
@@ -501,4 +511,13 @@ func (s *segment) queueMessages(b *pgx.Batch, sql string, keys []mkey, leadIDs m
 	}
 	b.Queue(sql, ms, ids, chats, senders, phones, lids, pushes, dirs, kinds, bodies, captions, replies,
 		targets, statuses, ranks, sent, leads)
+}
+
+// copyRow is the new message k as a row of messageColumns.
+func (s *segment) copyRow(k mkey, lead int64) []any {
+	r := s.msgs[k]
+	msg := r.m
+	return []any{k.m, k.s, msg.ChatJID, msg.SenderJID, r.phone, nullable(msg.LID), msg.PushName, string(msg.Direction),
+		string(msg.Kind), msg.Text, msg.Caption, nullable(msg.ReplyToID), nullable(msg.TargetID), r.status, int16(r.rank),
+		lead, msg.Timestamp}
 }

@@ -190,6 +190,18 @@ WHERE t.mentorado_id = ins.mentorado_id AND t.lid = ins.lid AND t.phone IS NULL 
 // Messages the lookup found not stored (and not written earlier in the
 // batch) take the plain insert: no speculative insertion, no conflict check
 // beyond the unique index itself.
+//
+// New messages whose counterpart's phone lead exists already (the lookup
+// found it, and a phone lead keeps its id for the whole transaction) are
+// copied (COPY) before any other write of the batch: nothing the batch's
+// statements do depends on their absence. Merges and lead creation only
+// touch messages without a phone or without a lead; receipts, pending
+// receipts and edit/revoke recomputation give the same result whether the
+// message lands earlier or later in the transaction (status only moves up,
+// edits and revokes are recomputed from rows).
+var messageColumns = []string{"mentorado_id", "wa_message_id", "chat_jid", "sender_jid", "phone", "lid", "push_name",
+	"direction", "kind", "body", "caption", "reply_to_id", "target_id", "status", "status_rank", "lead_id", "sent_at"}
+
 const (
 	sqlMessagesInsert = `INSERT INTO whatsapp_messages AS t (mentorado_id, wa_message_id, chat_jid, sender_jid, phone, lid,
 	push_name, direction, kind, body, caption, reply_to_id, target_id, status, status_rank, lead_id, sent_at)
