@@ -1,5 +1,7 @@
 package persister
 
+import "github.com/zapbus/zapbus/internal/store"
+
 // Set-based statements. Every statement takes parallel arrays (unnest) and
 // touches each key at most once: the planner deduplicates per key in Go
 // first, because ON CONFLICT DO UPDATE cannot affect the same row twice in
@@ -19,7 +21,8 @@ const (
 	// taken in id order so they cannot deadlock): concurrent persisters
 	// sharing the consumer then never miss each other's pending receipts,
 	// orphan messages or edits. Different mentorados still run in parallel.
-	sqlLockMentorados  = `SELECT count(pg_advisory_xact_lock(31330, (u.m % 2147483647)::int)) FROM (SELECT DISTINCT m FROM unnest($1::bigint[]) AS m ORDER BY m) AS u`
+	// The notifier's clear-data takes the same lock (store.LockMentorado).
+	sqlLockMentorados  = store.LockMentoradosSQL
 	sqlKnownMentorados = `SELECT id FROM mentorados WHERE id = ANY($1::bigint[])`
 	// Mappings already learned, and for LIDs not mapped yet whether any
 	// LID-only row (lead, contact, message) exists that a merge must fold.

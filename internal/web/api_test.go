@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"encoding/json"
 	"fmt"
 	"net/url"
@@ -12,6 +13,8 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/testenv"
 )
 
 func TestAdminMentoradosAndTokens(t *testing.T) {
@@ -501,5 +504,44 @@ func TestOpenAPIDescribesEveryRoute(t *testing.T) {
 				t.Errorf("openapi.json documents %s %s, which is not a route", op, path)
 			}
 		}
+	}
+}
+
+// TestClearDataWaitsForPersisterBatch: clearing a mentorado's data takes
+// the same advisory lock as a persister batch of that mentorado, so it
+// never deletes a lead under a batch that is linking messages to it.
+func TestClearDataWaitsForPersisterBatch(t *testing.T) {
+	e := newEnv(t)
+	a := e.createMentorado("Ana")
+	ctx := context.Background()
+	tx, err := e.db.Pool.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if err := store.LockMentorado(ctx, tx, a.ID); err != nil { // what a persister batch holds
+		t.Fatal(err)
+	}
+	done := make(chan int, 1)
+	go func() {
+		res := e.do("DELETE", "/v1/whatsapp/data", a.Token, nil)
+		done <- res.Status
+	}()
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		var waiting bool
+		_ = e.db.Pool.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM pg_locks
+			WHERE locktype = 'advisory' AND classid = $1 AND NOT granted)`, store.MentoradoLockClass).Scan(&waiting)
+		return waiting
+	}, "clear-data never waited for the mentorado lock")
+	select {
+	case code := <-done:
+		t.Fatalf("clear-data finished (%d) while a batch held the lock", code)
+	default:
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if code := <-done; code != 200 {
+		t.Fatalf("clear-data: %d", code)
 	}
 }

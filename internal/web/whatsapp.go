@@ -14,6 +14,7 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/phone"
+	"github.com/zapbus/zapbus/internal/store"
 )
 
 // statusResponse is a session status, from the mentorados row or from the
@@ -191,6 +192,11 @@ func (s *Server) handleClearData(w http.ResponseWriter, r *http.Request) {
 	m := mustMentorado(r)
 	var out clearDataResponse
 	err := pgx.BeginFunc(r.Context(), s.db.Pool, func(tx pgx.Tx) error {
+		// Serialise with persister batches of this mentorado, so a batch
+		// never links to a lead deleted under it.
+		if err := store.LockMentorado(r.Context(), tx, m); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(r.Context(), `DELETE FROM whatsapp_messages WHERE mentorado_id = $1`, m)
 		if err != nil {
 			return fmt.Errorf("delete messages: %w", err)

@@ -1,0 +1,27 @@
+package store
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// MentoradoLockClass is the advisory-lock class under which every writer of
+// a mentorado's WhatsApp data serialises: persister batches and the
+// notifier's clear-data. The key within the class is the mentorado id
+// modulo 2^31-1.
+const MentoradoLockClass = 31330
+
+// LockMentoradosSQL takes, inside a transaction, the locks of the
+// mentorados in $1 (bigint[]) in id order, so writers cannot deadlock.
+const LockMentoradosSQL = `SELECT count(pg_advisory_xact_lock(31330, (u.m % 2147483647)::int))
+	FROM (SELECT DISTINCT m FROM unnest($1::bigint[]) AS m ORDER BY m) AS u`
+
+// LockMentorado takes mentorado m's lock until tx ends.
+func LockMentorado(ctx context.Context, tx pgx.Tx, m int64) error {
+	if _, err := tx.Exec(ctx, LockMentoradosSQL, []int64{m}); err != nil {
+		return fmt.Errorf("store: lock mentorado %d: %w", m, err)
+	}
+	return nil
+}
