@@ -162,6 +162,22 @@ func (s *simulator) accountPhone(ctx context.Context, m int64) (string, error) {
 	return *ph, nil
 }
 
+// contactOf is the fake contact a sim request names and the account number
+// it talks to; it writes the error response itself when either is missing.
+func (s *simulator) contactOf(w http.ResponseWriter, r *http.Request, m int64, number string) (*wafake.Contact, string, bool) {
+	from, err := phone.Normalize(number)
+	if err != nil {
+		writeErr(w, http.StatusBadRequest, "invalid_phone", err.Error())
+		return nil, "", false
+	}
+	acct, err := s.accountPhone(r.Context(), m)
+	if err != nil {
+		writeErr(w, http.StatusConflict, "not_paired", err.Error())
+		return nil, "", false
+	}
+	return s.fake.Contact(from), acct, true
+}
+
 // inbound: {"phone","text","push_name"} — a contact sends the mentorado a text.
 func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
 	var req struct {
@@ -172,21 +188,14 @@ func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
 	if !decode(w, r, &req) {
 		return
 	}
-	from, err := phone.Normalize(req.Phone)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, "invalid_phone", err.Error())
-		return
-	}
 	if req.Text == "" {
 		writeErr(w, http.StatusBadRequest, "bad_request", "text is required")
 		return
 	}
-	acct, err := s.accountPhone(r.Context(), m)
-	if err != nil {
-		writeErr(w, http.StatusConflict, "not_paired", err.Error())
+	c, acct, ok := s.contactOf(w, r, m, req.Phone)
+	if !ok {
 		return
 	}
-	c := s.fake.Contact(from)
 	if req.PushName != "" {
 		c.SetPushName(req.PushName)
 	}
@@ -209,11 +218,6 @@ func (s *simulator) receipt(w http.ResponseWriter, r *http.Request, m int64) {
 	if !decode(w, r, &req) {
 		return
 	}
-	from, err := phone.Normalize(req.Phone)
-	if err != nil {
-		writeErr(w, http.StatusBadRequest, "invalid_phone", err.Error())
-		return
-	}
 	kind := req.Kind
 	switch kind {
 	case "", "delivered":
@@ -227,12 +231,11 @@ func (s *simulator) receipt(w http.ResponseWriter, r *http.Request, m int64) {
 		writeErr(w, http.StatusBadRequest, "bad_request", "message_id is required")
 		return
 	}
-	acct, err := s.accountPhone(r.Context(), m)
-	if err != nil {
-		writeErr(w, http.StatusConflict, "not_paired", err.Error())
+	c, acct, ok := s.contactOf(w, r, m, req.Phone)
+	if !ok {
 		return
 	}
-	if err := s.fake.Contact(from).SendReceipt(r.Context(), acct, req.MessageID, kind); err != nil {
+	if err := c.SendReceipt(r.Context(), acct, req.MessageID, kind); err != nil {
 		writeErr(w, http.StatusConflict, "receipt_failed", err.Error())
 		return
 	}
