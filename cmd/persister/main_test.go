@@ -1,13 +1,11 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"io"
 	"net/http"
 	"regexp"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -52,23 +50,6 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 	}
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 func get(url string) (int, string) {
 	resp, err := http.Get(url)
 	if err != nil {
@@ -97,7 +78,7 @@ func TestRunServesAndReplays(t *testing.T) {
 	env := envOf(map[string]string{"DATABASE_URL": dbURL, "NATS_URL": natsURL, "ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
 		"ZAPBUS_PERSISTER_MAX_WAIT": "50ms"})
 
-	out := &syncBuffer{}
+	out := &testenv.Buffer{}
 	rctx, cancel := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- runWith(rctx, nil, env, out, io.Discard) }()
@@ -157,7 +138,7 @@ func TestRunServesAndReplays(t *testing.T) {
 		t.Fatal("run did not stop")
 	}
 
-	var summary, progress syncBuffer
+	var summary, progress testenv.Buffer
 	if err := runWith(ctx, []string{"replay", "--from-seq", "1", "--mentorado", "1"}, env, &summary, &progress); err != nil {
 		t.Fatalf("replay: %v", err)
 	}

@@ -25,24 +25,6 @@ import (
 
 const testAdminToken = "admin-token-for-tests-0123456789"
 
-// syncBuffer collects log output for assertions.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type testEnv struct {
 	t    *testing.T
 	srv  *httptest.Server
@@ -50,7 +32,7 @@ type testEnv struct {
 	db   *store.DB
 	bus  *bus.Bus
 	nc   *nats.Conn // a separate connection, the test's own peer
-	logs *syncBuffer
+	logs *testenv.Buffer
 }
 
 func newEnv(t *testing.T, mod ...func(*Config)) *testEnv {
@@ -62,7 +44,7 @@ func newEnv(t *testing.T, mod ...func(*Config)) *testEnv {
 	}
 	t.Cleanup(db.Close)
 	ns := testenv.NATSServer(t)
-	logs := &syncBuffer{}
+	logs := &testenv.Buffer{}
 	log := zerolog.New(zerolog.MultiLevelWriter(logs, zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true})).
 		Level(zerolog.DebugLevel).With().Timestamp().Logger()
 	nc, err := bus.Connect(ns.ClientURL(), "notifier-test", log)
