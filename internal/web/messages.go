@@ -160,25 +160,31 @@ func scanMessage(row pgx.Row, extra ...any) (int64, apiMessage, error) {
 	return id, msg, err
 }
 
+// parsePage reads ?limit= and the keyset cursor in query parameter param;
+// curT is nil on the first page.
+func parsePage(r *http.Request, param string) (limit int, curT *time.Time, curI int64, err error) {
+	if limit, err = parseLimit(r); err != nil {
+		return 0, nil, 0, err
+	}
+	cur, err := parseCursor(r.URL.Query().Get(param))
+	if err != nil {
+		return 0, nil, 0, err
+	}
+	if cur != nil {
+		curT, curI = &cur.T, cur.I
+	}
+	return limit, curT, curI, nil
+}
+
 // handleConversations lists one row per phone, most recent first: the
 // lead's or contact's name, the last message and the number of inbound
 // messages not yet read.
 func (s *Server) handleConversations(w http.ResponseWriter, r *http.Request) {
 	m := mustMentorado(r)
-	limit, err := parseLimit(r)
+	limit, curT, curI, err := parsePage(r, "cursor")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
-	}
-	cur, err := parseCursor(r.URL.Query().Get("cursor"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	var curT *time.Time
-	var curI int64
-	if cur != nil {
-		curT, curI = &cur.T, cur.I
 	}
 	rows, err := s.db.Pool.Query(r.Context(), `
 WITH last AS (
@@ -248,20 +254,10 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, event.CodeInvalidPhone, "phone is not a valid phone number"))
 		return
 	}
-	limit, err := parseLimit(r)
+	limit, curT, curI, err := parsePage(r, "before")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
-	}
-	cur, err := parseCursor(r.URL.Query().Get("before"))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	var curT *time.Time
-	var curI int64
-	if cur != nil {
-		curT, curI = &cur.T, cur.I
 	}
 	rows, err := s.db.Pool.Query(r.Context(), `
 SELECT `+messageColumns+`
