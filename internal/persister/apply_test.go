@@ -201,7 +201,7 @@ func TestApplyScenarios(t *testing.T) {
 			t.Fatalf("leads before merge = %s", got)
 		}
 		c := &event.Contact{JID: lid, LID: lid, Phone: ph, PushName: "Bia"}
-		apply(mustEnv(t, 1, event.ContactEventID(1, c), at, c))
+		apply(mustEnv(t, 1, event.ContactEventID(1, c, at), at, c))
 		if got := one(`SELECT count(*)::text FROM leads WHERE lid = $1 OR phone = $2`, lid, ph); got != "1" {
 			t.Fatalf("leads after merge = %s", got)
 		}

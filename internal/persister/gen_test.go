@@ -185,7 +185,8 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 			default:
 				c.LID = lid
 			}
-			emit(mk(g.id, event.ContactEventID(g.id, c), c), false)
+			at := now()
+			emit(mustEnv(t, g.id, event.ContactEventID(g.id, c, at), at, c), false)
 		case x < 88: // connection, out of time order
 			st := event.Statuses[r.IntN(len(event.Statuses))]
 			at := base.Add(time.Duration(r.IntN(3600)) * time.Second)
