@@ -43,10 +43,10 @@ type planner struct {
 	// From the lookup and a pass over the batch:
 	leadState map[mkey]int8    // phone leads that exist: leadNamed, leadVersioned or leadUnnamed
 	leadVers  map[mkey]version // name versions of the leadVersioned ones
-	pending   map[mkey]bool  // messages that may have a receipt waiting
-	related   map[mkey]bool  // messages that may have edits or revokes
-	stored    map[mkey]bool  // messages stored before this batch, or written by an earlier segment
-	leadIDs   map[mkey]int64 // phone leads that exist (from the lookup)
+	pending   map[mkey]bool    // messages that may have a receipt waiting
+	related   map[mkey]bool    // messages that may have edits or revokes
+	stored    map[mkey]bool    // messages stored before this batch, or written by an earlier segment
+	leadIDs   map[mkey]int64   // phone leads that exist (from the lookup)
 	// New messages whose phone lead exists already, in messageColumns
 	// order: copied before the batch's statements (see copyMessages).
 	copyRows [][]any
