@@ -33,7 +33,7 @@ type mMentorado struct {
 type mLead struct {
 	m          int64
 	phone, lid string
-	name       named // the earliest push name
+	name       mNamed // the earliest push name
 	deleted    bool
 }
 
@@ -54,7 +54,41 @@ type mRcpt struct {
 
 type mContact struct {
 	jid, phone, lid string
-	name, push, biz named // the newest fact of each
+	name, push, biz mNamed // the newest fact of each
+}
+
+// mVer is a fact's version: event time, then stream sequence.
+type mVer struct {
+	at  time.Time
+	seq uint64
+}
+
+func (v mVer) less(w mVer) bool { return v.at.Before(w.at) || (v.at.Equal(w.at) && v.seq < w.seq) }
+
+// mNamed is a name with the version of the fact that set it.
+type mNamed struct {
+	v   string
+	ver mVer
+}
+
+func (n *mNamed) newest(v string, ver mVer) {
+	if v != "" && (n.v == "" || n.ver.less(ver)) {
+		n.v, n.ver = v, ver
+	}
+}
+
+func (n *mNamed) earliest(v string, ver mVer) {
+	if v != "" && (n.v == "" || ver.less(n.ver)) {
+		n.v, n.ver = v, ver
+	}
+}
+
+// dump renders the version like the database dump: its time, "-" when unset.
+func (n mNamed) dump() string {
+	if n.v == "" {
+		return "-"
+	}
+	return n.ver.at.UTC().Format(dumpTime)
 }
 
 func newModel(mentorados int) *model {
@@ -116,7 +150,7 @@ func (md *model) apply(data []byte, seq uint64) bool {
 		}
 		fill(&row.phone, ph)
 		fill(&row.lid, c.LID)
-		ver := version{env.OccurredAt, seq}
+		ver := mVer{env.OccurredAt, seq}
 		row.name.newest(c.Name, ver)
 		row.push.newest(c.PushName, ver)
 		row.biz.newest(c.BusinessName, ver)
@@ -129,7 +163,7 @@ func (md *model) apply(data []byte, seq uint64) bool {
 			ph = md.known[mkey{m, p.LID}]
 		}
 		if p.Direction == event.DirectionIn {
-			ver := version{env.OccurredAt, seq}
+			ver := mVer{env.OccurredAt, seq}
 			switch {
 			case ph != "":
 				l := md.leadByPhone(m, ph)
@@ -354,7 +388,7 @@ func (md *model) rows() []string {
 	}
 	for _, l := range md.leads {
 		if !l.deleted {
-			out = append(out, strings.Join([]string{"lead", fmt.Sprint(l.m), dash(l.phone), dash(l.lid), l.name.v, "whatsapp", "new"}, "|"))
+			out = append(out, strings.Join([]string{"lead", fmt.Sprint(l.m), dash(l.phone), dash(l.lid), l.name.v, "whatsapp", "new", l.name.dump()}, "|"))
 		}
 	}
 	for _, x := range md.msgs {
@@ -373,7 +407,7 @@ func (md *model) rows() []string {
 		out = append(out, strings.Join([]string{"pending", fmt.Sprint(k.m), k.s, r.status, fmt.Sprint(r.rank)}, "|"))
 	}
 	for k, c := range md.contacts {
-		out = append(out, strings.Join([]string{"contact", fmt.Sprint(k.m), c.jid, dash(c.phone), dash(c.lid), c.name.v, c.push.v, c.biz.v}, "|"))
+		out = append(out, strings.Join([]string{"contact", fmt.Sprint(k.m), c.jid, dash(c.phone), dash(c.lid), c.name.v, c.push.v, c.biz.v, c.name.dump(), c.push.dump(), c.biz.dump()}, "|"))
 	}
 	for k, ph := range md.known {
 		out = append(out, strings.Join([]string{"lidmap", fmt.Sprint(k.m), k.s, ph}, "|"))
