@@ -2,11 +2,12 @@ package connector
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"strings"
-	"unicode/utf8"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -212,17 +213,21 @@ func (c *Connector) execute(ctx context.Context, s *session, verb event.Verb, da
 	return event.Reply{Error: event.NewCommandError(event.CodeBadRequest, "unknown verb %q", verb)}
 }
 
-// sendRecord is what WA_SENDS keeps per client id.
+// sendRecord is what WA_SENDS keeps per client id. ClientID is the id as
+// the client sent it: the key is only its digest.
 type sendRecord struct {
-	State   string         `json:"state"` // pending | sent
-	WAID    string         `json:"wa_id"`
-	Message *event.Message `json:"message,omitempty"`
+	ClientID string         `json:"client_id"`
+	State    string         `json:"state"` // pending | sent
+	WAID     string         `json:"wa_id"`
+	Message  *event.Message `json:"message,omitempty"`
 }
 
-var sendKeyUnsafe = strings.NewReplacer(".", "_", "*", "_", ">", "_", " ", "_")
-
+// sendKey is <mentorado>.<sha256 hex of the client id>: any printable id
+// makes a valid KV key, and distinct ids never share one (mapping unsafe
+// characters to '_' made "order 7", "order.7" and "order_7" one key).
 func sendKey(m int64, clientID string) string {
-	return fmt.Sprintf("%d.%s", m, sendKeyUnsafe.Replace(clientID))
+	h := sha256.Sum256([]byte(clientID))
+	return fmt.Sprintf("%d.%s", m, hex.EncodeToString(h[:]))
 }
 
 // send delivers a text message: validate, resolve the number with the
@@ -230,14 +235,11 @@ func sendKey(m int64, clientID string) string {
 // id, publish the outbound event with status sent, return it. A ClientID
 // makes it idempotent through WA_SENDS.
 func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest) (*event.Message, error) {
-	if strings.TrimSpace(req.Text) == "" {
-		return nil, event.NewCommandError(event.CodeBadRequest, "text is empty")
+	if err := event.CheckSendText(req.Text); err != nil {
+		return nil, err
 	}
-	if n := utf8.RuneCountInString(req.Text); n > event.MaxTextRunes {
-		return nil, event.NewCommandError(event.CodeTextTooLong, "text has %d characters, limit %d", n, event.MaxTextRunes)
-	}
-	if len(req.ClientID) > 128 {
-		return nil, event.NewCommandError(event.CodeBadRequest, "client_id longer than 128 characters")
+	if err := event.CheckClientID(req.ClientID); err != nil {
+		return nil, err
 	}
 	number, err := phone.Normalize(req.Phone)
 	if err != nil {
@@ -253,7 +255,7 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 	var rev uint64
 	if req.ClientID != "" {
 		key = sendKey(s.m, req.ClientID)
-		if done, err := c.sendReplay(ctx, key); done != nil || err != nil {
+		if done, err := c.sendReplay(ctx, key, req.ClientID); done != nil || err != nil {
 			return done, err
 		}
 	}
@@ -274,12 +276,28 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 	}
 
 	id := cli.GenerateMessageID()
+	msg := &event.Message{
+		WAID:      id,
+		ChatJID:   to.String(),
+		SenderJID: snap.jid.ToNonAD().String(),
+		Phone:     phone.FromJID(to.String()),
+		Direction: event.DirectionOut,
+		Kind:      event.KindText,
+		Text:      req.Text,
+		Timestamp: c.clock.Now().UTC(),
+		Status:    event.MessageSent,
+	}
+	// What WhatsApp receives must be recordable: check the event fits
+	// before anything is sent, never after.
+	if err := c.checkRecordable(s.m, msg); err != nil {
+		return nil, err
+	}
 	if key != "" {
-		b, _ := json.Marshal(sendRecord{State: "pending", WAID: id})
+		b, _ := json.Marshal(sendRecord{ClientID: req.ClientID, State: "pending", WAID: id})
 		rev, err = c.sends.Create(ctx, key, b)
 		if errors.Is(err, jetstream.ErrKeyExists) {
 			// A concurrent retry of the same command got here first.
-			if done, err := c.sendReplay(ctx, key); done != nil || err != nil {
+			if done, err := c.sendReplay(ctx, key, req.ClientID); done != nil || err != nil {
 				return done, err
 			}
 			return nil, event.NewCommandError(event.CodeUnavailable, "a send with this client_id is in progress")
@@ -298,23 +316,11 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 		}
 		return nil, fmt.Errorf("send: %w", err)
 	}
-	ts := sent.Timestamp
-	if ts.IsZero() {
-		ts = c.clock.Now()
-	}
-	msg := &event.Message{
-		WAID:      id,
-		ChatJID:   to.String(),
-		SenderJID: snap.jid.ToNonAD().String(),
-		Phone:     phone.FromJID(to.String()),
-		Direction: event.DirectionOut,
-		Kind:      event.KindText,
-		Text:      req.Text,
-		Timestamp: ts.UTC(),
-		Status:    event.MessageSent,
+	if !sent.Timestamp.IsZero() {
+		msg.Timestamp = sent.Timestamp.UTC()
 	}
 	if key != "" {
-		b, _ := json.Marshal(sendRecord{State: "sent", WAID: id, Message: msg})
+		b, _ := json.Marshal(sendRecord{ClientID: req.ClientID, State: "sent", WAID: id, Message: msg})
 		if _, err := c.sends.Update(ctx, key, b, rev); err != nil {
 			s.log.Warn().Err(err).Msg("record idempotent send")
 		}
@@ -325,9 +331,26 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 	return msg, nil
 }
 
+// checkRecordable fails with text_too_long when msg's event would not fit
+// in an envelope (event.MaxEnvelopeBytes).
+func (c *Connector) checkRecordable(m int64, msg *event.Message) error {
+	probe := *msg
+	env, err := event.New(m, event.MessageEventID(m, probe.WAID), probe.Timestamp, &probe)
+	if err == nil {
+		_, err = env.Encode()
+	}
+	if errors.Is(err, event.ErrTooLarge) {
+		return event.NewCommandError(event.CodeTextTooLong, "text does not fit in a message event: %v", err)
+	}
+	if err != nil {
+		return event.NewCommandError(event.CodeBadRequest, "message cannot be recorded: %v", err)
+	}
+	return nil
+}
+
 // sendReplay returns the result of an earlier send with the same client id,
 // republishing its event (deduplicated by id) in case that publish failed.
-func (c *Connector) sendReplay(ctx context.Context, key string) (*event.Message, error) {
+func (c *Connector) sendReplay(ctx context.Context, key, clientID string) (*event.Message, error) {
 	e, err := c.sends.Get(ctx, key)
 	if errors.Is(err, jetstream.ErrKeyNotFound) {
 		return nil, nil
@@ -338,6 +361,11 @@ func (c *Connector) sendReplay(ctx context.Context, key string) (*event.Message,
 	var rec sendRecord
 	if err := json.Unmarshal(e.Value(), &rec); err != nil {
 		return nil, fmt.Errorf("decode send record: %w", err)
+	}
+	if rec.ClientID != clientID {
+		// Two ids with one SHA-256 digest: never seen, but never answer
+		// with another request's message.
+		return nil, event.NewCommandError(event.CodeBadRequest, "client_id conflicts with another id; use a different one")
 	}
 	if rec.State != "sent" || rec.Message == nil {
 		return nil, event.NewCommandError(event.CodeUnavailable, "a send with this client_id is in progress")

@@ -3,7 +3,10 @@ package event
 import (
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 )
 
 // Verb names a command a connector answers on wa.<mentorado>.cmd.<verb>.
@@ -45,6 +48,45 @@ type SendRequest struct {
 	ClientID string `json:"client_id,omitempty"`
 	Phone    string `json:"phone"`
 	Text     string `json:"text"`
+}
+
+// MaxClientIDRunes bounds SendRequest.ClientID, in characters.
+const MaxClientIDRunes = 128
+
+// CheckClientID accepts an empty client id or up to MaxClientIDRunes
+// printable characters (any script; spaces, dots, ':', '+', '@' included).
+func CheckClientID(id string) *CommandError {
+	switch {
+	case !utf8.ValidString(id):
+		return NewCommandError(CodeBadRequest, "client_id must be valid UTF-8")
+	case utf8.RuneCountInString(id) > MaxClientIDRunes:
+		return NewCommandError(CodeBadRequest, "client_id longer than %d characters", MaxClientIDRunes)
+	}
+	for _, r := range id {
+		if !unicode.IsPrint(r) {
+			return NewCommandError(CodeBadRequest, "client_id must be printable characters (found %U)", r)
+		}
+	}
+	return nil
+}
+
+// CheckSendText accepts a text to send: not blank, valid UTF-8, no NUL
+// (U+0000, which no consumer can store), at most MaxTextRunes characters.
+// Any such text fits in a message event (see MaxEnvelopeBytes).
+func CheckSendText(text string) *CommandError {
+	if strings.TrimSpace(text) == "" {
+		return NewCommandError(CodeBadRequest, "text must not be empty")
+	}
+	if n := utf8.RuneCountInString(text); n > MaxTextRunes {
+		return NewCommandError(CodeTextTooLong, "text has %d characters, limit %d", n, MaxTextRunes)
+	}
+	switch {
+	case !utf8.ValidString(text):
+		return NewCommandError(CodeBadRequest, "text must be valid UTF-8")
+	case strings.IndexByte(text, 0) >= 0:
+		return NewCommandError(CodeBadRequest, "text must not contain NUL (U+0000)")
+	}
+	return nil
 }
 
 // StatusReply describes a session.

@@ -18,8 +18,11 @@ import (
 const Version = 1
 
 // MaxEnvelopeBytes bounds an encoded envelope. WhatsApp text messages are
-// limited to 65,536 characters; 4 bytes each plus metadata stays under this.
-const MaxEnvelopeBytes = 320 * 1024
+// limited to 65,536 characters (MaxTextRunes); JSON needs at most 6 bytes
+// for one (a control character or U+2028 is written \u00XX; nothing is
+// HTML-escaped), so 384 KiB of text plus the envelope's other fields stays
+// well under this, and any text within MaxTextRunes fits.
+const MaxEnvelopeBytes = 512 * 1024
 
 // MaxTextRunes is the longest message text the connector accepts for sending.
 const MaxTextRunes = 65536
@@ -74,16 +77,17 @@ func New(mentorado int64, id string, occurredAt time.Time, p Payload) (Envelope,
 	if id == "" {
 		return Envelope{}, missing("id")
 	}
+	clean(p)
 	if err := p.Validate(); err != nil {
 		return Envelope{}, err
 	}
-	data, err := json.Marshal(p)
+	data, err := marshal(p)
 	if err != nil {
 		return Envelope{}, fmt.Errorf("event: encode %s: %w", p.EventType(), err)
 	}
 	return Envelope{
 		V:           Version,
-		ID:          id,
+		ID:          Clean(id),
 		Type:        p.EventType(),
 		MentoradoID: mentorado,
 		OccurredAt:  occurredAt.UTC().Truncate(time.Millisecond),
@@ -93,7 +97,7 @@ func New(mentorado int64, id string, occurredAt time.Time, p Payload) (Envelope,
 
 // Encode returns the JSON form of the envelope, refusing oversized results.
 func (e Envelope) Encode() ([]byte, error) {
-	b, err := json.Marshal(e)
+	b, err := marshal(e)
 	if err != nil {
 		return nil, fmt.Errorf("event: encode envelope: %w", err)
 	}
@@ -154,7 +158,8 @@ func Decode(b []byte) (Envelope, Payload, error) {
 	return env, p, nil
 }
 
-// Payload decodes and validates the typed payload of the envelope.
+// Payload decodes, cleans (see Clean) and validates the typed payload of
+// the envelope.
 func (e Envelope) Payload() (Payload, error) {
 	var p Payload
 	switch e.Type {
@@ -175,6 +180,7 @@ func (e Envelope) Payload() (Payload, error) {
 	if err := dec.Decode(p); err != nil {
 		return nil, &Error{Kind: ErrMalformed, Field: "data", Msg: err.Error()}
 	}
+	clean(p)
 	if err := p.Validate(); err != nil {
 		return nil, err
 	}

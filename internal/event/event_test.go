@@ -1,6 +1,7 @@
 package event_test
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"strings"
@@ -99,7 +100,7 @@ func TestDeterministicIDs(t *testing.T) {
 	}
 	c1 := &event.Contact{JID: "1@s.whatsapp.net", PushName: "A"}
 	c2 := &event.Contact{JID: "1@s.whatsapp.net", PushName: "B"}
-	if event.ContactEventID(1, c1) == event.ContactEventID(1, c2) || event.ContactEventID(1, c1) != event.ContactEventID(1, &event.Contact{JID: "1@s.whatsapp.net", PushName: "A"}) {
+	if event.ContactEventID(1, c1, t0) == event.ContactEventID(1, c2, t0) || event.ContactEventID(1, c1, t0) != event.ContactEventID(1, &event.Contact{JID: "1@s.whatsapp.net", PushName: "A"}, t0) {
 		t.Fatal("contact ids must follow content")
 	}
 	q := &event.QR{Code: "secret-code", ExpiresAt: t0}
@@ -220,4 +221,98 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("unstable: %s vs %s", a, c)
 		}
 	})
+}
+
+// TestContactEventIDDistinguishesObservations: a push name changed
+// A → B → A is three facts; the third must not be dropped as a duplicate
+// of the first by the stream's duplicate window. A retried publish of the
+// same observation keeps its id.
+func TestContactEventIDDistinguishesObservations(t *testing.T) {
+	t0 := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	a := &event.Contact{JID: "5511999999999@s.whatsapp.net", PushName: "A"}
+	b := &event.Contact{JID: "5511999999999@s.whatsapp.net", PushName: "B"}
+	first := event.ContactEventID(1, a, t0)
+	second := event.ContactEventID(1, b, t0.Add(time.Minute))
+	third := event.ContactEventID(1, a, t0.Add(2*time.Minute))
+	if first == third || first == second || second == third {
+		t.Fatalf("A → B → A ids collide: %s %s %s", first, second, third)
+	}
+	if again := event.ContactEventID(1, &event.Contact{JID: a.JID, PushName: "A"}, t0.Add(300*time.Microsecond)); again != first {
+		t.Fatalf("a retried publish of the same observation changed id: %s vs %s", again, first)
+	}
+}
+
+// TestCleanNULAndInvalidUTF8: what Postgres text cannot hold (U+0000,
+// invalid UTF-8) is removed or replaced at the contract boundary, both when
+// an envelope is built and when one written by an older publisher is read.
+func TestCleanNULAndInvalidUTF8(t *testing.T) {
+	for in, want := range map[string]string{
+		"Evil\x00Name": "EvilName",
+		"\x00":         "",
+		"ok \xff end":  "ok \uFFFD end",
+		"plain ção 😀":  "plain ção 😀",
+	} {
+		if got := event.Clean(in); got != want {
+			t.Errorf("Clean(%q) = %q, want %q", in, got, want)
+		}
+	}
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	m := &event.Message{WAID: "A", ChatJID: "c", SenderJID: "s", PushName: "Evil\x00Name", Direction: event.DirectionIn,
+		Kind: event.KindText, Text: "x\x00y\xfe", Caption: "\x00", Timestamp: at, Status: event.MessageReceived}
+	env, err := event.New(1, "1:msg:A", at, m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := env.Encode()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(b, []byte(`\u0000`)) {
+		t.Fatalf("encoded envelope still carries NUL: %s", b)
+	}
+	_, p, err := event.Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := p.(*event.Message); got.PushName != "EvilName" || got.Text != "xy\uFFFD" || got.Caption != "" {
+		t.Fatalf("decoded %+v", got)
+	}
+	// An envelope from an older publisher, NUL included, decodes cleaned.
+	old := `{"v":1,"id":"1:contact:x","type":"contact","mentorado_id":1,"occurred_at":"2026-11-24T12:00:00Z","data":{"jid":"5511999999999@s.whatsapp.net","push_name":"Evil\u0000Name","name":"\u0000"}}`
+	_, p, err = event.Decode([]byte(old))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := p.(*event.Contact); c.PushName != "EvilName" || c.Name != "" {
+		t.Fatalf("decoded %+v", c)
+	}
+}
+
+// TestMaxTextFitsEnvelope: a text of MaxTextRunes characters of any
+// content fits in an envelope, and nothing is HTML-escaped.
+func TestMaxTextFitsEnvelope(t *testing.T) {
+	at := time.Date(2026, 11, 24, 12, 0, 0, 0, time.UTC)
+	for name, r := range map[string]string{"lt": "<", "amp": "&", "quote": `"`, "backslash": `\`, "ctrl": "\u0001", "ls": "\u2028", "emoji": "😀"} {
+		text := strings.Repeat(r, event.MaxTextRunes)
+		m := &event.Message{WAID: "3EB0AAAAAAAAAAAAAAAAAAAA", ChatJID: "5521911112222@s.whatsapp.net", SenderJID: "5511999999999@s.whatsapp.net",
+			Phone: "5521911112222", Direction: event.DirectionOut, Kind: event.KindText, Text: text, Timestamp: at, Status: event.MessageSent}
+		env, err := event.New(1, event.MessageEventID(1, m.WAID), at, m)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		b, err := env.Encode()
+		if err != nil {
+			t.Fatalf("%s: %d characters do not fit: %v", name, event.MaxTextRunes, err)
+		}
+		if name == "lt" && len(b) > event.MaxTextRunes+1024 {
+			t.Fatalf("'<' was escaped: %d bytes", len(b))
+		}
+		_, p, err := event.Decode(b)
+		if err != nil {
+			t.Fatalf("%s: decode: %v", name, err)
+		}
+		if p.(*event.Message).Text != text {
+			t.Fatalf("%s: text changed in a round trip", name)
+		}
+	}
 }

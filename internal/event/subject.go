@@ -84,10 +84,13 @@ func ReceiptEventID(mentorado int64, kind ReceiptKind, fromMe bool, ids []string
 	return fmt.Sprintf("%d:rcpt:%s:%s%s", mentorado, key, kind, from)
 }
 
-// ContactEventID is <mentorado>:contact:<jid>:<digest of the fields>, so the
-// same contact facts are stored once but a change is a new event.
-func ContactEventID(mentorado int64, c *Contact) string {
-	return fmt.Sprintf("%d:contact:%s:%s", mentorado, c.JID,
+// ContactEventID is <mentorado>:contact:<jid>:<unix ms observed>:<digest of
+// the fields>. The observation time (the WhatsApp timestamp of the message
+// or sync that carried the facts, the envelope's occurred_at) is part of
+// it, so a name changed A → B → A is three events, not two, while a retried
+// publish of the same observation keeps its id and is dropped.
+func ContactEventID(mentorado int64, c *Contact, observed time.Time) string {
+	return fmt.Sprintf("%d:contact:%s:%d:%s", mentorado, c.JID, observed.UTC().Truncate(time.Millisecond).UnixMilli(),
 		digest(strings.Join([]string{c.Phone, c.LID, c.Name, c.PushName, c.BusinessName}, "\x00"))[:12])
 }
 

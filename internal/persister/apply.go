@@ -308,6 +308,8 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 		b1, b2 bool
 		b3     bool
 		leadID int64
+		nameAt *time.Time
+		seq    int64
 	)
 	if len(lk.lidM) > 0 {
 		rows, _ := br.Query()
@@ -324,10 +326,14 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 	}
 	if len(lk.leadM) > 0 {
 		rows, _ := br.Query()
-		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1, &leadID}, func() error {
+		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1, &nameAt, &seq, &leadID}, func() error {
 			pl.leadState[mkey{m, s1}] = leadNamed
-			if b1 {
+			switch {
+			case b1:
 				pl.leadState[mkey{m, s1}] = leadUnnamed
+			case nameAt != nil:
+				pl.leadState[mkey{m, s1}] = leadVersioned
+				pl.leadVers[mkey{m, s1}] = version{*nameAt, uint64(seq)}
 			}
 			pl.leadIDs[mkey{m, s1}] = leadID
 			return nil

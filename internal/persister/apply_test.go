@@ -3,11 +3,14 @@ package persister
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math/rand/v2"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/phone"
 	"github.com/zapbus/zapbus/internal/testenv"
 )
 
@@ -201,7 +204,7 @@ func TestApplyScenarios(t *testing.T) {
 			t.Fatalf("leads before merge = %s", got)
 		}
 		c := &event.Contact{JID: lid, LID: lid, Phone: ph, PushName: "Bia"}
-		apply(mustEnv(t, 1, event.ContactEventID(1, c), at, c))
+		apply(mustEnv(t, 1, event.ContactEventID(1, c, at), at, c))
 		if got := one(`SELECT count(*)::text FROM leads WHERE lid = $1 OR phone = $2`, lid, ph); got != "1" {
 			t.Fatalf("leads after merge = %s", got)
 		}
@@ -252,11 +255,132 @@ func TestApplyScenarios(t *testing.T) {
 		if !errors.Is(res[0], event.ErrMalformed) {
 			t.Fatalf("undecodable: %v", res[0])
 		}
-		if res[1] == nil {
-			t.Fatalf("NUL byte text accepted")
+		// Text from WhatsApp is always stored: a NUL (which Postgres text
+		// cannot hold) in an envelope from an older publisher is removed,
+		// never a reason to dead-letter the message.
+		if res[1] != nil {
+			t.Fatalf("NUL byte text dead-lettered: %v", res[1])
+		}
+		if got := one(`SELECT body FROM whatsapp_messages WHERE wa_message_id = 'Z1'`); got != "nulbyte" {
+			t.Fatalf("body = %q", got)
 		}
 		if got := one(`SELECT count(*)::text FROM whatsapp_messages WHERE wa_message_id = 'P1'`); got != "1" {
 			t.Fatalf("good event not applied")
 		}
 	})
+
+	t.Run("NUL in a push name", func(t *testing.T) {
+		// As an older connector published them: a contact and a message
+		// whose push name carries NUL. Both are stored, the name cleaned.
+		seq++
+		res, err := p.Apply(ctx, []Item{
+			{Subject: "wa.1.evt.contact", Seq: seq, Data: []byte(`{"v":1,"id":"1:contact:nul","type":"contact","mentorado_id":1,"occurred_at":"2026-01-01T00:00:00Z","data":{"jid":"5521911112222@s.whatsapp.net","push_name":"Evil\u0000Name"}}`)},
+			{Subject: "wa.1.evt.message", Seq: seq + 1, Data: []byte(`{"v":1,"id":"1:msg:N1","type":"message","mentorado_id":1,"occurred_at":"2026-01-01T00:00:00Z","data":{"wa_id":"N1","chat_jid":"5521911112222@s.whatsapp.net","sender_jid":"5521911112222@s.whatsapp.net","phone":"5521911112222","push_name":"Evil\u0000Name","direction":"in","kind":"text","text":"x","timestamp":"2026-01-01T00:00:00Z","status":"received"}}`)},
+		})
+		seq++
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, e := range res {
+			if e != nil {
+				t.Fatalf("event %d dead-lettered: %v", i, e)
+			}
+		}
+		if got := one(`SELECT push_name || '|' || (SELECT name FROM leads WHERE phone = '5521911112222') || '|' || (SELECT push_name FROM whatsapp_messages WHERE wa_message_id = 'N1')
+			FROM whatsapp_contacts WHERE jid = '5521911112222@s.whatsapp.net'`); got != "EvilName|EvilName|EvilName" {
+			t.Fatalf("contact|lead|message push name = %q", got)
+		}
+	})
+}
+
+// TestApplyRedeliveredBatchesMatchModel: a persister killed with a batch
+// unacked gets that batch again after AckWait, when newer events are
+// already applied. Redelivered batches must not move anything backwards:
+// contact names (address book, push, business) and lead names end as the
+// model applying the stream once, in order.
+func TestApplyRedeliveredBatchesMatchModel(t *testing.T) {
+	items := stored(t, generate(t, 23, 3000, 2))
+	want := modelOf(items, 2).rows()
+	p := newTestPersister(t, 2)
+	r := rand.New(rand.NewPCG(5, 6))
+	var batches [][]Item
+	for i := 0; i < len(items); {
+		n := min(1+r.IntN(120), len(items)-i)
+		batches = append(batches, items[i:i+n])
+		i += n
+	}
+	ctx := context.Background()
+	redelivered := 0
+	for i, b := range batches {
+		todo := [][]Item{b}
+		if i > 3 && r.IntN(3) == 0 { // an earlier batch comes back
+			todo = append(todo, batches[i-1-r.IntN(min(i, 8))])
+			redelivered++
+		}
+		for _, x := range todo {
+			if poison, err := p.Apply(ctx, x); err != nil {
+				t.Fatal(err)
+			} else {
+				for _, e := range poison {
+					if e != nil {
+						t.Fatalf("poison: %v", e)
+					}
+				}
+			}
+		}
+	}
+	t.Logf("%d batches, %d redelivered late", len(batches), redelivered)
+	diffLines(t, "after redeliveries", want, dump(t, p.db))
+}
+
+// TestApplyShuffledNamesMatchModel: contact facts and inbound messages
+// whose names change over time, applied in any order (several persisters,
+// replays, redeliveries) and some twice, converge to the rows of the model
+// applying the stream once in order: each contact name is its newest fact,
+// a lead's name its earliest push name.
+func TestApplyShuffledNamesMatchModel(t *testing.T) {
+	r := rand.New(rand.NewPCG(8, 9))
+	base := time.Date(2026, 2, 1, 9, 0, 0, 0, time.UTC)
+	names := []string{"Ana", "Bruno", "", "Camila", "Otávio", "Agenda Camila", "Agenda Otávio"}
+	var envs []event.Envelope
+	for i := range 1500 {
+		m := int64(1 + r.IntN(2))
+		person := r.IntN(12)
+		ph := fmt.Sprintf("55119%08d", person)
+		lid := ""
+		if person%3 == 0 {
+			lid = fmt.Sprintf("77%08d@lid", person)
+		}
+		// WhatsApp times are not stream order: offline messages and
+		// syncs arrive late; some facts share an instant.
+		at := base.Add(time.Duration(r.IntN(600)) * time.Second)
+		pick := func() string { return names[r.IntN(len(names))] }
+		if r.IntN(2) == 0 {
+			c := &event.Contact{JID: phone.JID(ph), Phone: ph, LID: lid, Name: pick(), PushName: pick()}
+			if r.IntN(5) == 0 {
+				c.BusinessName = "Loja " + pick()
+			}
+			envs = append(envs, mustEnv(t, m, event.ContactEventID(m, c, at), at, c))
+			continue
+		}
+		id := fmt.Sprintf("S%06d", i)
+		msg := &event.Message{WAID: id, ChatJID: phone.JID(ph), SenderJID: phone.JID(ph), Phone: ph, LID: lid, PushName: pick(),
+			Direction: event.DirectionIn, Kind: event.KindText, Text: "oi", Timestamp: at, Status: event.MessageReceived}
+		envs = append(envs, mustEnv(t, m, event.MessageEventID(m, id), at, msg))
+	}
+	var items []Item
+	for _, e := range envs {
+		items = append(items, item(t, e, uint64(len(items)+1)))
+	}
+	want := modelOf(items, 2).rows()
+
+	shuffled := slices.Clone(items)
+	r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	for range 300 { // and some delivered twice
+		shuffled = append(shuffled, items[r.IntN(len(items))])
+	}
+	r.Shuffle(len(shuffled), func(i, j int) { shuffled[i], shuffled[j] = shuffled[j], shuffled[i] })
+	p := newTestPersister(t, 2)
+	applyAll(t, p, shuffled, func() int { return []int{1, 5, 40, 200}[r.IntN(4)] })
+	diffLines(t, "shuffled", want, dump(t, p.db))
 }

@@ -56,7 +56,7 @@ func benchEvents(tb testing.TB, n int, seed uint64) []Item {
 			env = mustEnv(tb, mid, event.ReceiptEventID(mid, k, false, rc.MessageIDs)+id, at, rc)
 		default:
 			c := &event.Contact{JID: ph + "@s.whatsapp.net", Phone: ph, LID: lid, PushName: fmt.Sprintf("Pessoa %d", person)}
-			env = mustEnv(tb, m, event.ContactEventID(m, c), at, c)
+			env = mustEnv(tb, m, event.ContactEventID(m, c, at), at, c)
 		}
 		items = append(items, item(tb, env, uint64(i+1)))
 	}

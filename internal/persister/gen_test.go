@@ -39,9 +39,9 @@ type gMentorado struct {
 
 // generate builds about n events for mentorados 1..nm: inbound and outbound
 // messages (text, media, reactions, edits, revokes), receipts (often before
-// their message, in any rank order), contacts (names, LID-only, LID
-// reveals), connection changes out of time order, duplicates, edits before
-// their original and receipts for messages that never come.
+// their message, in any rank order), contacts (names that change over time,
+// LID-only, LID reveals), connection changes out of time order, duplicates,
+// edits before their original and receipts for messages that never come.
 func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 	t.Helper()
 	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
@@ -106,6 +106,9 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 		switch {
 		case x < 42: // inbound message
 			id := newID()
+			if r.IntN(8) == 0 { // the person changed their push name
+				p.name = names[r.IntN(len(names))]
+			}
 			msg := &event.Message{WAID: id, ChatJID: chat(p), SenderJID: chat(p), Phone: ph, LID: lid,
 				PushName: p.name, Direction: event.DirectionIn, Kind: event.KindText, Text: "oi " + id,
 				Timestamp: now(), Status: event.MessageReceived}
@@ -176,16 +179,17 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 				p.revealed = true
 			case ph != "":
 				c.Phone, c.LID = ph, lid
-				if r.IntN(2) == 0 {
-					c.Name = "Agenda " + p.phone[9:]
+				if r.IntN(2) == 0 { // address-book names change too
+					c.Name = "Agenda " + names[r.IntN(len(names))] + " " + p.phone[9:]
 				}
 				if r.IntN(10) == 0 {
-					c.BusinessName = "Loja " + p.phone[9:]
+					c.BusinessName = "Loja " + names[r.IntN(len(names))] + " " + p.phone[9:]
 				}
 			default:
 				c.LID = lid
 			}
-			emit(mk(g.id, event.ContactEventID(g.id, c), c), false)
+			at := now()
+			emit(mustEnv(t, g.id, event.ContactEventID(g.id, c, at), at, c), false)
 		case x < 88: // connection, out of time order
 			st := event.Statuses[r.IntN(len(event.Statuses))]
 			at := base.Add(time.Duration(r.IntN(3600)) * time.Second)

@@ -59,7 +59,9 @@ func item(t testing.TB, env event.Envelope, seq uint64) Item {
 
 // dump returns the persister's tables as sorted lines of natural keys
 // (no surrogate ids, no created/updated times), so two databases can be
-// compared row by row.
+// compared row by row. Name versions appear as their time only: the same
+// fact stored again (a raw republish) has a higher sequence and rightly
+// takes over an equal value.
 func dump(t testing.TB, db *store.DB) []string {
 	t.Helper()
 	ctx := context.Background()
@@ -67,14 +69,19 @@ func dump(t testing.TB, db *store.DB) []string {
 		`SELECT 'mentorado', id::text, wa_status, coalesce(wa_phone,'-'), coalesce(wa_jid,'-'), coalesce(wa_reason,'-'),
 			coalesce(to_char(wa_status_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'), wa_status_seq::text,
 			coalesce(to_char(wa_phone_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'), wa_phone_seq::text FROM mentorados`,
-		`SELECT 'lead', mentorado_id::text, coalesce(phone,'-'), coalesce(lid,'-'), name, source, stage FROM leads`,
+		`SELECT 'lead', mentorado_id::text, coalesce(phone,'-'), coalesce(lid,'-'), name, source, stage,
+			coalesce(to_char(name_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-') FROM leads`,
 		`SELECT 'msg', t.mentorado_id::text, t.wa_message_id, t.chat_jid, t.sender_jid, coalesce(t.phone,'-'), coalesce(t.lid,'-'),
 			t.push_name, t.direction, t.kind, t.body, t.caption, coalesce(t.reply_to_id,'-'), coalesce(t.target_id,'-'),
 			t.status, t.status_rank::text, t.edited::text, t.revoked::text,
 			coalesce(l.phone, 'lid:' || l.lid, '-'), to_char(t.sent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS')
 			FROM whatsapp_messages t LEFT JOIN leads l ON l.id = t.lead_id`,
 		`SELECT 'pending', mentorado_id::text, wa_message_id, status, status_rank::text FROM whatsapp_pending_receipts`,
-		`SELECT 'contact', mentorado_id::text, jid, coalesce(phone,'-'), coalesce(lid,'-'), name, push_name, business_name FROM whatsapp_contacts`,
+		`SELECT 'contact', mentorado_id::text, jid, coalesce(phone,'-'), coalesce(lid,'-'), name, push_name, business_name,
+			coalesce(to_char(name_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'),
+			coalesce(to_char(push_name_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'),
+			coalesce(to_char(business_name_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-')
+			FROM whatsapp_contacts`,
 		`SELECT 'lidmap', mentorado_id::text, lid, phone FROM whatsapp_lid_phones`,
 	}
 	var out []string

@@ -13,7 +13,8 @@ import (
 // model is an independent, one-event-at-a-time implementation of the
 // persister's documented semantics over plain Go maps. Tests feed it the
 // events the stream stored, in stream order, and compare its rows with the
-// database's.
+// database's — also when the database got them reordered or redelivered
+// (versioned fields must converge whatever the order).
 type model struct {
 	mentorados map[int64]*mMentorado
 	known      map[mkey]string
@@ -30,9 +31,10 @@ type mMentorado struct {
 }
 
 type mLead struct {
-	m                int64
-	phone, lid, name string
-	deleted          bool
+	m          int64
+	phone, lid string
+	name       mNamed // the earliest push name
+	deleted    bool
 }
 
 type mMsg struct {
@@ -51,7 +53,42 @@ type mRcpt struct {
 }
 
 type mContact struct {
-	jid, phone, lid, name, push, biz string
+	jid, phone, lid string
+	name, push, biz mNamed // the newest fact of each
+}
+
+// mVer is a fact's version: event time, then stream sequence.
+type mVer struct {
+	at  time.Time
+	seq uint64
+}
+
+func (v mVer) less(w mVer) bool { return v.at.Before(w.at) || (v.at.Equal(w.at) && v.seq < w.seq) }
+
+// mNamed is a name with the version of the fact that set it.
+type mNamed struct {
+	v   string
+	ver mVer
+}
+
+func (n *mNamed) newest(v string, ver mVer) {
+	if v != "" && (n.v == "" || n.ver.less(ver)) {
+		n.v, n.ver = v, ver
+	}
+}
+
+func (n *mNamed) earliest(v string, ver mVer) {
+	if v != "" && (n.v == "" || ver.less(n.ver)) {
+		n.v, n.ver = v, ver
+	}
+}
+
+// dump renders the version like the database dump: its time, "-" when unset.
+func (n mNamed) dump() string {
+	if n.v == "" {
+		return "-"
+	}
+	return n.ver.at.UTC().Format(dumpTime)
 }
 
 func newModel(mentorados int) *model {
@@ -113,9 +150,10 @@ func (md *model) apply(data []byte, seq uint64) bool {
 		}
 		fill(&row.phone, ph)
 		fill(&row.lid, c.LID)
-		fill(&row.name, c.Name)
-		fill(&row.push, c.PushName)
-		fill(&row.biz, c.BusinessName)
+		ver := mVer{env.OccurredAt, seq}
+		row.name.newest(c.Name, ver)
+		row.push.newest(c.PushName, ver)
+		row.biz.newest(c.BusinessName, ver)
 	case *event.Message:
 		if p.Phone != "" && p.LID != "" {
 			md.learn(m, p.LID, p.Phone)
@@ -125,31 +163,32 @@ func (md *model) apply(data []byte, seq uint64) bool {
 			ph = md.known[mkey{m, p.LID}]
 		}
 		if p.Direction == event.DirectionIn {
+			ver := mVer{env.OccurredAt, seq}
 			switch {
 			case ph != "":
-				if l := md.leadByPhone(m, ph); l == nil {
-					l = &mLead{m: m, phone: ph, lid: p.LID, name: p.PushName}
+				l := md.leadByPhone(m, ph)
+				if l == nil {
+					l = &mLead{m: m, phone: ph, lid: p.LID}
 					md.leads = append(md.leads, l)
 					for _, x := range md.msgs {
 						if x.m == m && x.phone == ph && x.lead == nil {
 							x.lead = l
 						}
 					}
-				} else if l.name == "" {
-					l.name = p.PushName
 				}
+				l.name.earliest(p.PushName, ver)
 			case p.LID != "":
-				if l := md.leadByLID(m, p.LID); l == nil {
-					l = &mLead{m: m, lid: p.LID, name: p.PushName}
+				l := md.leadByLID(m, p.LID)
+				if l == nil {
+					l = &mLead{m: m, lid: p.LID}
 					md.leads = append(md.leads, l)
 					for _, x := range md.msgs {
 						if x.m == m && x.lid == p.LID && x.phone == "" && x.lead == nil {
 							x.lead = l
 						}
 					}
-				} else if l.name == "" {
-					l.name = p.PushName
 				}
+				l.name.earliest(p.PushName, ver)
 			}
 		}
 		var lead *mLead
@@ -281,9 +320,7 @@ func (md *model) learn(m int64, lid, ph string) {
 		if p.lid == "" {
 			p.lid = o.lid
 		}
-		if p.name == "" {
-			p.name = o.name
-		}
+		p.name.earliest(o.name.v, o.name.ver)
 		o.deleted = true
 	case o != nil:
 		o.phone = ph
@@ -313,15 +350,9 @@ func (md *model) learn(m int64, lid, ph string) {
 			if pc.lid == "" {
 				pc.lid = c.lid
 			}
-			if pc.name == "" {
-				pc.name = c.name
-			}
-			if pc.push == "" {
-				pc.push = c.push
-			}
-			if pc.biz == "" {
-				pc.biz = c.biz
-			}
+			pc.name.newest(c.name.v, c.name.ver)
+			pc.push.newest(c.push.v, c.push.ver)
+			pc.biz.newest(c.biz.v, c.biz.ver)
 			delete(md.contacts, k)
 		} else {
 			delete(md.contacts, k)
@@ -357,7 +388,7 @@ func (md *model) rows() []string {
 	}
 	for _, l := range md.leads {
 		if !l.deleted {
-			out = append(out, strings.Join([]string{"lead", fmt.Sprint(l.m), dash(l.phone), dash(l.lid), l.name, "whatsapp", "new"}, "|"))
+			out = append(out, strings.Join([]string{"lead", fmt.Sprint(l.m), dash(l.phone), dash(l.lid), l.name.v, "whatsapp", "new", l.name.dump()}, "|"))
 		}
 	}
 	for _, x := range md.msgs {
@@ -376,7 +407,7 @@ func (md *model) rows() []string {
 		out = append(out, strings.Join([]string{"pending", fmt.Sprint(k.m), k.s, r.status, fmt.Sprint(r.rank)}, "|"))
 	}
 	for k, c := range md.contacts {
-		out = append(out, strings.Join([]string{"contact", fmt.Sprint(k.m), c.jid, dash(c.phone), dash(c.lid), c.name, c.push, c.biz}, "|"))
+		out = append(out, strings.Join([]string{"contact", fmt.Sprint(k.m), c.jid, dash(c.phone), dash(c.lid), c.name.v, c.push.v, c.biz.v, c.name.dump(), c.push.dump(), c.biz.dump()}, "|"))
 	}
 	for k, ph := range md.known {
 		out = append(out, strings.Join([]string{"lidmap", fmt.Sprint(k.m), k.s, ph}, "|"))

@@ -21,13 +21,16 @@
 //     matter. A reaction with empty text means the reaction was removed;
 //     readers take the latest reaction row per (target, sender).
 //   - leads: an inbound message finds or creates the lead of its phone
-//     (source whatsapp, name = first push name); with only a LID, a lead
+//     (source whatsapp, name = the push name of the earliest message by
+//     (occurred_at, stream sequence)); with only a LID, a lead
 //     keyed by LID (phone NULL). Every message links to its counterpart's
 //     lead once one exists, outbound included.
 //   - receipts raise status by rank only; a receipt that comes before its
 //     message waits in whatsapp_pending_receipts.
 //   - contacts are stored under the phone JID once the phone is known, the
-//     LID JID before; empty fields never erase known ones.
+//     LID JID before; each name follows its newest fact by (occurred_at,
+//     stream sequence), so a late or redelivered event never moves it
+//     back; empty fields never erase known ones (decision 0006).
 //   - LIDs: the first event that carries both a LID and a phone records the
 //     mapping in whatsapp_lid_phones and merges the LID-only lead and
 //     contact into the phone's (messages move to the phone's lead and get

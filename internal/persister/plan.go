@@ -41,11 +41,12 @@ func cmpKey(a, b mkey) int {
 type planner struct {
 	known map[mkey]string // (mentorado, lid) → phone: stored mappings plus those learned earlier in the batch
 	// From the lookup and a pass over the batch:
-	leadState map[mkey]int8  // phone leads that exist: leadNamed or leadUnnamed
-	pending   map[mkey]bool  // messages that may have a receipt waiting
-	related   map[mkey]bool  // messages that may have edits or revokes
-	stored    map[mkey]bool  // messages stored before this batch, or written by an earlier segment
-	leadIDs   map[mkey]int64 // phone leads that exist (from the lookup)
+	leadState map[mkey]int8    // phone leads that exist: leadNamed, leadVersioned or leadUnnamed
+	leadVers  map[mkey]version // name versions of the leadVersioned ones
+	pending   map[mkey]bool    // messages that may have a receipt waiting
+	related   map[mkey]bool    // messages that may have edits or revokes
+	stored    map[mkey]bool    // messages stored before this batch, or written by an earlier segment
+	leadIDs   map[mkey]int64   // phone leads that exist (from the lookup)
 	// New messages whose phone lead exists already, in messageColumns
 	// order: copied before the batch's statements (see copyMessages).
 	copyRows [][]any
@@ -69,17 +70,48 @@ func newer(at time.Time, seq uint64, than time.Time, thanSeq uint64) bool {
 	return at.After(than) || (at.Equal(than) && seq > thanSeq)
 }
 
+// version orders facts about the same field: event time, then stream
+// sequence. The zero version is older than any fact.
+type version struct {
+	at  time.Time
+	seq uint64
+}
+
+func (v version) newer(than version) bool { return newer(v.at, v.seq, than.at, than.seq) }
+
+// named is a name with the version of the fact that carried it.
+type named struct {
+	v   string
+	ver version
+}
+
+// newest keeps the newest non-empty fact.
+func (n *named) newest(v string, ver version) {
+	if v != "" && (n.v == "" || ver.newer(n.ver)) {
+		n.v, n.ver = v, ver
+	}
+}
+
+// earliest keeps the earliest non-empty fact.
+func (n *named) earliest(v string, ver version) {
+	if v != "" && (n.v == "" || n.ver.newer(ver)) {
+		n.v, n.ver = v, ver
+	}
+}
+
 type lidMap struct {
 	m          int64
 	lid, phone string
 }
 
 type contactRow struct {
-	phone, lid, name, push, business string
+	phone, lid           string
+	name, push, business named // newest fact of each
 }
 
 type leadRow struct {
-	lid, name string
+	lid  string
+	name named // earliest push name
 }
 
 type msgRow struct {
@@ -109,8 +141,9 @@ type segment struct {
 }
 
 const (
-	leadNamed   int8 = 1
-	leadUnnamed int8 = 2
+	leadNamed     int8 = 1 // named outside zapbus: never renamed
+	leadUnnamed   int8 = 2
+	leadVersioned int8 = 3 // named from a push name, version in leadVers
 )
 
 func newSegment() *segment {
@@ -122,7 +155,7 @@ func newSegment() *segment {
 }
 
 func newPlanner(known map[mkey]string) *planner {
-	pl := &planner{known: known, leadState: map[mkey]int8{}, pending: map[mkey]bool{}, related: map[mkey]bool{},
+	pl := &planner{known: known, leadState: map[mkey]int8{}, leadVers: map[mkey]version{}, pending: map[mkey]bool{}, related: map[mkey]bool{},
 		stored: map[mkey]bool{}, leadIDs: map[mkey]int64{},
 		lidOnly: map[mkey]bool{}, conns: map[int64]*connRow{}}
 	pl.newSegment()
@@ -237,9 +270,10 @@ func (pl *planner) add(d decoded) {
 		}
 		fill(&row.phone, ph)
 		fill(&row.lid, c.LID)
-		fill(&row.name, c.Name)
-		fill(&row.push, c.PushName)
-		fill(&row.business, c.BusinessName)
+		ver := version{d.env.OccurredAt, d.seq}
+		row.name.newest(c.Name, ver)
+		row.push.newest(c.PushName, ver)
+		row.business.newest(c.BusinessName, ver)
 	case *event.Message:
 		if p.Phone != "" && p.LID != "" {
 			pl.learn(m, p.LID, p.Phone)
@@ -259,25 +293,23 @@ func (pl *planner) add(d decoded) {
 			pl.cur.msgs[k] = &msgRow{m: p, phone: ph, rank: rank, status: string(p.Status)}
 		}
 		if p.Direction == event.DirectionIn {
+			var l *leadRow
 			switch {
 			case ph != "":
 				lk := mkey{m, ph}
-				if l := pl.cur.leadsPhone[lk]; l != nil {
-					if l.name == "" {
-						l.name = p.PushName
-					}
-				} else {
-					pl.cur.leadsPhone[lk] = &leadRow{lid: p.LID, name: p.PushName}
+				if l = pl.cur.leadsPhone[lk]; l == nil {
+					l = &leadRow{lid: p.LID}
+					pl.cur.leadsPhone[lk] = l
 				}
 			case p.LID != "":
 				lk := mkey{m, p.LID}
-				if l := pl.cur.leadsLID[lk]; l != nil {
-					if l.name == "" {
-						l.name = p.PushName
-					}
-				} else {
-					pl.cur.leadsLID[lk] = &leadRow{name: p.PushName}
+				if l = pl.cur.leadsLID[lk]; l == nil {
+					l = &leadRow{}
+					pl.cur.leadsLID[lk] = l
 				}
+			}
+			if l != nil {
+				l.name.earliest(p.PushName, version{d.env.OccurredAt, d.seq})
 			}
 		}
 		switch p.Kind {
@@ -310,6 +342,17 @@ func fill(dst *string, v string) {
 	if v != "" {
 		*dst = v
 	}
+}
+
+// namedCols are the parallel arrays of a versioned name column.
+type namedCols struct {
+	v   []string
+	at  []time.Time
+	seq []int64
+}
+
+func (c *namedCols) add(n named) {
+	c.v, c.at, c.seq = append(c.v, n.v), append(c.at, n.ver.at), append(c.seq, int64(n.ver.seq))
 }
 
 func nullable(s string) *string {
@@ -389,38 +432,50 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 		keys := sortedKeys(s.contacts)
 		n := len(keys)
 		ms, jids, phones, lids := make([]int64, n), make([]string, n), make([]*string, n), make([]*string, n)
-		names, pushes, bizs := make([]string, n), make([]string, n), make([]string, n)
+		var names, pushes, bizs namedCols
 		for i, k := range keys {
 			c := s.contacts[k]
 			ms[i], jids[i], phones[i], lids[i] = k.m, k.s, nullable(c.phone), nullable(c.lid)
-			names[i], pushes[i], bizs[i] = c.name, c.push, c.business
+			names.add(c.name)
+			pushes.add(c.push)
+			bizs.add(c.business)
 		}
-		b.Queue(sqlContacts, ms, jids, phones, lids, names, pushes, bizs)
+		b.Queue(sqlContacts, ms, jids, phones, lids, names.v, names.at, names.seq, pushes.v, pushes.at, pushes.seq,
+			bizs.v, bizs.at, bizs.seq)
 	}
 	for k, l := range s.leadsPhone {
-		// Existing leads need a write only to fill an empty name.
-		if st := s.leadState[k]; st == leadNamed || (st == leadUnnamed && l.name == "") {
+		// Existing leads need a write only to fill an empty name or to
+		// take an earlier one. (The versions looked up can only be newer
+		// than what an earlier segment wrote: names move to earlier facts.)
+		switch st := s.leadState[k]; {
+		case st == leadNamed,
+			st == leadUnnamed && l.name.v == "",
+			st == leadVersioned && (l.name.v == "" || !pl.leadVers[k].newer(l.name.ver)):
 			delete(s.leadsPhone, k)
 		}
 	}
 	if len(s.leadsPhone) > 0 {
 		keys := sortedKeys(s.leadsPhone)
 		n := len(keys)
-		ms, phones, lids, names := make([]int64, n), make([]string, n), make([]*string, n), make([]string, n)
+		ms, phones, lids := make([]int64, n), make([]string, n), make([]*string, n)
+		var names namedCols
 		for i, k := range keys {
 			l := s.leadsPhone[k]
-			ms[i], phones[i], lids[i], names[i] = k.m, k.s, nullable(l.lid), l.name
+			ms[i], phones[i], lids[i] = k.m, k.s, nullable(l.lid)
+			names.add(l.name)
 		}
-		b.Queue(sqlLeadsPhone, ms, phones, lids, names)
+		b.Queue(sqlLeadsPhone, ms, phones, lids, names.v, names.at, names.seq)
 	}
 	if len(s.leadsLID) > 0 {
 		keys := sortedKeys(s.leadsLID)
 		n := len(keys)
-		ms, lids, names := make([]int64, n), make([]string, n), make([]string, n)
+		ms, lids := make([]int64, n), make([]string, n)
+		var names namedCols
 		for i, k := range keys {
-			ms[i], lids[i], names[i] = k.m, k.s, s.leadsLID[k].name
+			ms[i], lids[i] = k.m, k.s
+			names.add(s.leadsLID[k].name)
 		}
-		b.Queue(sqlLeadsLID, ms, lids, names)
+		b.Queue(sqlLeadsLID, ms, lids, names.v, names.at, names.seq)
 	}
 	// A receipt for a message this segment writes is folded into the
 	// message's row, which is then written once: status only moves up in

@@ -439,7 +439,7 @@ func TestRunPoisonToDLQ(t *testing.T) {
 		t.Fatal(err)
 	}
 	c := &event.Contact{JID: "5511933334444@s.whatsapp.net"}
-	if _, err := b.Publish(ctx, mustEnv(t, 77, event.ContactEventID(77, c), at, c)); err != nil {
+	if _, err := b.Publish(ctx, mustEnv(t, 77, event.ContactEventID(77, c, at), at, c)); err != nil {
 		t.Fatal(err)
 	}
 	ack, err := b.Publish(ctx, good("G2"))

@@ -33,10 +33,10 @@ WHERE x.phone IS NOT NULL
 	OR EXISTS (SELECT 1 FROM leads l WHERE l.mentorado_id = u.m AND l.lid = u.lid AND l.phone IS NULL)
 	OR EXISTS (SELECT 1 FROM whatsapp_contacts c WHERE c.mentorado_id = u.m AND c.lid = u.lid AND c.phone IS NULL)
 	OR EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = u.m AND t.lid = u.lid AND t.phone IS NULL)`
-	// Phone leads that exist already, whether their name is empty (the
-	// planner skips writing those that need nothing) and their ids (for
-	// the messages' lead_id).
-	sqlKnownLeads = `SELECT l.mentorado_id, l.phone, l.name = '', l.id
+	// Phone leads that exist already, whether their name is empty, the
+	// version of their name (the planner skips writing those that need
+	// nothing) and their ids (for the messages' lead_id).
+	sqlKnownLeads = `SELECT l.mentorado_id, l.phone, l.name = '', l.name_at, l.name_seq, l.id
 FROM unnest($1::bigint[], $2::text[]) AS u(m, phone)
 JOIN leads l ON l.mentorado_id = u.m AND l.phone = u.phone`
 	// Messages of the batch that are stored already, have a receipt waiting
@@ -91,12 +91,24 @@ JOIN leads o ON o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
 JOIN leads p ON p.mentorado_id = u.m AND p.phone = u.phone
 WHERE t.lead_id = o.id`
 
-	// The phone's lead takes the LID and, when it has none, the name.
+	// The phone's lead takes the LID and the LID lead's name when that is
+	// the earlier (see sqlLeadsPhone).
 	sqlMergeFillLead = `UPDATE leads p SET lid = coalesce(p.lid, o.lid),
-	name = CASE WHEN p.name = '' THEN o.name ELSE p.name END, updated_at = now()
+	name = CASE WHEN ` + olderLeadName + ` THEN o.name ELSE p.name END,
+	name_at = CASE WHEN ` + olderLeadName + ` THEN o.name_at ELSE p.name_at END,
+	name_seq = CASE WHEN ` + olderLeadName + ` THEN o.name_seq ELSE p.name_seq END,
+	updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
 JOIN leads o ON o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
 WHERE p.mentorado_id = u.m AND p.phone = u.phone`
+
+	// olderLeadName: lead o's name replaces lead p's. A lead's name is the
+	// push name of the earliest inbound message that carried one, by
+	// version (occurred_at, stream seq), so it converges whatever order
+	// messages are applied in; a name set outside zapbus (no version) is
+	// never replaced.
+	olderLeadName = `(o.name <> '' AND (p.name = '' OR (p.name_at IS NOT NULL AND o.name_at IS NOT NULL
+		AND (o.name_at, o.name_seq) < (p.name_at, p.name_seq))))`
 
 	sqlMergeDeleteLead = `DELETE FROM leads o
 USING unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
@@ -121,15 +133,6 @@ FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
 JOIN leads l ON l.mentorado_id = u.m AND l.phone = u.phone
 WHERE t.mentorado_id = u.m AND t.phone = u.phone AND t.lead_id IS NULL`
 
-	sqlMergeFillContact = `UPDATE whatsapp_contacts p SET lid = coalesce(p.lid, o.lid),
-	name = CASE WHEN p.name = '' THEN o.name ELSE p.name END,
-	push_name = CASE WHEN p.push_name = '' THEN o.push_name ELSE p.push_name END,
-	business_name = CASE WHEN p.business_name = '' THEN o.business_name ELSE p.business_name END,
-	updated_at = now()
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, lid, phone, pjid)
-JOIN whatsapp_contacts o ON o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
-WHERE p.mentorado_id = u.m AND p.jid = u.pjid`
-
 	sqlMergeDeleteContact = `DELETE FROM whatsapp_contacts o
 USING unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, lid, phone, pjid)
 WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
@@ -140,49 +143,101 @@ FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, lid, phone
 WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL`
 )
 
-// Contacts: known values are never erased by empty ones; a newer non-empty
-// value replaces an older one.
-const sqlContacts = `INSERT INTO whatsapp_contacts AS c (mentorado_id, jid, phone, lid, name, push_name, business_name)
-SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[])
+// When a LID-only contact folds into the phone's contact, each name keeps
+// the newer of the two facts. Arrays: m, lid, phone, phone JID.
+var sqlMergeFillContact = `UPDATE whatsapp_contacts p SET lid = coalesce(p.lid, o.lid),
+	name = CASE WHEN ` + newerField("o", "p", "name") + ` THEN o.name ELSE p.name END,
+	name_at = CASE WHEN ` + newerField("o", "p", "name") + ` THEN o.name_at ELSE p.name_at END,
+	name_seq = CASE WHEN ` + newerField("o", "p", "name") + ` THEN o.name_seq ELSE p.name_seq END,
+	push_name = CASE WHEN ` + newerField("o", "p", "push_name") + ` THEN o.push_name ELSE p.push_name END,
+	push_name_at = CASE WHEN ` + newerField("o", "p", "push_name") + ` THEN o.push_name_at ELSE p.push_name_at END,
+	push_name_seq = CASE WHEN ` + newerField("o", "p", "push_name") + ` THEN o.push_name_seq ELSE p.push_name_seq END,
+	business_name = CASE WHEN ` + newerField("o", "p", "business_name") + ` THEN o.business_name ELSE p.business_name END,
+	business_name_at = CASE WHEN ` + newerField("o", "p", "business_name") + ` THEN o.business_name_at ELSE p.business_name_at END,
+	business_name_seq = CASE WHEN ` + newerField("o", "p", "business_name") + ` THEN o.business_name_seq ELSE p.business_name_seq END,
+	updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, lid, phone, pjid)
+JOIN whatsapp_contacts o ON o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
+WHERE p.mentorado_id = u.m AND p.jid = u.pjid`
+
+// Contacts: each name (address book, push, business) follows its newest
+// fact by version (occurred_at, stream seq); an older fact applied late
+// (redelivery, replay) changes nothing, and empty values never erase. A
+// stored name without a version (written before versions existed) loses to
+// any fact. Arrays: m, jid, phone, lid, then (value, at, seq) per name.
+var sqlContacts = `INSERT INTO whatsapp_contacts AS c (mentorado_id, jid, phone, lid,
+	name, name_at, name_seq, push_name, push_name_at, push_name_seq, business_name, business_name_at, business_name_seq)
+SELECT u.m, u.jid, u.phone, u.lid,
+	u.name, CASE WHEN u.name <> '' THEN u.name_at END, CASE WHEN u.name <> '' THEN u.name_seq ELSE 0 END,
+	u.push, CASE WHEN u.push <> '' THEN u.push_at END, CASE WHEN u.push <> '' THEN u.push_seq ELSE 0 END,
+	u.biz, CASE WHEN u.biz <> '' THEN u.biz_at END, CASE WHEN u.biz <> '' THEN u.biz_seq ELSE 0 END
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[],
+	$5::text[], $6::timestamptz[], $7::bigint[], $8::text[], $9::timestamptz[], $10::bigint[],
+	$11::text[], $12::timestamptz[], $13::bigint[])
+	AS u(m, jid, phone, lid, name, name_at, name_seq, push, push_at, push_seq, biz, biz_at, biz_seq)
 ON CONFLICT (mentorado_id, jid) DO UPDATE SET
 	phone = coalesce(excluded.phone, c.phone),
 	lid = coalesce(excluded.lid, c.lid),
-	name = CASE WHEN excluded.name <> '' THEN excluded.name ELSE c.name END,
-	push_name = CASE WHEN excluded.push_name <> '' THEN excluded.push_name ELSE c.push_name END,
-	business_name = CASE WHEN excluded.business_name <> '' THEN excluded.business_name ELSE c.business_name END,
+	name = CASE WHEN ` + newerName + ` THEN excluded.name ELSE c.name END,
+	name_at = CASE WHEN ` + newerName + ` THEN excluded.name_at ELSE c.name_at END,
+	name_seq = CASE WHEN ` + newerName + ` THEN excluded.name_seq ELSE c.name_seq END,
+	push_name = CASE WHEN ` + newerPush + ` THEN excluded.push_name ELSE c.push_name END,
+	push_name_at = CASE WHEN ` + newerPush + ` THEN excluded.push_name_at ELSE c.push_name_at END,
+	push_name_seq = CASE WHEN ` + newerPush + ` THEN excluded.push_name_seq ELSE c.push_name_seq END,
+	business_name = CASE WHEN ` + newerBiz + ` THEN excluded.business_name ELSE c.business_name END,
+	business_name_at = CASE WHEN ` + newerBiz + ` THEN excluded.business_name_at ELSE c.business_name_at END,
+	business_name_seq = CASE WHEN ` + newerBiz + ` THEN excluded.business_name_seq ELSE c.business_name_seq END,
 	updated_at = now()
 WHERE (excluded.phone IS NOT NULL AND excluded.phone IS DISTINCT FROM c.phone)
 	OR (excluded.lid IS NOT NULL AND excluded.lid IS DISTINCT FROM c.lid)
-	OR (excluded.name <> '' AND excluded.name <> c.name)
-	OR (excluded.push_name <> '' AND excluded.push_name <> c.push_name)
-	OR (excluded.business_name <> '' AND excluded.business_name <> c.business_name)`
+	OR ` + newerName + ` OR ` + newerPush + ` OR ` + newerBiz
+
+// newerField is true when row n carries field f with a newer version than
+// row o: (f_at, f_seq) compared as a pair, a missing version lowest.
+func newerField(n, o, f string) string {
+	return "(" + n + "." + f + " <> '' AND (coalesce(" + n + "." + f + "_at, '-infinity'::timestamptz), " + n + "." + f + "_seq) > " +
+		"(coalesce(" + o + "." + f + "_at, '-infinity'::timestamptz), " + o + "." + f + "_seq))"
+}
+
+var (
+	newerName = newerField("excluded", "c", "name")
+	newerPush = newerField("excluded", "c", "push_name")
+	newerBiz  = newerField("excluded", "c", "business_name")
+)
 
 // Leads are found or created for inbound messages; a new lead adopts the
-// orphan messages of its phone (or LID). A lead's empty name is filled by a
-// later push name.
+// orphan messages of its phone (or LID). A lead's name is the push name of
+// the earliest inbound message that carried one (version: occurred_at,
+// stream seq), so it does not depend on the order messages are applied in;
+// a name set outside zapbus (name_at NULL) is never replaced.
+// Arrays: m, phone (or lid), [lid,] name, name_at, name_seq.
 const (
 	sqlLeadsPhone = `WITH ins AS (
-	INSERT INTO leads AS l (mentorado_id, phone, lid, name, source)
-	SELECT u.m, u.phone, u.lid, u.name, 'whatsapp'
-	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, phone, lid, name)
-	ON CONFLICT (mentorado_id, phone) DO UPDATE SET name = excluded.name, updated_at = now()
-		WHERE l.name = '' AND excluded.name <> ''
+	INSERT INTO leads AS l (mentorado_id, phone, lid, name, name_at, name_seq, source)
+	SELECT u.m, u.phone, u.lid, u.name, CASE WHEN u.name <> '' THEN u.at END, CASE WHEN u.name <> '' THEN u.seq ELSE 0 END, 'whatsapp'
+	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[]) AS u(m, phone, lid, name, at, seq)
+	ON CONFLICT (mentorado_id, phone) DO UPDATE SET name = excluded.name, name_at = excluded.name_at,
+		name_seq = excluded.name_seq, updated_at = now()
+		WHERE ` + earlierLeadName + `
 	RETURNING l.id, l.mentorado_id, l.phone
 )
 UPDATE whatsapp_messages t SET lead_id = ins.id, updated_at = now() FROM ins
 WHERE t.mentorado_id = ins.mentorado_id AND t.phone = ins.phone AND t.lead_id IS NULL`
 
 	sqlLeadsLID = `WITH ins AS (
-	INSERT INTO leads AS l (mentorado_id, lid, name, source)
-	SELECT u.m, u.lid, u.name, 'whatsapp'
-	FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, name)
+	INSERT INTO leads AS l (mentorado_id, lid, name, name_at, name_seq, source)
+	SELECT u.m, u.lid, u.name, CASE WHEN u.name <> '' THEN u.at END, CASE WHEN u.name <> '' THEN u.seq ELSE 0 END, 'whatsapp'
+	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[]) AS u(m, lid, name, at, seq)
 	ON CONFLICT (mentorado_id, lid) WHERE lid IS NOT NULL AND phone IS NULL
-		DO UPDATE SET name = excluded.name, updated_at = now()
-		WHERE l.name = '' AND excluded.name <> ''
+		DO UPDATE SET name = excluded.name, name_at = excluded.name_at, name_seq = excluded.name_seq, updated_at = now()
+		WHERE ` + earlierLeadName + `
 	RETURNING l.id, l.mentorado_id, l.lid
 )
 UPDATE whatsapp_messages t SET lead_id = ins.id, updated_at = now() FROM ins
 WHERE t.mentorado_id = ins.mentorado_id AND t.lid = ins.lid AND t.phone IS NULL AND t.lead_id IS NULL`
+
+	earlierLeadName = `excluded.name <> '' AND (l.name = '' OR (l.name_at IS NOT NULL
+		AND (excluded.name_at, excluded.name_seq) < (l.name_at, l.name_seq)))`
 )
 
 // Messages: one row per (mentorado, WhatsApp id). A repeated message only

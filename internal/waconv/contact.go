@@ -12,7 +12,8 @@ import (
 
 // pushName records a changed push name.
 func (c *Converter) pushName(ctx context.Context, evt *events.PushName) ([]event.Envelope, error) {
-	if evt.NewPushName == "" || !isUser(evt.JID) {
+	push := event.Clean(evt.NewPushName)
+	if push == "" || !isUser(evt.JID) {
 		return nil, nil
 	}
 	who, err := c.identify(ctx, evt.JID, evt.JIDAlt)
@@ -23,7 +24,7 @@ func (c *Converter) pushName(ctx context.Context, evt *events.PushName) ([]event
 	if evt.Message != nil {
 		ts = c.orNow(evt.Message.Timestamp)
 	}
-	env, err := c.contactEnvelope(ts, &event.Contact{JID: who.contactJID(), Phone: who.phone, LID: who.lid, PushName: evt.NewPushName})
+	env, err := c.contactEnvelope(ts, &event.Contact{JID: who.contactJID(), Phone: who.phone, LID: who.lid, PushName: push})
 	if err != nil {
 		return nil, err
 	}
@@ -34,9 +35,9 @@ func (c *Converter) pushName(ctx context.Context, evt *events.PushName) ([]event
 // without a name (a removal) maps to nothing: the contract has no way to
 // clear a name.
 func (c *Converter) contact(ctx context.Context, evt *events.Contact) ([]event.Envelope, error) {
-	name := evt.Action.GetFullName()
+	name := event.Clean(evt.Action.GetFullName())
 	if name == "" {
-		name = evt.Action.GetFirstName()
+		name = event.Clean(evt.Action.GetFirstName())
 	}
 	if name == "" || !isUser(evt.JID) {
 		return nil, nil
@@ -63,7 +64,8 @@ func (c *Converter) contact(ctx context.Context, evt *events.Contact) ([]event.E
 
 // businessName records a changed verified business name.
 func (c *Converter) businessName(ctx context.Context, evt *events.BusinessName) ([]event.Envelope, error) {
-	if evt.NewBusinessName == "" || !isUser(evt.JID) {
+	business := event.Clean(evt.NewBusinessName)
+	if business == "" || !isUser(evt.JID) {
 		return nil, nil
 	}
 	var alts []types.JID
@@ -78,7 +80,7 @@ func (c *Converter) businessName(ctx context.Context, evt *events.BusinessName) 
 	if err != nil {
 		return nil, fmt.Errorf("waconv: business name: %w", err)
 	}
-	env, err := c.contactEnvelope(ts, &event.Contact{JID: who.contactJID(), Phone: who.phone, LID: who.lid, BusinessName: evt.NewBusinessName})
+	env, err := c.contactEnvelope(ts, &event.Contact{JID: who.contactJID(), Phone: who.phone, LID: who.lid, BusinessName: business})
 	if err != nil {
 		return nil, err
 	}

@@ -55,16 +55,20 @@ func (c *Converter) message(ctx context.Context, evt *events.Message) ([]event.E
 		Direction: event.DirectionIn,
 		Status:    event.MessageReceived,
 		Kind:      content.kind,
-		Text:      truncate(content.text, event.MaxTextRunes),
-		Caption:   truncate(content.caption, maxCaptionRunes),
+		Text:      truncate(event.Clean(content.text), event.MaxTextRunes),
+		Caption:   truncate(event.Clean(content.caption), maxCaptionRunes),
 		ReplyToID: content.replyTo,
 		TargetID:  content.target,
 		Timestamp: ts,
 	}
+	// Names and texts are cleaned of what Postgres cannot store (NUL,
+	// invalid UTF-8): anyone on WhatsApp chooses their push name, and a
+	// NUL in it must not make their messages undeliverable to the CRM.
+	push := event.Clean(info.PushName)
 	if info.IsFromMe {
 		m.Direction, m.Status = event.DirectionOut, event.MessageSent
 	} else {
-		m.PushName = info.PushName
+		m.PushName = push
 	}
 	env, err := c.fit(info.ID, ts, m)
 	if err != nil {
@@ -74,12 +78,12 @@ func (c *Converter) message(ctx context.Context, evt *events.Message) ([]event.E
 
 	var business string
 	if info.VerifiedName != nil {
-		business = info.VerifiedName.Details.GetVerifiedName()
+		business = event.Clean(info.VerifiedName.Details.GetVerifiedName())
 	}
-	if info.IsFromMe || (info.PushName == "" && business == "") || !isUser(info.Sender) {
+	if info.IsFromMe || (push == "" && business == "") || !isUser(info.Sender) {
 		return out, nil
 	}
-	ct := &event.Contact{JID: who.contactJID(), Phone: who.phone, LID: who.lid, PushName: info.PushName, BusinessName: business}
+	ct := &event.Contact{JID: who.contactJID(), Phone: who.phone, LID: who.lid, PushName: push, BusinessName: business}
 	cenv, err := c.contactEnvelope(ts, ct)
 	if err != nil {
 		return nil, err

@@ -204,7 +204,7 @@ func skipChat(chat types.JID) bool {
 }
 
 func (c *Converter) contactEnvelope(occurred time.Time, ct *event.Contact) (event.Envelope, error) {
-	env, err := event.New(c.Mentorado, event.ContactEventID(c.Mentorado, ct), occurred, ct)
+	env, err := event.New(c.Mentorado, event.ContactEventID(c.Mentorado, ct, occurred), occurred, ct)
 	if err != nil {
 		return event.Envelope{}, fmt.Errorf("waconv: contact %s: %w", ct.JID, err)
 	}

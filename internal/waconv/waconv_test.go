@@ -6,11 +6,13 @@ import (
 	"encoding/json"
 	"errors"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.mau.fi/whatsmeow/proto/waCommon"
 	"go.mau.fi/whatsmeow/proto/waE2E"
@@ -449,7 +451,7 @@ func TestMessageIdentity(t *testing.T) {
 			if ct.JID != tt.contactJID || ct.Phone != tt.phone || ct.PushName != "Someone" || m.PushName != "Someone" {
 				t.Errorf("contact %+v, message push name %q", ct, m.PushName)
 			}
-			if envs[1].ID != event.ContactEventID(mentorado, ct) {
+			if envs[1].ID != event.ContactEventID(mentorado, ct, envs[1].OccurredAt) {
 				t.Errorf("contact id %s", envs[1].ID)
 			}
 		})
@@ -629,7 +631,7 @@ func TestContacts(t *testing.T) {
 					t.Errorf("%s set to %q", field, v)
 				}
 			}
-			if envs[0].ID != event.ContactEventID(mentorado, ct) {
+			if envs[0].ID != event.ContactEventID(mentorado, ct, envs[0].OccurredAt) {
 				t.Errorf("id %s", envs[0].ID)
 			}
 			if !envs[0].OccurredAt.Equal(now) {
@@ -781,5 +783,79 @@ func TestEscapedTextFitsEnvelope(t *testing.T) {
 	got := ps[0].(*event.Message).Text
 	if len(got) == 0 || !strings.HasPrefix(long, got) || len(b) > event.MaxEnvelopeBytes {
 		t.Errorf("text %d runes, envelope %d bytes", len(got), len(b))
+	}
+}
+
+// TestNULAndInvalidUTF8AreCleaned: anyone on WhatsApp chooses their push
+// name; a NUL (which Postgres text cannot hold) in it, in a text, a caption
+// or an address-book name must not make the event unstorable. The
+// envelopes carry the cleaned strings.
+func TestNULAndInvalidUTF8AreCleaned(t *testing.T) {
+	c := converter(nil)
+	img := &waE2E.Message{ImageMessage: &waE2E.ImageMessage{Caption: proto.String("foto\x00")}}
+	cases := map[string]any{
+		"message":      msg(fromAlice(), "ID1", "Evil\x00Name", text("x\x00y\xff")),
+		"caption":      msg(fromAlice(), "ID2", "Evil\x00Name", img),
+		"push name":    &events.PushName{JID: aliceDev, NewPushName: "Evil\x00Name"},
+		"address book": &events.Contact{JID: alice, Timestamp: ts, Action: &waSyncAction.ContactAction{FullName: proto.String("Evil\x00Name")}},
+		"business":     &events.BusinessName{JID: aliceDev, NewBusinessName: "Evil\x00Name"},
+	}
+	for name, evt := range cases {
+		envs, err := c.Convert(t.Context(), evt)
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if len(envs) == 0 {
+			t.Fatalf("%s: no envelope", name)
+		}
+		for _, env := range envs {
+			if bytes.Contains(env.Data, []byte(`\u0000`)) || !utf8.Valid(env.Data) {
+				t.Errorf("%s: %s carries NUL or invalid UTF-8: %s", name, env.Type, env.Data)
+			}
+			p, err := env.Payload()
+			if err != nil {
+				t.Fatalf("%s: %v", name, err)
+			}
+			switch p := p.(type) {
+			case *event.Message:
+				if p.PushName != "EvilName" || (p.Kind == event.KindText && p.Text != "xy\uFFFD") || (p.Kind == event.KindImage && p.Caption != "foto") {
+					t.Errorf("%s: message %+v", name, p)
+				}
+			case *event.Contact:
+				if got := p.PushName + p.Name + p.BusinessName; got != "EvilName" {
+					t.Errorf("%s: contact %+v", name, p)
+				}
+			}
+		}
+	}
+}
+
+// TestPushNameABAIsThreeFacts: a push name changed A → B → A inside the
+// stream's duplicate window gives three contact events with distinct ids
+// (the third is not a duplicate of the first), and converting the same
+// message again (whatsmeow redelivery) keeps the id.
+func TestPushNameABAIsThreeFacts(t *testing.T) {
+	c := converter(nil)
+	ids := map[string]bool{}
+	var first string
+	for i, name := range []string{"A", "B", "A"} {
+		m := msg(fromAlice(), fmt.Sprintf("ID%d", i), name, text("oi"))
+		m.Info.Timestamp = ts.Add(time.Duration(i) * time.Minute)
+		envs, err := c.Convert(t.Context(), m)
+		if err != nil || len(envs) != 2 {
+			t.Fatalf("convert %d: %v, %d envelopes", i, err, len(envs))
+		}
+		id := envs[1].ID
+		if ids[id] {
+			t.Fatalf("push name %q at step %d reuses id %s", name, i, id)
+		}
+		ids[id] = true
+		if i == 0 {
+			first = id
+			again, _ := c.Convert(t.Context(), m)
+			if again[1].ID != first {
+				t.Fatalf("a redelivered message changed the contact id: %s vs %s", again[1].ID, first)
+			}
+		}
 	}
 }

@@ -6,9 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
 
@@ -64,19 +62,14 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, event.CodeInvalidPhone, "phone is not a valid phone number"))
 		return
 	}
-	switch n := utf8.RuneCountInString(req.Text); {
-	case strings.TrimSpace(req.Text) == "":
-		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "text must not be empty"))
-		return
-	case n > event.MaxTextRunes:
-		s.writeError(w, r, errorf(http.StatusBadRequest, event.CodeTextTooLong, "text has %d characters, limit %d", n, event.MaxTextRunes))
-		return
-	case !utf8.ValidString(req.Text):
-		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "text must be valid UTF-8"))
+	// The connector checks the same (event.CheckSendText, CheckClientID);
+	// checking here answers without a round trip, before anything is sent.
+	if ce := event.CheckSendText(req.Text); ce != nil {
+		s.writeError(w, r, errorf(http.StatusBadRequest, ce.Code, "%s", ce.Message))
 		return
 	}
-	if len(req.ClientID) > 128 {
-		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "client_id longer than 128 characters"))
+	if ce := event.CheckClientID(req.ClientID); ce != nil {
+		s.writeError(w, r, errorf(http.StatusBadRequest, ce.Code, "%s", ce.Message))
 		return
 	}
 	reply, err := s.command(r.Context(), m, event.VerbSend, event.SendRequest{ClientID: req.ClientID, Phone: p, Text: req.Text})
