@@ -11,6 +11,7 @@ import (
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/persister"
 	"github.com/zapbus/zapbus/internal/startup/startuptest"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/testenv"
@@ -30,6 +31,10 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_PERSISTER_MAX_WAIT": "-1s"}, nil, "ZAPBUS_PERSISTER_MAX_WAIT"},
 		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_LOG_LEVEL": "loud"}, nil, "ZAPBUS_LOG_LEVEL"},
 		{base, []string{"-batch", "0"}, "ZAPBUS_PERSISTER_BATCH"},
+		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_PERSISTER_ACK_WAIT": "500ms"}, nil, "ZAPBUS_PERSISTER_ACK_WAIT"},
+		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_PERSISTER_ACK_WAIT": "soon"}, nil, "ZAPBUS_PERSISTER_ACK_WAIT"},
+		{base, []string{"-ack-wait", "2h"}, "ZAPBUS_PERSISTER_ACK_WAIT"},
+		{base, []string{"replay", "--since", "1h", "--wait", "0s"}, "--wait"},
 		{base, []string{"-consumer", "a.b"}, "ZAPBUS_PERSISTER_CONSUMER"},
 		{base, []string{"replay"}, "--since"},
 		{base, []string{"replay", "--since", "1h", "--from-seq", "3"}, "--since"},
@@ -46,7 +51,7 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		t.Fatalf("replay settings %+v, %v", s.Replay, err)
 	}
 	s, err = loadSettings(nil, envOf(base), io.Discard)
-	if err != nil || s.HTTPAddr != DefaultHTTPAddr || s.Persister.Batch != 500 {
+	if err != nil || s.HTTPAddr != DefaultHTTPAddr || s.Persister.Batch != 500 || s.Persister.AckWait != persister.DefaultAckWait {
 		t.Fatalf("defaults %+v, %v", s, err)
 	}
 }
