@@ -88,6 +88,9 @@ func (w Waiter) Wait(ctx context.Context, what string, attempt func(context.Cont
 	started := time.Now()
 	delay := minD
 	for n := 1; ; n++ {
+		if n == 1 {
+			w.Status.set(what, errFirstAttempt)
+		}
 		actx, cancel := context.WithTimeout(ctx, per)
 		err := attempt(actx)
 		cancel()
@@ -126,6 +129,8 @@ func (w Waiter) Wait(ctx context.Context, what string, attempt func(context.Cont
 		delay = min(delay*2, maxD)
 	}
 }
+
+var errFirstAttempt = errors.New("first attempt under way")
 
 // Status is what a starting process is waiting for, for /readyz.
 type Status struct {
