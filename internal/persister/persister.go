@@ -44,6 +44,12 @@
 // constraint) are isolated from their batch, dead-lettered to WA_DLQ with
 // the reason and terminated; transient failures nak the whole batch with
 // backoff.
+//
+// A batch is held unacked only while this process works on it: it is
+// reported in progress every AckWait/3 while it is applied, retried or
+// queued behind the batch being applied, so JetStream redelivers it to
+// another persister only when this one died (after Config.AckWait, 10 s by
+// default; docs/decisions/0007-persister-ack-wait.md).
 package persister
 
 import (
