@@ -11,6 +11,12 @@
 //	ZAPBUS_RESTORE_JITTER                spread of each restore, default 2s
 //	ZAPBUS_SHUTDOWN_TIMEOUT              graceful shutdown bound, default 10s
 //	ZAPBUS_LOG_LEVEL                     debug, info (default), warn, error
+//
+// Start-up does not depend on order: the connector serves /healthz (200)
+// and /readyz (503, naming what it waits for) at once, and retries
+// Postgres and then NATS with backoff (1s doubling to 30s, jittered, a log
+// line per attempt) until they answer; it exits only on a permanent error
+// (a malformed URL, a NATS server that is too old).
 package main
 
 import (
@@ -29,6 +35,7 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/store"
 )
 
@@ -102,23 +109,61 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log := zerolog.New(stdout).Level(s.LogLevel).With().Timestamp().Str("service", "connector").Logger()
 
-	db, err := store.Open(ctx, s.DatabaseURL)
-	if err != nil {
+	// Serve /healthz and /readyz at once; /readyz says what start-up still
+	// waits for until Postgres and NATS are up. The connector's own server
+	// takes the socket over once it runs.
+	st := startup.NewStatus("postgres", "nats")
+	var front *startup.Front
+	if s.Connector.HTTPAddr != "off" {
+		front, err = startup.Listen(s.Connector.HTTPAddr, st, log)
+		if err != nil {
+			return fmt.Errorf("ZAPBUS_HTTP_ADDR: %w", err)
+		}
+		defer front.Close()
+		log.Info().Str("http_addr", front.Addr().String()).Msg("serving /healthz, /readyz while starting")
+	}
+	w := startup.Waiter{Log: log, Status: st}
+	var db *store.DB
+	if err := w.Wait(ctx, "postgres", func(ctx context.Context) (err error) {
+		db, err = store.Open(ctx, s.DatabaseURL)
 		return err
+	}); err != nil {
+		return interrupted(ctx, err)
 	}
 	defer db.Close()
-	b, err := bus.Open(ctx, s.NATSURL, "zapbus-connector", bus.Config{LeaseTTL: s.LeaseTTL}, log)
-	if err != nil {
+	var b *bus.Bus
+	if err := w.Wait(ctx, "nats", func(ctx context.Context) (err error) {
+		b, err = bus.Open(ctx, s.NATSURL, "zapbus-connector", bus.Config{LeaseTTL: s.LeaseTTL}, log)
 		return err
+	}); err != nil {
+		return interrupted(ctx, err)
 	}
 	defer func() { _ = b.NC.Drain() }()
-	factory, err := connector.NewWhatsmeowFactory(ctx, db, log, nil)
-	if err != nil {
+	var factory *connector.WhatsmeowFactory
+	if err := w.Wait(ctx, "whatsmeow store", func(ctx context.Context) (err error) {
+		factory, err = connector.NewWhatsmeowFactory(ctx, db, log, nil)
 		return err
+	}); err != nil {
+		return interrupted(ctx, err)
 	}
-	c, err := connector.New(s.Connector, db, b, factory, log)
+	var opts []connector.Option
+	if front != nil {
+		ln := front.Handoff()
+		defer ln.Close()
+		opts = append(opts, connector.WithHTTPListener(ln))
+	}
+	c, err := connector.New(s.Connector, db, b, factory, log, opts...)
 	if err != nil {
 		return err
 	}
 	return c.Run(ctx)
+}
+
+// interrupted turns a wait ended by the process's own shutdown into a
+// clean exit.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return err
 }

@@ -15,6 +15,10 @@
 //	NATS_URL            default: embedded server on a random loopback port
 //	ZAPBUS_HTTP_ADDR    default 127.0.0.1:8080
 //	ZAPBUS_ADMIN_TOKEN  (or _FILE) default: generated and printed once
+//	ZAPBUS_DATA_DIR     embedded NATS storage, default $TMPDIR/zapbus-devstack-<database>
+//	                    (plus -<host>-<port> unless Postgres is local on 5432); locked
+//	                    while in use, so a second devstack on the same directory stops
+//	                    with an error naming it
 //	ZAPBUS_LOG_LEVEL    default info
 package main
 
@@ -31,6 +35,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,6 +51,7 @@ import (
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/persister"
+	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/wafake"
 	"github.com/zapbus/zapbus/internal/web"
@@ -83,7 +90,7 @@ func loadSettings(args []string, getenv func(string) string, out io.Writer) (set
 	fs.StringVar(&s.NATSURL, "nats-url", env("NATS_URL", ""), "NATS URL (NATS_URL); empty runs an embedded server")
 	fs.StringVar(&s.HTTPAddr, "http-addr", env("ZAPBUS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP address of the API and dashboard (ZAPBUS_HTTP_ADDR)")
 	fs.BoolVar(&s.Sim, "sim", false, "simulate WhatsApp: the real whatsmeow client against the in-process fake server")
-	fs.StringVar(&s.DataDir, "data-dir", env("ZAPBUS_DATA_DIR", filepath.Join(os.TempDir(), "zapbus-devstack")), "embedded NATS storage (ZAPBUS_DATA_DIR)")
+	fs.StringVar(&s.DataDir, "data-dir", env("ZAPBUS_DATA_DIR", ""), "embedded NATS storage (ZAPBUS_DATA_DIR); default $TMPDIR/zapbus-devstack-<database>[-<host>-<port>], locked while in use")
 	fs.StringVar(&s.LogOut, "log", env("ZAPBUS_LOG", "stderr"), "where logs go: stderr, stdout or a file path (ZAPBUS_LOG)")
 	level := fs.String("log-level", env("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
 	// Secrets come from the environment or a file only, never from flags
@@ -105,6 +112,13 @@ func loadSettings(args []string, getenv func(string) string, out io.Writer) (set
 	s.LogLevel = lvl
 	if _, err := url.Parse(s.DatabaseURL); err != nil || s.DatabaseURL == "" {
 		return s, fmt.Errorf("DATABASE_URL: invalid URL")
+	}
+	if s.DataDir == "" {
+		dir, err := defaultDataDir(s.DatabaseURL)
+		if err != nil {
+			return s, err
+		}
+		s.DataDir = dir
 	}
 	if _, _, err := net.SplitHostPort(s.HTTPAddr); err != nil {
 		return s, fmt.Errorf("ZAPBUS_HTTP_ADDR: %v", err)
@@ -141,17 +155,32 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		generated = true
 	}
 
-	if err := ensureDatabase(ctx, s.DatabaseURL); err != nil {
+	// Wait for Postgres like the services do (internal/startup), with the
+	// hint how to start it in every retry's log line.
+	var db *store.DB
+	err = startup.Wait(ctx, log, "postgres", func(ctx context.Context) error {
+		if err := ensureDatabase(ctx, s.DatabaseURL); err != nil {
+			return err
+		}
+		db, err = store.Open(ctx, s.DatabaseURL)
 		return err
-	}
-	db, err := store.Open(ctx, s.DatabaseURL)
+	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	defer db.Close()
 
 	natsURL := s.NATSURL
 	if natsURL == "" {
+		unlock, err := lockDataDir(s.DataDir)
+		if err != nil {
+			return err
+		}
+		defer unlock()
+		log.Info().Str("data_dir", s.DataDir).Msg("embedded nats storage")
 		ns, err := startNATS(s.DataDir)
 		if err != nil {
 			return err
@@ -159,8 +188,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 		natsURL = ns.ClientURL()
 	}
-	b, err := bus.Open(ctx, natsURL, "zapbus-devstack", bus.Config{}, log)
+	var b *bus.Bus
+	err = startup.Wait(ctx, log, "nats", func(ctx context.Context) (err error) {
+		b, err = bus.Open(ctx, natsURL, "zapbus-devstack", bus.Config{}, log)
+		return err
+	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
 		return err
 	}
 	defer b.NC.Close()
@@ -232,7 +268,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 func ensureDatabase(ctx context.Context, dsn string) error {
 	cfg, err := pgx.ParseConfig(dsn)
 	if err != nil {
-		return fmt.Errorf("DATABASE_URL: %w", err)
+		return &store.ConfigError{Err: fmt.Errorf("DATABASE_URL: %w", err)}
 	}
 	name := cfg.Database
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
@@ -279,6 +315,37 @@ func startNATS(dir string) (*server.Server, error) {
 		return nil, errors.New("embedded nats: not ready after 15s")
 	}
 	return ns, nil
+}
+
+// defaultDataDir is where the embedded NATS keeps its streams unless told
+// otherwise: one directory per database (and per server, when it is not
+// the local default), so dev binaries against different databases never
+// share history or leases.
+func defaultDataDir(dsn string) (string, error) {
+	cfg, err := pgx.ParseConfig(dsn)
+	if err != nil {
+		return "", fmt.Errorf("DATABASE_URL: %w", err)
+	}
+	name := "zapbus-devstack-" + pathSafe(cfg.Database)
+	local := cfg.Host == "127.0.0.1" || cfg.Host == "localhost" || cfg.Host == "::1"
+	if !local || cfg.Port != 5432 {
+		name += "-" + pathSafe(cfg.Host) + "-" + strconv.Itoa(int(cfg.Port))
+	}
+	return filepath.Join(os.TempDir(), name), nil
+}
+
+// pathSafe keeps letters, digits, '.', '_' and '-' and replaces the rest.
+func pathSafe(s string) string {
+	if s == "" {
+		return "_"
+	}
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r >= '0' && r <= '9', r == '.', r == '_', r == '-':
+			return r
+		}
+		return '_'
+	}, s)
 }
 
 func randomToken() string {

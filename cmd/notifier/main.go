@@ -14,6 +14,13 @@
 //	ZAPBUS_STREAM_BUFFER                             events queued per stream client, default 256
 //	ZAPBUS_SHUTDOWN_TIMEOUT                          graceful shutdown bound, default 10s
 //	ZAPBUS_LOG_LEVEL                                 debug, info (default), warn, error
+//
+// Start-up does not depend on order: the notifier listens at once, answers
+// /healthz (200) and everything else (/readyz included) with 503 naming
+// what it waits for, and retries Postgres and then NATS with backoff (1s
+// doubling to 30s, jittered, a log line per attempt) until they answer;
+// then the API takes over the same socket. It exits only on a permanent
+// error (a malformed URL, a NATS server that is too old).
 package main
 
 import (
@@ -22,7 +29,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"os"
 	"os/signal"
 	"syscall"
@@ -32,6 +38,7 @@ import (
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
+	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/web"
 )
@@ -119,24 +126,45 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log := zerolog.New(stdout).Level(s.LogLevel).With().Timestamp().Str("service", "notifier").Logger()
 
-	db, err := store.Open(ctx, s.DatabaseURL)
+	// Listen at once: /healthz answers and /readyz says what start-up
+	// still waits for, until Postgres and NATS are up and the API takes
+	// the socket over.
+	st := startup.NewStatus("postgres", "nats")
+	front, err := startup.Listen(s.HTTPAddr, st, log)
 	if err != nil {
+		return fmt.Errorf("ZAPBUS_HTTP_ADDR: listen: %w", err)
+	}
+	defer front.Close()
+	fmt.Fprintf(stdout, "notifier listening on http://%s\n", front.Addr())
+	w := startup.Waiter{Log: log, Status: st}
+	var db *store.DB
+	if err := w.Wait(ctx, "postgres", func(ctx context.Context) (err error) {
+		db, err = store.Open(ctx, s.DatabaseURL)
 		return err
+	}); err != nil {
+		return interrupted(ctx, err)
 	}
 	defer db.Close()
-	b, err := bus.Open(ctx, s.NATSURL, "zapbus-notifier", bus.Config{}, log)
-	if err != nil {
+	var b *bus.Bus
+	if err := w.Wait(ctx, "nats", func(ctx context.Context) (err error) {
+		b, err = bus.Open(ctx, s.NATSURL, "zapbus-notifier", bus.Config{}, log)
 		return err
+	}); err != nil {
+		return interrupted(ctx, err)
 	}
 	defer b.NC.Close()
 	srv, err := web.New(s.Web, db, b, log)
 	if err != nil {
 		return err
 	}
-	ln, err := net.Listen("tcp", s.HTTPAddr)
-	if err != nil {
-		return fmt.Errorf("ZAPBUS_HTTP_ADDR: listen: %w", err)
+	return srv.Serve(ctx, front.Handoff())
+}
+
+// interrupted turns a wait ended by the process's own shutdown into a
+// clean exit.
+func interrupted(ctx context.Context, err error) error {
+	if ctx.Err() != nil {
+		return nil
 	}
-	fmt.Fprintf(stdout, "notifier listening on http://%s\n", ln.Addr())
-	return srv.Serve(ctx, ln)
+	return err
 }

@@ -3,8 +3,16 @@
 // consumer.
 //
 //	persister                                  consume until interrupted
-//	persister replay --since 2h [--mentorado ID]
-//	persister replay --from-seq N [--mentorado ID]
+//	persister replay --since 2h [--mentorado ID] [--wait 1m]
+//	persister replay --from-seq N [--mentorado ID] [--wait 1m]
+//
+// Start-up does not depend on order: the consumer serves /healthz (200) and
+// /readyz (503, naming what it waits for) at once, and retries Postgres and
+// then NATS with backoff (1s doubling to 30s, jittered, a log line per
+// attempt) until they answer; it exits only on a permanent error (a
+// malformed URL, a NATS server that is too old). replay is a one-shot
+// command: it waits at most --wait (default 1m) for them, then fails
+// naming what was unreachable.
 //
 // Settings come from the environment, overridable by flags:
 //
@@ -14,6 +22,10 @@
 //	ZAPBUS_PERSISTER_BATCH               events per fetch and transaction, default 500
 //	ZAPBUS_PERSISTER_MAX_WAIT            longest a partial batch is held for more events, default 500ms
 //	                                     (an idle stream is applied within milliseconds)
+//	ZAPBUS_PERSISTER_ACK_WAIT            redelivery after this long without an ack, default 10s: how
+//	                                     soon another persister takes over the batch of one that died
+//	                                     (a batch still being applied is kept alive every ack-wait/3);
+//	                                     1s to 1h, applied to the existing durable consumer at start
 //	ZAPBUS_PERSISTER_CONSUMER            durable consumer name, default persister
 //	ZAPBUS_LOG_LEVEL                     debug, info (default), warn, error
 package main
@@ -24,7 +36,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/signal"
@@ -38,6 +49,7 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/persister"
+	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/store"
 )
 
@@ -60,6 +72,7 @@ type settings struct {
 	LogLevel    zerolog.Level
 	Persister   persister.Config
 	Replay      *persister.ReplayOptions // set for the replay command
+	ReplayWait  time.Duration            // how long replay waits for Postgres and NATS
 }
 
 func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
@@ -80,6 +93,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&s.HTTPAddr, "http-addr", str("ZAPBUS_HTTP_ADDR", DefaultHTTPAddr), "metrics and health address, or off (ZAPBUS_HTTP_ADDR)")
 	fs.IntVar(&s.Persister.Batch, "batch", integer("ZAPBUS_PERSISTER_BATCH", 500), "events per fetch and transaction (ZAPBUS_PERSISTER_BATCH)")
 	fs.DurationVar(&s.Persister.MaxWait, "max-wait", dur("ZAPBUS_PERSISTER_MAX_WAIT", 500*time.Millisecond), "how long a fetch waits to fill a batch (ZAPBUS_PERSISTER_MAX_WAIT)")
+	fs.DurationVar(&s.Persister.AckWait, "ack-wait", dur("ZAPBUS_PERSISTER_ACK_WAIT", persister.DefaultAckWait), "redelivery after this long without an ack, e.g. when a persister died mid-batch (ZAPBUS_PERSISTER_ACK_WAIT)")
 	fs.StringVar(&s.Persister.Consumer, "consumer", str("ZAPBUS_PERSISTER_CONSUMER", "persister"), "durable consumer name (ZAPBUS_PERSISTER_CONSUMER)")
 	level := fs.String("log-level", str("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
 	var since time.Duration
@@ -89,6 +103,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		fs.DurationVar(&since, "since", 0, "replay events stored in this last period, e.g. 2h")
 		fs.Uint64Var(&fromSeq, "from-seq", 0, "replay from this WA_EVENTS sequence")
 		fs.Int64Var(&mentorado, "mentorado", 0, "replay only this mentorado's events")
+		fs.DurationVar(&s.ReplayWait, "wait", time.Minute, "how long to wait for Postgres and NATS before failing")
 	}
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -110,6 +125,8 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_BATCH: %d, want 1 to 10000", s.Persister.Batch)
 	case s.Persister.MaxWait < time.Millisecond:
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_MAX_WAIT: %s, want at least 1ms", s.Persister.MaxWait)
+	case s.Persister.AckWait < time.Second || s.Persister.AckWait > time.Hour:
+		return s, fmt.Errorf("ZAPBUS_PERSISTER_ACK_WAIT: %s, want 1s to 1h", s.Persister.AckWait)
 	case s.Persister.Consumer == "" || strings.ContainsAny(s.Persister.Consumer, ".*> \t"):
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_CONSUMER: %q is not a valid consumer name", s.Persister.Consumer)
 	}
@@ -124,6 +141,9 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if cmd == "replay" {
 		if (since > 0) == (fromSeq > 0) {
 			return s, errors.New("replay: give exactly one of --since and --from-seq")
+		}
+		if s.ReplayWait <= 0 {
+			return s, errors.New("replay: --wait must be positive")
 		}
 		if mentorado < 0 {
 			return s, errors.New("replay: --mentorado must be positive")
@@ -148,44 +168,90 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	}
 	log := zerolog.New(logOut).Level(s.LogLevel).With().Timestamp().Str("service", "persister").Logger()
 
-	db, err := store.Open(ctx, s.DatabaseURL)
+	if s.Replay != nil {
+		return replay(ctx, s, log, stdout, stderr)
+	}
+
+	// Serve /healthz and /readyz at once; /readyz says what start-up still
+	// waits for until Postgres and NATS are up.
+	st := startup.NewStatus("postgres", "nats")
+	var front *startup.Front
+	if s.HTTPAddr != "off" {
+		front, err = startup.Listen(s.HTTPAddr, st, log)
+		if err != nil {
+			return fmt.Errorf("ZAPBUS_HTTP_ADDR: %w", err)
+		}
+		defer front.Close()
+		log.Info().Str("http_addr", front.Addr().String()).Msg("serving /metrics, /healthz, /readyz")
+	}
+	db, b, err := open(ctx, s, startup.Waiter{Log: log, Status: st})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil // interrupted while waiting
+		}
 		return err
 	}
 	defer db.Close()
-	b, err := bus.Open(ctx, s.NATSURL, "zapbus-persister", bus.Config{}, log)
-	if err != nil {
-		return err
-	}
 	defer b.NC.Close()
 	p, err := persister.New(s.Persister, db, b, log)
 	if err != nil {
 		return err
 	}
-
-	if s.Replay != nil {
-		s.Replay.Progress = stderr
-		st, err := p.Replay(ctx, *s.Replay)
-		fmt.Fprintf(stdout, "replay: %d events applied, %d dead-lettered, up to seq %d, in %s\n",
-			st.Applied, st.DeadLettered, st.LastSeq, st.Duration.Round(time.Millisecond))
-		return err
-	}
-
-	if s.HTTPAddr != "off" {
-		ln, err := net.Listen("tcp", s.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("ZAPBUS_HTTP_ADDR: %w", err)
-		}
+	if front != nil {
 		srv := &http.Server{Handler: routes(p), ReadHeaderTimeout: 5 * time.Second}
+		ln := front.Handoff()
 		go func() { _ = srv.Serve(ln) }()
 		defer func() {
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 			defer cancel()
 			_ = srv.Shutdown(sctx)
 		}()
-		log.Info().Str("http_addr", ln.Addr().String()).Msg("serving /metrics, /healthz, /readyz")
 	}
 	return p.Run(ctx)
+}
+
+// open waits for Postgres, then NATS, retrying with backoff (see
+// internal/startup).
+func open(ctx context.Context, s settings, w startup.Waiter) (*store.DB, *bus.Bus, error) {
+	var db *store.DB
+	err := w.Wait(ctx, "postgres", func(ctx context.Context) (err error) {
+		db, err = store.Open(ctx, s.DatabaseURL)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var b *bus.Bus
+	err = w.Wait(ctx, "nats", func(ctx context.Context) (err error) {
+		b, err = bus.Open(ctx, s.NATSURL, "zapbus-persister", bus.Config{}, w.Log)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, b, nil
+}
+
+// replay waits at most --wait for Postgres and NATS (a one-shot command
+// fails clearly rather than hanging), re-applies the stream and prints a
+// summary.
+func replay(ctx context.Context, s settings, log zerolog.Logger, stdout, stderr io.Writer) error {
+	db, b, err := open(ctx, s, startup.Waiter{Log: log, Timeout: s.ReplayWait})
+	if err != nil {
+		return fmt.Errorf("replay: %w", err)
+	}
+	defer db.Close()
+	defer b.NC.Close()
+	p, err := persister.New(s.Persister, db, b, log)
+	if err != nil {
+		return err
+	}
+	s.Replay.Progress = stderr
+	st, err := p.Replay(ctx, *s.Replay)
+	fmt.Fprintf(stdout, "replay: %d events applied, %d dead-lettered, up to seq %d, in %s\n",
+		st.Applied, st.DeadLettered, st.LastSeq, st.Duration.Round(time.Millisecond))
+	return err
 }
 
 func routes(p *persister.Persister) http.Handler {

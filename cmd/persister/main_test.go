@@ -11,6 +11,8 @@ import (
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/persister"
+	"github.com/zapbus/zapbus/internal/startup/startuptest"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/testenv"
 )
@@ -29,6 +31,10 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_PERSISTER_MAX_WAIT": "-1s"}, nil, "ZAPBUS_PERSISTER_MAX_WAIT"},
 		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_LOG_LEVEL": "loud"}, nil, "ZAPBUS_LOG_LEVEL"},
 		{base, []string{"-batch", "0"}, "ZAPBUS_PERSISTER_BATCH"},
+		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_PERSISTER_ACK_WAIT": "500ms"}, nil, "ZAPBUS_PERSISTER_ACK_WAIT"},
+		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_PERSISTER_ACK_WAIT": "soon"}, nil, "ZAPBUS_PERSISTER_ACK_WAIT"},
+		{base, []string{"-ack-wait", "2h"}, "ZAPBUS_PERSISTER_ACK_WAIT"},
+		{base, []string{"replay", "--since", "1h", "--wait", "0s"}, "--wait"},
 		{base, []string{"-consumer", "a.b"}, "ZAPBUS_PERSISTER_CONSUMER"},
 		{base, []string{"replay"}, "--since"},
 		{base, []string{"replay", "--since", "1h", "--from-seq", "3"}, "--since"},
@@ -45,7 +51,7 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		t.Fatalf("replay settings %+v, %v", s.Replay, err)
 	}
 	s, err = loadSettings(nil, envOf(base), io.Discard)
-	if err != nil || s.HTTPAddr != DefaultHTTPAddr || s.Persister.Batch != 500 {
+	if err != nil || s.HTTPAddr != DefaultHTTPAddr || s.Persister.Batch != 500 || s.Persister.AckWait != persister.DefaultAckWait {
 		t.Fatalf("defaults %+v, %v", s, err)
 	}
 }
@@ -147,5 +153,127 @@ func TestRunServesAndReplays(t *testing.T) {
 	}
 	if !strings.Contains(progress.String(), "replay: seq 1/1") {
 		t.Fatalf("progress %q", progress.String())
+	}
+}
+
+// TestRunWaitsForPostgresAndNATS: a persister started while Postgres
+// refuses connections and NATS is not running stays up, answers /healthz
+// and a 503 /readyz naming what it waits for, retries with a log line per
+// attempt, and becomes ready and applies events once both come back.
+func TestRunWaitsForPostgresAndNATS(t *testing.T) {
+	dbURL := testenv.Postgres(t)
+	ctx := context.Background()
+	db, err := store.Open(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Pool.Exec(ctx, `INSERT INTO mentorados (id, name) OVERRIDING SYSTEM VALUE VALUES (1, 'm')`); err != nil {
+		t.Fatal(err)
+	}
+	gate := startuptest.NewGate(t)
+	gatedURL, pgAddr := gate.Redirect(t, dbURL)
+	natsPort := startuptest.FreePort(t)
+	natsURL := startuptest.NATSURL(natsPort)
+	env := envOf(map[string]string{"DATABASE_URL": gatedURL, "NATS_URL": natsURL, "ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
+		"ZAPBUS_PERSISTER_MAX_WAIT": "50ms"})
+
+	out := &testenv.Buffer{}
+	rctx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() { done <- runWith(rctx, nil, env, out, io.Discard) }()
+	defer func() { cancel(); <-done }()
+	alive := func() {
+		t.Helper()
+		select {
+		case err := <-done:
+			done <- err
+			t.Fatalf("persister exited while a dependency was down: %v\n%s", err, out.String())
+		default:
+		}
+	}
+	addrRe := regexp.MustCompile(`"http_addr":"([^"]+)"`)
+	var base string
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		alive()
+		m := addrRe.FindStringSubmatch(out.String())
+		if m == nil {
+			return false
+		}
+		base = "http://" + m[1]
+		return true
+	}, "no http address logged; output:\n%s", out)
+	if code, _ := get(base + "/healthz"); code != http.StatusOK {
+		t.Fatalf("healthz %d while waiting", code)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		alive()
+		code, body := get(base + "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "waiting for postgres") &&
+			gate.Refused() >= 2 && strings.Count(out.String(), "postgres unavailable; retrying") >= 2
+	}, "no 503 readyz naming postgres and two logged retries; output:\n%s", out)
+
+	gate.Open(pgAddr) // Postgres is back; NATS still is not
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		alive()
+		code, body := get(base + "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "waiting for nats") && !strings.Contains(body, "postgres")
+	}, "readyz never moved on to waiting for nats; output:\n%s", out)
+
+	testenv.NATSServerAt(t, natsPort, t.TempDir())
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		alive()
+		code, _ := get(base + "/readyz")
+		return code == http.StatusOK
+	}, "persister never ready after its dependencies came back; output:\n%s", out)
+
+	nc, err := bus.Connect(natsURL, "test", testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	b, err := bus.New(nc, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	e, err := event.New(1, event.MessageEventID(1, "W1"), at, &event.Message{WAID: "W1", ChatJID: "5511955556666@s.whatsapp.net",
+		SenderJID: "5511955556666@s.whatsapp.net", Phone: "5511955556666", PushName: "Rita", Direction: event.DirectionIn,
+		Kind: event.KindText, Text: "oi", Timestamp: at, Status: event.MessageReceived})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(ctx, e); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		var n int
+		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM whatsapp_messages WHERE wa_message_id = 'W1'`).Scan(&n)
+		return err == nil && n == 1
+	}, "message not persisted after the dependencies came back")
+	cancel()
+	select {
+	case err := <-done:
+		done <- nil
+		if err != nil {
+			t.Fatalf("run: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("run did not stop")
+	}
+}
+
+// TestReplayGivesUpClearly: replay is a one-shot command; with Postgres
+// unreachable it fails after --wait naming what it waited for.
+func TestReplayGivesUpClearly(t *testing.T) {
+	gate := startuptest.NewGate(t)
+	env := envOf(map[string]string{"DATABASE_URL": "postgres://postgres@" + gate.Addr() + "/x?sslmode=disable",
+		"NATS_URL": startuptest.NATSURL(startuptest.FreePort(t))})
+	err := runWith(context.Background(), []string{"replay", "--since", "1h", "--wait", "1500ms"}, env, io.Discard, io.Discard)
+	if err == nil || !strings.Contains(err.Error(), "postgres: still unreachable after 1.5s") {
+		t.Fatalf("replay error %v, want one saying postgres is still unreachable after 1.5s", err)
+	}
+	if gate.Refused() < 2 {
+		t.Fatalf("replay tried %d times, want retries", gate.Refused())
 	}
 }

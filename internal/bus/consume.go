@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -45,6 +46,12 @@ type ConsumeOptions struct {
 	// OnFetchError is called when pulling fails, e.g. while NATS is down;
 	// Consume waits a moment and tries again.
 	OnFetchError func(error)
+	// Heartbeat, when positive, is how often Consume tells JetStream that
+	// the batch the handler holds is still being worked on (InProgress),
+	// which restarts its AckWait: a batch whose handler takes longer than
+	// AckWait is not redelivered to another consumer meanwhile. Use about a
+	// third of the consumer's AckWait.
+	Heartbeat time.Duration
 }
 
 // Consume pulls from a durable consumer continuously (with a prefetch
@@ -59,7 +66,9 @@ func Consume(ctx context.Context, cons jetstream.Consumer, opt ConsumeOptions, h
 		if err != nil {
 			return err
 		}
+		stop := KeepInProgress(msgs, b.opt.Heartbeat, b.opt.Log, nil)
 		decisions := h(ctx, msgs)
+		stop()
 		if len(decisions) != len(msgs) {
 			return fmt.Errorf("bus: handler returned %d decisions for %d messages", len(decisions), len(msgs))
 		}
@@ -166,6 +175,48 @@ func (b *Batcher) Close() {
 		_ = m.Nak()
 	}
 	b.it = nil
+}
+
+// KeepInProgress sends InProgress for every message of msgs each interval,
+// until the returned stop is called (stop waits for a heartbeat under way,
+// so the caller may settle the messages right after). Each round calls
+// onBeat when not nil. A zero interval does nothing.
+func KeepInProgress(msgs []jetstream.Msg, every time.Duration, log zerolog.Logger, onBeat func()) (stop func()) {
+	if every <= 0 || len(msgs) == 0 {
+		return func() {}
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+			var failed int
+			var last error
+			for _, m := range msgs {
+				if err := m.InProgress(); err != nil {
+					failed++
+					last = err
+				}
+			}
+			if failed > 0 {
+				log.Warn().Err(last).Int("messages", failed).Msg("in-progress heartbeat failed")
+			}
+			if onBeat != nil {
+				onBeat()
+			}
+		}
+	}()
+	var once sync.Once
+	return func() {
+		once.Do(func() { close(done); <-finished })
+	}
 }
 
 // Settle applies decisions to messages. Acks are sent without waiting for

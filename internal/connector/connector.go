@@ -148,6 +148,11 @@ func WithClock(c Clock) Option { return func(x *Connector) { x.clock = c } }
 // WithRand replaces the jitter source (a float in [0,1)).
 func WithRand(r func() float64) Option { return func(x *Connector) { x.rand = r } }
 
+// WithHTTPListener makes Run serve /healthz, /readyz and /metrics on ln
+// instead of listening on Config.HTTPAddr (cmd/connector listens before
+// its dependencies are up, see internal/startup).
+func WithHTTPListener(ln net.Listener) Option { return func(x *Connector) { x.httpLn = ln } }
+
 // WithConvert replaces the event conversion.
 func WithConvert(f ConvertFunc) Option { return func(x *Connector) { x.convert = f } }
 
@@ -175,6 +180,7 @@ type Connector struct {
 	claimMu  sync.Mutex
 
 	ready    atomic.Bool
+	httpLn   net.Listener // given by WithHTTPListener
 	httpAddr atomic.Value // string, once listening
 	runOnce  sync.Once
 }
@@ -277,10 +283,12 @@ func (c *Connector) run(ctx context.Context) error {
 		return fmt.Errorf("connector: sends bucket: %w", err)
 	}
 	var srv *http.Server
-	if c.cfg.HTTPAddr != "off" {
-		ln, err := net.Listen("tcp", c.cfg.HTTPAddr)
-		if err != nil {
-			return fmt.Errorf("connector: listen on ZAPBUS_HTTP_ADDR %s: %w", c.cfg.HTTPAddr, err)
+	if c.httpLn != nil || c.cfg.HTTPAddr != "off" {
+		ln := c.httpLn
+		if ln == nil {
+			if ln, err = net.Listen("tcp", c.cfg.HTTPAddr); err != nil {
+				return fmt.Errorf("connector: listen on ZAPBUS_HTTP_ADDR %s: %w", c.cfg.HTTPAddr, err)
+			}
 		}
 		c.httpAddr.Store(ln.Addr().String())
 		srv = &http.Server{Handler: c.httpHandler(), ReadHeaderTimeout: 5 * time.Second}

@@ -47,6 +47,12 @@
 // constraint) are isolated from their batch, dead-lettered to WA_DLQ with
 // the reason and terminated; transient failures nak the whole batch with
 // backoff.
+//
+// A batch is held unacked only while this process works on it: it is
+// reported in progress every AckWait/3 while it is applied, retried or
+// queued behind the batch being applied, so JetStream redelivers it to
+// another persister only when this one died (after Config.AckWait, 10 s by
+// default; docs/decisions/0007-persister-ack-wait.md).
 package persister
 
 import (
@@ -61,15 +67,21 @@ import (
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/store"
 )
 
 // Config tunes the persister. Zero values take the defaults.
 type Config struct {
-	Consumer      string        // durable consumer name (default "persister")
-	Batch         int           // events per fetch and transaction (default 500)
-	MaxWait       time.Duration // longest a partial batch is held for more events (default 500 ms; see bus.ConsumeOptions)
-	AckWait       time.Duration // redelivery after this long without an ack (default 30 s)
+	Consumer string        // durable consumer name (default "persister")
+	Batch    int           // events per fetch and transaction (default 500)
+	MaxWait  time.Duration // longest a partial batch is held for more events (default 500 ms; see bus.ConsumeOptions)
+	// AckWait is how long JetStream waits for an ack before it redelivers
+	// a batch to another persister (default 10 s): the recovery time after
+	// a persister dies mid-batch. A batch still being applied or retried is
+	// kept alive with InProgress every AckWait/3, so a slow transaction is
+	// not redelivered meanwhile. Changing it updates the durable consumer.
+	AckWait       time.Duration
 	MaxAckPending int           // unacked events the consumer hands out across all persisters (default 20 × Batch)
 	RetryMin      time.Duration // first backoff after a transient failure (default 200 ms)
 	RetryMax      time.Duration // backoff cap (default 10 s)
@@ -87,7 +99,7 @@ func (c Config) WithDefaults() Config {
 		c.MaxWait = 500 * time.Millisecond
 	}
 	if c.AckWait == 0 {
-		c.AckWait = 30 * time.Second
+		c.AckWait = DefaultAckWait
 	}
 	if c.MaxAckPending == 0 {
 		c.MaxAckPending = 20 * c.Batch
@@ -101,6 +113,13 @@ func (c Config) WithDefaults() Config {
 	return c
 }
 
+// DefaultAckWait is the persister consumer's AckWait unless configured.
+const DefaultAckWait = 10 * time.Second
+
+// Heartbeat is how often a held batch is reported in progress: a third of
+// AckWait, so two heartbeats may be lost before JetStream redelivers.
+func (c Config) Heartbeat() time.Duration { return c.WithDefaults().AckWait / 3 }
+
 // Validate reports settings that cannot work.
 func (c Config) Validate() error {
 	c = c.WithDefaults()
@@ -109,8 +128,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("persister: batch size %d: want 1 to 10000", c.Batch)
 	case c.MaxWait < time.Millisecond:
 		return fmt.Errorf("persister: max wait %s: want at least 1ms", c.MaxWait)
-	case c.AckWait < time.Second:
-		return fmt.Errorf("persister: ack wait %s: want at least 1s", c.AckWait)
+	case c.AckWait < time.Second || c.AckWait > time.Hour:
+		return fmt.Errorf("persister: ack wait %s: want 1s to 1h", c.AckWait)
 	case c.MaxAckPending < c.Batch:
 		return fmt.Errorf("persister: max ack pending %d below batch size %d", c.MaxAckPending, c.Batch)
 	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
@@ -130,6 +149,7 @@ type Persister struct {
 	// Test hooks.
 	beforeCommit func(context.Context) error // inside the transaction, after the writes
 	afterApply   func()                      // after a commit, before the acks
+	onHeartbeat  func()                      // after each in-progress heartbeat of a held batch
 }
 
 // New builds a persister. b may be nil when only Apply is used.
@@ -178,14 +198,29 @@ func (p *Persister) Run(ctx context.Context) error {
 	if p.bus == nil {
 		return errors.New("persister: run needs a bus")
 	}
-	if err := p.bus.Provision(ctx); err != nil {
-		return fmt.Errorf("persister: %w", err)
-	}
-	cons, err := p.bus.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, p.cfg.ConsumerConfig())
+	// NATS may go away between the process's start-up and here: wait for
+	// it rather than exit (see internal/startup).
+	var cons jetstream.Consumer
+	err := startup.Waiter{Log: p.log}.Wait(ctx, "persister consumer "+p.cfg.Consumer, func(ctx context.Context) error {
+		if err := p.bus.Provision(ctx); err != nil {
+			return fmt.Errorf("persister: %w", err)
+		}
+		// CreateOrUpdate: a changed AckWait or MaxAckPending takes effect
+		// on the existing durable consumer.
+		c, err := p.bus.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, p.cfg.ConsumerConfig())
+		if err != nil {
+			return fmt.Errorf("persister: consumer %s: %w", p.cfg.Consumer, err)
+		}
+		cons = c
+		return nil
+	})
 	if err != nil {
-		return fmt.Errorf("persister: consumer %s: %w", p.cfg.Consumer, err)
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
 	}
-	p.log.Info().Str("consumer", p.cfg.Consumer).Int("batch", p.cfg.Batch).Msg("persister running")
+	p.log.Info().Str("consumer", p.cfg.Consumer).Int("batch", p.cfg.Batch).Dur("ack_wait", p.cfg.AckWait).Msg("persister running")
 	err = p.consume(ctx, cons)
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil
@@ -197,6 +232,7 @@ func (p *Persister) Run(ctx context.Context) error {
 type fetched struct {
 	msgs []jetstream.Msg
 	dec  *Decoded
+	stop func() // ends the heartbeat kept while the batch waits
 }
 
 // consume fetches and decodes the next batch while the current one is
@@ -223,20 +259,28 @@ func (p *Persister) consume(ctx context.Context, cons jetstream.Consumer) error 
 					}
 				}
 			}
+			// While the batch before this one is applied, keep this one
+			// alive too: its AckWait runs from delivery.
+			stop := bus.KeepInProgress(msgs, p.cfg.Heartbeat(), p.log, p.onHeartbeat)
 			select {
-			case next <- fetched{msgs: msgs, dec: Decode(items)}:
+			case next <- fetched{msgs: msgs, dec: Decode(items), stop: stop}:
 			case <-ctx.Done():
+				stop()
 				nakAll(msgs, p)
 				return
 			}
 		}
 	}()
 	for f := range next {
+		f.stop() // hand the heartbeat over to the applying loop
 		if ctx.Err() != nil {
 			nakAll(f.msgs, p) // shutting down: let another persister take them now
 			continue
 		}
-		bus.Settle(f.msgs, h.handle(ctx, f.dec), p.log)
+		stop := bus.KeepInProgress(f.msgs, p.cfg.Heartbeat(), p.log, p.onHeartbeat)
+		decisions := h.handle(ctx, f.dec)
+		stop()
+		bus.Settle(f.msgs, decisions, p.log)
 	}
 	return ctx.Err()
 }

@@ -26,10 +26,12 @@ type DB struct {
 }
 
 // Open connects to Postgres, checks the connection and applies migrations.
+// Processes call it through internal/startup, which retries while Postgres
+// is unreachable; a malformed URL is a *ConfigError and is not retried.
 func Open(ctx context.Context, dsn string) (*DB, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
-		return nil, fmt.Errorf("store: DATABASE_URL: %w", err)
+		return nil, &ConfigError{Err: fmt.Errorf("store: DATABASE_URL: %w", err)}
 	}
 	if cfg.MaxConnLifetime == time.Hour {
 		cfg.MaxConnLifetime = 30 * time.Minute
@@ -57,6 +59,14 @@ func Open(ctx context.Context, dsn string) (*DB, error) {
 	sqldb := stdlib.OpenDBFromPool(pool)
 	return &DB{Pool: pool, SQL: sqldb, Bun: bun.NewDB(sqldb, pgdialect.New())}, nil
 }
+
+// ConfigError is a setting Open cannot use; retrying does not help
+// (Permanent reports true, which ends internal/startup's wait).
+type ConfigError struct{ Err error }
+
+func (e *ConfigError) Error() string   { return e.Err.Error() }
+func (e *ConfigError) Unwrap() error   { return e.Err }
+func (e *ConfigError) Permanent() bool { return true }
 
 // Close releases every connection. It is safe to call more than once.
 func (db *DB) Close() {
