@@ -29,6 +29,7 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/store"
 )
 
@@ -100,7 +101,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	log := zerolog.New(stdout).Level(s.LogLevel).With().Timestamp().Str("service", "connector").Logger()
+	log := zerolog.New(redact.Writer(stdout)).Level(s.LogLevel).With().Timestamp().Str("service", "connector").Logger()
 
 	db, err := store.Open(ctx, s.DatabaseURL)
 	if err != nil {

@@ -45,6 +45,7 @@ import (
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/persister"
+	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/wafake"
 	"github.com/zapbus/zapbus/internal/web"
@@ -133,7 +134,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		defer f.Close()
 		logw = f
 	}
-	log := zerolog.New(logw).Level(s.LogLevel).With().Timestamp().Str("service", "devstack").Logger()
+	log := zerolog.New(redact.Writer(logw)).Level(s.LogLevel).With().Timestamp().Str("service", "devstack").Logger()
 
 	generated := false
 	if s.AdminToken == "" {

@@ -32,6 +32,7 @@ import (
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
+	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/web"
 )
@@ -117,7 +118,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	log := zerolog.New(stdout).Level(s.LogLevel).With().Timestamp().Str("service", "notifier").Logger()
+	log := zerolog.New(redact.Writer(stdout)).Level(s.LogLevel).With().Timestamp().Str("service", "notifier").Logger()
 
 	db, err := store.Open(ctx, s.DatabaseURL)
 	if err != nil {
