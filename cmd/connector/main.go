@@ -35,6 +35,7 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/store"
 )
@@ -107,7 +108,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	log := zerolog.New(stdout).Level(s.LogLevel).With().Timestamp().Str("service", "connector").Logger()
+	log := zerolog.New(redact.Writer(stdout)).Level(s.LogLevel).With().Timestamp().Str("service", "connector").Logger()
 
 	// Serve /healthz and /readyz at once; /readyz says what start-up still
 	// waits for until Postgres and NATS are up. The connector's own server

@@ -19,9 +19,10 @@ import (
 
 // stack is a running dev binary.
 type stack struct {
-	t     *testing.T
-	base  string
-	admin string
+	t       *testing.T
+	base    string
+	admin   string
+	logFile string // JSON log lines, debug level
 }
 
 // startStack runs the dev binary in-process (sim mode, its own embedded NATS
@@ -70,7 +71,8 @@ func startStackArgs(t *testing.T, extra ...string) *stack {
 		}
 		return dash.MatchString(out.String()) && tok.MatchString(out.String())
 	}, "devstack never printed its banner:\n%s", out.String())
-	s := &stack{t: t, base: dash.FindStringSubmatch(out.String())[1], admin: tok.FindStringSubmatch(out.String())[1]}
+	s := &stack{t: t, base: dash.FindStringSubmatch(out.String())[1], admin: tok.FindStringSubmatch(out.String())[1],
+		logFile: filepath.Join(dir, "devstack.log")}
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		resp, err := http.Get(s.base + "/readyz")
 		if err != nil {

@@ -51,6 +51,7 @@ import (
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/persister"
+	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/wafake"
@@ -147,7 +148,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		defer f.Close()
 		logw = f
 	}
-	log := zerolog.New(logw).Level(s.LogLevel).With().Timestamp().Str("service", "devstack").Logger()
+	log := zerolog.New(redact.Writer(logw)).Level(s.LogLevel).With().Timestamp().Str("service", "devstack").Logger()
 
 	generated := false
 	if s.AdminToken == "" {

@@ -38,6 +38,7 @@ import (
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
+	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/web"
@@ -124,7 +125,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	log := zerolog.New(stdout).Level(s.LogLevel).With().Timestamp().Str("service", "notifier").Logger()
+	log := zerolog.New(redact.Writer(stdout)).Level(s.LogLevel).With().Timestamp().Str("service", "notifier").Logger()
 
 	// Listen at once: /healthz answers and /readyz says what start-up
 	// still waits for, until Postgres and NATS are up and the API takes

@@ -49,6 +49,7 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/persister"
+	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/store"
 )
@@ -166,7 +167,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	if s.Replay != nil {
 		logOut = stderr // stdout carries the summary
 	}
-	log := zerolog.New(logOut).Level(s.LogLevel).With().Timestamp().Str("service", "persister").Logger()
+	log := zerolog.New(redact.Writer(logOut)).Level(s.LogLevel).With().Timestamp().Str("service", "persister").Logger()
 
 	if s.Replay != nil {
 		return replay(ctx, s, log, stdout, stderr)
