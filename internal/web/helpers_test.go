@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -33,6 +34,10 @@ type testEnv struct {
 	bus  *bus.Bus
 	nc   *nats.Conn // a separate connection, the test's own peer
 	logs *testenv.Buffer
+
+	natsURL string
+	cfg     Config
+	log     zerolog.Logger
 }
 
 func newEnv(t *testing.T, mod ...func(*Config)) *testEnv {
@@ -78,7 +83,35 @@ func newEnv(t *testing.T, mod ...func(*Config)) *testEnv {
 		srv.CloseClientConnections()
 		srv.Close()
 	})
-	return &testEnv{t: t, srv: srv, s: s, db: db, bus: b, nc: peer, logs: logs}
+	return &testEnv{t: t, srv: srv, s: s, db: db, bus: b, nc: peer, logs: logs, natsURL: ns.ClientURL(), cfg: cfg, log: log}
+}
+
+// otherNotifier starts a second notifier on the same Postgres and NATS
+// (its own NATS connection), as behind a load balancer.
+func (e *testEnv) otherNotifier() *testEnv {
+	e.t.Helper()
+	nc, err := bus.Connect(e.natsURL, "notifier-test-2", e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(nc.Close)
+	b, err := bus.New(nc, bus.Config{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s, err := New(e.cfg, e.db, b, e.log.With().Str("notifier", "2").Logger())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	e.t.Cleanup(func() {
+		s.Close()
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	o := *e
+	o.srv, o.s, o.bus = srv, s, b
+	return &o
 }
 
 type testWriter struct{ t *testing.T }
@@ -410,3 +443,5 @@ func (c *sseClient) Events() []sseEvent {
 func bearerAuth(token string) func(*http.Request) {
 	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }
 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
