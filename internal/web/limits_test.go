@@ -122,7 +122,7 @@ func TestReplayCleanedUpWhenClientLeaves(t *testing.T) {
 // sits in memory for one stream is bounded by ReplayBatch events and
 // ReplayMaxBytes, and the server delivers no more than was pulled.
 func TestReplayBufferBounded(t *testing.T) {
-	e := newEnv(t, func(c *Config) { c.ReplayBatch, c.ReplayMaxBytes = 8, 64 << 10 })
+	e := newEnv(t, func(c *Config) { c.ReplayBatch, c.ReplayMaxBytes = 8, 64<<10 })
 	a := e.createMentorado("Ana")
 	big := strings.Repeat("x", 20<<10) // 20 KiB each: at most 3 fit in 64 KiB
 	first := e.publishMessage(a.ID, "h-0", big)
