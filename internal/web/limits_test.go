@@ -59,7 +59,7 @@ func TestStreamOpenRateLimit(t *testing.T) {
 	b := e.createMentorado("Bia")
 	e.openSSE(bearerAuth(a.Token), "")
 	e.openSSE(bearerAuth(a.Token), "")
-	expect429(t, e.do("GET", "/v1/events", a.Token, nil), codeRateLimited)
+	expect429(t, e.getStream("/v1/events", a.Token), codeRateLimited)
 	e.openSSE(bearerAuth(b.Token), "")
 }
 
@@ -70,8 +70,8 @@ func TestStreamCapPerMentorado(t *testing.T) {
 	b := e.createMentorado("Bia")
 	c1 := e.openSSE(bearerAuth(a.Token), "")
 	e.dialWS(a.Token, "")
-	expect429(t, e.do("GET", "/v1/events", a.Token, nil), codeTooManyStreams)
-	expect429(t, e.do("GET", "/v1/events?ticket="+e.ticket(a.Token), "", nil), codeTooManyStreams)
+	expect429(t, e.getStream("/v1/events", a.Token), codeTooManyStreams)
+	expect429(t, e.getStream("/v1/events?ticket="+e.ticket(a.Token), ""), codeTooManyStreams)
 	e.openSSE(bearerAuth(b.Token), "") // another tenant is not affected
 	c1.res.Body.Close()
 	<-c1.done
@@ -182,4 +182,18 @@ func TestReplayBufferBounded(t *testing.T) {
 	if n := consumerCount(t, e); n != 0 {
 		t.Fatalf("%d consumers left on WA_EVENTS", n)
 	}
+}
+
+// getStream opens a stream route expecting an error: a stream that opens
+// instead fails the caller after the client timeout rather than hanging.
+func (e *testEnv) getStream(path, token string) response {
+	e.t.Helper()
+	r, err := http.NewRequest("GET", e.srv.URL+path, nil)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if token != "" {
+		r.Header.Set("Authorization", "Bearer "+token)
+	}
+	return e.rawDo(r)
 }

@@ -114,8 +114,8 @@ func TestRotationRevokesOpenStreamsOnEveryNotifier(t *testing.T) {
 		if code := e.expect(e.do("GET", "/v1/whatsapp/status", a.Token, nil), 401).errorCode(t); code != codeUnauthorized {
 			t.Fatalf("old token: %s", code)
 		}
-		e.expect(e.do("GET", "/v1/events?ticket="+oldTicket, "", nil), 401)
-		e.expect(e.do("GET", "/v1/events", a.Token, nil), 401)
+		e.expect(e.getStream("/v1/events?ticket="+oldTicket, ""), 401)
+		e.expect(e.getStream("/v1/events", a.Token), 401)
 		e.expect(e.do("POST", "/v1/stream-tickets", a.Token, nil), 401)
 	}
 	// B's stream on the other notifier is untouched; A's new token works.
