@@ -268,3 +268,71 @@ func TestQRNotServedAfterConnected(t *testing.T) {
 		}
 	}
 }
+
+// FuzzRequestErrorsAreJSON sends arbitrary methods, paths and bodies with no,
+// a wrong or a mentorado token: never a 5xx, never a redirect, and every
+// error is the JSON shape.
+func FuzzRequestErrorsAreJSON(f *testing.F) {
+	e := newEnv(f, func(c *Config) { c.SendRate, c.StreamOpenRate = -1, -1 })
+	a := e.createMentorado("Ana")
+	e.fakeConnector(defaultAnswer)
+	for _, s := range []struct {
+		m    uint8
+		path string
+		tok  uint8
+		body string
+	}{
+		{0, "/v1/conversations//messages", 2, ""},
+		{1, "/v1/messages", 2, `{"phone":"5511988887777","text":"x"}`},
+		{1, "/v1/admin/mentorados", 1, `{"name":"a\u0000"}`},
+		{0, "/v1/ws", 2, ""},
+		{2, "/v1/whatsapp/data", 0, ""},
+		{3, "/../../etc/passwd", 2, ""},
+		{0, "/assets/../openapi.json", 0, ""},
+		{1, "/v1/stream-tickets/", 2, "{"},
+	} {
+		f.Add(s.m, s.path, s.tok, s.body)
+	}
+	methods := []string{"GET", "POST", "DELETE", "PUT", "PATCH", "HEAD", "OPTIONS"}
+	f.Fuzz(func(t *testing.T, m uint8, path string, tok uint8, body string) {
+		if !strings.HasPrefix(path, "/") {
+			path = "/" + path
+		}
+		req, err := http.NewRequest(methods[int(m)%len(methods)], e.srv.URL+path, strings.NewReader(body))
+		if err != nil || req.URL.Path == "" {
+			return
+		}
+		if strings.IndexFunc(req.URL.RequestURI(), func(r rune) bool { return r <= ' ' || r == 0x7f }) >= 0 {
+			return // not a valid request line: net/http refuses it before any handler runs
+		}
+		switch tok % 3 {
+		case 1:
+			req.Header.Set("Authorization", "Bearer zbt_wrong")
+		case 2:
+			req.Header.Set("Authorization", "Bearer "+a.Token)
+			if _, pat := e.s.mux.Handler(req); pat == "GET /v1/events" || pat == "GET /v1/ws" {
+				return // a live stream opens; covered by the stream tests
+			}
+		}
+		if body != "" {
+			req.Header.Set("Content-Type", "application/json")
+		}
+		cl := *e.srv.Client()
+		cl.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		cl.Timeout = 10 * time.Second
+		res, err := cl.Do(req)
+		if err != nil {
+			t.Fatalf("%s %q: %v", req.Method, path, err)
+		}
+		b, _ := io.ReadAll(io.LimitReader(res.Body, 1<<16))
+		res.Body.Close()
+		r := response{Status: res.StatusCode, Header: res.Header, Body: b}
+		if r.Status >= 500 {
+			t.Fatalf("%s %q: %d %s", req.Method, path, r.Status, b)
+		}
+		if req.Method == "HEAD" {
+			return // no body to check
+		}
+		assertJSONError(t, req.Method+" "+path, r)
+	})
+}

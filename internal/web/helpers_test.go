@@ -27,7 +27,7 @@ import (
 const testAdminToken = "admin-token-for-tests-0123456789"
 
 type testEnv struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *httptest.Server
 	s    *Server
 	db   *store.DB
@@ -40,7 +40,7 @@ type testEnv struct {
 	log     zerolog.Logger
 }
 
-func newEnv(t *testing.T, mod ...func(*Config)) *testEnv {
+func newEnv(t testing.TB, mod ...func(*Config)) *testEnv {
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, testenv.Postgres(t))
@@ -50,7 +50,11 @@ func newEnv(t *testing.T, mod ...func(*Config)) *testEnv {
 	t.Cleanup(db.Close)
 	ns := testenv.NATSServer(t)
 	logs := &testenv.Buffer{}
-	log := zerolog.New(zerolog.MultiLevelWriter(logs, zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true})).
+	var console io.Writer = zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true}
+	if _, fuzz := t.(*testing.F); fuzz {
+		console = io.Discard // F.Log may not be called from the fuzz function
+	}
+	log := zerolog.New(zerolog.MultiLevelWriter(logs, console)).
 		Level(zerolog.DebugLevel).With().Timestamp().Logger()
 	nc, err := bus.Connect(ns.ClientURL(), "notifier-test", log)
 	if err != nil {
@@ -114,7 +118,7 @@ func (e *testEnv) otherNotifier() *testEnv {
 	return &o
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -128,14 +132,14 @@ type response struct {
 	Body   []byte
 }
 
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.Body, err)
 	}
 }
 
-func (r response) errorCode(t *testing.T) string {
+func (r response) errorCode(t testing.TB) string {
 	t.Helper()
 	var e errorBody
 	r.json(t, &e)
