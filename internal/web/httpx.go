@@ -36,7 +36,6 @@ const (
 	codeForbidden        = "forbidden"
 	codeUpgradeRequired  = "upgrade_required"
 	codeBodyTimeout      = "body_timeout"
-	codeDisabled         = "mentorado_disabled"
 )
 
 // apiError is an error with an HTTP status and a stable code.
