@@ -83,18 +83,29 @@ func (c *Connector) onCommand(msg *nats.Msg, relayed bool) {
 		c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeNotOwner, "session is not owned by this connector")})
 		return
 	}
-	if l == nil {
+	if l == nil || verb == string(event.VerbConnect) || verb == string(event.VerbSend) {
 		// Anyone allowed to publish commands may name any id: never take a
-		// lease or start a session for a mentorado that does not exist.
-		var exists bool
-		if err := c.db.Pool.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM mentorados WHERE id = $1)", m).Scan(&exists); err != nil {
+		// lease or start a session for a mentorado that does not exist, and
+		// never connect or send for one an admin disabled.
+		var exists, disabled bool
+		if err := c.db.Pool.QueryRow(ctx, "SELECT count(*) > 0, coalesce(bool_or(disabled_at IS NOT NULL), false) FROM mentorados WHERE id = $1", m).
+			Scan(&exists, &disabled); err != nil {
+			c.decCommands(l)
 			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnavailable, "cannot check the mentorado: %v", err)})
 			return
 		}
 		if !exists {
+			c.decCommands(l)
 			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnknown, "no mentorado %d", m)})
 			return
 		}
+		if disabled && (verb == string(event.VerbConnect) || verb == string(event.VerbSend)) {
+			c.decCommands(l)
+			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeDisabled, "mentorado %d is disabled", m)})
+			return
+		}
+	}
+	if l == nil {
 		l, err = c.claim(ctx, m)
 		var oe *ownedElsewhere
 		switch {
@@ -404,4 +415,15 @@ func plusAll(nums []string) []string {
 		out[i] = "+" + n
 	}
 	return out
+}
+
+// decCommands releases the in-flight command count taken on an owned
+// session (l may be nil).
+func (c *Connector) decCommands(l *lease) {
+	if l == nil {
+		return
+	}
+	c.mu.Lock()
+	l.inCommands--
+	c.mu.Unlock()
 }

@@ -29,7 +29,11 @@ type devices struct{ pool *pgxpool.Pool }
 func (d devices) get(ctx context.Context, m int64) (deviceRow, bool, error) {
 	var jid, phone *string
 	var row deviceRow
-	err := d.pool.QueryRow(ctx, `SELECT device_jid, phone, desired_state FROM wa_devices WHERE mentorado_id = $1`, m).
+	// A disabled mentorado (mentorados.disabled_at) is never restored or
+	// taken over: its desired state reads as disconnected.
+	err := d.pool.QueryRow(ctx, `SELECT d.device_jid, d.phone,
+		CASE WHEN m.disabled_at IS NULL THEN d.desired_state ELSE 'disconnected' END
+		FROM wa_devices d JOIN mentorados m ON m.id = d.mentorado_id WHERE d.mentorado_id = $1`, m).
 		Scan(&jid, &phone, &row.Desired)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return deviceRow{Desired: desiredDisconnected}, false, nil
@@ -88,7 +92,8 @@ func (d devices) delete(ctx context.Context, m int64) error {
 }
 
 func (d devices) wantConnected(ctx context.Context) ([]int64, error) {
-	rows, err := d.pool.Query(ctx, `SELECT mentorado_id FROM wa_devices WHERE desired_state = 'connected' AND device_jid IS NOT NULL ORDER BY mentorado_id`)
+	rows, err := d.pool.Query(ctx, `SELECT d.mentorado_id FROM wa_devices d JOIN mentorados m ON m.id = d.mentorado_id
+		WHERE d.desired_state = 'connected' AND d.device_jid IS NOT NULL AND m.disabled_at IS NULL ORDER BY d.mentorado_id`)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions to restore: %w", err)
 	}

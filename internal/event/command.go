@@ -119,6 +119,7 @@ const (
 	CodeAlreadyPaired = "already_paired"
 	CodeUnavailable   = "unavailable"
 	CodeUnknown       = "unknown_mentorado"
+	CodeDisabled      = "mentorado_disabled"
 	CodeInternal      = "internal"
 )
 

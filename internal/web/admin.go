@@ -1,10 +1,23 @@
 package web
 
 import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"strings"
+	"time"
+	"unicode"
 	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
 )
 
 type createMentoradoRequest struct {
@@ -28,6 +41,12 @@ func (s *Server) handleCreateMentorado(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "name must be 1 to 200 characters"))
 		return
 	}
+	if strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		// Postgres cannot store NUL; no other control character belongs
+		// in a name either.
+		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "name must not contain control characters"))
+		return
+	}
 	token, hash, err := newToken()
 	if err != nil {
 		s.writeError(w, r, err)
@@ -48,9 +67,9 @@ func (s *Server) handleCreateMentorado(w http.ResponseWriter, r *http.Request) {
 // handleRotateToken replaces a mentorado's token; the old one stops working
 // at once, and so do stream tickets issued with it.
 func (s *Server) handleRotateToken(w http.ResponseWriter, r *http.Request) {
-	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	if err != nil || id <= 0 {
-		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "id must be a positive integer"))
+	id, err := pathID(r)
+	if err != nil {
+		s.writeError(w, r, err)
 		return
 	}
 	token, hash, err := newToken()
@@ -58,16 +77,309 @@ func (s *Server) handleRotateToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	tag, err := s.db.Pool.Exec(r.Context(),
-		`UPDATE mentorados SET token_hash = $2, token_created_at = now() WHERE id = $1`, id, hash)
+	var old []byte
+	err = s.db.Pool.QueryRow(r.Context(), `
+UPDATE mentorados m SET token_hash = $2, token_created_at = now()
+FROM (SELECT id, token_hash FROM mentorados WHERE id = $1 FOR UPDATE) o
+WHERE m.id = o.id RETURNING o.token_hash`, id, hash).Scan(&old)
+	if errors.Is(err, pgx.ErrNoRows) {
+		s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id))
+		return
+	}
 	if err != nil {
 		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info().Int64("mentorado", id).Msg("mentorado token rotated")
+	// Streams opened with the old token (bearer or ticket) end now, on
+	// every notifier.
+	if len(old) > 0 {
+		s.revoke(id, tokenID(old), "token rotated")
+	}
+	writeJSON(w, http.StatusCreated, tokenResponse{ID: id, Token: token})
+}
+
+// mentoradoInfo is a tenant as the admin API lists it.
+type mentoradoInfo struct {
+	ID             int64      `json:"id"`
+	Name           string     `json:"name"`
+	Status         string     `json:"status"`
+	Phone          string     `json:"phone,omitempty"`
+	StatusAt       *time.Time `json:"status_at,omitempty"`
+	Disabled       bool       `json:"disabled"`
+	DisabledAt     *time.Time `json:"disabled_at,omitempty"`
+	TokenCreatedAt *time.Time `json:"token_created_at,omitempty"`
+	CreatedAt      time.Time  `json:"created_at"`
+}
+
+const mentoradoInfoColumns = `id, name, wa_status, coalesce(wa_phone, ''), wa_status_at, disabled_at, token_created_at, created_at`
+
+func scanMentoradoInfo(row pgx.Row) (mentoradoInfo, error) {
+	var mi mentoradoInfo
+	err := row.Scan(&mi.ID, &mi.Name, &mi.Status, &mi.Phone, &mi.StatusAt, &mi.DisabledAt, &mi.TokenCreatedAt, &mi.CreatedAt)
+	mi.Disabled = mi.DisabledAt != nil
+	for _, t := range []*time.Time{mi.StatusAt, mi.DisabledAt, mi.TokenCreatedAt} {
+		if t != nil {
+			*t = t.UTC()
+		}
+	}
+	mi.CreatedAt = mi.CreatedAt.UTC()
+	return mi, err
+}
+
+type mentoradosResponse struct {
+	Mentorados []mentoradoInfo `json:"mentorados"`
+	NextCursor string          `json:"next_cursor,omitempty"`
+}
+
+// handleListMentorados lists tenants by id with their session status and
+// whether they are disabled; ?limit= (1–200, default 50) and ?cursor= page.
+func (s *Server) handleListMentorados(w http.ResponseWriter, r *http.Request) {
+	limit, err := parseLimit(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var after int64
+	if c := r.URL.Query().Get("cursor"); c != "" {
+		b, err := base64.RawURLEncoding.DecodeString(c)
+		if err == nil {
+			after, err = strconv.ParseInt(string(b), 10, 64)
+		}
+		if err != nil || after <= 0 {
+			s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "invalid cursor"))
+			return
+		}
+	}
+	rows, err := s.db.Pool.Query(r.Context(),
+		`SELECT `+mentoradoInfoColumns+` FROM mentorados WHERE id > $1 ORDER BY id LIMIT $2`, after, limit+1)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("list mentorados: %w", err))
+		return
+	}
+	out := mentoradosResponse{Mentorados: []mentoradoInfo{}}
+	for rows.Next() {
+		mi, err := scanMentoradoInfo(rows)
+		if err != nil {
+			rows.Close()
+			s.writeError(w, r, fmt.Errorf("list mentorados: %w", err))
+			return
+		}
+		out.Mentorados = append(out.Mentorados, mi)
+	}
+	if err := rows.Err(); err != nil {
+		s.writeError(w, r, fmt.Errorf("list mentorados: %w", err))
+		return
+	}
+	if len(out.Mentorados) > limit {
+		out.Mentorados = out.Mentorados[:limit]
+		last := out.Mentorados[limit-1].ID
+		out.NextCursor = base64.RawURLEncoding.EncodeToString([]byte(strconv.FormatInt(last, 10)))
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+func pathID(r *http.Request) (int64, error) {
+	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
+	if err != nil || id <= 0 {
+		return 0, errorf(http.StatusBadRequest, codeBadRequest, "id must be a positive integer")
+	}
+	return id, nil
+}
+
+func (s *Server) mentoradoInfo(ctx context.Context, id int64) (mentoradoInfo, error) {
+	mi, err := scanMentoradoInfo(s.db.Pool.QueryRow(ctx, `SELECT `+mentoradoInfoColumns+` FROM mentorados WHERE id = $1`, id))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return mi, errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id)
+	}
+	if err != nil {
+		return mi, fmt.Errorf("read mentorado: %w", err)
+	}
+	return mi, nil
+}
+
+// sessionResult says what happened to a WhatsApp session on disable or
+// delete: "disconnected" / "logged_out", or "unreachable" with why.
+type sessionResult struct {
+	State string `json:"state"`
+	Error string `json:"error,omitempty"`
+}
+
+type adminStateResponse struct {
+	mentoradoInfo
+	Session *sessionResult `json:"session,omitempty"`
+}
+
+// sessionCommand sends disconnect or logout to the connector owning id and
+// reports the outcome; it never fails the admin request by itself.
+func (s *Server) sessionCommand(ctx context.Context, id int64, verb event.Verb) (*sessionResult, bool) {
+	reply, err := s.command(ctx, id, verb, nil)
+	if err != nil {
+		var ae *apiError
+		if errors.As(err, &ae) && ae.Status < 500 {
+			// The connector answered (not connected, unknown): nothing runs.
+			return &sessionResult{State: "inactive", Error: ae.Message}, true
+		}
+		msg := "connector did not answer"
+		if errors.As(err, &ae) {
+			msg = ae.Message
+		}
+		return &sessionResult{State: "unreachable", Error: msg}, false
+	}
+	st := string(event.StatusDisconnected)
+	if reply.Status != nil {
+		st = string(reply.Status.Status)
+	}
+	return &sessionResult{State: st}, true
+}
+
+// handleDisableMentorado refuses every token and stream of a tenant, ends
+// its open streams on every notifier and disconnects its session; its data
+// and pairing are kept, and enable undoes it.
+func (s *Server) handleDisableMentorado(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tag, err := s.db.Pool.Exec(r.Context(), `UPDATE mentorados SET disabled_at = coalesce(disabled_at, now()) WHERE id = $1`, id)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("disable mentorado: %w", err))
 		return
 	}
 	if tag.RowsAffected() == 0 {
 		s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id))
 		return
 	}
-	s.log.Info().Int64("mentorado", id).Msg("mentorado token rotated")
-	writeJSON(w, http.StatusCreated, tokenResponse{ID: id, Token: token})
+	s.revoke(id, "", "disabled")
+	sess, _ := s.sessionCommand(r.Context(), id, event.VerbDisconnect)
+	mi, err := s.mentoradoInfo(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info().Int64("mentorado", id).Str("session", sess.State).Msg("mentorado disabled")
+	writeJSON(w, http.StatusOK, adminStateResponse{mentoradoInfo: mi, Session: sess})
+}
+
+// handleEnableMentorado lets a disabled tenant's token work again; its
+// session stays disconnected until it connects.
+func (s *Server) handleEnableMentorado(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	tag, err := s.db.Pool.Exec(r.Context(), `UPDATE mentorados SET disabled_at = NULL WHERE id = $1`, id)
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("enable mentorado: %w", err))
+		return
+	}
+	if tag.RowsAffected() == 0 {
+		s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id))
+		return
+	}
+	mi, err := s.mentoradoInfo(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	s.log.Info().Int64("mentorado", id).Msg("mentorado enabled")
+	writeJSON(w, http.StatusOK, adminStateResponse{mentoradoInfo: mi})
+}
+
+type deleteResponse struct {
+	ID           int64          `json:"id"`
+	Deleted      bool           `json:"deleted"`
+	Session      *sessionResult `json:"session"`
+	EventsPurged bool           `json:"events_purged"`
+	PurgeError   string         `json:"purge_error,omitempty"`
+}
+
+// handleDeleteMentorado logs the tenant's WhatsApp session out, removes
+// every row of it (messages, contacts, leads, device, the tenant) and purges
+// its history from the event streams. ?confirm= must repeat the id or the
+// exact name. When no connector answers the logout, nothing is deleted
+// (503) unless ?force=true.
+func (s *Server) handleDeleteMentorado(w http.ResponseWriter, r *http.Request) {
+	id, err := pathID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	mi, err := s.mentoradoInfo(r.Context(), id)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	q := r.URL.Query()
+	confirm := q.Get("confirm")
+	if confirm == "" || (confirm != strconv.FormatInt(id, 10) && confirm != mi.Name) {
+		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest,
+			"deleting a mentorado removes all its data: repeat its id or exact name in ?confirm="))
+		return
+	}
+	force := false
+	switch q.Get("force") {
+	case "", "false", "0":
+	case "true", "1":
+		force = true
+	default:
+		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "force must be true or false"))
+		return
+	}
+	// Disabled first: no token, stream or connect works while it goes.
+	if _, err := s.db.Pool.Exec(r.Context(), `UPDATE mentorados SET disabled_at = coalesce(disabled_at, now()) WHERE id = $1`, id); err != nil {
+		s.writeError(w, r, fmt.Errorf("disable mentorado: %w", err))
+		return
+	}
+	s.revoke(id, "", "deleted")
+	sess, ok := s.sessionCommand(r.Context(), id, event.VerbLogout)
+	if !ok && !force {
+		s.writeError(w, r, &apiError{Status: http.StatusServiceUnavailable, Code: codeUnavailable, RetryAfter: 5,
+			Message: "the session could not be logged out (" + sess.Error + "); the mentorado is disabled, nothing was deleted. " +
+				"Retry, or pass force=true to delete anyway (the phone then keeps the linked device until it is removed there)"})
+		return
+	}
+	err = pgx.BeginFunc(r.Context(), s.db.Pool, func(tx pgx.Tx) error {
+		if err := store.LockMentorado(r.Context(), tx, id); err != nil {
+			return err
+		}
+		// Every tenant table references mentorados ON DELETE CASCADE.
+		if _, err := tx.Exec(r.Context(), `DELETE FROM mentorados WHERE id = $1`, id); err != nil {
+			return fmt.Errorf("delete mentorado: %w", err)
+		}
+		return nil
+	})
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	out := deleteResponse{ID: id, Deleted: true, Session: sess}
+	if err := s.purgeEvents(r.Context(), id); err != nil {
+		out.PurgeError = err.Error()
+		s.log.Warn().Err(err).Int64("mentorado", id).Msg("purge deleted mentorado's events (purge with an admin credential)")
+	} else {
+		out.EventsPurged = true
+	}
+	s.log.Info().Int64("mentorado", id).Str("session", sess.State).Msg("mentorado deleted")
+	writeJSON(w, http.StatusOK, out)
+}
+
+// purgeEvents removes the mentorado's history from WA_EVENTS and its QR
+// from WA_QR.
+func (s *Server) purgeEvents(ctx context.Context, m int64) error {
+	for _, p := range []struct{ stream, subject string }{
+		{bus.StreamEvents, event.MentoradoEvents(m)},
+		{bus.StreamQR, event.QRSubject(m)},
+	} {
+		st, err := s.bus.JS.Stream(ctx, p.stream)
+		if err != nil {
+			return fmt.Errorf("purge %s: %w", p.stream, err)
+		}
+		if err := st.Purge(ctx, jetstream.WithPurgeSubject(p.subject)); err != nil {
+			return fmt.Errorf("purge %s: %w", p.stream, err)
+		}
+	}
+	return nil
 }

@@ -37,7 +37,10 @@ const tokenPrefix = "zbt_"
 
 type ctxKey int
 
-const mentoradoKey ctxKey = 1
+const (
+	mentoradoKey ctxKey = 1
+	tokenHashKey ctxKey = 2
+)
 
 // MentoradoFrom returns the authenticated mentorado of a request context
 // (set by RequireMentorado and every mentorado-scoped route).
@@ -48,6 +51,18 @@ func MentoradoFrom(ctx context.Context) (int64, bool) {
 
 func withMentorado(ctx context.Context, id int64) context.Context {
 	return context.WithValue(ctx, mentoradoKey, id)
+}
+
+// withToken records the hash of the token a request authenticated with
+// (directly, or through a stream ticket signed over it): rate limits and
+// stream revocation are per token.
+func withToken(ctx context.Context, id int64, hash []byte) context.Context {
+	return context.WithValue(withMentorado(ctx, id), tokenHashKey, hash)
+}
+
+func tokenHashFrom(ctx context.Context) []byte {
+	h, _ := ctx.Value(tokenHashKey).([]byte)
+	return h
 }
 
 // newToken returns a fresh token and its stored hash.
@@ -87,17 +102,18 @@ func (s *Server) adminAuth(h http.HandlerFunc) http.HandlerFunc {
 			s.writeError(w, r, errUnauthorized)
 			return
 		}
+		s.bodyDeadline(w, r)
 		h(w, r)
 	}
 }
 
-// lookupToken returns the mentorado owning token.
+// lookupToken returns the enabled mentorado owning token.
 func (s *Server) lookupToken(ctx context.Context, token string) (int64, error) {
 	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 128 {
 		return 0, errUnauthorized
 	}
 	var id int64
-	err := s.db.Pool.QueryRow(ctx, `SELECT id FROM mentorados WHERE token_hash = $1`, hashToken(token)).Scan(&id)
+	err := s.db.Pool.QueryRow(ctx, `SELECT id FROM mentorados WHERE token_hash = $1 AND disabled_at IS NULL`, hashToken(token)).Scan(&id)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, errUnauthorized
 	}
@@ -123,7 +139,8 @@ func (s *Server) mentoradoAuth(h http.HandlerFunc) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		h(w, r.WithContext(withMentorado(r.Context(), id)))
+		s.bodyDeadline(w, r)
+		h(w, r.WithContext(withToken(r.Context(), id, hashToken(tok))))
 	}
 }
 
@@ -131,13 +148,15 @@ func (s *Server) mentoradoAuth(h http.HandlerFunc) http.HandlerFunc {
 func (s *Server) streamAuth(h http.HandlerFunc) http.HandlerFunc {
 	return func(w http.ResponseWriter, r *http.Request) {
 		var (
-			id  int64
-			err error
+			id   int64
+			hash []byte
+			err  error
 		)
 		if tok, ok := bearer(r); ok {
 			id, err = s.lookupToken(r.Context(), tok)
+			hash = hashToken(tok)
 		} else if t := r.URL.Query().Get("ticket"); t != "" {
-			id, err = s.verifyTicket(r.Context(), t)
+			id, hash, err = s.verifyTicket(r.Context(), t)
 		} else {
 			err = errUnauthorized
 		}
@@ -145,14 +164,14 @@ func (s *Server) streamAuth(h http.HandlerFunc) http.HandlerFunc {
 			s.writeError(w, r, err)
 			return
 		}
-		h(w, r.WithContext(withMentorado(r.Context(), id)))
+		h(w, r.WithContext(withToken(r.Context(), id, hash)))
 	}
 }
 
-// tokenHashOf returns the current token hash of a mentorado.
+// tokenHashOf returns the current token hash of an enabled mentorado.
 func (s *Server) tokenHashOf(ctx context.Context, m int64) ([]byte, error) {
 	var hash []byte
-	err := s.db.Pool.QueryRow(ctx, `SELECT token_hash FROM mentorados WHERE id = $1`, m).Scan(&hash)
+	err := s.db.Pool.QueryRow(ctx, `SELECT token_hash FROM mentorados WHERE id = $1 AND disabled_at IS NULL`, m).Scan(&hash)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && len(hash) == 0) {
 		return nil, errUnauthorized
 	}
@@ -184,23 +203,25 @@ func (s *Server) ticketMAC(payload, tokenHash []byte) []byte {
 	return h.Sum(nil)
 }
 
-func (s *Server) verifyTicket(ctx context.Context, t string) (int64, error) {
+// verifyTicket returns the mentorado of a valid ticket and the hash of the
+// token it was issued with (still that mentorado's current token).
+func (s *Server) verifyTicket(ctx context.Context, t string) (int64, []byte, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(t)
 	if err != nil || len(raw) != 16+sha256.Size {
-		return 0, errUnauthorized
+		return 0, nil, errUnauthorized
 	}
 	payload, mac := raw[:16], raw[16:]
 	m := int64(binary.BigEndian.Uint64(payload[:8]))
 	exp := time.Unix(int64(binary.BigEndian.Uint64(payload[8:])), 0)
 	if m <= 0 || time.Now().After(exp) {
-		return 0, errUnauthorized
+		return 0, nil, errUnauthorized
 	}
 	hash, err := s.tokenHashOf(ctx, m)
 	if err != nil {
-		return 0, err
+		return 0, nil, err
 	}
 	if !hmac.Equal(mac, s.ticketMAC(payload, hash)) {
-		return 0, errUnauthorized
+		return 0, nil, errUnauthorized
 	}
-	return m, nil
+	return m, hash, nil
 }

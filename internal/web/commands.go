@@ -70,6 +70,8 @@ func commandError(ce *event.CommandError) *apiError {
 		ae.Status, ae.RetryAfter = http.StatusServiceUnavailable, 1
 	case event.CodeUnknown: // the mentorado was deleted after authenticating
 		ae.Status = http.StatusNotFound
+	case event.CodeDisabled: // the mentorado was disabled after authenticating
+		ae.Status = http.StatusForbidden
 	default:
 		ae.Status, ae.Code = http.StatusBadGateway, codeInternal
 		if ae.Message == "" {

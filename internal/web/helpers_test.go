@@ -9,6 +9,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -26,16 +27,20 @@ import (
 const testAdminToken = "admin-token-for-tests-0123456789"
 
 type testEnv struct {
-	t    *testing.T
+	t    testing.TB
 	srv  *httptest.Server
 	s    *Server
 	db   *store.DB
 	bus  *bus.Bus
 	nc   *nats.Conn // a separate connection, the test's own peer
 	logs *testenv.Buffer
+
+	natsURL string
+	cfg     Config
+	log     zerolog.Logger
 }
 
-func newEnv(t *testing.T, mod ...func(*Config)) *testEnv {
+func newEnv(t testing.TB, mod ...func(*Config)) *testEnv {
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, testenv.Postgres(t))
@@ -45,7 +50,11 @@ func newEnv(t *testing.T, mod ...func(*Config)) *testEnv {
 	t.Cleanup(db.Close)
 	ns := testenv.NATSServer(t)
 	logs := &testenv.Buffer{}
-	log := zerolog.New(zerolog.MultiLevelWriter(logs, zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true})).
+	var console io.Writer = zerolog.ConsoleWriter{Out: testWriter{t}, NoColor: true}
+	if _, fuzz := t.(*testing.F); fuzz {
+		console = io.Discard // F.Log may not be called from the fuzz function
+	}
+	log := zerolog.New(zerolog.MultiLevelWriter(logs, console)).
 		Level(zerolog.DebugLevel).With().Timestamp().Logger()
 	nc, err := bus.Connect(ns.ClientURL(), "notifier-test", log)
 	if err != nil {
@@ -78,10 +87,38 @@ func newEnv(t *testing.T, mod ...func(*Config)) *testEnv {
 		srv.CloseClientConnections()
 		srv.Close()
 	})
-	return &testEnv{t: t, srv: srv, s: s, db: db, bus: b, nc: peer, logs: logs}
+	return &testEnv{t: t, srv: srv, s: s, db: db, bus: b, nc: peer, logs: logs, natsURL: ns.ClientURL(), cfg: cfg, log: log}
 }
 
-type testWriter struct{ t *testing.T }
+// otherNotifier starts a second notifier on the same Postgres and NATS
+// (its own NATS connection), as behind a load balancer.
+func (e *testEnv) otherNotifier() *testEnv {
+	e.t.Helper()
+	nc, err := bus.Connect(e.natsURL, "notifier-test-2", e.log)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	e.t.Cleanup(nc.Close)
+	b, err := bus.New(nc, bus.Config{})
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	s, err := New(e.cfg, e.db, b, e.log.With().Str("notifier", "2").Logger())
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	srv := httptest.NewServer(s.Handler())
+	e.t.Cleanup(func() {
+		s.Close()
+		srv.CloseClientConnections()
+		srv.Close()
+	})
+	o := *e
+	o.srv, o.s, o.bus = srv, s, b
+	return &o
+}
+
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
@@ -95,14 +132,14 @@ type response struct {
 	Body   []byte
 }
 
-func (r response) json(t *testing.T, v any) {
+func (r response) json(t testing.TB, v any) {
 	t.Helper()
 	if err := json.Unmarshal(r.Body, v); err != nil {
 		t.Fatalf("decode %s: %v", r.Body, err)
 	}
 }
 
-func (r response) errorCode(t *testing.T) string {
+func (r response) errorCode(t testing.TB) string {
 	t.Helper()
 	var e errorBody
 	r.json(t, &e)
@@ -410,3 +447,5 @@ func (c *sseClient) Events() []sseEvent {
 func bearerAuth(token string) func(*http.Request) {
 	return func(r *http.Request) { r.Header.Set("Authorization", "Bearer "+token) }
 }
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }

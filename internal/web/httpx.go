@@ -8,8 +8,11 @@ import (
 	"io"
 	"log"
 	"net/http"
+	"os"
+	"path"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -28,6 +31,11 @@ const (
 	codeTimeout          = "timeout"
 	codeInternal         = "internal"
 	codeNoQR             = "no_qr"
+	codeRateLimited      = "rate_limited"
+	codeTooManyStreams   = "too_many_streams"
+	codeForbidden        = "forbidden"
+	codeUpgradeRequired  = "upgrade_required"
+	codeBodyTimeout      = "body_timeout"
 )
 
 // apiError is an error with an HTTP status and a stable code.
@@ -108,6 +116,8 @@ func jsonError(err error) error {
 	var syn *json.SyntaxError
 	var typ *json.UnmarshalTypeError
 	switch {
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return errorf(http.StatusRequestTimeout, codeBodyTimeout, "request body not received in time")
 	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, codeTooLarge, "body larger than %d bytes", mbe.Limit)
 	case errors.Is(err, io.EOF):
@@ -132,35 +142,69 @@ func routeOf(r *http.Request) string {
 
 // statusWriter records the status code. It forwards Flush and Unwrap so SSE
 // and websocket hijacking work through it.
+//
+// Every error response leaves as the JSON error shape: an error status
+// written by code that is not ours (the mux's 404/405, http.Error in
+// websocket.Accept or the file server) replaces its plain-text body with
+// JSON, and on an unmatched route a redirect becomes a JSON 404.
 type statusWriter struct {
 	http.ResponseWriter
 	status int
-	// jsonErrors turns the mux's plain-text 404/405 into JSON errors.
-	jsonErrors bool
-	suppress   bool
+	// unmatched: no route matched the request.
+	unmatched bool
+	suppress  bool
+}
+
+// plainErrorCodes names the API code of a foreign plain-text error status.
+var plainErrorCodes = map[int]string{
+	http.StatusBadRequest:            codeBadRequest,
+	http.StatusUnauthorized:          codeUnauthorized,
+	http.StatusForbidden:             codeForbidden,
+	http.StatusNotFound:              codeNotFound,
+	http.StatusMethodNotAllowed:      codeMethodNotAllowed,
+	http.StatusRequestTimeout:        codeBodyTimeout,
+	http.StatusRequestEntityTooLarge: codeTooLarge,
+	http.StatusUpgradeRequired:       codeUpgradeRequired,
+	http.StatusTooManyRequests:       codeRateLimited,
 }
 
 func (w *statusWriter) WriteHeader(code int) {
 	if w.status != 0 {
 		return
 	}
+	h := w.Header()
+	foreignError := code >= 400 && !strings.HasPrefix(h.Get("Content-Type"), "application/json")
+	if w.unmatched && code >= 300 && code < 400 {
+		code, foreignError = http.StatusNotFound, true
+		h.Del("Location")
+	}
 	w.status = code
-	if w.jsonErrors && (code == http.StatusNotFound || code == http.StatusMethodNotAllowed) {
-		w.suppress = true
-		ae := errorf(code, codeNotFound, "no such route")
-		if code == http.StatusMethodNotAllowed {
-			ae = errorf(code, codeMethodNotAllowed, "method not allowed; allowed: %s", w.Header().Get("Allow"))
-		}
-		b, _ := json.Marshal(errorBody{Error: errorDetail{Code: ae.Code, Message: ae.Message}})
-		h := w.Header()
-		h.Del("X-Content-Type-Options")
-		h.Set("Content-Type", "application/json")
-		h.Set("Content-Length", strconv.Itoa(len(b)+1))
+	if !foreignError {
 		w.ResponseWriter.WriteHeader(code)
-		_, _ = w.ResponseWriter.Write(append(b, '\n'))
 		return
 	}
+	w.suppress = true
+	var ae *apiError
+	switch c, ok := plainErrorCodes[code]; {
+	case code == http.StatusNotFound:
+		ae = errorf(code, codeNotFound, "no such route")
+	case code == http.StatusMethodNotAllowed:
+		ae = errorf(code, codeMethodNotAllowed, "method not allowed; allowed: %s", h.Get("Allow"))
+	case code == http.StatusUpgradeRequired:
+		ae = errorf(code, codeUpgradeRequired, "this route is a websocket; send a websocket upgrade request")
+	case ok:
+		ae = errorf(code, c, "%s", strings.ToLower(http.StatusText(code)))
+	case code >= 500:
+		ae = errorf(code, codeInternal, "internal error")
+	default:
+		ae = errorf(code, codeBadRequest, "%s", strings.ToLower(http.StatusText(code)))
+	}
+	b, _ := json.Marshal(errorBody{Error: errorDetail{Code: ae.Code, Message: ae.Message}})
+	h.Set("Content-Type", "application/json")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(b)+1))
 	w.ResponseWriter.WriteHeader(code)
+	_, _ = w.ResponseWriter.Write(append(b, '\n'))
 }
 
 func (w *statusWriter) Write(b []byte) (int, error) {
@@ -188,7 +232,10 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
 		_, pattern := s.mux.Handler(r)
-		sw := &statusWriter{ResponseWriter: w, jsonErrors: pattern == ""}
+		if !s.patterns[pattern] {
+			pattern = "" // the mux's own 404, 405 or path-cleaning redirect
+		}
+		sw := &statusWriter{ResponseWriter: w, unmatched: pattern == ""}
 		sw.Header().Set("X-Content-Type-Options", "nosniff")
 		defer func() {
 			if p := recover(); p != nil {
@@ -216,8 +263,81 @@ func (s *Server) middleware(next http.Handler) http.Handler {
 			s.log.WithLevel(lvl).Str("method", r.Method).Str("route", route).Int("status", status).
 				Dur("took", time.Since(start)).Msg("http request")
 		}()
+		if r.Method != http.MethodConnect && r.URL.Path != cleanPath(r.URL.Path) {
+			// The mux would answer with an HTML redirect to the cleaned
+			// path ("/v1/conversations//messages" → "/v1/conversations/messages"),
+			// which for an API means another route than the one asked for.
+			s.writeError(sw, r, errorf(http.StatusNotFound, codeNotFound, "no such route (path is not canonical)"))
+			return
+		}
 		next.ServeHTTP(sw, r)
 	})
+}
+
+// cleanPath is the ServeMux's canonical form of a path: path.Clean, keeping
+// a trailing slash.
+func cleanPath(p string) string {
+	if p == "" {
+		return "/"
+	}
+	if p[0] != '/' {
+		p = "/" + p
+	}
+	np := path.Clean(p)
+	if p[len(p)-1] == '/' && np != "/" {
+		np += "/"
+	}
+	return np
+}
+
+// bodyDeadline bounds reading the body of an authenticated request to
+// BodyReadTimeout, so a client trickling bytes cannot hold a connection and
+// a handler open. The deadline is lifted as soon as the body is read (or
+// closed): net/http then reads the connection in the background to notice a
+// client going away, and a deadline firing there would cancel the request.
+func (s *Server) bodyDeadline(w http.ResponseWriter, r *http.Request) {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return
+	}
+	rc := http.NewResponseController(w)
+	if err := rc.SetReadDeadline(time.Now().Add(s.cfg.BodyReadTimeout)); err != nil {
+		return // not supported by this writer (tests with a recorder)
+	}
+	r.Body = &deadlineBody{ReadCloser: r.Body, rc: rc}
+}
+
+// deadlineBody lifts the read deadline once the body is read or closed,
+// unless the deadline fired: then the connection stays unreadable, and
+// net/http closes it instead of draining the rest of a trickling body.
+type deadlineBody struct {
+	io.ReadCloser
+	rc       *http.ResponseController
+	once     sync.Once
+	timedOut bool
+}
+
+func (b *deadlineBody) lift() {
+	b.once.Do(func() {
+		if !b.timedOut {
+			_ = b.rc.SetReadDeadline(time.Time{})
+		}
+	})
+}
+
+func (b *deadlineBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		b.timedOut = true
+	}
+	if err != nil {
+		b.lift()
+	}
+	return n, err
+}
+
+func (b *deadlineBody) Close() error {
+	b.lift()
+	return b.ReadCloser.Close()
 }
 
 // newStdLogger adapts zerolog for http.Server.ErrorLog.

@@ -108,7 +108,7 @@ func TestTenantIsolation(t *testing.T) {
 	// Streams: A's SSE and websocket never carry B's QR or events.
 	var tr ticketResponse
 	e.expect(call("POST", "/v1/stream-tickets", nil), 201).json(t, &tr)
-	if m, err := e.s.verifyTicket(t.Context(), tr.Ticket); err != nil || m != a.ID {
+	if m, _, err := e.s.verifyTicket(t.Context(), tr.Ticket); err != nil || m != a.ID {
 		t.Fatalf("A's ticket is for %d (%v)", m, err)
 	}
 	mark("POST /v1/stream-tickets")

@@ -16,6 +16,7 @@ type metrics struct {
 	clients  *prometheus.GaugeVec
 	dropped  *prometheus.CounterVec
 	commands *prometheus.CounterVec
+	rejected *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -37,8 +38,12 @@ func newMetrics() *metrics {
 			Name: "zapbus_commands_total",
 			Help: "Commands sent to connectors by verb and result code.",
 		}, []string{"verb", "result"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_http_rejected_total",
+			Help: "Requests refused with 429 by limit (send_rate, stream_open_rate, stream_cap).",
+		}, []string{"limit"}),
 	}
-	m.reg.MustRegister(m.requests, m.clients, m.dropped, m.commands,
+	m.reg.MustRegister(m.requests, m.clients, m.dropped, m.commands, m.rejected,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

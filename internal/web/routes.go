@@ -35,7 +35,11 @@ func (s *Server) routeTable() []route {
 	return []route{
 		// Admin.
 		{"POST", "/v1/admin/mentorados", admin(s.handleCreateMentorado)},
+		{"GET", "/v1/admin/mentorados", admin(s.handleListMentorados)},
 		{"POST", "/v1/admin/mentorados/{id}/tokens", admin(s.handleRotateToken)},
+		{"POST", "/v1/admin/mentorados/{id}/disable", admin(s.handleDisableMentorado)},
+		{"POST", "/v1/admin/mentorados/{id}/enable", admin(s.handleEnableMentorado)},
+		{"DELETE", "/v1/admin/mentorados/{id}", admin(s.handleDeleteMentorado)},
 
 		// WhatsApp session.
 		{"POST", "/v1/whatsapp/connect", tenant(s.handleConnect)},
@@ -46,7 +50,7 @@ func (s *Server) routeTable() []route {
 		{"DELETE", "/v1/whatsapp/data", tenant(s.handleClearData)},
 
 		// Messages and conversations.
-		{"POST", "/v1/messages", tenant(s.handleSend)},
+		{"POST", "/v1/messages", tenant(s.limitSends(s.handleSend))},
 		{"POST", "/v1/messages/link-orphans", tenant(s.handleLinkOrphans)},
 		{"GET", "/v1/conversations", tenant(s.handleConversations)},
 		{"GET", "/v1/conversations/{phone}/messages", tenant(s.handleMessages)},

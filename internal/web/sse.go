@@ -25,7 +25,13 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	f, err := s.openFeed(r.Context(), m, last)
+	ctx, done, err := s.openStream(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer done()
+	f, err := s.openFeed(ctx, m, last)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -57,8 +63,11 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	defer ticker.Stop()
 	var buf bytes.Buffer
 	for {
-		fr, beat, err := f.next(r.Context(), ticker.C)
+		fr, beat, err := f.next(ctx, ticker.C)
 		switch {
+		case err != nil && revoked(ctx):
+			log.Info().Msg("stream ended: credentials revoked")
+			return
 		case errors.Is(err, errDropped):
 			s.metrics.dropped.WithLabelValues("sse", f.reason).Inc()
 			log.Info().Str("reason", f.reason).Msg("slow stream client dropped")

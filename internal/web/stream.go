@@ -12,6 +12,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/nats-io/nuid"
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
@@ -46,7 +47,9 @@ type feed struct {
 	pending []frame // frames before live: the QR, then replay batches
 
 	cons      jetstream.Consumer // replay consumer; nil once caught up
+	consName  string             // its name while it exists on the server
 	replayEnd uint64             // last stream sequence when the replay began
+	remaining uint64             // replay events not yet pulled
 }
 
 var errDropped = errors.New("stream client too slow")
@@ -90,8 +93,12 @@ func (s *Server) openFeed(ctx context.Context, m int64, lastEventID uint64) (*fe
 }
 
 // replay prepares reading the events of m stored after seq from WA_EVENTS
-// with an ordered consumer, up to the end of what is stored now. Batches are
-// fetched lazily by next, so a long replay never sits in memory at once.
+// with an ephemeral pull consumer, up to the end of what is stored now.
+// Batches of at most ReplayBatch events and ReplayMaxBytes are pulled by
+// next only when the previous one was handed to the client, so a replay
+// holds one small batch in memory however long the history and however slow
+// the reader. The consumer is deleted as soon as the replay is done or the
+// client goes away (InactiveThreshold is only the backstop for a crash).
 func (f *feed) replay(ctx context.Context, after uint64) error {
 	js := f.s.bus.JS
 	st, err := js.Stream(ctx, bus.StreamEvents)
@@ -112,44 +119,103 @@ func (f *feed) replay(ctx context.Context, after uint64) error {
 	if after == info.State.LastSeq {
 		return nil
 	}
-	cons, err := js.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
-		FilterSubjects: []string{event.MentoradoEvents(f.m)},
-		DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
-		OptStartSeq:    after + 1,
+	name := replayConsumerPrefix + nuid.Next()
+	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+		Name:              name,
+		FilterSubject:     event.MentoradoEvents(f.m),
+		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
+		OptStartSeq:       after + 1,
+		AckPolicy:         jetstream.AckNonePolicy,
+		MaxRequestBatch:   f.s.cfg.ReplayBatch,
+		InactiveThreshold: replayInactiveThreshold,
+		MemoryStorage:     true,
+		Replicas:          1,
 	})
 	if err != nil {
 		return fmt.Errorf("replay consumer: %w", err)
 	}
-	f.cons, f.replayEnd = cons, info.State.LastSeq
+	f.cons, f.consName, f.replayEnd = cons, name, info.State.LastSeq
+	f.remaining = cons.CachedInfo().NumPending
+	if f.remaining == 0 {
+		f.endReplay()
+	}
 	return nil
 }
 
+// replayConsumerPrefix names the notifier's replay consumers on WA_EVENTS
+// (NATS permissions can name them).
+const replayConsumerPrefix = "notifier_replay_"
+
+// replayInactiveThreshold is how long the server keeps a replay consumer
+// nobody pulls from: the backstop when a notifier dies mid-replay.
+const replayInactiveThreshold = time.Minute
+
 // fetchReplay appends the next replay batch to pending; it ends the replay
 // when the consumer has nothing more up to replayEnd.
-func (f *feed) fetchReplay() error {
-	batch, err := f.cons.FetchNoWait(256)
-	if err != nil {
-		return fmt.Errorf("replay fetch: %w", err)
+func (f *feed) fetchReplay(ctx context.Context) error {
+	n := uint64(f.s.cfg.ReplayBatch)
+	if f.remaining > 0 && f.remaining < n {
+		n = f.remaining // never wait for a batch that cannot fill
 	}
-	n, done := 0, false
+	got, done, err := f.pull(ctx, int(n), f.s.cfg.ReplayMaxBytes)
+	if errors.Is(err, jetstream.ErrMaxBytesExceeded) && got == 0 {
+		// One event larger than ReplayMaxBytes: take it alone.
+		got, done, err = f.pull(ctx, 1, 0)
+	}
+	if err != nil {
+		return err
+	}
+	if got == 0 || done {
+		f.endReplay()
+	}
+	return nil
+}
+
+func (f *feed) pull(ctx context.Context, n, maxBytes int) (got int, done bool, err error) {
+	fctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	opts := []jetstream.FetchOpt{jetstream.FetchContext(fctx)}
+	if maxBytes > 0 {
+		opts = append(opts, jetstream.FetchMaxBytes(maxBytes))
+	}
+	batch, err := f.cons.Fetch(n, opts...)
+	if err != nil {
+		return 0, false, fmt.Errorf("replay fetch: %w", err)
+	}
 	for msg := range batch.Messages() {
 		md, err := msg.Metadata()
 		if err != nil {
-			return fmt.Errorf("replay metadata: %w", err)
+			return got, false, fmt.Errorf("replay metadata: %w", err)
 		}
-		n++
+		got++
+		f.remaining = md.NumPending
 		if md.NumPending == 0 || md.Sequence.Stream >= f.replayEnd {
 			done = true
 		}
 		f.pending = append(f.pending, frame{Seq: md.Sequence.Stream, Event: eventType(msg.Subject()), Data: msg.Data()})
 	}
-	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) {
-		return fmt.Errorf("replay fetch: %w", err)
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		if errors.Is(err, jetstream.ErrMaxBytesExceeded) {
+			return got, done, err
+		}
+		return got, done, fmt.Errorf("replay fetch: %w", err)
 	}
-	if n == 0 || done {
-		f.cons = nil
+	return got, done, nil
+}
+
+// endReplay deletes the replay consumer; what follows arrives live.
+func (f *feed) endReplay() {
+	f.cons = nil
+	if f.consName == "" {
+		return
 	}
-	return nil
+	name := f.consName
+	f.consName = ""
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := f.s.bus.JS.DeleteConsumer(ctx, bus.StreamEvents, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+		f.s.log.Warn().Err(err).Int64("mentorado", f.m).Msg("delete replay consumer (the server removes it after a minute)")
+	}
 }
 
 func eventType(subject string) string {
@@ -191,12 +257,14 @@ func (f *feed) drop(reason string) {
 func (f *feed) next(ctx context.Context, heartbeat <-chan time.Time) (fr frame, beat bool, err error) {
 	for {
 		if len(f.pending) == 0 && f.cons != nil {
-			if err := f.fetchReplay(); err != nil {
+			if err := f.fetchReplay(ctx); err != nil {
 				return frame{}, false, err
 			}
 		}
 		if len(f.pending) > 0 {
-			fr, f.pending = f.pending[0], f.pending[1:]
+			fr = f.pending[0]
+			f.pending[0] = frame{} // the batch's memory goes with the client's pace
+			f.pending = f.pending[1:]
 			if fr.Seq != 0 {
 				if fr.Seq <= f.lastSeq {
 					continue
@@ -234,10 +302,12 @@ func (f *feed) next(ctx context.Context, heartbeat <-chan time.Time) (fr frame, 
 
 var errShutdown = errors.New("server shutting down")
 
+// close ends the feed at once: subscriptions and the replay consumer.
 func (f *feed) close() {
 	for _, sub := range f.subs {
 		_ = sub.Unsubscribe()
 	}
+	f.endReplay()
 }
 
 // parseLastEventID reads the resume position: the Last-Event-ID header

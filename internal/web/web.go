@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/bus"
@@ -48,6 +49,31 @@ type Config struct {
 	Heartbeat time.Duration
 	// ShutdownTimeout bounds graceful shutdown in Run/Serve (default 10 s).
 	ShutdownTimeout time.Duration
+
+	// BodyReadTimeout bounds reading an authenticated request body
+	// (default 10 s); a body that trickles in slower gets 408.
+	BodyReadTimeout time.Duration
+	// SendRate and SendBurst limit sends per token: a token bucket of
+	// SendBurst refilled at SendRate per second (defaults 5/s, burst 20).
+	// A negative rate disables the limit.
+	SendRate  float64
+	SendBurst int
+	// StreamOpenRate and StreamOpenBurst limit opening SSE / websocket
+	// streams per token (defaults 1/s, burst 10). Negative disables.
+	StreamOpenRate  float64
+	StreamOpenBurst int
+	// MaxStreamsPerMentorado caps concurrent streams of one mentorado on
+	// one notifier (default 20). Negative disables.
+	MaxStreamsPerMentorado int
+	// ReplayBatch and ReplayMaxBytes bound what one replaying stream pulls
+	// from WA_EVENTS at a time (defaults 32 events, 512 KiB); the next
+	// batch is pulled only when the client has taken the previous one.
+	ReplayBatch    int
+	ReplayMaxBytes int
+	// StreamAuthRecheck is how often open streams are checked against the
+	// current tokens in Postgres (default 1 min), the backstop for a missed
+	// revocation message.
+	StreamAuthRecheck time.Duration
 }
 
 // WithDefaults fills zero values.
@@ -76,6 +102,33 @@ func (c Config) WithDefaults() Config {
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = 10 * time.Second
 	}
+	if c.BodyReadTimeout == 0 {
+		c.BodyReadTimeout = 10 * time.Second
+	}
+	if c.SendRate == 0 {
+		c.SendRate = 5
+	}
+	if c.SendBurst == 0 {
+		c.SendBurst = 20
+	}
+	if c.StreamOpenRate == 0 {
+		c.StreamOpenRate = 1
+	}
+	if c.StreamOpenBurst == 0 {
+		c.StreamOpenBurst = 10
+	}
+	if c.MaxStreamsPerMentorado == 0 {
+		c.MaxStreamsPerMentorado = 20
+	}
+	if c.ReplayBatch == 0 {
+		c.ReplayBatch = 32
+	}
+	if c.ReplayMaxBytes == 0 {
+		c.ReplayMaxBytes = 512 << 10
+	}
+	if c.StreamAuthRecheck == 0 {
+		c.StreamAuthRecheck = time.Minute
+	}
 	if len(c.TicketKey) == 0 && c.AdminToken != "" {
 		k := sha256.Sum256([]byte("zapbus stream tickets\x00" + c.AdminToken))
 		c.TicketKey = k[:]
@@ -101,6 +154,14 @@ func (c Config) Validate() error {
 		return errors.New("web: stream buffer must be at least 1")
 	case c.StreamWriteTimeout <= 0 || c.Heartbeat <= 0:
 		return errors.New("web: stream write timeout and heartbeat must be positive")
+	case c.BodyReadTimeout <= 0:
+		return errors.New("web: body read timeout must be positive")
+	case c.SendRate > 0 && c.SendBurst < 1, c.StreamOpenRate > 0 && c.StreamOpenBurst < 1:
+		return errors.New("web: a rate limit needs a burst of at least 1")
+	case c.ReplayBatch < 1 || c.ReplayMaxBytes < 1024:
+		return errors.New("web: replay batch must be at least 1 and replay max bytes at least 1 KiB")
+	case c.StreamAuthRecheck < time.Second:
+		return errors.New("web: stream auth recheck below one second")
 	}
 	return nil
 }
@@ -119,6 +180,14 @@ type Server struct {
 	// long-lived stream so graceful shutdown does not wait for clients.
 	streamsDone chan struct{}
 	closeOnce   sync.Once
+
+	// patterns are the registered mux patterns (routes and Mount).
+	patterns map[string]bool
+	// streams are the open streams, for revocation and the per-mentorado cap.
+	streams     streamRegistry
+	revokeSub   *nats.Subscription
+	sends       *limiterSet
+	streamOpens *limiterSet
 }
 
 // New builds a server on an open database and a provisioned bus.
@@ -138,10 +207,20 @@ func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger) (*Server, err
 		metrics:     newMetrics(),
 		streamsDone: make(chan struct{}),
 	}
+	s.sends = newLimiterSet("send", s.cfg.SendRate, s.cfg.SendBurst)
+	s.streamOpens = newLimiterSet("stream open", s.cfg.StreamOpenRate, s.cfg.StreamOpenBurst)
+	s.patterns = make(map[string]bool)
 	s.routes = s.routeTable()
 	for _, rt := range s.routes {
 		s.mux.Handle(rt.pattern(), rt.handler)
+		s.patterns[rt.pattern()] = true
 	}
+	sub, err := b.NC.Subscribe(RevokeSubject, s.onRevoke)
+	if err != nil {
+		return nil, fmt.Errorf("web: subscribe %s: %w", RevokeSubject, err)
+	}
+	s.revokeSub = sub
+	go s.recheckLoop()
 	return s, nil
 }
 
@@ -150,7 +229,10 @@ func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger) (*Server, err
 // JSON 404/405 handling. Mounted routes are not authenticated unless h is
 // wrapped with RequireMentorado or RequireAdmin, and they are not listed in
 // the OpenAPI document. Call Mount before serving.
-func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+func (s *Server) Mount(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, h)
+	s.patterns[pattern] = true
+}
 
 // RequireMentorado wraps h so it runs only for a valid mentorado bearer
 // token; h finds the mentorado with MentoradoFrom(r.Context()).
@@ -162,9 +244,13 @@ func (s *Server) RequireAdmin(h http.Handler) http.Handler { return s.adminAuth(
 // Handler returns the root handler: middleware around the route mux.
 func (s *Server) Handler() http.Handler { return s.middleware(s.mux) }
 
-// Close ends every open stream. It is idempotent.
+// Close ends every open stream and stops listening for revocations. It is
+// idempotent.
 func (s *Server) Close() {
-	s.closeOnce.Do(func() { close(s.streamsDone) })
+	s.closeOnce.Do(func() {
+		close(s.streamsDone)
+		_ = s.revokeSub.Unsubscribe()
+	})
 }
 
 // Run listens on addr and serves until ctx is cancelled, then shuts down.

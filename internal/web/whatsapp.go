@@ -154,7 +154,33 @@ func (s *Server) currentQR(ctx context.Context, m int64) (raw []byte, q *event.Q
 	if !ok || !qr.ExpiresAt.After(time.Now()) {
 		return nil, nil, nil
 	}
+	if live, err := s.pairing(ctx, m, env.OccurredAt); err != nil || !live {
+		return nil, nil, err
+	}
 	return msg.Data, qr, nil
+}
+
+// pairing reports whether a QR shown at qrAt can still be in use: the
+// session is pairing (status qr or pairing), or its last stored status is
+// older than the QR (connecting, then the QR came). A session that
+// connected, logged out or stopped after the QR makes it stale.
+func (s *Server) pairing(ctx context.Context, m int64, qrAt time.Time) (bool, error) {
+	var (
+		status string
+		at     *time.Time
+	)
+	err := s.db.Pool.QueryRow(ctx, `SELECT wa_status, wa_status_at FROM mentorados WHERE id = $1`, m).Scan(&status, &at)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("read status: %w", err)
+	}
+	switch event.Status(status) {
+	case event.StatusQR, event.StatusPairing:
+		return true, nil
+	}
+	return at == nil || at.Before(qrAt), nil
 }
 
 // handleQRPNG renders the live QR code as a PNG (never cached).

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/coder/websocket"
@@ -28,7 +29,19 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	f, err := s.openFeed(r.Context(), m, last)
+	if !isWebSocketUpgrade(r) {
+		w.Header().Set("Connection", "Upgrade")
+		w.Header().Set("Upgrade", "websocket")
+		s.writeError(w, r, errorf(http.StatusUpgradeRequired, codeUpgradeRequired, "this route is a websocket; send a websocket upgrade request"))
+		return
+	}
+	sctx, done, err := s.openStream(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	defer done()
+	f, err := s.openFeed(sctx, m, last)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -36,7 +49,7 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 	defer f.close()
 	c, err := websocket.Accept(w, r, nil)
 	if err != nil {
-		return // Accept wrote the error response
+		return // Accept wrote the error response (made JSON by statusWriter)
 	}
 	defer c.CloseNow()
 	s.metrics.clients.WithLabelValues("ws").Inc()
@@ -46,12 +59,23 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 
 	// CloseRead handles pings, pongs and the close handshake; its context
 	// ends when the client goes away.
-	ctx := c.CloseRead(r.Context())
+	//
+	// The reader must not get the revocable stream context: when that ends,
+	// CloseRead would drop the connection before the close frame below.
+	rctx := c.CloseRead(r.Context())
+	ctx, cancel := context.WithCancelCause(rctx)
+	defer cancel(nil)
+	stop := context.AfterFunc(sctx, func() { cancel(context.Cause(sctx)) })
+	defer stop()
 	ticker := time.NewTicker(s.cfg.Heartbeat)
 	defer ticker.Stop()
 	for {
 		fr, beat, err := f.next(ctx, ticker.C)
 		switch {
+		case err != nil && revoked(ctx):
+			log.Info().Msg("stream ended: credentials revoked")
+			_ = c.Close(websocket.StatusPolicyViolation, "credentials revoked")
+			return
 		case errors.Is(err, errDropped):
 			s.metrics.dropped.WithLabelValues("ws", f.reason).Inc()
 			log.Info().Str("reason", f.reason).Msg("slow stream client dropped")
@@ -86,4 +110,21 @@ func (s *Server) handleWS(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+}
+
+// isWebSocketUpgrade reports whether r asks for a websocket upgrade (the
+// rest of the handshake is checked by websocket.Accept).
+func isWebSocketUpgrade(r *http.Request) bool {
+	return headerHasToken(r.Header, "Connection", "upgrade") && headerHasToken(r.Header, "Upgrade", "websocket")
+}
+
+func headerHasToken(h http.Header, key, token string) bool {
+	for _, v := range h.Values(key) {
+		for _, t := range strings.Split(v, ",") {
+			if strings.EqualFold(strings.TrimSpace(t), token) {
+				return true
+			}
+		}
+	}
+	return false
 }
