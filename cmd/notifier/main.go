@@ -13,6 +13,13 @@
 //	ZAPBUS_SEND_TIMEOUT                              send command timeout, default 30s
 //	ZAPBUS_STREAM_BUFFER                             events queued per stream client, default 256
 //	ZAPBUS_SHUTDOWN_TIMEOUT                          graceful shutdown bound, default 10s
+//	ZAPBUS_SEND_RATE, ZAPBUS_SEND_BURST              sends per token: per second and burst, default 5 and 20
+//	ZAPBUS_STREAM_OPEN_RATE, ZAPBUS_STREAM_OPEN_BURST  stream opens per token, default 1/s and 10
+//	ZAPBUS_MAX_STREAMS_PER_MENTORADO                 concurrent streams per tenant, default 20
+//	                                                 (rates and the cap take "off"; each notifier counts its own)
+//	ZAPBUS_REPLAY_BATCH, ZAPBUS_REPLAY_MAX_BYTES     events / bytes a resuming stream pulls at a time, default 32 and 524288
+//	ZAPBUS_BODY_READ_TIMEOUT                         bound on reading an authenticated request body, default 10s
+//	ZAPBUS_STREAM_AUTH_RECHECK                       how often open streams' tokens are checked again, default 1m
 //	ZAPBUS_LOG_LEVEL                                 debug, info (default), warn, error
 //
 // Start-up does not depend on order: the notifier listens at once, answers
@@ -79,6 +86,15 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&s.Web.SendTimeout, "send-timeout", dur("ZAPBUS_SEND_TIMEOUT", 30*time.Second), "send command timeout (ZAPBUS_SEND_TIMEOUT)")
 	fs.IntVar(&s.Web.StreamBuffer, "stream-buffer", integer("ZAPBUS_STREAM_BUFFER", 256), "events queued per stream client (ZAPBUS_STREAM_BUFFER)")
 	fs.DurationVar(&s.Web.ShutdownTimeout, "shutdown-timeout", dur("ZAPBUS_SHUTDOWN_TIMEOUT", 10*time.Second), "graceful shutdown bound (ZAPBUS_SHUTDOWN_TIMEOUT)")
+	fs.Float64Var(&s.Web.SendRate, "send-rate", e.Rate("ZAPBUS_SEND_RATE", 5), "sends per second per token, -1 off (ZAPBUS_SEND_RATE)")
+	fs.IntVar(&s.Web.SendBurst, "send-burst", integer("ZAPBUS_SEND_BURST", 20), "send burst per token (ZAPBUS_SEND_BURST)")
+	fs.Float64Var(&s.Web.StreamOpenRate, "stream-open-rate", e.Rate("ZAPBUS_STREAM_OPEN_RATE", 1), "stream opens per second per token, -1 off (ZAPBUS_STREAM_OPEN_RATE)")
+	fs.IntVar(&s.Web.StreamOpenBurst, "stream-open-burst", integer("ZAPBUS_STREAM_OPEN_BURST", 10), "stream open burst per token (ZAPBUS_STREAM_OPEN_BURST)")
+	fs.IntVar(&s.Web.MaxStreamsPerMentorado, "max-streams-per-mentorado", e.Cap("ZAPBUS_MAX_STREAMS_PER_MENTORADO", 20), "concurrent streams per mentorado, -1 off (ZAPBUS_MAX_STREAMS_PER_MENTORADO)")
+	fs.IntVar(&s.Web.ReplayBatch, "replay-batch", integer("ZAPBUS_REPLAY_BATCH", 32), "events a resuming stream pulls at a time (ZAPBUS_REPLAY_BATCH)")
+	fs.IntVar(&s.Web.ReplayMaxBytes, "replay-max-bytes", integer("ZAPBUS_REPLAY_MAX_BYTES", 512<<10), "bytes a resuming stream pulls at a time (ZAPBUS_REPLAY_MAX_BYTES)")
+	fs.DurationVar(&s.Web.BodyReadTimeout, "body-read-timeout", dur("ZAPBUS_BODY_READ_TIMEOUT", 10*time.Second), "bound on reading a request body (ZAPBUS_BODY_READ_TIMEOUT)")
+	fs.DurationVar(&s.Web.StreamAuthRecheck, "stream-auth-recheck", dur("ZAPBUS_STREAM_AUTH_RECHECK", time.Minute), "how often open streams are checked again (ZAPBUS_STREAM_AUTH_RECHECK)")
 	level := fs.String("log-level", env("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
 	// Secrets come from the environment or files only, never from flags
 	// (visible in process listings).

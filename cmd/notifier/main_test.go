@@ -35,6 +35,9 @@ func TestSettingsErrorsNameTheVariable(t *testing.T) {
 		{"bad log level", map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef", "ZAPBUS_LOG_LEVEL": "loud"}, nil, "ZAPBUS_LOG_LEVEL"},
 		{"short ticket key", map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef", "ZAPBUS_TICKET_KEY": "k"}, nil, "ZAPBUS_TICKET_KEY"},
 		{"bad flag", map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef"}, []string{"-nope"}, "nope"},
+		{"bad send rate", map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef", "ZAPBUS_SEND_RATE": "fast"}, nil, "ZAPBUS_SEND_RATE"},
+		{"bad stream cap", map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef", "ZAPBUS_MAX_STREAMS_PER_MENTORADO": "0"}, nil, "ZAPBUS_MAX_STREAMS_PER_MENTORADO"},
+		{"bad body timeout", map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef", "ZAPBUS_BODY_READ_TIMEOUT": "-1s"}, nil, "ZAPBUS_BODY_READ_TIMEOUT"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
@@ -60,6 +63,15 @@ func TestSettingsErrorsNameTheVariable(t *testing.T) {
 	s, _ = loadSettings(nil, envOf(map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef"}), &bytes.Buffer{})
 	if s.HTTPAddr != DefaultHTTPAddr {
 		t.Fatalf("default addr %q", s.HTTPAddr)
+	}
+	// Limits reach web.Config; "off" turns one off.
+	s, err = loadSettings([]string{"-send-burst", "3"}, envOf(map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef",
+		"ZAPBUS_SEND_RATE": "0.5", "ZAPBUS_STREAM_OPEN_RATE": "off", "ZAPBUS_MAX_STREAMS_PER_MENTORADO": "4", "ZAPBUS_REPLAY_BATCH": "8"}), &bytes.Buffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s.Web.SendRate != 0.5 || s.Web.SendBurst != 3 || s.Web.StreamOpenRate != -1 || s.Web.MaxStreamsPerMentorado != 4 || s.Web.ReplayBatch != 8 {
+		t.Fatalf("limits %+v", s.Web)
 	}
 }
 

@@ -8,6 +8,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -67,6 +68,33 @@ func (e *Env) Int(name string, def int) int {
 		return def
 	}
 	return n
+}
+
+// Rate parses a positive number (events per second), or "off", which
+// returns -1: the convention of settings where a negative value turns a
+// limit off.
+func (e *Env) Rate(name string, def float64) float64 {
+	v := e.String(name, "")
+	switch v {
+	case "":
+		return def
+	case "off":
+		return -1
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 || math.IsInf(f, 0) || math.IsNaN(f) {
+		e.errs = append(e.errs, fmt.Errorf("%s: want a positive number or off, got %q", name, v))
+		return def
+	}
+	return f
+}
+
+// Cap parses a positive integer, or "off", which returns -1.
+func (e *Env) Cap(name string, def int) int {
+	if e.String(name, "") == "off" {
+		return -1
+	}
+	return e.Int(name, def)
 }
 
 // Err returns every problem met so far, joined.

@@ -49,6 +49,37 @@ func TestEnv(t *testing.T) {
 	}
 }
 
+func TestRateAndCap(t *testing.T) {
+	vars := map[string]string{"R": "2.5", "ROFF": "off", "C": "7", "COFF": "off", "BAD_R": "-1", "NAN_R": "NaN", "BAD_C": "-3"}
+	e := NewEnv(func(k string) string { return vars[k] })
+	if r := e.Rate("R", 1); r != 2.5 {
+		t.Errorf("R = %v", r)
+	}
+	if r := e.Rate("ROFF", 1); r != -1 {
+		t.Errorf("ROFF = %v, want -1 (off)", r)
+	}
+	if r := e.Rate("UNSET", 3); r != 3 {
+		t.Errorf("default rate = %v", r)
+	}
+	if c := e.Cap("C", 1); c != 7 {
+		t.Errorf("C = %d", c)
+	}
+	if c := e.Cap("COFF", 1); c != -1 {
+		t.Errorf("COFF = %d, want -1 (off)", c)
+	}
+	if e.Err() != nil {
+		t.Fatalf("unexpected error: %v", e.Err())
+	}
+	e.Rate("BAD_R", 1)
+	e.Rate("NAN_R", 1)
+	e.Cap("BAD_C", 1)
+	for _, name := range []string{"BAD_R", "NAN_R", "BAD_C"} {
+		if err := e.Err(); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("error %v does not name %s", err, name)
+		}
+	}
+}
+
 func TestLogLevel(t *testing.T) {
 	if l, err := LogLevel("debug"); err != nil || l.String() != "debug" {
 		t.Fatalf("debug: %v %v", l, err)
