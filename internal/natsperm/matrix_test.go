@@ -487,12 +487,6 @@ func TestPermissionMatrix(t *testing.T) {
 	m.deny("persister", "read sent texts (DIRECT.GET.KV_WA_SENDS)", sendsGet)
 	m.deny("notifier", "read sent texts (DIRECT.GET.KV_WA_SENDS)", sendsGet)
 	m.deny("notifier", "read sent texts (STREAM.MSG.GET.KV_WA_SENDS)", rawReq("$JS.API.STREAM.MSG.GET.KV_WA_SENDS", `{"seq":1}`))
-	m.deny("notifier", "purge WA_DLQ", rawReq("$JS.API.STREAM.PURGE.WA_DLQ", ""))
-	m.deny("persister", "purge WA_EVENTS", rawReq("$JS.API.STREAM.PURGE.WA_EVENTS", ""))
-	m.deny("persister", "delete stream WA_EVENTS", rawReq("$JS.API.STREAM.DELETE.WA_EVENTS", ""))
-	m.deny("connector", "delete stream WA_QR", rawReq("$JS.API.STREAM.DELETE.WA_QR", ""))
-	m.deny("connector", "delete a lease's history (STREAM.PURGE.KV_WA_LEASES)", rawReq("$JS.API.STREAM.PURGE.KV_WA_LEASES", ""))
-	m.deny("notifier", "delete a stored message (STREAM.MSG.DELETE.WA_EVENTS)", rawReq("$JS.API.STREAM.MSG.DELETE.WA_EVENTS", `{"seq":1}`))
 	m.deny("backend", "read WA_EVENTS bypassing its consumer (STREAM.MSG.GET)", rawReq("$JS.API.STREAM.MSG.GET.WA_EVENTS", `{"seq":1}`))
 
 	// Shared inboxes.
@@ -537,7 +531,6 @@ func TestPermissionMatrix(t *testing.T) {
 	m.deny("backend", "create an unfiltered consumer (multi-filter form)", createCons(bus.StreamEvents, jetstream.ConsumerConfig{Durable: "backend", FilterSubjects: []string{"wa.1.evt.>", "wa.2.evt.>"}}))
 	m.deny("backend", "create an ephemeral consumer (legacy CONSUMER.CREATE.WA_EVENTS)", rawReq("$JS.API.CONSUMER.CREATE.WA_EVENTS", `{"stream_name":"WA_EVENTS","config":{"ack_policy":"none"}}`))
 	delPersister := rawReq("$JS.API.CONSUMER.DELETE.WA_EVENTS.persister", "")
-	m.deny("backend", "delete the persister's durable consumer", delPersister)
 	m.deny("notifier", "delete the persister's durable consumer", delPersister)
 	m.deny("connector", "delete the persister's durable consumer", delPersister)
 	m.deny("notifier", "narrow the persister's durable to one tenant", createCons(bus.StreamEvents, func() jetstream.ConsumerConfig {
@@ -563,6 +556,15 @@ func TestPermissionMatrix(t *testing.T) {
 	m.deny("persister", "write a lease ($KV.WA_LEASES.m1)", forged("$KV.WA_LEASES.m1"))
 	m.deny("notifier", "write a lease ($KV.WA_LEASES.m1)", forged("$KV.WA_LEASES.m1"))
 	m.deny("notifier", "dead-letter (zapbus.dlq.WA_EVENTS)", forged("zapbus.dlq.WA_EVENTS"))
+
+	// Destructive ones last, so a weakened nats.conf still shows every row.
+	m.deny("backend", "delete the persister's durable consumer", delPersister)
+	m.deny("notifier", "purge WA_DLQ", rawReq("$JS.API.STREAM.PURGE.WA_DLQ", ""))
+	m.deny("persister", "purge WA_EVENTS", rawReq("$JS.API.STREAM.PURGE.WA_EVENTS", ""))
+	m.deny("persister", "delete stream WA_EVENTS", rawReq("$JS.API.STREAM.DELETE.WA_EVENTS", ""))
+	m.deny("connector", "delete stream WA_QR", rawReq("$JS.API.STREAM.DELETE.WA_QR", ""))
+	m.deny("connector", "delete a lease's history (STREAM.PURGE.KV_WA_LEASES)", rawReq("$JS.API.STREAM.PURGE.KV_WA_LEASES", ""))
+	m.deny("notifier", "delete a stored message (STREAM.MSG.DELETE.WA_EVENTS)", rawReq("$JS.API.STREAM.MSG.DELETE.WA_EVENTS", `{"seq":1}`))
 
 	// No anonymous or wrong-password access.
 	for user, url := range map[string]string{

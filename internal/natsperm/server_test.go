@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -115,14 +116,14 @@ func checkConfShape(t *testing.T, path string) {
 // server from the same file.
 func startNATS(t *testing.T) *natsEnv {
 	t.Helper()
-	path := confPath(t)
-	checkConfShape(t, path)
+	repo := confPath(t)
+	checkConfShape(t, repo)
 	e := &natsEnv{passwords: map[string]string{}}
 	for u, env := range users {
 		e.passwords[u] = randomSecret(t)
 		t.Setenv(env, e.passwords[u])
 	}
-	store := t.TempDir()
+	path := withStoreDir(t, repo, t.TempDir())
 	bin := os.Getenv("ZAPBUS_NATS_SERVER")
 	if bin == "" && os.Getenv("CI") == "true" {
 		t.Fatal("ZAPBUS_NATS_SERVER is not set: CI must run this test against a real nats-server binary " +
@@ -135,7 +136,6 @@ func startNATS(t *testing.T) *natsEnv {
 		}
 		opts.Port = -1
 		opts.HTTPPort = -1
-		opts.StoreDir = store
 		opts.NoLog, opts.NoSigs = true, true
 		s, err := server.NewServer(opts)
 		if err != nil {
@@ -147,11 +147,11 @@ func startNATS(t *testing.T) *natsEnv {
 		}
 		t.Cleanup(func() { s.Shutdown(); s.WaitForShutdown() })
 		e.hostPort = s.Addr().String()
-		e.how = "embedded nats-server " + server.VERSION + " with " + path
+		e.how = "embedded nats-server " + server.VERSION + " with " + repo
 		return e
 	}
 	port, mport := freePort(t), freePort(t)
-	cmd := exec.Command(bin, "-c", path, "-p", strconv.Itoa(port), "-m", strconv.Itoa(mport), "-sd", store)
+	cmd := exec.Command(bin, "-c", path, "-p", strconv.Itoa(port), "-m", strconv.Itoa(mport))
 	cmd.Env = os.Environ()
 	out := &lockedBuf{}
 	cmd.Stdout, cmd.Stderr = out, out
@@ -160,17 +160,23 @@ func startNATS(t *testing.T) *natsEnv {
 	}
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
-		_ = cmd.Wait()
 		if t.Failed() {
 			t.Logf("nats-server output:\n%s", out.String())
 		}
 	})
 	e.hostPort = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	exited := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(exited) }()
 	deadline := time.Now().Add(20 * time.Second)
 	for {
+		select {
+		case <-exited:
+			t.Fatalf("nats-server %s exited:\n%s", bin, out.String())
+		default:
+		}
 		nc, err := nats.Connect(e.url("admin"), nats.Timeout(time.Second))
 		if err == nil {
-			e.how = fmt.Sprintf("%s (nats-server %s) with %s", bin, nc.ConnectedServerVersion(), path)
+			e.how = fmt.Sprintf("%s (nats-server %s) with %s", bin, nc.ConnectedServerVersion(), repo)
 			nc.Close()
 			break
 		}
@@ -180,6 +186,27 @@ func startNATS(t *testing.T) *natsEnv {
 		time.Sleep(100 * time.Millisecond)
 	}
 	return e
+}
+
+// withStoreDir returns a copy of the repo's nats.conf (at path) in which
+// only the JetStream store_dir value is replaced by dir, so the test does
+// not write to /data. Everything else is the file as committed.
+func withStoreDir(t *testing.T, path, dir string) string {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const line = "store_dir: /data/jetstream"
+	if n := strings.Count(string(raw), line); n != 1 {
+		t.Fatalf("nats.conf: want exactly one %q line to override, found %d", line, n)
+	}
+	conf := strings.Replace(string(raw), line, "store_dir: "+strconv.Quote(dir), 1)
+	out := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(out, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return out
 }
 
 // openService is bus.Open as the service, the way its main does it.
