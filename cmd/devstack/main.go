@@ -159,7 +159,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		defer func() { ns.Shutdown(); ns.WaitForShutdown() }()
 		natsURL = ns.ClientURL()
 	}
-	b, err := bus.Open(ctx, natsURL, "zapbus-devstack", bus.Config{}, log)
+	b, err := bus.Open(ctx, natsURL, "zapbus-devstack", bus.Config{Provision: true}, log)
 	if err != nil {
 		return err
 	}

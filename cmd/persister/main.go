@@ -10,6 +10,7 @@
 //
 //	DATABASE_URL (or DATABASE_URL_FILE)  Postgres, required
 //	NATS_URL (or NATS_URL_FILE)          NATS, default nats://127.0.0.1:4222
+//	ZAPBUS_NATS_PROVISION                true: create the streams at start (tests, dev); default false: only verify them
 //	ZAPBUS_HTTP_ADDR                     /metrics, /healthz, /readyz; default 127.0.0.1:9102 ("off" disables)
 //	ZAPBUS_PERSISTER_BATCH               events per fetch and transaction, default 500
 //	ZAPBUS_PERSISTER_MAX_WAIT            longest a partial batch is held for more events, default 500ms
@@ -56,6 +57,7 @@ func main() {
 type settings struct {
 	DatabaseURL string
 	NATSURL     string
+	Provision   bool // ZAPBUS_NATS_PROVISION: create the streams at start (tests, dev)
 	HTTPAddr    string
 	LogLevel    zerolog.Level
 	Persister   persister.Config
@@ -93,6 +95,11 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
+	provision, err := bus.ProvisionFromEnv(getenv)
+	if err != nil {
+		return s, err
+	}
+	s.Provision = provision
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
@@ -153,7 +160,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	defer db.Close()
-	b, err := bus.Open(ctx, s.NATSURL, "zapbus-persister", bus.Config{}, log)
+	b, err := bus.Open(ctx, s.NATSURL, "zapbus-persister", bus.Config{Provision: s.Provision}, log)
 	if err != nil {
 		return err
 	}

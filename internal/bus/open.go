@@ -220,3 +220,22 @@ func (b *Bus) Verify(ctx context.Context, names ...string) error {
 	}
 	return nil
 }
+
+// ProvisionEnv is the environment variable with which a service main is told
+// to provision the streams itself at start (Config.Provision): for tests and
+// single-user development servers only. In production run zapbus-admin
+// provision with the admin credential instead.
+const ProvisionEnv = "ZAPBUS_NATS_PROVISION"
+
+// ProvisionFromEnv reads ProvisionEnv ("" is false).
+func ProvisionFromEnv(getenv func(string) string) (bool, error) {
+	v := getenv(ProvisionEnv)
+	if v == "" {
+		return false, nil
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		return false, fmt.Errorf("%s: %q is not true or false", ProvisionEnv, v)
+	}
+	return b, nil
+}

@@ -169,13 +169,14 @@ func (c Config) ConsumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
-// Run provisions the streams, creates (or joins) the durable consumer and
-// applies batches until ctx ends.
+// Run checks that the streams exist (provisioning is an admin step, see
+// bus.Open), creates (or joins) the durable consumer and applies batches
+// until ctx ends.
 func (p *Persister) Run(ctx context.Context) error {
 	if p.bus == nil {
 		return errors.New("persister: run needs a bus")
 	}
-	if err := p.bus.Provision(ctx); err != nil {
+	if err := p.bus.Verify(ctx, bus.StreamEvents, bus.StreamDLQ); err != nil {
 		return fmt.Errorf("persister: %w", err)
 	}
 	cons, err := p.bus.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, p.cfg.ConsumerConfig())
