@@ -1,10 +1,15 @@
 package natsperm
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
 	"strings"
 	"sync"
 	"testing"
@@ -17,8 +22,12 @@ import (
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/connector/sim"
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/persister"
+	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/testenv"
+	"github.com/zapbus/zapbus/internal/web"
 )
 
 type lockedBuf struct {
@@ -389,16 +398,33 @@ func TestPermissionMatrix(t *testing.T) {
 		t.FailNow()
 	}
 	var consumed jetstream.Msg
-	m.allow("persister", "fetch a batch and ack it", func(ctx context.Context) error {
-		batch, err := durable.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	m.allow("persister", "fetch, in-progress, nak, refetch and ack", func(ctx context.Context) error {
+		fetch := func() (jetstream.Msg, error) {
+			batch, err := durable.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				return nil, err
+			}
+			var got jetstream.Msg
+			for msg := range batch.Messages() {
+				got = msg
+			}
+			if got == nil {
+				return nil, errors.New("nothing fetched")
+			}
+			return got, nil
+		}
+		msg, err := fetch()
 		if err != nil {
 			return err
 		}
-		for msg := range batch.Messages() {
-			consumed = msg
+		if err := msg.InProgress(); err != nil {
+			return err
 		}
-		if consumed == nil {
-			return errors.New("nothing fetched")
+		if err := msg.Nak(); err != nil {
+			return err
+		}
+		if consumed, err = fetch(); err != nil {
+			return fmt.Errorf("after nak: %w", err)
 		}
 		return consumed.DoubleAck(ctx)
 	})
@@ -422,6 +448,211 @@ func TestPermissionMatrix(t *testing.T) {
 			n++
 		}
 		return expect(n == 1, "replayed %d events", n)
+	})
+
+	// The real persister (Run and Replay) with the persister user, on a
+	// fresh database: an undecodable event is dead-lettered and acked.
+	t.Run("real persister", func(t *testing.T) {
+		db, err := store.Open(ctx, testenv.Postgres(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		p, err := persister.New(persister.Config{MaxWait: 50 * time.Millisecond}, db, pers, logger(logs, "persister"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := conn.JS.Publish(ctx, "wa.1.evt.message", []byte(`{"not":"an envelope"}`), jetstream.WithMsgID("poison-1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- p.Run(runCtx) }()
+		m.allow("persister", "Run: durable consume, dead-letter a poison event, ack (internal/persister)", func(ctx context.Context) error {
+			dlq, err := admin.JS.Stream(ctx, bus.StreamDLQ)
+			if err != nil {
+				return err
+			}
+			want := fmt.Sprint(ack.Sequence)
+			for ctx.Err() == nil {
+				msg, err := dlq.GetLastMsgForSubject(ctx, bus.DLQSubjectPrefix+bus.StreamEvents)
+				if err == nil && msg.Header.Get(bus.HeaderOriginalSeq) == want {
+					c, err := admin.JS.Consumer(ctx, bus.StreamEvents, pcfg.Durable)
+					if err != nil {
+						return err
+					}
+					if info, err := c.Info(ctx); err == nil && info.AckFloor.Stream >= ack.Sequence {
+						return nil
+					}
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return fmt.Errorf("seq %d never dead-lettered and acked: %w", ack.Sequence, ctx.Err())
+		})
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("persister Run: %v", err)
+		}
+		m.allow("persister", "Replay from a sequence (internal/persister)", func(ctx context.Context) error {
+			st, err := p.Replay(ctx, persister.ReplayOptions{FromSeq: ack.Sequence})
+			if err != nil {
+				return err
+			}
+			return expect(st.LastSeq >= ack.Sequence && st.DeadLettered == 1, "replay stats %+v", st)
+		})
+	})
+
+	// The real connector (internal/connector, simulated WhatsApp client) and
+	// the real notifier HTTP edge (internal/web), each with its own user:
+	// pair by QR, send, receive, and resume a stream with Last-Event-ID.
+	_ = cmdSub.Unsubscribe()
+	_ = ownerSub.Unsubscribe()
+	t.Run("real connector and notifier", func(t *testing.T) {
+		db, err := store.Open(ctx, testenv.Postgres(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		world := sim.NewWorld()
+		cb, err := openService(ctx, t, e, "connector", bus.Config{LeaseTTL: 15 * time.Second}, logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := connector.New(connector.Config{InstanceID: "real", HTTPAddr: "off", RestoreJitter: time.Millisecond,
+			Policy: connector.Policy{Jitter: -1}}, db, cb, &sim.Factory{W: world}, logger(logs, "connector"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- c.Run(runCtx) }()
+		defer func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("connector Run: %v", err)
+			}
+		}()
+		const adminToken = "natsperm-admin-token-0123456789abcdef"
+		srv, err := web.New(web.Config{AdminToken: adminToken}, db, notif, logger(logs, "notifier"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(srv.Handler())
+		defer hs.Close()
+		call := func(ctx context.Context, method, path, token, body string, hdr ...string) (*http.Response, error) {
+			var rd io.Reader
+			if body != "" {
+				rd = strings.NewReader(body)
+			}
+			req, err := http.NewRequestWithContext(ctx, method, hs.URL+path, rd)
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Authorization", "Bearer "+token)
+			if body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			for i := 0; i+1 < len(hdr); i += 2 {
+				req.Header.Set(hdr[i], hdr[i+1])
+			}
+			return http.DefaultClient.Do(req)
+		}
+		var created struct {
+			ID    int64  `json:"id"`
+			Token string `json:"token"`
+		}
+		resp, err := call(ctx, "POST", "/v1/admin/mentorados", adminToken, `{"name":"Ana"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&created)
+		resp.Body.Close()
+		if err != nil || created.Token == "" {
+			t.Fatalf("create mentorado: %d %v", resp.StatusCode, err)
+		}
+		// A live SSE stream, read line by line in the background.
+		sseCtx, sseStop := context.WithCancel(ctx)
+		defer sseStop()
+		resp, err = call(sseCtx, "GET", "/v1/events", created.Token, "")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /v1/events: %v", err)
+		}
+		defer resp.Body.Close()
+		lines := make(chan string, 1024)
+		go func() {
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		waitLine := func(ctx context.Context, match func(string) bool) error {
+			for {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						return errors.New("stream closed")
+					}
+					if match(l) {
+						return nil
+					}
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+		m.allow("notifier+connector", "connect by QR: command, lease, session, QR live on SSE", func(ctx context.Context) error {
+			resp, err := call(ctx, "POST", "/v1/whatsapp/connect", created.Token, `{"method":"qr"}`)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				return fmt.Errorf("connect: %d", resp.StatusCode)
+			}
+			return waitLine(ctx, func(l string) bool { return l == "event: qr" })
+		})
+		m.allow("connector", "paired: connection events live on SSE", func(ctx context.Context) error {
+			if err := world.ScanQR(created.ID, "5511987654321"); err != nil {
+				return err
+			}
+			return waitLine(ctx, func(l string) bool { return strings.Contains(l, `"status":"connected"`) })
+		})
+		m.allow("notifier+connector", "send with a client id (WA_SENDS), reply 201", func(ctx context.Context) error {
+			resp, err := call(ctx, "POST", "/v1/messages", created.Token, `{"phone":"5511912345678","text":"Olá","client_id":"c-1"}`)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return expect(resp.StatusCode == http.StatusCreated, "send: %d", resp.StatusCode)
+		})
+		var lastSeq uint64
+		m.allow("connector", "inbound message published, live on SSE", func(ctx context.Context) error {
+			if _, _, err := world.InjectText(created.ID, "5511912345678", "oi"); err != nil {
+				return err
+			}
+			return waitLine(ctx, func(l string) bool {
+				if n, err := fmt.Sscanf(l, "id: %d", &lastSeq); n == 1 && err == nil {
+					return false
+				}
+				return strings.Contains(l, `"text":"oi"`)
+			})
+		})
+		m.allow("notifier", "SSE resume with Last-Event-ID: replay from WA_EVENTS", func(ctx context.Context) error {
+			resp, err := call(ctx, "GET", "/v1/events", created.Token, "", "Last-Event-ID", fmt.Sprint(lastSeq-1))
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				if sc.Text() == fmt.Sprintf("id: %d", lastSeq) {
+					return nil
+				}
+			}
+			return fmt.Errorf("event %d never replayed: %v", lastSeq, sc.Err())
+		})
 	})
 
 	// Backend: its named durable, live events.
