@@ -62,10 +62,6 @@ type Config struct {
 	// it: service users are not allowed to, and Open only verifies that
 	// the objects the service needs exist (ErrNotProvisioned otherwise).
 	Provision bool
-	// Requires names the streams (KV buckets as KV_<bucket>) Open verifies.
-	// Empty: what the service named by Open's name needs (see Requires),
-	// or every zapbus stream and bucket for other names.
-	Requires []string
 }
 
 // WithDefaults fills zero values.
@@ -150,6 +146,9 @@ type Bus struct {
 	JS  jetstream.JetStream
 	cfg Config
 	raw Config // as given: zero fields were not chosen by this process
+	// requires names the streams (KV buckets as KV_<bucket>) Ensure
+	// verifies: Requires(name) of the service that Opened it.
+	requires []string
 }
 
 // New wraps a connection.

@@ -152,9 +152,7 @@ func Open(ctx context.Context, url, name string, cfg Config, log zerolog.Logger)
 		nc.Close()
 		return nil, err
 	}
-	if len(cfg.Requires) == 0 {
-		b.raw.Requires = Requires(name)
-	}
+	b.requires = Requires(name)
 	if err := b.Ensure(pctx); err != nil {
 		nc.Close()
 		return nil, err
@@ -186,7 +184,7 @@ func (b *Bus) Ensure(ctx context.Context) error {
 	if b.raw.Provision {
 		return b.Provision(ctx)
 	}
-	req := b.raw.Requires
+	req := b.requires
 	if len(req) == 0 {
 		req = Requires("")
 	}
