@@ -17,6 +17,11 @@
 //	ZAPBUS_DLQ_MAX_AGE           WA_DLQ retention, default: keep (30 days on creation)
 //	ZAPBUS_SENDS_TTL             WA_SENDS TTL, default: keep (24h on creation)
 //	ZAPBUS_REPLICAS              stream replicas, default: keep (1 on creation)
+//
+// -consumer NAME=FILTER (repeatable) also creates or updates a backend
+// team's durable pull consumer on WA_EVENTS, e.g. -consumer backend=wa.*.evt.>
+// or -consumer team42=wa.42.evt.>; nats.conf grants the team that consumer
+// only (teams cannot create consumers themselves).
 package main
 
 import (
@@ -27,6 +32,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -67,6 +73,15 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.DurationVar(&cfg.SendsTTL, "sends-ttl", dur("ZAPBUS_SENDS_TTL", 0), "WA_SENDS TTL; 0 keeps the server's (ZAPBUS_SENDS_TTL)")
 	fs.IntVar(&cfg.Replicas, "replicas", integer("ZAPBUS_REPLICAS", 0), "stream replicas; 0 keeps the server's (ZAPBUS_REPLICAS)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	var consumers []string
+	fs.Func("consumer", "NAME=FILTER: a backend team's durable consumer on WA_EVENTS (repeatable)", func(v string) error {
+		name, filter, ok := strings.Cut(v, "=")
+		if !ok || name == "" || strings.ContainsAny(name, ".*> ") || !strings.HasPrefix(filter, "wa.") || !strings.Contains(filter, ".evt.") {
+			return fmt.Errorf("want NAME=FILTER such as backend=wa.*.evt.>, got %q", v)
+		}
+		consumers = append(consumers, name, filter)
+		return nil
+	})
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -93,6 +108,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		}
 		c := st.CachedInfo().Config
 		log.Info().Str("stream", name).Dur("max_age", c.MaxAge).Int("replicas", c.Replicas).Msg("provisioned")
+	}
+	for i := 0; i < len(consumers); i += 2 {
+		if err := b.ProvisionConsumer(ctx, consumers[i], consumers[i+1]); err != nil {
+			return fmt.Errorf("provision: %w", err)
+		}
+		log.Info().Str("consumer", consumers[i]).Str("filter", consumers[i+1]).Msg("provisioned")
 	}
 	return nil
 }

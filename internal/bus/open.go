@@ -237,3 +237,23 @@ func ProvisionFromEnv(getenv func(string) string) (bool, error) {
 	}
 	return b, nil
 }
+
+// ProvisionConsumer creates or updates a durable pull consumer on WA_EVENTS
+// for a backend team (admin step): explicit acks, from the first stored
+// event, filtered to filter (e.g. "wa.*.evt.>" or "wa.42.evt.>"). Teams may
+// not create consumers themselves: a consumer's deliver subject is not
+// subject to permissions, so whoever creates one could push stored events
+// onto any subject (docs/decisions/0005-nats-least-privilege.md).
+func (b *Bus) ProvisionConsumer(ctx context.Context, name, filter string) error {
+	_, err := b.JS.CreateOrUpdateConsumer(ctx, StreamEvents, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "zapbus backend team consumer (zapbus-admin provision)",
+		FilterSubject: filter,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+		AckPolicy:     jetstream.AckExplicitPolicy,
+	})
+	if err != nil {
+		return fmt.Errorf("bus: provision consumer %s (%s): %w", name, filter, err)
+	}
+	return nil
+}

@@ -602,7 +602,7 @@ func TestPermissionMatrix(t *testing.T) {
 				}
 			}
 		}
-		m.allow("notifier+connector", "connect by QR: command, lease, session, QR live on SSE", func(ctx context.Context) error {
+		m.allow("notifier+connector", "connect by QR: command, lease, session, status live on SSE", func(ctx context.Context) error {
 			resp, err := call(ctx, "POST", "/v1/whatsapp/connect", created.Token, `{"method":"qr"}`)
 			if err != nil {
 				return err
@@ -611,7 +611,9 @@ func TestPermissionMatrix(t *testing.T) {
 			if resp.StatusCode != http.StatusAccepted {
 				return fmt.Errorf("connect: %d", resp.StatusCode)
 			}
-			return waitLine(ctx, func(l string) bool { return l == "event: qr" })
+			// the connector's own status event (the stream opens with the
+			// QR published earlier in this test, so "event: qr" is not enough)
+			return waitLine(ctx, func(l string) bool { return strings.Contains(l, `"status":"qr"`) })
 		})
 		m.allow("connector", "paired: connection events live on SSE", func(ctx context.Context) error {
 			if err := world.ScanQR(created.ID, "5511987654321"); err != nil {
@@ -639,6 +641,42 @@ func TestPermissionMatrix(t *testing.T) {
 				return strings.Contains(l, `"text":"oi"`)
 			})
 		})
+		// Consumers' deliver subjects escape subject permissions: the persister
+		// may create consumers (replay), so it can push stored events onto a
+		// subject someone subscribes to literally, such as a dashboard's
+		// wa.<m>.qr. The notifier must ignore such deliveries.
+		m.allow("persister", "push stored events onto wa.<m>.qr: notifier does not serve them", func(ctx context.Context) error {
+			for drained := false; !drained; {
+				select {
+				case <-lines:
+				default:
+					drained = true
+				}
+			}
+			if _, err := pers.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+				Name: "evil_qr", FilterSubject: event.MentoradoEvents(created.ID), DeliverSubject: event.QRSubject(created.ID),
+				AckPolicy: jetstream.AckNonePolicy,
+			}); err != nil {
+				return err
+			}
+			defer func() { _ = pers.JS.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamEvents, "evil_qr") }()
+			for !strings.Contains(logs.String(), "qr delivered by a JetStream consumer ignored") {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for {
+				select {
+				case l := <-lines:
+					if l == "event: qr" {
+						return errors.New("a pushed event reached the dashboard as a QR")
+					}
+				default:
+					return nil
+				}
+			}
+		})
 		m.allow("notifier", "SSE resume with Last-Event-ID: replay from WA_EVENTS", func(ctx context.Context) error {
 			resp, err := call(ctx, "GET", "/v1/events", created.Token, "", "Last-Event-ID", fmt.Sprint(lastSeq-1))
 			if err != nil {
@@ -665,10 +703,11 @@ func TestPermissionMatrix(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m.allow("backend", "durable \"backend\" on WA_EVENTS (wa.*.evt.>), fetch and ack", func(ctx context.Context) error {
-		cons, err := bjs.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
-			Durable: "backend", FilterSubject: event.EventsWildcard, AckPolicy: jetstream.AckExplicitPolicy,
-		})
+	m.allow("admin", "provision the backend team's consumer (zapbus-admin provision -consumer)", func(ctx context.Context) error {
+		return admin.ProvisionConsumer(ctx, "backend", event.EventsWildcard)
+	})
+	m.allow("backend", "its durable \"backend\" on WA_EVENTS: look up, fetch and ack", func(ctx context.Context) error {
+		cons, err := bjs.Consumer(ctx, bus.StreamEvents, "backend")
 		if err != nil {
 			return err
 		}
@@ -756,6 +795,11 @@ func TestPermissionMatrix(t *testing.T) {
 			return err
 		}
 	}
+	m.deny("backend", "push stored events onto wa.2.cmd.logout (push consumer)", createCons(bus.StreamEvents, jetstream.ConsumerConfig{
+		Durable: "backend", FilterSubject: event.EventsWildcard, DeliverSubject: "wa.2.cmd.logout"}))
+	m.deny("backend", "recreate its consumer (CONSUMER.CREATE.WA_EVENTS.backend)", createCons(bus.StreamEvents, jetstream.ConsumerConfig{
+		Durable: "backend", FilterSubject: event.EventsWildcard, AckPolicy: jetstream.AckExplicitPolicy}))
+	m.deny("backend", "delete its consumer", rawReq("$JS.API.CONSUMER.DELETE.WA_EVENTS.backend", ""))
 	m.deny("backend", "create a consumer on WA_QR", createCons(bus.StreamQR, jetstream.ConsumerConfig{Durable: "backend"}))
 	m.deny("backend", "create a consumer on KV_WA_SENDS", createCons("KV_WA_SENDS", jetstream.ConsumerConfig{Durable: "backend"}))
 	m.deny("backend", "create another consumer on WA_EVENTS", createCons(bus.StreamEvents, jetstream.ConsumerConfig{Durable: "mine", FilterSubject: event.EventsWildcard}))
