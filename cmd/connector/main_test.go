@@ -49,10 +49,11 @@ func (s *syncBuf) String() string {
 
 func TestRunServesHealth(t *testing.T) {
 	env := map[string]string{
-		"DATABASE_URL":     testenv.Postgres(t),
-		"NATS_URL":         testenv.NATS(t),
-		"ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
-		"ZAPBUS_LEASE_TTL": "2s",
+		"DATABASE_URL":          testenv.Postgres(t),
+		"NATS_URL":              testenv.NATS(t),
+		"ZAPBUS_NATS_PROVISION": "true",
+		"ZAPBUS_HTTP_ADDR":      "127.0.0.1:0",
+		"ZAPBUS_LEASE_TTL":      "2s",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &syncBuf{}

@@ -191,7 +191,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	var b *bus.Bus
 	err = startup.Wait(ctx, log, "nats", func(ctx context.Context) (err error) {
-		b, err = bus.Open(ctx, natsURL, "zapbus-devstack", bus.Config{}, log)
+		b, err = bus.Open(ctx, natsURL, "zapbus-devstack", bus.Config{Provision: true}, log)
 		return err
 	})
 	if err != nil {

@@ -78,11 +78,12 @@ func TestSettingsErrorsNameTheVariable(t *testing.T) {
 func TestRunServesAndShutsDown(t *testing.T) {
 	const admin = "notifier-admin-token-0123456789"
 	env := map[string]string{
-		"DATABASE_URL":       testenv.Postgres(t),
-		"NATS_URL":           testenv.NATS(t),
-		"ZAPBUS_HTTP_ADDR":   "127.0.0.1:0",
-		"ZAPBUS_ADMIN_TOKEN": admin,
-		"ZAPBUS_LOG_LEVEL":   "debug",
+		"DATABASE_URL":          testenv.Postgres(t),
+		"NATS_URL":              testenv.NATS(t),
+		"ZAPBUS_NATS_PROVISION": "true",
+		"ZAPBUS_HTTP_ADDR":      "127.0.0.1:0",
+		"ZAPBUS_ADMIN_TOKEN":    admin,
+		"ZAPBUS_LOG_LEVEL":      "debug",
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

@@ -18,6 +18,7 @@
 //
 //	DATABASE_URL (or DATABASE_URL_FILE)  Postgres, required
 //	NATS_URL (or NATS_URL_FILE)          NATS, default nats://127.0.0.1:4222
+//	ZAPBUS_NATS_PROVISION                true: create the streams at start (tests, dev); default false: only verify them
 //	ZAPBUS_HTTP_ADDR                     /metrics, /healthz, /readyz; default 127.0.0.1:9102 ("off" disables)
 //	ZAPBUS_PERSISTER_BATCH               events per fetch and transaction, default 500
 //	ZAPBUS_PERSISTER_MAX_WAIT            longest a partial batch is held for more events, default 500ms
@@ -69,6 +70,7 @@ func main() {
 type settings struct {
 	DatabaseURL string
 	NATSURL     string
+	Provision   bool // ZAPBUS_NATS_PROVISION: create the streams at start (tests, dev)
 	HTTPAddr    string
 	LogLevel    zerolog.Level
 	Persister   persister.Config
@@ -109,6 +111,11 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
+	provision, err := bus.ProvisionFromEnv(getenv)
+	if err != nil {
+		return s, err
+	}
+	s.Provision = provision
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
@@ -224,7 +231,7 @@ func open(ctx context.Context, s settings, w startup.Waiter) (*store.DB, *bus.Bu
 	}
 	var b *bus.Bus
 	err = w.Wait(ctx, "nats", func(ctx context.Context) (err error) {
-		b, err = bus.Open(ctx, s.NATSURL, "zapbus-persister", bus.Config{}, w.Log)
+		b, err = bus.Open(ctx, s.NATSURL, "zapbus-persister", bus.Config{Provision: s.Provision}, w.Log)
 		return err
 	})
 	if err != nil {

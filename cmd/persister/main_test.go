@@ -81,7 +81,7 @@ func TestRunServesAndReplays(t *testing.T) {
 	if _, err := db.Pool.Exec(ctx, `INSERT INTO mentorados (id, name) OVERRIDING SYSTEM VALUE VALUES (1, 'm')`); err != nil {
 		t.Fatal(err)
 	}
-	env := envOf(map[string]string{"DATABASE_URL": dbURL, "NATS_URL": natsURL, "ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
+	env := envOf(map[string]string{"DATABASE_URL": dbURL, "NATS_URL": natsURL, "ZAPBUS_NATS_PROVISION": "true", "ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
 		"ZAPBUS_PERSISTER_MAX_WAIT": "50ms"})
 
 	out := &testenv.Buffer{}

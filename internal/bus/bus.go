@@ -1,6 +1,7 @@
 // Package bus is zapbus's JetStream layer: connecting with sane reconnect
-// options, provisioning the streams and KV buckets every process relies on
-// (idempotently, at start-up), publishing envelopes with their deterministic
+// options, a per-service inbox prefix and a server version check,
+// provisioning the streams and KV buckets (an admin step; services only
+// verify that theirs exist), publishing envelopes with their deterministic
 // Nats-Msg-Id and waiting for the PubAck, and consuming durable pull
 // consumers in batches with per-message ack, nak-with-delay or term.
 package bus
@@ -55,6 +56,12 @@ type Config struct {
 	LeaseTTL        time.Duration // WA_LEASES key TTL (default 15 s)
 	SendsTTL        time.Duration // WA_SENDS (idempotent send ids) TTL (default 24 h)
 	SyncInterval    time.Duration // informational: set sync_interval on the server (nats.conf)
+
+	// Provision makes Open create or update the streams and buckets. Only
+	// the admin step (zapbus-admin provision), the dev binary and tests set
+	// it: service users are not allowed to, and Open only verifies that
+	// the objects the service needs exist (ErrNotProvisioned otherwise).
+	Provision bool
 }
 
 // WithDefaults fills zero values.
@@ -139,6 +146,9 @@ type Bus struct {
 	JS  jetstream.JetStream
 	cfg Config
 	raw Config // as given: zero fields were not chosen by this process
+	// requires names the streams (KV buckets as KV_<bucket>) Ensure
+	// verifies: Requires(name) of the service that Opened it.
+	requires []string
 }
 
 // New wraps a connection.
@@ -351,26 +361,4 @@ func (b *Bus) deadLetter(ctx context.Context, source, msgID, subject, seq string
 		return fmt.Errorf("bus: dead-letter %s: %w", msgID, err)
 	}
 	return nil
-}
-
-// Open connects to NATS as name, wraps the connection and provisions the
-// streams and buckets (bounded to 30 s): what every zapbus process does at
-// start. Close the returned bus's NC (or Drain it) when done.
-func Open(ctx context.Context, url, name string, cfg Config, log zerolog.Logger) (*Bus, error) {
-	nc, err := Connect(url, name, log)
-	if err != nil {
-		return nil, err
-	}
-	b, err := New(nc, cfg)
-	if err != nil {
-		nc.Close()
-		return nil, err
-	}
-	pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-	defer cancel()
-	if err := b.Provision(pctx); err != nil {
-		nc.Close()
-		return nil, err
-	}
-	return b, nil
 }

@@ -79,7 +79,7 @@ func TestSendClientIDs(t *testing.T) {
 // TestSendMaxTextAnyContent: a text at the documented maximum
 // (event.MaxTextRunes) of any content is sent and recorded. A 65,536-'<'
 // text used to reach WhatsApp and then fail to record (its HTML-escaped
-// envelope outgrew the 320 KiB cap): "sent but not recorded", forever.
+// envelope outgrew the old 320 KiB cap): "sent but not recorded", forever.
 // A NUL in a text is refused before anything is sent.
 func TestSendMaxTextAnyContent(t *testing.T) {
 	t.Parallel()

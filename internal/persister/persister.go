@@ -192,8 +192,9 @@ func (c Config) ConsumerConfig() jetstream.ConsumerConfig {
 	}
 }
 
-// Run provisions the streams, creates (or joins) the durable consumer and
-// applies batches until ctx ends.
+// Run checks that the streams exist (provisioning is an admin step, see
+// bus.Open), creates (or joins) the durable consumer and applies batches
+// until ctx ends.
 func (p *Persister) Run(ctx context.Context) error {
 	if p.bus == nil {
 		return errors.New("persister: run needs a bus")
@@ -202,7 +203,7 @@ func (p *Persister) Run(ctx context.Context) error {
 	// it rather than exit (see internal/startup).
 	var cons jetstream.Consumer
 	err := startup.Waiter{Log: p.log}.Wait(ctx, "persister consumer "+p.cfg.Consumer, func(ctx context.Context) error {
-		if err := p.bus.Provision(ctx); err != nil {
+		if err := p.bus.Verify(ctx, bus.StreamEvents, bus.StreamDLQ); err != nil {
 			return fmt.Errorf("persister: %w", err)
 		}
 		// CreateOrUpdate: a changed AckWait or MaxAckPending takes effect

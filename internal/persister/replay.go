@@ -44,7 +44,7 @@ func (p *Persister) Replay(ctx context.Context, opt ReplayOptions) (ReplayStats,
 	if (opt.Since > 0) == (opt.FromSeq > 0) {
 		return st, errors.New("persister: replay needs exactly one of since and from-seq")
 	}
-	if err := p.bus.Provision(ctx); err != nil {
+	if err := p.bus.Verify(ctx, bus.StreamEvents, bus.StreamDLQ); err != nil {
 		return st, fmt.Errorf("persister: %w", err)
 	}
 	stream, err := p.bus.JS.Stream(ctx, bus.StreamEvents)

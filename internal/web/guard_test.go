@@ -231,7 +231,7 @@ func TestTenantIDOnlyFromToken(t *testing.T) {
 			var tr ticketResponse
 			if res := call("POST", "/v1/stream-tickets", nil, 201); ok(res) {
 				res.json(t, &tr)
-				if m, err := e.s.verifyTicket(t.Context(), tr.Ticket); err != nil || m != a.ID {
+				if m, _, err := e.s.verifyTicket(t.Context(), tr.Ticket); err != nil || m != a.ID {
 					t.Fatalf("A's ticket is for %d (%v)", m, err)
 				}
 			}

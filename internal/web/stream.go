@@ -232,6 +232,13 @@ func (f *feed) onLive(msg *nats.Msg) {
 }
 
 func (f *feed) onQR(msg *nats.Msg) {
+	// Only the connector's own publishes: a JetStream delivery (reply
+	// $JS.ACK.…) is stored data someone pushed onto this subject
+	// (docs/decisions/0005-nats-least-privilege.md).
+	if strings.HasPrefix(msg.Reply, "$JS.") {
+		f.s.log.Warn().Int64("mentorado", f.m).Msg("qr delivered by a JetStream consumer ignored")
+		return
+	}
 	f.push(frame{Event: string(event.TypeQR), Data: msg.Data})
 }
 

@@ -1,0 +1,119 @@
+// Command zapbus-admin holds the operator steps that need the NATS admin
+// credential. Today that is one:
+//
+//	zapbus-admin provision   create or update zapbus's streams and KV buckets
+//
+// Services run with least-privilege NATS users (nats.conf) that cannot
+// create or change streams: they only check at start that theirs exist.
+// Run provision once per cluster before the services start, and again after
+// an upgrade or to change retention (docs/operations.md). It is idempotent.
+//
+// Settings come from the environment, overridable by flags:
+//
+//	NATS_URL (or NATS_URL_FILE)  NATS with the admin user, default nats://127.0.0.1:4222
+//	ZAPBUS_LEASE_TTL             WA_LEASES key TTL (must match the connectors'), default: keep (15s on creation)
+//	ZAPBUS_EVENTS_MAX_AGE        WA_EVENTS retention, default: keep (7 days on creation)
+//	ZAPBUS_EVENTS_MAX_BYTES      WA_EVENTS byte cap, default: keep (unlimited on creation)
+//	ZAPBUS_DLQ_MAX_AGE           WA_DLQ retention, default: keep (30 days on creation)
+//	ZAPBUS_SENDS_TTL             WA_SENDS TTL, default: keep (24h on creation)
+//	ZAPBUS_REPLICAS              stream replicas, default: keep (1 on creation)
+//
+// -consumer NAME=FILTER (repeatable) also creates or updates a backend
+// team's durable pull consumer on WA_EVENTS, e.g. -consumer backend=wa.*.evt.>
+// or -consumer team42=wa.42.evt.>; nats.conf grants the team that consumer
+// only (teams cannot create consumers themselves).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/config"
+)
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "zapbus-admin:", err)
+		os.Exit(1)
+	}
+}
+
+const usage = `usage: zapbus-admin provision [flags]
+
+provision creates or updates zapbus's streams (WA_EVENTS, WA_QR, WA_DLQ) and
+KV buckets (WA_LEASES, WA_SENDS). Run it with the NATS admin user.`
+
+func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "provision" {
+		return errors.New(usage)
+	}
+	env := config.NewEnv(getenv)
+	str, dur, integer := env.String, env.Duration, env.Int
+	var cfg bus.Config
+	fs := flag.NewFlagSet("provision", flag.ContinueOnError)
+	fs.SetOutput(stdout)
+	url := fs.String("nats-url", str("NATS_URL", "nats://127.0.0.1:4222"), "NATS URL with the admin credential (NATS_URL)")
+	fs.DurationVar(&cfg.LeaseTTL, "lease-ttl", dur("ZAPBUS_LEASE_TTL", 0), "WA_LEASES key TTL; 0 keeps the server's (ZAPBUS_LEASE_TTL)")
+	fs.DurationVar(&cfg.EventsMaxAge, "events-max-age", dur("ZAPBUS_EVENTS_MAX_AGE", 0), "WA_EVENTS retention; 0 keeps the server's (ZAPBUS_EVENTS_MAX_AGE)")
+	maxBytes := fs.Int("events-max-bytes", integer("ZAPBUS_EVENTS_MAX_BYTES", 0), "WA_EVENTS byte cap, -1 unlimited; 0 keeps the server's (ZAPBUS_EVENTS_MAX_BYTES)")
+	fs.DurationVar(&cfg.DLQMaxAge, "dlq-max-age", dur("ZAPBUS_DLQ_MAX_AGE", 0), "WA_DLQ retention; 0 keeps the server's (ZAPBUS_DLQ_MAX_AGE)")
+	fs.DurationVar(&cfg.SendsTTL, "sends-ttl", dur("ZAPBUS_SENDS_TTL", 0), "WA_SENDS TTL; 0 keeps the server's (ZAPBUS_SENDS_TTL)")
+	fs.IntVar(&cfg.Replicas, "replicas", integer("ZAPBUS_REPLICAS", 0), "stream replicas; 0 keeps the server's (ZAPBUS_REPLICAS)")
+	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
+	var consumers []string
+	fs.Func("consumer", "NAME=FILTER: a backend team's durable consumer on WA_EVENTS (repeatable)", func(v string) error {
+		name, filter, ok := strings.Cut(v, "=")
+		if !ok || name == "" || strings.ContainsAny(name, ".*> ") || !strings.HasPrefix(filter, "wa.") || !strings.Contains(filter, ".evt.") {
+			return fmt.Errorf("want NAME=FILTER such as backend=wa.*.evt.>, got %q", v)
+		}
+		consumers = append(consumers, name, filter)
+		return nil
+	})
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if err := env.Err(); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments %q\n%s", fs.Args(), usage)
+	}
+	cfg.EventsMaxBytes = int64(*maxBytes)
+	cfg.Provision = true
+	log := zerolog.New(stdout).With().Timestamp().Str("service", "zapbus-admin").Logger()
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	b, err := bus.Open(ctx, *url, "zapbus-admin", cfg, log)
+	if err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
+	defer b.NC.Close()
+	for _, name := range bus.Requires("") {
+		st, err := b.JS.Stream(ctx, name)
+		if err != nil {
+			return fmt.Errorf("provision: check %s: %w", name, err)
+		}
+		c := st.CachedInfo().Config
+		log.Info().Str("stream", name).Dur("max_age", c.MaxAge).Int("replicas", c.Replicas).Msg("provisioned")
+	}
+	for i := 0; i < len(consumers); i += 2 {
+		if err := b.ProvisionConsumer(ctx, consumers[i], consumers[i+1]); err != nil {
+			return fmt.Errorf("provision: %w", err)
+		}
+		log.Info().Str("consumer", consumers[i]).Str("filter", consumers[i+1]).Msg("provisioned")
+	}
+	return nil
+}

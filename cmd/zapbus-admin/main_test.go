@@ -1,0 +1,71 @@
+package main
+
+import (
+	"context"
+	"io"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/testenv"
+)
+
+func TestProvisionCreatesEverythingServicesVerify(t *testing.T) {
+	url := testenv.NATS(t)
+	env := map[string]string{"NATS_URL": url, "ZAPBUS_LEASE_TTL": "9s"}
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	out := &testenv.Buffer{}
+	if err := run(ctx, []string{"provision", "-consumer", "backend=wa.*.evt.>", "-consumer", "team42=wa.42.evt.>"}, func(k string) string { return env[k] }, out); err != nil {
+		t.Fatalf("provision: %v\n%s", err, out)
+	}
+	for _, name := range bus.Requires("") {
+		if !strings.Contains(out.String(), name) {
+			t.Errorf("provision output does not list %s:\n%s", name, out)
+		}
+	}
+	// Running it again is harmless, and every service now starts.
+	if err := run(ctx, []string{"provision"}, func(k string) string { return env[k] }, io.Discard); err != nil {
+		t.Fatalf("second provision: %v", err)
+	}
+	for _, name := range []string{"zapbus-connector", "zapbus-persister", "zapbus-notifier"} {
+		b, err := bus.Open(ctx, url, name, bus.Config{}, testenv.Logger(t))
+		if err != nil {
+			t.Fatalf("%s after provision: %v", name, err)
+		}
+		if name == "zapbus-connector" && b.Config().LeaseTTL != 9*time.Second {
+			t.Errorf("lease TTL %s, want the provisioned 9s", b.Config().LeaseTTL)
+		}
+		if name == "zapbus-persister" {
+			for team, filter := range map[string]string{"backend": "wa.*.evt.>", "team42": "wa.42.evt.>"} {
+				c, err := b.JS.Consumer(ctx, bus.StreamEvents, team)
+				if err != nil {
+					t.Fatalf("team consumer %s: %v", team, err)
+				}
+				if got := c.CachedInfo().Config; got.FilterSubject != filter || got.DeliverSubject != "" {
+					t.Errorf("team consumer %s: filter %q deliver %q, want a pull consumer on %s", team, got.FilterSubject, got.DeliverSubject, filter)
+				}
+			}
+		}
+		b.NC.Close()
+	}
+}
+
+func TestConsumerFlagNeedsAnEventFilter(t *testing.T) {
+	for _, v := range []string{"backend", "=wa.*.evt.>", "backend=wa.*.qr", "a.b=wa.*.evt.>", "backend=>"} {
+		err := run(context.Background(), []string{"provision", "-consumer", v}, func(string) string { return "" }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "NAME=FILTER") {
+			t.Errorf("-consumer %q: %v, want a NAME=FILTER error", v, err)
+		}
+	}
+}
+
+func TestUsage(t *testing.T) {
+	for _, args := range [][]string{nil, {"provison"}, {"provision", "extra"}} {
+		err := run(context.Background(), args, func(string) string { return "" }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), "usage: zapbus-admin provision") {
+			t.Errorf("run(%q) = %v, want the usage", args, err)
+		}
+	}
+}

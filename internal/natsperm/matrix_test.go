@@ -1,0 +1,884 @@
+package natsperm
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"text/tabwriter"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/rs/zerolog"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/connector/sim"
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/persister"
+	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/testenv"
+	"github.com/zapbus/zapbus/internal/web"
+)
+
+type lockedBuf struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuf) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuf) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+func logger(w *lockedBuf, user string) zerolog.Logger {
+	return zerolog.New(w).With().Str("user", user).Logger()
+}
+
+// row is one line of the printed matrix.
+type row struct {
+	user, op, want, got string
+	ok                  bool
+}
+
+type matrix struct {
+	t    *testing.T
+	e    *natsEnv
+	rows []row
+}
+
+func (m *matrix) add(user, op, want, got string, ok bool) {
+	m.rows = append(m.rows, row{user, op, want, got, ok})
+	if !ok {
+		m.t.Errorf("%s: %s: want %s, got %s", user, op, want, got)
+	}
+}
+
+// allow runs a legitimate operation of user's job; it must succeed.
+func (m *matrix) allow(user, op string, f func(ctx context.Context) error) {
+	m.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	if err := f(ctx); err != nil {
+		m.add(user, op, "works", "failed: "+err.Error(), false)
+		return
+	}
+	m.add(user, op, "works", "ok", true)
+}
+
+// deny runs an attack as user on a fresh connection (with the user's own
+// inbox prefix); the server must refuse it with a permissions violation.
+func (m *matrix) deny(user, op string, f func(ctx context.Context, nc *nats.Conn) error) {
+	m.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	violation := make(chan string, 8)
+	nc, err := nats.Connect(m.e.url(user), nats.CustomInboxPrefix(bus.InboxPrefix("zapbus-"+user)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) {
+			if errors.Is(err, nats.ErrPermissionViolation) {
+				select {
+				case violation <- err.Error():
+				default:
+				}
+				cancel()
+			}
+		}))
+	if err != nil {
+		m.add(user, op, "refused", "connect: "+err.Error(), false)
+		return
+	}
+	defer nc.Close()
+	opErr := f(ctx, nc)
+	_ = nc.FlushTimeout(2 * time.Second)
+	select {
+	case v := <-violation:
+		m.add(user, op, "refused", shorten(v), true)
+	case <-time.After(2 * time.Second):
+		got := "succeeded"
+		if opErr != nil {
+			got = "failed without a permissions violation: " + opErr.Error()
+		}
+		m.add(user, op, "refused", got, false)
+	}
+}
+
+func shorten(s string) string {
+	s = strings.TrimPrefix(s, "nats: permissions violation: ")
+	s = strings.TrimPrefix(s, "nats: ")
+	return s
+}
+
+func (m *matrix) print() {
+	var b strings.Builder
+	tw := tabwriter.NewWriter(&b, 2, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "\nUSER\tOPERATION\tWANT\tGOT\tPASS\n")
+	for _, r := range m.rows {
+		pass := "yes"
+		if !r.ok {
+			pass = "NO"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", r.user, r.op, r.want, r.got, pass)
+	}
+	_ = tw.Flush()
+	m.t.Logf("NATS permission matrix against %s:%s", m.e.how, b.String())
+}
+
+func mustEnv(t *testing.T, m int64, id string, p event.Payload) event.Envelope {
+	t.Helper()
+	env, err := event.New(m, id, time.Now().UTC(), p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return env
+}
+
+func expect(ok bool, format string, args ...any) error {
+	if ok {
+		return nil
+	}
+	return fmt.Errorf(format, args...)
+}
+
+// TestPermissionMatrix starts a real nats-server from the repo's nats.conf
+// and checks that every service can do its whole job with its own user and
+// that every attack is refused by the server.
+func TestPermissionMatrix(t *testing.T) {
+	e := startNATS(t)
+	m := &matrix{t: t, e: e}
+	defer m.print()
+	logs := &lockedBuf{}
+	ctx := context.Background()
+
+	// Before provisioning, a service does not create anything: it says
+	// what to run, and the error is not permanent (a retry loop waits).
+	m.allow("connector", "start before provisioning: ErrNotProvisioned naming the provision step", func(ctx context.Context) error {
+		_, err := openService(ctx, t, e, "connector", bus.Config{}, logs)
+		var perm interface{ Permanent() bool }
+		if errors.As(err, &perm) && perm.Permanent() {
+			return fmt.Errorf("permanent error %v", err)
+		}
+		return expect(errors.Is(err, bus.ErrNotProvisioned) && strings.Contains(err.Error(), "zapbus-admin provision"),
+			"want ErrNotProvisioned naming zapbus-admin provision, got %v", err)
+	})
+	m.deny("persister", "provision streams (STREAM.CREATE)", func(ctx context.Context, nc *nats.Conn) error {
+		b, err := bus.New(nc, bus.Config{Provision: true})
+		if err != nil {
+			return err
+		}
+		return b.Ensure(ctx)
+	})
+
+	var admin *bus.Bus
+	m.allow("admin", "provision streams and buckets (bus.Open with Provision)", func(ctx context.Context) error {
+		var err error
+		admin, err = openService(ctx, t, e, "admin", bus.Config{Provision: true, LeaseTTL: 15 * time.Second}, logs)
+		return err
+	})
+	if admin == nil {
+		t.FailNow()
+	}
+
+	// The services start as their mains do: bus.Open verifies their objects.
+	open := func(user string, cfg bus.Config) *bus.Bus {
+		var b *bus.Bus
+		m.allow(user, "connect, check server version, verify its streams (bus.Open)", func(ctx context.Context) error {
+			var err error
+			b, err = openService(ctx, t, e, user, cfg, logs)
+			return err
+		})
+		if b == nil {
+			t.FailNow()
+		}
+		return b
+	}
+	conn := open("connector", bus.Config{LeaseTTL: 15 * time.Second})
+	conn2, err := openService(ctx, t, e, "connector", bus.Config{}, logs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pers := open("persister", bus.Config{})
+	notif := open("notifier", bus.Config{})
+	m.allow("connector", "lease TTL adopted from the provisioned bucket", func(context.Context) error {
+		return expect(conn2.Config().LeaseTTL == 15*time.Second, "lease TTL %s", conn2.Config().LeaseTTL)
+	})
+
+	// Live subscriptions first, so the publishes below reach them.
+	liveNotifier, err := notif.NC.SubscribeSync(bus.LivePrefix + event.MentoradoEvents(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	qrNotifier, err := notif.NC.SubscribeSync(event.QRSubject(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	revokes, err := notif.NC.SubscribeSync("zapbus.notifier.revoke")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := notif.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+
+	// Connector: events, QR, dead letters, leases, sends, commands.
+	m.allow("connector", "publish an event to WA_EVENTS (PubAck)", func(ctx context.Context) error {
+		_, err := conn.Publish(ctx, mustEnv(t, 1, "1:conn:test", &event.Connection{Status: event.StatusConnecting}))
+		return err
+	})
+	m.allow("connector", "publish a QR to WA_QR (PubAck)", func(ctx context.Context) error {
+		q := &event.QR{Code: "2@secret", ExpiresAt: time.Now().Add(time.Minute).UTC()}
+		_, err := conn.Publish(ctx, mustEnv(t, 1, event.QREventID(1, q), q))
+		return err
+	})
+	m.allow("connector", "dead-letter an input (zapbus.dlq.connector)", func(ctx context.Context) error {
+		return conn.DeadLetterFrom(ctx, "connector", "x1", "whatsmeow", []byte("{}"), errors.New("test"))
+	})
+	var leases, sends jetstream.KeyValue
+	m.allow("connector", "open KV WA_LEASES and WA_SENDS", func(ctx context.Context) error {
+		var err error
+		if leases, err = conn.JS.KeyValue(ctx, bus.BucketLeases); err != nil {
+			return err
+		}
+		sends, err = conn.JS.KeyValue(ctx, bus.BucketSends)
+		return err
+	})
+	if leases == nil || sends == nil {
+		t.FailNow()
+	}
+	m.allow("connector", "lease: watch, create, get, update, delete", func(ctx context.Context) error {
+		w, err := leases.WatchAll(ctx, jetstream.UpdatesOnly())
+		if err != nil {
+			return fmt.Errorf("watch: %w", err)
+		}
+		defer func() { _ = w.Stop() }()
+		rev, err := leases.Create(ctx, "m1", []byte("a"))
+		if err != nil {
+			return fmt.Errorf("create: %w", err)
+		}
+		if _, err := leases.Get(ctx, "m1"); err != nil {
+			return fmt.Errorf("get: %w", err)
+		}
+		if rev, err = leases.Update(ctx, "m1", []byte("a"), rev); err != nil {
+			return fmt.Errorf("update: %w", err)
+		}
+		for {
+			select {
+			case u := <-w.Updates():
+				if u != nil && u.Key() == "m1" {
+					return leases.Delete(ctx, "m1", jetstream.LastRevision(rev))
+				}
+			case <-ctx.Done():
+				return errors.New("watcher saw no update")
+			}
+		}
+	})
+	m.allow("connector", "sends: create, get, update, delete", func(ctx context.Context) error {
+		rev, err := sends.Create(ctx, "k1", []byte("pending"))
+		if err != nil {
+			return err
+		}
+		if rev, err = sends.Update(ctx, "k1", []byte("done"), rev); err != nil {
+			return err
+		}
+		if _, err := sends.Get(ctx, "k1"); err != nil {
+			return err
+		}
+		return sends.Delete(ctx, "k1", jetstream.LastRevision(rev))
+	})
+
+	// Commands: the notifier asks, connector 1 takes it from the queue
+	// group and relays to connector 2 (the owner), whose answer returns.
+	ownerSub, err := conn2.NC.Subscribe("zapbus.connector.B.>", func(msg *nats.Msg) {
+		_ = msg.Respond([]byte(`{"status":"connected"}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ownerSub.Unsubscribe()
+	cmdSub, err := conn.NC.QueueSubscribe(event.CommandWildcard, connector.QueueGroup, func(msg *nats.Msg) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		fwd := &nats.Msg{Subject: "zapbus.connector.B." + msg.Subject, Data: msg.Data}
+		resp, err := conn.NC.RequestMsgWithContext(ctx, fwd)
+		if err != nil {
+			_ = msg.Respond([]byte(`{"error":"relay"}`))
+			return
+		}
+		_ = msg.Respond(resp.Data)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cmdSub.Unsubscribe()
+	if err := conn.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if err := conn2.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	var cmdInbox string
+	m.allow("notifier", "command request, relayed between connectors, reply on its own inbox", func(ctx context.Context) error {
+		msg, err := notif.NC.RequestWithContext(ctx, event.CommandSubject(1, event.VerbStatus), []byte("{}"))
+		if err != nil {
+			return err
+		}
+		cmdInbox = msg.Subject
+		return expect(strings.Contains(string(msg.Data), "connected") && strings.HasPrefix(msg.Subject, "_INBOX_notifier."),
+			"reply %q on %s", msg.Data, msg.Subject)
+	})
+	m.allow("notifier", "live event from WA_EVENTS republish (live.wa.1.evt.>)", func(context.Context) error {
+		msg, err := liveNotifier.NextMsg(5 * time.Second)
+		if err != nil {
+			return err
+		}
+		return expect(msg.Header.Get("Nats-Sequence") != "", "no Nats-Sequence header")
+	})
+	m.allow("notifier", "live QR (wa.1.qr) and current QR from WA_QR", func(ctx context.Context) error {
+		if _, err := qrNotifier.NextMsg(5 * time.Second); err != nil {
+			return fmt.Errorf("live qr: %w", err)
+		}
+		st, err := notif.JS.Stream(ctx, bus.StreamQR)
+		if err != nil {
+			return err
+		}
+		_, err = st.GetLastMsgForSubject(ctx, event.QRSubject(1))
+		return err
+	})
+	m.allow("notifier", "resume: ordered consumer on WA_EVENTS for one tenant", func(ctx context.Context) error {
+		cons, err := notif.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{event.MentoradoEvents(1)},
+			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
+			OptStartSeq:    1,
+		})
+		if err != nil {
+			return err
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for range batch.Messages() {
+			n++
+		}
+		return expect(n == 1, "replayed %d events", n)
+	})
+	m.allow("notifier", "token revocation broadcast (zapbus.notifier.revoke)", func(ctx context.Context) error {
+		if err := notif.NC.Publish("zapbus.notifier.revoke", []byte(`{"mentorado":1}`)); err != nil {
+			return err
+		}
+		_, err := revokes.NextMsg(5 * time.Second)
+		return err
+	})
+
+	// Persister: durable consumer, ack, dead letter, replay.
+	pcfg := persister.Config{}.ConsumerConfig()
+	var durable jetstream.Consumer
+	m.allow("persister", "create its durable consumer on WA_EVENTS", func(ctx context.Context) error {
+		var err error
+		durable, err = pers.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, pcfg)
+		return err
+	})
+	if durable == nil {
+		t.FailNow()
+	}
+	var consumed jetstream.Msg
+	m.allow("persister", "fetch, in-progress, nak, refetch and ack", func(ctx context.Context) error {
+		fetch := func() (jetstream.Msg, error) {
+			batch, err := durable.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				return nil, err
+			}
+			var got jetstream.Msg
+			for msg := range batch.Messages() {
+				got = msg
+			}
+			if got == nil {
+				return nil, errors.New("nothing fetched")
+			}
+			return got, nil
+		}
+		msg, err := fetch()
+		if err != nil {
+			return err
+		}
+		if err := msg.InProgress(); err != nil {
+			return err
+		}
+		if err := msg.Nak(); err != nil {
+			return err
+		}
+		if consumed, err = fetch(); err != nil {
+			return fmt.Errorf("after nak: %w", err)
+		}
+		return consumed.DoubleAck(ctx)
+	})
+	m.allow("persister", "dead-letter an event (zapbus.dlq.WA_EVENTS)", func(ctx context.Context) error {
+		return pers.DeadLetter(ctx, bus.StreamEvents, "wa.1.evt.connection", 1, []byte("{}"), errors.New("test"))
+	})
+	m.allow("persister", "replay: ordered consumer over WA_EVENTS", func(ctx context.Context) error {
+		cons, err := pers.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+			FilterSubjects: []string{event.EventsWildcard},
+			DeliverPolicy:  jetstream.DeliverAllPolicy,
+		})
+		if err != nil {
+			return err
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return err
+		}
+		n := 0
+		for range batch.Messages() {
+			n++
+		}
+		return expect(n == 1, "replayed %d events", n)
+	})
+
+	// The real persister (Run and Replay) with the persister user, on a
+	// fresh database: an undecodable event is dead-lettered and acked.
+	t.Run("real persister", func(t *testing.T) {
+		db, err := store.Open(ctx, testenv.Postgres(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		p, err := persister.New(persister.Config{MaxWait: 50 * time.Millisecond}, db, pers, logger(logs, "persister"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		ack, err := conn.JS.Publish(ctx, "wa.1.evt.message", []byte(`{"not":"an envelope"}`), jetstream.WithMsgID("poison-1"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- p.Run(runCtx) }()
+		m.allow("persister", "Run: durable consume, dead-letter a poison event, ack (internal/persister)", func(ctx context.Context) error {
+			dlq, err := admin.JS.Stream(ctx, bus.StreamDLQ)
+			if err != nil {
+				return err
+			}
+			want := fmt.Sprint(ack.Sequence)
+			for ctx.Err() == nil {
+				msg, err := dlq.GetLastMsgForSubject(ctx, bus.DLQSubjectPrefix+bus.StreamEvents)
+				if err == nil && msg.Header.Get(bus.HeaderOriginalSeq) == want {
+					c, err := admin.JS.Consumer(ctx, bus.StreamEvents, pcfg.Durable)
+					if err != nil {
+						return err
+					}
+					if info, err := c.Info(ctx); err == nil && info.AckFloor.Stream >= ack.Sequence {
+						return nil
+					}
+				}
+				time.Sleep(50 * time.Millisecond)
+			}
+			return fmt.Errorf("seq %d never dead-lettered and acked: %w", ack.Sequence, ctx.Err())
+		})
+		stop()
+		if err := <-done; err != nil {
+			t.Errorf("persister Run: %v", err)
+		}
+		m.allow("persister", "Replay from a sequence (internal/persister)", func(ctx context.Context) error {
+			st, err := p.Replay(ctx, persister.ReplayOptions{FromSeq: ack.Sequence})
+			if err != nil {
+				return err
+			}
+			return expect(st.LastSeq >= ack.Sequence && st.DeadLettered == 1, "replay stats %+v", st)
+		})
+	})
+
+	// The real connector (internal/connector, simulated WhatsApp client) and
+	// the real notifier HTTP edge (internal/web), each with its own user:
+	// pair by QR, send, receive, and resume a stream with Last-Event-ID.
+	_ = cmdSub.Unsubscribe()
+	_ = ownerSub.Unsubscribe()
+	t.Run("real connector and notifier", func(t *testing.T) {
+		db, err := store.Open(ctx, testenv.Postgres(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer db.Close()
+		world := sim.NewWorld()
+		cb, err := openService(ctx, t, e, "connector", bus.Config{LeaseTTL: 15 * time.Second}, logs)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := connector.New(connector.Config{InstanceID: "real", HTTPAddr: "off", RestoreJitter: time.Millisecond,
+			Policy: connector.Policy{Jitter: -1}}, db, cb, &sim.Factory{W: world}, logger(logs, "connector"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		runCtx, stop := context.WithCancel(ctx)
+		done := make(chan error, 1)
+		go func() { done <- c.Run(runCtx) }()
+		defer func() {
+			stop()
+			if err := <-done; err != nil {
+				t.Errorf("connector Run: %v", err)
+			}
+		}()
+		const adminToken = "natsperm-admin-token-0123456789abcdef"
+		srv, err := web.New(web.Config{AdminToken: adminToken}, db, notif, logger(logs, "notifier"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs := httptest.NewServer(srv.Handler())
+		defer hs.Close()
+		call := func(ctx context.Context, method, path, token, body string, hdr ...string) (*http.Response, error) {
+			var rd io.Reader
+			if body != "" {
+				rd = strings.NewReader(body)
+			}
+			req, err := http.NewRequestWithContext(ctx, method, hs.URL+path, rd)
+			if err != nil {
+				return nil, err
+			}
+			req.Header.Set("Authorization", "Bearer "+token)
+			if body != "" {
+				req.Header.Set("Content-Type", "application/json")
+			}
+			for i := 0; i+1 < len(hdr); i += 2 {
+				req.Header.Set(hdr[i], hdr[i+1])
+			}
+			return http.DefaultClient.Do(req)
+		}
+		var created struct {
+			ID    int64  `json:"id"`
+			Token string `json:"token"`
+		}
+		resp, err := call(ctx, "POST", "/v1/admin/mentorados", adminToken, `{"name":"Ana"}`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		err = json.NewDecoder(resp.Body).Decode(&created)
+		resp.Body.Close()
+		if err != nil || created.Token == "" {
+			t.Fatalf("create mentorado: %d %v", resp.StatusCode, err)
+		}
+		// A live SSE stream, read line by line in the background.
+		sseCtx, sseStop := context.WithCancel(ctx)
+		defer sseStop()
+		resp, err = call(sseCtx, "GET", "/v1/events", created.Token, "")
+		if err != nil || resp.StatusCode != http.StatusOK {
+			t.Fatalf("GET /v1/events: %v", err)
+		}
+		defer resp.Body.Close()
+		lines := make(chan string, 1024)
+		go func() {
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				lines <- sc.Text()
+			}
+			close(lines)
+		}()
+		waitLine := func(ctx context.Context, match func(string) bool) error {
+			for {
+				select {
+				case l, ok := <-lines:
+					if !ok {
+						return errors.New("stream closed")
+					}
+					if match(l) {
+						return nil
+					}
+				case <-ctx.Done():
+					return ctx.Err()
+				}
+			}
+		}
+		m.allow("notifier+connector", "connect by QR: command, lease, session, status live on SSE", func(ctx context.Context) error {
+			resp, err := call(ctx, "POST", "/v1/whatsapp/connect", created.Token, `{"method":"qr"}`)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			if resp.StatusCode != http.StatusAccepted {
+				return fmt.Errorf("connect: %d", resp.StatusCode)
+			}
+			// the connector's own status event (the stream opens with the
+			// QR published earlier in this test, so "event: qr" is not enough)
+			return waitLine(ctx, func(l string) bool { return strings.Contains(l, `"status":"qr"`) })
+		})
+		m.allow("connector", "paired: connection events live on SSE", func(ctx context.Context) error {
+			if err := world.ScanQR(created.ID, "5511987654321"); err != nil {
+				return err
+			}
+			return waitLine(ctx, func(l string) bool { return strings.Contains(l, `"status":"connected"`) })
+		})
+		m.allow("notifier+connector", "send with a client id (WA_SENDS), reply 201", func(ctx context.Context) error {
+			resp, err := call(ctx, "POST", "/v1/messages", created.Token, `{"phone":"5511912345678","text":"Olá","client_id":"c-1"}`)
+			if err != nil {
+				return err
+			}
+			resp.Body.Close()
+			return expect(resp.StatusCode == http.StatusCreated, "send: %d", resp.StatusCode)
+		})
+		var lastSeq uint64
+		m.allow("connector", "inbound message published, live on SSE", func(ctx context.Context) error {
+			if _, _, err := world.InjectText(created.ID, "5511912345678", "oi"); err != nil {
+				return err
+			}
+			return waitLine(ctx, func(l string) bool {
+				if n, err := fmt.Sscanf(l, "id: %d", &lastSeq); n == 1 && err == nil {
+					return false
+				}
+				return strings.Contains(l, `"text":"oi"`)
+			})
+		})
+		// Consumers' deliver subjects escape subject permissions: the persister
+		// may create consumers (replay), so it can push stored events onto a
+		// subject someone subscribes to literally, such as a dashboard's
+		// wa.<m>.qr. The notifier must ignore such deliveries.
+		m.allow("persister", "push stored events onto wa.<m>.qr: notifier does not serve them", func(ctx context.Context) error {
+			for drained := false; !drained; {
+				select {
+				case <-lines:
+				default:
+					drained = true
+				}
+			}
+			if _, err := pers.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+				Name: "evil_qr", FilterSubject: event.MentoradoEvents(created.ID), DeliverSubject: event.QRSubject(created.ID),
+				AckPolicy: jetstream.AckNonePolicy,
+			}); err != nil {
+				return err
+			}
+			defer func() { _ = pers.JS.DeleteConsumer(context.WithoutCancel(ctx), bus.StreamEvents, "evil_qr") }()
+			for !strings.Contains(logs.String(), "qr delivered by a JetStream consumer ignored") {
+				if err := ctx.Err(); err != nil {
+					return err
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			for {
+				select {
+				case l := <-lines:
+					if l == "event: qr" {
+						return errors.New("a pushed event reached the dashboard as a QR")
+					}
+				default:
+					return nil
+				}
+			}
+		})
+		m.allow("notifier", "SSE resume with Last-Event-ID: replay from WA_EVENTS", func(ctx context.Context) error {
+			resp, err := call(ctx, "GET", "/v1/events", created.Token, "", "Last-Event-ID", fmt.Sprint(lastSeq-1))
+			if err != nil {
+				return err
+			}
+			defer resp.Body.Close()
+			sc := bufio.NewScanner(resp.Body)
+			for sc.Scan() {
+				if sc.Text() == fmt.Sprintf("id: %d", lastSeq) {
+					return nil
+				}
+			}
+			return fmt.Errorf("event %d never replayed: %v", lastSeq, sc.Err())
+		})
+	})
+
+	// Backend: its named durable, live events.
+	backend, err := nats.Connect(e.url("backend"), nats.CustomInboxPrefix("_INBOX_backend"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer backend.Close()
+	bjs, err := jetstream.New(backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m.allow("admin", "provision the backend team's consumer (zapbus-admin provision -consumer)", func(ctx context.Context) error {
+		return admin.ProvisionConsumer(ctx, "backend", event.EventsWildcard)
+	})
+	m.allow("backend", "its durable \"backend\" on WA_EVENTS: look up, fetch and ack", func(ctx context.Context) error {
+		cons, err := bjs.Consumer(ctx, bus.StreamEvents, "backend")
+		if err != nil {
+			return err
+		}
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			return err
+		}
+		for msg := range batch.Messages() {
+			return msg.DoubleAck(ctx)
+		}
+		return errors.New("nothing fetched")
+	})
+	m.allow("backend", "subscribe to live events (live.wa.>)", func(context.Context) error {
+		sub, err := backend.SubscribeSync("live.wa.>")
+		if err != nil {
+			return err
+		}
+		defer sub.Unsubscribe()
+		return backend.Flush()
+	})
+
+	// --- attacks ---
+	dlqRepublish := func(ctx context.Context, nc *nats.Conn) error {
+		js, err := jetstream.New(nc)
+		if err != nil {
+			return err
+		}
+		cfg := bus.Config{}.StreamConfigs()[2]
+		cfg.RePublish = &jetstream.RePublish{Source: ">", Destination: "wa.2.cmd.send"}
+		_, err = js.UpdateStream(ctx, cfg)
+		return err
+	}
+	for _, u := range []string{"persister", "notifier", "connector", "backend"} {
+		m.deny(u, "update WA_DLQ with RePublish to wa.2.cmd.send", dlqRepublish)
+	}
+	rawReq := func(subject string, body string) func(ctx context.Context, nc *nats.Conn) error {
+		return func(ctx context.Context, nc *nats.Conn) error {
+			_, err := nc.RequestWithContext(ctx, subject, []byte(body))
+			return err
+		}
+	}
+	qrGet := rawReq("$JS.API.STREAM.MSG.GET.WA_QR", `{"last_by_subj":"wa.1.qr"}`)
+	m.deny("persister", "read a pairing QR (STREAM.MSG.GET.WA_QR)", qrGet)
+	m.deny("backend", "read a pairing QR (STREAM.MSG.GET.WA_QR)", qrGet)
+	m.deny("persister", "read a pairing QR (DIRECT.GET.WA_QR)", rawReq("$JS.API.DIRECT.GET.WA_QR.wa.1.qr", ""))
+	sendsGet := rawReq("$JS.API.DIRECT.GET.KV_WA_SENDS.$KV.WA_SENDS.k1", "")
+	m.deny("persister", "read sent texts (DIRECT.GET.KV_WA_SENDS)", sendsGet)
+	m.deny("notifier", "read sent texts (DIRECT.GET.KV_WA_SENDS)", sendsGet)
+	m.deny("notifier", "read sent texts (STREAM.MSG.GET.KV_WA_SENDS)", rawReq("$JS.API.STREAM.MSG.GET.KV_WA_SENDS", `{"seq":1}`))
+	m.deny("backend", "read WA_EVENTS bypassing its consumer (STREAM.MSG.GET)", rawReq("$JS.API.STREAM.MSG.GET.WA_EVENTS", `{"seq":1}`))
+
+	// Shared inboxes.
+	subscribe := func(subject string) func(ctx context.Context, nc *nats.Conn) error {
+		return func(ctx context.Context, nc *nats.Conn) error {
+			_, err := nc.SubscribeSync(subject)
+			return err
+		}
+	}
+	m.deny("backend", "subscribe to the connector's replies (_INBOX_connector.>)", subscribe("_INBOX_connector.>"))
+	m.deny("backend", "subscribe to the notifier's replies (_INBOX_notifier.>)", subscribe("_INBOX_notifier.>"))
+	m.deny("backend", "subscribe to the shared _INBOX.>", subscribe("_INBOX.>"))
+	m.deny("notifier", "subscribe to the connector's replies (_INBOX_connector.>)", subscribe("_INBOX_connector.>"))
+	m.deny("persister", "subscribe to commands (wa.*.cmd.>, send texts)", subscribe(event.CommandWildcard))
+	m.deny("backend", "subscribe to pairing QRs (wa.*.qr)", subscribe(event.QRWildcard))
+	forged := func(subject string) func(ctx context.Context, nc *nats.Conn) error {
+		return func(ctx context.Context, nc *nats.Conn) error {
+			return nc.Publish(subject, []byte(`{"status":"connected"}`))
+		}
+	}
+	if cmdInbox == "" {
+		cmdInbox = "_INBOX_notifier.x.y"
+	}
+	m.deny("backend", "publish a forged reply into a notifier inbox", forged(cmdInbox))
+	m.deny("persister", "publish a forged reply into a notifier inbox", forged(cmdInbox))
+	m.deny("notifier", "publish a forged reply into a connector inbox", forged("_INBOX_connector.x.y"))
+
+	// Backend consumers anywhere.
+	createCons := func(stream string, cfg jetstream.ConsumerConfig) func(ctx context.Context, nc *nats.Conn) error {
+		return func(ctx context.Context, nc *nats.Conn) error {
+			js, err := jetstream.New(nc)
+			if err != nil {
+				return err
+			}
+			_, err = js.CreateOrUpdateConsumer(ctx, stream, cfg)
+			return err
+		}
+	}
+	m.deny("backend", "push stored events onto wa.2.cmd.logout (push consumer)", createCons(bus.StreamEvents, jetstream.ConsumerConfig{
+		Durable: "backend", FilterSubject: event.EventsWildcard, DeliverSubject: "wa.2.cmd.logout"}))
+	m.deny("backend", "recreate its consumer (CONSUMER.CREATE.WA_EVENTS.backend)", createCons(bus.StreamEvents, jetstream.ConsumerConfig{
+		Durable: "backend", FilterSubject: event.EventsWildcard, AckPolicy: jetstream.AckExplicitPolicy}))
+	m.deny("backend", "delete its consumer", rawReq("$JS.API.CONSUMER.DELETE.WA_EVENTS.backend", ""))
+	m.deny("backend", "create a consumer on WA_QR", createCons(bus.StreamQR, jetstream.ConsumerConfig{Durable: "backend"}))
+	m.deny("backend", "create a consumer on KV_WA_SENDS", createCons("KV_WA_SENDS", jetstream.ConsumerConfig{Durable: "backend"}))
+	m.deny("backend", "create another consumer on WA_EVENTS", createCons(bus.StreamEvents, jetstream.ConsumerConfig{Durable: "mine", FilterSubject: event.EventsWildcard}))
+	m.deny("backend", "create an unfiltered consumer (multi-filter form)", createCons(bus.StreamEvents, jetstream.ConsumerConfig{Durable: "backend", FilterSubjects: []string{"wa.1.evt.>", "wa.2.evt.>"}}))
+	m.deny("backend", "create an ephemeral consumer (legacy CONSUMER.CREATE.WA_EVENTS)", rawReq("$JS.API.CONSUMER.CREATE.WA_EVENTS", `{"stream_name":"WA_EVENTS","config":{"ack_policy":"none"}}`))
+	delPersister := rawReq("$JS.API.CONSUMER.DELETE.WA_EVENTS.persister", "")
+	m.deny("notifier", "delete the persister's durable consumer", delPersister)
+	m.deny("connector", "delete the persister's durable consumer", delPersister)
+	m.deny("notifier", "narrow the persister's durable to one tenant", createCons(bus.StreamEvents, func() jetstream.ConsumerConfig {
+		c := pcfg
+		c.FilterSubject = event.MentoradoEvents(1)
+		return c
+	}()))
+	m.deny("notifier", "pull from the persister's durable (steal events)", rawReq("$JS.API.CONSUMER.MSG.NEXT.WA_EVENTS.persister", `{"batch":1,"no_wait":true}`))
+	m.deny("backend", "pull from the persister's durable (steal events)", rawReq("$JS.API.CONSUMER.MSG.NEXT.WA_EVENTS.persister", `{"batch":1,"no_wait":true}`))
+	m.deny("persister", "delete the backend team's durable", rawReq("$JS.API.CONSUMER.DELETE.WA_EVENTS.backend", ""))
+	m.deny("notifier", "ack the persister's messages ($JS.ACK.WA_EVENTS.persister)", forged("$JS.ACK.WA_EVENTS.persister.1.1.1.1.0"))
+
+	// Forged events, QRs and commands.
+	m.deny("connector", "publish a forged live event (live.wa.2.evt.message)", forged("live.wa.2.evt.message"))
+	m.deny("persister", "publish a forged event (wa.2.evt.message)", forged("wa.2.evt.message"))
+	m.deny("notifier", "publish a forged event (wa.2.evt.message)", forged("wa.2.evt.message"))
+	m.deny("notifier", "publish a forged QR (wa.2.qr)", forged("wa.2.qr"))
+	m.deny("backend", "publish a command (wa.2.cmd.send)", forged("wa.2.cmd.send"))
+	m.deny("persister", "publish a command (wa.2.cmd.send)", forged("wa.2.cmd.send"))
+	m.deny("backend", "publish a forged revocation (zapbus.notifier.revoke)", forged("zapbus.notifier.revoke"))
+	m.deny("connector", "publish a forged revocation (zapbus.notifier.revoke)", forged("zapbus.notifier.revoke"))
+	m.deny("backend", "relay a command to a connector (zapbus.connector.B.>)", forged("zapbus.connector.B.wa.2.cmd.send"))
+	m.deny("persister", "write a lease ($KV.WA_LEASES.m1)", forged("$KV.WA_LEASES.m1"))
+	m.deny("notifier", "write a lease ($KV.WA_LEASES.m1)", forged("$KV.WA_LEASES.m1"))
+	m.deny("notifier", "dead-letter (zapbus.dlq.WA_EVENTS)", forged("zapbus.dlq.WA_EVENTS"))
+
+	// Destructive ones last, so a weakened nats.conf still shows every row.
+	m.deny("backend", "delete the persister's durable consumer", delPersister)
+	m.deny("notifier", "purge WA_DLQ", rawReq("$JS.API.STREAM.PURGE.WA_DLQ", ""))
+	m.deny("persister", "purge WA_EVENTS", rawReq("$JS.API.STREAM.PURGE.WA_EVENTS", ""))
+	m.deny("persister", "delete stream WA_EVENTS", rawReq("$JS.API.STREAM.DELETE.WA_EVENTS", ""))
+	m.deny("connector", "delete stream WA_QR", rawReq("$JS.API.STREAM.DELETE.WA_QR", ""))
+	m.deny("connector", "delete a lease's history (STREAM.PURGE.KV_WA_LEASES)", rawReq("$JS.API.STREAM.PURGE.KV_WA_LEASES", ""))
+	m.deny("notifier", "delete a stored message (STREAM.MSG.DELETE.WA_EVENTS)", rawReq("$JS.API.STREAM.MSG.DELETE.WA_EVENTS", `{"seq":1}`))
+
+	// No anonymous or wrong-password access.
+	for user, url := range map[string]string{
+		"anonymous": "nats://" + e.hostPort,
+		"connector": "nats://connector:wrong@" + e.hostPort,
+	} {
+		nc, err := nats.Connect(url)
+		if err == nil {
+			nc.Close()
+			m.add(user, "connect without the right password", "refused", "connected", false)
+			continue
+		}
+		m.add(user, "connect without the right password", "refused", shorten(err.Error()), true)
+	}
+
+	// The legitimate paths above never touched a denied subject.
+	for _, b := range []*bus.Bus{conn, conn2, pers, notif} {
+		_ = b.NC.Flush()
+	}
+	m.allow("all services", "no permissions violation during the jobs above", func(context.Context) error {
+		var bad []string
+		for _, line := range strings.Split(logs.String(), "\n") {
+			if strings.Contains(strings.ToLower(line), "permissions violation") {
+				bad = append(bad, line)
+			}
+		}
+		return expect(len(bad) == 0, "%d violations: %s", len(bad), strings.Join(bad, "\n"))
+	})
+
+	// Leave the persister's durable intact (the attacks did not change it).
+	m.allow("admin", "persister durable still whole after the attacks", func(ctx context.Context) error {
+		c, err := admin.JS.Consumer(ctx, bus.StreamEvents, pcfg.Durable)
+		if err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		return expect(info.Config.FilterSubject == event.EventsWildcard, "filter now %q", info.Config.FilterSubject)
+	})
+}
