@@ -103,10 +103,11 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 	gatedURL, pgAddr := gate.Redirect(t, testenv.Postgres(t))
 	natsPort := startuptest.FreePort(t)
 	env := map[string]string{
-		"DATABASE_URL":     gatedURL,
-		"NATS_URL":         startuptest.NATSURL(natsPort),
-		"ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
-		"ZAPBUS_LEASE_TTL": "2s",
+		"DATABASE_URL":          gatedURL,
+		"NATS_URL":              startuptest.NATSURL(natsPort),
+		"ZAPBUS_NATS_PROVISION": "true",
+		"ZAPBUS_HTTP_ADDR":      "127.0.0.1:0",
+		"ZAPBUS_LEASE_TTL":      "2s",
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

@@ -220,13 +220,14 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "waiting for nats") && !strings.Contains(body, "postgres")
 	}, "readyz never moved on to waiting for nats; output:\n%s", out)
 
+	// NATS comes back without zapbus's streams: the persister waits for
+	// the admin's provisioning step, saying so, and then starts.
 	testenv.NATSServerAt(t, natsPort, t.TempDir())
-	testenv.Eventually(t, 60*time.Second, func() bool {
+	testenv.Eventually(t, 30*time.Second, func() bool {
 		alive()
-		code, _ := get(base + "/readyz")
-		return code == http.StatusOK
-	}, "persister never ready after its dependencies came back; output:\n%s", out)
-
+		code, body := get(base + "/readyz")
+		return code == http.StatusServiceUnavailable && strings.Contains(body, "zapbus-admin provision")
+	}, "readyz never said the streams are not provisioned; output:\n%s", out)
 	nc, err := bus.Connect(natsURL, "test", testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -236,6 +237,15 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if err := b.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 60*time.Second, func() bool {
+		alive()
+		code, _ := get(base + "/readyz")
+		return code == http.StatusOK
+	}, "persister never ready after its dependencies came back; output:\n%s", out)
+
 	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	e, err := event.New(1, event.MessageEventID(1, "W1"), at, &event.Message{WAID: "W1", ChatJID: "5511955556666@s.whatsapp.net",
 		SenderJID: "5511955556666@s.whatsapp.net", Phone: "5511955556666", PushName: "Rita", Direction: event.DirectionIn,

@@ -120,6 +120,9 @@ func Connect(url, name string, log zerolog.Logger, opts ...nats.Option) (*nats.C
 		nats.RetryOnFailedConnect(true),
 		nats.PingInterval(10 * time.Second),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			if err == nil {
+				return // closed on purpose
+			}
 			log.Warn().Err(err).Msg("nats disconnected")
 		}),
 		nats.ReconnectHandler(func(c *nats.Conn) {
