@@ -20,6 +20,8 @@
 //	                    while in use, so a second devstack on the same directory stops
 //	                    with an error naming it
 //	ZAPBUS_LOG_LEVEL    default info
+//	and the notifier's tunables (ZAPBUS_SEND_RATE, ZAPBUS_MAX_STREAMS_PER_MENTORADO, …;
+//	see cmd/notifier), with the same flags
 package main
 
 import (
@@ -75,6 +77,7 @@ type settings struct {
 	NATSURL     string
 	HTTPAddr    string
 	AdminToken  string
+	Web         web.Config
 	Sim         bool
 	DataDir     string
 	LogLevel    zerolog.Level
@@ -94,6 +97,7 @@ func loadSettings(args []string, getenv func(string) string, out io.Writer) (set
 	fs.StringVar(&s.DataDir, "data-dir", env("ZAPBUS_DATA_DIR", ""), "embedded NATS storage (ZAPBUS_DATA_DIR); default $TMPDIR/zapbus-devstack-<database>[-<host>-<port>], locked while in use")
 	fs.StringVar(&s.LogOut, "log", env("ZAPBUS_LOG", "stderr"), "where logs go: stderr, stdout or a file path (ZAPBUS_LOG)")
 	level := fs.String("log-level", env("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
+	s.Web.Flags(fs, e)
 	// Secrets come from the environment or a file only, never from flags
 	// (visible in process listings).
 	s.AdminToken = env("ZAPBUS_ADMIN_TOKEN", "")
@@ -224,7 +228,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	srv, err := web.New(web.Config{AdminToken: s.AdminToken}, db, b, log)
+	srv, err := web.New(s.webConfig(), db, b, log)
 	if err != nil {
 		return err
 	}
@@ -353,4 +357,12 @@ func randomToken() string {
 	b := make([]byte, 32)
 	_, _ = rand.Read(b)
 	return "adm_" + hex.EncodeToString(b)
+}
+
+// webConfig is the notifier's configuration: the tunables from flags and
+// the environment, and the admin token.
+func (s settings) webConfig() web.Config {
+	c := s.Web
+	c.AdminToken = s.AdminToken
+	return c
 }

@@ -96,3 +96,25 @@ func TestSecondDevstackOnSameDataDirFails(t *testing.T) {
 	default:
 	}
 }
+
+// TestNotifierSettingsReachTheDevBinary: the dev binary takes the
+// notifier's tunables (limits, timeouts) from the same variables and flags
+// as the notifier, and refuses bad ones naming them.
+func TestNotifierSettingsReachTheDevBinary(t *testing.T) {
+	env := map[string]string{"ZAPBUS_SEND_RATE": "off", "ZAPBUS_MAX_STREAMS_PER_MENTORADO": "3", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef"}
+	s, err := loadSettings([]string{"-send-burst", "7"}, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := s.webConfig()
+	if c.SendRate != -1 || c.SendBurst != 7 || c.MaxStreamsPerMentorado != 3 || c.AdminToken != env["ZAPBUS_ADMIN_TOKEN"] {
+		t.Fatalf("web config %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	env["ZAPBUS_STREAM_OPEN_RATE"] = "quick"
+	if _, err := loadSettings(nil, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "ZAPBUS_STREAM_OPEN_RATE") {
+		t.Fatalf("bad rate: %v", err)
+	}
+}

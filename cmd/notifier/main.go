@@ -40,7 +40,6 @@ import (
 	"os"
 	"os/signal"
 	"syscall"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -76,7 +75,7 @@ type settings struct {
 
 func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
 	e := config.NewEnv(getenv)
-	env, dur, integer := e.String, e.Duration, e.Int
+	env := e.String
 
 	var s settings
 	fs := flag.NewFlagSet("notifier", flag.ContinueOnError)
@@ -84,19 +83,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&s.DatabaseURL, "database-url", env("DATABASE_URL", ""), "Postgres URL (DATABASE_URL)")
 	fs.StringVar(&s.NATSURL, "nats-url", env("NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (NATS_URL)")
 	fs.StringVar(&s.HTTPAddr, "http-addr", env("ZAPBUS_HTTP_ADDR", DefaultHTTPAddr), "listen address (ZAPBUS_HTTP_ADDR)")
-	fs.DurationVar(&s.Web.CommandTimeout, "command-timeout", dur("ZAPBUS_COMMAND_TIMEOUT", 10*time.Second), "connector command timeout (ZAPBUS_COMMAND_TIMEOUT)")
-	fs.DurationVar(&s.Web.SendTimeout, "send-timeout", dur("ZAPBUS_SEND_TIMEOUT", 30*time.Second), "send command timeout (ZAPBUS_SEND_TIMEOUT)")
-	fs.IntVar(&s.Web.StreamBuffer, "stream-buffer", integer("ZAPBUS_STREAM_BUFFER", 256), "events queued per stream client (ZAPBUS_STREAM_BUFFER)")
-	fs.DurationVar(&s.Web.ShutdownTimeout, "shutdown-timeout", dur("ZAPBUS_SHUTDOWN_TIMEOUT", 10*time.Second), "graceful shutdown bound (ZAPBUS_SHUTDOWN_TIMEOUT)")
-	fs.Float64Var(&s.Web.SendRate, "send-rate", e.Rate("ZAPBUS_SEND_RATE", 5), "sends per second per token, -1 off (ZAPBUS_SEND_RATE)")
-	fs.IntVar(&s.Web.SendBurst, "send-burst", integer("ZAPBUS_SEND_BURST", 20), "send burst per token (ZAPBUS_SEND_BURST)")
-	fs.Float64Var(&s.Web.StreamOpenRate, "stream-open-rate", e.Rate("ZAPBUS_STREAM_OPEN_RATE", 1), "stream opens per second per token, -1 off (ZAPBUS_STREAM_OPEN_RATE)")
-	fs.IntVar(&s.Web.StreamOpenBurst, "stream-open-burst", integer("ZAPBUS_STREAM_OPEN_BURST", 10), "stream open burst per token (ZAPBUS_STREAM_OPEN_BURST)")
-	fs.IntVar(&s.Web.MaxStreamsPerMentorado, "max-streams-per-mentorado", e.Cap("ZAPBUS_MAX_STREAMS_PER_MENTORADO", 20), "concurrent streams per mentorado, -1 off (ZAPBUS_MAX_STREAMS_PER_MENTORADO)")
-	fs.IntVar(&s.Web.ReplayBatch, "replay-batch", integer("ZAPBUS_REPLAY_BATCH", 32), "events a resuming stream pulls at a time (ZAPBUS_REPLAY_BATCH)")
-	fs.IntVar(&s.Web.ReplayMaxBytes, "replay-max-bytes", integer("ZAPBUS_REPLAY_MAX_BYTES", 512<<10), "bytes a resuming stream pulls at a time (ZAPBUS_REPLAY_MAX_BYTES)")
-	fs.DurationVar(&s.Web.BodyReadTimeout, "body-read-timeout", dur("ZAPBUS_BODY_READ_TIMEOUT", 10*time.Second), "bound on reading a request body (ZAPBUS_BODY_READ_TIMEOUT)")
-	fs.DurationVar(&s.Web.StreamAuthRecheck, "stream-auth-recheck", dur("ZAPBUS_STREAM_AUTH_RECHECK", time.Minute), "how often open streams are checked again (ZAPBUS_STREAM_AUTH_RECHECK)")
+	s.Web.Flags(fs, e)
 	level := fs.String("log-level", env("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
 	// Secrets come from the environment or files only, never from flags
 	// (visible in process listings).

@@ -1,0 +1,29 @@
+package web
+
+import (
+	"flag"
+	"time"
+
+	"github.com/zapbus/zapbus/internal/config"
+)
+
+// Flags binds the notifier's tunables (timeouts, buffers, limits) to fs,
+// each defaulting to its environment variable read through e, so the
+// notifier and the dev binary take the same settings. Secrets (admin token,
+// ticket key) are not flags: they come from the environment or files only.
+func (c *Config) Flags(fs *flag.FlagSet, e *config.Env) {
+	dur, integer := e.Duration, e.Int
+	fs.DurationVar(&c.CommandTimeout, "command-timeout", dur("ZAPBUS_COMMAND_TIMEOUT", 10*time.Second), "connector command timeout (ZAPBUS_COMMAND_TIMEOUT)")
+	fs.DurationVar(&c.SendTimeout, "send-timeout", dur("ZAPBUS_SEND_TIMEOUT", 30*time.Second), "send command timeout (ZAPBUS_SEND_TIMEOUT)")
+	fs.IntVar(&c.StreamBuffer, "stream-buffer", integer("ZAPBUS_STREAM_BUFFER", 256), "events queued per stream client (ZAPBUS_STREAM_BUFFER)")
+	fs.DurationVar(&c.ShutdownTimeout, "shutdown-timeout", dur("ZAPBUS_SHUTDOWN_TIMEOUT", 10*time.Second), "graceful shutdown bound (ZAPBUS_SHUTDOWN_TIMEOUT)")
+	fs.Float64Var(&c.SendRate, "send-rate", e.Rate("ZAPBUS_SEND_RATE", 5), "sends per second per token, -1 off (ZAPBUS_SEND_RATE)")
+	fs.IntVar(&c.SendBurst, "send-burst", integer("ZAPBUS_SEND_BURST", 20), "send burst per token (ZAPBUS_SEND_BURST)")
+	fs.Float64Var(&c.StreamOpenRate, "stream-open-rate", e.Rate("ZAPBUS_STREAM_OPEN_RATE", 1), "stream opens per second per token, -1 off (ZAPBUS_STREAM_OPEN_RATE)")
+	fs.IntVar(&c.StreamOpenBurst, "stream-open-burst", integer("ZAPBUS_STREAM_OPEN_BURST", 10), "stream open burst per token (ZAPBUS_STREAM_OPEN_BURST)")
+	fs.IntVar(&c.MaxStreamsPerMentorado, "max-streams-per-mentorado", e.Cap("ZAPBUS_MAX_STREAMS_PER_MENTORADO", 20), "concurrent streams per mentorado, -1 off (ZAPBUS_MAX_STREAMS_PER_MENTORADO)")
+	fs.IntVar(&c.ReplayBatch, "replay-batch", integer("ZAPBUS_REPLAY_BATCH", 32), "events a resuming stream pulls at a time (ZAPBUS_REPLAY_BATCH)")
+	fs.IntVar(&c.ReplayMaxBytes, "replay-max-bytes", integer("ZAPBUS_REPLAY_MAX_BYTES", 512<<10), "bytes a resuming stream pulls at a time (ZAPBUS_REPLAY_MAX_BYTES)")
+	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", dur("ZAPBUS_BODY_READ_TIMEOUT", 10*time.Second), "bound on reading a request body (ZAPBUS_BODY_READ_TIMEOUT)")
+	fs.DurationVar(&c.StreamAuthRecheck, "stream-auth-recheck", dur("ZAPBUS_STREAM_AUTH_RECHECK", time.Minute), "how often open streams are checked again (ZAPBUS_STREAM_AUTH_RECHECK)")
+}
