@@ -62,11 +62,17 @@ func TestAdminDisableEnable(t *testing.T) {
 	if closed(other.done) {
 		t.Fatal("another tenant's stream ended")
 	}
-	e.expect(e.do("GET", "/v1/whatsapp/status", a.Token, nil), 401)
-	e.expect(e.do("POST", "/v1/messages", a.Token, map[string]string{"phone": "5511922220000", "text": "x"}), 401)
-	e.expect(e.do("POST", "/v1/stream-tickets", a.Token, nil), 401)
-	e.expect(e.getStream("/v1/events?ticket="+ticket, ""), 401)
-	e.expect(e.getStream("/v1/events", a.Token), 401)
+	for _, res := range []response{
+		e.do("GET", "/v1/whatsapp/status", a.Token, nil),
+		e.do("POST", "/v1/messages", a.Token, map[string]string{"phone": "5511922220000", "text": "x"}),
+		e.do("POST", "/v1/stream-tickets", a.Token, nil),
+		e.getStream("/v1/events?ticket="+ticket, ""),
+		e.getStream("/v1/events", a.Token),
+	} {
+		if code := e.expect(res, 403).errorCode(t); code != event.CodeDisabled {
+			t.Fatalf("disabled tenant's request answered %q, want %s", code, event.CodeDisabled)
+		}
+	}
 	e.expect(e.do("GET", "/v1/whatsapp/status", b.Token, nil), 200)
 	var n int
 	if err := e.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM whatsapp_messages WHERE mentorado_id = $1`, a.ID).Scan(&n); err != nil || n != 1 {

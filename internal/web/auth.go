@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/zapbus/zapbus/internal/event"
 )
 
 // Authentication
@@ -92,6 +94,10 @@ func bearer(r *http.Request) (string, bool) {
 
 var errUnauthorized = &apiError{Status: http.StatusUnauthorized, Code: codeUnauthorized, Message: "missing or invalid credentials"}
 
+// errDisabled answers a valid credential of a disabled mentorado: nothing
+// is served until an admin enables it again.
+var errDisabled = &apiError{Status: http.StatusForbidden, Code: event.CodeDisabled, Message: "this mentorado is disabled; an admin can enable it again"}
+
 func (s *Server) adminAuth(h http.HandlerFunc) http.HandlerFunc {
 	want := sha256.Sum256([]byte(s.cfg.AdminToken))
 	return func(w http.ResponseWriter, r *http.Request) {
@@ -113,12 +119,16 @@ func (s *Server) lookupToken(ctx context.Context, token string) (int64, error) {
 		return 0, errUnauthorized
 	}
 	var id int64
-	err := s.db.Pool.QueryRow(ctx, `SELECT id FROM mentorados WHERE token_hash = $1 AND disabled_at IS NULL`, hashToken(token)).Scan(&id)
+	var disabled bool
+	err := s.db.Pool.QueryRow(ctx, `SELECT id, disabled_at IS NOT NULL FROM mentorados WHERE token_hash = $1`, hashToken(token)).Scan(&id, &disabled)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, errUnauthorized
 	}
 	if err != nil {
 		return 0, fmt.Errorf("look up token: %w", err)
+	}
+	if disabled {
+		return 0, errDisabled
 	}
 	return id, nil
 }
@@ -171,12 +181,16 @@ func (s *Server) streamAuth(h http.HandlerFunc) http.HandlerFunc {
 // tokenHashOf returns the current token hash of an enabled mentorado.
 func (s *Server) tokenHashOf(ctx context.Context, m int64) ([]byte, error) {
 	var hash []byte
-	err := s.db.Pool.QueryRow(ctx, `SELECT token_hash FROM mentorados WHERE id = $1 AND disabled_at IS NULL`, m).Scan(&hash)
+	var disabled bool
+	err := s.db.Pool.QueryRow(ctx, `SELECT token_hash, disabled_at IS NOT NULL FROM mentorados WHERE id = $1`, m).Scan(&hash, &disabled)
 	if errors.Is(err, pgx.ErrNoRows) || (err == nil && len(hash) == 0) {
 		return nil, errUnauthorized
 	}
 	if err != nil {
 		return nil, fmt.Errorf("look up token hash: %w", err)
+	}
+	if disabled {
+		return nil, errDisabled
 	}
 	return hash, nil
 }
