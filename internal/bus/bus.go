@@ -336,6 +336,36 @@ func (b *Bus) Publish(ctx context.Context, env event.Envelope) (*jetstream.PubAc
 	return ack, nil
 }
 
+// ErrNotLatest is PublishIfLatest's answer when the subject's last stored
+// message is not the one the caller expected: someone published since.
+var ErrNotLatest = errors.New("bus: a newer message is stored on the subject")
+
+// PublishIfLatest stores env only if the last message stored on its
+// subject is still lastSeq (JetStream's expected last subject sequence,
+// checked by the server when the message arrives, however late). It
+// returns ErrNotLatest when another message was stored since, and stores
+// nothing; a retry of a publish that was stored also gets ErrNotLatest
+// (the server checks the sequence before the Nats-Msg-Id), so either way
+// there is nothing left to publish. A connector that lost a session uses it so its final
+// "disconnected" cannot land after the new owner's "connected".
+func (b *Bus) PublishIfLatest(ctx context.Context, env event.Envelope, lastSeq uint64) (*jetstream.PubAck, error) {
+	data, err := env.Encode()
+	if err != nil {
+		return nil, err
+	}
+	msg := &nats.Msg{Subject: env.Subject(), Data: data, Header: nats.Header{}}
+	ack, err := b.JS.PublishMsg(ctx, msg, jetstream.WithMsgID(env.ID), jetstream.WithExpectLastSequencePerSubject(lastSeq))
+	var apiErr *jetstream.APIError
+	if errors.As(err, &apiErr) && (apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequence ||
+		apiErr.ErrorCode == jetstream.JSErrCodeStreamWrongLastSequenceConstant) {
+		return nil, ErrNotLatest
+	}
+	if err != nil {
+		return nil, fmt.Errorf("bus: publish %s: %w", env.Type, err)
+	}
+	return ack, nil
+}
+
 // DeadLetter stores a message no consumer can apply in WA_DLQ with the
 // reason and where it came from. Dead letters of the same stream sequence
 // are stored once.

@@ -130,6 +130,41 @@ func TestPublishSameIDStoredOnce(t *testing.T) {
 	}
 }
 
+// TestPublishIfLatest: a conditional publish is stored while the
+// subject's last message is the expected one, and refused with
+// ErrNotLatest (storing nothing) once another was stored since, including
+// a retry of itself (the server checks the sequence before the dedupe id).
+func TestPublishIfLatest(t *testing.T) {
+	b := newBus(t)
+	ctx := context.Background()
+	first, err := b.Publish(ctx, message(t, 7, "A"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	second, err := b.PublishIfLatest(ctx, message(t, 7, "B"), first.Sequence)
+	if err != nil {
+		t.Fatalf("expected last %d: %v", first.Sequence, err)
+	}
+	if _, err := b.PublishIfLatest(ctx, message(t, 7, "B"), first.Sequence); !errors.Is(err, bus.ErrNotLatest) {
+		t.Fatalf("retry of a stored conditional publish: %v, want ErrNotLatest", err)
+	}
+	// Another tenant's subject does not count.
+	if _, err := b.Publish(ctx, message(t, 8, "X")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.PublishIfLatest(ctx, message(t, 7, "C"), first.Sequence); !errors.Is(err, bus.ErrNotLatest) {
+		t.Fatalf("stale expectation: %v, want ErrNotLatest", err)
+	}
+	s, _ := b.JS.Stream(ctx, bus.StreamEvents)
+	info, _ := s.Info(ctx)
+	if info.State.Msgs != 3 {
+		t.Fatalf("stored %d messages, want 3 (A, B, X)", info.State.Msgs)
+	}
+	if _, err := b.PublishIfLatest(ctx, message(t, 7, "C"), second.Sequence); err != nil {
+		t.Fatalf("expected last %d: %v", second.Sequence, err)
+	}
+}
+
 func TestPublishFailsWithoutServer(t *testing.T) {
 	b := newBus(t)
 	b.NC.Close()

@@ -167,6 +167,11 @@ func (s *session) idle() bool {
 
 // setStatus records a state change and publishes it as a connection event.
 func (s *session) setStatus(st event.Status, reason string) {
+	s.setStatusVia(st, reason, s.out.push)
+}
+
+// setStatusVia is setStatus with the outbox method that queues the event.
+func (s *session) setStatusVia(st event.Status, reason string, push func(event.Envelope)) {
 	now := s.c.clock.Now()
 	if st != s.status {
 		s.c.metrics.sessions.WithLabelValues(string(s.status)).Dec()
@@ -194,7 +199,7 @@ func (s *session) setStatus(st event.Status, reason string) {
 		ev = ev.Time("retry_at", *s.retryAt)
 	}
 	ev.Msg("session state")
-	s.out.push(env)
+	push(env)
 }
 
 func (s *session) cancelTimer() {
@@ -770,7 +775,10 @@ func (s *session) stop(ctx context.Context, reason string) {
 		}
 		s.dropClient()
 		if wasActive {
-			s.setStatus(event.StatusDisconnected, reason)
+			// Stored only if nobody stored a newer connection state since
+			// this session's last: when the lease moved while this
+			// connector was cut off, the new owner's "connected" stands.
+			s.setStatusVia(event.StatusDisconnected, reason, s.out.pushIfLatest)
 		}
 		s.exit = true
 	})
