@@ -4,7 +4,9 @@
 //
 //	DATABASE_URL (or DATABASE_URL_FILE)  Postgres, required
 //	NATS_URL (or NATS_URL_FILE)          NATS, default nats://127.0.0.1:4222
-//	ZAPBUS_NATS_PROVISION                true: create the streams at start (tests, dev); default false: only verify them
+//	ZAPBUS_NATS_PROVISION                auto (default): create missing streams only on a NATS server
+//	                                     reached without credentials; true: always (tests, dev);
+//	                                     false: only verify them (production: zapbus-admin provision)
 //	ZAPBUS_HTTP_ADDR                     health and metrics, default 127.0.0.1:9101
 //	ZAPBUS_INSTANCE_ID                   lease owner name, default hostname-random
 //	ZAPBUS_LEASE_TTL                     session lease TTL, default 15s
@@ -52,12 +54,13 @@ func main() {
 
 // settings is the process configuration.
 type settings struct {
-	DatabaseURL string
-	NATSURL     string
-	Provision   bool // ZAPBUS_NATS_PROVISION: create the streams at start (tests, dev)
-	LogLevel    zerolog.Level
-	LeaseTTL    time.Duration
-	Connector   connector.Config
+	DatabaseURL        string
+	NATSURL            string
+	Provision          bool // ZAPBUS_NATS_PROVISION: create the streams at start (tests, dev)
+	ProvisionIfMissing bool // ZAPBUS_NATS_PROVISION auto (default) on a server without credentials
+	LogLevel           zerolog.Level
+	LeaseTTL           time.Duration
+	Connector          connector.Config
 }
 
 func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
@@ -79,11 +82,11 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
-	provision, err := bus.ProvisionFromEnv(getenv)
-	if err != nil {
-		return s, err
+	var perr error
+	s.Provision, s.ProvisionIfMissing, perr = bus.ProvisionFromEnv(getenv, s.NATSURL)
+	if perr != nil {
+		return s, perr
 	}
-	s.Provision = provision
 	if err := env.Err(); err != nil {
 		return s, err
 	}
@@ -141,7 +144,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer db.Close()
 	var b *bus.Bus
 	if err := w.Wait(ctx, "nats", func(ctx context.Context) (err error) {
-		b, err = bus.Open(ctx, s.NATSURL, "zapbus-connector", bus.Config{LeaseTTL: s.LeaseTTL, Provision: s.Provision}, log)
+		b, err = bus.Open(ctx, s.NATSURL, "zapbus-connector", bus.Config{LeaseTTL: s.LeaseTTL, Provision: s.Provision, ProvisionIfMissing: s.ProvisionIfMissing}, log)
 		return err
 	}); err != nil {
 		return interrupted(ctx, err)

@@ -5,7 +5,9 @@
 //
 //	DATABASE_URL (or DATABASE_URL_FILE)              Postgres, required
 //	NATS_URL (or NATS_URL_FILE)                      NATS, default nats://127.0.0.1:4222
-//	ZAPBUS_NATS_PROVISION                            true: create the streams at start (tests, dev); default false: only verify them
+//	ZAPBUS_NATS_PROVISION                            auto (default): create missing streams only on a NATS server
+//	                                                 reached without credentials; true: always (tests, dev);
+//	                                                 false: only verify them (production: zapbus-admin provision)
 //	ZAPBUS_HTTP_ADDR                                 listen address, default 127.0.0.1:8080
 //	ZAPBUS_ADMIN_TOKEN (or ZAPBUS_ADMIN_TOKEN_FILE)  admin bearer token, required, 16+ characters
 //	ZAPBUS_TICKET_KEY (or ZAPBUS_TICKET_KEY_FILE)    stream ticket signing key shared by all
@@ -65,12 +67,13 @@ const DefaultHTTPAddr = "127.0.0.1:8080"
 
 // settings is the process configuration.
 type settings struct {
-	DatabaseURL string
-	NATSURL     string
-	Provision   bool // ZAPBUS_NATS_PROVISION: create the streams at start (tests, dev)
-	HTTPAddr    string
-	LogLevel    zerolog.Level
-	Web         web.Config
+	DatabaseURL        string
+	NATSURL            string
+	Provision          bool // ZAPBUS_NATS_PROVISION: create the streams at start (tests, dev)
+	ProvisionIfMissing bool // ZAPBUS_NATS_PROVISION auto (default) on a server without credentials
+	HTTPAddr           string
+	LogLevel           zerolog.Level
+	Web                web.Config
 }
 
 func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
@@ -94,11 +97,11 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
-	provision, err := bus.ProvisionFromEnv(getenv)
-	if err != nil {
-		return s, err
+	var perr error
+	s.Provision, s.ProvisionIfMissing, perr = bus.ProvisionFromEnv(getenv, s.NATSURL)
+	if perr != nil {
+		return s, perr
 	}
-	s.Provision = provision
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
@@ -158,7 +161,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer db.Close()
 	var b *bus.Bus
 	if err := w.Wait(ctx, "nats", func(ctx context.Context) (err error) {
-		b, err = bus.Open(ctx, s.NATSURL, "zapbus-notifier", bus.Config{Provision: s.Provision}, log)
+		b, err = bus.Open(ctx, s.NATSURL, "zapbus-notifier", bus.Config{Provision: s.Provision, ProvisionIfMissing: s.ProvisionIfMissing}, log)
 		return err
 	}); err != nil {
 		return interrupted(ctx, err)

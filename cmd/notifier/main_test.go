@@ -161,11 +161,13 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 	gatedURL, pgAddr := gate.Redirect(t, testenv.Postgres(t))
 	natsPort := startuptest.FreePort(t)
 	env := map[string]string{
-		"DATABASE_URL":          gatedURL,
-		"NATS_URL":              startuptest.NATSURL(natsPort),
-		"ZAPBUS_NATS_PROVISION": "true",
-		"ZAPBUS_HTTP_ADDR":      "127.0.0.1:0",
-		"ZAPBUS_ADMIN_TOKEN":    admin,
+		"DATABASE_URL": gatedURL,
+		"NATS_URL":     startuptest.NATSURL(natsPort),
+		// ZAPBUS_NATS_PROVISION unset: auto, and this server has no
+		// authentication, so the notifier creates the streams itself.
+
+		"ZAPBUS_HTTP_ADDR":   "127.0.0.1:0",
+		"ZAPBUS_ADMIN_TOKEN": admin,
 	}
 	ctx, cancel := context.WithCancel(t.Context())
 	defer cancel()

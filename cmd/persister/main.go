@@ -18,7 +18,9 @@
 //
 //	DATABASE_URL (or DATABASE_URL_FILE)  Postgres, required
 //	NATS_URL (or NATS_URL_FILE)          NATS, default nats://127.0.0.1:4222
-//	ZAPBUS_NATS_PROVISION                true: create the streams at start (tests, dev); default false: only verify them
+//	ZAPBUS_NATS_PROVISION                auto (default): create missing streams only on a NATS server
+//	                                     reached without credentials; true: always (tests, dev);
+//	                                     false: only verify them (production: zapbus-admin provision)
 //	ZAPBUS_HTTP_ADDR                     /metrics, /healthz, /readyz; default 127.0.0.1:9102 ("off" disables)
 //	ZAPBUS_PERSISTER_BATCH               events per fetch and transaction, default 500
 //	ZAPBUS_PERSISTER_MAX_WAIT            longest a partial batch is held for more events, default 500ms
@@ -68,14 +70,15 @@ func main() {
 }
 
 type settings struct {
-	DatabaseURL string
-	NATSURL     string
-	Provision   bool // ZAPBUS_NATS_PROVISION: create the streams at start (tests, dev)
-	HTTPAddr    string
-	LogLevel    zerolog.Level
-	Persister   persister.Config
-	Replay      *persister.ReplayOptions // set for the replay command
-	ReplayWait  time.Duration            // how long replay waits for Postgres and NATS
+	DatabaseURL        string
+	NATSURL            string
+	Provision          bool // ZAPBUS_NATS_PROVISION: create the streams at start (tests, dev)
+	ProvisionIfMissing bool // ZAPBUS_NATS_PROVISION auto (default) on a server without credentials
+	HTTPAddr           string
+	LogLevel           zerolog.Level
+	Persister          persister.Config
+	Replay             *persister.ReplayOptions // set for the replay command
+	ReplayWait         time.Duration            // how long replay waits for Postgres and NATS
 }
 
 func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
@@ -111,11 +114,11 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
-	provision, err := bus.ProvisionFromEnv(getenv)
-	if err != nil {
-		return s, err
+	var perr error
+	s.Provision, s.ProvisionIfMissing, perr = bus.ProvisionFromEnv(getenv, s.NATSURL)
+	if perr != nil {
+		return s, perr
 	}
-	s.Provision = provision
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
@@ -231,7 +234,7 @@ func open(ctx context.Context, s settings, w startup.Waiter) (*store.DB, *bus.Bu
 	}
 	var b *bus.Bus
 	err = w.Wait(ctx, "nats", func(ctx context.Context) (err error) {
-		b, err = bus.Open(ctx, s.NATSURL, "zapbus-persister", bus.Config{Provision: s.Provision}, w.Log)
+		b, err = bus.Open(ctx, s.NATSURL, "zapbus-persister", bus.Config{Provision: s.Provision, ProvisionIfMissing: s.ProvisionIfMissing}, w.Log)
 		return err
 	})
 	if err != nil {

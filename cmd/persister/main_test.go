@@ -175,7 +175,9 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 	gatedURL, pgAddr := gate.Redirect(t, dbURL)
 	natsPort := startuptest.FreePort(t)
 	natsURL := startuptest.NATSURL(natsPort)
-	env := envOf(map[string]string{"DATABASE_URL": gatedURL, "NATS_URL": natsURL, "ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
+	// ZAPBUS_NATS_PROVISION=false: as in production, the streams come from
+	// the admin's provisioning step, which this persister waits for.
+	env := envOf(map[string]string{"DATABASE_URL": gatedURL, "NATS_URL": natsURL, "ZAPBUS_NATS_PROVISION": "false", "ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
 		"ZAPBUS_PERSISTER_MAX_WAIT": "50ms"})
 
 	out := &testenv.Buffer{}

@@ -62,6 +62,12 @@ type Config struct {
 	// it: service users are not allowed to, and Open only verifies that
 	// the objects the service needs exist (ErrNotProvisioned otherwise).
 	Provision bool
+	// ProvisionIfMissing makes Open provision when verifying finds the
+	// service's objects missing or outdated, instead of returning
+	// ErrNotProvisioned: the "auto" setting on a server without
+	// authentication (a development or test server), where nobody runs an
+	// admin step.
+	ProvisionIfMissing bool
 }
 
 // WithDefaults fills zero values.

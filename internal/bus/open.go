@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +12,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
+
+	"github.com/zapbus/zapbus/internal/event"
 )
 
 // MinServerVersion is the oldest nats-server zapbus runs on: WA_LEASES needs
@@ -179,7 +182,8 @@ func waitConnected(ctx context.Context, nc *nats.Conn) error {
 }
 
 // Ensure provisions the streams and buckets when this bus's Config has
-// Provision set, and otherwise verifies that those it requires exist.
+// Provision set, and otherwise verifies that those it requires exist (and,
+// with ProvisionIfMissing, provisions them when they do not).
 func (b *Bus) Ensure(ctx context.Context) error {
 	if b.raw.Provision {
 		return b.Provision(ctx)
@@ -187,6 +191,13 @@ func (b *Bus) Ensure(ctx context.Context) error {
 	req := b.requires
 	if len(req) == 0 {
 		req = Requires("")
+	}
+	err := b.Verify(ctx, req...)
+	if !errors.Is(err, ErrNotProvisioned) || !b.raw.ProvisionIfMissing {
+		return err
+	}
+	if perr := b.Provision(ctx); perr != nil {
+		return fmt.Errorf("%w (and provisioning them failed: %v)", err, perr)
 	}
 	return b.Verify(ctx, req...)
 }
@@ -204,6 +215,14 @@ func (b *Bus) Verify(ctx context.Context, names ...string) error {
 		if err != nil {
 			return fmt.Errorf("bus: look up stream %s: %w", name, err)
 		}
+		if name == StreamEvents {
+			// Provisioned by an older zapbus with a smaller envelope cap,
+			// the stream would refuse events this build accepts.
+			if have := st.CachedInfo().Config.MaxMsgSize; have > 0 && have < event.MaxEnvelopeBytes {
+				return fmt.Errorf("%w: %s takes messages up to %d bytes, this zapbus needs %d; run `zapbus-admin provision` again (docs/operations.md)",
+					ErrNotProvisioned, name, have, event.MaxEnvelopeBytes)
+			}
+		}
 		if name != "KV_"+BucketLeases {
 			continue
 		}
@@ -219,23 +238,41 @@ func (b *Bus) Verify(ctx context.Context, names ...string) error {
 	return nil
 }
 
-// ProvisionEnv is the environment variable with which a service main is told
-// to provision the streams itself at start (Config.Provision): for tests and
-// single-user development servers only. In production run zapbus-admin
-// provision with the admin credential instead.
+// ProvisionEnv is the environment variable that tells a service main
+// whether to provision the streams itself at start:
+//
+//	auto (default)  only on a server reached without credentials (a
+//	                development or test server); with credentials, verify
+//	true            always (tests, single-user development servers)
+//	false           never: verify, and wait for `zapbus-admin provision`
+//
+// In production, run zapbus-admin provision with the admin credential.
 const ProvisionEnv = "ZAPBUS_NATS_PROVISION"
 
-// ProvisionFromEnv reads ProvisionEnv ("" is false).
-func ProvisionFromEnv(getenv func(string) string) (bool, error) {
-	v := getenv(ProvisionEnv)
-	if v == "" {
-		return false, nil
+// ProvisionFromEnv reads ProvisionEnv for a service connecting to natsURL
+// and returns Config.Provision and Config.ProvisionIfMissing.
+func ProvisionFromEnv(getenv func(string) string, natsURL string) (always, ifMissing bool, err error) {
+	switch v := strings.ToLower(strings.TrimSpace(getenv(ProvisionEnv))); v {
+	case "", "auto":
+		return false, !hasCredentials(natsURL), nil
+	default:
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return false, false, fmt.Errorf("%s: %q is not auto, true or false", ProvisionEnv, v)
+		}
+		return b, false, nil
 	}
-	b, err := strconv.ParseBool(v)
-	if err != nil {
-		return false, fmt.Errorf("%s: %q is not true or false", ProvisionEnv, v)
+}
+
+// hasCredentials reports whether any of the comma-separated NATS URLs
+// carries a user (or token).
+func hasCredentials(natsURL string) bool {
+	for _, u := range strings.Split(natsURL, ",") {
+		if pu, err := url.Parse(strings.TrimSpace(u)); err == nil && pu.User != nil {
+			return true
+		}
 	}
-	return b, nil
+	return false
 }
 
 // ProvisionConsumer creates or updates a durable pull consumer on WA_EVENTS

@@ -15,6 +15,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/testenv"
 )
 
@@ -152,5 +153,72 @@ func TestOpenVerifiesUnlessProvisioning(t *testing.T) {
 	}
 	if _, err := bus.Open(ctx, url, "zapbus-connector", bus.Config{LeaseTTL: 20 * time.Second}, testenv.Logger(t)); !errors.Is(err, bus.ErrNotProvisioned) {
 		t.Errorf("Open with a lease TTL other than the provisioned one: %v, want ErrNotProvisioned", err)
+	}
+}
+
+// TestProvisionFromEnv: auto (the default) provisions missing streams only
+// on a server reached without credentials; true and false are explicit.
+func TestProvisionFromEnv(t *testing.T) {
+	for _, tc := range []struct {
+		v, url            string
+		always, ifMissing bool
+	}{
+		{"", "nats://127.0.0.1:4222", false, true},
+		{"auto", "nats://127.0.0.1:4222", false, true},
+		{"", "nats://persister:secret@127.0.0.1:4222", false, false},
+		{"AUTO", "nats://a:4222,nats://tok@b:4222", false, false},
+		{"true", "nats://persister:secret@127.0.0.1:4222", true, false},
+		{"false", "nats://127.0.0.1:4222", false, false},
+	} {
+		always, ifMissing, err := bus.ProvisionFromEnv(func(string) string { return tc.v }, tc.url)
+		if err != nil || always != tc.always || ifMissing != tc.ifMissing {
+			t.Errorf("%q with %s: always %v, if missing %v, %v; want %v, %v", tc.v, tc.url, always, ifMissing, err, tc.always, tc.ifMissing)
+		}
+	}
+	if _, _, err := bus.ProvisionFromEnv(func(string) string { return "maybe" }, ""); err == nil || !strings.Contains(err.Error(), bus.ProvisionEnv) {
+		t.Errorf("bad value: %v", err)
+	}
+}
+
+// TestOpenProvisionsIfMissing: with ProvisionIfMissing a service creates
+// the streams on an empty server, and brings up to date a WA_EVENTS
+// provisioned by an older zapbus with a smaller envelope cap, which plain
+// verification refuses (the stream would reject events this build sends).
+func TestOpenProvisionsIfMissing(t *testing.T) {
+	url := testenv.NATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	b, err := bus.Open(ctx, url, "zapbus-persister", bus.Config{ProvisionIfMissing: true}, testenv.Logger(t))
+	if err != nil {
+		t.Fatalf("Open on an empty server: %v", err)
+	}
+	defer b.NC.Close()
+	if err := b.Verify(ctx, bus.Requires("zapbus-connector")...); err != nil {
+		t.Fatalf("after provisioning if missing: %v", err)
+	}
+	// An older zapbus's WA_EVENTS: 320 KiB messages.
+	st, err := b.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	old := st.CachedInfo().Config
+	old.MaxMsgSize = 320 << 10
+	if _, err := b.JS.UpdateStream(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bus.Open(ctx, url, "zapbus-persister", bus.Config{}, testenv.Logger(t)); !errors.Is(err, bus.ErrNotProvisioned) || !strings.Contains(err.Error(), "provision") {
+		t.Fatalf("Open against an outdated WA_EVENTS: %v, want ErrNotProvisioned asking to provision again", err)
+	}
+	b2, err := bus.Open(ctx, url, "zapbus-persister", bus.Config{ProvisionIfMissing: true}, testenv.Logger(t))
+	if err != nil {
+		t.Fatalf("Open with ProvisionIfMissing against an outdated WA_EVENTS: %v", err)
+	}
+	defer b2.NC.Close()
+	st, err = b2.JS.Stream(ctx, bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config.MaxMsgSize; got != event.MaxEnvelopeBytes {
+		t.Fatalf("WA_EVENTS max message size %d after provisioning, want %d", got, event.MaxEnvelopeBytes)
 	}
 }
