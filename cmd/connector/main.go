@@ -40,7 +40,6 @@ import (
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/startup"
-	"github.com/zapbus/zapbus/internal/store"
 )
 
 func main() {
@@ -134,28 +133,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		log.Info().Str("http_addr", front.Addr().String()).Msg("serving /healthz, /readyz while starting")
 	}
 	w := startup.Waiter{Log: log, Status: st}
-	var db *store.DB
-	if err := w.Wait(ctx, "postgres", func(ctx context.Context) (err error) {
-		db, err = store.Open(ctx, s.DatabaseURL)
-		return err
-	}); err != nil {
-		return interrupted(ctx, err)
+	db, b, err := w.OpenServices(ctx, s.DatabaseURL, s.NATSURL, "zapbus-connector",
+		bus.Config{LeaseTTL: s.LeaseTTL, Provision: s.Provision, ProvisionIfMissing: s.ProvisionIfMissing})
+	if err != nil {
+		return startup.Interrupted(ctx, err)
 	}
 	defer db.Close()
-	var b *bus.Bus
-	if err := w.Wait(ctx, "nats", func(ctx context.Context) (err error) {
-		b, err = bus.Open(ctx, s.NATSURL, "zapbus-connector", bus.Config{LeaseTTL: s.LeaseTTL, Provision: s.Provision, ProvisionIfMissing: s.ProvisionIfMissing}, log)
-		return err
-	}); err != nil {
-		return interrupted(ctx, err)
-	}
 	defer func() { _ = b.NC.Drain() }()
 	var factory *connector.WhatsmeowFactory
 	if err := w.Wait(ctx, "whatsmeow store", func(ctx context.Context) (err error) {
 		factory, err = connector.NewWhatsmeowFactory(ctx, db, log, nil)
 		return err
 	}); err != nil {
-		return interrupted(ctx, err)
+		return startup.Interrupted(ctx, err)
 	}
 	var opts []connector.Option
 	if front != nil {
@@ -168,13 +158,4 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	return c.Run(ctx)
-}
-
-// interrupted turns a wait ended by the process's own shutdown into a
-// clean exit.
-func interrupted(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
 }

@@ -171,10 +171,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
+		return startup.Interrupted(ctx, err)
 	}
 	defer db.Close()
 
@@ -199,10 +196,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
+		return startup.Interrupted(ctx, err)
 	}
 	defer b.NC.Close()
 

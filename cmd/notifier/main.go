@@ -49,7 +49,6 @@ import (
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/startup"
-	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/web"
 )
 
@@ -151,34 +150,16 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer front.Close()
 	fmt.Fprintf(stdout, "notifier listening on http://%s\n", front.Addr())
 	w := startup.Waiter{Log: log, Status: st}
-	var db *store.DB
-	if err := w.Wait(ctx, "postgres", func(ctx context.Context) (err error) {
-		db, err = store.Open(ctx, s.DatabaseURL)
-		return err
-	}); err != nil {
-		return interrupted(ctx, err)
+	db, b, err := w.OpenServices(ctx, s.DatabaseURL, s.NATSURL, "zapbus-notifier",
+		bus.Config{Provision: s.Provision, ProvisionIfMissing: s.ProvisionIfMissing})
+	if err != nil {
+		return startup.Interrupted(ctx, err)
 	}
 	defer db.Close()
-	var b *bus.Bus
-	if err := w.Wait(ctx, "nats", func(ctx context.Context) (err error) {
-		b, err = bus.Open(ctx, s.NATSURL, "zapbus-notifier", bus.Config{Provision: s.Provision, ProvisionIfMissing: s.ProvisionIfMissing}, log)
-		return err
-	}); err != nil {
-		return interrupted(ctx, err)
-	}
 	defer b.NC.Close()
 	srv, err := web.New(s.Web, db, b, log)
 	if err != nil {
 		return err
 	}
 	return srv.Serve(ctx, front.Handoff())
-}
-
-// interrupted turns a wait ended by the process's own shutdown into a
-// clean exit.
-func interrupted(ctx context.Context, err error) error {
-	if ctx.Err() != nil {
-		return nil
-	}
-	return err
 }

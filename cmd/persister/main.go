@@ -54,7 +54,6 @@ import (
 	"github.com/zapbus/zapbus/internal/persister"
 	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/startup"
-	"github.com/zapbus/zapbus/internal/store"
 )
 
 // DefaultHTTPAddr serves metrics and health.
@@ -195,12 +194,9 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		defer front.Close()
 		log.Info().Str("http_addr", front.Addr().String()).Msg("serving /metrics, /healthz, /readyz")
 	}
-	db, b, err := open(ctx, s, startup.Waiter{Log: log, Status: st})
+	db, b, err := startup.Waiter{Log: log, Status: st}.OpenServices(ctx, s.DatabaseURL, s.NATSURL, "zapbus-persister", s.busConfig())
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil // interrupted while waiting
-		}
-		return err
+		return startup.Interrupted(ctx, err)
 	}
 	defer db.Close()
 	defer b.NC.Close()
@@ -221,34 +217,11 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 	return p.Run(ctx)
 }
 
-// open waits for Postgres, then NATS, retrying with backoff (see
-// internal/startup).
-func open(ctx context.Context, s settings, w startup.Waiter) (*store.DB, *bus.Bus, error) {
-	var db *store.DB
-	err := w.Wait(ctx, "postgres", func(ctx context.Context) (err error) {
-		db, err = store.Open(ctx, s.DatabaseURL)
-		return err
-	})
-	if err != nil {
-		return nil, nil, err
-	}
-	var b *bus.Bus
-	err = w.Wait(ctx, "nats", func(ctx context.Context) (err error) {
-		b, err = bus.Open(ctx, s.NATSURL, "zapbus-persister", bus.Config{Provision: s.Provision, ProvisionIfMissing: s.ProvisionIfMissing}, w.Log)
-		return err
-	})
-	if err != nil {
-		db.Close()
-		return nil, nil, err
-	}
-	return db, b, nil
-}
-
 // replay waits at most --wait for Postgres and NATS (a one-shot command
 // fails clearly rather than hanging), re-applies the stream and prints a
 // summary.
 func replay(ctx context.Context, s settings, log zerolog.Logger, stdout, stderr io.Writer) error {
-	db, b, err := open(ctx, s, startup.Waiter{Log: log, Timeout: s.ReplayWait})
+	db, b, err := startup.Waiter{Log: log, Timeout: s.ReplayWait}.OpenServices(ctx, s.DatabaseURL, s.NATSURL, "zapbus-persister", s.busConfig())
 	if err != nil {
 		return fmt.Errorf("replay: %w", err)
 	}
@@ -263,6 +236,10 @@ func replay(ctx context.Context, s settings, log zerolog.Logger, stdout, stderr 
 	fmt.Fprintf(stdout, "replay: %d events applied, %d dead-lettered, up to seq %d, in %s\n",
 		st.Applied, st.DeadLettered, st.LastSeq, st.Duration.Round(time.Millisecond))
 	return err
+}
+
+func (s settings) busConfig() bus.Config {
+	return bus.Config{Provision: s.Provision, ProvisionIfMissing: s.ProvisionIfMissing}
 }
 
 func routes(p *persister.Persister) http.Handler {

@@ -216,10 +216,7 @@ func (p *Persister) Run(ctx context.Context) error {
 		return nil
 	})
 	if err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return err
+		return startup.Interrupted(ctx, err)
 	}
 	p.log.Info().Str("consumer", p.cfg.Consumer).Int("batch", p.cfg.Batch).Dur("ack_wait", p.cfg.AckWait).Msg("persister running")
 	err = p.consume(ctx, cons)

@@ -20,6 +20,9 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/store"
 )
 
 // Default backoff between attempts: 1 s doubling to 30 s, each wait
@@ -106,11 +109,14 @@ func (w Waiter) Wait(ctx context.Context, what string, attempt func(context.Cont
 			w.Status.set(what, err)
 			return fmt.Errorf("%s: %w", what, err)
 		}
-		if ctx.Err() != nil {
+		giveUp := func() error {
 			if w.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
 				return fmt.Errorf("%s: still unreachable after %s (%d attempts): %w", what, w.Timeout, n, err)
 			}
 			return fmt.Errorf("%s: gave up waiting: %w", what, ctx.Err())
+		}
+		if ctx.Err() != nil {
+			return giveUp()
 		}
 		w.Status.set(what, err)
 		d := time.Duration(float64(delay) * (0.8 + 0.4*jitter()))
@@ -120,10 +126,7 @@ func (w Waiter) Wait(ctx context.Context, what string, attempt func(context.Cont
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			if w.Timeout > 0 && errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				return fmt.Errorf("%s: still unreachable after %s (%d attempts): %w", what, w.Timeout, n, err)
-			}
-			return fmt.Errorf("%s: gave up waiting: %w", what, ctx.Err())
+			return giveUp()
 		case <-t.C:
 		}
 		delay = min(delay*2, maxD)
@@ -131,6 +134,39 @@ func (w Waiter) Wait(ctx context.Context, what string, attempt func(context.Cont
 }
 
 var errFirstAttempt = errors.New("first attempt under way")
+
+// Interrupted is err, or nil when ctx ended: a wait (or run) cut short by
+// the process's own shutdown is a clean exit, not a failure.
+func Interrupted(ctx context.Context, err error) error {
+	if err != nil && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// OpenServices waits for Postgres and then NATS, as every zapbus service
+// does at start: store.Open, then bus.Open as name with cfg, each retried
+// by w. On error nothing stays open.
+func (w Waiter) OpenServices(ctx context.Context, databaseURL, natsURL, name string, cfg bus.Config) (*store.DB, *bus.Bus, error) {
+	var db *store.DB
+	err := w.Wait(ctx, "postgres", func(ctx context.Context) (err error) {
+		db, err = store.Open(ctx, databaseURL)
+		return err
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	var b *bus.Bus
+	err = w.Wait(ctx, "nats", func(ctx context.Context) (err error) {
+		b, err = bus.Open(ctx, natsURL, name, cfg, w.Log)
+		return err
+	})
+	if err != nil {
+		db.Close()
+		return nil, nil, err
+	}
+	return db, b, nil
+}
 
 // Status is what a starting process is waiting for, for /readyz.
 type Status struct {
