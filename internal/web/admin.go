@@ -242,16 +242,10 @@ func (s *Server) handleDisableMentorado(w http.ResponseWriter, r *http.Request) 
 		s.writeError(w, r, err)
 		return
 	}
-	tag, err := s.db.Pool.Exec(r.Context(), `UPDATE mentorados SET disabled_at = coalesce(disabled_at, now()) WHERE id = $1`, id)
-	if err != nil {
-		s.writeError(w, r, fmt.Errorf("disable mentorado: %w", err))
+	if err := s.disable(r.Context(), id, "disabled"); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	if tag.RowsAffected() == 0 {
-		s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id))
-		return
-	}
-	s.revoke(id, "", "disabled")
 	sess, _ := s.sessionCommand(r.Context(), id, event.VerbDisconnect)
 	mi, err := s.mentoradoInfo(r.Context(), id)
 	if err != nil {
@@ -260,6 +254,20 @@ func (s *Server) handleDisableMentorado(w http.ResponseWriter, r *http.Request) 
 	}
 	s.log.Info().Int64("mentorado", id).Str("session", sess.State).Msg("mentorado disabled")
 	writeJSON(w, http.StatusOK, adminStateResponse{mentoradoInfo: mi, Session: sess})
+}
+
+// disable marks mentorado id disabled (keeping an earlier disabled_at) and
+// ends its open streams on every notifier.
+func (s *Server) disable(ctx context.Context, id int64, reason string) error {
+	tag, err := s.db.Pool.Exec(ctx, `UPDATE mentorados SET disabled_at = coalesce(disabled_at, now()) WHERE id = $1`, id)
+	if err != nil {
+		return fmt.Errorf("disable mentorado: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id)
+	}
+	s.revoke(id, "", reason)
+	return nil
 }
 
 // handleEnableMentorado lets a disabled tenant's token work again; its
@@ -329,11 +337,10 @@ func (s *Server) handleDeleteMentorado(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	// Disabled first: no token, stream or connect works while it goes.
-	if _, err := s.db.Pool.Exec(r.Context(), `UPDATE mentorados SET disabled_at = coalesce(disabled_at, now()) WHERE id = $1`, id); err != nil {
-		s.writeError(w, r, fmt.Errorf("disable mentorado: %w", err))
+	if err := s.disable(r.Context(), id, "deleted"); err != nil {
+		s.writeError(w, r, err)
 		return
 	}
-	s.revoke(id, "", "deleted")
 	sess, ok := s.sessionCommand(r.Context(), id, event.VerbLogout)
 	if !ok && !force {
 		s.writeError(w, r, &apiError{Status: http.StatusServiceUnavailable, Code: codeUnavailable, RetryAfter: 5,

@@ -75,14 +75,31 @@ func (g *streamRegistry) count(m int64) int {
 	return len(g.byM[m])
 }
 
-// revoke ends the streams of m opened with token tid (every one when tid
-// is empty) and returns how many it ended.
-func (g *streamRegistry) revoke(m int64, tid string, cause error) int {
+// add registers ls unless its mentorado already has max streams (max ≤ 0:
+// no cap).
+func (g *streamRegistry) add(ls *liveStream, max int) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	if max > 0 && len(g.byM[ls.m]) >= max {
+		return false
+	}
+	if g.byM == nil {
+		g.byM = make(map[int64]map[*liveStream]struct{})
+	}
+	if g.byM[ls.m] == nil {
+		g.byM[ls.m] = make(map[*liveStream]struct{})
+	}
+	g.byM[ls.m][ls] = struct{}{}
+	return true
+}
+
+// endLocked cancels with cause and forgets the streams of m that match (every
+// one when match is nil) and returns how many it ended. The caller holds
+// g.mu.
+func (g *streamRegistry) endLocked(m int64, match func(*liveStream) bool, cause error) int {
 	n := 0
 	for ls := range g.byM[m] {
-		if tid == "" || ls.tokenID == tid {
+		if match == nil || match(ls) {
 			ls.cancel(cause)
 			delete(g.byM[m], ls)
 			n++
@@ -92,6 +109,25 @@ func (g *streamRegistry) revoke(m int64, tid string, cause error) int {
 		delete(g.byM, m)
 	}
 	return n
+}
+
+// remove forgets ls (a stream that ended by itself).
+func (g *streamRegistry) remove(ls *liveStream) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.endLocked(ls.m, func(x *liveStream) bool { return x == ls }, nil)
+}
+
+// revoke ends the streams of m opened with token tid (every one when tid
+// is empty) and returns how many it ended.
+func (g *streamRegistry) revoke(m int64, tid string, cause error) int {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var match func(*liveStream) bool
+	if tid != "" {
+		match = func(ls *liveStream) bool { return ls.tokenID == tid }
+	}
+	return g.endLocked(m, match, cause)
 }
 
 // openStream admits a new stream of the authenticated mentorado of r: the
@@ -108,31 +144,13 @@ func (s *Server) openStream(r *http.Request) (context.Context, func(), error) {
 	}
 	ctx, cancel := context.WithCancelCause(r.Context())
 	ls := &liveStream{m: m, tokenID: tid, cancel: cancel}
-	g := &s.streams
-	g.mu.Lock()
-	if max := s.cfg.MaxStreamsPerMentorado; max > 0 && len(g.byM[m]) >= max {
-		g.mu.Unlock()
+	if !s.streams.add(ls, s.cfg.MaxStreamsPerMentorado) {
 		cancel(nil)
 		s.metrics.rejected.WithLabelValues("stream_cap").Inc()
 		return nil, nil, errTooManyStreams
 	}
-	if g.byM == nil {
-		g.byM = make(map[int64]map[*liveStream]struct{})
-	}
-	if g.byM[m] == nil {
-		g.byM[m] = make(map[*liveStream]struct{})
-	}
-	g.byM[m][ls] = struct{}{}
-	g.mu.Unlock()
 	done := func() {
-		g.mu.Lock()
-		if set := g.byM[m]; set != nil {
-			delete(set, ls)
-			if len(set) == 0 {
-				delete(g.byM, m)
-			}
-		}
-		g.mu.Unlock()
+		s.streams.remove(ls)
 		cancel(nil)
 	}
 	// A rotation that committed after this request authenticated but
@@ -219,15 +237,9 @@ func (s *Server) recheckStreams(ctx context.Context) {
 	defer g.mu.Unlock()
 	for _, m := range ids {
 		cur, ok := current[m]
-		for ls := range g.byM[m] {
-			if !ok || cur == "" || ls.tokenID != cur {
-				ls.cancel(errStreamAuthStale)
-				delete(g.byM[m], ls)
-				s.log.Info().Int64("mentorado", m).Msg("stream with stale credentials ended")
-			}
-		}
-		if len(g.byM[m]) == 0 {
-			delete(g.byM, m)
+		stale := func(ls *liveStream) bool { return !ok || cur == "" || ls.tokenID != cur }
+		if n := g.endLocked(m, stale, errStreamAuthStale); n > 0 {
+			s.log.Info().Int64("mentorado", m).Int("streams", n).Msg("streams with stale credentials ended")
 		}
 	}
 }
