@@ -83,10 +83,13 @@ func (c *Connector) onCommand(msg *nats.Msg, relayed bool) {
 		c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeNotOwner, "session is not owned by this connector")})
 		return
 	}
-	if l == nil || verb == string(event.VerbConnect) || verb == string(event.VerbSend) {
+	if l == nil || verb == string(event.VerbConnect) {
 		// Anyone allowed to publish commands may name any id: never take a
 		// lease or start a session for a mentorado that does not exist, and
-		// never connect or send for one an admin disabled.
+		// never connect or send for one an admin disabled. A session this
+		// connector already holds skips the look-up for sends (the hot
+		// path): disabling disconnects it, and the notifier refuses the
+		// disabled tenant's token before any command.
 		var exists, disabled bool
 		if err := c.db.Pool.QueryRow(ctx, "SELECT count(*) > 0, coalesce(bool_or(disabled_at IS NOT NULL), false) FROM mentorados WHERE id = $1", m).
 			Scan(&exists, &disabled); err != nil {

@@ -55,15 +55,15 @@ func (c *Converter) message(ctx context.Context, evt *events.Message) ([]event.E
 		Direction: event.DirectionIn,
 		Status:    event.MessageReceived,
 		Kind:      content.kind,
-		Text:      truncate(event.Clean(content.text), event.MaxTextRunes),
-		Caption:   truncate(event.Clean(content.caption), maxCaptionRunes),
+		Text:      truncate(content.text, event.MaxTextRunes), // event.New cleans every field
+		Caption:   truncate(content.caption, maxCaptionRunes),
 		ReplyToID: content.replyTo,
 		TargetID:  content.target,
 		Timestamp: ts,
 	}
-	// Names and texts are cleaned of what Postgres cannot store (NUL,
-	// invalid UTF-8): anyone on WhatsApp chooses their push name, and a
-	// NUL in it must not make their messages undeliverable to the CRM.
+	// event.New cleans every field of what Postgres cannot store (NUL,
+	// invalid UTF-8); names are cleaned here already because a name that
+	// is nothing but NUL is no name, and makes no contact event.
 	push := event.Clean(info.PushName)
 	if info.IsFromMe {
 		m.Direction, m.Status = event.DirectionOut, event.MessageSent
