@@ -7,13 +7,12 @@
 //
 // Every process wraps its log output in Writer, so nothing written at info
 // or above carries a full number, whichever package (or whatsmeow) wrote
-// it; Phone and JID mask a single value where a call site wants to log one.
+// it; Phone and Text mask a single value where a call site wants to log one.
 package redact
 
 import (
 	"io"
 	"regexp"
-	"strings"
 
 	"github.com/rs/zerolog"
 )
@@ -49,16 +48,6 @@ func Phone(p string) string {
 		k++
 	}
 	return string(b)
-}
-
-// JID masks the user part of a JID or LID and keeps the rest:
-// "5521911112222:3@s.whatsapp.net" becomes "55219****2222:3@s.whatsapp.net".
-func JID(j string) string {
-	user, rest := j, ""
-	if i := strings.IndexAny(j, ":.@"); i >= 0 {
-		user, rest = j[:i], j[i:]
-	}
-	return Phone(user) + rest
 }
 
 // phoneLike is a run of 10 to 15 digits standing alone (a phone number in

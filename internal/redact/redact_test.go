@@ -24,15 +24,16 @@ func TestPhone(t *testing.T) {
 	}
 }
 
-func TestJID(t *testing.T) {
+// JIDs and LIDs in a text keep their device and server.
+func TestJIDInText(t *testing.T) {
 	for in, want := range map[string]string{
 		"5521911112222@s.whatsapp.net":     "55219****2222@s.whatsapp.net",
 		"5521911112222:3@s.whatsapp.net":   "55219****2222:3@s.whatsapp.net",
 		"123456789012345:7@lid":            "12345******2345:7@lid",
 		"5521911112222.0:3@s.whatsapp.net": "55219****2222.0:3@s.whatsapp.net",
 	} {
-		if got := JID(in); got != want {
-			t.Errorf("JID(%q) = %q, want %q", in, got, want)
+		if got := Text(in); got != want {
+			t.Errorf("Text(%q) = %q, want %q", in, got, want)
 		}
 	}
 }
