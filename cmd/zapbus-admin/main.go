@@ -73,13 +73,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.DurationVar(&cfg.SendsTTL, "sends-ttl", dur("ZAPBUS_SENDS_TTL", 0), "WA_SENDS TTL; 0 keeps the server's (ZAPBUS_SENDS_TTL)")
 	fs.IntVar(&cfg.Replicas, "replicas", integer("ZAPBUS_REPLICAS", 0), "stream replicas; 0 keeps the server's (ZAPBUS_REPLICAS)")
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
-	var consumers []string
+	type teamConsumer struct{ name, filter string }
+	var consumers []teamConsumer
 	fs.Func("consumer", "NAME=FILTER: a backend team's durable consumer on WA_EVENTS (repeatable)", func(v string) error {
 		name, filter, ok := strings.Cut(v, "=")
 		if !ok || name == "" || strings.ContainsAny(name, ".*> ") || !strings.HasPrefix(filter, "wa.") || !strings.Contains(filter, ".evt.") {
 			return fmt.Errorf("want NAME=FILTER such as backend=wa.*.evt.>, got %q", v)
 		}
-		consumers = append(consumers, name, filter)
+		consumers = append(consumers, teamConsumer{name, filter})
 		return nil
 	})
 	if err := fs.Parse(args[1:]); err != nil {
@@ -109,11 +110,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		c := st.CachedInfo().Config
 		log.Info().Str("stream", name).Dur("max_age", c.MaxAge).Int("replicas", c.Replicas).Msg("provisioned")
 	}
-	for i := 0; i < len(consumers); i += 2 {
-		if err := b.ProvisionConsumer(ctx, consumers[i], consumers[i+1]); err != nil {
+	for _, tc := range consumers {
+		if err := b.ProvisionConsumer(ctx, tc.name, tc.filter); err != nil {
 			return fmt.Errorf("provision: %w", err)
 		}
-		log.Info().Str("consumer", consumers[i]).Str("filter", consumers[i+1]).Msg("provisioned")
+		log.Info().Str("consumer", tc.name).Str("filter", tc.filter).Msg("provisioned")
 	}
 	return nil
 }
