@@ -109,65 +109,12 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 		"ZAPBUS_HTTP_ADDR":      "127.0.0.1:0",
 		"ZAPBUS_LEASE_TTL":      "2s",
 	}
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	out := &testenv.Buffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, func(k string) string { return env[k] }, out) }()
-	alive := func() {
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("connector exited while a dependency was down: %v\n%s", err, out.String())
-		default:
-		}
-	}
-	get := func(url string) (int, string) {
-		resp, err := http.Get(url)
-		if err != nil {
-			return 0, ""
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, string(b)
-	}
-	addrRE := regexp.MustCompile(`"http_addr":"([^"]+)"`)
-	var base string
-	testenv.Eventually(t, 20*time.Second, func() bool {
-		alive()
-		m := addrRE.FindStringSubmatch(out.String())
-		if m != nil {
-			base = "http://" + m[1]
-		}
-		return m != nil
-	}, "no address logged:\n%s", out)
-	testenv.Eventually(t, 20*time.Second, func() bool {
-		alive()
-		code, body := get(base + "/readyz")
-		hc, _ := get(base + "/healthz")
-		return hc == http.StatusOK && code == http.StatusServiceUnavailable && strings.Contains(body, "waiting for postgres") &&
-			strings.Count(out.String(), "postgres unavailable; retrying") >= 2
-	}, "no 503 readyz naming postgres with logged retries:\n%s", out)
-
-	gate.Open(pgAddr)
-	testenv.Eventually(t, 30*time.Second, func() bool {
-		alive()
-		code, body := get(base + "/readyz")
-		return code == http.StatusServiceUnavailable && strings.Contains(body, "waiting for nats") && !strings.Contains(body, "postgres")
-	}, "readyz never moved on to waiting for nats:\n%s", out)
+	proc := startuptest.Start(t, "connector", func(ctx context.Context, out io.Writer) error {
+		return run(ctx, nil, func(k string) string { return env[k] }, out)
+	})
+	base := proc.BaseURL(startuptest.LoggedHTTPAddr)
+	proc.WaitsForPostgresThenNATS(base, gate, pgAddr)
 	testenv.NATSServerAt(t, natsPort, t.TempDir())
-	testenv.Eventually(t, 60*time.Second, func() bool {
-		alive()
-		code, _ := get(base + "/readyz")
-		return code == http.StatusOK
-	}, "connector never ready after its dependencies came back:\n%s", out)
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatal(err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("run did not return")
-	}
+	proc.WaitReady(base)
+	proc.Stop()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -169,63 +170,13 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 		"ZAPBUS_HTTP_ADDR":   "127.0.0.1:0",
 		"ZAPBUS_ADMIN_TOKEN": admin,
 	}
-	ctx, cancel := context.WithCancel(t.Context())
-	defer cancel()
-	out := &testenv.Buffer{}
-	done := make(chan error, 1)
-	go func() { done <- run(ctx, nil, envOf(env), out) }()
-	alive := func() {
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("notifier exited while a dependency was down: %v\n%s", err, out.String())
-		default:
-		}
-	}
-	get := func(url string) (int, string) {
-		res, err := http.Get(url)
-		if err != nil {
-			return 0, ""
-		}
-		defer res.Body.Close()
-		var b bytes.Buffer
-		_, _ = b.ReadFrom(res.Body)
-		return res.StatusCode, b.String()
-	}
-	addrRe := regexp.MustCompile(`notifier listening on (http://[0-9.:]+)`)
-	var base string
-	testenv.Eventually(t, 20*time.Second, func() bool {
-		alive()
-		m := addrRe.FindStringSubmatch(out.String())
-		if m != nil {
-			base = m[1]
-		}
-		return m != nil
-	}, "notifier not listening:\n%s", out)
-	testenv.Eventually(t, 20*time.Second, func() bool {
-		alive()
-		code, body := get(base + "/readyz")
-		hc, _ := get(base + "/healthz")
-		var e struct {
-			Error struct{ Code, Message string }
-		}
-		_ = json.Unmarshal([]byte(body), &e)
-		return hc == 200 && code == 503 && e.Error.Code == "unavailable" && strings.Contains(e.Error.Message, "waiting for postgres") &&
-			strings.Count(out.String(), "postgres unavailable; retrying") >= 2
-	}, "no JSON 503 readyz naming postgres with logged retries:\n%s", out)
-
-	gate.Open(pgAddr)
-	testenv.Eventually(t, 30*time.Second, func() bool {
-		alive()
-		code, body := get(base + "/readyz")
-		return code == 503 && strings.Contains(body, "waiting for nats") && !strings.Contains(body, "postgres")
-	}, "readyz never moved on to waiting for nats:\n%s", out)
+	proc := startuptest.Start(t, "notifier", func(ctx context.Context, out io.Writer) error {
+		return run(ctx, nil, envOf(env), out)
+	})
+	base := proc.BaseURL(regexp.MustCompile(`notifier listening on http://([0-9.:]+)`))
+	proc.WaitsForPostgresThenNATS(base, gate, pgAddr)
 	testenv.NATSServerAt(t, natsPort, t.TempDir())
-	testenv.Eventually(t, 60*time.Second, func() bool {
-		alive()
-		code, _ := get(base + "/readyz")
-		return code == 200
-	}, "notifier never ready after its dependencies came back:\n%s", out)
+	proc.WaitReady(base)
 	req, _ := http.NewRequest("POST", base+"/v1/admin/mentorados", strings.NewReader(`{"name":"Ana"}`))
 	req.Header.Set("Authorization", "Bearer "+admin)
 	req.Header.Set("Content-Type", "application/json")
@@ -237,13 +188,5 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 	if res.StatusCode != 201 {
 		t.Fatalf("create mentorado after start-up: %d", res.StatusCode)
 	}
-	cancel()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not return after cancel")
-	}
+	proc.Stop()
 }

@@ -46,14 +46,7 @@ func TestKilledPersisterBatchRedeliveredAfterAckWait(t *testing.T) {
 	dbURL := testenv.Postgres(t)
 	natsURL := testenv.NATS(t)
 	ctx := context.Background()
-	db, err := store.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO mentorados (id, name) OVERRIDING SYSTEM VALUE VALUES (1, 'm')`); err != nil {
-		t.Fatal(err)
-	}
+	db := tenantOne(t, dbURL)
 	nc, err := bus.Connect(natsURL, "test", testenv.Logger(t).Level(1))
 	if err != nil {
 		t.Fatal(err)

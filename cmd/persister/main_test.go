@@ -56,14 +56,18 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 	}
 }
 
-func get(url string) (int, string) {
-	resp, err := http.Get(url)
+// tenantOne opens the test database and creates mentorado 1 in it.
+func tenantOne(t *testing.T, dbURL string) *store.DB {
+	t.Helper()
+	db, err := store.Open(context.Background(), dbURL)
 	if err != nil {
-		return 0, ""
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	return resp.StatusCode, string(b)
+	t.Cleanup(db.Close)
+	if _, err := db.Pool.Exec(context.Background(), `INSERT INTO mentorados (id, name) OVERRIDING SYSTEM VALUE VALUES (1, 'm')`); err != nil {
+		t.Fatal(err)
+	}
+	return db
 }
 
 // TestRunServesAndReplays runs the binary's run against real Postgres and
@@ -73,14 +77,7 @@ func TestRunServesAndReplays(t *testing.T) {
 	dbURL := testenv.Postgres(t)
 	natsURL := testenv.NATS(t)
 	ctx := context.Background()
-	db, err := store.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO mentorados (id, name) OVERRIDING SYSTEM VALUE VALUES (1, 'm')`); err != nil {
-		t.Fatal(err)
-	}
+	db := tenantOne(t, dbURL)
 	env := envOf(map[string]string{"DATABASE_URL": dbURL, "NATS_URL": natsURL, "ZAPBUS_NATS_PROVISION": "true", "ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
 		"ZAPBUS_PERSISTER_MAX_WAIT": "50ms"})
 
@@ -97,10 +94,10 @@ func TestRunServesAndReplays(t *testing.T) {
 			return false
 		}
 		base = "http://" + m[1]
-		code, _ := get(base + "/readyz")
+		code, _ := startuptest.Get(base + "/readyz")
 		return code == http.StatusOK
 	}, "persister never ready; output:\n%s", out)
-	if code, _ := get(base + "/healthz"); code != http.StatusOK {
+	if code, _ := startuptest.Get(base + "/healthz"); code != http.StatusOK {
 		t.Fatalf("healthz %d", code)
 	}
 
@@ -129,7 +126,7 @@ func TestRunServesAndReplays(t *testing.T) {
 		return err == nil && name == "Rita"
 	}, "message not persisted with its lead")
 	testenv.Eventually(t, 10*time.Second, func() bool {
-		_, body := get(base + "/metrics")
+		_, body := startuptest.Get(base + "/metrics")
 		return strings.Contains(body, `zapbus_persister_events_applied_total{type="message"} 1`) &&
 			strings.Contains(body, "zapbus_persister_consumer_lag")
 	}, "metrics do not count the applied message")
@@ -163,14 +160,7 @@ func TestRunServesAndReplays(t *testing.T) {
 func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 	dbURL := testenv.Postgres(t)
 	ctx := context.Background()
-	db, err := store.Open(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO mentorados (id, name) OVERRIDING SYSTEM VALUE VALUES (1, 'm')`); err != nil {
-		t.Fatal(err)
-	}
+	db := tenantOne(t, dbURL)
 	gate := startuptest.NewGate(t)
 	gatedURL, pgAddr := gate.Redirect(t, dbURL)
 	natsPort := startuptest.FreePort(t)
@@ -180,56 +170,20 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 	env := envOf(map[string]string{"DATABASE_URL": gatedURL, "NATS_URL": natsURL, "ZAPBUS_NATS_PROVISION": "false", "ZAPBUS_HTTP_ADDR": "127.0.0.1:0",
 		"ZAPBUS_PERSISTER_MAX_WAIT": "50ms"})
 
-	out := &testenv.Buffer{}
-	rctx, cancel := context.WithCancel(ctx)
-	done := make(chan error, 1)
-	go func() { done <- runWith(rctx, nil, env, out, io.Discard) }()
-	defer func() { cancel(); <-done }()
-	alive := func() {
-		t.Helper()
-		select {
-		case err := <-done:
-			done <- err
-			t.Fatalf("persister exited while a dependency was down: %v\n%s", err, out.String())
-		default:
-		}
-	}
-	addrRe := regexp.MustCompile(`"http_addr":"([^"]+)"`)
-	var base string
-	testenv.Eventually(t, 20*time.Second, func() bool {
-		alive()
-		m := addrRe.FindStringSubmatch(out.String())
-		if m == nil {
-			return false
-		}
-		base = "http://" + m[1]
-		return true
-	}, "no http address logged; output:\n%s", out)
-	if code, _ := get(base + "/healthz"); code != http.StatusOK {
-		t.Fatalf("healthz %d while waiting", code)
-	}
-	testenv.Eventually(t, 20*time.Second, func() bool {
-		alive()
-		code, body := get(base + "/readyz")
-		return code == http.StatusServiceUnavailable && strings.Contains(body, "waiting for postgres") &&
-			gate.Refused() >= 2 && strings.Count(out.String(), "postgres unavailable; retrying") >= 2
-	}, "no 503 readyz naming postgres and two logged retries; output:\n%s", out)
-
-	gate.Open(pgAddr) // Postgres is back; NATS still is not
-	testenv.Eventually(t, 30*time.Second, func() bool {
-		alive()
-		code, body := get(base + "/readyz")
-		return code == http.StatusServiceUnavailable && strings.Contains(body, "waiting for nats") && !strings.Contains(body, "postgres")
-	}, "readyz never moved on to waiting for nats; output:\n%s", out)
+	proc := startuptest.Start(t, "persister", func(ctx context.Context, out io.Writer) error {
+		return runWith(ctx, nil, env, out, io.Discard)
+	})
+	base := proc.BaseURL(startuptest.LoggedHTTPAddr)
+	proc.WaitsForPostgresThenNATS(base, gate, pgAddr)
 
 	// NATS comes back without zapbus's streams: the persister waits for
 	// the admin's provisioning step, saying so, and then starts.
 	testenv.NATSServerAt(t, natsPort, t.TempDir())
 	testenv.Eventually(t, 30*time.Second, func() bool {
-		alive()
-		code, body := get(base + "/readyz")
+		proc.Alive()
+		code, body := startuptest.Get(base + "/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "zapbus-admin provision")
-	}, "readyz never said the streams are not provisioned; output:\n%s", out)
+	}, "readyz never said the streams are not provisioned; output:\n%s", proc.Out)
 	nc, err := bus.Connect(natsURL, "test", testenv.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -242,11 +196,7 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 	if err := b.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 60*time.Second, func() bool {
-		alive()
-		code, _ := get(base + "/readyz")
-		return code == http.StatusOK
-	}, "persister never ready after its dependencies came back; output:\n%s", out)
+	proc.WaitReady(base)
 
 	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
 	e, err := event.New(1, event.MessageEventID(1, "W1"), at, &event.Message{WAID: "W1", ChatJID: "5511955556666@s.whatsapp.net",
@@ -263,16 +213,7 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM whatsapp_messages WHERE wa_message_id = 'W1'`).Scan(&n)
 		return err == nil && n == 1
 	}, "message not persisted after the dependencies came back")
-	cancel()
-	select {
-	case err := <-done:
-		done <- nil
-		if err != nil {
-			t.Fatalf("run: %v", err)
-		}
-	case <-time.After(20 * time.Second):
-		t.Fatal("run did not stop")
-	}
+	proc.Stop()
 }
 
 // TestReplayGivesUpClearly: replay is a one-shot command; with Postgres
