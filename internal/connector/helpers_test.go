@@ -336,3 +336,16 @@ func (c *fakeClock) Advance(d time.Duration) {
 		t.f()
 	}
 }
+
+// allConnected reports (for Eventually) whether the simulated WhatsApp
+// has every one of ids connected.
+func (e *env) allConnected(ids []int64) func() bool {
+	return func() bool {
+		for _, m := range ids {
+			if !e.world.Connected(m) {
+				return false
+			}
+		}
+		return true
+	}
+}

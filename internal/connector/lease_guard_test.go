@@ -160,14 +160,7 @@ func TestStalledConnectorComesBack(t *testing.T) {
 
 	px.pause()
 	testenv.Eventually(t, 3*ttl, func() bool { return len(b.c.Owned()) == len(ids) }, "b took over while a is stalled")
-	testenv.Eventually(t, wait, func() bool {
-		for _, m := range ids {
-			if !e.world.Connected(m) {
-				return false
-			}
-		}
-		return true
-	}, "sessions connected on b")
+	testenv.Eventually(t, wait, e.allConnected(ids), "sessions connected on b")
 	if n := len(a.c.Owned()); n != 0 {
 		t.Fatalf("stalled a still holds %d sessions", n)
 	}

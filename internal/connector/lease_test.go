@@ -106,14 +106,7 @@ func TestFencingBeforeTakeover(t *testing.T) {
 	aconn.Close()
 
 	testenv.Eventually(t, 3*ttl, func() bool { return len(b.c.Owned()) == 5 }, "b took over after expiry")
-	testenv.Eventually(t, wait, func() bool {
-		for _, m := range ids {
-			if !e.world.Connected(m) {
-				return false
-			}
-		}
-		return true
-	}, "sessions connected on b")
+	testenv.Eventually(t, wait, e.allConnected(ids), "sessions connected on b")
 	if n := len(a.c.Owned()); n != 0 {
 		t.Fatalf("a still holds %d sessions", n)
 	}

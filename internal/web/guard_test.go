@@ -295,19 +295,7 @@ func (e *testEnv) openSSEAs(f otherTenantIn, other int64, token string) *sseClie
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
 	req.Header.Set("Last-Event-ID", "1")
-	res, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	if res.StatusCode != 200 {
-		b, _ := io.ReadAll(res.Body)
-		res.Body.Close()
-		e.t.Fatalf("open sse: %d %s", res.StatusCode, b)
-	}
-	c := &sseClient{res: res, done: make(chan struct{})}
-	e.t.Cleanup(func() { res.Body.Close(); <-c.done })
-	go c.read()
-	return c
+	return e.startSSE(req)
 }
 
 // wsUntil reads A's websocket (opened with ticket, B's id in f's field)

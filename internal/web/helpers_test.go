@@ -396,6 +396,13 @@ func (e *testEnv) openSSE(auth func(*http.Request), lastEventID string) *sseClie
 	if lastEventID != "" {
 		req.Header.Set("Last-Event-ID", lastEventID)
 	}
+	return e.startSSE(req)
+}
+
+// startSSE sends req, requires a 200 and reads the stream in the
+// background until the test ends.
+func (e *testEnv) startSSE(req *http.Request) *sseClient {
+	e.t.Helper()
 	res, err := e.srv.Client().Do(req)
 	if err != nil {
 		e.t.Fatal(err)
