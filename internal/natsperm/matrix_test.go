@@ -360,26 +360,14 @@ func TestPermissionMatrix(t *testing.T) {
 		return err
 	})
 	m.allow("notifier", "resume: ordered consumer on WA_EVENTS for one tenant", func(ctx context.Context) error {
-		cons, err := notif.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+		return fetchOne(ctx, notif, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{event.MentoradoEvents(1)},
 			DeliverPolicy:  jetstream.DeliverByStartSequencePolicy,
 			OptStartSeq:    1,
 		})
-		if err != nil {
-			return err
-		}
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return err
-		}
-		n := 0
-		for range batch.Messages() {
-			n++
-		}
-		return expect(n == 1, "replayed %d events", n)
 	})
 	m.allow("notifier", "token revocation broadcast (zapbus.notifier.revoke)", func(ctx context.Context) error {
-		if err := notif.NC.Publish("zapbus.notifier.revoke", []byte(`{"mentorado":1}`)); err != nil {
+		if err := notif.NC.Publish("zapbus.notifier.revoke", []byte(`{"mentorado_id":1}`)); err != nil {
 			return err
 		}
 		_, err := revokes.NextMsg(5 * time.Second)
@@ -432,22 +420,10 @@ func TestPermissionMatrix(t *testing.T) {
 		return pers.DeadLetter(ctx, bus.StreamEvents, "wa.1.evt.connection", 1, []byte("{}"), errors.New("test"))
 	})
 	m.allow("persister", "replay: ordered consumer over WA_EVENTS", func(ctx context.Context) error {
-		cons, err := pers.JS.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{
+		return fetchOne(ctx, pers, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{event.EventsWildcard},
 			DeliverPolicy:  jetstream.DeliverAllPolicy,
 		})
-		if err != nil {
-			return err
-		}
-		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-		if err != nil {
-			return err
-		}
-		n := 0
-		for range batch.Messages() {
-			n++
-		}
-		return expect(n == 1, "replayed %d events", n)
 	})
 
 	// The real persister (Run and Replay) with the persister user, on a
@@ -881,4 +857,21 @@ func TestPermissionMatrix(t *testing.T) {
 		}
 		return expect(info.Config.FilterSubject == event.EventsWildcard, "filter now %q", info.Config.FilterSubject)
 	})
+}
+
+// fetchOne reads one stored event through an ordered consumer on WA_EVENTS.
+func fetchOne(ctx context.Context, b *bus.Bus, cfg jetstream.OrderedConsumerConfig) error {
+	cons, err := b.JS.OrderedConsumer(ctx, bus.StreamEvents, cfg)
+	if err != nil {
+		return err
+	}
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		return err
+	}
+	n := 0
+	for range batch.Messages() {
+		n++
+	}
+	return expect(n == 1, "replayed %d events", n)
 }
