@@ -27,11 +27,14 @@ func newBus(t testing.TB, natsURL string) *bus.Bus {
 		t.Fatal(err)
 	}
 	t.Cleanup(nc.Close)
-	b, err := bus.New(nc, bus.Config{})
+	// Provision only what is missing: a stream update on every new bus
+	// would run against other persisters creating their consumer, which
+	// the embedded nats-server 2.15.2 races on (seen under -race).
+	b, err := bus.New(nc, bus.Config{ProvisionIfMissing: true})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := b.Provision(context.Background()); err != nil {
+	if err := b.Ensure(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return b
