@@ -58,7 +58,7 @@ func startStackArgs(t *testing.T, extra ...string) *stack {
 				t.Errorf("devstack exited with %v", err)
 			}
 		case <-time.After(30 * time.Second):
-			t.Errorf("devstack did not stop within 30s")
+			t.Errorf("devstack did not stop within 30s; goroutines:\n%s", testenv.Goroutines())
 		}
 	})
 	dash := regexp.MustCompile(`dashboard:\s+(http://\S+)/`)

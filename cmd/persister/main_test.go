@@ -138,7 +138,7 @@ func TestRunServesAndReplays(t *testing.T) {
 		}
 		done <- nil
 	case <-time.After(20 * time.Second):
-		t.Fatal("run did not stop")
+		t.Fatalf("run did not stop; goroutines:\n%s", testenv.Goroutines())
 	}
 
 	var summary, progress testenv.Buffer

@@ -122,7 +122,7 @@ func (r *running) stop(t *testing.T) {
 			t.Fatalf("connector run: %v", r.err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("connector did not stop")
+		t.Fatalf("connector did not stop; goroutines:\n%s", testenv.Goroutines())
 	}
 }
 

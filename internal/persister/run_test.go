@@ -126,7 +126,7 @@ func (r *running) stop(t testing.TB) {
 			t.Errorf("run: %v", r.err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("persister did not stop")
+		t.Fatalf("persister did not stop; goroutines:\n%s", testenv.Goroutines())
 	}
 }
 
@@ -244,7 +244,7 @@ func TestRunCancelledMidBatch(t *testing.T) {
 			t.Fatalf("run: %v", err)
 		}
 	case <-time.After(30 * time.Second):
-		t.Fatal("persister did not stop")
+		t.Fatalf("persister did not stop; goroutines:\n%s", testenv.Goroutines())
 	}
 	if info := consumerInfo(t, b, testConfig.WithDefaults().Consumer); info.AckFloor.Stream >= last {
 		t.Fatalf("everything acked before the cancel (floor %d)", info.AckFloor.Stream)

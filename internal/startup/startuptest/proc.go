@@ -63,7 +63,7 @@ func (p *Proc) Stop() {
 			p.t.Fatalf("%s: %v", p.name, err)
 		}
 	case <-time.After(30 * time.Second):
-		p.t.Fatalf("%s did not stop", p.name)
+		p.t.Fatalf("%s did not stop; goroutines:\n%s", p.name, testenv.Goroutines())
 	}
 }
 
