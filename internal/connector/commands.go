@@ -249,10 +249,7 @@ func sendKey(m int64, clientID string) string {
 // id, publish the outbound event with status sent, return it. A ClientID
 // makes it idempotent through WA_SENDS.
 func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest) (*event.Message, error) {
-	if err := event.CheckSendText(req.Text); err != nil {
-		return nil, err
-	}
-	if err := event.CheckClientID(req.ClientID); err != nil {
+	if err := req.Validate(); err != nil {
 		return nil, err
 	}
 	number, err := phone.Normalize(req.Phone)

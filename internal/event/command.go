@@ -53,6 +53,18 @@ type SendRequest struct {
 // MaxClientIDRunes bounds SendRequest.ClientID, in characters.
 const MaxClientIDRunes = 128
 
+// Validate checks the send rules the contract sets on the text and the
+// client id (CheckSendText, then CheckClientID): the notifier answers with
+// them before any round trip and the connector checks them again on the
+// command it receives. The phone is normalised by the caller
+// (internal/phone), which this package cannot import.
+func (r SendRequest) Validate() *CommandError {
+	if ce := CheckSendText(r.Text); ce != nil {
+		return ce
+	}
+	return CheckClientID(r.ClientID)
+}
+
 // CheckClientID accepts an empty client id or up to MaxClientIDRunes
 // printable characters (any script; spaces, dots, ':', '+', '@' included).
 func CheckClientID(id string) *CommandError {

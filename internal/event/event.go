@@ -40,17 +40,45 @@ const (
 	TypeContact    Type = "contact"
 )
 
+// registry is the one table of event types: each type with the payload it
+// carries and the subject it is published on (stored events on
+// wa.<m>.evt.<type>, in WA_EVENTS; qr on wa.<m>.qr, in the short-lived
+// WA_QR stream). Types, Valid, Subject and Payload all read it, so a new
+// event type is one row here (plus its payload, docs/events.md and its JSON
+// Schema).
+var registry = []struct {
+	typ     Type
+	payload func() Payload
+	subject func(mentorado int64, t Type) string
+}{
+	{TypeConnection, func() Payload { return new(Connection) }, EventSubject},
+	{TypeQR, func() Payload { return new(QR) }, func(m int64, _ Type) string { return QRSubject(m) }},
+	{TypeMessage, func() Payload { return new(Message) }, EventSubject},
+	{TypeReceipt, func() Payload { return new(Receipt) }, EventSubject},
+	{TypeContact, func() Payload { return new(Contact) }, EventSubject},
+}
+
 // Types lists every event type.
-var Types = []Type{TypeConnection, TypeQR, TypeMessage, TypeReceipt, TypeContact}
+var Types = func() []Type {
+	ts := make([]Type, len(registry))
+	for i, r := range registry {
+		ts[i] = r.typ
+	}
+	return ts
+}()
+
+// entry finds t in the registry (index -1 when unknown).
+func entry(t Type) int {
+	for i, r := range registry {
+		if r.typ == t {
+			return i
+		}
+	}
+	return -1
+}
 
 // Valid reports whether t is a known event type.
-func (t Type) Valid() bool {
-	switch t {
-	case TypeConnection, TypeQR, TypeMessage, TypeReceipt, TypeContact:
-		return true
-	}
-	return false
-}
+func (t Type) Valid() bool { return entry(t) >= 0 }
 
 // Envelope wraps every event. ID is deterministic for the thing it describes
 // and doubles as the JetStream Nats-Msg-Id, so a retried publish is dropped.
@@ -109,8 +137,8 @@ func (e Envelope) Encode() ([]byte, error) {
 
 // Subject is where the envelope is published.
 func (e Envelope) Subject() string {
-	if e.Type == TypeQR {
-		return QRSubject(e.MentoradoID)
+	if i := entry(e.Type); i >= 0 {
+		return registry[i].subject(e.MentoradoID, e.Type)
 	}
 	return EventSubject(e.MentoradoID, e.Type)
 }
@@ -161,21 +189,11 @@ func Decode(b []byte) (Envelope, Payload, error) {
 // Payload decodes, cleans (see Clean) and validates the typed payload of
 // the envelope.
 func (e Envelope) Payload() (Payload, error) {
-	var p Payload
-	switch e.Type {
-	case TypeConnection:
-		p = new(Connection)
-	case TypeQR:
-		p = new(QR)
-	case TypeMessage:
-		p = new(Message)
-	case TypeReceipt:
-		p = new(Receipt)
-	case TypeContact:
-		p = new(Contact)
-	default:
+	i := entry(e.Type)
+	if i < 0 {
 		return nil, &Error{Kind: ErrUnknownType, Field: "type", Msg: fmt.Sprintf("%q", e.Type)}
 	}
+	p := registry[i].payload()
 	dec := json.NewDecoder(bytes.NewReader(e.Data))
 	if err := dec.Decode(p); err != nil {
 		return nil, &Error{Kind: ErrMalformed, Field: "data", Msg: err.Error()}

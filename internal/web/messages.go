@@ -62,17 +62,14 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, event.CodeInvalidPhone, "phone is not a valid phone number"))
 		return
 	}
-	// The connector checks the same (event.CheckSendText, CheckClientID);
+	// The connector checks the same rules (event.SendRequest.Validate);
 	// checking here answers without a round trip, before anything is sent.
-	if ce := event.CheckSendText(req.Text); ce != nil {
+	cmd := event.SendRequest{ClientID: req.ClientID, Phone: p, Text: req.Text}
+	if ce := cmd.Validate(); ce != nil {
 		s.writeError(w, r, errorf(http.StatusBadRequest, ce.Code, "%s", ce.Message))
 		return
 	}
-	if ce := event.CheckClientID(req.ClientID); ce != nil {
-		s.writeError(w, r, errorf(http.StatusBadRequest, ce.Code, "%s", ce.Message))
-		return
-	}
-	reply, err := s.command(r.Context(), m, event.VerbSend, event.SendRequest{ClientID: req.ClientID, Phone: p, Text: req.Text})
+	reply, err := s.command(r.Context(), m, event.VerbSend, cmd)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
