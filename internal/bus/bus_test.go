@@ -200,7 +200,10 @@ func TestRepublishForLiveFanout(t *testing.T) {
 	}
 }
 
-func TestConsumeAckNakTerm(t *testing.T) {
+// TestConsumeContract: applied messages are acked; a batch whose handler
+// fails comes back whole; poison is dead-lettered with its reason and
+// terminated, never delivered again.
+func TestConsumeContract(t *testing.T) {
 	b := newBus(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
@@ -215,34 +218,54 @@ func TestConsumeAckNakTerm(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// M0..M3 ack; M4 nak once (redelivered), then ack; M5 term (never again).
+	// The batch holding M4 fails the first time (nak'd whole, redelivered);
+	// M5 is poison.
 	var mu sync.Mutex
 	seen := map[string]int{}
+	poisoned := 0
+	deadLettered := 0
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		_ = bus.Consume(ctx, cons, bus.ConsumeOptions{Batch: 4, MaxWait: 100 * time.Millisecond, Log: testenv.Logger(t)},
-			func(_ context.Context, msgs []jetstream.Msg) []bus.Decision {
-				mu.Lock()
-				defer mu.Unlock()
-				out := make([]bus.Decision, len(msgs))
-				for i, m := range msgs {
-					env, _, err := event.Decode(m.Data())
-					if err != nil {
-						t.Errorf("decode: %v", err)
+		_ = bus.Consume(ctx, b, cons, bus.ConsumeOptions{Batch: 4, MaxWait: 100 * time.Millisecond, Log: testenv.Logger(t),
+			RetryMin: 50 * time.Millisecond, OnDeadLetter: func() { mu.Lock(); deadLettered++; mu.Unlock() }},
+			bus.Handler[[]string]{
+				Prepare: func(msgs []jetstream.Msg) []string {
+					ids := make([]string, len(msgs))
+					for i, m := range msgs {
+						env, _, err := event.Decode(m.Data())
+						if err != nil {
+							t.Errorf("decode: %v", err)
+						}
+						ids[i] = env.ID
 					}
-					id := env.ID
-					seen[id]++
-					switch {
-					case id == "7:msg:M4" && seen[id] == 1:
-						out[i] = bus.Decision{Action: bus.Nak, Delay: 50 * time.Millisecond}
-					case id == "7:msg:M5":
-						out[i] = bus.Decision{Action: bus.Term, Reason: "poison"}
-					default:
-						out[i] = bus.Decision{Action: bus.Ack}
+					return ids
+				},
+				Handle: func(_ context.Context, msgs []jetstream.Msg, ids []string) ([]error, error) {
+					mu.Lock()
+					defer mu.Unlock()
+					if len(ids) != len(msgs) {
+						t.Errorf("prepared %d ids for %d messages", len(ids), len(msgs))
 					}
-				}
-				return out
+					fail := false
+					for _, id := range ids {
+						seen[id]++
+						if id == "7:msg:M4" && seen[id] == 1 {
+							fail = true
+						}
+					}
+					if fail {
+						return nil, errors.New("database away")
+					}
+					poison := make([]error, len(ids))
+					for i, id := range ids {
+						if id == "7:msg:M5" {
+							poison[i] = errors.New("poison: bad kind")
+							poisoned++
+						}
+					}
+					return poison, nil
+				},
 			})
 	}()
 	testenv.Eventually(t, 10*time.Second, func() bool {
@@ -255,13 +278,27 @@ func TestConsumeAckNakTerm(t *testing.T) {
 	defer mu.Unlock()
 	for i := range 6 {
 		id := fmt.Sprintf("7:msg:M%d", i)
-		want := 1
-		if i == 4 {
-			want = 2
+		if seen[id] < 1 {
+			t.Errorf("%s never delivered", id)
 		}
-		if seen[id] != want {
-			t.Errorf("%s delivered %d times, want %d", id, seen[id], want)
-		}
+	}
+	if seen["7:msg:M4"] != 2 {
+		t.Errorf("M4 delivered %d times, want 2 (failed batch redelivered once)", seen["7:msg:M4"])
+	}
+	if poisoned != 1 || deadLettered != 1 {
+		t.Errorf("M5 poisoned %d times, dead-lettered %d; want 1, 1 (terminated after its dead letter)", poisoned, deadLettered)
+	}
+	s, err := b.JS.Stream(context.Background(), bus.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := s.GetLastMsgForSubject(context.Background(), bus.DLQSubjectPrefix+bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Header.Get(bus.HeaderError) != "poison: bad kind" || m.Header.Get(bus.HeaderOriginalSeq) != "6" ||
+		m.Header.Get(bus.HeaderOriginalSubject) != "wa.7.evt.message" {
+		t.Fatalf("dead letter headers %v", m.Header)
 	}
 }
 

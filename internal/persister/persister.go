@@ -226,114 +226,50 @@ func (p *Persister) Run(ctx context.Context) error {
 	return err
 }
 
-// fetched is a batch taken from the consumer and already decoded.
-type fetched struct {
-	msgs []jetstream.Msg
-	dec  *Decoded
-	stop func() // ends the heartbeat kept while the batch waits
-}
-
-// consume fetches and decodes the next batch while the current one is
-// being written, then settles each batch after its commit.
+// consume applies the consumer's batches by the consume contract of
+// bus.Consume: each batch is decoded while the one before it is written,
+// acked after its commit, nak'd with backoff when the transaction fails, and
+// its poison dead-lettered and terminated.
 func (p *Persister) consume(ctx context.Context, cons jetstream.Consumer) error {
-	h := &handler{p: p, backoff: p.cfg.RetryMin}
-	next := make(chan fetched, 1)
-	go func() {
-		defer close(next)
-		batches := bus.NewBatcher(cons, bus.ConsumeOptions{Batch: p.cfg.Batch, MaxWait: p.cfg.MaxWait, Log: p.log})
-		defer batches.Close() // naks what was prefetched but not taken
-		for {
-			msgs, err := batches.Next(ctx)
-			if err != nil {
-				return // ctx ended
+	return bus.Consume(ctx, p.bus, cons, bus.ConsumeOptions{
+		Batch:        p.cfg.Batch,
+		MaxWait:      p.cfg.MaxWait,
+		Log:          p.log,
+		Heartbeat:    p.cfg.Heartbeat(),
+		OnHeartbeat:  p.onHeartbeat,
+		RetryMin:     p.cfg.RetryMin,
+		RetryMax:     p.cfg.RetryMax,
+		OnDeadLetter: p.metrics.dlq.Inc,
+	}, bus.Handler[*Decoded]{
+		Prepare: p.decodeBatch,
+		Handle: func(ctx context.Context, _ []jetstream.Msg, dec *Decoded) ([]error, error) {
+			poison, err := p.ApplyDecoded(ctx, dec)
+			if err == nil && p.afterApply != nil {
+				p.afterApply()
 			}
-			items := make([]Item, len(msgs))
-			for i, m := range msgs {
-				items[i] = Item{Subject: m.Subject(), Data: m.Data()}
-				if md, err := m.Metadata(); err == nil {
-					items[i].Seq = md.Sequence.Stream
-					if i == len(msgs)-1 {
-						p.metrics.lag.Set(float64(md.NumPending))
-					}
-				}
-			}
-			// While the batch before this one is applied, keep this one
-			// alive too: its AckWait runs from delivery.
-			stop := bus.KeepInProgress(msgs, p.cfg.Heartbeat(), p.log, p.onHeartbeat)
-			select {
-			case next <- fetched{msgs: msgs, dec: Decode(items), stop: stop}:
-			case <-ctx.Done():
-				stop()
-				nakAll(msgs, p)
-				return
+			return poison, err
+		},
+	})
+}
+
+// decodeBatch turns pulled messages into decoded items and records the
+// consumer's lag.
+func (p *Persister) decodeBatch(msgs []jetstream.Msg) *Decoded {
+	items := make([]Item, len(msgs))
+	for i, m := range msgs {
+		items[i] = Item{Subject: m.Subject(), Data: m.Data()}
+		if md, err := m.Metadata(); err == nil {
+			items[i].Seq = md.Sequence.Stream
+			if i == len(msgs)-1 {
+				p.metrics.lag.Set(float64(md.NumPending))
 			}
 		}
-	}()
-	for f := range next {
-		f.stop() // hand the heartbeat over to the applying loop
-		if ctx.Err() != nil {
-			nakAll(f.msgs, p) // shutting down: let another persister take them now
-			continue
-		}
-		stop := bus.KeepInProgress(f.msgs, p.cfg.Heartbeat(), p.log, p.onHeartbeat)
-		decisions := h.handle(ctx, f.dec)
-		stop()
-		bus.Settle(f.msgs, decisions, p.log)
 	}
-	return ctx.Err()
+	return Decode(items)
 }
 
-func nakAll(msgs []jetstream.Msg, p *Persister) {
-	for _, m := range msgs {
-		if err := m.Nak(); err != nil {
-			p.log.Debug().Err(err).Msg("nak on shutdown")
-		}
-	}
-}
-
-type handler struct {
-	p       *Persister
-	backoff time.Duration
-}
-
-func (h *handler) handle(ctx context.Context, dec *Decoded) []bus.Decision {
-	p := h.p
-	items := dec.items
-	decisions := make([]bus.Decision, len(items))
-	poison, err := p.ApplyDecoded(ctx, dec)
-	if err != nil {
-		delay := h.backoff
-		h.backoff = min(h.backoff*2, p.cfg.RetryMax)
-		if ctx.Err() != nil {
-			delay = 0 // shutting down: let another persister take them now
-		} else {
-			p.log.Warn().Err(err).Int("events", len(items)).Dur("retry_in", delay).Msg("batch not applied; will retry")
-			sleep(ctx, delay)
-		}
-		for i := range decisions {
-			decisions[i] = bus.Decision{Action: bus.Nak}
-		}
-		return decisions
-	}
-	h.backoff = p.cfg.RetryMin
-	if p.afterApply != nil {
-		p.afterApply()
-	}
-	for i, perr := range poison {
-		if perr == nil {
-			decisions[i] = bus.Decision{Action: bus.Ack}
-			continue
-		}
-		if err := p.deadLetter(ctx, items[i], perr); err != nil {
-			p.log.Error().Err(err).Uint64("seq", items[i].Seq).Msg("dead-letter failed; will retry")
-			decisions[i] = bus.Decision{Action: bus.Nak, Delay: p.cfg.RetryMin}
-			continue
-		}
-		decisions[i] = bus.Decision{Action: bus.Term, Reason: truncate(perr.Error(), 200)}
-	}
-	return decisions
-}
-
+// deadLetter stores a poison event replay found in WA_DLQ (the consume
+// loop's poison goes through bus.Consume).
 func (p *Persister) deadLetter(ctx context.Context, it Item, reason error) error {
 	p.log.Warn().Err(reason).Str("subject", it.Subject).Uint64("seq", it.Seq).Msg("dead-lettering event")
 	if err := p.bus.DeadLetter(ctx, bus.StreamEvents, it.Subject, it.Seq, it.Data, reason); err != nil {
@@ -341,20 +277,4 @@ func (p *Persister) deadLetter(ctx context.Context, it Item, reason error) error
 	}
 	p.metrics.dlq.Inc()
 	return nil
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
-}
-
-func sleep(ctx context.Context, d time.Duration) {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
 }

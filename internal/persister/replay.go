@@ -153,7 +153,7 @@ func (p *Persister) applyRetrying(ctx context.Context, items []Item) (int, int, 
 			return 0, 0, err
 		}
 		p.log.Warn().Err(err).Dur("retry_in", backoff).Msg("replay batch not applied; will retry")
-		sleep(ctx, backoff)
+		bus.Sleep(ctx, backoff)
 		backoff = min(backoff*2, p.cfg.RetryMax)
 	}
 }

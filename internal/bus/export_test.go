@@ -1,0 +1,4 @@
+package bus
+
+// NewBatcher exposes the batcher to the external tests.
+var NewBatcher = newBatcher
