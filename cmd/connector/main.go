@@ -139,7 +139,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return startup.Interrupted(ctx, err)
 	}
 	defer db.Close()
-	defer func() { _ = b.NC.Drain() }()
+	defer func() { _ = b.Drain() }()
 	var factory *connector.WhatsmeowFactory
 	if err := w.Wait(ctx, "whatsmeow store", func(ctx context.Context) (err error) {
 		factory, err = connector.NewWhatsmeowFactory(ctx, db, log, nil)

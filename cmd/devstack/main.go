@@ -198,7 +198,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return startup.Interrupted(ctx, err)
 	}
-	defer b.NC.Close()
+	defer b.Close()
 
 	var fake *wafake.Server
 	var configure func(*whatsmeow.Client)

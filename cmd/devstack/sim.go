@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"strings"
@@ -16,7 +15,6 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/bus"
-	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/phone"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/wafake"
@@ -25,6 +23,7 @@ import (
 
 // simulator drives the fake WhatsApp server on behalf of the dev endpoints.
 type simulator struct {
+	web   *web.Server // reads request bodies by the API's rules
 	fake  *wafake.Server
 	db    *store.DB
 	bus   *bus.Bus
@@ -35,6 +34,7 @@ type simulator struct {
 // mountSim adds the sim-mode endpoints. Each is authenticated: the admin
 // token, or the token of the mentorado in the path.
 func mountSim(srv *web.Server, s *simulator) {
+	s.web = srv
 	route := func(name string, h func(w http.ResponseWriter, r *http.Request, m int64)) {
 		srv.Mount("POST /v1/dev/sim/{mentorado}/"+name, s.auth(srv, h))
 	}
@@ -49,7 +49,7 @@ func (s *simulator) auth(srv *web.Server, h func(http.ResponseWriter, *http.Requ
 	asMentorado := srv.RequireMentorado(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		m, _ := web.MentoradoFrom(r.Context())
 		if strconv.FormatInt(m, 10) != r.PathValue("mentorado") {
-			writeErr(w, http.StatusNotFound, "not_found", "no such mentorado")
+			web.WriteError(w, http.StatusNotFound, "not_found", "no such mentorado")
 			return
 		}
 		h(w, r, m)
@@ -59,7 +59,7 @@ func (s *simulator) auth(srv *web.Server, h func(http.ResponseWriter, *http.Requ
 		if ok && subtle.ConstantTimeCompare([]byte(tok), []byte(s.admin)) == 1 {
 			m, err := strconv.ParseInt(r.PathValue("mentorado"), 10, 64)
 			if err != nil || m <= 0 {
-				writeErr(w, http.StatusBadRequest, "bad_request", "mentorado must be a positive integer")
+				web.WriteError(w, http.StatusBadRequest, "bad_request", "mentorado must be a positive integer")
 				return
 			}
 			h(w, r, m)
@@ -78,49 +78,28 @@ func (s *simulator) scan(w http.ResponseWriter, r *http.Request, m int64) {
 	var req struct {
 		Phone string `json:"phone"`
 	}
-	if !decode(w, r, &req) {
+	if !s.web.ReadJSON(w, r, &req) {
 		return
 	}
 	ph := SimPhone(m)
 	if req.Phone != "" {
 		p, err := phone.Normalize(req.Phone)
 		if err != nil {
-			writeErr(w, http.StatusBadRequest, "invalid_phone", err.Error())
+			web.WriteError(w, http.StatusBadRequest, "invalid_phone", err.Error())
 			return
 		}
 		ph = p
 	}
-	qr, err := s.liveQR(r.Context(), m)
-	if err != nil || qr.Code == "" {
-		writeErr(w, http.StatusConflict, "no_qr", "no live QR code for this mentorado; call POST /v1/whatsapp/connect first")
+	lq, err := s.bus.LiveQR(r.Context(), m)
+	if err != nil || lq.QR.Code == "" {
+		web.WriteError(w, http.StatusConflict, "no_qr", "no live QR code for this mentorado; call POST /v1/whatsapp/connect first")
 		return
 	}
-	if err := s.fake.ScanQR(r.Context(), qr.Code, ph); err != nil {
-		writeErr(w, http.StatusConflict, "scan_failed", err.Error())
+	if err := s.fake.ScanQR(r.Context(), lq.QR.Code, ph); err != nil {
+		web.WriteError(w, http.StatusConflict, "scan_failed", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"phone": ph})
-}
-
-// liveQR is the mentorado's current pairing secret (QR or pairing code).
-func (s *simulator) liveQR(ctx context.Context, m int64) (*event.QR, error) {
-	st, err := s.bus.JS.Stream(ctx, bus.StreamQR)
-	if err != nil {
-		return nil, err
-	}
-	raw, err := st.GetLastMsgForSubject(ctx, event.QRSubject(m))
-	if err != nil {
-		return nil, err
-	}
-	_, p, err := event.Decode(raw.Data)
-	if err != nil {
-		return nil, err
-	}
-	qr, ok := p.(*event.QR)
-	if !ok || time.Now().After(qr.ExpiresAt) {
-		return nil, errors.New("no live pairing secret")
-	}
-	return qr, nil
+	web.WriteJSON(w, http.StatusOK, map[string]string{"phone": ph})
 }
 
 // pairCode: {"phone"} — the phone of that number types the live pairing
@@ -129,24 +108,24 @@ func (s *simulator) pairCode(w http.ResponseWriter, r *http.Request, m int64) {
 	var req struct {
 		Phone string `json:"phone"`
 	}
-	if !decode(w, r, &req) {
+	if !s.web.ReadJSON(w, r, &req) {
 		return
 	}
 	ph, err := phone.Normalize(req.Phone)
 	if err != nil {
-		writeErr(w, http.StatusBadRequest, "invalid_phone", err.Error())
+		web.WriteError(w, http.StatusBadRequest, "invalid_phone", err.Error())
 		return
 	}
-	qr, err := s.liveQR(r.Context(), m)
-	if err != nil || qr.PairingCode == "" {
-		writeErr(w, http.StatusConflict, "no_pairing_code", "no live pairing code; call POST /v1/whatsapp/connect with method phone first")
+	lq, err := s.bus.LiveQR(r.Context(), m)
+	if err != nil || lq.QR.PairingCode == "" {
+		web.WriteError(w, http.StatusConflict, "no_pairing_code", "no live pairing code; call POST /v1/whatsapp/connect with method phone first")
 		return
 	}
-	if err := s.fake.EnterPairingCode(r.Context(), ph, qr.PairingCode); err != nil {
-		writeErr(w, http.StatusConflict, "pairing_failed", err.Error())
+	if err := s.fake.EnterPairingCode(r.Context(), ph, lq.QR.PairingCode); err != nil {
+		web.WriteError(w, http.StatusConflict, "pairing_failed", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]string{"phone": ph})
+	web.WriteJSON(w, http.StatusOK, map[string]string{"phone": ph})
 }
 
 // accountPhone is the number the mentorado's session is paired with.
@@ -167,12 +146,12 @@ func (s *simulator) accountPhone(ctx context.Context, m int64) (string, error) {
 func (s *simulator) contactOf(w http.ResponseWriter, r *http.Request, m int64, number string) (*wafake.Contact, string, bool) {
 	from, err := phone.Normalize(number)
 	if err != nil {
-		writeErr(w, http.StatusBadRequest, "invalid_phone", err.Error())
+		web.WriteError(w, http.StatusBadRequest, "invalid_phone", err.Error())
 		return nil, "", false
 	}
 	acct, err := s.accountPhone(r.Context(), m)
 	if err != nil {
-		writeErr(w, http.StatusConflict, "not_paired", err.Error())
+		web.WriteError(w, http.StatusConflict, "not_paired", err.Error())
 		return nil, "", false
 	}
 	return s.fake.Contact(from), acct, true
@@ -185,11 +164,11 @@ func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
 		Text     string `json:"text"`
 		PushName string `json:"push_name"`
 	}
-	if !decode(w, r, &req) {
+	if !s.web.ReadJSON(w, r, &req) {
 		return
 	}
 	if req.Text == "" {
-		writeErr(w, http.StatusBadRequest, "bad_request", "text is required")
+		web.WriteError(w, http.StatusBadRequest, "bad_request", "text is required")
 		return
 	}
 	c, acct, ok := s.contactOf(w, r, m, req.Phone)
@@ -201,10 +180,10 @@ func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
 	}
 	id, err := c.SendText(r.Context(), acct, req.Text)
 	if err != nil {
-		writeErr(w, http.StatusConflict, "send_failed", err.Error())
+		web.WriteError(w, http.StatusConflict, "send_failed", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"id": id})
+	web.WriteJSON(w, http.StatusAccepted, map[string]string{"id": id})
 }
 
 // receipt: {"phone","message_id","kind"} — the contact's phone reports a
@@ -215,7 +194,7 @@ func (s *simulator) receipt(w http.ResponseWriter, r *http.Request, m int64) {
 		MessageID string `json:"message_id"`
 		Kind      string `json:"kind"`
 	}
-	if !decode(w, r, &req) {
+	if !s.web.ReadJSON(w, r, &req) {
 		return
 	}
 	kind := req.Kind
@@ -224,11 +203,11 @@ func (s *simulator) receipt(w http.ResponseWriter, r *http.Request, m int64) {
 		kind = ""
 	case "read", "played":
 	default:
-		writeErr(w, http.StatusBadRequest, "bad_request", "kind must be delivered, read or played")
+		web.WriteError(w, http.StatusBadRequest, "bad_request", "kind must be delivered, read or played")
 		return
 	}
 	if req.MessageID == "" {
-		writeErr(w, http.StatusBadRequest, "bad_request", "message_id is required")
+		web.WriteError(w, http.StatusBadRequest, "bad_request", "message_id is required")
 		return
 	}
 	c, acct, ok := s.contactOf(w, r, m, req.Phone)
@@ -236,10 +215,10 @@ func (s *simulator) receipt(w http.ResponseWriter, r *http.Request, m int64) {
 		return
 	}
 	if err := c.SendReceipt(r.Context(), acct, req.MessageID, kind); err != nil {
-		writeErr(w, http.StatusConflict, "receipt_failed", err.Error())
+		web.WriteError(w, http.StatusConflict, "receipt_failed", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]bool{"ok": true})
+	web.WriteJSON(w, http.StatusAccepted, map[string]bool{"ok": true})
 }
 
 // disconnect: {"reason": 401 | 515 | 402 | 440 | "replaced" | "drop" | "device_removed"}.
@@ -247,7 +226,7 @@ func (s *simulator) disconnect(w http.ResponseWriter, r *http.Request, m int64) 
 	var req struct {
 		Reason json.RawMessage `json:"reason"`
 	}
-	if !decode(w, r, &req) {
+	if !s.web.ReadJSON(w, r, &req) {
 		return
 	}
 	kinds := map[string]wafake.KickKind{
@@ -258,17 +237,17 @@ func (s *simulator) disconnect(w http.ResponseWriter, r *http.Request, m int64) 
 	reason := strings.Trim(string(req.Reason), `"`)
 	kind, ok := kinds[reason]
 	if !ok {
-		writeErr(w, http.StatusBadRequest, "bad_request", "reason must be one of 401, 402, 440 (replaced), 515, drop, device_removed")
+		web.WriteError(w, http.StatusBadRequest, "bad_request", "reason must be one of 401, 402, 440 (replaced), 515, drop, device_removed")
 		return
 	}
 	acct, err := s.accountPhone(r.Context(), m)
 	if err != nil {
-		writeErr(w, http.StatusConflict, "not_paired", err.Error())
+		web.WriteError(w, http.StatusConflict, "not_paired", err.Error())
 		return
 	}
 	a := s.fake.Account(acct)
 	if a == nil {
-		writeErr(w, http.StatusConflict, "not_paired", "the fake server does not know this account")
+		web.WriteError(w, http.StatusConflict, "not_paired", "the fake server does not know this account")
 		return
 	}
 	k := wafake.Kick{Kind: kind}
@@ -276,28 +255,8 @@ func (s *simulator) disconnect(w http.ResponseWriter, r *http.Request, m int64) 
 		k.BanExpiry = time.Minute
 	}
 	if err := a.Kick(k); err != nil {
-		writeErr(w, http.StatusConflict, "kick_failed", err.Error())
+		web.WriteError(w, http.StatusConflict, "kick_failed", err.Error())
 		return
 	}
-	writeJSON(w, http.StatusAccepted, map[string]string{"kicked": kind.String()})
-}
-
-func decode(w http.ResponseWriter, r *http.Request, v any) bool {
-	dec := json.NewDecoder(http.MaxBytesReader(w, r.Body, 64<<10))
-	dec.DisallowUnknownFields()
-	if err := dec.Decode(v); err != nil && !errors.Is(err, io.EOF) { // an empty body is an empty request
-		writeErr(w, http.StatusBadRequest, "bad_json", err.Error())
-		return false
-	}
-	return true
-}
-
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
-}
-
-func writeErr(w http.ResponseWriter, status int, code, msg string) {
-	writeJSON(w, status, map[string]any{"error": map[string]string{"code": code, "message": msg}})
+	web.WriteJSON(w, http.StatusAccepted, map[string]string{"kicked": kind.String()})
 }

@@ -156,7 +156,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return startup.Interrupted(ctx, err)
 	}
 	defer db.Close()
-	defer b.NC.Close()
+	defer b.Close()
 	srv, err := web.New(s.Web, db, b, log)
 	if err != nil {
 		return err

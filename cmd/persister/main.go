@@ -199,7 +199,7 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return startup.Interrupted(ctx, err)
 	}
 	defer db.Close()
-	defer b.NC.Close()
+	defer b.Close()
 	p, err := persister.New(s.Persister, db, b, log)
 	if err != nil {
 		return err
@@ -226,7 +226,7 @@ func replay(ctx context.Context, s settings, log zerolog.Logger, stdout, stderr 
 		return fmt.Errorf("replay: %w", err)
 	}
 	defer db.Close()
-	defer b.NC.Close()
+	defer b.Close()
 	p, err := persister.New(s.Persister, db, b, log)
 	if err != nil {
 		return err

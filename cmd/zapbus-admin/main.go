@@ -101,13 +101,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("provision: %w", err)
 	}
-	defer b.NC.Close()
+	defer b.Close()
 	for _, name := range bus.Requires("") {
-		st, err := b.JS.Stream(ctx, name)
+		info, err := b.StreamInfo(ctx, name)
 		if err != nil {
 			return fmt.Errorf("provision: check %s: %w", name, err)
 		}
-		c := st.CachedInfo().Config
+		c := info.Config
 		log.Info().Str("stream", name).Dur("max_age", c.MaxAge).Int("replicas", c.Replicas).Msg("provisioned")
 	}
 	for _, tc := range consumers {

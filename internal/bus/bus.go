@@ -149,10 +149,14 @@ func Connect(url, name string, log zerolog.Logger, opts ...nats.Option) (*nats.C
 	return nc, nil
 }
 
-// Bus publishes and provisions on one NATS connection.
+// Bus publishes, consumes and provisions on one NATS connection. Callers
+// use its methods (conn.go, consume.go): no production package outside bus
+// touches NC or JS, which stay exported only for tests that set up or
+// inspect the server's state directly (an import guard cannot tell; a
+// review can).
 type Bus struct {
-	NC  *nats.Conn
-	JS  jetstream.JetStream
+	NC  *nats.Conn          // tests only, outside this package
+	JS  jetstream.JetStream // tests only, outside this package
 	cfg Config
 	raw Config // as given: zero fields were not chosen by this process
 	// requires names the streams (KV buckets as KV_<bucket>) Ensure

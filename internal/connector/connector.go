@@ -24,7 +24,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 	"go.mau.fi/whatsmeow"
@@ -276,10 +275,10 @@ func (c *Connector) run(ctx context.Context) error {
 	defer cancelRun()
 	c.runCtx = runCtx
 	var err error
-	if c.kv, err = c.bus.JS.KeyValue(ctx, bus.BucketLeases); err != nil {
+	if c.kv, err = c.bus.KeyValue(ctx, bus.BucketLeases); err != nil {
 		return fmt.Errorf("connector: lease bucket (run bus provisioning first): %w", err)
 	}
-	if c.sends, err = c.bus.JS.KeyValue(ctx, bus.BucketSends); err != nil {
+	if c.sends, err = c.bus.KeyValue(ctx, bus.BucketSends); err != nil {
 		return fmt.Errorf("connector: sends bucket: %w", err)
 	}
 	var srv *http.Server
@@ -725,4 +724,4 @@ func randomHex(n int) string {
 }
 
 // natsConn is the connection commands are served on.
-func (c *Connector) natsConn() *nats.Conn { return c.bus.NC }
+func (c *Connector) natsConn() bus.Core { return c.bus.Core() }

@@ -88,7 +88,7 @@ func (c *Connector) httpHandler() http.Handler {
 		switch {
 		case !c.ready.Load():
 			http.Error(w, "not running", http.StatusServiceUnavailable)
-		case !c.bus.NC.IsConnected():
+		case !c.bus.Connected():
 			http.Error(w, "nats disconnected", http.StatusServiceUnavailable)
 		case c.db.Ready(ctx) != nil:
 			http.Error(w, "postgres unreachable", http.StatusServiceUnavailable)

@@ -171,8 +171,8 @@ func (p *Persister) Ready(ctx context.Context) error {
 	if err := p.db.Ready(ctx); err != nil {
 		return fmt.Errorf("postgres: %w", err)
 	}
-	if p.bus != nil && !p.bus.NC.IsConnected() {
-		return fmt.Errorf("nats: %s", p.bus.NC.Status())
+	if p.bus != nil && !p.bus.Connected() {
+		return fmt.Errorf("nats: %s", p.bus.Status())
 	}
 	return nil
 }
@@ -208,7 +208,7 @@ func (p *Persister) Run(ctx context.Context) error {
 		}
 		// CreateOrUpdate: a changed AckWait or MaxAckPending takes effect
 		// on the existing durable consumer.
-		c, err := p.bus.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, p.cfg.ConsumerConfig())
+		c, err := p.bus.CreateOrUpdateConsumer(ctx, bus.StreamEvents, p.cfg.ConsumerConfig())
 		if err != nil {
 			return fmt.Errorf("persister: consumer %s: %w", p.cfg.Consumer, err)
 		}

@@ -47,11 +47,7 @@ func (p *Persister) Replay(ctx context.Context, opt ReplayOptions) (ReplayStats,
 	if err := p.bus.Verify(ctx, bus.StreamEvents, bus.StreamDLQ); err != nil {
 		return st, fmt.Errorf("persister: %w", err)
 	}
-	stream, err := p.bus.JS.Stream(ctx, bus.StreamEvents)
-	if err != nil {
-		return st, fmt.Errorf("persister: replay: %w", err)
-	}
-	info, err := stream.Info(ctx)
+	info, err := p.bus.StreamInfo(ctx, bus.StreamEvents)
 	if err != nil {
 		return st, fmt.Errorf("persister: replay: %w", err)
 	}
@@ -72,7 +68,7 @@ func (p *Persister) Replay(ctx context.Context, opt ReplayOptions) (ReplayStats,
 		cc.DeliverPolicy = jetstream.DeliverByStartTimePolicy
 		cc.OptStartTime = &t
 	}
-	cons, err := p.bus.JS.OrderedConsumer(ctx, bus.StreamEvents, cc)
+	cons, err := p.bus.OrderedConsumer(ctx, bus.StreamEvents, cc)
 	if err != nil {
 		return st, fmt.Errorf("persister: replay consumer: %w", err)
 	}

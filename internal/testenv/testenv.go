@@ -8,9 +8,8 @@ package testenv
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
+	"math/rand/v2"
 	"net/url"
 	"os"
 	"runtime/pprof"
@@ -98,7 +97,7 @@ func Postgres(t testing.TB) string {
 	sweepStale(ctx, admin, t)
 	// The creation time is in the name, so a later run can drop what a
 	// crashed or timed-out test binary left behind.
-	name := fmt.Sprintf("%s%d_%s", dbPrefix, time.Now().Unix(), randomHex(4))
+	name := fmt.Sprintf("%s%d_%08x", dbPrefix, time.Now().Unix(), rand.Uint32())
 	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
 		t.Fatalf("testenv: create database: %v", err)
 	}
@@ -177,12 +176,6 @@ func Eventually(t testing.TB, timeout time.Duration, cond func() bool, msg strin
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-func randomHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
 }
 
 func redact(dsn string) string {

@@ -13,7 +13,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
@@ -380,11 +379,7 @@ func (s *Server) purgeEvents(ctx context.Context, m int64) error {
 		{bus.StreamEvents, event.MentoradoEvents(m)},
 		{bus.StreamQR, event.QRSubject(m)},
 	} {
-		st, err := s.bus.JS.Stream(ctx, p.stream)
-		if err != nil {
-			return fmt.Errorf("purge %s: %w", p.stream, err)
-		}
-		if err := st.Purge(ctx, jetstream.WithPurgeSubject(p.subject)); err != nil {
+		if err := s.bus.Purge(ctx, p.stream, p.subject); err != nil {
 			return fmt.Errorf("purge %s: %w", p.stream, err)
 		}
 	}

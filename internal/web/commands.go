@@ -29,7 +29,7 @@ func (s *Server) command(ctx context.Context, m int64, verb event.Verb, req any)
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	msg, err := s.bus.NC.RequestWithContext(ctx, event.CommandSubject(m, verb), data)
+	msg, err := s.bus.Request(ctx, event.CommandSubject(m, verb), data)
 	switch {
 	case errors.Is(err, nats.ErrNoResponders):
 		s.metrics.commands.WithLabelValues(string(verb), "no_responders").Inc()

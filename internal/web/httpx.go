@@ -89,9 +89,37 @@ func (s *Server) writeError(w http.ResponseWriter, r *http.Request, err error) {
 	writeJSON(w, ae.Status, errorBody{Error: errorDetail{Code: ae.Code, Message: ae.Message}})
 }
 
+// WriteJSON writes v with status as the API does (routes added with
+// Server.Mount answer the same way).
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// WriteError writes the API's JSON error shape,
+// {"error":{"code":…,"message":…}}, with status.
+func WriteError(w http.ResponseWriter, status int, code, message string) {
+	writeJSON(w, status, errorBody{Error: errorDetail{Code: code, Message: message}})
+}
+
+// ReadJSON reads the optional JSON body of a route added with Mount into v
+// by the API's rules (capped at MaxBodyBytes, JSON content type, no unknown
+// fields, no trailing data), except that an empty body is an empty request
+// and leaves v as it is. On failure it writes the API's JSON error and
+// returns false.
+func (s *Server) ReadJSON(w http.ResponseWriter, r *http.Request, v any) bool {
+	if err := s.decodeBody(w, r, v, true); err != nil {
+		s.writeError(w, r, err)
+		return false
+	}
+	return true
+}
+
 // decodeJSON reads one JSON object into v: the body is capped, unknown
 // fields and trailing data are rejected.
 func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error {
+	return s.decodeBody(w, r, v, false)
+}
+
+// decodeBody is decodeJSON; optional accepts an empty body.
+func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return errorf(http.StatusUnsupportedMediaType, codeBadRequest, "content type must be application/json")
 	}
@@ -99,6 +127,9 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {
+		if optional && errors.Is(err, io.EOF) {
+			return nil
+		}
 		return jsonError(err)
 	}
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {

@@ -178,9 +178,11 @@ func revoked(ctx context.Context) bool {
 func (s *Server) revoke(m int64, tid, reason string) {
 	n := s.streams.revoke(m, tid, errRevoked)
 	b, _ := json.Marshal(revocation{MentoradoID: m, TokenID: tid, Reason: reason})
-	if err := s.bus.NC.Publish(RevokeSubject, b); err != nil {
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := s.bus.PublishCore(RevokeSubject, b); err != nil {
 		s.log.Error().Err(err).Int64("mentorado", m).Msg("publish stream revocation (other notifiers end the streams at their next recheck)")
-	} else if err := s.bus.NC.Flush(); err != nil {
+	} else if err := s.bus.Flush(fctx); err != nil {
 		s.log.Warn().Err(err).Int64("mentorado", m).Msg("flush stream revocation")
 	}
 	s.log.Info().Int64("mentorado", m).Str("reason", reason).Int("streams", n).Msg("streams revoked")

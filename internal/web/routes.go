@@ -84,7 +84,7 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusServiceUnavailable, codeUnavailable, "postgres not ready"))
 		return
 	}
-	if st := s.bus.NC.Status(); st != nats.CONNECTED {
+	if st := s.bus.Status(); st != nats.CONNECTED {
 		s.writeError(w, r, errorf(http.StatusServiceUnavailable, codeUnavailable, "nats %s", st))
 		return
 	}

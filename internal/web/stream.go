@@ -60,12 +60,12 @@ func (s *Server) openFeed(ctx context.Context, m int64, lastEventID uint64) (*fe
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	f := &feed{s: s, m: m, out: make(chan frame, s.cfg.StreamBuffer), dropped: make(chan struct{})}
-	live, err := s.bus.NC.Subscribe(bus.LivePrefix+event.MentoradoEvents(m), f.onLive)
+	live, err := s.bus.Subscribe(bus.LivePrefix+event.MentoradoEvents(m), f.onLive)
 	if err != nil {
 		return nil, fmt.Errorf("subscribe live events: %w", err)
 	}
 	f.subs = append(f.subs, live)
-	qr, err := s.bus.NC.Subscribe(event.QRSubject(m), f.onQR)
+	qr, err := s.bus.Subscribe(event.QRSubject(m), f.onQR)
 	if err != nil {
 		f.close()
 		return nil, fmt.Errorf("subscribe qr: %w", err)
@@ -73,7 +73,7 @@ func (s *Server) openFeed(ctx context.Context, m int64, lastEventID uint64) (*fe
 	f.subs = append(f.subs, qr)
 	// The subscriptions are active on the server before the stream state
 	// is read, so anything stored after the replay ends arrives live.
-	if err := s.bus.NC.FlushWithContext(ctx); err != nil {
+	if err := s.bus.Flush(ctx); err != nil {
 		f.close()
 		return nil, fmt.Errorf("flush subscriptions: %w", err)
 	}
@@ -100,14 +100,9 @@ func (s *Server) openFeed(ctx context.Context, m int64, lastEventID uint64) (*fe
 // the reader. The consumer is deleted as soon as the replay is done or the
 // client goes away (InactiveThreshold is only the backstop for a crash).
 func (f *feed) replay(ctx context.Context, after uint64) error {
-	js := f.s.bus.JS
-	st, err := js.Stream(ctx, bus.StreamEvents)
+	info, err := f.s.bus.StreamInfo(ctx, bus.StreamEvents)
 	if err != nil {
 		return fmt.Errorf("events stream: %w", err)
-	}
-	info, err := st.Info(ctx)
-	if err != nil {
-		return fmt.Errorf("events stream info: %w", err)
 	}
 	if after > info.State.LastSeq {
 		// The id is from a stream that no longer exists (reset, or another
@@ -120,7 +115,7 @@ func (f *feed) replay(ctx context.Context, after uint64) error {
 		return nil
 	}
 	name := replayConsumerPrefix + nuid.Next()
-	cons, err := st.CreateConsumer(ctx, jetstream.ConsumerConfig{
+	cons, err := f.s.bus.CreateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
 		Name:              name,
 		FilterSubject:     event.MentoradoEvents(f.m),
 		DeliverPolicy:     jetstream.DeliverByStartSequencePolicy,
@@ -213,7 +208,7 @@ func (f *feed) endReplay() {
 	f.consName = ""
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := f.s.bus.JS.DeleteConsumer(ctx, bus.StreamEvents, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+	if err := f.s.bus.DeleteConsumer(ctx, bus.StreamEvents, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 		f.s.log.Warn().Err(err).Int64("mentorado", f.m).Msg("delete replay consumer (the server removes it after a minute)")
 	}
 }

@@ -215,7 +215,7 @@ func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger) (*Server, err
 		s.mux.Handle(rt.pattern(), rt.handler)
 		s.patterns[rt.pattern()] = true
 	}
-	sub, err := b.NC.Subscribe(RevokeSubject, s.onRevoke)
+	sub, err := b.Subscribe(RevokeSubject, s.onRevoke)
 	if err != nil {
 		return nil, fmt.Errorf("web: subscribe %s: %w", RevokeSubject, err)
 	}

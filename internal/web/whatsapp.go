@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/nats-io/nats.go/jetstream"
 	qrcode "github.com/skip2/go-qrcode"
 
 	"github.com/zapbus/zapbus/internal/bus"
@@ -131,33 +130,23 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// currentQR returns the live pairing secret of m from WA_QR: the last
-// message on wa.<m>.qr, when it has not expired.
+// currentQR returns the live pairing secret of m (bus.LiveQR) while the
+// session is still pairing.
 func (s *Server) currentQR(ctx context.Context, m int64) (raw []byte, q *event.QR, err error) {
-	st, err := s.bus.JS.Stream(ctx, bus.StreamQR)
-	if err != nil {
-		return nil, nil, fmt.Errorf("qr stream: %w", err)
-	}
-	msg, err := st.GetLastMsgForSubject(ctx, event.QRSubject(m))
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
+	lq, err := s.bus.LiveQR(ctx, m)
+	switch {
+	case errors.Is(err, bus.ErrNoQR):
 		return nil, nil, nil
-	}
-	if err != nil {
-		return nil, nil, fmt.Errorf("read qr: %w", err)
-	}
-	env, p, err := event.Decode(msg.Data)
-	if err != nil || env.MentoradoID != m {
+	case errors.Is(err, bus.ErrBadQR):
 		s.log.Warn().Int64("mentorado", m).Msg("undecodable qr message ignored")
 		return nil, nil, nil
-	}
-	qr, ok := p.(*event.QR)
-	if !ok || !qr.ExpiresAt.After(time.Now()) {
-		return nil, nil, nil
-	}
-	if live, err := s.pairing(ctx, m, env.OccurredAt); err != nil || !live {
+	case err != nil:
 		return nil, nil, err
 	}
-	return msg.Data, qr, nil
+	if live, err := s.pairing(ctx, m, lq.OccurredAt); err != nil || !live {
+		return nil, nil, err
+	}
+	return lq.Raw, lq.QR, nil
 }
 
 // pairing reports whether a QR shown at qrAt can still be in use: the
