@@ -440,7 +440,7 @@ func TestHealthReadyMetricsOpenAPI(t *testing.T) {
 	e.expect(e.do("GET", "/assets/style.css", "", nil), 200)
 
 	// Readiness fails when NATS is gone.
-	e.bus.NC.Close()
+	e.bus.Close()
 	if code := e.expect(e.do("GET", "/readyz", "", nil), 503).errorCode(t); code != codeUnavailable {
 		t.Fatal(code)
 	}

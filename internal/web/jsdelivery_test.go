@@ -24,7 +24,7 @@ func TestQRDeliveredByAConsumerIsNotServed(t *testing.T) {
 	e.publishMessage(a.ID, "W1", "segredo")
 	sse := e.openSSE(bearerAuth(a.Token), "")
 	ctx := context.Background()
-	if _, err := e.bus.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
+	if _, err := e.bus.CreateOrUpdateConsumer(ctx, bus.StreamEvents, jetstream.ConsumerConfig{
 		Name: "evil", FilterSubject: event.MentoradoEvents(a.ID), DeliverSubject: event.QRSubject(a.ID), AckPolicy: jetstream.AckNonePolicy,
 	}); err != nil {
 		t.Fatal(err)

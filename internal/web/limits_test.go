@@ -81,11 +81,7 @@ func TestStreamCapPerMentorado(t *testing.T) {
 
 func consumerCount(t *testing.T, e *testEnv) int {
 	t.Helper()
-	st, err := e.bus.JS.Stream(t.Context(), bus.StreamEvents)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := st.Info(t.Context())
+	info, err := e.bus.StreamInfo(t.Context(), bus.StreamEvents)
 	if err != nil {
 		t.Fatal(err)
 	}
