@@ -3,7 +3,9 @@
 // provisioning the streams and KV buckets (an admin step; services only
 // verify that theirs exist), publishing envelopes with their deterministic
 // Nats-Msg-Id and waiting for the PubAck, and consuming durable pull
-// consumers in batches with per-message ack, nak-with-delay or term.
+// consumers in batches by one contract (Consume: ack after the handler,
+// nak with backoff on failure, dead-letter then term on poison). Callers
+// go through Bus's methods, never the connection itself.
 package bus
 
 import (

@@ -430,3 +430,37 @@ func TestBatcherCloseReleasesPrefetched(t *testing.T) {
 		t.Fatalf("took %d messages, want 10", taken)
 	}
 }
+
+// TestLiveQR: the last pairing secret stored for a mentorado is read back
+// while it lives; none stored, or an expired one, is ErrNoQR.
+func TestLiveQR(t *testing.T) {
+	b := newBus(t)
+	ctx := context.Background()
+	if _, err := b.LiveQR(ctx, 5); !errors.Is(err, bus.ErrNoQR) {
+		t.Fatalf("nothing stored: %v, want ErrNoQR", err)
+	}
+	publish := func(code string, expires time.Time) {
+		t.Helper()
+		q := &event.QR{Code: code, ExpiresAt: expires}
+		env, err := event.New(5, event.QREventID(5, q), time.Now(), q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := b.Publish(ctx, env); err != nil {
+			t.Fatal(err)
+		}
+	}
+	publish("2@first", time.Now().Add(time.Minute))
+	publish("2@second", time.Now().Add(time.Minute))
+	lq, err := b.LiveQR(ctx, 5)
+	if err != nil || lq.QR.Code != "2@second" || len(lq.Raw) == 0 || lq.OccurredAt.IsZero() {
+		t.Fatalf("live qr: %+v, %v; want the second code", lq, err)
+	}
+	if _, err := b.LiveQR(ctx, 6); !errors.Is(err, bus.ErrNoQR) {
+		t.Fatalf("other mentorado: %v, want ErrNoQR", err)
+	}
+	publish("2@expired", time.Now().Add(-time.Second))
+	if _, err := b.LiveQR(ctx, 5); !errors.Is(err, bus.ErrNoQR) {
+		t.Fatalf("expired: %v, want ErrNoQR", err)
+	}
+}
