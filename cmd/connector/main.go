@@ -51,12 +51,16 @@ func main() {
 	}
 }
 
+// DefaultHTTPAddr is where the connector serves health and metrics.
+const DefaultHTTPAddr = "127.0.0.1:9101"
+
 // settings is the process configuration.
 type settings struct {
 	DatabaseURL        string
 	NATSURL            string
-	Provision          bool // ZAPBUS_NATS_PROVISION: create the streams at start (tests, dev)
-	ProvisionIfMissing bool // ZAPBUS_NATS_PROVISION auto (default) on a server without credentials
+	HTTPAddr           string // health and metrics; "off" disables
+	Provision          bool   // ZAPBUS_NATS_PROVISION: create the streams at start (tests, dev)
+	ProvisionIfMissing bool   // ZAPBUS_NATS_PROVISION auto (default) on a server without credentials
 	LogLevel           zerolog.Level
 	LeaseTTL           time.Duration
 	Connector          connector.Config
@@ -71,7 +75,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.SetOutput(stderr)
 	fs.StringVar(&s.DatabaseURL, "database-url", str("DATABASE_URL", ""), "Postgres URL (DATABASE_URL)")
 	fs.StringVar(&s.NATSURL, "nats-url", str("NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (NATS_URL)")
-	fs.StringVar(&s.Connector.HTTPAddr, "http-addr", str("ZAPBUS_HTTP_ADDR", connector.DefaultHTTPAddr), "health and metrics address (ZAPBUS_HTTP_ADDR)")
+	fs.StringVar(&s.HTTPAddr, "http-addr", str("ZAPBUS_HTTP_ADDR", DefaultHTTPAddr), "health and metrics address (ZAPBUS_HTTP_ADDR)")
 	fs.StringVar(&s.Connector.InstanceID, "instance-id", str("ZAPBUS_INSTANCE_ID", ""), "lease owner name (ZAPBUS_INSTANCE_ID)")
 	fs.DurationVar(&s.LeaseTTL, "lease-ttl", dur("ZAPBUS_LEASE_TTL", 15*time.Second), "session lease TTL (ZAPBUS_LEASE_TTL)")
 	fs.IntVar(&s.Connector.RestoreConcurrency, "restore-concurrency", integer("ZAPBUS_RESTORE_CONCURRENCY", 8), "sessions restored at once (ZAPBUS_RESTORE_CONCURRENCY)")
@@ -120,12 +124,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	log := zerolog.New(redact.Writer(stdout)).Level(s.LogLevel).With().Timestamp().Str("service", "connector").Logger()
 
 	// Serve /healthz and /readyz at once; /readyz says what start-up still
-	// waits for until Postgres and NATS are up. The connector's own server
-	// takes the socket over once it runs.
+	// waits for until Postgres and NATS are up. The connector's health
+	// and metrics take the socket over once it is built.
 	st := startup.NewStatus("postgres", "nats")
 	var front *startup.Front
-	if s.Connector.HTTPAddr != "off" {
-		front, err = startup.Listen(s.Connector.HTTPAddr, st, log)
+	if s.HTTPAddr != "off" {
+		front, err = startup.Listen(s.HTTPAddr, st, log)
 		if err != nil {
 			return fmt.Errorf("ZAPBUS_HTTP_ADDR: %w", err)
 		}
@@ -147,15 +151,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}); err != nil {
 		return startup.Interrupted(ctx, err)
 	}
-	var opts []connector.Option
-	if front != nil {
-		ln := front.Handoff()
-		defer ln.Close()
-		opts = append(opts, connector.WithHTTPListener(ln))
-	}
-	c, err := connector.New(s.Connector, db, b, factory, log, opts...)
+	c, err := connector.New(s.Connector, db, b, factory, log)
 	if err != nil {
 		return err
+	}
+	if front != nil {
+		stop := front.ServeHealth(startup.Health{Ready: c.CheckReady, Metrics: c.Registry()})
+		defer stop()
+		log.Info().Str("http", front.Addr().String()).Msg("serving /healthz, /readyz, /metrics")
 	}
 	return c.Run(ctx)
 }

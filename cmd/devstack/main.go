@@ -214,7 +214,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	conn, err := connector.New(connector.Config{HTTPAddr: "off"}, db, b, factory, log)
+	conn, err := connector.New(connector.Config{}, db, b, factory, log)
 	if err != nil {
 		return err
 	}

@@ -39,14 +39,12 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"net/http"
 	"os"
 	"os/signal"
 	"strings"
 	"syscall"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/bus"
@@ -205,14 +203,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 		return err
 	}
 	if front != nil {
-		srv := &http.Server{Handler: routes(p), ReadHeaderTimeout: 5 * time.Second}
-		ln := front.Handoff()
-		go func() { _ = srv.Serve(ln) }()
-		defer func() {
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-			defer cancel()
-			_ = srv.Shutdown(sctx)
-		}()
+		stop := front.ServeHealth(health(p))
+		defer stop()
 	}
 	return p.Run(ctx)
 }
@@ -242,20 +234,16 @@ func (s settings) busConfig() bus.Config {
 	return bus.Config{Provision: s.Provision, ProvisionIfMissing: s.ProvisionIfMissing}
 }
 
-func routes(p *persister.Persister) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(p.Registry(), promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = io.WriteString(w, "ok\n")
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		if err := p.Ready(ctx); err != nil {
-			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
-			return
-		}
-		_, _ = io.WriteString(w, "ready\n")
-	})
-	return mux
+// health is what the persister serves once it runs; /readyz names what
+// it waits for after "not ready: ".
+func health(p *persister.Persister) startup.Health {
+	return startup.Health{
+		Ready: func(ctx context.Context) error {
+			if err := p.Ready(ctx); err != nil {
+				return fmt.Errorf("not ready: %w", err)
+			}
+			return nil
+		},
+		Metrics: p.Registry(),
+	}
 }

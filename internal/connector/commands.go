@@ -189,7 +189,7 @@ func (c *Connector) execute(ctx context.Context, s *session, verb event.Verb, da
 			}
 		}
 		res := make(chan connectResult, 1)
-		if !s.post(func() { s.onConnect(req, res) }) {
+		if !s.post(func(ctx context.Context) { s.onConnect(ctx, req, res) }) {
 			return event.Reply{Error: event.NewCommandError(event.CodeNotOwner, "session moved to another connector")}
 		}
 		select {

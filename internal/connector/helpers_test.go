@@ -132,7 +132,6 @@ func (e *env) start(name string, f connector.Factory, opts []connector.Option, c
 	e.t.Helper()
 	cfg := connector.Config{
 		InstanceID:    name,
-		HTTPAddr:      "127.0.0.1:0",
 		RestoreJitter: time.Millisecond,
 		Policy:        connector.Policy{Jitter: -1},
 	}

@@ -2,12 +2,10 @@ package connector
 
 import (
 	"context"
-	"net/http"
-	"time"
+	"errors"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/zapbus/zapbus/internal/event"
 )
@@ -20,6 +18,7 @@ type metrics struct {
 	reconnects      *prometheus.CounterVec
 	commands        *prometheus.CounterVec
 	dropped         prometheus.Counter
+	waEventsIgnored *prometheus.CounterVec
 	leases          prometheus.Gauge
 	fenced          prometheus.Counter
 	takeovers       prometheus.Counter
@@ -49,6 +48,10 @@ func newMetrics() *metrics {
 		dropped: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "zapbus_connector_unconvertible_events_total", Help: "whatsmeow events that could not be converted and were dead-lettered.",
 		}),
+		waEventsIgnored: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_connector_wa_events_ignored_total",
+			Help: "whatsmeow events acked without being published or changing state, by Go type and decision (ignored: deliberately, see waconv.Decide; unknown: no decision yet).",
+		}, []string{"type", "decision"}),
 		leases: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "zapbus_connector_leases", Help: "Session leases held by this connector.",
 		}),
@@ -65,7 +68,7 @@ func newMetrics() *metrics {
 			Name: "zapbus_connector_restore_done_total", Help: "Start-up restores finished.",
 		}),
 	}
-	reg.MustRegister(m.sessions, m.published, m.publishFailures, m.reconnects, m.commands, m.dropped,
+	reg.MustRegister(m.sessions, m.published, m.publishFailures, m.reconnects, m.commands, m.dropped, m.waEventsIgnored,
 		m.leases, m.fenced, m.takeovers, m.restoreTotal, m.restoreDone,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, s := range event.Statuses {
@@ -77,25 +80,16 @@ func newMetrics() *metrics {
 // Registry exposes the connector's metrics (for tests and embedding).
 func (c *Connector) Registry() *prometheus.Registry { return c.metrics.reg }
 
-func (c *Connector) httpHandler() http.Handler {
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-		_, _ = w.Write([]byte("ok\n"))
-	})
-	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
-		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
-		defer cancel()
-		switch {
-		case !c.ready.Load():
-			http.Error(w, "not running", http.StatusServiceUnavailable)
-		case !c.bus.Connected():
-			http.Error(w, "nats disconnected", http.StatusServiceUnavailable)
-		case c.db.Ready(ctx) != nil:
-			http.Error(w, "postgres unreachable", http.StatusServiceUnavailable)
-		default:
-			_, _ = w.Write([]byte("ready\n"))
-		}
-	})
-	mux.Handle("GET /metrics", promhttp.HandlerFor(c.metrics.reg, promhttp.HandlerOpts{}))
-	return mux
+// CheckReady reports why the connector cannot serve yet (nil when it can):
+// the text of the error is what /readyz answers.
+func (c *Connector) CheckReady(ctx context.Context) error {
+	switch {
+	case !c.ready.Load():
+		return errors.New("not running")
+	case !c.bus.Connected():
+		return errors.New("nats disconnected")
+	case c.db.Ready(ctx) != nil:
+		return errors.New("postgres unreachable")
+	}
+	return nil
 }

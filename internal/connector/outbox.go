@@ -21,10 +21,12 @@ const maxOutbox = 512
 // retries while NATS is down, so the session goroutine never blocks on the
 // network and a stopping session can still disconnect in time.
 type outbox struct {
-	c   *Connector
-	log zerolog.Logger
-	mu  sync.Mutex
-	q   []outItem
+	pub     publisher
+	timeout time.Duration // of one publish attempt
+	metrics *metrics
+	log     zerolog.Logger
+	mu      sync.Mutex
+	q       []outItem
 	// connSeq is the stream sequence of the last connection event this
 	// outbox stored (0 before the first); only the outbox goroutine
 	// touches it.
@@ -44,8 +46,8 @@ type outItem struct {
 	ifLatest bool
 }
 
-func newOutbox(c *Connector, log zerolog.Logger) *outbox {
-	return &outbox{c: c, log: log, wake: make(chan struct{}, 1), done: make(chan struct{}), abandon: make(chan struct{})}
+func newOutbox(pub publisher, timeout time.Duration, m *metrics, log zerolog.Logger) *outbox {
+	return &outbox{pub: pub, timeout: timeout, metrics: m, log: log, wake: make(chan struct{}, 1), done: make(chan struct{}), abandon: make(chan struct{})}
 }
 
 func (o *outbox) push(env event.Envelope) { o.add(outItem{env: env}) }
@@ -107,13 +109,13 @@ func (o *outbox) publish(ctx context.Context, it outItem) bool {
 	env := it.env
 	delay := 100 * time.Millisecond
 	for {
-		pctx, cancel := context.WithTimeout(ctx, o.c.cfg.PublishTimeout)
+		pctx, cancel := context.WithTimeout(ctx, o.timeout)
 		var ack *jetstream.PubAck
 		var err error
 		if it.ifLatest && o.connSeq > 0 {
-			ack, err = o.c.bus.PublishIfLatest(pctx, env, o.connSeq)
+			ack, err = o.pub.PublishIfLatest(pctx, env, o.connSeq)
 		} else {
-			ack, err = o.c.bus.Publish(pctx, env)
+			ack, err = o.pub.Publish(pctx, env)
 		}
 		cancel()
 		if errors.Is(err, bus.ErrNotLatest) {
@@ -126,10 +128,10 @@ func (o *outbox) publish(ctx context.Context, it outItem) bool {
 			if env.Type == event.TypeConnection {
 				o.connSeq = ack.Sequence
 			}
-			o.c.metrics.published.WithLabelValues(string(env.Type)).Inc()
+			o.metrics.published.WithLabelValues(string(env.Type)).Inc()
 			return true
 		}
-		o.c.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
+		o.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
 		o.log.Warn().Err(err).Str("id", env.ID).Msg("publish session event failed; retrying")
 		select {
 		case <-time.After(delay):

@@ -2,8 +2,6 @@ package connector
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sync"
@@ -16,7 +14,6 @@ import (
 	"go.mau.fi/whatsmeow/types/events"
 
 	"github.com/zapbus/zapbus/internal/event"
-	"github.com/zapbus/zapbus/internal/phone"
 )
 
 // pairing modes of a session without a device.
@@ -38,14 +35,19 @@ type snapshot struct {
 // session is the runtime of one mentorado's WhatsApp session. All state
 // changes happen in one goroutine (run), fed by inbox: whatsmeow events,
 // command requests, timer fires and connect results are closures posted
-// there, so the reconnect policy is a sequential state machine.
+// there, so the reconnect policy is a sequential state machine. Each
+// closure gets the session's run context.
+//
+// The files split its jobs: this one is the state machine, inbound.go what
+// runs on whatsmeow goroutines (publishing before the ack), pairing.go the
+// connect command and pairing.
 type session struct {
 	m   int64
-	c   *Connector
+	d   sessionDeps
 	log zerolog.Logger
 	out *outbox
 
-	inbox  chan func()
+	inbox  chan func(context.Context)
 	quit   chan struct{} // closed when run returns
 	exit   bool
 	connWG sync.WaitGroup // in-flight Connect calls
@@ -72,6 +74,11 @@ type session struct {
 	qrSeen      bool
 	lastConnect time.Time
 
+	// ignoredSeen holds the event types (%T) already logged as ignored or
+	// unknown, so each is logged once per session; written on whatsmeow
+	// goroutines.
+	ignoredSeen sync.Map
+
 	snap atomic.Pointer[snapshot]
 }
 
@@ -80,40 +87,42 @@ type connectResult struct {
 	err   error
 }
 
-func newSession(c *Connector, m int64, row deviceRow) *session {
+func newSession(d sessionDeps, m int64, row deviceRow) *session {
+	log := d.log.With().Int64("mentorado", m).Logger()
 	s := &session{
 		m:       m,
-		c:       c,
-		log:     c.log.With().Int64("mentorado", m).Logger(),
-		inbox:   make(chan func(), 256),
+		d:       d,
+		log:     log,
+		inbox:   make(chan func(context.Context), 256),
 		quit:    make(chan struct{}),
 		jid:     row.JID,
 		phone:   row.Phone,
 		desired: row.Desired == desiredConnected && !row.JID.IsEmpty(),
 		status:  event.StatusDisconnected,
-		since:   c.clock.Now(),
+		since:   d.clock.Now(),
 	}
-	s.out = newOutbox(c, s.log)
-	s.c.metrics.sessions.WithLabelValues(string(s.status)).Inc()
+	s.out = newOutbox(d.publisher, d.cfg.PublishTimeout, d.metrics, log)
+	s.d.metrics.sessions.WithLabelValues(string(s.status)).Inc()
 	s.publishSnapshot()
 	return s
 }
 
-func (s *session) start() {
-	go s.out.run(s.c.runCtx)
-	go s.run()
+// start runs the session and its outbox until ctx is done or stop.
+func (s *session) start(ctx context.Context) {
+	go s.out.run(ctx)
+	go s.run(ctx)
 }
 
-func (s *session) run() {
+func (s *session) run(ctx context.Context) {
 	defer close(s.quit)
 	for !s.exit {
 		f := <-s.inbox
-		f()
+		f(ctx)
 	}
 }
 
 // post queues f for the session goroutine; false when the session ended.
-func (s *session) post(f func()) bool {
+func (s *session) post(f func(context.Context)) bool {
 	select {
 	case s.inbox <- f:
 		return true
@@ -123,10 +132,10 @@ func (s *session) post(f func()) bool {
 }
 
 // call runs f on the session goroutine and waits for its result.
-func call[T any](ctx context.Context, s *session, f func() T) (T, error) {
+func call[T any](ctx context.Context, s *session, f func(context.Context) T) (T, error) {
 	ch := make(chan T, 1)
 	var zero T
-	if !s.post(func() { ch <- f() }) {
+	if !s.post(func(ctx context.Context) { ch <- f(ctx) }) {
 		return zero, event.NewCommandError(event.CodeNotOwner, "session moved to another connector")
 	}
 	select {
@@ -165,6 +174,11 @@ func (s *session) idle() bool {
 	return false
 }
 
+// withTimeout bounds one store or WhatsApp round trip of the session.
+func (s *session) withTimeout(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.d.cfg.CommandTimeout)
+}
+
 // setStatus records a state change and publishes it as a connection event.
 func (s *session) setStatus(st event.Status, reason string) {
 	s.setStatusVia(st, reason, s.out.push)
@@ -172,10 +186,10 @@ func (s *session) setStatus(st event.Status, reason string) {
 
 // setStatusVia is setStatus with the outbox method that queues the event.
 func (s *session) setStatusVia(st event.Status, reason string, push func(event.Envelope)) {
-	now := s.c.clock.Now()
+	now := s.d.clock.Now()
 	if st != s.status {
-		s.c.metrics.sessions.WithLabelValues(string(s.status)).Dec()
-		s.c.metrics.sessions.WithLabelValues(string(st)).Inc()
+		s.d.metrics.sessions.WithLabelValues(string(s.status)).Dec()
+		s.d.metrics.sessions.WithLabelValues(string(st)).Inc()
 	}
 	if st != event.StatusBackoff && st != event.StatusBanned {
 		s.retryAt = nil
@@ -212,34 +226,37 @@ func (s *session) cancelTimer() {
 
 // schedule runs f on the session goroutine after d, unless another timer
 // is scheduled or cancelled first.
-func (s *session) schedule(d time.Duration, f func()) {
+func (s *session) schedule(d time.Duration, f func(context.Context)) {
 	s.cancelTimer()
 	gen := s.timerGen
-	s.timer = s.c.clock.AfterFunc(d, func() {
-		s.post(func() {
+	s.timer = s.d.clock.AfterFunc(d, func() {
+		s.post(func(ctx context.Context) {
 			if gen == s.timerGen {
 				s.timer = nil
-				f()
+				f(ctx)
 			}
 		})
 	})
 }
 
-// ensureClient creates the client for the current device when there is none.
-func (s *session) ensureClient() error {
+// ensureClient creates the client for the current device when there is
+// none. ctx is the session's run context: the client's handler and
+// pre-pair check keep it.
+func (s *session) ensureClient(ctx context.Context) error {
 	if s.cli != nil {
 		return nil
 	}
-	ctx, cancel := context.WithTimeout(s.c.runCtx, s.c.cfg.CommandTimeout)
+	tctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	cli, err := s.c.factory.NewClient(ctx, ClientParams{Mentorado: s.m, Device: s.jid, PrePair: s.prePair, Log: s.log})
+	prePair := func(jid types.JID) bool { return s.prePair(ctx, jid) }
+	cli, err := s.d.factory.NewClient(tctx, ClientParams{Mentorado: s.m, Device: s.jid, PrePair: prePair, Log: s.log})
 	if err != nil {
 		return err
 	}
 	s.gen++
 	s.cli = cli
 	s.detach = make(chan struct{})
-	s.handlerID = cli.AddEventHandlerWithSuccessStatus(s.handler(s.gen, cli, s.detach))
+	s.handlerID = cli.AddEventHandlerWithSuccessStatus(s.handler(ctx, s.gen, cli, s.detach))
 	s.publishSnapshot()
 	return nil
 }
@@ -267,7 +284,7 @@ func (s *session) dropClient() {
 // connectAsync dials in the background; the result comes back through the inbox.
 func (s *session) connectAsync(reconnect bool) {
 	cli, gen := s.cli, s.gen
-	s.lastConnect = s.c.clock.Now()
+	s.lastConnect = s.d.clock.Now()
 	s.connWG.Add(1)
 	go func() {
 		defer s.connWG.Done()
@@ -275,20 +292,20 @@ func (s *session) connectAsync(reconnect bool) {
 			cli.Disconnect()
 		}
 		err := cli.Connect()
-		s.post(func() { s.onConnectResult(gen, err) })
+		s.post(func(ctx context.Context) { s.onConnectResult(ctx, gen, err) })
 	}()
 	if !s.jid.IsEmpty() {
 		// Watchdog: a paired device that neither connects nor fails.
-		s.schedule(s.c.cfg.ConnectTimeout, func() {
+		s.schedule(s.d.cfg.ConnectTimeout, func(ctx context.Context) {
 			if s.status == event.StatusConnecting {
 				s.cli.Disconnect()
-				s.backoff("connect timeout")
+				s.backoff(ctx, "connect timeout")
 			}
 		})
 	}
 }
 
-func (s *session) onConnectResult(gen int, err error) {
+func (s *session) onConnectResult(ctx context.Context, gen int, err error) {
 	if gen != s.gen || err == nil {
 		return
 	}
@@ -300,292 +317,45 @@ func (s *session) onConnectResult(gen int, err error) {
 		s.terminate(event.StatusDisconnected, fmt.Sprintf("connect failed: %v", err))
 		return
 	}
-	s.backoff(fmt.Sprintf("connect failed: %v", err))
+	s.backoff(ctx, fmt.Sprintf("connect failed: %v", err))
 }
 
 // restore connects a paired session whose desired state is connected.
-func (s *session) restore() {
+func (s *session) restore(ctx context.Context) {
 	if s.exit || !s.desired || s.jid.IsEmpty() || s.cli != nil {
 		return
 	}
 	s.attempt = 0
-	s.startPaired()
+	s.startPaired(ctx)
 }
 
-func (s *session) startPaired() {
-	if err := s.ensureClient(); err != nil {
+func (s *session) startPaired(ctx context.Context) {
+	if err := s.ensureClient(ctx); err != nil {
 		if errors.Is(err, ErrNoDevice) {
-			s.loggedOut("device missing from store")
+			s.loggedOut(ctx, "device missing from store")
 			return
 		}
 		s.log.Error().Err(err).Msg("create client")
-		s.backoff(fmt.Sprintf("create client: %v", err))
+		s.backoff(ctx, fmt.Sprintf("create client: %v", err))
 		return
 	}
 	s.setStatus(event.StatusConnecting, "")
 	s.connectAsync(false)
 }
 
-// onConnect handles a connect command.
-func (s *session) onConnect(req event.ConnectRequest, res chan connectResult) {
-	reply := func() { r := s.snapshot().reply; res <- connectResult{reply: &r} }
-	switch s.status {
-	case event.StatusConnected, event.StatusConnecting, event.StatusQR, event.StatusPairing, event.StatusBackoff, event.StatusBanned:
-		if s.cli != nil || s.status == event.StatusBanned {
-			reply()
-			return
-		}
-	}
-	method := req.Method
-	if method == "" {
-		method = event.ConnectQR
-	}
-	if method != event.ConnectQR && method != event.ConnectPhone {
-		res <- connectResult{err: event.NewCommandError(event.CodeBadRequest, "method must be qr or phone")}
-		return
-	}
-	ctx, cancel := context.WithTimeout(s.c.runCtx, s.c.cfg.CommandTimeout)
-	defer cancel()
-	if !s.jid.IsEmpty() {
-		if err := s.c.devices.setDesired(ctx, s.m, desiredConnected); err != nil {
-			res <- connectResult{err: err}
-			return
-		}
-		s.desired = true
-		s.attempt = 0
-		s.startPaired()
-		reply()
-		return
-	}
-	var pairTo string
-	if method == event.ConnectPhone {
-		p, err := phone.Normalize(req.Phone)
-		if err != nil {
-			res <- connectResult{err: event.NewCommandError(event.CodeInvalidPhone, "%v", err)}
-			return
-		}
-		if owner, taken, err := s.c.devices.phoneOwner(ctx, p, s.m); err != nil {
-			res <- connectResult{err: err}
-			return
-		} else if taken {
-			s.log.Warn().Int64("owner", owner).Msg("pairing refused: number already paired")
-			res <- connectResult{err: event.NewCommandError(event.CodeAlreadyPaired, "this number is paired to another account")}
-			return
-		}
-		pairTo = p
-	}
-	if err := s.ensureClient(); err != nil {
-		res <- connectResult{err: err}
-		return
-	}
-	qrCtx, qrCancel := context.WithCancel(s.c.runCtx)
-	ch, err := s.cli.GetQRChannel(qrCtx)
-	if err != nil {
-		qrCancel()
-		s.dropClient()
-		res <- connectResult{err: fmt.Errorf("qr channel: %w", err)}
-		return
-	}
-	s.qrCancel = qrCancel
-	s.qrSeen = false
-	s.mode = pairQR
-	if method == event.ConnectPhone {
-		s.mode = pairPhone
-		s.pairPhone = pairTo
-		s.pairWaiter = res
-	}
-	gen := s.gen
-	go func() {
-		for item := range ch {
-			if !s.post(func() { s.onQR(gen, item) }) {
-				return
-			}
-		}
-	}()
-	s.desired = true
-	s.attempt = 0
-	s.setStatus(event.StatusConnecting, "pairing")
-	s.connectAsync(false)
-	if method == event.ConnectQR {
-		reply()
-	}
-}
-
-func (s *session) onQR(gen int, item whatsmeow.QRChannelItem) {
-	if gen != s.gen {
-		return
-	}
-	now := s.c.clock.Now()
-	switch item.Event {
-	case whatsmeow.QRChannelEventCode:
-		first := !s.qrSeen
-		s.qrSeen = true
-		if s.mode == pairQR {
-			s.publishQR(&event.QR{Code: item.Code, ExpiresAt: now.Add(item.Timeout)})
-			if s.status != event.StatusQR {
-				s.setStatus(event.StatusQR, "scan the QR code")
-			}
-		} else if s.mode == pairPhone && first {
-			s.requestPairingCode()
-		}
-	case whatsmeow.QRChannelSuccess.Event:
-		// PairSuccess arrives through the event handler.
-	case whatsmeow.QRChannelTimeout.Event:
-		if s.jid.IsEmpty() {
-			s.failPairing(event.StatusDisconnected, "pairing timed out")
-		}
-	case whatsmeow.QRChannelEventError:
-		if s.jid.IsEmpty() {
-			s.failPairing(event.StatusDisconnected, fmt.Sprintf("pairing failed: %v", item.Error))
-		}
-	case whatsmeow.QRChannelClientOutdated.Event, whatsmeow.QRChannelScannedWithoutMultidevice.Event:
-		if s.jid.IsEmpty() {
-			s.failPairing(event.StatusDisconnected, item.Event)
-		}
-	}
-}
-
-func (s *session) requestPairingCode() {
-	cli, gen, p := s.cli, s.gen, s.pairPhone
-	go func() {
-		ctx, cancel := context.WithTimeout(s.c.runCtx, s.c.cfg.CommandTimeout)
-		defer cancel()
-		code, err := cli.PairPhone(ctx, p, true, whatsmeow.PairClientChrome, "Chrome (Linux)")
-		s.post(func() {
-			if gen != s.gen {
-				return
-			}
-			if err != nil {
-				s.failPairing(event.StatusDisconnected, fmt.Sprintf("pairing code: %v", err))
-				return
-			}
-			s.publishQR(&event.QR{PairingCode: code, ExpiresAt: s.c.clock.Now().Add(s.c.cfg.PairingCodeTTL)})
-			s.setStatus(event.StatusPairing, "enter the pairing code on the phone")
-			if s.pairWaiter != nil {
-				r := s.snapshot().reply
-				r.PairingCode = code
-				s.pairWaiter <- connectResult{reply: &r}
-				s.pairWaiter = nil
-			}
-		})
-	}()
-}
-
-func (s *session) publishQR(q *event.QR) {
-	env, err := event.New(s.m, event.QREventID(s.m, q), s.c.clock.Now(), q)
-	if err != nil {
-		s.log.Error().Err(err).Msg("build qr event")
-		return
-	}
-	s.log.Debug().Msg("pairing secret published")
-	s.out.push(env)
-}
-
-func (s *session) failPairing(st event.Status, reason string) {
-	if s.pairWaiter != nil {
-		s.pairWaiter <- connectResult{err: event.NewCommandError(event.CodeInternal, "%s", reason)}
-		s.pairWaiter = nil
-	}
-	s.desired = false
-	s.terminate(st, reason)
-}
-
-// prePair refuses a number already paired to another mentorado. It runs
-// on a whatsmeow goroutine.
-func (s *session) prePair(jid types.JID) bool {
-	ctx, cancel := context.WithTimeout(s.c.runCtx, 10*time.Second)
-	defer cancel()
-	owner, taken, err := s.c.devices.phoneOwner(ctx, jid.User, s.m)
-	if err != nil {
-		s.log.Error().Err(err).Msg("pre-pair check")
-		return false
-	}
-	if taken {
-		s.log.Warn().Int64("owner", owner).Msg("pairing refused: number already paired to another mentorado")
-		return false
-	}
-	return true
-}
-
-// handler is registered on a client; it runs on whatsmeow goroutines.
-// Messages, receipts and contacts are published before it returns: true
-// (whatsmeow acks) only after every JetStream PubAck.
-func (s *session) handler(gen int, cli Client, detach chan struct{}) whatsmeow.EventHandlerWithSuccessStatus {
-	return func(evt any) bool {
-		switch evt.(type) {
-		case *events.Message, *events.Receipt, *events.PushName, *events.Contact, *events.BusinessName:
-			return s.publishInbound(cli, evt)
-		case *events.Connected, *events.Disconnected, *events.PairSuccess, *events.PairError,
-			*events.LoggedOut, *events.StreamReplaced, *events.TemporaryBan, *events.ConnectFailure,
-			*events.ClientOutdated, *events.ManualLoginReconnect, *events.KeepAliveTimeout,
-			*events.StreamError, *events.CATRefreshError:
-			f := func() { s.onEvent(gen, evt) }
-			select {
-			case s.inbox <- f:
-			case <-s.quit:
-			case <-detach:
-			}
-		}
-		return true
-	}
-}
-
-func (s *session) publishInbound(cli Client, evt any) bool {
-	ctx, cancel := context.WithTimeout(s.c.runCtx, s.c.cfg.PublishTimeout)
-	defer cancel()
-	envs, err := s.c.convert(ctx, s.m, cli, evt)
-	if err != nil {
-		var perm *event.Error
-		if errors.As(err, &perm) {
-			// A fact that cannot be expressed in the contract: retrying
-			// would loop forever. Keep it in the dead-letter stream with
-			// the reason, and ack WhatsApp only once that is stored.
-			if derr := s.deadLetter(ctx, evt, err); derr != nil {
-				s.log.Warn().Err(derr).Msg("dead-letter unconvertible event; not acking")
-				return false
-			}
-			s.log.Error().Err(err).Str("event", fmt.Sprintf("%T", evt)).Msg("unconvertible event dead-lettered")
-			s.c.metrics.dropped.Inc()
-			return true
-		}
-		s.log.Warn().Err(err).Str("event", fmt.Sprintf("%T", evt)).Msg("convert failed; not acking")
-		return false
-	}
-	for _, env := range envs {
-		if _, err := s.c.bus.Publish(ctx, env); err != nil {
-			s.c.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
-			s.log.Warn().Err(err).Str("id", env.ID).Msg("publish failed; WhatsApp will redeliver")
-			return false
-		}
-		s.c.metrics.published.WithLabelValues(string(env.Type)).Inc()
-	}
-	return true
-}
-
-// deadLetter stores a whatsmeow event the contract cannot express in WA_DLQ
-// as JSON, under an id derived from its content.
-func (s *session) deadLetter(ctx context.Context, evt any, reason error) error {
-	data, err := json.Marshal(evt)
-	if err != nil {
-		data = []byte(fmt.Sprintf("%+v", evt))
-	}
-	sum := sha256.Sum256(data)
-	id := fmt.Sprintf("%d:%x", s.m, sum[:12])
-	subject := fmt.Sprintf("whatsmeow:%T", evt)
-	return s.c.bus.DeadLetterFrom(ctx, "connector", id, subject, data, reason)
-}
-
-func (s *session) onEvent(gen int, evt any) {
+// onEvent is the reaction to the connection events the registry
+// (waconv.Decide) marks as state changes.
+func (s *session) onEvent(ctx context.Context, gen int, evt any) {
 	if gen != s.gen || s.exit {
 		return
 	}
 	switch e := evt.(type) {
 	case *events.PairSuccess:
-		ctx, cancel := context.WithTimeout(s.c.runCtx, s.c.cfg.CommandTimeout)
+		tctx, cancel := s.withTimeout(ctx)
 		defer cancel()
 		s.jid = e.ID
 		s.phone = e.ID.User
-		if err := s.c.devices.paired(ctx, s.m, e.ID, e.ID.User); err != nil {
+		if err := s.d.devices.paired(tctx, s.m, e.ID, e.ID.User); err != nil {
 			s.log.Error().Err(err).Msg("record paired device")
 		}
 		s.desired = true
@@ -610,7 +380,7 @@ func (s *session) onEvent(gen int, evt any) {
 		s.setStatus(event.StatusConnected, "")
 	case *events.ManualLoginReconnect:
 		// Stream error 515 (restart required), also sent right after pairing.
-		s.c.metrics.reconnects.WithLabelValues("515").Inc()
+		s.d.metrics.reconnects.WithLabelValues("515").Inc()
 		s.cancelTimer()
 		s.setStatus(event.StatusConnecting, "stream error 515: restart required")
 		s.connectAsync(true)
@@ -619,31 +389,31 @@ func (s *session) onEvent(gen int, evt any) {
 		if !e.OnConnect {
 			reason = "logged out: device removed (stream error 401)"
 		}
-		s.loggedOut(reason)
+		s.loggedOut(ctx, reason)
 	case *events.StreamReplaced:
-		s.c.metrics.reconnects.WithLabelValues("replaced").Inc()
-		s.setDesired(false)
+		s.d.metrics.reconnects.WithLabelValues("replaced").Inc()
+		s.setDesired(ctx, false)
 		s.terminate(event.StatusConflict, "stream replaced: this device connected elsewhere")
 	case *events.TemporaryBan:
 		s.ban(e.Expire, "temporarily banned: "+e.Code.String())
 	case *events.ConnectFailure:
 		switch {
 		case e.Reason.IsLoggedOut():
-			s.loggedOut("logged out: " + e.Reason.String())
+			s.loggedOut(ctx, "logged out: "+e.Reason.String())
 		case e.Reason == events.ConnectFailureTempBanned:
 			s.ban(0, "temporarily banned")
 		default:
-			s.backoff("connect failure " + e.Reason.String())
+			s.backoff(ctx, "connect failure "+e.Reason.String())
 		}
 	case *events.ClientOutdated:
-		s.setDesired(false)
+		s.setDesired(ctx, false)
 		s.terminate(event.StatusDisconnected, "client outdated (405)")
 	case *events.CATRefreshError:
-		s.backoff("CAT refresh failed")
+		s.backoff(ctx, "CAT refresh failed")
 	case *events.KeepAliveTimeout:
-		if s.status == event.StatusConnected && s.c.clock.Now().Sub(e.LastSuccess) > s.c.cfg.Policy.KeepAliveMaxFail {
+		if s.status == event.StatusConnected && s.d.clock.Now().Sub(e.LastSuccess) > s.d.cfg.Policy.KeepAliveMaxFail {
 			s.cli.Disconnect()
-			s.backoff("keepalive timeout")
+			s.backoff(ctx, "keepalive timeout")
 		}
 	case *events.StreamError:
 		s.log.Warn().Str("code", e.Code).Msg("unknown stream error")
@@ -654,44 +424,44 @@ func (s *session) onEvent(gen int, evt any) {
 				s.failPairing(event.StatusDisconnected, "connection closed while pairing")
 				return
 			}
-			s.backoff("connection lost")
+			s.backoff(ctx, "connection lost")
 		}
 	}
 }
 
-func (s *session) setDesired(want bool) {
+func (s *session) setDesired(ctx context.Context, want bool) {
 	s.desired = want
 	d := desiredDisconnected
 	if want {
 		d = desiredConnected
 	}
-	ctx, cancel := context.WithTimeout(s.c.runCtx, s.c.cfg.CommandTimeout)
+	tctx, cancel := s.withTimeout(ctx)
 	defer cancel()
-	if err := s.c.devices.setDesired(ctx, s.m, d); err != nil {
+	if err := s.d.devices.setDesired(tctx, s.m, d); err != nil {
 		s.log.Error().Err(err).Msg("store desired state")
 	}
 }
 
 // backoff schedules the next reconnect, or gives up after MaxAttempts.
-func (s *session) backoff(reason string) {
-	pol := s.c.cfg.Policy
+func (s *session) backoff(ctx context.Context, reason string) {
+	pol := s.d.cfg.Policy
 	s.attempt++
 	if s.attempt > pol.MaxAttempts {
-		s.setDesired(false)
+		s.setDesired(ctx, false)
 		s.terminate(event.StatusDisconnected, fmt.Sprintf("gave up after %d attempts: %s", pol.MaxAttempts, reason))
 		return
 	}
-	s.c.metrics.reconnects.WithLabelValues("backoff").Inc()
-	d := pol.Delay(s.attempt, s.c.rand)
-	at := s.c.clock.Now().Add(d)
+	s.d.metrics.reconnects.WithLabelValues("backoff").Inc()
+	d := pol.Delay(s.attempt, s.d.rand)
+	at := s.d.clock.Now().Add(d)
 	s.retryAt = &at
 	s.setStatus(event.StatusBackoff, reason)
 	s.schedule(d, s.reconnect)
 }
 
-func (s *session) reconnect() {
+func (s *session) reconnect(ctx context.Context) {
 	if s.cli == nil {
-		s.startPaired()
+		s.startPaired(ctx)
 		return
 	}
 	s.setStatus(event.StatusConnecting, s.reason)
@@ -699,14 +469,14 @@ func (s *session) reconnect() {
 }
 
 func (s *session) ban(expire time.Duration, reason string) {
-	s.c.metrics.reconnects.WithLabelValues("ban").Inc()
+	s.d.metrics.reconnects.WithLabelValues("ban").Inc()
 	if expire <= 0 {
-		expire = s.c.cfg.Policy.DefaultBanWait
+		expire = s.d.cfg.Policy.DefaultBanWait
 	}
 	if s.cli != nil {
 		s.cli.Disconnect()
 	}
-	at := s.c.clock.Now().Add(expire)
+	at := s.d.clock.Now().Add(expire)
 	s.retryAt = &at
 	s.attempt = 0
 	s.setStatus(event.StatusBanned, reason)
@@ -714,16 +484,16 @@ func (s *session) ban(expire time.Duration, reason string) {
 }
 
 // loggedOut clears the device everywhere and stops.
-func (s *session) loggedOut(reason string) {
-	s.c.metrics.reconnects.WithLabelValues("logged_out").Inc()
-	ctx, cancel := context.WithTimeout(s.c.runCtx, s.c.cfg.CommandTimeout)
+func (s *session) loggedOut(ctx context.Context, reason string) {
+	s.d.metrics.reconnects.WithLabelValues("logged_out").Inc()
+	tctx, cancel := s.withTimeout(ctx)
 	defer cancel()
 	s.cancelTimer()
 	s.dropClient()
-	if err := s.c.factory.DeleteDevice(ctx, s.jid); err != nil {
+	if err := s.d.factory.DeleteDevice(tctx, s.jid); err != nil {
 		s.log.Error().Err(err).Msg("delete device")
 	}
-	if err := s.c.devices.delete(ctx, s.m); err != nil {
+	if err := s.d.devices.delete(tctx, s.m); err != nil {
 		s.log.Error().Err(err).Msg("delete wa_devices row")
 	}
 	s.jid = types.EmptyJID
@@ -741,22 +511,22 @@ func (s *session) terminate(st event.Status, reason string) {
 	s.setStatus(st, reason)
 }
 
-func (s *session) onDisconnectCmd() event.StatusReply {
-	s.setDesired(false)
+func (s *session) onDisconnectCmd(ctx context.Context) event.StatusReply {
+	s.setDesired(ctx, false)
 	s.terminate(event.StatusDisconnected, "disconnect command")
 	return s.snapshot().reply
 }
 
-func (s *session) onLogoutCmd() event.StatusReply {
+func (s *session) onLogoutCmd(ctx context.Context) event.StatusReply {
 	if s.cli != nil && s.cli.IsLoggedIn() {
-		ctx, cancel := context.WithTimeout(s.c.runCtx, s.c.cfg.CommandTimeout)
-		err := s.cli.Logout(ctx)
+		tctx, cancel := s.withTimeout(ctx)
+		err := s.cli.Logout(tctx)
 		cancel()
 		if err != nil {
 			s.log.Warn().Err(err).Msg("logout request failed; clearing the device locally")
 		}
 	}
-	s.loggedOut("logout command")
+	s.loggedOut(ctx, "logout command")
 	return s.snapshot().reply
 }
 
@@ -765,7 +535,7 @@ func (s *session) onLogoutCmd() event.StatusReply {
 // is kept so the next owner restores it.
 func (s *session) stop(ctx context.Context, reason string) {
 	cliCh := make(chan Client, 1)
-	posted := s.post(func() {
+	posted := s.post(func(context.Context) {
 		cliCh <- s.cli
 		wasActive := s.status != event.StatusDisconnected && s.status != event.StatusLoggedOut && s.status != event.StatusConflict
 		s.cancelTimer()
@@ -804,6 +574,6 @@ func (s *session) stop(ctx context.Context, reason string) {
 		}
 	default:
 	}
-	s.c.metrics.sessions.WithLabelValues(string(s.snapshot().reply.Status)).Dec()
+	s.d.metrics.sessions.WithLabelValues(string(s.snapshot().reply.Status)).Dec()
 	s.out.close(ctx)
 }

@@ -495,7 +495,7 @@ func TestPermissionMatrix(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		c, err := connector.New(connector.Config{InstanceID: "real", HTTPAddr: "off", RestoreJitter: time.Millisecond,
+		c, err := connector.New(connector.Config{InstanceID: "real", RestoreJitter: time.Millisecond,
 			Policy: connector.Policy{Jitter: -1}}, db, cb, &sim.Factory{W: world}, logger(logs, "connector"))
 		if err != nil {
 			t.Fatal(err)

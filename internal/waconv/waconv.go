@@ -25,7 +25,6 @@ import (
 	"time"
 
 	"go.mau.fi/whatsmeow/types"
-	"go.mau.fi/whatsmeow/types/events"
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/phone"
@@ -46,38 +45,16 @@ type Converter struct {
 }
 
 // Convert returns the envelopes for a whatsmeow event: none (and no error)
-// for events that map to nothing, an error only for events that should map
-// but cannot (missing ids, a failing LID lookup). Every envelope is
-// validated. Convert never modifies evt.
+// for events that map to nothing (every type Decide does not mark
+// Publish), an error only for events that should map but cannot (missing
+// ids, a failing LID lookup). Every envelope is validated. Convert never
+// modifies evt.
 func (c *Converter) Convert(ctx context.Context, evt any) ([]event.Envelope, error) {
-	switch e := evt.(type) {
-	case *events.Message:
-		if e == nil {
-			return nil, nil
-		}
-		return c.message(ctx, e)
-	case *events.Receipt:
-		if e == nil {
-			return nil, nil
-		}
-		return c.receipt(ctx, e)
-	case *events.PushName:
-		if e == nil {
-			return nil, nil
-		}
-		return c.pushName(ctx, e)
-	case *events.Contact:
-		if e == nil {
-			return nil, nil
-		}
-		return c.contact(ctx, e)
-	case *events.BusinessName:
-		if e == nil {
-			return nil, nil
-		}
-		return c.businessName(ctx, e)
+	d, convert := route(c, evt)
+	if d.Action != Publish {
+		return nil, nil
 	}
-	return nil, nil
+	return convert(ctx)
 }
 
 func (c *Converter) now() time.Time {
