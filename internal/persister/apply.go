@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
 )
 
 // Item is one stored event to apply: the raw envelope and where it sits in
@@ -171,31 +172,30 @@ func (p *Persister) applyDecoded(ctx context.Context, evs []decoded, poison []er
 // tx is one attempt: look up mentorados and LID mappings, plan, write,
 // commit. Two round trips plus begin and commit.
 func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error {
-	return pgx.BeginFunc(ctx, p.db.Pool, func(tx pgx.Tx) error {
+	return p.db.InTx(ctx, func(tx pgx.Tx) error {
 		var lk lookup
 		for _, d := range evs {
 			lk.add(d)
 		}
 		b := &pgx.Batch{}
-		b.Queue(sqlPlannerHints)
-		b.Queue(sqlLockMentorados, lk.mentorados)
-		b.Queue(sqlKnownMentorados, lk.mentorados)
+		b.Queue(store.PlannerHintsSQL)
+		b.Queue(store.LockMentoradosSQL, lk.mentorados)
+		b.Queue(store.KnownMentoradosSQL, lk.mentorados)
 		if len(lk.lidM) > 0 {
-			b.Queue(sqlKnownLIDs, lk.lidM, lk.lids)
+			b.Queue(store.KnownLIDsSQL, lk.lidM, lk.lids)
 		}
 		if len(lk.leadM) > 0 {
-			b.Queue(sqlKnownLeads, lk.leadM, lk.leadPhones)
+			b.Queue(store.KnownLeadsSQL, lk.leadM, lk.leadPhones)
 		}
 		if len(lk.msgM) > 0 {
-			b.Queue(sqlKnownRelated, lk.msgM, lk.msgIDs)
+			b.Queue(store.KnownRelatedSQL, lk.msgM, lk.msgIDs)
 		}
-		pl := newPlanner(map[mkey]string{})
+		pl := newPlanner(&lk)
 		exists := map[int64]bool{}
 		err := lk.read(ctx, tx.SendBatch(ctx, b), pl, exists)
 		if err != nil {
 			return err
 		}
-		pl.scan(evs)
 		for _, d := range evs {
 			if !exists[d.env.MentoradoID] {
 				poison[d.idx] = &PoisonError{Err: fmt.Errorf("%w %d", ErrUnknownMentorado, d.env.MentoradoID)}
@@ -209,7 +209,7 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 			return nil
 		}
 		if len(pl.copyRows) > 0 {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"whatsapp_messages"}, messageColumns,
+			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"whatsapp_messages"}, store.MessageColumns,
 				pgx.CopyFromRows(pl.copyRows)); err != nil {
 				return fmt.Errorf("copy messages: %w", err)
 			}
@@ -235,7 +235,8 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 	})
 }
 
-// lookup collects what the first round trip asks about a batch.
+// lookup collects what the first round trip asks about a batch, and which
+// messages of the batch its receipts, edits and revokes refer to.
 type lookup struct {
 	seenM             map[int64]bool
 	seen              map[mkey]bool
@@ -243,12 +244,19 @@ type lookup struct {
 	lidM, leadM, msgM []int64
 	lids, leadPhones  []string
 	msgIDs            []string
+	pending           map[mkey]bool // messages a receipt of the batch names
+	related           map[mkey]bool // messages an edit or revoke of the batch targets
+}
+
+func (lk *lookup) init() {
+	if lk.seen == nil {
+		lk.seen, lk.seenM = map[mkey]bool{}, map[int64]bool{}
+		lk.pending, lk.related = map[mkey]bool{}, map[mkey]bool{}
+	}
 }
 
 func (lk *lookup) once(kind byte, k mkey) bool {
-	if lk.seen == nil {
-		lk.seen, lk.seenM = map[mkey]bool{}, map[int64]bool{}
-	}
+	lk.init()
 	k.s = string(kind) + k.s
 	if lk.seen[k] {
 		return false
@@ -257,11 +265,12 @@ func (lk *lookup) once(kind byte, k mkey) bool {
 	return true
 }
 
+// add notes what event d needs looked up. With planner.add it is one of the
+// persister's two switches over event types: this one runs before the
+// lookup round trip, planner.add after it, on its results.
 func (lk *lookup) add(d decoded) {
 	m := d.env.MentoradoID
-	if lk.seenM == nil {
-		lk.seen, lk.seenM = map[mkey]bool{}, map[int64]bool{}
-	}
+	lk.init()
 	if !lk.seenM[m] {
 		lk.seenM[m] = true
 		lk.mentorados = append(lk.mentorados, m)
@@ -276,8 +285,15 @@ func (lk *lookup) add(d decoded) {
 		if lk.once('m', mkey{m, p.WAID}) {
 			lk.msgM, lk.msgIDs = append(lk.msgM, m), append(lk.msgIDs, p.WAID)
 		}
+		if p.Kind == event.KindEdit || p.Kind == event.KindRevoke {
+			lk.related[mkey{m, p.TargetID}] = true
+		}
 	case *event.Contact:
 		lid = normalizeContact(*p).LID
+	case *event.Receipt:
+		for _, id := range p.MessageIDs {
+			lk.pending[mkey{m, id}] = true
+		}
 	}
 	if lid != "" && lk.once('l', mkey{m, lid}) {
 		lk.lidM, lk.lids = append(lk.lidM, m), append(lk.lids, lid)
@@ -302,22 +318,18 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error { exists[id] = true; return nil }); err != nil {
 		return fmt.Errorf("look up mentorados: %w", err)
 	}
-	var (
-		m      int64
-		s1, s2 string
-		b1, b2 bool
-		b3     bool
-		leadID int64
-		nameAt *time.Time
-		seq    int64
-	)
 	if len(lk.lidM) > 0 {
+		var (
+			m          int64
+			lid, phone string
+			unmapped   bool // no mapping yet, but LID-only rows exist
+		)
 		rows, _ := br.Query()
-		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &s2, &b1}, func() error {
-			if b1 {
-				pl.lidOnly[mkey{m, s1}] = true
+		if _, err := pgx.ForEachRow(rows, []any{&m, &lid, &phone, &unmapped}, func() error {
+			if unmapped {
+				pl.lidOnly[mkey{m, lid}] = true
 			} else {
-				pl.known[mkey{m, s1}] = s2
+				pl.known[mkey{m, lid}] = phone
 			}
 			return nil
 		}); err != nil {
@@ -325,33 +337,48 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 		}
 	}
 	if len(lk.leadM) > 0 {
+		var (
+			m       int64
+			phone   string
+			unnamed bool
+			nameAt  *time.Time
+			nameSeq int64
+			leadID  int64
+		)
 		rows, _ := br.Query()
-		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1, &nameAt, &seq, &leadID}, func() error {
-			pl.leadState[mkey{m, s1}] = leadNamed
+		if _, err := pgx.ForEachRow(rows, []any{&m, &phone, &unnamed, &nameAt, &nameSeq, &leadID}, func() error {
+			k := mkey{m, phone}
+			pl.leadState[k] = leadNamed
 			switch {
-			case b1:
-				pl.leadState[mkey{m, s1}] = leadUnnamed
+			case unnamed:
+				pl.leadState[k] = leadUnnamed
 			case nameAt != nil:
-				pl.leadState[mkey{m, s1}] = leadVersioned
-				pl.leadVers[mkey{m, s1}] = version{*nameAt, uint64(seq)}
+				pl.leadState[k] = leadVersioned
+				pl.leadVers[k] = version{*nameAt, uint64(nameSeq)}
 			}
-			pl.leadIDs[mkey{m, s1}] = leadID
+			pl.leadIDs[k] = leadID
 			return nil
 		}); err != nil {
 			return fmt.Errorf("look up leads: %w", err)
 		}
 	}
 	if len(lk.msgM) > 0 {
+		var (
+			m                        int64
+			waID                     string
+			pending, related, stored bool
+		)
 		rows, _ := br.Query()
-		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1, &b2, &b3}, func() error {
-			if b1 {
-				pl.pending[mkey{m, s1}] = true
+		if _, err := pgx.ForEachRow(rows, []any{&m, &waID, &pending, &related, &stored}, func() error {
+			k := mkey{m, waID}
+			if pending {
+				pl.pending[k] = true
 			}
-			if b3 {
-				pl.stored[mkey{m, s1}] = true
+			if stored {
+				pl.stored[k] = true
 			}
-			if b2 {
-				pl.related[mkey{m, s1}] = true
+			if related {
+				pl.related[k] = true
 			}
 			return nil
 		}); err != nil {
