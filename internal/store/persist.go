@@ -1,9 +1,12 @@
 package store
 
 import (
+	"context"
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/jackc/pgx/v5"
 )
 
 // The persister's statements. The persister keeps its hot path on pgx
@@ -383,6 +386,13 @@ func (a *MessageArrays) Len() int { return len(a.ms) }
 func (a *MessageArrays) Args() []any {
 	return []any{a.ms, a.ids, a.chats, a.senders, a.phones, a.lids, a.pushes, a.dirs,
 		a.kinds, a.bodies, a.captions, a.replies, a.targets, a.statuses, a.ranks, a.leads, a.sent}
+}
+
+// CopyMessages copies rows (MessageWrite.Values) into whatsapp_messages
+// inside tx.
+func CopyMessages(ctx context.Context, tx pgx.Tx, rows [][]any) error {
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"whatsapp_messages"}, MessageColumns, pgx.CopyFromRows(rows))
+	return err
 }
 
 // Receipts: status only moves up in rank. A receipt for a message not
