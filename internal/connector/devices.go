@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/zapbus/zapbus/internal/store"
@@ -25,8 +24,8 @@ type deviceRow struct {
 
 // devices is the connector's access to wa_devices: a thin wrapper over
 // store.DeviceQueries that speaks whatsmeow's JIDs and adds the connector's
-// error context.
-type devices struct{ pool *pgxpool.Pool }
+// error context. pool is what the queries run on (the store's pool).
+type devices struct{ pool store.Querier }
 
 func (d devices) q() store.DeviceQueries { return store.DevicesOn(d.pool) }
 
