@@ -286,7 +286,7 @@ func ensureDatabase(ctx context.Context, dsn string) error {
 		return fmt.Errorf("DATABASE_URL: connect to create %s: %w", name, err)
 	}
 	defer admin.Close(ctx)
-	if _, err := admin.Exec(cctx, "CREATE DATABASE "+pgx.Identifier{name}.Sanitize()); err != nil {
+	if err := store.CreateDatabase(cctx, admin, name); err != nil {
 		return fmt.Errorf("DATABASE_URL: create database %s: %w", name, err)
 	}
 	return nil

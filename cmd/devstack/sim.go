@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/bus"
@@ -130,15 +129,14 @@ func (s *simulator) pairCode(w http.ResponseWriter, r *http.Request, m int64) {
 
 // accountPhone is the number the mentorado's session is paired with.
 func (s *simulator) accountPhone(ctx context.Context, m int64) (string, error) {
-	var ph *string
-	err := s.db.Pool.QueryRow(ctx, "SELECT phone FROM wa_devices WHERE mentorado_id = $1", m).Scan(&ph)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && (ph == nil || *ph == "")) {
-		return "", errors.New("mentorado is not paired")
-	}
+	ph, err := s.db.Devices().Phone(ctx, m)
 	if err != nil {
 		return "", err
 	}
-	return *ph, nil
+	if ph == "" {
+		return "", errors.New("mentorado is not paired")
+	}
+	return ph, nil
 }
 
 // contactOf is the fake contact a sim request names and the account number

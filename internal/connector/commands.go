@@ -90,9 +90,8 @@ func (c *Connector) onCommand(msg *nats.Msg, relayed bool) {
 		// connector already holds skips the look-up for sends (the hot
 		// path): disabling disconnects it, and the notifier refuses the
 		// disabled tenant's token before any command.
-		var exists, disabled bool
-		if err := c.db.Pool.QueryRow(ctx, "SELECT count(*) > 0, coalesce(bool_or(disabled_at IS NOT NULL), false) FROM mentorados WHERE id = $1", m).
-			Scan(&exists, &disabled); err != nil {
+		exists, disabled, err := c.db.Mentorados().Check(ctx, m)
+		if err != nil {
 			c.decCommands(l)
 			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnavailable, "cannot check the mentorado: %v", err)})
 			return

@@ -189,7 +189,7 @@ func New(cfg Config, db *store.DB, b *bus.Bus, f Factory, log zerolog.Logger, op
 		db:       db,
 		bus:      b,
 		factory:  f,
-		devices:  devices{pool: db.Pool},
+		devices:  devices{queries: db.Devices()},
 		log:      log.With().Str("component", "connector").Str("instance", cfg.InstanceID).Logger(),
 		clock:    RealClock{},
 		convert:  WaconvConvert,

@@ -34,17 +34,14 @@ var _ Factory = (*WhatsmeowFactory)(nil)
 // tables under a Postgres advisory lock.
 func NewWhatsmeowFactory(ctx context.Context, db *store.DB, log zerolog.Logger, configure func(*whatsmeow.Client)) (*WhatsmeowFactory, error) {
 	container := sqlstore.NewWithDB(db.SQL, "postgres", waLog.Zerolog(log.With().Str("component", "whatsmeow-store").Logger()))
-	conn, err := db.Pool.Acquire(ctx)
+	err := db.WithSessionLock(ctx, sqlstoreLockKey, func() error {
+		if err := container.Upgrade(ctx); err != nil {
+			return fmt.Errorf("connector: upgrade whatsmeow store: %w", err)
+		}
+		return nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("connector: device store: %w", err)
-	}
-	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", sqlstoreLockKey); err != nil {
-		return nil, fmt.Errorf("connector: device store lock: %w", err)
-	}
-	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", sqlstoreLockKey) }()
-	if err := container.Upgrade(ctx); err != nil {
-		return nil, fmt.Errorf("connector: upgrade whatsmeow store: %w", err)
+		return nil, err
 	}
 	return &WhatsmeowFactory{db: db, container: container, log: log, Configure: configure}, nil
 }
@@ -88,12 +85,8 @@ func (f *WhatsmeowFactory) DeleteDevice(ctx context.Context, device types.JID) e
 	if device.IsEmpty() {
 		return nil
 	}
-	jid := device.String()
-	if _, err := f.db.Pool.Exec(ctx, "DELETE FROM whatsmeow_privacy_tokens WHERE our_jid = $1", jid); err != nil {
-		return fmt.Errorf("connector: delete privacy tokens: %w", err)
-	}
-	if _, err := f.db.Pool.Exec(ctx, "DELETE FROM whatsmeow_device WHERE jid = $1", jid); err != nil {
-		return fmt.Errorf("connector: delete device: %w", err)
+	if err := f.db.Whatsmeow().DeleteDevice(ctx, device.String()); err != nil {
+		return fmt.Errorf("connector: %w", err)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
 )
 
 // Item is one stored event to apply: the raw envelope and where it sits in
@@ -171,31 +172,19 @@ func (p *Persister) applyDecoded(ctx context.Context, evs []decoded, poison []er
 // tx is one attempt: look up mentorados and LID mappings, plan, write,
 // commit. Two round trips plus begin and commit.
 func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error {
-	return pgx.BeginFunc(ctx, p.db.Pool, func(tx pgx.Tx) error {
+	return p.db.InTx(ctx, func(tx pgx.Tx) error {
 		var lk lookup
 		for _, d := range evs {
 			lk.add(d)
 		}
 		b := &pgx.Batch{}
-		b.Queue(sqlPlannerHints)
-		b.Queue(sqlLockMentorados, lk.mentorados)
-		b.Queue(sqlKnownMentorados, lk.mentorados)
-		if len(lk.lidM) > 0 {
-			b.Queue(sqlKnownLIDs, lk.lidM, lk.lids)
-		}
-		if len(lk.leadM) > 0 {
-			b.Queue(sqlKnownLeads, lk.leadM, lk.leadPhones)
-		}
-		if len(lk.msgM) > 0 {
-			b.Queue(sqlKnownRelated, lk.msgM, lk.msgIDs)
-		}
-		pl := newPlanner(map[mkey]string{})
+		lk.queue(b)
+		pl := newPlanner(&lk)
 		exists := map[int64]bool{}
 		err := lk.read(ctx, tx.SendBatch(ctx, b), pl, exists)
 		if err != nil {
 			return err
 		}
-		pl.scan(evs)
 		for _, d := range evs {
 			if !exists[d.env.MentoradoID] {
 				poison[d.idx] = &PoisonError{Err: fmt.Errorf("%w %d", ErrUnknownMentorado, d.env.MentoradoID)}
@@ -209,8 +198,7 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 			return nil
 		}
 		if len(pl.copyRows) > 0 {
-			if _, err := tx.CopyFrom(ctx, pgx.Identifier{"whatsapp_messages"}, messageColumns,
-				pgx.CopyFromRows(pl.copyRows)); err != nil {
+			if err := store.CopyMessages(ctx, tx, pl.copyRows); err != nil {
 				return fmt.Errorf("copy messages: %w", err)
 			}
 		}
@@ -233,132 +221,6 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 		}
 		return nil
 	})
-}
-
-// lookup collects what the first round trip asks about a batch.
-type lookup struct {
-	seenM             map[int64]bool
-	seen              map[mkey]bool
-	mentorados        []int64
-	lidM, leadM, msgM []int64
-	lids, leadPhones  []string
-	msgIDs            []string
-}
-
-func (lk *lookup) once(kind byte, k mkey) bool {
-	if lk.seen == nil {
-		lk.seen, lk.seenM = map[mkey]bool{}, map[int64]bool{}
-	}
-	k.s = string(kind) + k.s
-	if lk.seen[k] {
-		return false
-	}
-	lk.seen[k] = true
-	return true
-}
-
-func (lk *lookup) add(d decoded) {
-	m := d.env.MentoradoID
-	if lk.seenM == nil {
-		lk.seen, lk.seenM = map[mkey]bool{}, map[int64]bool{}
-	}
-	if !lk.seenM[m] {
-		lk.seenM[m] = true
-		lk.mentorados = append(lk.mentorados, m)
-	}
-	var lid string
-	switch p := d.p.(type) {
-	case *event.Message:
-		lid = p.LID
-		if p.Phone != "" && lk.once('p', mkey{m, p.Phone}) {
-			lk.leadM, lk.leadPhones = append(lk.leadM, m), append(lk.leadPhones, p.Phone)
-		}
-		if lk.once('m', mkey{m, p.WAID}) {
-			lk.msgM, lk.msgIDs = append(lk.msgM, m), append(lk.msgIDs, p.WAID)
-		}
-	case *event.Contact:
-		lid = normalizeContact(*p).LID
-	}
-	if lid != "" && lk.once('l', mkey{m, lid}) {
-		lk.lidM, lk.lids = append(lk.lidM, m), append(lk.lids, lid)
-	}
-}
-
-// read consumes the lookup results into the planner.
-func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, exists map[int64]bool) (err error) {
-	defer func() {
-		if cerr := br.Close(); err == nil && cerr != nil {
-			err = fmt.Errorf("look up: %w", cerr)
-		}
-	}()
-	if _, err := br.Exec(); err != nil {
-		return fmt.Errorf("planner settings: %w", err)
-	}
-	if _, err := br.Exec(); err != nil {
-		return fmt.Errorf("lock mentorados: %w", err)
-	}
-	rows, _ := br.Query()
-	var id int64
-	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error { exists[id] = true; return nil }); err != nil {
-		return fmt.Errorf("look up mentorados: %w", err)
-	}
-	var (
-		m      int64
-		s1, s2 string
-		b1, b2 bool
-		b3     bool
-		leadID int64
-		nameAt *time.Time
-		seq    int64
-	)
-	if len(lk.lidM) > 0 {
-		rows, _ := br.Query()
-		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &s2, &b1}, func() error {
-			if b1 {
-				pl.lidOnly[mkey{m, s1}] = true
-			} else {
-				pl.known[mkey{m, s1}] = s2
-			}
-			return nil
-		}); err != nil {
-			return fmt.Errorf("look up lids: %w", err)
-		}
-	}
-	if len(lk.leadM) > 0 {
-		rows, _ := br.Query()
-		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1, &nameAt, &seq, &leadID}, func() error {
-			pl.leadState[mkey{m, s1}] = leadNamed
-			switch {
-			case b1:
-				pl.leadState[mkey{m, s1}] = leadUnnamed
-			case nameAt != nil:
-				pl.leadState[mkey{m, s1}] = leadVersioned
-				pl.leadVers[mkey{m, s1}] = version{*nameAt, uint64(seq)}
-			}
-			pl.leadIDs[mkey{m, s1}] = leadID
-			return nil
-		}); err != nil {
-			return fmt.Errorf("look up leads: %w", err)
-		}
-	}
-	if len(lk.msgM) > 0 {
-		rows, _ := br.Query()
-		if _, err := pgx.ForEachRow(rows, []any{&m, &s1, &b1, &b2, &b3}, func() error {
-			if b1 {
-				pl.pending[mkey{m, s1}] = true
-			}
-			if b3 {
-				pl.stored[mkey{m, s1}] = true
-			}
-			if b2 {
-				pl.related[mkey{m, s1}] = true
-			}
-			return nil
-		}); err != nil {
-			return fmt.Errorf("look up messages: %w", err)
-		}
-	}
-	return nil
 }
 
 func firstLine(s string) string {

@@ -2,11 +2,8 @@ package persister
 
 import (
 	"cmp"
-	"slices"
 	"strings"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/phone"
@@ -47,8 +44,8 @@ type planner struct {
 	related   map[mkey]bool    // messages that may have edits or revokes
 	stored    map[mkey]bool    // messages stored before this batch, or written by an earlier segment
 	leadIDs   map[mkey]int64   // phone leads that exist (from the lookup)
-	// New messages whose phone lead exists already, in messageColumns
-	// order: copied before the batch's statements (see copyMessages).
+	// New messages whose phone lead exists already, as COPY rows of
+	// store.MessageColumns: copied before the batch's statements.
 	copyRows [][]any
 	lidOnly  map[mkey]bool // LIDs with LID-only rows: stored, or written earlier in the batch
 	conns    map[int64]*connRow
@@ -154,8 +151,13 @@ func newSegment() *segment {
 	}
 }
 
-func newPlanner(known map[mkey]string) *planner {
-	pl := &planner{known: known, leadState: map[mkey]int8{}, leadVers: map[mkey]version{}, pending: map[mkey]bool{}, related: map[mkey]bool{},
+// newPlanner plans with the batch's lookup: the messages its receipts,
+// edits and revokes refer to (lk.pending, lk.related, so the message's
+// segment applies them even when they come earlier in the batch), to which
+// lookup.read adds what the database holds.
+func newPlanner(lk *lookup) *planner {
+	lk.init()
+	pl := &planner{known: map[mkey]string{}, leadState: map[mkey]int8{}, leadVers: map[mkey]version{}, pending: lk.pending, related: lk.related,
 		stored: map[mkey]bool{}, leadIDs: map[mkey]int64{},
 		lidOnly: map[mkey]bool{}, conns: map[int64]*connRow{}}
 	pl.newSegment()
@@ -167,24 +169,6 @@ func (pl *planner) newSegment() {
 	s.leadState = pl.leadState
 	pl.segs = append(pl.segs, s)
 	pl.cur = s
-}
-
-// scan notes, before planning, which messages of the batch its receipts,
-// edits and revokes refer to, so the message's segment applies them even
-// when they come earlier in the batch.
-func (pl *planner) scan(evs []decoded) {
-	for _, d := range evs {
-		switch p := d.p.(type) {
-		case *event.Receipt:
-			for _, id := range p.MessageIDs {
-				pl.pending[mkey{d.env.MentoradoID, id}] = true
-			}
-		case *event.Message:
-			if p.Kind == event.KindEdit || p.Kind == event.KindRevoke {
-				pl.related[mkey{d.env.MentoradoID, p.TargetID}] = true
-			}
-		}
-	}
 }
 
 // learn records a LID → phone mapping carried by an event. A new mapping
@@ -342,237 +326,4 @@ func fill(dst *string, v string) {
 	if v != "" {
 		*dst = v
 	}
-}
-
-// namedCols are the parallel arrays of a versioned name column.
-type namedCols struct {
-	v   []string
-	at  []time.Time
-	seq []int64
-}
-
-func (c *namedCols) add(n named) {
-	c.v, c.at, c.seq = append(c.v, n.v), append(c.at, n.ver.at), append(c.seq, int64(n.ver.seq))
-}
-
-func nullable(s string) *string {
-	if s == "" {
-		return nil
-	}
-	return &s
-}
-
-func sortedKeys[V any](m map[mkey]V) []mkey {
-	keys := make([]mkey, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.SortFunc(keys, cmpKey)
-	return keys
-}
-
-// queue appends the plan's statements to b, in the order a one-by-one pass
-// would need them.
-func (pl *planner) queue(b *pgx.Batch) {
-	if len(pl.conns) > 0 {
-		ids := make([]int64, 0, len(pl.conns))
-		for id := range pl.conns {
-			ids = append(ids, id)
-		}
-		slices.Sort(ids)
-		n := len(ids)
-		status, reasons, ats, seqs := make([]string, n), make([]*string, n), make([]time.Time, n), make([]int64, n)
-		phones, jids, phoneAts, phoneSeqs := make([]*string, n), make([]*string, n), make([]time.Time, n), make([]int64, n)
-		for i, id := range ids {
-			c := pl.conns[id]
-			status[i], reasons[i], ats[i], seqs[i] = c.status, nullable(c.reason), c.at, int64(c.seq)
-			phones[i], jids[i], phoneAts[i], phoneSeqs[i] = nullable(c.phone), nullable(c.jid), c.phoneAt, int64(c.phoneSeq)
-		}
-		b.Queue(sqlConnection, ids, status, reasons, ats, seqs, phones, jids, phoneAts, phoneSeqs)
-	}
-	for _, s := range pl.segs {
-		s.queue(b, pl)
-	}
-}
-
-// queue appends the segment's statements. pl.stored holds the messages
-// that exist already (before the batch or from an earlier segment): only
-// those take the upsert; the segment's messages are added to it. New
-// messages whose phone lead the lookup found go to pl.copyRows instead.
-func (s *segment) queue(b *pgx.Batch, pl *planner) {
-	stored, leadIDs := pl.stored, pl.leadIDs
-	if n := len(s.newMaps); n > 0 {
-		slices.SortFunc(s.newMaps, func(a, b lidMap) int { return cmpKey(mkey{a.m, a.lid}, mkey{b.m, b.lid}) })
-		ms, lids, phones, pjids := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
-		for i, x := range s.newMaps {
-			ms[i], lids[i], phones[i], pjids[i] = x.m, x.lid, x.phone, phone.JID(x.phone)
-		}
-		b.Queue(sqlMapInsert, ms, lids, phones)
-		b.Queue(sqlMergeMoveMessages, ms, lids, phones)
-		b.Queue(sqlMergeFillLead, ms, lids, phones)
-		b.Queue(sqlMergeDeleteLead, ms, lids, phones)
-		b.Queue(sqlMergeConvertLead, ms, lids, phones)
-		b.Queue(sqlMergeLeadLID, ms, lids, phones)
-		b.Queue(sqlMergeMessagePhone, ms, lids, phones)
-		b.Queue(sqlMergeLinkOrphans, ms, lids, phones)
-		b.Queue(sqlMergeFillContact, ms, lids, phones, pjids)
-		b.Queue(sqlMergeDeleteContact, ms, lids, phones, pjids)
-		b.Queue(sqlMergeConvertContact, ms, lids, phones, pjids)
-	}
-	if n := len(s.lightMaps); n > 0 {
-		slices.SortFunc(s.lightMaps, func(a, b lidMap) int { return cmpKey(mkey{a.m, a.lid}, mkey{b.m, b.lid}) })
-		ms, lids, phones := make([]int64, n), make([]string, n), make([]string, n)
-		for i, x := range s.lightMaps {
-			ms[i], lids[i], phones[i] = x.m, x.lid, x.phone
-		}
-		b.Queue(sqlMapInsert, ms, lids, phones)
-		b.Queue(sqlMergeLeadLID, ms, lids, phones)
-	}
-	if len(s.contacts) > 0 {
-		keys := sortedKeys(s.contacts)
-		n := len(keys)
-		ms, jids, phones, lids := make([]int64, n), make([]string, n), make([]*string, n), make([]*string, n)
-		var names, pushes, bizs namedCols
-		for i, k := range keys {
-			c := s.contacts[k]
-			ms[i], jids[i], phones[i], lids[i] = k.m, k.s, nullable(c.phone), nullable(c.lid)
-			names.add(c.name)
-			pushes.add(c.push)
-			bizs.add(c.business)
-		}
-		b.Queue(sqlContacts, ms, jids, phones, lids, names.v, names.at, names.seq, pushes.v, pushes.at, pushes.seq,
-			bizs.v, bizs.at, bizs.seq)
-	}
-	for k, l := range s.leadsPhone {
-		// Existing leads need a write only to fill an empty name or to
-		// take an earlier one. (The versions looked up can only be newer
-		// than what an earlier segment wrote: names move to earlier facts.)
-		switch st := s.leadState[k]; {
-		case st == leadNamed,
-			st == leadUnnamed && l.name.v == "",
-			st == leadVersioned && (l.name.v == "" || !pl.leadVers[k].newer(l.name.ver)):
-			delete(s.leadsPhone, k)
-		}
-	}
-	if len(s.leadsPhone) > 0 {
-		keys := sortedKeys(s.leadsPhone)
-		n := len(keys)
-		ms, phones, lids := make([]int64, n), make([]string, n), make([]*string, n)
-		var names namedCols
-		for i, k := range keys {
-			l := s.leadsPhone[k]
-			ms[i], phones[i], lids[i] = k.m, k.s, nullable(l.lid)
-			names.add(l.name)
-		}
-		b.Queue(sqlLeadsPhone, ms, phones, lids, names.v, names.at, names.seq)
-	}
-	if len(s.leadsLID) > 0 {
-		keys := sortedKeys(s.leadsLID)
-		n := len(keys)
-		ms, lids := make([]int64, n), make([]string, n)
-		var names namedCols
-		for i, k := range keys {
-			ms[i], lids[i] = k.m, k.s
-			names.add(s.leadsLID[k].name)
-		}
-		b.Queue(sqlLeadsLID, ms, lids, names.v, names.at, names.seq)
-	}
-	// A receipt for a message this segment writes is folded into the
-	// message's row, which is then written once: status only moves up in
-	// rank, so the row ends as the insert followed by the receipt's update
-	// would leave it, without a second row version.
-	for k, r := range s.rcpts {
-		if row := s.msgs[k]; row != nil {
-			if r.rank > row.rank {
-				row.rank, row.status = r.rank, r.status
-			}
-			delete(s.rcpts, k)
-		}
-	}
-	if len(s.msgs) > 0 {
-		var fresh, seen []mkey
-		for _, k := range sortedKeys(s.msgs) {
-			r := s.msgs[k]
-			lead, hasLead := leadIDs[mkey{k.m, r.phone}]
-			switch {
-			case stored[k]:
-				seen = append(seen, k)
-			case r.phone != "" && hasLead:
-				pl.copyRows = append(pl.copyRows, s.copyRow(k, lead))
-				stored[k] = true
-			default:
-				fresh = append(fresh, k)
-			}
-		}
-		s.queueMessages(b, sqlMessagesInsert, fresh, leadIDs)
-		s.queueMessages(b, sqlMessages, seen, leadIDs)
-		for _, k := range fresh {
-			stored[k] = true
-		}
-	}
-	if len(s.pendingKeys) > 0 {
-		keys := sortedKeys(s.pendingKeys)
-		ms, ids := make([]int64, len(keys)), make([]string, len(keys))
-		for i, k := range keys {
-			ms[i], ids[i] = k.m, k.s
-		}
-		b.Queue(sqlApplyPending, ms, ids)
-	}
-	if len(s.rcpts) > 0 {
-		keys := sortedKeys(s.rcpts)
-		n := len(keys)
-		ms, ids, statuses, ranks := make([]int64, n), make([]string, n), make([]string, n), make([]int16, n)
-		for i, k := range keys {
-			r := s.rcpts[k]
-			ms[i], ids[i], statuses[i], ranks[i] = k.m, k.s, r.status, int16(r.rank)
-		}
-		b.Queue(sqlReceipts, ms, ids, statuses, ranks)
-		b.Queue(sqlPendingReceipts, ms, ids, statuses, ranks)
-	}
-	if len(s.targets) > 0 {
-		keys := sortedKeys(s.targets)
-		n := len(keys)
-		ms, ids := make([]int64, n), make([]string, n)
-		for i, k := range keys {
-			ms[i], ids[i] = k.m, k.s
-		}
-		b.Queue(sqlRecomputeEdits, ms, ids)
-		b.Queue(sqlRecomputeRevokes, ms, ids)
-		b.Queue(sqlRecomputeRevokedEdits, ms, ids)
-	}
-}
-
-// queueMessages queues one message statement for keys (sorted), if any.
-func (s *segment) queueMessages(b *pgx.Batch, sql string, keys []mkey, leadIDs map[mkey]int64) {
-	n := len(keys)
-	if n == 0 {
-		return
-	}
-	ms, ids, chats, senders := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
-	phones, lids, pushes, dirs := make([]*string, n), make([]*string, n), make([]string, n), make([]string, n)
-	kinds, bodies, captions, replies := make([]string, n), make([]string, n), make([]string, n), make([]*string, n)
-	targets, statuses, ranks, sent := make([]*string, n), make([]string, n), make([]int16, n), make([]time.Time, n)
-	leads := make([]*int64, n)
-	for i, k := range keys {
-		r := s.msgs[k]
-		if id, ok := leadIDs[mkey{k.m, r.phone}]; ok && r.phone != "" {
-			leads[i] = &id
-		}
-		msg := r.m
-		ms[i], ids[i], chats[i], senders[i] = k.m, k.s, msg.ChatJID, msg.SenderJID
-		phones[i], lids[i], pushes[i], dirs[i] = nullable(r.phone), nullable(msg.LID), msg.PushName, string(msg.Direction)
-		kinds[i], bodies[i], captions[i], replies[i] = string(msg.Kind), msg.Text, msg.Caption, nullable(msg.ReplyToID)
-		targets[i], statuses[i], ranks[i], sent[i] = nullable(msg.TargetID), r.status, int16(r.rank), msg.Timestamp
-	}
-	b.Queue(sql, ms, ids, chats, senders, phones, lids, pushes, dirs, kinds, bodies, captions, replies,
-		targets, statuses, ranks, sent, leads)
-}
-
-// copyRow is the new message k as a row of messageColumns.
-func (s *segment) copyRow(k mkey, lead int64) []any {
-	r := s.msgs[k]
-	msg := r.m
-	return []any{k.m, k.s, msg.ChatJID, msg.SenderJID, r.phone, nullable(msg.LID), msg.PushName, string(msg.Direction),
-		string(msg.Kind), msg.Text, msg.Caption, nullable(msg.ReplyToID), nullable(msg.TargetID), r.status, int16(r.rank),
-		lead, msg.Timestamp}
 }

@@ -1,5 +1,11 @@
-// Package store is zapbus's Postgres access: opening the pool (pgx, with bun
-// on top for queries) and applying the numbered migrations in schema/.
+// Package store owns zapbus's Postgres schema: it opens the pool (pgx, with
+// bun on top), applies the numbered migrations in schema/, and holds every
+// SQL statement the other packages run. Each table has a bun model
+// (models.go) and one query type (db.Mentorados(), db.Devices(),
+// db.Messages(), db.Whatsmeow()); operations across tables are DB methods
+// (ClearWhatsAppData). The persister's set-based statements and the column
+// order of its message writes are in persist.go. No other package holds SQL
+// (TestNoSQLOutsideStore); docs/decisions/0009-store-layout.md.
 package store
 
 import (
@@ -72,12 +78,12 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) ([]int, error) {
 		return nil, fmt.Errorf("store: migrate: %w", err)
 	}
 	defer conn.Release()
-	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock($1)", migrationLockKey); err != nil {
+	if _, err := conn.Exec(ctx, sqlAdvisoryLock, migrationLockKey); err != nil {
 		return nil, fmt.Errorf("store: migrate lock: %w", err)
 	}
 	defer func() {
 		// Unlock even when ctx is done; the lock is per session.
-		_, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock($1)", migrationLockKey)
+		_, _ = conn.Exec(context.WithoutCancel(ctx), sqlAdvisoryUnlock, migrationLockKey)
 	}()
 	if _, err := conn.Exec(ctx, `CREATE TABLE IF NOT EXISTS zapbus_migrations (
 		version int PRIMARY KEY, name text NOT NULL, applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {

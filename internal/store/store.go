@@ -17,12 +17,19 @@ import (
 const DefaultMaxConns = 16
 
 // DB bundles the pgx pool (for COPY, batches and hot paths) with a bun.DB on
-// the same pool (for ordinary queries) and a database/sql handle (for
-// whatsmeow's sqlstore).
+// the same pool (for ordinary queries) and a database/sql handle. Other
+// packages query through its query types (Mentorados, Devices, Messages,
+// Whatsmeow) and operations (ClearWhatsAppData, InTx, WithMentoradoLock,
+// WithSessionLock), not through the handles.
 type DB struct {
+	// Pool is the pgx pool. Production code outside store does not use it
+	// (tests do, to arrange and assert rows).
 	Pool *pgxpool.Pool
-	SQL  *sql.DB
-	Bun  *bun.DB
+	// SQL is the pool as a *sql.DB, for whatsmeow's sqlstore, which owns
+	// its whatsmeow_* tables and their statements.
+	SQL *sql.DB
+	// Bun runs bun queries on the same pool.
+	Bun *bun.DB
 }
 
 // Open connects to Postgres, checks the connection and applies migrations.

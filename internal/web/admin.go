@@ -12,8 +12,6 @@ import (
 	"unicode"
 	"unicode/utf8"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/store"
@@ -51,10 +49,7 @@ func (s *Server) handleCreateMentorado(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var id int64
-	err = s.db.Pool.QueryRow(r.Context(),
-		`INSERT INTO mentorados (name, token_hash, token_created_at) VALUES ($1, $2, now()) RETURNING id`,
-		name, hash).Scan(&id)
+	id, err := s.db.Mentorados().Create(r.Context(), name, hash)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
@@ -76,12 +71,8 @@ func (s *Server) handleRotateToken(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	var old []byte
-	err = s.db.Pool.QueryRow(r.Context(), `
-UPDATE mentorados m SET token_hash = $2, token_created_at = now()
-FROM (SELECT id, token_hash FROM mentorados WHERE id = $1 FOR UPDATE) o
-WHERE m.id = o.id RETURNING o.token_hash`, id, hash).Scan(&old)
-	if errors.Is(err, pgx.ErrNoRows) {
+	old, err := s.db.Mentorados().RotateToken(r.Context(), id, hash)
+	if errors.Is(err, store.ErrNotFound) {
 		s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id))
 		return
 	}
@@ -111,19 +102,19 @@ type mentoradoInfo struct {
 	CreatedAt      time.Time  `json:"created_at"`
 }
 
-const mentoradoInfoColumns = `id, name, wa_status, coalesce(wa_phone, ''), wa_status_at, disabled_at, token_created_at, created_at`
-
-func scanMentoradoInfo(row pgx.Row) (mentoradoInfo, error) {
-	var mi mentoradoInfo
-	err := row.Scan(&mi.ID, &mi.Name, &mi.Status, &mi.Phone, &mi.StatusAt, &mi.DisabledAt, &mi.TokenCreatedAt, &mi.CreatedAt)
+func fromMentorado(m store.Mentorado) mentoradoInfo {
+	mi := mentoradoInfo{ID: m.ID, Name: m.Name, Status: m.WAStatus, StatusAt: m.WAStatusAt,
+		DisabledAt: m.DisabledAt, TokenCreatedAt: m.TokenCreatedAt, CreatedAt: m.CreatedAt.UTC()}
+	if m.WAPhone != nil {
+		mi.Phone = *m.WAPhone
+	}
 	mi.Disabled = mi.DisabledAt != nil
 	for _, t := range []*time.Time{mi.StatusAt, mi.DisabledAt, mi.TokenCreatedAt} {
 		if t != nil {
 			*t = t.UTC()
 		}
 	}
-	mi.CreatedAt = mi.CreatedAt.UTC()
-	return mi, err
+	return mi
 }
 
 type mentoradosResponse struct {
@@ -150,25 +141,14 @@ func (s *Server) handleListMentorados(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
-	rows, err := s.db.Pool.Query(r.Context(),
-		`SELECT `+mentoradoInfoColumns+` FROM mentorados WHERE id > $1 ORDER BY id LIMIT $2`, after, limit+1)
+	ms, err := s.db.Mentorados().List(r.Context(), after, limit+1)
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("list mentorados: %w", err))
 		return
 	}
-	out := mentoradosResponse{Mentorados: []mentoradoInfo{}}
-	for rows.Next() {
-		mi, err := scanMentoradoInfo(rows)
-		if err != nil {
-			rows.Close()
-			s.writeError(w, r, fmt.Errorf("list mentorados: %w", err))
-			return
-		}
-		out.Mentorados = append(out.Mentorados, mi)
-	}
-	if err := rows.Err(); err != nil {
-		s.writeError(w, r, fmt.Errorf("list mentorados: %w", err))
-		return
+	out := mentoradosResponse{Mentorados: make([]mentoradoInfo, 0, len(ms))}
+	for _, m := range ms {
+		out.Mentorados = append(out.Mentorados, fromMentorado(m))
 	}
 	if len(out.Mentorados) > limit {
 		out.Mentorados = out.Mentorados[:limit]
@@ -187,14 +167,14 @@ func pathID(r *http.Request) (int64, error) {
 }
 
 func (s *Server) mentoradoInfo(ctx context.Context, id int64) (mentoradoInfo, error) {
-	mi, err := scanMentoradoInfo(s.db.Pool.QueryRow(ctx, `SELECT `+mentoradoInfoColumns+` FROM mentorados WHERE id = $1`, id))
-	if errors.Is(err, pgx.ErrNoRows) {
-		return mi, errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id)
+	m, err := s.db.Mentorados().Get(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return mentoradoInfo{}, errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id)
 	}
 	if err != nil {
-		return mi, fmt.Errorf("read mentorado: %w", err)
+		return mentoradoInfo{}, fmt.Errorf("read mentorado: %w", err)
 	}
-	return mi, nil
+	return fromMentorado(m), nil
 }
 
 // sessionResult says what happened to a WhatsApp session on disable or
@@ -258,12 +238,12 @@ func (s *Server) handleDisableMentorado(w http.ResponseWriter, r *http.Request) 
 // disable marks mentorado id disabled (keeping an earlier disabled_at) and
 // ends its open streams on every notifier.
 func (s *Server) disable(ctx context.Context, id int64, reason string) error {
-	tag, err := s.db.Pool.Exec(ctx, `UPDATE mentorados SET disabled_at = coalesce(disabled_at, now()) WHERE id = $1`, id)
+	err := s.db.Mentorados().Disable(ctx, id)
+	if errors.Is(err, store.ErrNotFound) {
+		return errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id)
+	}
 	if err != nil {
 		return fmt.Errorf("disable mentorado: %w", err)
-	}
-	if tag.RowsAffected() == 0 {
-		return errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id)
 	}
 	s.revoke(id, "", reason)
 	return nil
@@ -277,13 +257,13 @@ func (s *Server) handleEnableMentorado(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	tag, err := s.db.Pool.Exec(r.Context(), `UPDATE mentorados SET disabled_at = NULL WHERE id = $1`, id)
-	if err != nil {
-		s.writeError(w, r, fmt.Errorf("enable mentorado: %w", err))
+	err = s.db.Mentorados().Enable(r.Context(), id)
+	if errors.Is(err, store.ErrNotFound) {
+		s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id))
 		return
 	}
-	if tag.RowsAffected() == 0 {
-		s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "no mentorado %d", id))
+	if err != nil {
+		s.writeError(w, r, fmt.Errorf("enable mentorado: %w", err))
 		return
 	}
 	mi, err := s.mentoradoInfo(r.Context(), id)
@@ -347,17 +327,8 @@ func (s *Server) handleDeleteMentorado(w http.ResponseWriter, r *http.Request) {
 				"Retry, or pass force=true to delete anyway (the phone then keeps the linked device until it is removed there)"})
 		return
 	}
-	err = pgx.BeginFunc(r.Context(), s.db.Pool, func(tx pgx.Tx) error {
-		if err := store.LockMentorado(r.Context(), tx, id); err != nil {
-			return err
-		}
-		// Every tenant table references mentorados ON DELETE CASCADE.
-		if _, err := tx.Exec(r.Context(), `DELETE FROM mentorados WHERE id = $1`, id); err != nil {
-			return fmt.Errorf("delete mentorado: %w", err)
-		}
-		return nil
-	})
-	if err != nil {
+	// Every tenant table references mentorados ON DELETE CASCADE.
+	if err := s.db.Mentorados().Delete(r.Context(), id); err != nil {
 		s.writeError(w, r, err)
 		return
 	}

@@ -14,9 +14,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
 )
 
 // Authentication
@@ -118,10 +117,8 @@ func (s *Server) lookupToken(ctx context.Context, token string) (int64, error) {
 	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 128 {
 		return 0, errUnauthorized
 	}
-	var id int64
-	var disabled bool
-	err := s.db.Pool.QueryRow(ctx, `SELECT id, disabled_at IS NOT NULL FROM mentorados WHERE token_hash = $1`, hashToken(token)).Scan(&id, &disabled)
-	if errors.Is(err, pgx.ErrNoRows) {
+	id, disabled, err := s.db.Mentorados().ByTokenHash(ctx, hashToken(token))
+	if errors.Is(err, store.ErrNotFound) {
 		return 0, errUnauthorized
 	}
 	if err != nil {
@@ -180,10 +177,8 @@ func (s *Server) streamAuth(h http.HandlerFunc) http.HandlerFunc {
 
 // tokenHashOf returns the current token hash of an enabled mentorado.
 func (s *Server) tokenHashOf(ctx context.Context, m int64) ([]byte, error) {
-	var hash []byte
-	var disabled bool
-	err := s.db.Pool.QueryRow(ctx, `SELECT token_hash, disabled_at IS NOT NULL FROM mentorados WHERE id = $1`, m).Scan(&hash, &disabled)
-	if errors.Is(err, pgx.ErrNoRows) || (err == nil && len(hash) == 0) {
+	hash, disabled, err := s.db.Mentorados().TokenHash(ctx, m)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && len(hash) == 0) {
 		return nil, errUnauthorized
 	}
 	if err != nil {

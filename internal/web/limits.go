@@ -212,27 +212,14 @@ func (s *Server) recheckStreams(ctx context.Context) {
 	if len(ids) == 0 {
 		return
 	}
-	rows, err := s.db.Pool.Query(ctx, `SELECT id, token_hash FROM mentorados WHERE id = ANY($1) AND disabled_at IS NULL`, ids)
+	hashes, err := s.db.Mentorados().EnabledTokenHashes(ctx, ids)
 	if err != nil {
 		s.log.Warn().Err(err).Msg("recheck stream credentials")
 		return
 	}
-	current := make(map[int64]string, len(ids))
-	for rows.Next() {
-		var (
-			id   int64
-			hash []byte
-		)
-		if err := rows.Scan(&id, &hash); err != nil {
-			rows.Close()
-			s.log.Warn().Err(err).Msg("recheck stream credentials")
-			return
-		}
+	current := make(map[int64]string, len(hashes))
+	for id, hash := range hashes {
 		current[id] = tokenID(hash)
-	}
-	if err := rows.Err(); err != nil {
-		s.log.Warn().Err(err).Msg("recheck stream credentials")
-		return
 	}
 	g := &s.streams
 	g.mu.Lock()

@@ -8,10 +8,9 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/phone"
+	"github.com/zapbus/zapbus/internal/store"
 )
 
 // apiMessage is a message as the API shows it. ID is the WhatsApp message
@@ -130,40 +129,29 @@ type conversationsResponse struct {
 	NextCursor    string         `json:"next_cursor,omitempty"`
 }
 
-// actionKinds are rows that act on another message (the persister stores
-// them and applies their effect to the target: edited text, revoked flag).
-// Listings show the target, not the actions.
-const actionKinds = `('edit', 'revoke', 'reaction')`
-
-const messageColumns = `m.id, m.wa_message_id, coalesce(m.phone, ''), coalesce(m.lid, ''), m.push_name, m.direction, m.kind,
-	m.body, m.caption, coalesce(m.reply_to_id, ''), coalesce(m.target_id, ''), m.status, m.edited, m.revoked, m.lead_id, m.sent_at`
-
-func scanMessage(row pgx.Row, extra ...any) (int64, apiMessage, error) {
-	var (
-		id  int64
-		msg apiMessage
-	)
-	dest := append([]any{&id, &msg.ID, &msg.Phone, &msg.LID, &msg.PushName, &msg.Direction, &msg.Kind,
-		&msg.Text, &msg.Caption, &msg.ReplyToID, &msg.TargetID, &msg.Status, &msg.Edited, &msg.Revoked, &msg.LeadID, &msg.SentAt}, extra...)
-	err := row.Scan(dest...)
-	msg.SentAt = msg.SentAt.UTC()
-	return id, msg, err
+// fromMessageRow is a stored message as the API shows it.
+func fromMessageRow(r store.MessageRow) apiMessage {
+	return apiMessage{
+		ID: r.WAMessageID, Phone: r.Phone, LID: r.LID, PushName: r.PushName, Direction: r.Direction, Kind: r.Kind,
+		Text: r.Body, Caption: r.Caption, ReplyToID: r.ReplyToID, TargetID: r.TargetID, Status: r.Status,
+		Edited: r.Edited, Revoked: r.Revoked, LeadID: r.LeadID, SentAt: r.SentAt.UTC(),
+	}
 }
 
 // parsePage reads ?limit= and the keyset cursor in query parameter param;
-// curT is nil on the first page.
-func parsePage(r *http.Request, param string) (limit int, curT *time.Time, curI int64, err error) {
+// after is nil on the first page.
+func parsePage(r *http.Request, param string) (limit int, after *store.Keyset, err error) {
 	if limit, err = parseLimit(r); err != nil {
-		return 0, nil, 0, err
+		return 0, nil, err
 	}
 	cur, err := parseCursor(r.URL.Query().Get(param))
 	if err != nil {
-		return 0, nil, 0, err
+		return 0, nil, err
 	}
 	if cur != nil {
-		curT, curI = &cur.T, cur.I
+		after = &store.Keyset{SentAt: cur.T, ID: cur.I}
 	}
-	return limit, curT, curI, nil
+	return limit, after, nil
 }
 
 // handleConversations lists one row per phone, most recent first: the
@@ -171,61 +159,27 @@ func parsePage(r *http.Request, param string) (limit int, curT *time.Time, curI 
 // messages not yet read.
 func (s *Server) handleConversations(w http.ResponseWriter, r *http.Request) {
 	m := mustMentorado(r)
-	limit, curT, curI, err := parsePage(r, "cursor")
+	limit, after, err := parsePage(r, "cursor")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	rows, err := s.db.Pool.Query(r.Context(), `
-WITH last AS (
-	SELECT DISTINCT ON (phone) *
-	FROM whatsapp_messages
-	WHERE mentorado_id = $1 AND phone IS NOT NULL AND kind NOT IN `+actionKinds+`
-	ORDER BY phone, sent_at DESC, id DESC
-)
-SELECT `+messageColumns+`,
-	(SELECT count(*) FROM whatsapp_messages u
-	 WHERE u.mentorado_id = $1 AND u.phone = m.phone AND u.direction = 'in' AND u.status_rank < 3
-	   AND u.kind NOT IN `+actionKinds+`),
-	l.id,
-	coalesce(nullif(l.name, ''), nullif(c.name, ''), nullif(c.push_name, ''), nullif(c.business_name, ''),
-		(SELECT p.push_name FROM whatsapp_messages p
-		 WHERE p.mentorado_id = $1 AND p.phone = m.phone AND p.direction = 'in' AND p.push_name <> ''
-		 ORDER BY p.sent_at DESC LIMIT 1), '')
-FROM last m
-LEFT JOIN leads l ON l.mentorado_id = $1 AND l.phone = m.phone
-LEFT JOIN LATERAL (
-	SELECT name, push_name, business_name FROM whatsapp_contacts c
-	WHERE c.mentorado_id = $1 AND c.phone = m.phone ORDER BY c.updated_at DESC LIMIT 1
-) c ON true
-WHERE $2::timestamptz IS NULL OR (m.sent_at, m.id) < ($2::timestamptz, $3::bigint)
-ORDER BY m.sent_at DESC, m.id DESC
-LIMIT $4`, m, curT, curI, limit+1)
+	rows, err := s.db.Messages().Conversations(r.Context(), m, after, limit+1)
 	if err != nil {
-		s.writeError(w, r, fmt.Errorf("query conversations: %w", err))
+		s.writeError(w, r, err)
 		return
 	}
-	defer rows.Close()
 	out := conversationsResponse{Conversations: []conversation{}}
-	var lastID int64
-	for rows.Next() {
-		var c conversation
-		id, msg, err := scanMessage(rows, &c.Unread, &c.LeadID, &c.Name)
-		if err != nil {
-			s.writeError(w, r, fmt.Errorf("scan conversation: %w", err))
-			return
-		}
-		if len(out.Conversations) == limit {
-			last := out.Conversations[limit-1]
-			out.NextCursor = cursor{T: last.LastAt, I: lastID}.encode()
+	for i, row := range rows {
+		if i == limit {
+			last := rows[limit-1].Last
+			out.NextCursor = cursor{T: last.SentAt.UTC(), I: last.ID}.encode()
 			break
 		}
-		c.Phone, c.LastMessage, c.LastAt, lastID = msg.Phone, msg, msg.SentAt, id
-		out.Conversations = append(out.Conversations, c)
-	}
-	if err := rows.Err(); err != nil {
-		s.writeError(w, r, fmt.Errorf("query conversations: %w", err))
-		return
+		msg := fromMessageRow(row.Last)
+		out.Conversations = append(out.Conversations, conversation{
+			Phone: msg.Phone, Name: row.Name, LeadID: row.LeadID, LastMessage: msg, LastAt: msg.SentAt, Unread: row.Unread,
+		})
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -244,41 +198,24 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, event.CodeInvalidPhone, "phone is not a valid phone number"))
 		return
 	}
-	limit, curT, curI, err := parsePage(r, "before")
+	limit, after, err := parsePage(r, "before")
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	rows, err := s.db.Pool.Query(r.Context(), `
-SELECT `+messageColumns+`
-FROM whatsapp_messages m
-WHERE m.mentorado_id = $1 AND m.phone = $2 AND m.kind NOT IN `+actionKinds+`
-	AND ($3::timestamptz IS NULL OR (m.sent_at, m.id) < ($3::timestamptz, $4::bigint))
-ORDER BY m.sent_at DESC, m.id DESC
-LIMIT $5`, m, p, curT, curI, limit+1)
+	rows, err := s.db.Messages().Conversation(r.Context(), m, p, after, limit+1)
 	if err != nil {
-		s.writeError(w, r, fmt.Errorf("query messages: %w", err))
+		s.writeError(w, r, err)
 		return
 	}
-	defer rows.Close()
 	out := messagesResponse{Messages: []apiMessage{}}
-	var lastID int64
-	for rows.Next() {
-		id, msg, err := scanMessage(rows)
-		if err != nil {
-			s.writeError(w, r, fmt.Errorf("scan message: %w", err))
-			return
-		}
-		if len(out.Messages) == limit {
-			out.NextCursor = cursor{T: out.Messages[limit-1].SentAt, I: lastID}.encode()
+	for i, row := range rows {
+		if i == limit {
+			last := rows[limit-1]
+			out.NextCursor = cursor{T: last.SentAt.UTC(), I: last.ID}.encode()
 			break
 		}
-		lastID = id
-		out.Messages = append(out.Messages, msg)
-	}
-	if err := rows.Err(); err != nil {
-		s.writeError(w, r, fmt.Errorf("query messages: %w", err))
-		return
+		out.Messages = append(out.Messages, fromMessageRow(row))
 	}
 	writeJSON(w, http.StatusOK, out)
 }
@@ -287,14 +224,10 @@ LIMIT $5`, m, p, curT, curI, limit+1)
 // with the same phone.
 func (s *Server) handleLinkOrphans(w http.ResponseWriter, r *http.Request) {
 	m := mustMentorado(r)
-	tag, err := s.db.Pool.Exec(r.Context(), `
-UPDATE whatsapp_messages m SET lead_id = l.id, updated_at = now()
-FROM leads l
-WHERE m.mentorado_id = $1 AND m.lead_id IS NULL AND m.phone IS NOT NULL
-	AND l.mentorado_id = $1 AND l.phone = m.phone`, m)
+	n, err := s.db.Messages().LinkOrphans(r.Context(), m)
 	if err != nil {
-		s.writeError(w, r, fmt.Errorf("link orphans: %w", err))
+		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, map[string]int64{"linked": tag.RowsAffected()})
+	writeJSON(w, http.StatusOK, map[string]int64{"linked": n})
 }

@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	qrcode "github.com/skip2/go-qrcode"
 
 	"github.com/zapbus/zapbus/internal/bus"
@@ -103,28 +102,20 @@ func (s *Server) handleStatus(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "live must be true or false"))
 		return
 	}
-	var (
-		out    statusResponse
-		ph, rs *string
-		at     *time.Time
-		status string
-	)
-	err := s.db.Pool.QueryRow(r.Context(),
-		`SELECT wa_status, wa_phone, wa_reason, coalesce(wa_status_at, created_at) FROM mentorados WHERE id = $1`, m).
-		Scan(&status, &ph, &rs, &at)
+	st, err := s.db.Mentorados().Status(r.Context(), m)
 	if err != nil {
 		s.writeError(w, r, fmt.Errorf("read status: %w", err))
 		return
 	}
-	out.Status = event.Status(status)
-	if ph != nil {
-		out.Phone = *ph
+	out := statusResponse{Status: event.Status(st.Status)}
+	if st.Phone != nil {
+		out.Phone = *st.Phone
 	}
-	if rs != nil {
-		out.Reason = *rs
+	if st.Reason != nil {
+		out.Reason = *st.Reason
 	}
-	if at != nil {
-		t := at.UTC()
+	if st.Since != nil {
+		t := st.Since.UTC()
 		out.Since = &t
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -154,12 +145,8 @@ func (s *Server) currentQR(ctx context.Context, m int64) (raw []byte, q *event.Q
 // older than the QR (connecting, then the QR came). A session that
 // connected, logged out or stopped after the QR makes it stale.
 func (s *Server) pairing(ctx context.Context, m int64, qrAt time.Time) (bool, error) {
-	var (
-		status string
-		at     *time.Time
-	)
-	err := s.db.Pool.QueryRow(ctx, `SELECT wa_status, wa_status_at FROM mentorados WHERE id = $1`, m).Scan(&status, &at)
-	if errors.Is(err, pgx.ErrNoRows) {
+	status, at, err := s.db.Mentorados().StatusVersion(ctx, m)
+	if errors.Is(err, store.ErrNotFound) {
 		return false, nil
 	}
 	if err != nil {
@@ -202,37 +189,15 @@ type clearDataResponse struct {
 }
 
 // handleClearData deletes the mentorado's WhatsApp messages, contacts,
-// pending receipts and the leads WhatsApp created, in one transaction.
+// pending receipts, LID mappings and the leads WhatsApp created, in one
+// transaction.
 func (s *Server) handleClearData(w http.ResponseWriter, r *http.Request) {
 	m := mustMentorado(r)
-	var out clearDataResponse
-	err := pgx.BeginFunc(r.Context(), s.db.Pool, func(tx pgx.Tx) error {
-		// Serialise with persister batches of this mentorado, so a batch
-		// never links to a lead deleted under it.
-		if err := store.LockMentorado(r.Context(), tx, m); err != nil {
-			return err
-		}
-		tag, err := tx.Exec(r.Context(), `DELETE FROM whatsapp_messages WHERE mentorado_id = $1`, m)
-		if err != nil {
-			return fmt.Errorf("delete messages: %w", err)
-		}
-		out.Messages = tag.RowsAffected()
-		if _, err := tx.Exec(r.Context(), `DELETE FROM whatsapp_pending_receipts WHERE mentorado_id = $1`, m); err != nil {
-			return fmt.Errorf("delete pending receipts: %w", err)
-		}
-		if _, err := tx.Exec(r.Context(), `DELETE FROM whatsapp_lid_phones WHERE mentorado_id = $1`, m); err != nil {
-			return fmt.Errorf("delete LID mappings: %w", err)
-		}
-		if tag, err = tx.Exec(r.Context(), `DELETE FROM whatsapp_contacts WHERE mentorado_id = $1`, m); err != nil {
-			return fmt.Errorf("delete contacts: %w", err)
-		}
-		out.Contacts = tag.RowsAffected()
-		if tag, err = tx.Exec(r.Context(), `DELETE FROM leads WHERE mentorado_id = $1 AND source = 'whatsapp'`, m); err != nil {
-			return fmt.Errorf("delete leads: %w", err)
-		}
-		out.Leads = tag.RowsAffected()
-		return nil
-	})
+	// One store operation under the tenant lock: it also deletes what the
+	// persister keeps privately about these messages (pending receipts,
+	// LID mappings).
+	c, err := s.db.ClearWhatsAppData(r.Context(), m)
+	out := clearDataResponse{Messages: c.Messages, Contacts: c.Contacts, Leads: c.Leads}
 	if err != nil {
 		s.writeError(w, r, err)
 		return

@@ -1,7 +1,19 @@
-package persister
+package store
 
-import "github.com/zapbus/zapbus/internal/store"
+import (
+	"context"
+	"fmt"
+	"strings"
+	"time"
 
+	"github.com/jackc/pgx/v5"
+)
+
+// The persister's statements. The persister keeps its hot path on pgx
+// (one batch of lookups, COPY for new messages, one batch of writes, one
+// transaction; see internal/persister), but every statement and column list
+// it sends is here, next to the other queries on the same tables.
+//
 // Set-based statements. Every statement takes parallel arrays (unnest) and
 // touches each key at most once: the planner deduplicates per key in Go
 // first, because ON CONFLICT DO UPDATE cannot affect the same row twice in
@@ -14,19 +26,16 @@ const (
 	// index nested loops are always right, but the planner cannot see the
 	// array sizes and may pick hash joins over sequential scans, whose cost
 	// grows with the tables. Disable those for this transaction only.
-	sqlPlannerHints = `SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
+	PlannerHintsSQL = `SELECT set_config('enable_hashjoin', 'off', true), set_config('enable_mergejoin', 'off', true),
 	set_config('enable_seqscan', 'off', true)`
 
-	// Batches of the same mentorado serialize (transaction advisory locks,
-	// taken in id order so they cannot deadlock): concurrent persisters
-	// sharing the consumer then never miss each other's pending receipts,
-	// orphan messages or edits. Different mentorados still run in parallel.
-	// The notifier's clear-data takes the same lock (store.LockMentorado).
-	sqlLockMentorados  = store.LockMentoradosSQL
-	sqlKnownMentorados = `SELECT id FROM mentorados WHERE id = ANY($1::bigint[])`
+	// LockMentoradosSQL (lock.go) comes next in the same batch.
+
+	// The batch's mentorados that exist (events of others are poison).
+	KnownMentoradosSQL = `SELECT id FROM mentorados WHERE id = ANY($1::bigint[])`
 	// Mappings already learned, and for LIDs not mapped yet whether any
 	// LID-only row (lead, contact, message) exists that a merge must fold.
-	sqlKnownLIDs = `SELECT u.m, u.lid, coalesce(x.phone, ''), x.phone IS NULL
+	KnownLIDsSQL = `SELECT u.m, u.lid, coalesce(x.phone, ''), x.phone IS NULL
 FROM unnest($1::bigint[], $2::text[]) AS u(m, lid)
 LEFT JOIN whatsapp_lid_phones x ON x.mentorado_id = u.m AND x.lid = u.lid
 WHERE x.phone IS NOT NULL
@@ -36,14 +45,14 @@ WHERE x.phone IS NOT NULL
 	// Phone leads that exist already, whether their name is empty, the
 	// version of their name (the planner skips writing those that need
 	// nothing) and their ids (for the messages' lead_id).
-	sqlKnownLeads = `SELECT l.mentorado_id, l.phone, l.name = '', l.name_at, l.name_seq, l.id
+	KnownLeadsSQL = `SELECT l.mentorado_id, l.phone, l.name = '', l.name_at, l.name_seq, l.id
 FROM unnest($1::bigint[], $2::text[]) AS u(m, phone)
 JOIN leads l ON l.mentorado_id = u.m AND l.phone = u.phone`
 	// Messages of the batch that are stored already, have a receipt waiting
 	// or have edits/revokes stored; only those need the upsert, pending and
 	// recompute statements. The batch's mentorados are locked, so a message
 	// not stored now cannot be stored by anyone else before this commits.
-	sqlKnownRelated = `SELECT k.m, k.id,
+	KnownRelatedSQL = `SELECT k.m, k.id,
 	EXISTS (SELECT 1 FROM whatsapp_pending_receipts p WHERE p.mentorado_id = k.m AND p.wa_message_id = k.id),
 	EXISTS (SELECT 1 FROM whatsapp_messages x WHERE x.mentorado_id = k.m AND x.target_id = k.id AND x.kind IN ('edit', 'revoke')),
 	EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = k.m AND t.wa_message_id = k.id)
@@ -57,7 +66,7 @@ WHERE EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = k.m AND t
 // same status at the same instant from a higher sequence is the same event
 // stored again (a republish) and changes nothing. The phone and JID follow
 // the newest event that carried a phone, versioned the same way.
-const sqlConnection = `UPDATE mentorados m SET
+const ConnectionSQL = `UPDATE mentorados m SET
 	wa_status = CASE WHEN s.newer THEN u.status ELSE m.wa_status END,
 	wa_reason = CASE WHEN s.newer THEN u.reason ELSE m.wa_reason END,
 	wa_status_at = CASE WHEN s.newer THEN u.at ELSE m.wa_status_at END,
@@ -80,20 +89,20 @@ WHERE m.id = u.id AND (s.newer OR s.phone_newer)`
 // LID merges, run when a (mentorado, lid) → phone mapping is first learned,
 // before the writes of the event that taught it. Arrays: m, lid, phone, phone JID.
 const (
-	sqlMapInsert = `INSERT INTO whatsapp_lid_phones (mentorado_id, lid, phone)
+	MapInsertSQL = `INSERT INTO whatsapp_lid_phones (mentorado_id, lid, phone)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])
 ON CONFLICT DO NOTHING`
 
 	// Messages of the LID-only lead move to the phone's lead.
-	sqlMergeMoveMessages = `UPDATE whatsapp_messages t SET lead_id = p.id, updated_at = now()
+	MergeMoveMessagesSQL = `UPDATE whatsapp_messages t SET lead_id = p.id, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
 JOIN leads o ON o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
 JOIN leads p ON p.mentorado_id = u.m AND p.phone = u.phone
 WHERE t.lead_id = o.id`
 
 	// The phone's lead takes the LID and the LID lead's name when that is
-	// the earlier (see sqlLeadsPhone).
-	sqlMergeFillLead = `UPDATE leads p SET lid = coalesce(p.lid, o.lid),
+	// the earlier (see LeadsPhoneSQL).
+	MergeFillLeadSQL = `UPDATE leads p SET lid = coalesce(p.lid, o.lid),
 	name = CASE WHEN ` + olderLeadName + ` THEN o.name ELSE p.name END,
 	name_at = CASE WHEN ` + olderLeadName + ` THEN o.name_at ELSE p.name_at END,
 	name_seq = CASE WHEN ` + olderLeadName + ` THEN o.name_seq ELSE p.name_seq END,
@@ -110,42 +119,42 @@ WHERE p.mentorado_id = u.m AND p.phone = u.phone`
 	olderLeadName = `(o.name <> '' AND (p.name = '' OR (p.name_at IS NOT NULL AND o.name_at IS NOT NULL
 		AND (o.name_at, o.name_seq) < (p.name_at, p.name_seq))))`
 
-	sqlMergeDeleteLead = `DELETE FROM leads o
+	MergeDeleteLeadSQL = `DELETE FROM leads o
 USING unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
 WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
 	AND EXISTS (SELECT 1 FROM leads p WHERE p.mentorado_id = u.m AND p.phone = u.phone)`
 
 	// A LID-only lead without a phone twin becomes the phone's lead.
-	sqlMergeConvertLead = `UPDATE leads o SET phone = u.phone, updated_at = now()
+	MergeConvertLeadSQL = `UPDATE leads o SET phone = u.phone, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
 WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL`
 
-	sqlMergeLeadLID = `UPDATE leads p SET lid = u.lid, updated_at = now()
+	MergeLeadLIDSQL = `UPDATE leads p SET lid = u.lid, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
 WHERE p.mentorado_id = u.m AND p.phone = u.phone AND p.lid IS NULL`
 
-	sqlMergeMessagePhone = `UPDATE whatsapp_messages t SET phone = u.phone, updated_at = now()
+	MergeMessagePhoneSQL = `UPDATE whatsapp_messages t SET phone = u.phone, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
 WHERE t.mentorado_id = u.m AND t.lid = u.lid AND t.phone IS NULL`
 
-	sqlMergeLinkOrphans = `UPDATE whatsapp_messages t SET lead_id = l.id, updated_at = now()
+	MergeLinkOrphansSQL = `UPDATE whatsapp_messages t SET lead_id = l.id, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
 JOIN leads l ON l.mentorado_id = u.m AND l.phone = u.phone
 WHERE t.mentorado_id = u.m AND t.phone = u.phone AND t.lead_id IS NULL`
 
-	sqlMergeDeleteContact = `DELETE FROM whatsapp_contacts o
+	MergeDeleteContactSQL = `DELETE FROM whatsapp_contacts o
 USING unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, lid, phone, pjid)
 WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
 	AND EXISTS (SELECT 1 FROM whatsapp_contacts p WHERE p.mentorado_id = u.m AND p.jid = u.pjid)`
 
-	sqlMergeConvertContact = `UPDATE whatsapp_contacts o SET jid = u.pjid, phone = u.phone, updated_at = now()
+	MergeConvertContactSQL = `UPDATE whatsapp_contacts o SET jid = u.pjid, phone = u.phone, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, lid, phone, pjid)
 WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL`
 )
 
 // When a LID-only contact folds into the phone's contact, each name keeps
 // the newer of the two facts. Arrays: m, lid, phone, phone JID.
-var sqlMergeFillContact = `UPDATE whatsapp_contacts p SET lid = coalesce(p.lid, o.lid),
+var MergeFillContactSQL = `UPDATE whatsapp_contacts p SET lid = coalesce(p.lid, o.lid),
 	name = CASE WHEN ` + newerField("o", "p", "name") + ` THEN o.name ELSE p.name END,
 	name_at = CASE WHEN ` + newerField("o", "p", "name") + ` THEN o.name_at ELSE p.name_at END,
 	name_seq = CASE WHEN ` + newerField("o", "p", "name") + ` THEN o.name_seq ELSE p.name_seq END,
@@ -165,7 +174,7 @@ WHERE p.mentorado_id = u.m AND p.jid = u.pjid`
 // (redelivery, replay) changes nothing, and empty values never erase. A
 // stored name without a version (written before versions existed) loses to
 // any fact. Arrays: m, jid, phone, lid, then (value, at, seq) per name.
-var sqlContacts = `INSERT INTO whatsapp_contacts AS c (mentorado_id, jid, phone, lid,
+var ContactsSQL = `INSERT INTO whatsapp_contacts AS c (mentorado_id, jid, phone, lid,
 	name, name_at, name_seq, push_name, push_name_at, push_name_seq, business_name, business_name_at, business_name_seq)
 SELECT u.m, u.jid, u.phone, u.lid,
 	u.name, CASE WHEN u.name <> '' THEN u.name_at END, CASE WHEN u.name <> '' THEN u.name_seq ELSE 0 END,
@@ -212,7 +221,7 @@ var (
 // a name set outside zapbus (name_at NULL) is never replaced.
 // Arrays: m, phone (or lid), [lid,] name, name_at, name_seq.
 const (
-	sqlLeadsPhone = `WITH ins AS (
+	LeadsPhoneSQL = `WITH ins AS (
 	INSERT INTO leads AS l (mentorado_id, phone, lid, name, name_at, name_seq, source)
 	SELECT u.m, u.phone, u.lid, u.name, CASE WHEN u.name <> '' THEN u.at END, CASE WHEN u.name <> '' THEN u.seq ELSE 0 END, 'whatsapp'
 	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[]) AS u(m, phone, lid, name, at, seq)
@@ -224,7 +233,7 @@ const (
 UPDATE whatsapp_messages t SET lead_id = ins.id, updated_at = now() FROM ins
 WHERE t.mentorado_id = ins.mentorado_id AND t.phone = ins.phone AND t.lead_id IS NULL`
 
-	sqlLeadsLID = `WITH ins AS (
+	LeadsLIDSQL = `WITH ins AS (
 	INSERT INTO leads AS l (mentorado_id, lid, name, name_at, name_seq, source)
 	SELECT u.m, u.lid, u.name, CASE WHEN u.name <> '' THEN u.at END, CASE WHEN u.name <> '' THEN u.seq ELSE 0 END, 'whatsapp'
 	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[]) AS u(m, lid, name, at, seq)
@@ -257,25 +266,56 @@ WHERE t.mentorado_id = ins.mentorado_id AND t.lid = ins.lid AND t.phone IS NULL 
 // receipts and edit/revoke recomputation give the same result whether the
 // message lands earlier or later in the transaction (status only moves up,
 // edits and revokes are recomputed from rows).
-var messageColumns = []string{"mentorado_id", "wa_message_id", "chat_jid", "sender_jid", "phone", "lid", "push_name",
-	"direction", "kind", "body", "caption", "reply_to_id", "target_id", "status", "status_rank", "lead_id", "sent_at"}
+var messageColumns = []struct{ name, typ string }{
+	{"mentorado_id", "bigint"}, {"wa_message_id", "text"}, {"chat_jid", "text"}, {"sender_jid", "text"},
+	{"phone", "text"}, {"lid", "text"}, {"push_name", "text"}, {"direction", "text"}, {"kind", "text"},
+	{"body", "text"}, {"caption", "text"}, {"reply_to_id", "text"}, {"target_id", "text"},
+	{"status", "text"}, {"status_rank", "smallint"}, {"lead_id", "bigint"}, {"sent_at", "timestamptz"},
+}
 
-const (
-	sqlMessagesInsert = `INSERT INTO whatsapp_messages AS t (mentorado_id, wa_message_id, chat_jid, sender_jid, phone, lid,
-	push_name, direction, kind, body, caption, reply_to_id, target_id, status, status_rank, lead_id, sent_at)
-SELECT u.m, u.id, u.chat, u.sender, u.phone, u.lid, u.push, u.dir, u.kind, u.body, u.caption, u.reply, u.target,
-	u.status, u.rank,
-	coalesce(u.lead, CASE
-		WHEN u.phone IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.m AND l.phone = u.phone)
-		WHEN u.lid IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.m AND l.lid = u.lid AND l.phone IS NULL)
-	END),
-	u.sent_at
-FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
-	$9::text[], $10::text[], $11::text[], $12::text[], $13::text[], $14::text[], $15::smallint[], $16::timestamptz[],
-	$17::bigint[])
-	AS u(m, id, chat, sender, phone, lid, push, dir, kind, body, caption, reply, target, status, rank, sent_at, lead)`
+// MessageColumns are the whatsapp_messages columns the persister writes, in
+// the one order that MessagesInsertSQL's parameters (MessageArrays.Args)
+// and a COPY row (MessageWrite.Values) share.
+var MessageColumns = func() []string {
+	out := make([]string, len(messageColumns))
+	for i, c := range messageColumns {
+		out[i] = c.name
+	}
+	return out
+}()
 
-	sqlMessages = sqlMessagesInsert + `
+// MessagesInsertSQL inserts new messages, one array parameter per column
+// of MessageColumns:
+//
+//	INSERT INTO whatsapp_messages AS t (mentorado_id, …, sent_at)
+//	SELECT u.mentorado_id, …, coalesce(u.lead_id, <the lead of u.phone, else of u.lid>), u.sent_at
+//	FROM unnest($1::bigint[], …, $17::timestamptz[]) AS u(mentorado_id, …, sent_at)
+var MessagesInsertSQL = func() string {
+	var cols, sel, params strings.Builder
+	for i, c := range messageColumns {
+		if i > 0 {
+			cols.WriteString(", ")
+			sel.WriteString(", ")
+			params.WriteString(", ")
+		}
+		cols.WriteString(c.name)
+		if c.name == "lead_id" {
+			sel.WriteString(`coalesce(u.lead_id, CASE
+		WHEN u.phone IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.mentorado_id AND l.phone = u.phone)
+		WHEN u.lid IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.mentorado_id AND l.lid = u.lid AND l.phone IS NULL)
+	END)`)
+		} else {
+			sel.WriteString("u." + c.name)
+		}
+		fmt.Fprintf(&params, "$%d::%s[]", i+1, c.typ)
+	}
+	return "INSERT INTO whatsapp_messages AS t (" + cols.String() + ")\nSELECT " + sel.String() +
+		"\nFROM unnest(" + params.String() + ")\n\tAS u(" + cols.String() + ")"
+}()
+
+// MessagesUpsertSQL is MessagesInsertSQL for messages that may be stored
+// already: status only moves up, a missing phone or lead is filled.
+var MessagesUpsertSQL = MessagesInsertSQL + `
 ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET
 	status = CASE WHEN excluded.status_rank > t.status_rank THEN excluded.status ELSE t.status END,
 	status_rank = greatest(t.status_rank, excluded.status_rank),
@@ -285,13 +325,81 @@ ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET
 WHERE excluded.status_rank > t.status_rank
 	OR (t.phone IS NULL AND excluded.phone IS NOT NULL)
 	OR (t.lead_id IS NULL AND excluded.lead_id IS NOT NULL)`
-)
+
+// MessageWrite is one whatsapp_messages row as the persister writes it.
+type MessageWrite struct {
+	MentoradoID                              int64
+	WAMessageID, ChatJID, SenderJID          string
+	Phone, LID                               *string
+	PushName, Direction, Kind, Body, Caption string
+	ReplyToID, TargetID                      *string
+	Status                                   string
+	StatusRank                               int16
+	LeadID                                   *int64
+	SentAt                                   time.Time
+}
+
+// Values is w as a COPY row of MessageColumns.
+func (w *MessageWrite) Values() []any {
+	return []any{w.MentoradoID, w.WAMessageID, w.ChatJID, w.SenderJID, w.Phone, w.LID, w.PushName, w.Direction,
+		w.Kind, w.Body, w.Caption, w.ReplyToID, w.TargetID, w.Status, w.StatusRank, w.LeadID, w.SentAt}
+}
+
+// MessageArrays collects MessageWrites as the parallel arrays that
+// MessagesInsertSQL and MessagesUpsertSQL take.
+type MessageArrays struct {
+	ms                                    []int64
+	ids, chats, senders                   []string
+	phones, lids                          []*string
+	pushes, dirs, kinds, bodies, captions []string
+	replies, targets                      []*string
+	statuses                              []string
+	ranks                                 []int16
+	leads                                 []*int64
+	sent                                  []time.Time
+}
+
+// NewMessageArrays returns arrays with room for n messages.
+func NewMessageArrays(n int) *MessageArrays {
+	return &MessageArrays{
+		ms: make([]int64, 0, n), ids: make([]string, 0, n), chats: make([]string, 0, n), senders: make([]string, 0, n),
+		phones: make([]*string, 0, n), lids: make([]*string, 0, n), pushes: make([]string, 0, n), dirs: make([]string, 0, n),
+		kinds: make([]string, 0, n), bodies: make([]string, 0, n), captions: make([]string, 0, n),
+		replies: make([]*string, 0, n), targets: make([]*string, 0, n), statuses: make([]string, 0, n),
+		ranks: make([]int16, 0, n), leads: make([]*int64, 0, n), sent: make([]time.Time, 0, n),
+	}
+}
+
+// Add appends w.
+func (a *MessageArrays) Add(w *MessageWrite) {
+	a.ms, a.ids, a.chats, a.senders = append(a.ms, w.MentoradoID), append(a.ids, w.WAMessageID), append(a.chats, w.ChatJID), append(a.senders, w.SenderJID)
+	a.phones, a.lids, a.pushes, a.dirs = append(a.phones, w.Phone), append(a.lids, w.LID), append(a.pushes, w.PushName), append(a.dirs, w.Direction)
+	a.kinds, a.bodies, a.captions = append(a.kinds, w.Kind), append(a.bodies, w.Body), append(a.captions, w.Caption)
+	a.replies, a.targets, a.statuses = append(a.replies, w.ReplyToID), append(a.targets, w.TargetID), append(a.statuses, w.Status)
+	a.ranks, a.leads, a.sent = append(a.ranks, w.StatusRank), append(a.leads, w.LeadID), append(a.sent, w.SentAt)
+}
+
+// Len is the number of messages added.
+func (a *MessageArrays) Len() int { return len(a.ms) }
+
+// Args are the statement's parameters, in MessageColumns order.
+func (a *MessageArrays) Args() []any {
+	return []any{a.ms, a.ids, a.chats, a.senders, a.phones, a.lids, a.pushes, a.dirs,
+		a.kinds, a.bodies, a.captions, a.replies, a.targets, a.statuses, a.ranks, a.leads, a.sent}
+}
+
+// CopyMessages copies rows (MessageWrite.Values) into whatsapp_messages
+// inside tx.
+func CopyMessages(ctx context.Context, tx pgx.Tx, rows [][]any) error {
+	_, err := tx.CopyFrom(ctx, pgx.Identifier{"whatsapp_messages"}, MessageColumns, pgx.CopyFromRows(rows))
+	return err
+}
 
 // Receipts: status only moves up in rank. A receipt for a message not
 // stored yet waits in whatsapp_pending_receipts and is applied (and
 // removed) when the message lands.
 const (
-	sqlApplyPending = `WITH k AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
+	ApplyPendingSQL = `WITH k AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
 d AS (
 	DELETE FROM whatsapp_pending_receipts p USING k
 	WHERE p.mentorado_id = k.m AND p.wa_message_id = k.id
@@ -300,11 +408,11 @@ d AS (
 UPDATE whatsapp_messages t SET status = d.status, status_rank = d.status_rank, updated_at = now() FROM d
 WHERE t.mentorado_id = d.mentorado_id AND t.wa_message_id = d.wa_message_id AND d.status_rank > t.status_rank`
 
-	sqlReceipts = `UPDATE whatsapp_messages t SET status = u.status, status_rank = u.rank, updated_at = now()
+	ReceiptsSQL = `UPDATE whatsapp_messages t SET status = u.status, status_rank = u.rank, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[]) AS u(m, id, status, rank)
 WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id AND u.rank > t.status_rank`
 
-	sqlPendingReceipts = `INSERT INTO whatsapp_pending_receipts AS p (mentorado_id, wa_message_id, status, status_rank)
+	PendingReceiptsSQL = `INSERT INTO whatsapp_pending_receipts AS p (mentorado_id, wa_message_id, status, status_rank)
 SELECT u.m, u.id, u.status, u.rank
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[]) AS u(m, id, status, rank)
 WHERE NOT EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id)
@@ -319,7 +427,7 @@ WHERE excluded.status_rank > p.status_rank`
 // body; a revoke clears the body and caption of the target and the text of
 // its edits, and marks it revoked. Arrays: m, target id.
 const (
-	sqlRecomputeEdits = `WITH k AS (SELECT DISTINCT m, id FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
+	RecomputeEditsSQL = `WITH k AS (SELECT DISTINCT m, id FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
 e AS (
 	SELECT DISTINCT ON (x.mentorado_id, x.target_id) x.mentorado_id, x.target_id, x.body
 	FROM whatsapp_messages x JOIN k ON x.mentorado_id = k.m AND x.target_id = k.id
@@ -332,7 +440,7 @@ WHERE t.mentorado_id = e.mentorado_id AND t.wa_message_id = e.target_id
 	AND t.kind NOT IN ('edit', 'revoke', 'reaction')
 	AND ((NOT t.revoked AND t.body <> e.body) OR NOT t.edited)`
 
-	sqlRecomputeRevokes = `WITH k AS (SELECT DISTINCT m, id FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
+	RecomputeRevokesSQL = `WITH k AS (SELECT DISTINCT m, id FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
 r AS (
 	SELECT DISTINCT x.mentorado_id, x.target_id
 	FROM whatsapp_messages x JOIN k ON x.mentorado_id = k.m AND x.target_id = k.id
@@ -343,7 +451,7 @@ WHERE t.mentorado_id = r.mentorado_id AND t.wa_message_id = r.target_id
 	AND t.kind NOT IN ('edit', 'revoke', 'reaction')
 	AND (NOT t.revoked OR t.body <> '' OR t.caption <> '')`
 
-	sqlRecomputeRevokedEdits = `WITH k AS (SELECT DISTINCT m, id FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
+	RecomputeRevokedEditsSQL = `WITH k AS (SELECT DISTINCT m, id FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
 r AS (
 	SELECT DISTINCT x.mentorado_id, x.target_id
 	FROM whatsapp_messages x JOIN k ON x.mentorado_id = k.m AND x.target_id = k.id

@@ -1,0 +1,154 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// MessageQueries are the API's reads and writes of whatsapp_messages (the
+// persister writes them with the statements of persist.go). The listings
+// are keyset-paginated on the indexes whatsapp_messages_recent and
+// whatsapp_messages_phone and stay on pgx.
+type MessageQueries struct{ q Querier }
+
+// Messages returns the API's queries on whatsapp_messages.
+func (db *DB) Messages() MessageQueries { return MessageQueries{q: db.Pool} }
+
+// Keyset is a position in a newest-first listing: the (sent_at, row id) of
+// the last row of the previous page.
+type Keyset struct {
+	SentAt time.Time
+	ID     int64
+}
+
+// MessageRow is a message as the API lists it; nullable columns read as "".
+type MessageRow struct {
+	ID                   int64 // row id (keyset cursor)
+	WAMessageID          string
+	Phone, LID, PushName string
+	Direction, Kind      string
+	Body, Caption        string
+	ReplyToID, TargetID  string
+	Status               string
+	Edited, Revoked      bool
+	LeadID               *int64
+	SentAt               time.Time
+}
+
+// ConversationRow is one conversation: its last message, the lead of its
+// phone, the best name known for it and how many inbound messages are not
+// yet read.
+type ConversationRow struct {
+	Last   MessageRow
+	Unread int64
+	LeadID *int64
+	Name   string
+}
+
+// actionKinds are rows that act on another message (the persister stores
+// them and applies their effect to the target: edited text, revoked flag).
+// Listings show the target, not the actions.
+const actionKinds = `('edit', 'revoke', 'reaction')`
+
+const messageRowColumns = `m.id, m.wa_message_id, coalesce(m.phone, ''), coalesce(m.lid, ''), m.push_name, m.direction, m.kind,
+	m.body, m.caption, coalesce(m.reply_to_id, ''), coalesce(m.target_id, ''), m.status, m.edited, m.revoked, m.lead_id, m.sent_at`
+
+// messageRowDest are the scan targets of messageRowColumns, then extra.
+func messageRowDest(r *MessageRow, extra ...any) []any {
+	return append([]any{&r.ID, &r.WAMessageID, &r.Phone, &r.LID, &r.PushName, &r.Direction, &r.Kind,
+		&r.Body, &r.Caption, &r.ReplyToID, &r.TargetID, &r.Status, &r.Edited, &r.Revoked, &r.LeadID, &r.SentAt}, extra...)
+}
+
+func keysetArgs(after *Keyset) (*time.Time, int64) {
+	if after == nil {
+		return nil, 0
+	}
+	return &after.SentAt, after.ID
+}
+
+// Conversations lists at most n conversations of mentorado m (one per
+// phone) by last message, newest first, after the keyset position after
+// (nil: from the newest).
+func (q MessageQueries) Conversations(ctx context.Context, m int64, after *Keyset, n int) ([]ConversationRow, error) {
+	curT, curI := keysetArgs(after)
+	rows, err := q.q.Query(ctx, `
+WITH last AS (
+	SELECT DISTINCT ON (phone) *
+	FROM whatsapp_messages
+	WHERE mentorado_id = $1 AND phone IS NOT NULL AND kind NOT IN `+actionKinds+`
+	ORDER BY phone, sent_at DESC, id DESC
+)
+SELECT `+messageRowColumns+`,
+	(SELECT count(*) FROM whatsapp_messages u
+	 WHERE u.mentorado_id = $1 AND u.phone = m.phone AND u.direction = 'in' AND u.status_rank < 3
+	   AND u.kind NOT IN `+actionKinds+`),
+	l.id,
+	coalesce(nullif(l.name, ''), nullif(c.name, ''), nullif(c.push_name, ''), nullif(c.business_name, ''),
+		(SELECT p.push_name FROM whatsapp_messages p
+		 WHERE p.mentorado_id = $1 AND p.phone = m.phone AND p.direction = 'in' AND p.push_name <> ''
+		 ORDER BY p.sent_at DESC LIMIT 1), '')
+FROM last m
+LEFT JOIN leads l ON l.mentorado_id = $1 AND l.phone = m.phone
+LEFT JOIN LATERAL (
+	SELECT name, push_name, business_name FROM whatsapp_contacts c
+	WHERE c.mentorado_id = $1 AND c.phone = m.phone ORDER BY c.updated_at DESC LIMIT 1
+) c ON true
+WHERE $2::timestamptz IS NULL OR (m.sent_at, m.id) < ($2::timestamptz, $3::bigint)
+ORDER BY m.sent_at DESC, m.id DESC
+LIMIT $4`, m, curT, curI, n)
+	if err != nil {
+		return nil, fmt.Errorf("query conversations: %w", err)
+	}
+	out := []ConversationRow{}
+	var c ConversationRow
+	if _, err := pgx.ForEachRow(rows, messageRowDest(&c.Last, &c.Unread, &c.LeadID, &c.Name), func() error {
+		out = append(out, c)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("query conversations: %w", err)
+	}
+	return out, nil
+}
+
+// Conversation lists at most n messages of mentorado m with phone, newest
+// first, after the keyset position after (nil: from the newest); edits,
+// revokes and reactions are not listed.
+func (q MessageQueries) Conversation(ctx context.Context, m int64, phone string, after *Keyset, n int) ([]MessageRow, error) {
+	curT, curI := keysetArgs(after)
+	rows, err := q.q.Query(ctx, `
+SELECT `+messageRowColumns+`
+FROM whatsapp_messages m
+WHERE m.mentorado_id = $1 AND m.phone = $2 AND m.kind NOT IN `+actionKinds+`
+	AND ($3::timestamptz IS NULL OR (m.sent_at, m.id) < ($3::timestamptz, $4::bigint))
+ORDER BY m.sent_at DESC, m.id DESC
+LIMIT $5`, m, phone, curT, curI, n)
+	if err != nil {
+		return nil, fmt.Errorf("query messages: %w", err)
+	}
+	out := []MessageRow{}
+	var r MessageRow
+	if _, err := pgx.ForEachRow(rows, messageRowDest(&r), func() error {
+		out = append(out, r)
+		return nil
+	}); err != nil {
+		return nil, fmt.Errorf("query messages: %w", err)
+	}
+	return out, nil
+}
+
+// LinkOrphans links mentorado m's messages without a lead to its lead with
+// the same phone and returns how many it linked.
+func (q MessageQueries) LinkOrphans(ctx context.Context, m int64) (int64, error) {
+	tag, err := q.q.Exec(ctx, `
+UPDATE whatsapp_messages m SET lead_id = l.id, updated_at = now()
+FROM leads l
+WHERE m.mentorado_id = $1 AND m.lead_id IS NULL AND m.phone IS NOT NULL
+	AND l.mentorado_id = $1 AND l.phone = m.phone`, m)
+	if err != nil {
+		return 0, fmt.Errorf("link orphans: %w", err)
+	}
+	return tag.RowsAffected(), nil
+}
