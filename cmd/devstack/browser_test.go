@@ -48,10 +48,10 @@ type dashboardRun struct {
 	leadPhone      string // the phone the inbound message comes from, E.164 digits
 	leadShown      string // how the page writes leadPhone
 	reply          string
-	// words the page must show (or attributes it must have), by element id
-	connectLabel, connectedBadge, notConnected, today string
-	formats                                           map[string]string // JS expression → expected result
-	screenshot                                        bool
+	// words the page must show at points of the flow
+	connectLabel, connectedBadge, notConnected, badToken, today string
+	formats                                                     map[string]string // JS expression → expected result
+	screenshot                                                  bool
 }
 
 // TestDashboardInBrowser drives the embedded dashboard in headless Chromium
@@ -67,13 +67,15 @@ func TestDashboardInBrowser(t *testing.T) {
 	exe := chromium(t)
 	s := startStack(t)
 
-	yesterday := `new Date(Date.now() - 864e5).toISOString()`
+	// Noon yesterday, local time: a day of 23 or 25 hours does not move it.
+	yesterday := `(() => { const d = new Date(); d.setDate(d.getDate() - 1); d.setHours(12, 0, 0, 0); return d.toISOString() })()`
 	runs := []dashboardRun{{
 		lang: "pt-BR", acceptLanguage: "pt-BR,pt;q=0.9", locale: "pt_BR", timeZone: "America/Sao_Paulo",
 		mentorado: "Ana Mentora", leadPhone: "5511912345678", leadShown: "(11) 91234-5678",
 		reply:        "Oi Bia! Te mando os detalhes.",
 		connectLabel: "Conectar", connectedBadge: "conectado", today: "hoje ",
 		notConnected: "O WhatsApp não está conectado. Conecte para enviar.",
+		badToken:     "Token recusado — entre de novo.",
 		formats: map[string]string{
 			`I18N.phone("5511912345678")`:                       "(11) 91234-5678",
 			`I18N.phone("551131234567")`:                        "(11) 3123-4567",
@@ -91,6 +93,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		reply:        "Hi Bea! Sending the details.",
 		connectLabel: "Connect", connectedBadge: "connected", today: "today ",
 		notConnected: "WhatsApp is not connected. Connect to send.",
+		badToken:     "Token rejected — sign in again.",
 		formats: map[string]string{
 			`I18N.phone("5511912345678")`:  "(11) 91234-5678",
 			`I18N.number(1234567)`:         "1,234,567",
@@ -192,6 +195,12 @@ func dashboardFlow(t *testing.T, s *stack, exe string, r dashboardRun) {
 		}
 	}
 
+	step("a rejected token, said in the user's language",
+		chromedp.SendKeys(chromedp.ID("token-input"), "zbt_not-a-token"),
+		chromedp.Click(chromedp.ID("sign-in")),
+		waitJS(fmt.Sprintf(`%s === %q`, text("signin-error"), r.badToken)),
+		js(`document.getElementById("token-input").value = ""`),
+	)
 	step("sign in",
 		chromedp.SendKeys(chromedp.ID("token-input"), created.Token),
 		chromedp.Click(chromedp.ID("sign-in")),
