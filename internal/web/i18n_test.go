@@ -127,6 +127,13 @@ func TestDashboardStringsAreInTheCatalogs(t *testing.T) {
 			}
 		}
 	}
+	// And nothing is kept that nothing uses (a key is used by name, or by
+	// one of the prefixes above).
+	for _, k := range slices.Sorted(maps.Keys(loadCatalog(t, dashboardLangs[0]))) {
+		if _, ok := used[k]; !ok {
+			t.Errorf("key %q is in the catalogs but nothing uses it", k)
+		}
+	}
 }
 
 // apiErrorCodes collects every error code the API can answer with: the
