@@ -114,6 +114,12 @@ func dashboardFlow(t *testing.T, s *stack, exe string, r dashboardRun) {
 	if code := s.do("POST", "/v1/admin/mentorados", s.admin, map[string]string{"name": r.mentorado}, &created); code != http.StatusCreated {
 		t.Fatalf("create mentorado: %d", code)
 	}
+	// /readyz does not wait for the connector to take the new mentorado's
+	// session; until it has, commands answer 503 and the page would show
+	// "unavailable" where this test expects "not connected".
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		return s.do("GET", "/v1/whatsapp/status?live=true", created.Token, nil, nil) == http.StatusOK
+	}, "the connector never took the session")
 
 	// The defaults are headless, no-first-run and
 	// disable-background-networking; add the machine's required flags.
