@@ -1,11 +1,31 @@
 // zapbus dashboard: vanilla JS, no build step. The mentorado token lives in
 // sessionStorage; the live stream uses short-lived tickets
-// (POST /v1/stream-tickets) because EventSource cannot send headers.
+// (POST /v1/stream-tickets) because EventSource cannot send headers. Words
+// and formats come from I18N (i18n.js): nothing here is user-visible text.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+const t = (key, params) => I18N.t(key, params);
 const TOKEN_KEY = "zapbus.token";
-const state = { token: sessionStorage.getItem(TOKEN_KEY) || "", phone: "", lastEventId: "", es: null, qrURL: "", retry: null, convTimer: null, convTimer2: null, recent: new Map() };
+const state = {
+  token: sessionStorage.getItem(TOKEN_KEY) || "", phone: "", name: "", lastEventId: "", es: null, qrURL: "", retry: null,
+  convTimer: null, convTimer2: null, recent: new Map(),
+  st: null, // last connection status shown
+  convs: [], // conversations as listed, re-rendered when the language changes
+  thread: new Map(), // messages of the open thread by id
+  errors: {}, // element id → API error shown there, re-translated with the page
+};
+
+// APIError keeps the stable code of the API's error body: the dashboard
+// shows its own text for it (I18N.error), not the English message.
+class APIError extends Error {
+  constructor(status, code, message, retryAfter) {
+    super(message || code);
+    this.status = status;
+    this.code = code;
+    this.retryAfter = retryAfter;
+  }
+}
 
 async function api(method, path, body) {
   const headers = { Authorization: "Bearer " + state.token };
@@ -14,23 +34,39 @@ async function api(method, path, body) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
-  const res = await fetch(path, init);
-  if (res.status === 401) {
-    signOut("Token rejected — sign in again.");
-    throw new Error("unauthorized");
+  let res;
+  try {
+    res = await fetch(path, init);
+  } catch (e) {
+    const err = new APIError(0, "", String(e));
+    err.network = true;
+    throw err;
   }
   const ct = res.headers.get("Content-Type") || "";
   if (!res.ok) {
-    let msg = res.status + " " + res.statusText;
+    let code = "", message = res.status + " " + res.statusText;
     if (ct.startsWith("application/json")) {
-      const e = await res.json();
-      if (e.error) msg = e.error.message || e.error.code;
+      try {
+        const e = await res.json();
+        if (e.error) { code = e.error.code || ""; message = e.error.message || message; }
+      } catch (e) { /* not the error shape */ }
     }
-    const err = new Error(msg);
-    err.status = res.status;
+    const err = new APIError(res.status, code, message, Number(res.headers.get("Retry-After")) || 0);
+    if (res.status === 401) {
+      signOut(err);
+      err.handled = true;
+    }
     throw err;
   }
   return ct.startsWith("application/json") ? res.json() : res.blob();
+}
+
+// showError puts the translated text of err (or nothing) in an error line,
+// and remembers err so a language switch translates it again.
+function showError(id, err) {
+  if (err && err.handled && id !== "signin-error") return;
+  state.errors[id] = err || null;
+  $(id).textContent = err ? I18N.error(err) : "";
 }
 
 // ---- session -------------------------------------------------------------
@@ -43,6 +79,7 @@ function showApp(on) {
 
 async function signIn(token) {
   state.token = token.trim();
+  showError("signin-error", null);
   try {
     const st = await api("GET", "/v1/whatsapp/status");
     sessionStorage.setItem(TOKEN_KEY, state.token);
@@ -51,37 +88,73 @@ async function signIn(token) {
     loadConversations();
     openStream();
   } catch (e) {
-    if (e.message !== "unauthorized") $("signin-error").textContent = e.message;
+    if (!e.handled) showError("signin-error", e);
   }
 }
 
-function signOut(msg) {
+function signOut(err) {
   sessionStorage.removeItem(TOKEN_KEY);
   state.token = "";
   if (state.es) state.es.close();
   state.es = null;
   clearTimeout(state.retry);
   showApp(false);
-  $("signin-error").textContent = msg || "";
+  showError("signin-error", err || null);
 }
 
 // ---- connection card -----------------------------------------------------
 
+// Which actions make sense in which state (docs/events.md, connection):
+// connect starts a stopped session, disconnect stops a running one, log out
+// unpairs a paired device.
+const CONNECTABLE = ["disconnected", "logged_out", "conflict"];
+const RUNNING = ["connecting", "qr", "pairing", "connected", "backoff"];
+
+// setStatus shows a status from a command reply or a connection event. An
+// older status than the one shown is ignored: a command's reply can arrive
+// after the stream already told what happened next.
 function setStatus(st) {
+  const since = sinceOf(st.since);
+  if (state.st && since && state.st.since && since < new Date(state.st.since)) return;
+  const prev = state.st;
+  state.st = { status: st.status, phone: st.phone || "", jid: st.jid || "", since: since ? st.since : "", pairing_code: st.pairing_code || "" };
+  if (prev && prev.pairing_code && !state.st.pairing_code && st.status === "pairing") state.st.pairing_code = prev.pairing_code;
+  renderStatus();
+  if (st.status === "qr" && (!prev || prev.status !== "qr" || !state.qrURL)) refreshQR();
+}
+
+// sinceOf is the time of a status, or null for none (a session that never
+// ran reports the zero time).
+function sinceOf(iso) {
+  const d = iso ? new Date(iso) : null;
+  return d && !isNaN(d) && d.getFullYear() > 2000 ? d : null;
+}
+
+function renderStatus() {
+  const st = state.st;
+  if (!st) return;
+  const s = st.status;
   const badge = $("status-badge");
-  badge.textContent = st.status.replace("_", " ");
-  badge.dataset.status = st.status;
+  badge.textContent = t("status." + s) === "status." + s ? s : t("status." + s);
+  badge.dataset.status = s;
   const parts = [];
-  if (st.phone) parts.push("+" + st.phone);
-  if (st.since) parts.push("since " + new Date(st.since).toLocaleString());
-  if (st.reason) parts.push(st.reason);
+  if (st.phone) parts.push(I18N.phone(st.phone));
+  if (st.since) parts.push(t("conn.since", { when: I18N.when(st.since, true) }));
   $("status-detail").textContent = parts.join(" · ");
-  if (st.status !== "qr") hideQR();
-  $("qr-hint").textContent = st.status === "connected"
-    ? "Connected. Log out to unpair this device."
-    : "Press Connect to show a QR code, then scan it in WhatsApp → Linked devices.";
-  if (st.status !== "pairing" && st.status !== "qr") $("pairing-code").hidden = true;
-  if (st.pairing_code) showPairingCode(st.pairing_code);
+  $("status-detail").title = st.since ? I18N.full(st.since) : "";
+  // The QR is only for the qr state: once paired (or stopped) it is gone,
+  // even if a fetch of it is still on its way.
+  if (s !== "qr") hideQR();
+  const hint = "hint." + s;
+  $("qr-hint").textContent = t(hint) === hint ? "" : t(hint);
+  $("qr-hint").hidden = s === "qr" && !!state.qrURL;
+  const paired = !!(st.jid || st.phone) && s !== "logged_out";
+  $("connect").hidden = !CONNECTABLE.includes(s);
+  $("disconnect").hidden = !RUNNING.includes(s);
+  $("logout").hidden = !paired;
+  $("pairing").hidden = !CONNECTABLE.includes(s);
+  if (s === "pairing" && st.pairing_code) showPairingCode(st.pairing_code);
+  else $("pairing-code").hidden = true;
 }
 
 function hideQR() {
@@ -93,17 +166,21 @@ function hideQR() {
 }
 
 async function refreshQR() {
+  let blob;
   try {
-    const blob = await api("GET", "/v1/whatsapp/qr.png");
-    const url = URL.createObjectURL(blob);
-    if (state.qrURL) URL.revokeObjectURL(state.qrURL);
-    state.qrURL = url;
-    $("qr").src = url;
-    $("qr").hidden = false;
-    $("qr-hint").hidden = true;
+    blob = await api("GET", "/v1/whatsapp/qr.png");
   } catch (e) {
     if (e.status === 404) hideQR();
+    return;
   }
+  // The session may have left the qr state while the image was loading.
+  if (!state.st || state.st.status !== "qr") return;
+  const url = URL.createObjectURL(blob);
+  if (state.qrURL) URL.revokeObjectURL(state.qrURL);
+  state.qrURL = url;
+  $("qr").src = url;
+  $("qr").hidden = false;
+  $("qr-hint").hidden = true;
 }
 
 function showPairingCode(code) {
@@ -112,11 +189,11 @@ function showPairingCode(code) {
 }
 
 async function command(path, body) {
-  $("connection-error").textContent = "";
+  showError("connection-error", null);
   try {
     setStatus(await api("POST", path, body));
   } catch (e) {
-    if (e.message !== "unauthorized") $("connection-error").textContent = e.message;
+    showError("connection-error", e);
   }
 }
 
@@ -136,7 +213,13 @@ async function loadConversations() {
   } catch (e) {
     return;
   }
-  $("conversations").replaceChildren(...data.conversations.map(conversationItem));
+  state.convs = data.conversations;
+  renderConversations();
+}
+
+function renderConversations() {
+  $("conversations").replaceChildren(...state.convs.map(conversationItem));
+  $("conversations-empty").hidden = state.convs.length > 0;
 }
 
 function conversationItem(c) {
@@ -145,11 +228,27 @@ function conversationItem(c) {
   li.dataset.testid = "conversation";
   li.dataset.name = c.name || "";
   li.dataset.unread = String(c.unread || 0);
-  li.setAttribute("aria-selected", String(c.phone === state.phone));
-  li.append(el("span", "name", c.name || "+" + c.phone));
-  if (c.unread > 0) li.append(el("span", "unread", String(c.unread)));
-  li.append(el("span", "preview", (c.last_message.direction === "out" ? "You: " : "") + (c.last_message.text || c.last_message.kind)));
-  li.addEventListener("click", () => openThread(c.phone, li.dataset.name));
+  const b = el("button", "conv");
+  b.type = "button";
+  if (c.phone === state.phone) b.setAttribute("aria-current", "true");
+  b.append(el("span", "name", c.name || I18N.phone(c.phone)));
+  const at = c.last_at || (c.last_message && c.last_message.sent_at);
+  if (at) {
+    const time = el("time", "when", I18N.when(at, false));
+    time.dateTime = at;
+    time.title = I18N.full(at);
+    b.append(time);
+  }
+  const lm = c.last_message || {};
+  const text = lm.text || t("kind." + (lm.kind || "other"));
+  b.append(el("span", "preview", lm.direction === "out" ? t("chat.you", { text }) : text));
+  if (c.unread > 0) {
+    const u = el("span", "unread", I18N.number(c.unread));
+    u.setAttribute("aria-label", t("chat.unread", { count: I18N.number(c.unread) }));
+    b.append(u);
+  }
+  b.addEventListener("click", () => openThread(c.phone, li.dataset.name));
+  li.append(b);
   return li;
 }
 
@@ -158,13 +257,12 @@ function conversationItem(c) {
 // loadConversations reconciles with the database afterwards.
 function upsertConversation(d) {
   if (!d.phone || ["edit", "revoke", "reaction"].includes(d.kind)) return;
-  const ul = $("conversations");
-  const old = ul.querySelector('li[data-phone="' + CSS.escape(d.phone) + '"]');
-  const unread = (old ? Number(old.dataset.unread) : 0) + (d.direction === "in" && d.phone !== state.phone ? 1 : 0);
-  const name = (old && old.dataset.name) || d.push_name || "";
-  const li = conversationItem({ phone: d.phone, name, unread, last_message: { direction: d.direction, text: d.text || d.caption, kind: d.kind } });
-  if (old) old.remove();
-  ul.prepend(li);
+  const old = state.convs.find((c) => c.phone === d.phone);
+  const unread = (old ? Number(old.unread || 0) : 0) + (d.direction === "in" && d.phone !== state.phone ? 1 : 0);
+  const name = (old && old.name) || d.push_name || "";
+  const c = { phone: d.phone, name, unread, last_at: d.timestamp, last_message: { direction: d.direction, text: d.text || d.caption, kind: d.kind } };
+  state.convs = [c, ...state.convs.filter((x) => x.phone !== d.phone)];
+  renderConversations();
 }
 
 // scheduleConversations reloads the list shortly after live events, and
@@ -177,38 +275,69 @@ function scheduleConversations() {
 }
 
 function messageText(m) {
-  if (m.revoked) return "🚫 message deleted";
-  return (m.text || m.caption || "[" + m.kind + "]") + (m.edited ? " (edited)" : "");
+  if (m.revoked) return t("msg.deleted");
+  const text = m.text || m.caption || t("kind." + (m.kind || "other"));
+  return m.edited ? t("msg.edited", { text }) : text;
 }
 
 function messageItem(m) {
   const li = el("li", m.direction === "out" ? "out" : "in", messageText(m));
   li.dataset.id = m.id;
-  li.append(el("span", "meta", new Date(m.sent_at).toLocaleTimeString() + (m.direction === "out" ? " · " + m.status : "")));
+  const meta = el("span", "meta");
+  const time = el("time", "", I18N.when(m.sent_at, true));
+  time.dateTime = m.sent_at;
+  time.title = I18N.full(m.sent_at);
+  meta.append(time);
+  if (m.direction === "out" && m.status) meta.append(" · " + t("msgstatus." + m.status));
+  li.append(meta);
   return li;
+}
+
+function threadTitle() {
+  if (!state.phone) return t("chat.pick");
+  const phone = I18N.phone(state.phone);
+  return state.name ? t("chat.titleNamed", { name: state.name, phone }) : phone;
+}
+
+function renderThread() {
+  const ol = $("thread");
+  const msgs = [...state.thread.values()].sort((a, b) => new Date(a.sent_at) - new Date(b.sent_at));
+  // A whole new thread is not news for screen readers: only what arrives
+  // after it (addToThread) is announced.
+  ol.setAttribute("aria-busy", "true");
+  ol.replaceChildren(...msgs.map(messageItem));
+  ol.removeAttribute("aria-busy");
+  ol.scrollTop = ol.scrollHeight;
 }
 
 async function openThread(phone, name) {
   state.phone = phone;
-  $("thread-title").textContent = name ? name + " (+" + phone + ")" : "+" + phone;
+  state.name = name || "";
+  state.thread = new Map();
+  $("thread-title").textContent = threadTitle();
+  $("thread-title").classList.remove("muted");
   $("send-text").disabled = false;
   $("send-button").disabled = false;
-  for (const li of $("conversations").children) li.setAttribute("aria-selected", String(li.dataset.phone === phone));
+  showError("send-error", null);
+  for (const b of $("conversations").querySelectorAll("button.conv")) {
+    if (b.parentElement.dataset.phone === phone) b.setAttribute("aria-current", "true");
+    else b.removeAttribute("aria-current");
+  }
+  renderThread();
   let data;
   try {
     data = await api("GET", "/v1/conversations/" + encodeURIComponent(phone) + "/messages?limit=100");
   } catch (e) {
-    $("send-error").textContent = e.message;
+    showError("send-error", e);
     return;
   }
   if (state.phone !== phone) return;
   // Messages seen live may not be stored yet: show them too.
   const byId = new Map(data.messages.map((m) => [m.id, m]));
   for (const m of (state.recent.get(phone) || new Map()).values()) if (!byId.has(m.id)) byId.set(m.id, m);
-  const msgs = [...byId.values()].sort((a, b) => new Date(a.sent_at) - new Date(b.sent_at));
-  const ol = $("thread");
-  ol.replaceChildren(...msgs.map(messageItem));
-  ol.scrollTop = ol.scrollHeight;
+  for (const m of state.thread.values()) if (!byId.has(m.id)) byId.set(m.id, m);
+  state.thread = byId;
+  renderThread();
 }
 
 // remember keeps the last live messages per phone (bounded), for threads
@@ -221,18 +350,21 @@ function remember(m) {
   if (msgs.size > 50) msgs.delete(msgs.keys().next().value);
 }
 
-// applyToTarget shows an edit or revoke on the message it applies to.
+function replaceInThread(m) {
+  const li = $("thread").querySelector('li[data-id="' + CSS.escape(m.id) + '"]');
+  if (li) li.replaceWith(messageItem(m));
+}
+
+// applyToTarget shows an edit or revoke on the message it applies to (the
+// live copy and the stored one may be different objects).
 function applyToTarget(d) {
-  for (const msgs of state.recent.values()) {
-    const m = msgs.get(d.target_id);
-    if (!m) continue;
+  const targets = new Set();
+  for (const msgs of state.recent.values()) if (msgs.has(d.target_id)) targets.add(msgs.get(d.target_id));
+  if (state.thread.has(d.target_id)) targets.add(state.thread.get(d.target_id));
+  for (const m of targets) {
     if (d.kind === "edit") { m.text = d.text; m.edited = true; } else { m.revoked = true; }
   }
-  const li = $("thread").querySelector('li[data-id="' + CSS.escape(d.target_id) + '"]');
-  if (!li) return;
-  const meta = li.querySelector(".meta");
-  li.firstChild.textContent = d.kind === "edit" ? d.text + " (edited)" : "🚫 message deleted";
-  if (meta) li.append(meta);
+  if (state.thread.has(d.target_id)) replaceInThread(state.thread.get(d.target_id));
 }
 
 function addToThread(m) {
@@ -240,6 +372,7 @@ function addToThread(m) {
   if (!state.phone || m.phone !== state.phone) return;
   const ol = $("thread");
   const existing = ol.querySelector('li[data-id="' + CSS.escape(m.id) + '"]');
+  state.thread.set(m.id, m);
   const li = messageItem(m);
   if (existing) existing.replaceWith(li);
   else ol.append(li);
@@ -250,7 +383,7 @@ async function send(ev) {
   ev.preventDefault();
   const text = $("send-text").value;
   if (!state.phone || !text.trim()) return;
-  $("send-error").textContent = "";
+  showError("send-error", null);
   $("send-button").disabled = true;
   try {
     const m = await api("POST", "/v1/messages", { phone: state.phone, text, client_id: crypto.randomUUID() });
@@ -258,12 +391,12 @@ async function send(ev) {
     if (m.phone && m.phone !== state.phone) {
       // A new chat typed by hand: adopt the normalised number.
       state.phone = m.phone;
-      $("thread-title").textContent = "+" + m.phone;
+      $("thread-title").textContent = threadTitle();
     }
     addToThread(m);
     scheduleConversations();
   } catch (e) {
-    if (e.message !== "unauthorized") $("send-error").textContent = e.message;
+    showError("send-error", e);
   } finally {
     $("send-button").disabled = false;
   }
@@ -277,7 +410,7 @@ async function openStream() {
   try {
     ticket = (await api("POST", "/v1/stream-tickets")).ticket;
   } catch (e) {
-    state.retry = setTimeout(openStream, 3000);
+    if (!e.handled) state.retry = setTimeout(openStream, 3000);
     return;
   }
   let url = "/v1/events?ticket=" + encodeURIComponent(ticket);
@@ -288,12 +421,18 @@ async function openStream() {
   es.addEventListener("connection", (ev) => {
     track(ev);
     const env = JSON.parse(ev.data);
-    setStatus({ status: env.data.status, phone: env.data.phone, since: env.occurred_at, reason: env.data.reason });
+    setStatus({ status: env.data.status, phone: env.data.phone, jid: env.data.jid, since: env.occurred_at });
   });
   es.addEventListener("qr", (ev) => {
     const env = JSON.parse(ev.data);
-    if (env.data.pairing_code) showPairingCode(env.data.pairing_code);
-    else refreshQR();
+    if (env.data.pairing_code) {
+      if (state.st) state.st.pairing_code = env.data.pairing_code;
+      showPairingCode(env.data.pairing_code);
+    } else if (state.st && state.st.status === "qr") {
+      // A new code while waiting for a scan; before the qr status arrives,
+      // setStatus fetches it.
+      refreshQR();
+    }
   });
   es.addEventListener("message", (ev) => {
     track(ev);
@@ -311,8 +450,11 @@ async function openStream() {
     track(ev);
     const d = JSON.parse(ev.data).data;
     for (const id of d.message_ids) {
-      const meta = $("thread").querySelector('li[data-id="' + CSS.escape(id) + '"].out .meta');
-      if (meta) meta.textContent = meta.textContent.replace(/· \w+$/, "· " + d.kind);
+      const m = state.thread.get(id);
+      if (m && m.direction === "out") {
+        m.status = d.kind;
+        replaceInThread(m);
+      }
     }
     scheduleConversations();
   });
@@ -327,9 +469,32 @@ async function openStream() {
   };
 }
 
+// ---- language -------------------------------------------------------------
+
+// relabel re-renders what script wrote, in the language just chosen.
+function relabel() {
+  $("lang").value = I18N.lang;
+  renderStatus();
+  renderConversations();
+  if (state.phone) {
+    $("thread-title").textContent = threadTitle();
+    renderThread();
+  }
+  for (const [id, err] of Object.entries(state.errors)) if (err) $(id).textContent = I18N.error(err);
+}
+
 // ---- wiring ---------------------------------------------------------------
 
-document.addEventListener("DOMContentLoaded", () => {
+document.addEventListener("DOMContentLoaded", async () => {
+  try {
+    await I18N.ready;
+  } catch (e) {
+    console.error(e); // the page still works, showing keys
+  }
+  I18N.onChange(relabel);
+  relabel();
+  document.documentElement.dataset.ready = "true";
+  $("lang").addEventListener("change", () => I18N.setLang($("lang").value, true));
   $("signin-form").addEventListener("submit", (ev) => { ev.preventDefault(); signIn($("token-input").value); });
   $("sign-out").addEventListener("click", () => signOut());
   $("connect").addEventListener("click", () => command("/v1/whatsapp/connect", { method: "qr" }));
@@ -344,8 +509,15 @@ document.addEventListener("DOMContentLoaded", () => {
   });
   $("new-chat").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    const p = $("new-phone").value.replace(/\D/g, "");
-    if (p) openThread(p, "");
+    const typed = $("new-phone").value.trim();
+    let p = typed.replace(/\D/g, "");
+    if (!p) return;
+    // Like the API, a number without a country code is Brazilian: DDD and
+    // 8 or 9 digits.
+    if (!typed.startsWith("+") && (p.length === 10 || p.length === 11)) p = "55" + p;
+    $("new-phone").value = "";
+    openThread(p, "");
+    $("send-text").focus();
   });
   $("send-form").addEventListener("submit", send);
   $("send-text").addEventListener("keydown", (ev) => {
