@@ -230,6 +230,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// persister's are next to it.
 	srv.Mount("GET /metrics/connector", promhttp.HandlerFor(conn.Registry(), promhttp.HandlerOpts{}))
 	srv.Mount("GET /metrics/persister", promhttp.HandlerFor(pers.Registry(), promhttp.HandlerOpts{}))
+	// Ready means ready for commands: the in-process connector is running.
+	srv.RequireReady(func(ctx context.Context) error {
+		if err := conn.CheckReady(ctx); err != nil {
+			return fmt.Errorf("connector: %w", err)
+		}
+		return nil
+	})
 	if fake != nil {
 		mountSim(srv, &simulator{fake: fake, db: db, bus: b, admin: s.AdminToken, log: log})
 	}

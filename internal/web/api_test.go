@@ -3,10 +3,12 @@ package web
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/url"
 	"slices"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -438,6 +440,22 @@ func TestHealthReadyMetricsOpenAPI(t *testing.T) {
 	}
 	e.expect(e.do("GET", "/assets/app.js", "", nil), 200)
 	e.expect(e.do("GET", "/assets/style.css", "", nil), 200)
+
+	// A required check (the dev binary's in-process connector) holds
+	// readiness until it passes, and its reason is the message.
+	var connectorUp atomic.Bool
+	e.s.RequireReady(func(context.Context) error {
+		if !connectorUp.Load() {
+			return errors.New("connector: not running")
+		}
+		return nil
+	})
+	res = e.expect(e.do("GET", "/readyz", "", nil), 503)
+	if !strings.Contains(string(res.Body), "connector: not running") {
+		t.Fatalf("readyz while the connector starts: %s", res.Body)
+	}
+	connectorUp.Store(true)
+	e.expect(e.do("GET", "/readyz", "", nil), 200)
 
 	// Readiness fails when NATS is gone.
 	e.bus.Close()

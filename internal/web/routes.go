@@ -76,7 +76,8 @@ func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
-// handleReadyz reports ready when Postgres answers and NATS is connected.
+// handleReadyz reports ready when Postgres answers, NATS is connected and
+// every RequireReady check passes.
 func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 	defer cancel()
@@ -87,6 +88,12 @@ func (s *Server) handleReadyz(w http.ResponseWriter, r *http.Request) {
 	if st := s.bus.Status(); st != nats.CONNECTED {
 		s.writeError(w, r, errorf(http.StatusServiceUnavailable, codeUnavailable, "nats %s", st))
 		return
+	}
+	for _, check := range s.readyChecks {
+		if err := check(ctx); err != nil {
+			s.writeError(w, r, errorf(http.StatusServiceUnavailable, codeUnavailable, "%s", err))
+			return
+		}
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }

@@ -188,6 +188,16 @@ type Server struct {
 	revokeSub   *nats.Subscription
 	sends       *limiterSet
 	streamOpens *limiterSet
+	// readyChecks are what else /readyz waits for (RequireReady).
+	readyChecks []func(context.Context) error
+}
+
+// RequireReady makes /readyz also wait for check (nil when ready; its error
+// text is the 503's message). The dev binary runs the connector in the same
+// process and adds its check, so a client that waits for /readyz can send
+// a command at once instead of meeting "no connector". Call it before Serve.
+func (s *Server) RequireReady(check func(context.Context) error) {
+	s.readyChecks = append(s.readyChecks, check)
 }
 
 // New builds a server on an open database and a provisioned bus.
