@@ -25,74 +25,6 @@ import (
 	"github.com/zapbus/zapbus/internal/event"
 )
 
-// smClock drives session timers by hand.
-type smClock struct {
-	mu     sync.Mutex
-	now    time.Time
-	timers []*smTimer
-}
-
-type smTimer struct {
-	c       *smClock
-	at      time.Time
-	d       time.Duration
-	f       func()
-	stopped bool
-}
-
-func (c *smClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *smClock) AfterFunc(d time.Duration, f func()) Timer {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	t := &smTimer{c: c, at: c.now.Add(d), d: d, f: f}
-	c.timers = append(c.timers, t)
-	return t
-}
-
-func (t *smTimer) Stop() bool {
-	t.c.mu.Lock()
-	defer t.c.mu.Unlock()
-	was := !t.stopped
-	t.stopped = true
-	return was
-}
-
-// pending lists the durations of timers still to fire.
-func (c *smClock) pending() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	var out []time.Duration
-	for _, t := range c.timers {
-		if !t.stopped {
-			out = append(out, t.d)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// advance moves time forward and fires the timers that are due.
-func (c *smClock) advance(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	var due []*smTimer
-	for _, t := range c.timers {
-		if !t.stopped && !t.at.After(c.now) {
-			t.stopped = true
-			due = append(due, t)
-		}
-	}
-	c.mu.Unlock()
-	for _, t := range due {
-		t.f()
-	}
-}
-
 // memPublisher keeps what a session publishes.
 type memPublisher struct {
 	mu   sync.Mutex
@@ -287,7 +219,7 @@ func (f *fakeFactory) count() int {
 type machine struct {
 	t       *testing.T
 	s       *session
-	clock   *smClock
+	clock   *FakeClock
 	pub     *memPublisher
 	devices *memDevices
 	factory *fakeFactory
@@ -303,7 +235,7 @@ func newMachine(t *testing.T, pol Policy) *machine {
 	pol.Jitter = -1
 	m := &machine{
 		t:       t,
-		clock:   &smClock{now: time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)},
+		clock:   NewFakeClock(),
 		pub:     &memPublisher{},
 		devices: &memDevices{desired: desiredConnected, jid: smJID},
 		factory: &fakeFactory{},
@@ -383,11 +315,11 @@ func TestStateMachineConnectsAndBacksOff(t *testing.T) {
 	if st.Status != event.StatusBackoff || st.RetryAt == nil || !st.RetryAt.Equal(m.clock.Now().Add(3*time.Second)) {
 		t.Fatalf("after disconnect: %+v", st)
 	}
-	if got := m.clock.pending(); !slices.Equal(got, []time.Duration{3 * time.Second}) {
+	if got := m.clock.Pending(); !slices.Equal(got, []time.Duration{3 * time.Second}) {
 		t.Fatalf("pending timers %v, want [3s]", got)
 	}
 	connects := m.factory.last().connectCount()
-	m.clock.advance(3 * time.Second)
+	m.clock.Advance(3 * time.Second)
 	m.do(func(context.Context) {})
 	if got := m.status().Status; got != event.StatusConnecting {
 		t.Fatalf("after the backoff delay: %s, want connecting", got)
@@ -399,10 +331,10 @@ func TestStateMachineConnectsAndBacksOff(t *testing.T) {
 	if st := m.status(); st.Status != event.StatusBackoff {
 		t.Fatalf("second failure: %+v", st)
 	}
-	if got := m.clock.pending(); !slices.Contains(got, 6*time.Second) {
+	if got := m.clock.Pending(); !slices.Contains(got, 6*time.Second) {
 		t.Fatalf("second backoff should wait 6s, pending %v", got)
 	}
-	m.clock.advance(6 * time.Second)
+	m.clock.Advance(6 * time.Second)
 	m.do(func(context.Context) {})
 	m.deliver(&events.Disconnected{})
 	st = m.status()
@@ -425,11 +357,11 @@ func TestStateMachineConnectedResetsAttempts(t *testing.T) {
 	m := newMachine(t, Policy{})
 	m.deliver(&events.Connected{})
 	m.deliver(&events.Disconnected{})
-	m.clock.advance(3 * time.Second)
+	m.clock.Advance(3 * time.Second)
 	m.deliver(&events.Connected{})
 	m.deliver(&events.Disconnected{})
 	// Attempt 1 again, not 2: the delay is the base delay.
-	if got := m.clock.pending(); !slices.Equal(got, []time.Duration{3 * time.Second}) {
+	if got := m.clock.Pending(); !slices.Equal(got, []time.Duration{3 * time.Second}) {
 		t.Fatalf("pending %v, want [3s]", got)
 	}
 }
@@ -448,7 +380,7 @@ func TestStateMachineLoggedOut(t *testing.T) {
 	if len(m.factory.deleted) != 1 || m.factory.deleted[0] != smJID {
 		t.Fatalf("device store deletes %v", m.factory.deleted)
 	}
-	if got := m.clock.pending(); len(got) != 0 {
+	if got := m.clock.Pending(); len(got) != 0 {
 		t.Fatalf("a logged-out session schedules nothing, pending %v", got)
 	}
 	// The dropped client's later events change nothing.
@@ -472,7 +404,7 @@ func TestStateMachineStreamReplaced(t *testing.T) {
 	if d, deleted := m.devices.state(); d != desiredDisconnected || deleted {
 		t.Fatalf("desired %q deleted %v: a replaced stream keeps the device but stops wanting it", d, deleted)
 	}
-	if got := m.clock.pending(); len(got) != 0 {
+	if got := m.clock.Pending(); len(got) != 0 {
 		t.Fatalf("no reconnect after stream replaced, pending %v", got)
 	}
 	m.wantConnections("connecting: ", "connected: ", "conflict: stream replaced: this device connected elsewhere")
@@ -487,7 +419,7 @@ func TestStateMachineTemporaryBan(t *testing.T) {
 		t.Fatalf("after ban: %+v", st)
 	}
 	connects := m.factory.last().connectCount()
-	m.clock.advance(2 * time.Hour)
+	m.clock.Advance(2 * time.Hour)
 	m.do(func(context.Context) {})
 	if got := m.status().Status; got != event.StatusConnecting {
 		t.Fatalf("after the ban expired: %s", got)
@@ -496,7 +428,7 @@ func TestStateMachineTemporaryBan(t *testing.T) {
 
 	// A ban without an expiry waits the policy's default.
 	m.deliver(&events.ConnectFailure{Reason: events.ConnectFailureTempBanned})
-	if got := m.clock.pending(); !slices.Contains(got, time.Hour) {
+	if got := m.clock.Pending(); !slices.Contains(got, time.Hour) {
 		t.Fatalf("default ban wait: pending %v, want 1h", got)
 	}
 }
