@@ -27,10 +27,8 @@ type deviceRow struct {
 // error context.
 type devices struct{ queries store.DeviceQueries }
 
-func (d devices) q() store.DeviceQueries { return d.queries }
-
 func (d devices) get(ctx context.Context, m int64) (deviceRow, bool, error) {
-	st, found, err := d.q().Get(ctx, m)
+	st, found, err := d.queries.Get(ctx, m)
 	if err != nil {
 		return deviceRow{}, false, fmt.Errorf("load wa_devices %d: %w", m, err)
 	}
@@ -47,14 +45,14 @@ func (d devices) get(ctx context.Context, m int64) (deviceRow, bool, error) {
 }
 
 func (d devices) setDesired(ctx context.Context, m int64, desired string) error {
-	if err := d.q().SetDesired(ctx, m, desired); err != nil {
+	if err := d.queries.SetDesired(ctx, m, desired); err != nil {
 		return fmt.Errorf("set desired state of %d: %w", m, err)
 	}
 	return nil
 }
 
 func (d devices) paired(ctx context.Context, m int64, jid types.JID, phone string) error {
-	if err := d.q().Paired(ctx, m, jid.String(), phone); err != nil {
+	if err := d.queries.Paired(ctx, m, jid.String(), phone); err != nil {
 		return fmt.Errorf("record paired device of %d: %w", m, err)
 	}
 	return nil
@@ -62,7 +60,7 @@ func (d devices) paired(ctx context.Context, m int64, jid types.JID, phone strin
 
 // phoneOwner returns the mentorado a number is paired to, other than m.
 func (d devices) phoneOwner(ctx context.Context, phone string, m int64) (int64, bool, error) {
-	owner, taken, err := d.q().PhoneOwner(ctx, phone, m)
+	owner, taken, err := d.queries.PhoneOwner(ctx, phone, m)
 	if err != nil {
 		return 0, false, fmt.Errorf("look up phone owner: %w", err)
 	}
@@ -70,14 +68,14 @@ func (d devices) phoneOwner(ctx context.Context, phone string, m int64) (int64, 
 }
 
 func (d devices) delete(ctx context.Context, m int64) error {
-	if err := d.q().Delete(ctx, m); err != nil {
+	if err := d.queries.Delete(ctx, m); err != nil {
 		return fmt.Errorf("delete wa_devices %d: %w", m, err)
 	}
 	return nil
 }
 
 func (d devices) wantConnected(ctx context.Context) ([]int64, error) {
-	ids, err := d.q().WantConnected(ctx)
+	ids, err := d.queries.WantConnected(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("list sessions to restore: %w", err)
 	}
