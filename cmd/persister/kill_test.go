@@ -47,15 +47,7 @@ func TestKilledPersisterBatchRedeliveredAfterAckWait(t *testing.T) {
 	natsURL := testenv.NATS(t)
 	ctx := context.Background()
 	db := tenantOne(t, dbURL)
-	nc, err := bus.Connect(natsURL, "test", testenv.Logger(t).Level(1))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	b, err := bus.New(nc, bus.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := testBus(t, natsURL, testenv.Logger(t).Level(1))
 	if err := b.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}

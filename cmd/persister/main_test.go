@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/persister"
@@ -70,6 +72,37 @@ func tenantOne(t *testing.T, dbURL string) *store.DB {
 	return db
 }
 
+// testBus connects the test's own client to natsURL (closed at cleanup).
+func testBus(t *testing.T, natsURL string, log zerolog.Logger) *bus.Bus {
+	t.Helper()
+	nc, err := bus.Connect(natsURL, "test", log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	b, err := bus.New(nc, bus.Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+// publishInbound publishes, as the connector would, a text from Rita
+// (5511955556666) to mentorado 1 with WhatsApp id waID.
+func publishInbound(t *testing.T, b *bus.Bus, waID string) {
+	t.Helper()
+	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
+	e, err := event.New(1, event.MessageEventID(1, waID), at, &event.Message{WAID: waID, ChatJID: "5511955556666@s.whatsapp.net",
+		SenderJID: "5511955556666@s.whatsapp.net", Phone: "5511955556666", PushName: "Rita", Direction: event.DirectionIn,
+		Kind: event.KindText, Text: "oi", Timestamp: at, Status: event.MessageReceived})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := b.Publish(context.Background(), e); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestRunServesAndReplays runs the binary's run against real Postgres and
 // NATS: it becomes ready, applies a published message, exposes metrics,
 // stops on cancel; replay then re-applies the stream and prints a summary.
@@ -101,25 +134,7 @@ func TestRunServesAndReplays(t *testing.T) {
 		t.Fatalf("healthz %d", code)
 	}
 
-	nc, err := bus.Connect(natsURL, "test", testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	b, err := bus.New(nc, bus.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	e, err := event.New(1, event.MessageEventID(1, "M1"), at, &event.Message{WAID: "M1", ChatJID: "5511955556666@s.whatsapp.net",
-		SenderJID: "5511955556666@s.whatsapp.net", Phone: "5511955556666", PushName: "Rita", Direction: event.DirectionIn,
-		Kind: event.KindText, Text: "oi", Timestamp: at, Status: event.MessageReceived})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Publish(ctx, e); err != nil {
-		t.Fatal(err)
-	}
+	publishInbound(t, testBus(t, natsURL, testenv.Logger(t)), "M1")
 	testenv.Eventually(t, 20*time.Second, func() bool {
 		var name string
 		err := db.Pool.QueryRow(ctx, `SELECT l.name FROM whatsapp_messages t JOIN leads l ON l.id = t.lead_id WHERE t.wa_message_id = 'M1'`).Scan(&name)
@@ -184,30 +199,12 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 		code, body := startuptest.Get(base + "/readyz")
 		return code == http.StatusServiceUnavailable && strings.Contains(body, "zapbus-admin provision")
 	}, "readyz never said the streams are not provisioned; output:\n%s", proc.Out)
-	nc, err := bus.Connect(natsURL, "test", testenv.Logger(t))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	b, err := bus.New(nc, bus.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := testBus(t, natsURL, testenv.Logger(t))
 	if err := b.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
 	proc.WaitReady(base)
-
-	at := time.Date(2026, 6, 1, 12, 0, 0, 0, time.UTC)
-	e, err := event.New(1, event.MessageEventID(1, "W1"), at, &event.Message{WAID: "W1", ChatJID: "5511955556666@s.whatsapp.net",
-		SenderJID: "5511955556666@s.whatsapp.net", Phone: "5511955556666", PushName: "Rita", Direction: event.DirectionIn,
-		Kind: event.KindText, Text: "oi", Timestamp: at, Status: event.MessageReceived})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := b.Publish(ctx, e); err != nil {
-		t.Fatal(err)
-	}
+	publishInbound(t, b, "W1")
 	testenv.Eventually(t, 20*time.Second, func() bool {
 		var n int
 		err := db.Pool.QueryRow(ctx, `SELECT count(*) FROM whatsapp_messages WHERE wa_message_id = 'W1'`).Scan(&n)
