@@ -129,16 +129,7 @@ func (e *testEnv) doAs(f otherTenantIn, other int64, method, path, token string,
 		}
 	}
 	req.Header.Set("Authorization", "Bearer "+token)
-	res, err := e.srv.Client().Do(req)
-	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
-	}
-	defer res.Body.Close()
-	b, err := io.ReadAll(res.Body)
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return response{Status: res.StatusCode, Header: res.Header, Body: b}
+	return e.send(req)
 }
 
 // TestTenantIDOnlyFromToken walks every mentorado-scoped route with A's

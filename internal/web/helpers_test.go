@@ -176,9 +176,15 @@ func (e *testEnv) do(method, path, token string, body any) response {
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
+	return e.send(req)
+}
+
+// send runs req against the server and reads the whole answer.
+func (e *testEnv) send(req *http.Request) response {
+	e.t.Helper()
 	res, err := e.srv.Client().Do(req)
 	if err != nil {
-		e.t.Fatalf("%s %s: %v", method, path, err)
+		e.t.Fatalf("%s %s: %v", req.Method, req.URL.Path, err)
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
