@@ -53,11 +53,7 @@ func TestReplayDeadLettersPoisonOnce(t *testing.T) {
 	b := newBus(t, testenv.NATS(t))
 	ctx := context.Background()
 	at := time.Date(2026, 4, 1, 10, 0, 0, 0, time.UTC)
-	good := func(id string) event.Envelope {
-		return mustEnv(t, 1, event.MessageEventID(1, id), at, &event.Message{WAID: id, ChatJID: "5511911112222@s.whatsapp.net",
-			SenderJID: "5511911112222@s.whatsapp.net", Phone: "5511911112222", Direction: event.DirectionIn,
-			Kind: event.KindText, Text: "oi", Timestamp: at, Status: event.MessageReceived})
-	}
+	good := func(id string) event.Envelope { return inboundText(t, id, at) }
 	first, err := b.Publish(ctx, good("R1"))
 	if err != nil {
 		t.Fatal(err)

@@ -48,6 +48,15 @@ func mustEnv(t testing.TB, m int64, id string, at time.Time, p event.Payload) ev
 	return env
 }
 
+// inboundText is mentorado 1's inbound text "oi" from 5511911112222 with
+// WhatsApp id id.
+func inboundText(t testing.TB, id string, at time.Time) event.Envelope {
+	t.Helper()
+	return mustEnv(t, 1, event.MessageEventID(1, id), at, &event.Message{WAID: id, ChatJID: "5511911112222@s.whatsapp.net",
+		SenderJID: "5511911112222@s.whatsapp.net", Phone: "5511911112222", Direction: event.DirectionIn,
+		Kind: event.KindText, Text: "oi", Timestamp: at, Status: event.MessageReceived})
+}
+
 func item(t testing.TB, env event.Envelope, seq uint64) Item {
 	t.Helper()
 	b, err := env.Encode()
