@@ -168,9 +168,14 @@ func TestPolicyBackoffAndAttemptLimit(t *testing.T) {
 	if d := e.desired(m); d != "disconnected" {
 		t.Fatalf("desired %s after giving up", d)
 	}
-	conns := e.connections(m)
-	last := conns[len(conns)-1]
-	if last.Status != event.StatusDisconnected || last.Reason == "" {
+	// The session's state changes at once; its connection events reach
+	// the stream through the session's outbox, a moment later.
+	var conns []*event.Connection
+	testenv.Eventually(t, wait, func() bool {
+		conns = e.connections(m)
+		return len(conns) > 0 && conns[len(conns)-1].Status == event.StatusDisconnected
+	}, "the last stored connection event never became disconnected")
+	if last := conns[len(conns)-1]; last.Reason == "" {
 		t.Fatalf("last connection event %+v", last)
 	}
 	var attempts []int
