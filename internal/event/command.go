@@ -20,10 +20,14 @@ const (
 	VerbLogout     Verb = "logout"
 	VerbStatus     Verb = "status"
 	VerbSend       Verb = "send"
+	VerbReact      Verb = "react"  // ActionRequest: react to a message ("" removes)
+	VerbEdit       Verb = "edit"   // ActionRequest: edit one of our own text messages
+	VerbRevoke     Verb = "revoke" // ActionRequest: delete a message for everyone
+	VerbRead       Verb = "read"   // ReadRequest: send read receipts for a chat
 )
 
 // Verbs lists every verb.
-var Verbs = []Verb{VerbConnect, VerbDisconnect, VerbLogout, VerbStatus, VerbSend}
+var Verbs = []Verb{VerbConnect, VerbDisconnect, VerbLogout, VerbStatus, VerbSend, VerbReact, VerbEdit, VerbRevoke, VerbRead}
 
 // ConnectMethod picks how a new device pairs.
 type ConnectMethod string
@@ -44,10 +48,61 @@ type ConnectRequest struct {
 // SendRequest is the body of a send command. ClientID, when set, makes the
 // command idempotent: a retried request with the same ClientID does not send
 // twice and gets the same message back.
+//
+// Kind is text (the default, Text required) or a media kind (MediaKinds:
+// MediaID names a file the mentorado uploaded to the media store; Caption
+// for image, video and document; FileName for documents). ReplyTo quotes a
+// stored message of the same chat (its WhatsApp id); the notifier resolves
+// it to ReplyToChat/ReplyToSender/ReplyToText before the command.
 type SendRequest struct {
 	ClientID string `json:"client_id,omitempty"`
 	Phone    string `json:"phone"`
-	Text     string `json:"text"`
+	Kind     Kind   `json:"kind,omitempty"`
+	Text     string `json:"text,omitempty"`
+	MediaID  string `json:"media_id,omitempty"`
+	Caption  string `json:"caption,omitempty"`
+	FileName string `json:"file_name,omitempty"`
+	ReplyTo  string `json:"reply_to,omitempty"`
+
+	// Resolved by the notifier from the stored message ReplyTo names.
+	ReplyToSender string `json:"reply_to_sender,omitempty"` // author JID of the quoted message
+	ReplyToText   string `json:"reply_to_text,omitempty"`   // its text or caption, shown in the quote
+	ReplyToKind   Kind   `json:"reply_to_kind,omitempty"`
+}
+
+// ActionRequest is the body of react, edit and revoke commands: an action
+// on a stored message (MessageID, its WhatsApp id) of chat ChatJID, sent by
+// SenderJID; FromMe when the mentorado sent it. The notifier fills these
+// from the message row, which also proves the message belongs to the
+// mentorado. Emoji is the reaction ("" removes ours); Text the new text of
+// an edit. ClientID makes the command idempotent like a send.
+type ActionRequest struct {
+	ClientID  string    `json:"client_id,omitempty"`
+	MessageID string    `json:"message_id"`
+	ChatJID   string    `json:"chat_jid"`
+	SenderJID string    `json:"sender_jid,omitempty"`
+	FromMe    bool      `json:"from_me,omitempty"`
+	SentAt    time.Time `json:"sent_at"`
+	Emoji     string    `json:"emoji,omitempty"`
+	Text      string    `json:"text,omitempty"`
+}
+
+// EditWindow is how long after sending WhatsApp accepts an edit of a
+// message (15 minutes in the official clients); edits later are refused.
+const EditWindow = 15 * time.Minute
+
+// ReadRequest is the body of a read command: send read receipts for the
+// unread inbound messages of one chat (the notifier lists them).
+type ReadRequest struct {
+	ChatJID  string    `json:"chat_jid"`
+	Messages []ReadRef `json:"messages"`
+}
+
+// ReadRef is one message to mark read: its id and author.
+type ReadRef struct {
+	ID        string    `json:"id"`
+	SenderJID string    `json:"sender_jid"`
+	SentAt    time.Time `json:"sent_at"`
 }
 
 // MaxClientIDRunes bounds SendRequest.ClientID, in characters.
@@ -59,10 +114,81 @@ const MaxClientIDRunes = 128
 // command it receives. The phone is normalised by the caller
 // (internal/phone), which this package cannot import.
 func (r SendRequest) Validate() *CommandError {
-	if ce := CheckSendText(r.Text); ce != nil {
+	switch {
+	case r.Kind == "" || r.Kind == KindText:
+		if r.MediaID != "" || r.Caption != "" || r.FileName != "" {
+			return NewCommandError(CodeBadRequest, "media_id, caption and file_name are for media kinds")
+		}
+		if ce := CheckSendText(r.Text); ce != nil {
+			return ce
+		}
+	case r.Kind.IsMedia():
+		if r.Text != "" {
+			return NewCommandError(CodeBadRequest, "a %s message has no text; use caption", r.Kind)
+		}
+		if !IsMediaID(r.MediaID) {
+			return NewCommandError(CodeBadRequest, "media_id must be the id POST /v1/media returned")
+		}
+		if r.Caption != "" && r.Kind != KindImage && r.Kind != KindVideo && r.Kind != KindDocument {
+			return NewCommandError(CodeBadRequest, "a %s message has no caption", r.Kind)
+		}
+		if r.FileName != "" && r.Kind != KindDocument {
+			return NewCommandError(CodeBadRequest, "file_name is for documents")
+		}
+		if ce := checkOptionalText("caption", r.Caption, MaxCaptionRunes); ce != nil {
+			return ce
+		}
+		if ce := checkOptionalText("file_name", r.FileName, MaxFileNameRunes); ce != nil {
+			return ce
+		}
+	default:
+		return NewCommandError(CodeBadRequest, "kind %q cannot be sent; want text or one of image, video, audio, ptt, document, sticker", r.Kind)
+	}
+	if ce := checkOptionalText("reply_to", r.ReplyTo, MaxClientIDRunes); ce != nil {
 		return ce
 	}
 	return CheckClientID(r.ClientID)
+}
+
+// MaxCaptionRunes bounds a media caption (WhatsApp shows 1,024).
+const MaxCaptionRunes = 4096
+
+// MaxFileNameRunes bounds a document's file name.
+const MaxFileNameRunes = 255
+
+// Validate checks the fields an action needs for verb v.
+func (r ActionRequest) Validate(v Verb) *CommandError {
+	switch {
+	case r.MessageID == "" || r.ChatJID == "":
+		return NewCommandError(CodeBadRequest, "message_id and chat_jid are required")
+	case v == VerbEdit:
+		if !r.FromMe {
+			return NewCommandError(CodeNotEditable, "only messages you sent can be edited")
+		}
+		if ce := CheckSendText(r.Text); ce != nil {
+			return ce
+		}
+	case v == VerbReact:
+		if utf8.RuneCountInString(r.Emoji) > 16 || !utf8.ValidString(r.Emoji) || strings.ContainsAny(r.Emoji, " \t\n\x00") {
+			return NewCommandError(CodeBadRequest, "emoji must be one emoji or empty")
+		}
+	case v == VerbRevoke:
+	default:
+		return NewCommandError(CodeBadRequest, "verb %q takes no action request", v)
+	}
+	return CheckClientID(r.ClientID)
+}
+
+func checkOptionalText(field, s string, max int) *CommandError {
+	switch {
+	case !utf8.ValidString(s):
+		return NewCommandError(CodeBadRequest, "%s must be valid UTF-8", field)
+	case strings.IndexByte(s, 0) >= 0:
+		return NewCommandError(CodeBadRequest, "%s must not contain NUL (U+0000)", field)
+	case utf8.RuneCountInString(s) > max:
+		return NewCommandError(CodeBadRequest, "%s longer than %d characters", field, max)
+	}
+	return nil
 }
 
 // CheckClientID accepts an empty client id or up to MaxClientIDRunes
@@ -133,6 +259,13 @@ const (
 	CodeUnknown       = "unknown_mentorado"
 	CodeDisabled      = "mentorado_disabled"
 	CodeInternal      = "internal"
+
+	CodeMediaNotFound  = "media_not_found"   // media_id names no file of this mentorado
+	CodeMediaType      = "unsupported_media" // the file's type does not fit the kind (e.g. ptt not OGG/Opus)
+	CodeMediaTooLarge  = "media_too_large"   // over the kind's size limit
+	CodeNotEditable    = "not_editable"      // not our text message
+	CodeEditExpired    = "edit_window_expired"
+	CodeMessageUnknown = "message_not_found"
 )
 
 // CommandError is a typed command failure.

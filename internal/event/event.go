@@ -38,6 +38,7 @@ const (
 	TypeMessage    Type = "message"
 	TypeReceipt    Type = "receipt"
 	TypeContact    Type = "contact"
+	TypeMedia      Type = "media"
 )
 
 // registry is the one table of event types: each type with the payload it
@@ -56,6 +57,7 @@ var registry = []struct {
 	{TypeMessage, func() Payload { return new(Message) }, EventSubject},
 	{TypeReceipt, func() Payload { return new(Receipt) }, EventSubject},
 	{TypeContact, func() Payload { return new(Contact) }, EventSubject},
+	{TypeMedia, func() Payload { return new(MediaDone) }, EventSubject},
 }
 
 // Types lists every event type.

@@ -93,6 +93,7 @@ const (
 	KindImage    Kind = "image"
 	KindVideo    Kind = "video"
 	KindAudio    Kind = "audio"
+	KindPTT      Kind = "ptt" // voice note (push to talk): OGG/Opus audio
 	KindDocument Kind = "document"
 	KindSticker  Kind = "sticker"
 	KindLocation Kind = "location"
@@ -105,7 +106,7 @@ const (
 )
 
 // Kinds lists every message kind.
-var Kinds = []Kind{KindText, KindImage, KindVideo, KindAudio, KindDocument, KindSticker, KindLocation, KindContact, KindReaction, KindEdit, KindRevoke, KindPoll, KindOther}
+var Kinds = []Kind{KindText, KindImage, KindVideo, KindAudio, KindPTT, KindDocument, KindSticker, KindLocation, KindContact, KindReaction, KindEdit, KindRevoke, KindPoll, KindOther}
 
 // MessageStatus is the delivery state of a message. Outbound messages move
 // pending → sent → delivered → read → played, never backwards; failed is
@@ -158,8 +159,112 @@ type Message struct {
 	Caption   string        `json:"caption,omitempty"`     // media caption
 	ReplyToID string        `json:"reply_to_id,omitempty"` // quoted message id
 	TargetID  string        `json:"target_id,omitempty"`   // message a reaction, edit or revoke applies to
+	Media     *Media        `json:"media,omitempty"`       // image, video, audio, ptt, document, sticker
 	Timestamp time.Time     `json:"timestamp"`
 	Status    MessageStatus `json:"status"`
+}
+
+// MediaKinds are the message kinds that carry a file.
+var MediaKinds = []Kind{KindImage, KindVideo, KindAudio, KindPTT, KindDocument, KindSticker}
+
+// IsMedia reports whether messages of kind k carry a file.
+func (k Kind) IsMedia() bool { return slices.Contains(MediaKinds, k) }
+
+// MaxThumbnailBytes bounds the inline JPEG thumbnail a message event
+// carries; a larger one is dropped (the file itself is still fetched).
+const MaxThumbnailBytes = 64 * 1024
+
+// Media describes the file of a media message. It never carries what
+// decrypts the file on WhatsApp's servers (media key, direct path, URL):
+// those stay in the connector's download queue (docs/decisions/0011-media.md).
+// The bytes arrive later: a media event with state stored or failed follows
+// the message event.
+type Media struct {
+	// ID is the file's id in the mentorado's media store: the lowercase hex
+	// SHA-256 of the plaintext (WhatsApp's FileSHA256), so one file is
+	// stored once per mentorado however often it is sent or replayed.
+	ID        string `json:"id"`
+	MIME      string `json:"mime"`
+	Size      int64  `json:"size,omitempty"`      // bytes, as announced by the sender
+	FileName  string `json:"file_name,omitempty"` // documents
+	Seconds   int    `json:"seconds,omitempty"`   // audio and video duration
+	Width     int    `json:"width,omitempty"`
+	Height    int    `json:"height,omitempty"`
+	Round     bool   `json:"round,omitempty"`     // round video note (WhatsApp "PTV")
+	Thumbnail []byte `json:"thumbnail,omitempty"` // inline JPEG preview, base64 in JSON
+}
+
+// Validate checks a media description.
+func (md *Media) Validate() error {
+	switch {
+	case !IsMediaID(md.ID):
+		return invalid("data.media.id", "want 64 lowercase hex digits (sha256)")
+	case md.MIME == "":
+		return missing("data.media.mime")
+	case md.Size < 0:
+		return invalid("data.media.size", "negative")
+	case len(md.Thumbnail) > MaxThumbnailBytes:
+		return invalid("data.media.thumbnail", "too large")
+	}
+	return nil
+}
+
+// IsMediaID reports whether id is a media id: 64 lowercase hex digits.
+func IsMediaID(id string) bool {
+	if len(id) != 64 {
+		return false
+	}
+	for i := 0; i < len(id); i++ {
+		if c := id[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
+}
+
+// MediaState is what became of a media message's file.
+type MediaState string
+
+// Media states. Pending is the state of a media message before its media
+// event; it never appears in a media event.
+const (
+	MediaPending MediaState = "pending"
+	MediaStored  MediaState = "stored"
+	MediaFailed  MediaState = "failed"
+)
+
+// MediaDone reports that a media message's file was stored in the media
+// store, or could not be and never will be (Reason says why). It follows
+// the message event (wa.<m>.evt.media); exactly one is published per
+// message.
+type MediaDone struct {
+	WAID    string     `json:"wa_id"`    // the media message
+	ChatJID string     `json:"chat_jid"` // its conversation
+	State   MediaState `json:"state"`    // stored | failed
+	MediaID string     `json:"media_id"` // sha256 hex of the file
+	MIME    string     `json:"mime,omitempty"`
+	Size    int64      `json:"size,omitempty"`   // stored bytes
+	Reason  string     `json:"reason,omitempty"` // failed: why
+}
+
+func (*MediaDone) EventType() Type { return TypeMedia }
+
+func (d *MediaDone) Validate() error {
+	switch {
+	case d.WAID == "":
+		return missing("data.wa_id")
+	case d.ChatJID == "":
+		return missing("data.chat_jid")
+	case d.State != MediaStored && d.State != MediaFailed:
+		return invalid("data.state", fmt.Sprintf("%q, want stored or failed", d.State))
+	case !IsMediaID(d.MediaID):
+		return invalid("data.media_id", "want 64 lowercase hex digits (sha256)")
+	case d.State == MediaFailed && d.Reason == "":
+		return missing("data.reason")
+	case d.Size < 0:
+		return invalid("data.size", "negative")
+	}
+	return nil
 }
 
 func (*Message) EventType() Type { return TypeMessage }
@@ -184,6 +289,13 @@ func (m *Message) Validate() error {
 		return invalid("data.text", "too long")
 	case (m.Kind == KindEdit || m.Kind == KindRevoke || m.Kind == KindReaction) && m.TargetID == "":
 		return missing("data.target_id")
+	case m.Media != nil && !m.Kind.IsMedia():
+		return invalid("data.media", fmt.Sprintf("set on a %s message", m.Kind))
+	}
+	if m.Media != nil {
+		if err := m.Media.Validate(); err != nil {
+			return err
+		}
 	}
 	return checkPhone("data.phone", m.Phone)
 }

@@ -68,6 +68,12 @@ func MessageEventID(mentorado int64, waID string) string {
 	return fmt.Sprintf("%d:msg:%s", mentorado, waID)
 }
 
+// MediaEventID is <mentorado>:media:<wa id>: one media event per message,
+// whether it says stored or failed.
+func MediaEventID(mentorado int64, waID string) string {
+	return fmt.Sprintf("%d:media:%s", mentorado, waID)
+}
+
 // ReceiptEventID is <mentorado>:rcpt:<id>:<kind>, with a digest of all ids
 // when the receipt covers several messages.
 func ReceiptEventID(mentorado int64, kind ReceiptKind, fromMe bool, ids []string) string {
