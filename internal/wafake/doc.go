@@ -1,8 +1,10 @@
 // Package wafake is a protocol-level fake WhatsApp chat server that drives
 // the real, unmodified whatsmeow client offline: Noise handshake with a fake
 // certificate root, QR pairing, login, 1:1 Signal-encrypted messages in both
-// directions, receipts, the offline queue, and the failures a connector must
-// survive (401, 515, replaced, temporary ban, dropped sockets).
+// directions (text, media through a fake CDN, replies, reactions, edits,
+// revokes), receipts, media retry, the offline queue, and the failures a
+// connector must survive (401, 515, replaced, temporary ban, dropped
+// sockets).
 //
 // # Wiring a client
 //

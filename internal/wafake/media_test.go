@@ -84,7 +84,8 @@ func TestContactSendsMedia(t *testing.T) {
 				t.Fatalf("image %v", msg.Message.GetImageMessage())
 			}
 		case wafake.MediaKindDocument:
-			if msg.Message.GetDocumentMessage().GetFileName() != "f.bin" {
+			if msg.Message.GetDocumentMessage().GetFileName() != "f.bin" || !msg.IsDocumentWithCaption ||
+				msg.Message.GetDocumentMessage().GetCaption() != "cap document" {
 				t.Fatalf("document %v", msg.Message.GetDocumentMessage())
 			}
 		}
