@@ -21,7 +21,7 @@ type model struct {
 	leads      []*mLead
 	msgs       map[mkey]*mMsg
 	pending    map[mkey]*mRcpt
-	pmedia     map[mkey]*mMedia // media events waiting for their message
+	pmedia     map[mkey]*mMedia   // media events waiting for their message
 	contacts   map[mkey]*mContact // key: (mentorado, jid)
 }
 
