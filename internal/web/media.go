@@ -12,6 +12,7 @@ import (
 	"os"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/media"
@@ -34,9 +35,6 @@ const (
 // multipartOverhead is what a multipart body may carry beyond the file:
 // boundaries, part headers, a few small fields.
 const multipartOverhead = 64 << 10
-
-// sniffLen is how many leading bytes decide a file's type.
-const sniffLen = 4096
 
 var errNoMediaStore = &apiError{Status: http.StatusServiceUnavailable, Code: codeUnavailable, Message: "this notifier has no media store", RetryAfter: 5}
 
@@ -93,7 +91,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, m int64, part *multipart.Part, max int64) {
-	head := make([]byte, sniffLen)
+	head := make([]byte, media.SniffLen)
 	n, err := io.ReadFull(part, head)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
 		s.writeError(w, r, uploadError(err, max))
@@ -104,7 +102,7 @@ func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, m int64, pa
 		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadRequest, "the file is empty"))
 		return
 	}
-	mt := media.Sniff(head)
+	mt := media.Sniff(head, part.Header.Get("Content-Type"))
 	info, created, err := s.media.Put(r.Context(), m, io.MultiReader(bytes.NewReader(head), part), mt, max)
 	if err != nil {
 		s.writeError(w, r, uploadError(err, max))
@@ -155,7 +153,7 @@ func cleanFileName(name string) string {
 // 404 message_not_found for an unknown id or another tenant's.
 func (s *Server) messageByID(r *http.Request) (store.MessageRow, error) {
 	id := r.PathValue("id")
-	if id == "" || len(id) > 128 {
+	if id == "" || len(id) > 128 || !utf8.ValidString(id) || strings.IndexByte(id, 0) >= 0 {
 		return store.MessageRow{}, errMessageNotFound
 	}
 	row, err := s.db.Messages().ByWAID(r.Context(), mustMentorado(r), id)
@@ -220,8 +218,10 @@ func (s *Server) handleMessageMedia(w http.ResponseWriter, r *http.Request) {
 	h.Set("Cache-Control", "private, max-age=31536000, immutable")
 	// The bytes come from outside: never let a browser run them as a page.
 	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
+	// Documents download; media the browser can play show inline; any
+	// other type (HTML, SVG …) is an attachment, never a page here.
 	disp := "inline"
-	if row.Kind == string(event.KindDocument) {
+	if row.Kind == string(event.KindDocument) || !media.Inline(ct) {
 		disp = "attachment"
 	}
 	if md.FileName != "" {

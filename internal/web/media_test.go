@@ -104,7 +104,7 @@ VALUES ($1, $2, $3 || '@s.whatsapp.net', $3 || '@s.whatsapp.net', $3, $4, $5, 'l
 
 func TestUploadMedia(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
-		c.MediaLimits = media.Limits{Image: 4096, Video: 4096, Audio: 4096, Document: 8192, Sticker: 4096}
+		c.MediaLimits = media.Limits{Image: 4096, Video: 4096, Audio: 4096, PTT: 4096, Document: 8192, Sticker: 4096}
 	})
 	a := e.createMentorado("Ana")
 	b := e.createMentorado("Bia")
@@ -159,13 +159,13 @@ func TestUploadMedia(t *testing.T) {
 
 func TestSendMediaAndReply(t *testing.T) {
 	e := newEnv(t, func(c *Config) {
-		c.MediaLimits = media.Limits{Image: 1024, Video: 4096, Audio: 4096, Document: 8192, Sticker: 4096}
+		c.MediaLimits = media.Limits{Image: 1024, Video: 4096, Audio: 4096, PTT: 4096, Document: 8192, Sticker: 4096}
 	})
 	a := e.createMentorado("Ana")
 	b := e.createMentorado("Bia")
 	fc := e.fakeConnector(defaultAnswer)
 	put := func(m int64, data []byte) string {
-		info, _, err := e.media.Put(context.Background(), m, bytes.NewReader(data), media.Sniff(data), 1<<20)
+		info, _, err := e.media.Put(context.Background(), m, bytes.NewReader(data), media.Sniff(data, ""), 1<<20)
 		if err != nil {
 			t.Fatal(err)
 		}
