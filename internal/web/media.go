@@ -108,6 +108,12 @@ func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, m int64, pa
 		s.writeError(w, r, uploadError(err, max))
 		return
 	}
+	// The ledger (storage accounting, what the tenant holds) follows the
+	// store; recording is idempotent, so a retried upload fixes a miss.
+	if _, err := s.db.MediaObjects().Record(r.Context(), m, info.ID, info.Size, info.MIME, store.MediaUpload); err != nil {
+		s.writeError(w, r, fmt.Errorf("record upload: %w", err))
+		return
+	}
 	status := http.StatusOK
 	if created {
 		status = http.StatusCreated

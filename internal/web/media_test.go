@@ -118,6 +118,9 @@ func TestUploadMedia(t *testing.T) {
 	if !e.stored(a.ID, up.MediaID) || e.stored(b.ID, up.MediaID) {
 		t.Fatal("stored for the wrong tenant")
 	}
+	if o, err := e.db.MediaObjects().Get(t.Context(), a.ID, up.MediaID); err != nil || o.Size != int64(len(jpegBytes)) || o.Origin != "upload" || o.MIME != "image/jpeg" {
+		t.Fatalf("ledger %+v %v", o, err)
+	}
 	e.expect(e.upload(a.Token, "again.jpg", "image/jpeg", jpegBytes), 200).json(t, &up)
 	if up.MediaID != sha(jpegBytes) {
 		t.Fatalf("second upload %+v", up)
