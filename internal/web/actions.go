@@ -43,9 +43,9 @@ func actionFor(row store.MessageRow, clientID string) event.ActionRequest {
 		SenderJID: row.SenderJID, FromMe: row.Direction == string(event.DirectionOut), SentAt: row.SentAt.UTC()}
 }
 
-func badCommand(ce *event.CommandError) error {
-	return (&apiError{Code: ce.Code, Message: ce.Message, Status: commandError(ce).Status})
-}
+// badCommand is a command the notifier refuses itself, with the status the
+// connector's refusal would have.
+func badCommand(ce *event.CommandError) error { return commandError(ce) }
 
 // handleReact reacts to a message ("" removes the mentorado's reaction).
 func (s *Server) handleReact(w http.ResponseWriter, r *http.Request) {
