@@ -78,7 +78,7 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		if err != nil {
-			s.writeError(w, r, uploadError(err, max))
+			s.writeError(w, r, bodyError(err, max))
 			return
 		}
 		if part.FormName() != "file" {
@@ -91,10 +91,11 @@ func (s *Server) handleUpload(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, m int64, part *multipart.Part, max int64) {
+	body := &readErr{r: part}
 	head := make([]byte, media.SniffLen)
-	n, err := io.ReadFull(part, head)
+	n, err := io.ReadFull(body, head)
 	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
-		s.writeError(w, r, uploadError(err, max))
+		s.writeError(w, r, bodyError(err, max))
 		return
 	}
 	head = head[:n]
@@ -103,9 +104,16 @@ func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, m int64, pa
 		return
 	}
 	mt := media.Sniff(head, part.Header.Get("Content-Type"))
-	info, created, err := s.media.Put(r.Context(), m, io.MultiReader(bytes.NewReader(head), part), mt, max)
-	if err != nil {
-		s.writeError(w, r, uploadError(err, max))
+	info, created, err := s.media.Put(r.Context(), m, io.MultiReader(bytes.NewReader(head), body), mt, max)
+	switch {
+	case body.err != nil: // the client's body failed, not the store
+		s.writeError(w, r, bodyError(body.err, max))
+		return
+	case errors.Is(err, media.ErrTooLarge):
+		s.writeError(w, r, errorf(http.StatusRequestEntityTooLarge, event.CodeMediaTooLarge, "file larger than %d bytes", max))
+		return
+	case err != nil:
+		s.writeError(w, r, fmt.Errorf("store upload: %w", err))
 		return
 	}
 	// The ledger (storage accounting, what the tenant holds) follows the
@@ -122,23 +130,34 @@ func (s *Server) storeUpload(w http.ResponseWriter, r *http.Request, m int64, pa
 	writeJSON(w, status, uploadResponse{MediaID: info.ID, MIME: info.MIME, Size: info.Size, FileName: cleanFileName(part.FileName())})
 }
 
-// uploadError maps a failure while reading or storing an upload.
-func uploadError(err error, max int64) error {
+// readErr remembers the first error reading the upload other than EOF,
+// so a failing body is told apart from a failing store.
+type readErr struct {
+	r   io.Reader
+	err error
+}
+
+func (b *readErr) Read(p []byte) (int, error) {
+	n, err := b.r.Read(p)
+	if err != nil && !errors.Is(err, io.EOF) && b.err == nil {
+		b.err = err
+	}
+	return n, err
+}
+
+// bodyError maps a failure reading a multipart body: too large (413), too
+// slow (408), anything else malformed (400).
+func bodyError(err error, max int64) error {
 	var mbe *http.MaxBytesError
-	var ae *apiError
 	switch {
-	case errors.As(err, &ae):
-		return ae
-	case errors.Is(err, media.ErrTooLarge), errors.As(err, &mbe):
+	case errors.As(err, &mbe):
 		return errorf(http.StatusRequestEntityTooLarge, event.CodeMediaTooLarge, "file larger than %d bytes", max)
-	case isTimeout(err):
+	case errors.Is(err, os.ErrDeadlineExceeded):
 		return errorf(http.StatusRequestTimeout, codeBodyTimeout, "upload not received in time")
-	case strings.Contains(err.Error(), "multipart"):
-		return errorf(http.StatusBadRequest, codeBadRequest, "malformed multipart body")
 	case errors.Is(err, io.ErrUnexpectedEOF):
 		return errorf(http.StatusBadRequest, codeBadRequest, "the upload ended early")
 	}
-	return fmt.Errorf("store upload: %w", err)
+	return errorf(http.StatusBadRequest, codeBadRequest, "malformed multipart body")
 }
 
 // cleanFileName keeps a file name hint printable and short.
@@ -263,5 +282,3 @@ func (s *Server) handleThumbnail(w http.ResponseWriter, r *http.Request) {
 	h.Set("Content-Security-Policy", "default-src 'none'; sandbox")
 	http.ServeContent(w, r, "", row.SentAt, bytes.NewReader(b))
 }
-
-func isTimeout(err error) bool { return errors.Is(err, os.ErrDeadlineExceeded) }

@@ -312,3 +312,42 @@ func TestGetMessageMedia(t *testing.T) {
 		t.Fatalf("pending but stored: %q", res.Body)
 	}
 }
+
+// FuzzUploadBody: any multipart body yields a stored file (200/201) or a
+// 4xx API error, never a 5xx.
+func FuzzUploadBody(f *testing.F) {
+	for _, s := range []string{
+		"--XX\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.jpg\"\r\n\r\n" + string(jpegBytes[:64]) + "\r\n--XX--\r\n",
+		"--XX\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\n\r\n--XX--\r\n",
+		"--XX\r\nContent-Disposition: form-data; name=\"x\"\r\n\r\n1\r\n--XX\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nOggS\r\n--XX--\r\n",
+		"--XX\r\n\r\n", "--XX--", "", "--YY\r\n", "--XX\r\nContent-Disposition: form-data; name=\"file\"\r\n\r\nabc",
+	} {
+		f.Add(s)
+	}
+	e := newEnv(f, func(c *Config) {
+		c.MediaLimits = media.Limits{Image: 1024, Video: 1024, Audio: 1024, PTT: 1024, Document: 1024, Sticker: 1024}
+	})
+	a := e.createMentorado("Ana")
+	f.Fuzz(func(t *testing.T, body string) {
+		req, err := http.NewRequest("POST", e.srv.URL+"/v1/media", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Header.Set("Content-Type", "multipart/form-data; boundary=XX")
+		req.Header.Set("Authorization", "Bearer "+a.Token)
+		te := *e
+		te.t = t // testing.F's helpers may not run inside the target
+		res := te.send(req)
+		switch {
+		case res.Status == 200 || res.Status == 201:
+			var up uploadResponse
+			if err := json.Unmarshal(res.Body, &up); err != nil || !event.IsMediaID(up.MediaID) || up.Size <= 0 {
+				t.Fatalf("upload answer %s", res.Body)
+			}
+		case res.Status >= 400 && res.Status < 500:
+			assertJSONError(t, "upload", res)
+		default:
+			t.Fatalf("status %d: %s", res.Status, res.Body)
+		}
+	})
+}
