@@ -348,6 +348,7 @@ func TestClearWhatsAppData(t *testing.T) {
 		seedMessage(t, db, store.MessageWrite{MentoradoID: id, WAMessageID: "x", ChatJID: "c", SenderJID: "s",
 			Direction: "in", Kind: "text", Status: "received", StatusRank: 1, SentAt: time.Now()})
 		exec(t, db, `INSERT INTO whatsapp_pending_receipts (mentorado_id, wa_message_id, status, status_rank) VALUES ($1, 'y', 'read', 3)`, id)
+		exec(t, db, `INSERT INTO whatsapp_pending_media (mentorado_id, wa_message_id, state, state_rank) VALUES ($1, 'y', 'stored', 2)`, id)
 		exec(t, db, `INSERT INTO whatsapp_lid_phones (mentorado_id, lid, phone) VALUES ($1, 'l@lid', '5511')`, id)
 		exec(t, db, `INSERT INTO whatsapp_contacts (mentorado_id, jid) VALUES ($1, 'j')`, id)
 		exec(t, db, `INSERT INTO leads (mentorado_id, phone) VALUES ($1, '5511')`, id)
@@ -358,7 +359,7 @@ func TestClearWhatsAppData(t *testing.T) {
 		t.Fatalf("clear: %+v %v", got, err)
 	}
 	for table, want := range map[string][2]int{
-		"whatsapp_messages": {0, 1}, "whatsapp_pending_receipts": {0, 1}, "whatsapp_lid_phones": {0, 1},
+		"whatsapp_messages": {0, 1}, "whatsapp_pending_receipts": {0, 1}, "whatsapp_pending_media": {0, 1}, "whatsapp_lid_phones": {0, 1},
 		"whatsapp_contacts": {0, 1}, "leads": {1, 2},
 	} {
 		for i, id := range []int64{m, other} {
@@ -421,7 +422,10 @@ func TestMessageColumnsOneOrder(t *testing.T) {
 	w := store.MessageWrite{MentoradoID: 7, WAMessageID: "id", ChatJID: "chat", SenderJID: "sender", Phone: ptr("5511"),
 		LID: ptr("l@lid"), PushName: "push", Direction: "in", Kind: "text", Body: "body", Caption: "cap",
 		ReplyToID: ptr("r"), TargetID: ptr("t"), Status: "read", StatusRank: 3, LeadID: ptr(int64(9)),
-		SentAt: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+		SentAt:  time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
+		MediaID: ptr(strings.Repeat("ab", 32)), MediaMIME: ptr("image/jpeg"), MediaSize: ptr(int64(1234)), MediaFileName: ptr("a.jpg"),
+		MediaSeconds: ptr(int32(3)), MediaWidth: ptr(int32(640)), MediaHeight: ptr(int32(480)), MediaRound: true,
+		MediaThumbnail: []byte{0xff, 0xd8, 0xff}, MediaState: ptr("pending")}
 	vals := w.Values()
 	a := store.NewMessageArrays(1)
 	a.Add(&w)
