@@ -80,19 +80,9 @@ type MediaConfig struct {
 	// ReuploadWait is how long a worker waits for the sender's phone to
 	// answer a re-upload request (default 60 s).
 	ReuploadWait time.Duration
-	// MaxBytes is the largest file accepted per kind, received or sent
-	// (defaults: DefaultMediaLimits).
-	MaxBytes map[event.Kind]int64
-}
-
-// DefaultMediaLimits are WhatsApp's own limits per kind.
-var DefaultMediaLimits = map[event.Kind]int64{
-	event.KindImage:    16 << 20,
-	event.KindVideo:    64 << 20,
-	event.KindAudio:    16 << 20,
-	event.KindPTT:      16 << 20,
-	event.KindDocument: 100 << 20,
-	event.KindSticker:  1 << 20,
+	// Limits is the largest file accepted per kind, received or sent
+	// (zero fields: media.DefaultLimits).
+	Limits media.Limits
 }
 
 // WithDefaults fills zero values.
@@ -114,16 +104,6 @@ func (c MediaConfig) WithDefaults() MediaConfig {
 	def(&c.RetryBase, 5*time.Second)
 	def(&c.RetryMax, 10*time.Minute)
 	def(&c.ReuploadWait, time.Minute)
-	limits := make(map[event.Kind]int64, len(DefaultMediaLimits))
-	for k, v := range DefaultMediaLimits {
-		limits[k] = v
-	}
-	for k, v := range c.MaxBytes {
-		if v > 0 {
-			limits[k] = v
-		}
-	}
-	c.MaxBytes = limits
 	return c
 }
 
@@ -141,12 +121,7 @@ func (c MediaConfig) Validate() error {
 }
 
 // limit is the largest file of kind k.
-func (c MediaConfig) limit(k event.Kind) int64 {
-	if n, ok := c.MaxBytes[k]; ok {
-		return n
-	}
-	return DefaultMediaLimits[k]
-}
+func (c MediaConfig) limit(k event.Kind) int64 { return c.Limits.For(k) }
 
 // retryDelay is the backoff before attempt n+1 after n failures.
 func (c MediaConfig) retryDelay(n int, rnd float64) time.Duration {
@@ -591,4 +566,3 @@ func (s *session) recordMedia(ctx context.Context, info media.Info, origin strin
 type MediaLedger interface {
 	Record(ctx context.Context, m int64, info media.Info, origin string) error
 }
-

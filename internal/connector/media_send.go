@@ -5,8 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"mime"
-	"strings"
 	"time"
 
 	"go.mau.fi/whatsmeow"
@@ -39,8 +37,8 @@ func (c *Connector) loadOutFile(ctx context.Context, m int64, req event.SendRequ
 	}
 	defer obj.Close()
 	info := obj.Info()
-	if !kindAccepts(req.Kind, info.MIME) {
-		return nil, event.NewCommandError(event.CodeMediaType, "a %s message cannot carry a %s file", req.Kind, info.MIME)
+	if err := media.CheckKind(req.Kind, info.MIME); err != nil {
+		return nil, event.NewCommandError(event.CodeMediaType, "%v", err)
 	}
 	limit := c.cfg.Media.limit(req.Kind)
 	if info.Size > limit {
@@ -54,35 +52,6 @@ func (c *Connector) loadOutFile(ctx context.Context, m int64, req event.SendRequ
 		return nil, event.NewCommandError(event.CodeMediaTooLarge, "file is over the %s limit of %d bytes", req.Kind, limit)
 	}
 	return &outFile{info: info, data: data}, nil
-}
-
-// kindAccepts reports whether a file of content type mt can be sent as a
-// message of kind k (docs: API-11 POST /v1/messages).
-func kindAccepts(k event.Kind, mt string) bool {
-	base, params, err := mime.ParseMediaType(mt)
-	if err != nil {
-		return false
-	}
-	switch k {
-	case event.KindImage:
-		return base == "image/jpeg" || base == "image/png" || base == "image/webp"
-	case event.KindSticker:
-		return base == "image/webp"
-	case event.KindVideo:
-		return base == "video/mp4" || base == "video/3gpp"
-	case event.KindPTT:
-		// WhatsApp plays voice notes as OGG/Opus only.
-		return base == "audio/ogg" && strings.EqualFold(params["codecs"], "opus")
-	case event.KindAudio:
-		switch base {
-		case "audio/ogg", "audio/mpeg", "audio/mp4", "audio/aac", "audio/amr", "audio/opus":
-			return true
-		}
-		return false
-	case event.KindDocument:
-		return true
-	}
-	return false
 }
 
 // waMediaType is the key derivation whatsmeow encrypts a kind's files with.

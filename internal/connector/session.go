@@ -81,7 +81,7 @@ type session struct {
 
 	snap atomic.Pointer[snapshot]
 
-	ctx     context.Context              // the run context, set when run starts
+	ctx     context.Context             // the run context, set when run starts
 	media   atomic.Pointer[mediaWorker] // the media download worker while connected
 	mediaWG sync.WaitGroup              // running media workers
 }
