@@ -226,10 +226,7 @@ func (s *session) stopMedia() {
 // wakeMedia tells the worker a download was queued.
 func (s *session) wakeMedia() {
 	if w := s.media.Load(); w != nil {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+		w.kick()
 	}
 }
 
@@ -282,28 +279,37 @@ func (s *session) enqueueDownload(ctx context.Context, evt any) error {
 	return nil
 }
 
+// run claims due downloads whenever one of its Concurrency slots is
+// free, so one slow file does not hold up the others.
 func (w *mediaWorker) run(ctx context.Context) {
 	defer w.s.mediaWG.Done()
 	defer w.setDepth(0)
 	cfg := w.s.d.cfg.Media
+	slots := make(chan struct{}, cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for ctx.Err() == nil {
-		jobs, err := w.s.d.downloads.Claim(ctx, w.s.m, cfg.Lease, cfg.Concurrency)
-		if err != nil && ctx.Err() == nil {
-			w.s.log.Warn().Err(err).Msg("claim media downloads")
-		}
-		if len(jobs) > 0 {
-			var wg sync.WaitGroup
-			for _, j := range jobs {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					w.process(ctx, j)
-				}()
+		free := cfg.Concurrency - len(slots) // only this goroutine fills slots
+		var jobs []store.MediaDownload
+		if free > 0 {
+			var err error
+			jobs, err = w.s.d.downloads.Claim(ctx, w.s.m, cfg.Lease, free)
+			if err != nil && ctx.Err() == nil {
+				w.s.log.Warn().Err(err).Msg("claim media downloads")
 			}
-			wg.Wait()
+		}
+		for _, j := range jobs {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.process(ctx, j)
+				<-slots
+				w.kick()
+			}()
 		}
 		w.refreshDepth(ctx)
-		if len(jobs) == cfg.Concurrency {
+		if free > 0 && len(jobs) == free {
 			continue // more may be due
 		}
 		t := time.NewTimer(cfg.Poll)
@@ -313,6 +319,14 @@ func (w *mediaWorker) run(ctx context.Context) {
 		case <-t.C:
 		}
 		t.Stop()
+	}
+}
+
+// kick wakes the claim loop (a download was queued or a slot freed).
+func (w *mediaWorker) kick() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
 }
 
@@ -338,6 +352,7 @@ func (w *mediaWorker) process(ctx context.Context, j store.MediaDownload) {
 	cfg := s.d.cfg.Media
 	kind := event.Kind(j.Kind)
 	log := s.log.With().Str("wa_id", j.WAID).Str("kind", j.Kind).Int("attempt", j.Attempts+1).Logger()
+	log.Debug().Msg("media download")
 	holder, part, err := waconv.DecodeDownload(j.Message)
 	if err != nil {
 		w.fail(ctx, j, mediaUndecodable)

@@ -1,0 +1,294 @@
+package connector_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
+	"github.com/zapbus/zapbus/internal/testenv"
+	"github.com/zapbus/zapbus/internal/wafake"
+)
+
+// Media through the real whatsmeow client on the fake server: the fake
+// phone's CDN serves and receives encrypted files like WhatsApp's.
+
+// mediaStore creates the WA_MEDIA bucket on the test's NATS and binds to it.
+func (re *realEnv) mediaStore(t *testing.T) *media.ObjectStore {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	_, err := re.observer.JS.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: media.Bucket, Storage: jetstream.FileStorage})
+	if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
+		t.Fatal(err)
+	}
+	s, err := media.NewObjectStore(ctx, re.observer.JS, media.Bucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func randomBytes(t *testing.T, n int) []byte {
+	t.Helper()
+	b := make([]byte, n)
+	if _, err := rand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func sum(b []byte) string {
+	h := sha256.Sum256(b)
+	return hex.EncodeToString(h[:])
+}
+
+// mediaEvents returns m's media events by message id; it fails on a
+// message with more than one.
+func (re *realEnv) mediaEvents(t *testing.T, m int64) map[string]*event.MediaDone {
+	t.Helper()
+	out := map[string]*event.MediaDone{}
+	for _, env := range re.stored(bus.StreamEvents, event.EventSubject(m, event.TypeMedia)) {
+		p, err := env.Payload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		d := p.(*event.MediaDone)
+		if out[d.WAID] != nil {
+			t.Fatalf("two media events for %s", d.WAID)
+		}
+		out[d.WAID] = d
+	}
+	return out
+}
+
+// messageEvents returns m's message events by id.
+func (re *realEnv) messageEvents(t *testing.T, m int64) map[string]*event.Message {
+	t.Helper()
+	out := map[string]*event.Message{}
+	for _, env := range re.stored(bus.StreamEvents, event.EventSubject(m, event.TypeMessage)) {
+		p, err := env.Payload()
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[p.(*event.Message).WAID] = p.(*event.Message)
+	}
+	return out
+}
+
+func readStored(t *testing.T, files media.Store, m int64, id string) []byte {
+	t.Helper()
+	obj, err := files.Open(context.Background(), m, id)
+	if err != nil {
+		t.Fatalf("open %s: %v", id, err)
+	}
+	defer obj.Close()
+	b, err := io.ReadAll(obj)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func (re *realEnv) queued(t *testing.T, m int64) int {
+	t.Helper()
+	var n int
+	if err := re.db.Pool.QueryRow(context.Background(), "SELECT count(*) FROM media_downloads WHERE mentorado_id = $1", m).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// Each media kind the fake phone sends ends stored in the media store with
+// the sha256 of what it sent, announced by one media event after the
+// message event that describes it.
+func TestRealMediaReceiveEachKind(t *testing.T) {
+	t.Parallel()
+	re := newRealEnv(t, newEnv(t, 2*time.Second))
+	m := re.mentorados(1)[0]
+	files := re.mediaStore(t)
+	const me, them = "5511955550101", "5511966660101"
+	a := re.start("a", re.factory(t), []connector.Option{connector.WithMedia(files)})
+	re.pair(t, m, me)
+
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	contact := re.srv.Contact(them)
+	thumb := []byte("\xff\xd8\xff\xe0 tiny jpeg")
+	cases := []struct {
+		kind  string
+		want  event.Kind
+		round bool
+		opts  wafake.MediaOptions
+	}{
+		{wafake.MediaKindImage, event.KindImage, false, wafake.MediaOptions{Caption: "recibo", Width: 800, Height: 600, Thumbnail: thumb}},
+		{wafake.MediaKindVideo, event.KindVideo, false, wafake.MediaOptions{Seconds: 12, Caption: "vídeo"}},
+		{wafake.MediaKindPTV, event.KindVideo, true, wafake.MediaOptions{Seconds: 5}},
+		{wafake.MediaKindAudio, event.KindAudio, false, wafake.MediaOptions{Seconds: 30}},
+		{wafake.MediaKindPTT, event.KindPTT, false, wafake.MediaOptions{Seconds: 7}},
+		{wafake.MediaKindDocument, event.KindDocument, false, wafake.MediaOptions{FileName: "proposta.pdf", Caption: "segue"}},
+		{wafake.MediaKindSticker, event.KindSticker, false, wafake.MediaOptions{Width: 512, Height: 512}},
+	}
+	sent := map[string][]byte{}
+	ids := make([]string, len(cases))
+	for i, c := range cases {
+		data := randomBytes(t, 20_000+i*1000)
+		id, err := contact.SendMedia(ctx, me, c.kind, data, c.opts)
+		if err != nil {
+			t.Fatalf("send %s: %v", c.kind, err)
+		}
+		sent[id], ids[i] = data, id
+	}
+	testenv.Eventually(t, 2*wait, func() bool { return len(re.mediaEvents(t, m)) == len(cases) }, "a media event per message")
+
+	msgs, done := re.messageEvents(t, m), re.mediaEvents(t, m)
+	for i, c := range cases {
+		id, data := ids[i], sent[ids[i]]
+		msg, d := msgs[id], done[id]
+		if msg == nil || msg.Kind != c.want || msg.Media == nil || msg.Media.ID != sum(data) || msg.Media.Round != c.round || msg.Media.Size != int64(len(data)) {
+			t.Fatalf("%s: message event %+v (media %+v)", c.kind, msg, msg.Media)
+		}
+		if c.kind == wafake.MediaKindDocument && msg.Media.FileName != "proposta.pdf" {
+			t.Errorf("document file name %q", msg.Media.FileName)
+		}
+		if c.kind == wafake.MediaKindImage && (!bytes.Equal(msg.Media.Thumbnail, thumb) || msg.Media.Width != 800) {
+			t.Errorf("image thumbnail %q width %d", msg.Media.Thumbnail, msg.Media.Width)
+		}
+		if d.State != event.MediaStored || d.MediaID != sum(data) || d.Size != int64(len(data)) || d.ChatJID != msg.ChatJID {
+			t.Fatalf("%s: media event %+v", c.kind, d)
+		}
+		if got := readStored(t, files, m, d.MediaID); sum(got) != sum(data) {
+			t.Fatalf("%s: stored file differs", c.kind)
+		}
+	}
+	// The media event is published before the job is deleted.
+	testenv.Eventually(t, wait, func() bool { return re.queued(t, m) == 0 }, "download queue empty")
+	if n := counterSum(t, a.c, "zapbus_connector_media_downloads_total", "stored"); n != float64(len(cases)) {
+		t.Fatalf("stored downloads counted %v", n)
+	}
+}
+
+// gatedStore holds every Put until its context ends: a connector using it
+// has downloaded a file but never stores it, as if killed in between.
+type gatedStore struct {
+	media.Store
+	puts chan string
+}
+
+func (g *gatedStore) Put(ctx context.Context, m int64, r io.Reader, mime string, max int64) (media.Info, bool, error) {
+	select {
+	case g.puts <- mime:
+	default:
+	}
+	<-ctx.Done()
+	return media.Info{}, false, ctx.Err()
+}
+
+// A connector stopped between a media message's event and its stored file
+// leaves the download in Postgres; the next owner stores the file exactly
+// once. One of the two files has meanwhile left the CDN: the next owner
+// gets 404, asks the sender's phone for a re-upload and stores it from
+// the new path.
+func TestRealMediaDownloadSurvivesRestartAndReupload(t *testing.T) {
+	t.Parallel()
+	re := newRealEnv(t, newEnv(t, 2*time.Second))
+	m := re.mentorados(1)[0]
+	files := re.mediaStore(t)
+	const me, them = "5511955550102", "5511966660102"
+	gate := &gatedStore{Store: files, puts: make(chan string, 8)}
+	a := re.start("a", re.factory(t), []connector.Option{connector.WithMedia(gate)})
+	re.pair(t, m, me)
+
+	ctx, cancel := context.WithTimeout(context.Background(), 3*wait)
+	defer cancel()
+	contact := re.srv.Contact(them)
+	plain, expired := randomBytes(t, 30_000), randomBytes(t, 40_000)
+	idPlain, err := contact.SendMedia(ctx, me, wafake.MediaKindImage, plain, wafake.MediaOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	idExpired, err := contact.SendMedia(ctx, me, wafake.MediaKindDocument, expired, wafake.MediaOptions{FileName: "a.pdf"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, wait, func() bool {
+		return re.srv.MediaDownloads(idPlain) >= 1 && re.srv.MediaDownloads(idExpired) >= 1
+	}, "both files downloaded by the first connector")
+	if msgs := re.messageEvents(t, m); msgs[idPlain] == nil || msgs[idExpired] == nil {
+		t.Fatal("message events missing")
+	}
+	re.srv.ExpireMedia(idExpired)
+	a.stop(t)
+	if n := len(re.mediaEvents(t, m)); n != 0 {
+		t.Fatalf("%d media events before any file was stored", n)
+	}
+	if n := re.queued(t, m); n != 2 {
+		t.Fatalf("queue holds %d downloads after the stop, want 2", n)
+	}
+
+	retries := re.srv.MediaRetryRequests()
+	re.start("b", re.factory(t), []connector.Option{connector.WithMedia(files)})
+	testenv.Eventually(t, 3*wait, func() bool { return len(re.mediaEvents(t, m)) == 2 }, "both files stored after the restart")
+	done := re.mediaEvents(t, m)
+	for id, data := range map[string][]byte{idPlain: plain, idExpired: expired} {
+		if d := done[id]; d.State != event.MediaStored || d.MediaID != sum(data) {
+			t.Fatalf("media event %+v", d)
+		}
+		if got := readStored(t, files, m, sum(data)); !bytes.Equal(got, data) {
+			t.Fatalf("stored file of %s differs", id)
+		}
+	}
+	if re.srv.MediaRetryRequests() <= retries {
+		t.Fatal("no re-upload request for the expired file")
+	}
+	if re.srv.MediaDownloadErrors(idExpired) < 1 {
+		t.Fatal("the expired file was never refused by the CDN")
+	}
+	// The media event is published before the job is deleted.
+	testenv.Eventually(t, wait, func() bool { return re.queued(t, m) == 0 }, "download queue empty")
+}
+
+// The phone no longer has an expired file: the download fails for good
+// with a media event that says so.
+func TestRealMediaLostOnPhoneFails(t *testing.T) {
+	t.Parallel()
+	re := newRealEnv(t, newEnv(t, 2*time.Second))
+	m := re.mentorados(1)[0]
+	files := re.mediaStore(t)
+	const me, them = "5511955550103", "5511966660103"
+	gate := &gatedStore{Store: files, puts: make(chan string, 8)}
+	a := re.start("a", re.factory(t), []connector.Option{connector.WithMedia(gate)})
+	re.pair(t, m, me)
+	ctx, cancel := context.WithTimeout(context.Background(), wait)
+	defer cancel()
+	data := randomBytes(t, 10_000)
+	id, err := re.srv.Contact(them).SendMedia(ctx, me, wafake.MediaKindImage, data, wafake.MediaOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, wait, func() bool { return re.srv.MediaDownloads(id) >= 1 }, "downloaded once")
+	re.srv.ExpireMedia(id)
+	if err := re.srv.ForgetMedia(id); err != nil {
+		t.Fatal(err)
+	}
+	a.stop(t)
+	re.start("b", re.factory(t), []connector.Option{connector.WithMedia(files)})
+	testenv.Eventually(t, 2*wait, func() bool { return len(re.mediaEvents(t, m)) == 1 }, "media event")
+	if d := re.mediaEvents(t, m)[id]; d.State != event.MediaFailed || d.Reason != "not_available_on_phone" || d.MediaID != sum(data) {
+		t.Fatalf("media event %+v", d)
+	}
+	if _, err := files.Stat(context.Background(), m, sum(data)); !errors.Is(err, media.ErrNotFound) {
+		t.Fatalf("stat: %v", err)
+	}
+}
