@@ -292,3 +292,219 @@ func TestRealMediaLostOnPhoneFails(t *testing.T) {
 		t.Fatalf("stat: %v", err)
 	}
 }
+
+// putFile stores data as mentorado m's upload and returns its id.
+func putFile(t *testing.T, files media.Store, m int64, data []byte, mime string) string {
+	t.Helper()
+	info, _, err := files.Put(context.Background(), m, bytes.NewReader(data), mime, int64(len(data)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.ID
+}
+
+// Each kind we send is decrypted by the fake phone to identical bytes; the
+// outbound message event carries the media and a media event says it is
+// stored; a retried command (same client id) sends nothing again. Bad
+// input is refused before anything is uploaded or sent.
+func TestRealMediaSend(t *testing.T) {
+	t.Parallel()
+	re := newRealEnv(t, newEnv(t, 2*time.Second))
+	m := re.mentorados(1)[0]
+	files := re.mediaStore(t)
+	const me, them = "5511955550104", "5511966660104"
+	re.start("a", re.factory(t), []connector.Option{connector.WithMedia(files)}, func(c *connector.Config) {
+		c.Media.Limits = media.Limits{Sticker: 10_000}
+	})
+	re.pair(t, m, me)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
+	defer cancel()
+	contact := re.srv.Contact(them)
+
+	cases := []struct {
+		kind     event.Kind
+		mime     string
+		caption  string
+		fileName string
+		check    func(r wafake.Received) bool
+	}{
+		{event.KindImage, "image/jpeg", "a foto", "", func(r wafake.Received) bool {
+			return r.Message.GetImageMessage().GetCaption() == "a foto" && r.Message.GetImageMessage().GetMimetype() == "image/jpeg"
+		}},
+		{event.KindVideo, "video/mp4", "o vídeo", "", func(r wafake.Received) bool { return r.Message.GetVideoMessage() != nil }},
+		{event.KindAudio, "audio/mpeg", "", "", func(r wafake.Received) bool {
+			return r.Message.GetAudioMessage() != nil && !r.Message.GetAudioMessage().GetPTT()
+		}},
+		{event.KindPTT, "audio/ogg; codecs=opus", "", "", func(r wafake.Received) bool {
+			a := r.Message.GetAudioMessage()
+			return a.GetPTT() && a.GetMimetype() == "audio/ogg; codecs=opus"
+		}},
+		{event.KindDocument, "application/pdf", "segue a proposta", "proposta.pdf", func(r wafake.Received) bool {
+			d := r.Message.GetDocumentMessage()
+			if d == nil {
+				d = r.Message.GetDocumentWithCaptionMessage().GetMessage().GetDocumentMessage()
+			}
+			return d.GetFileName() == "proposta.pdf"
+		}},
+		{event.KindSticker, "image/webp", "", "", func(r wafake.Received) bool { return r.Message.GetStickerMessage() != nil }},
+	}
+	for i, c := range cases {
+		data := randomBytes(t, 5_000+i*100)
+		id := putFile(t, files, m, data, c.mime)
+		req := event.SendRequest{ClientID: "media-" + string(c.kind), Phone: them, Kind: c.kind, MediaID: id, Caption: c.caption, FileName: c.fileName}
+		r := re.mustRequest(m, event.VerbSend, req)
+		if r.Error != nil || r.Message == nil {
+			t.Fatalf("send %s: %+v", c.kind, r.Error)
+		}
+		if r.Message.Kind != c.kind || r.Message.Media == nil || r.Message.Media.ID != sum(data) || r.Message.Media.Size != int64(len(data)) {
+			t.Fatalf("%s: reply %+v", c.kind, r.Message)
+		}
+		got, err := contact.WaitMessage(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got.ID != r.Message.WAID || got.MediaErr != nil || !bytes.Equal(got.Media, data) || !c.check(got) {
+			t.Fatalf("%s: the phone got %s (media error %v, %d bytes, equal %v): %v", c.kind, got.ID, got.MediaErr, len(got.Media), bytes.Equal(got.Media, data), got.Message)
+		}
+		// A retry with the same client id sends nothing new.
+		uploads := re.srv.MediaUploads()
+		again := re.mustRequest(m, event.VerbSend, req)
+		if again.Error != nil || again.Message.WAID != r.Message.WAID || re.srv.MediaUploads() != uploads {
+			t.Fatalf("%s: retried send %+v (uploads %d → %d)", c.kind, again, uploads, re.srv.MediaUploads())
+		}
+	}
+	testenv.Eventually(t, wait, func() bool { return len(re.mediaEvents(t, m)) == len(cases) }, "a media event per sent file")
+	msgs := re.messageEvents(t, m)
+	for id, d := range re.mediaEvents(t, m) {
+		if d.State != event.MediaStored || msgs[id] == nil || msgs[id].Media == nil || msgs[id].Media.ID != d.MediaID {
+			t.Fatalf("media event %+v for message %+v", d, msgs[id])
+		}
+	}
+
+	// Bad input: a clear error, nothing uploaded, nothing sent.
+	png := putFile(t, files, m, []byte("\x89PNG\r\n\x1a\n not really"), "image/png")
+	bigSticker := putFile(t, files, m, randomBytes(t, 20_000), "image/webp")
+	uploads, received := re.srv.MediaUploads(), len(contact.Messages())
+	for _, c := range []struct {
+		req  event.SendRequest
+		code string
+	}{
+		{event.SendRequest{Phone: them, Kind: event.KindImage, MediaID: sum([]byte("never uploaded"))}, event.CodeMediaNotFound},
+		{event.SendRequest{Phone: them, Kind: event.KindPTT, MediaID: png}, event.CodeMediaType},
+		{event.SendRequest{Phone: them, Kind: event.KindSticker, MediaID: bigSticker}, event.CodeMediaTooLarge},
+		{event.SendRequest{Phone: them, Kind: event.KindImage, MediaID: "not-a-sha"}, event.CodeBadRequest},
+	} {
+		r := re.mustRequest(m, event.VerbSend, c.req)
+		if r.Error == nil || r.Error.Code != c.code {
+			t.Errorf("%+v: got %+v, want %s", c.req, r.Error, c.code)
+		}
+	}
+	if re.srv.MediaUploads() != uploads || len(contact.Messages()) != received {
+		t.Fatalf("bad input reached WhatsApp: uploads %d → %d, messages %d → %d", uploads, re.srv.MediaUploads(), received, len(contact.Messages()))
+	}
+}
+
+// Replies, reactions, edits, deletes and read receipts reach the fake
+// phone, and each is an event on the stream.
+func TestRealActions(t *testing.T) {
+	t.Parallel()
+	re := newRealEnv(t, newEnv(t, 2*time.Second))
+	m := re.mentorados(1)[0]
+	const me, them = "5511955550105", "5511966660105"
+	re.start("a", re.factory(t), nil)
+	re.pair(t, m, me)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*wait)
+	defer cancel()
+	contact := re.srv.Contact(them)
+	chat := contact.JID().String()
+
+	in, err := contact.SendText(ctx, me, "quanto custa?")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := re.srv.WaitReceipt(ctx, in); err != nil {
+		t.Fatal(err)
+	}
+
+	// A quoted reply.
+	r := re.mustRequest(m, event.VerbSend, event.SendRequest{Phone: them, Text: "R$ 100", ReplyTo: in, ReplyToSender: chat, ReplyToText: "quanto custa?"})
+	if r.Error != nil || r.Message.ReplyToID != in {
+		t.Fatalf("reply: %+v", r)
+	}
+	got, err := contact.WaitMessage(ctx)
+	if err != nil || got.ReplyTo() != in || got.Text != "R$ 100" {
+		t.Fatalf("reply at the phone: %+v %v", got, err)
+	}
+	own := r.Message
+
+	act := func(verb event.Verb, req event.ActionRequest) *event.Message {
+		t.Helper()
+		r := re.mustRequest(m, verb, req)
+		if r.Error != nil || r.Message == nil {
+			t.Fatalf("%s: %+v", verb, r.Error)
+		}
+		return r.Message
+	}
+	// A reaction to the contact's message, retried with its client id.
+	react := event.ActionRequest{ClientID: "r1", MessageID: in, ChatJID: chat, SenderJID: chat, Emoji: "👍"}
+	rm := act(event.VerbReact, react)
+	got, err = contact.WaitMessage(ctx)
+	if target, emoji, ok := got.Reaction(); err != nil || !ok || target != in || emoji != "👍" || got.Message.GetReactionMessage().GetKey().GetFromMe() {
+		t.Fatalf("reaction at the phone: %v %v", got.Message, err)
+	}
+	if again := act(event.VerbReact, react); again.WAID != rm.WAID {
+		t.Fatalf("retried reaction sent again: %s vs %s", again.WAID, rm.WAID)
+	}
+	// An edit of our message, and one too late.
+	em := act(event.VerbEdit, event.ActionRequest{MessageID: own.WAID, ChatJID: chat, FromMe: true, SentAt: own.Timestamp, Text: "R$ 90"})
+	got, err = contact.WaitMessage(ctx)
+	if target, text, ok := got.Edit(); err != nil || !ok || target != own.WAID || text != "R$ 90" {
+		t.Fatalf("edit at the phone: %v %v", got.Message, err)
+	}
+	late := re.mustRequest(m, event.VerbEdit, event.ActionRequest{MessageID: own.WAID, ChatJID: chat, FromMe: true, SentAt: time.Now().Add(-event.EditWindow - time.Minute), Text: "x"})
+	if late.Error == nil || late.Error.Code != event.CodeEditExpired {
+		t.Fatalf("late edit: %+v", late)
+	}
+	notOurs := re.mustRequest(m, event.VerbEdit, event.ActionRequest{MessageID: in, ChatJID: chat, SenderJID: chat, SentAt: time.Now(), Text: "x"})
+	if notOurs.Error == nil || notOurs.Error.Code != event.CodeNotEditable {
+		t.Fatalf("edit of their message: %+v", notOurs)
+	}
+	// Delete for everyone.
+	vm := act(event.VerbRevoke, event.ActionRequest{MessageID: own.WAID, ChatJID: chat, FromMe: true, SentAt: own.Timestamp})
+	got, err = contact.WaitMessage(ctx)
+	if target, ok := got.Revoke(); err != nil || !ok || target != own.WAID {
+		t.Fatalf("revoke at the phone: %v %v", got.Message, err)
+	}
+	// Mark read.
+	rr := re.mustRequest(m, event.VerbRead, event.ReadRequest{ChatJID: chat, Messages: []event.ReadRef{{ID: in, SenderJID: chat}}})
+	if rr.Error != nil {
+		t.Fatalf("read: %+v", rr.Error)
+	}
+	if _, err := re.srv.WaitReceiptType(ctx, in, "read"); err != nil {
+		t.Fatalf("read receipt at the server: %v", err)
+	}
+
+	msgs := re.messageEvents(t, m)
+	for _, c := range []struct {
+		msg  *event.Message
+		kind event.Kind
+	}{{rm, event.KindReaction}, {em, event.KindEdit}, {vm, event.KindRevoke}} {
+		e := msgs[c.msg.WAID]
+		if e == nil || e.Kind != c.kind || e.TargetID != c.msg.TargetID || e.Direction != event.DirectionOut {
+			t.Fatalf("%s event %+v", c.kind, e)
+		}
+	}
+	if e := msgs[rm.WAID]; e.TargetID != in || e.Text != "👍" {
+		t.Fatalf("reaction event %+v", e)
+	}
+	var read *event.Receipt
+	for _, env := range re.stored(bus.StreamEvents, event.EventSubject(m, event.TypeReceipt)) {
+		p, _ := env.Payload()
+		if rc := p.(*event.Receipt); rc.Kind == event.ReceiptRead && rc.FromMe {
+			read = rc
+		}
+	}
+	if read == nil || len(read.MessageIDs) != 1 || read.MessageIDs[0] != in || read.Phone != them {
+		t.Fatalf("read receipt event %+v", read)
+	}
+}
