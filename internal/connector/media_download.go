@@ -36,8 +36,8 @@ import (
 // downloadQueue is a session's access to media_downloads
 // (store.MediaDownloadQueries).
 type downloadQueue interface {
-	Enqueue(ctx context.Context, d store.MediaDownload) (bool, error)
-	Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]store.MediaDownload, error)
+	Enqueue(ctx context.Context, d store.DownloadJob) (bool, error)
+	Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]store.DownloadJob, error)
 	Retry(ctx context.Context, m int64, waID, reason string, delay time.Duration) (int, error)
 	Release(ctx context.Context, m int64, waID string) error
 	UpdateMessage(ctx context.Context, m int64, waID string, msg []byte) error
@@ -266,7 +266,7 @@ func (s *session) enqueueDownload(ctx context.Context, evt any) error {
 	if err != nil {
 		return err
 	}
-	created, err := s.d.downloads.Enqueue(ctx, store.MediaDownload{
+	created, err := s.d.downloads.Enqueue(ctx, store.DownloadJob{
 		Mentorado: s.m, WAID: d.WAID, ChatJID: d.ChatJID, Kind: string(d.Kind), MediaID: d.MediaID, Message: d.Message, Source: src,
 	})
 	if err != nil {
@@ -290,7 +290,7 @@ func (w *mediaWorker) run(ctx context.Context) {
 	defer wg.Wait()
 	for ctx.Err() == nil {
 		free := cfg.Concurrency - len(slots) // only this goroutine fills slots
-		var jobs []store.MediaDownload
+		var jobs []store.DownloadJob
 		if free > 0 {
 			var err error
 			jobs, err = w.s.d.downloads.Claim(ctx, w.s.m, cfg.Lease, free)
@@ -347,7 +347,7 @@ func (w *mediaWorker) setDepth(n int) {
 
 // process runs one download attempt to its end: stored, failed for good,
 // due again later, or (the worker stopping) released.
-func (w *mediaWorker) process(ctx context.Context, j store.MediaDownload) {
+func (w *mediaWorker) process(ctx context.Context, j store.DownloadJob) {
 	s := w.s
 	cfg := s.d.cfg.Media
 	kind := event.Kind(j.Kind)
@@ -423,7 +423,11 @@ func (w *mediaWorker) process(ctx context.Context, j store.MediaDownload) {
 		return
 	}
 	s.d.metrics.mediaBytes.WithLabelValues("in").Add(float64(len(data)))
-	s.recordMedia(ctx, info, "download")
+	if err := s.recordMedia(ctx, info, store.MediaDownload); err != nil {
+		log.Warn().Err(err).Msg("record media in the ledger")
+		w.retry(ctx, j, fmt.Errorf("%w: ledger: %w", errStoreMedia, err))
+		return
+	}
 	done := &event.MediaDone{WAID: j.WAID, ChatJID: j.ChatJID, State: event.MediaStored, MediaID: info.ID, MIME: info.MIME, Size: info.Size}
 	if err := s.publishMedia(ctx, done); err != nil {
 		w.retry(ctx, j, fmt.Errorf("%w: %w", errPublishMedia, err))
@@ -458,7 +462,7 @@ func mimeOf(part whatsmeow.DownloadableMessage, kind event.Kind) string {
 
 // reupload asks the sender's phone to upload the file again and returns
 // its new direct path.
-func (w *mediaWorker) reupload(ctx context.Context, j store.MediaDownload, part whatsmeow.DownloadableMessage) (string, error) {
+func (w *mediaWorker) reupload(ctx context.Context, j store.DownloadJob, part whatsmeow.DownloadableMessage) (string, error) {
 	var src waconv.Source
 	if err := json.Unmarshal(j.Source, &src); err != nil {
 		return "", fmt.Errorf("%w_bad_source", errReupload)
@@ -506,7 +510,7 @@ func (w *mediaWorker) reupload(ctx context.Context, j store.MediaDownload, part 
 
 // retry records a failed attempt, or fails the download for good after
 // MaxAttempts.
-func (w *mediaWorker) retry(ctx context.Context, j store.MediaDownload, cause error) {
+func (w *mediaWorker) retry(ctx context.Context, j store.DownloadJob, cause error) {
 	s := w.s
 	cfg := s.d.cfg.Media
 	code := errCode(cause)
@@ -524,7 +528,7 @@ func (w *mediaWorker) retry(ctx context.Context, j store.MediaDownload, cause er
 
 // fail publishes the media event of a file that will never be stored, then
 // drops the download.
-func (w *mediaWorker) fail(ctx context.Context, j store.MediaDownload, reason string) {
+func (w *mediaWorker) fail(ctx context.Context, j store.DownloadJob, reason string) {
 	s := w.s
 	done := &event.MediaDone{WAID: j.WAID, ChatJID: j.ChatJID, State: event.MediaFailed, MediaID: j.MediaID, Reason: reason}
 	if err := s.publishMedia(ctx, done); err != nil {
@@ -541,7 +545,7 @@ func (w *mediaWorker) fail(ctx context.Context, j store.MediaDownload, reason st
 }
 
 // release gives a claimed download back to the queue (the worker stops).
-func (w *mediaWorker) release(j store.MediaDownload) {
+func (w *mediaWorker) release(j store.DownloadJob) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.s.ctx), w.s.d.cfg.PublishTimeout)
 	defer cancel()
 	if err := w.s.d.downloads.Release(ctx, w.s.m, j.WAID); err != nil {
@@ -566,18 +570,19 @@ func (s *session) publishMedia(ctx context.Context, d *event.MediaDone) error {
 	return nil
 }
 
-// recordMedia adds a stored file to the per-tenant ledger, when the
-// connector has one.
-func (s *session) recordMedia(ctx context.Context, info media.Info, origin string) {
+// recordMedia adds a stored file to the per-tenant ledger
+// (media_objects): storage accounting, and what the tenant may reference.
+func (s *session) recordMedia(ctx context.Context, info media.Info, origin string) error {
 	if s.d.ledger == nil {
-		return
+		return nil
 	}
-	if err := s.d.ledger.Record(ctx, s.m, info, origin); err != nil {
-		s.log.Warn().Err(err).Str("media_id", info.ID).Msg("record media in the ledger")
-	}
+	_, err := s.d.ledger.Record(ctx, s.m, info.ID, info.Size, info.MIME, origin)
+	return err
 }
 
-// MediaLedger records stored files per tenant (media_objects).
-type MediaLedger interface {
-	Record(ctx context.Context, m int64, info media.Info, origin string) error
+// mediaLedger records stored files per tenant (store.MediaObjectQueries).
+type mediaLedger interface {
+	Record(ctx context.Context, m int64, id string, size int64, mime, origin string) (bool, error)
 }
+
+var _ mediaLedger = store.MediaObjectQueries{}

@@ -171,6 +171,10 @@ func TestRealMediaReceiveEachKind(t *testing.T) {
 		if got := readStored(t, files, m, d.MediaID); sum(got) != sum(data) {
 			t.Fatalf("%s: stored file differs", c.kind)
 		}
+		obj, err := re.db.MediaObjects().Get(context.Background(), m, d.MediaID)
+		if err != nil || obj.Origin != "download" || obj.Size != int64(len(data)) {
+			t.Fatalf("%s: ledger %+v %v", c.kind, obj, err)
+		}
 	}
 	// The media event is published before the job is deleted.
 	testenv.Eventually(t, wait, func() bool { return re.queued(t, m) == 0 }, "download queue empty")
