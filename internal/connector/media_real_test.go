@@ -5,9 +5,11 @@ import (
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"io"
+	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/testenv"
+	"github.com/zapbus/zapbus/internal/waconv"
 	"github.com/zapbus/zapbus/internal/wafake"
 )
 
@@ -210,6 +213,7 @@ func TestRealMediaDownloadSurvivesRestartAndReupload(t *testing.T) {
 	m := re.mentorados(1)[0]
 	files := re.mediaStore(t)
 	const me, them = "5511955550102", "5511966660102"
+	logs := captureLogs(t, re.env)
 	gate := &gatedStore{Store: files, puts: make(chan string, 8)}
 	a := re.start("a", re.factory(t), []connector.Option{connector.WithMedia(gate)})
 	re.pair(t, m, me)
@@ -241,6 +245,23 @@ func TestRealMediaDownloadSurvivesRestartAndReupload(t *testing.T) {
 		t.Fatalf("queue holds %d downloads after the stop, want 2", n)
 	}
 
+	// What decrypts the files: never in a log line above debug.
+	secrets := map[string]string{}
+	for _, id := range []string{idPlain, idExpired} {
+		job, err := re.db.MediaDownloads().Get(ctx, m, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, part, err := waconv.DecodeDownload(job.Message)
+		if err != nil {
+			t.Fatal(err)
+		}
+		path, _, _ := strings.Cut(part.GetDirectPath(), "?")
+		secrets["direct path "+id] = path
+		secrets["media key "+id] = base64.StdEncoding.EncodeToString(part.GetMediaKey())
+		secrets["media key hex "+id] = hex.EncodeToString(part.GetMediaKey())
+	}
+
 	retries := re.srv.MediaRetryRequests()
 	re.start("b", re.factory(t), []connector.Option{connector.WithMedia(files)})
 	testenv.Eventually(t, 3*wait, func() bool { return len(re.mediaEvents(t, m)) == 2 }, "both files stored after the restart")
@@ -258,6 +279,9 @@ func TestRealMediaDownloadSurvivesRestartAndReupload(t *testing.T) {
 	}
 	if re.srv.MediaDownloadErrors(idExpired) < 1 {
 		t.Fatal("the expired file was never refused by the CDN")
+	}
+	if bad := secretsAboveDebug(t, logs.String(), secrets); len(bad) > 0 {
+		t.Fatalf("media secrets in logs:\n%s", strings.Join(bad, "\n"))
 	}
 	// The media event is published before the job is deleted.
 	testenv.Eventually(t, wait, func() bool { return re.queued(t, m) == 0 }, "download queue empty")
