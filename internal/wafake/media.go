@@ -144,7 +144,8 @@ func decryptMedia(data, mediaKey, encSHA, fileSHA []byte, info string, length ui
 	if !hmac.Equal(h.Sum(nil)[:mediaHMACLen], mac) {
 		return nil, errors.New("wafake: media HMAC mismatch")
 	}
-	plain, err := cbcutil.Decrypt(ck, iv, ct)
+	// cbcutil.Decrypt works in place: never on the CDN's stored copy.
+	plain, err := cbcutil.Decrypt(ck, iv, bytes.Clone(ct))
 	if err != nil {
 		return nil, fmt.Errorf("wafake: media decrypt: %w", err)
 	}

@@ -12,6 +12,7 @@ import (
 
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/proto/waMmsRetry"
+	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
 
 	"github.com/zapbus/zapbus/internal/wafake"
@@ -311,5 +312,46 @@ func TestMediaRetry(t *testing.T) {
 	}
 	if err := srv.ExpireMediaStatus("nope", 404); err == nil {
 		t.Fatal("expiring an unknown message succeeded")
+	}
+}
+
+// A client's own upload can expire too; only contacts' phones re-upload, so
+// a retry for it is answered "not available on phone".
+func TestClientMediaExpires(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	s := pair(t, srv, "5511999990440", nil)
+	bob := srv.Contact("5511988880440")
+	ctx := ctxT(t)
+	data := randomFile(t, 2048)
+	up, err := s.cli.Upload(ctx, data, whatsmeow.MediaImage)
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg := clientMediaMessage(wafake.MediaKindImage, up)
+	resp, err := s.cli.SendMessage(ctx, bob.JID(), msg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := bob.WaitMessage(ctx); err != nil || !bytes.Equal(got.Media, data) {
+		t.Fatalf("contact: %v", err)
+	}
+	if got, err := s.cli.Download(ctx, msg.GetImageMessage()); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("download of own upload: %v", err)
+	}
+	srv.ExpireMedia(resp.ID)
+	if _, err := s.cli.Download(ctx, msg.GetImageMessage()); !errors.Is(err, whatsmeow.ErrMediaDownloadFailedWith404) {
+		t.Fatalf("download of expired own upload: %v", err)
+	}
+	info := &types.MessageInfo{ID: resp.ID, MessageSource: types.MessageSource{Chat: bob.JID(), IsFromMe: true}}
+	if err := s.cli.SendMediaRetryReceipt(ctx, info, up.MediaKey); err != nil {
+		t.Fatal(err)
+	}
+	evt := next[*events.MediaRetry](t, s.rec)
+	if !evt.FromMe || evt.MessageID != resp.ID {
+		t.Fatalf("retry event %+v", evt)
+	}
+	if _, err := whatsmeow.DecryptMediaRetryNotification(evt, up.MediaKey); !errors.Is(err, whatsmeow.ErrMediaNotAvailableOnPhone) {
+		t.Fatalf("retry of own upload: %v", err)
 	}
 }
