@@ -122,7 +122,9 @@ func TestRealMediaReceiveEachKind(t *testing.T) {
 	m := re.mentorados(1)[0]
 	files := re.mediaStore(t)
 	const me, them = "5511955550101", "5511966660101"
-	a := re.start("a", re.factory(t), []connector.Option{connector.WithMedia(files)})
+	a := re.start("a", re.factory(t), []connector.Option{connector.WithMedia(files)}, func(c *connector.Config) {
+		c.Media.Limits = media.Limits{Document: 100_000}
+	})
 	re.pair(t, m, me)
 
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
@@ -153,7 +155,15 @@ func TestRealMediaReceiveEachKind(t *testing.T) {
 		}
 		sent[id], ids[i] = data, id
 	}
-	testenv.Eventually(t, 2*wait, func() bool { return len(re.mediaEvents(t, m)) == len(cases) }, "a media event per message")
+	// Over the document limit: failed without a download.
+	big, err := contact.SendMedia(ctx, me, wafake.MediaKindDocument, randomBytes(t, 150_000), wafake.MediaOptions{FileName: "big.zip"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 2*wait, func() bool { return len(re.mediaEvents(t, m)) == len(cases)+1 }, "a media event per message")
+	if d := re.mediaEvents(t, m)[big]; d.State != event.MediaFailed || d.Reason != "too_large" || re.srv.MediaDownloads(big) != 0 {
+		t.Fatalf("oversized file: %+v, %d downloads", d, re.srv.MediaDownloads(big))
+	}
 
 	msgs, done := re.messageEvents(t, m), re.mediaEvents(t, m)
 	for i, c := range cases {
