@@ -13,8 +13,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
-
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/event"
@@ -27,16 +25,12 @@ import (
 // Media through the real whatsmeow client on the fake server: the fake
 // phone's CDN serves and receives encrypted files like WhatsApp's.
 
-// mediaStore creates the WA_MEDIA bucket on the test's NATS and binds to it.
+// mediaStore binds the test's WA_MEDIA bucket.
 func (re *realEnv) mediaStore(t *testing.T) *media.ObjectStore {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
-	_, err := re.observer.JS.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: media.Bucket, Storage: jetstream.FileStorage})
-	if err != nil && !errors.Is(err, jetstream.ErrBucketExists) {
-		t.Fatal(err)
-	}
-	s, err := media.NewObjectStore(ctx, re.observer.JS, media.Bucket)
+	s, err := re.observer.MediaStore(ctx) // provisioned with the streams
 	if err != nil {
 		t.Fatal(err)
 	}
