@@ -308,11 +308,21 @@ func (w *mediaWorker) run(ctx context.Context) {
 				w.kick()
 			}()
 		}
-		w.refreshDepth(ctx)
+		pending := w.refreshDepth(ctx)
 		if free > 0 && len(jobs) == free {
 			continue // more may be due
 		}
-		t := time.NewTimer(cfg.Poll)
+		if pending == 0 {
+			// Nothing queued: only a new message (or a finishing
+			// download) brings work, and both wake the loop. An idle
+			// session costs no queries.
+			select {
+			case <-ctx.Done():
+			case <-w.wake:
+			}
+			continue
+		}
+		t := time.NewTimer(cfg.Poll) // retries come due
 		select {
 		case <-ctx.Done():
 		case <-w.wake:
@@ -330,11 +340,15 @@ func (w *mediaWorker) kick() {
 	}
 }
 
-func (w *mediaWorker) refreshDepth(ctx context.Context) {
+// refreshDepth updates the queue depth gauge and returns the depth (-1
+// when it cannot be read).
+func (w *mediaWorker) refreshDepth(ctx context.Context) int {
 	n, err := w.s.d.downloads.Pending(ctx, w.s.m)
-	if err == nil {
-		w.setDepth(n)
+	if err != nil {
+		return -1
 	}
+	w.setDepth(n)
+	return n
 }
 
 func (w *mediaWorker) setDepth(n int) {
