@@ -415,7 +415,10 @@ func (w *mediaWorker) process(ctx context.Context, j store.DownloadJob) {
 		w.fail(ctx, j, mediaTooLarge)
 		return
 	}
-	mime := mimeOf(part, kind)
+	// Stored under the type its bytes show (what the sender declared only
+	// names a container more precisely), so a file declared as an image
+	// but holding HTML is never served as one.
+	mime := media.Sniff(data, mimeOf(part, kind))
 	info, _, err := s.d.media.Put(ctx, s.m, bytes.NewReader(data), mime, limit)
 	switch {
 	case errors.Is(err, media.ErrTooLarge):

@@ -149,12 +149,24 @@ func TestRealMediaReceiveEachKind(t *testing.T) {
 		}
 		sent[id], ids[i] = data, id
 	}
+	// A file is stored under the type its bytes show, not the declared one.
+	pdf := append([]byte("%PDF-1.7\n"), randomBytes(t, 2000)...)
+	pdfID, err := contact.SendMedia(ctx, me, wafake.MediaKindDocument, pdf, wafake.MediaOptions{MIME: "image/jpeg", FileName: "x.pdf"})
+	if err != nil {
+		t.Fatal(err)
+	}
 	// Over the document limit: failed without a download.
 	big, err := contact.SendMedia(ctx, me, wafake.MediaKindDocument, randomBytes(t, 150_000), wafake.MediaOptions{FileName: "big.zip"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	testenv.Eventually(t, 2*wait, func() bool { return len(re.mediaEvents(t, m)) == len(cases)+1 }, "a media event per message")
+	testenv.Eventually(t, 2*wait, func() bool { return len(re.mediaEvents(t, m)) == len(cases)+2 }, "a media event per message")
+	if d := re.mediaEvents(t, m)[pdfID]; d.State != event.MediaStored || d.MIME != "application/pdf" {
+		t.Fatalf("sniffed file: %+v", d)
+	}
+	if info, err := files.Stat(context.Background(), m, sum(pdf)); err != nil || info.MIME != "application/pdf" {
+		t.Fatalf("stored as %+v %v", info, err)
+	}
 	if d := re.mediaEvents(t, m)[big]; d.State != event.MediaFailed || d.Reason != "too_large" || re.srv.MediaDownloads(big) != 0 {
 		t.Fatalf("oversized file: %+v, %d downloads", d, re.srv.MediaDownloads(big))
 	}
@@ -185,7 +197,7 @@ func TestRealMediaReceiveEachKind(t *testing.T) {
 	}
 	// The media event is published before the job is deleted.
 	testenv.Eventually(t, wait, func() bool { return re.queued(t, m) == 0 }, "download queue empty")
-	if n := counterSum(t, a.c, "zapbus_connector_media_downloads_total", "stored"); n != float64(len(cases)) {
+	if n := counterSum(t, a.c, "zapbus_connector_media_downloads_total", "stored"); n != float64(len(cases)+1) {
 		t.Fatalf("stored downloads counted %v", n)
 	}
 }
