@@ -24,7 +24,7 @@ const wait = 15 * time.Second
 
 // env is the real infrastructure of a test: Postgres, embedded NATS.
 type env struct {
-	t        *testing.T
+	t        testing.TB
 	db       *store.DB
 	natsURL  string
 	busCfg   bus.Config
@@ -33,12 +33,12 @@ type env struct {
 	observer *bus.Bus
 }
 
-func newEnv(t *testing.T, leaseTTL time.Duration) *env {
+func newEnv(t testing.TB, leaseTTL time.Duration) *env {
 	t.Helper()
 	return newEnvAt(t, testenv.NATS(t), leaseTTL)
 }
 
-func newEnvAt(t *testing.T, natsURL string, leaseTTL time.Duration) *env {
+func newEnvAt(t testing.TB, natsURL string, leaseTTL time.Duration) *env {
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, testenv.Postgres(t))

@@ -26,7 +26,7 @@ import (
 // phone's CDN serves and receives encrypted files like WhatsApp's.
 
 // mediaStore binds the test's WA_MEDIA bucket.
-func (re *realEnv) mediaStore(t *testing.T) *media.ObjectStore {
+func (re *realEnv) mediaStore(t testing.TB) *media.ObjectStore {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), wait)
 	defer cancel()
@@ -37,7 +37,7 @@ func (re *realEnv) mediaStore(t *testing.T) *media.ObjectStore {
 	return s
 }
 
-func randomBytes(t *testing.T, n int) []byte {
+func randomBytes(t testing.TB, n int) []byte {
 	t.Helper()
 	b := make([]byte, n)
 	if _, err := rand.Read(b); err != nil {
@@ -53,7 +53,7 @@ func sum(b []byte) string {
 
 // mediaEvents returns m's media events by message id; it fails on a
 // message with more than one.
-func (re *realEnv) mediaEvents(t *testing.T, m int64) map[string]*event.MediaDone {
+func (re *realEnv) mediaEvents(t testing.TB, m int64) map[string]*event.MediaDone {
 	t.Helper()
 	out := map[string]*event.MediaDone{}
 	for _, env := range re.stored(bus.StreamEvents, event.EventSubject(m, event.TypeMedia)) {
@@ -84,7 +84,7 @@ func (re *realEnv) messageEvents(t *testing.T, m int64) map[string]*event.Messag
 	return out
 }
 
-func readStored(t *testing.T, files media.Store, m int64, id string) []byte {
+func readStored(t testing.TB, files media.Store, m int64, id string) []byte {
 	t.Helper()
 	obj, err := files.Open(context.Background(), m, id)
 	if err != nil {

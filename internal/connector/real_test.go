@@ -51,7 +51,7 @@ type realEnv struct {
 	clients *realClients
 }
 
-func newRealEnv(t *testing.T, e *env) *realEnv {
+func newRealEnv(t testing.TB, e *env) *realEnv {
 	t.Helper()
 	srv, err := wafake.NewServer(testenv.Logger(t).Level(1).With().Str("side", "fake").Logger())
 	if err != nil {
@@ -61,7 +61,7 @@ func newRealEnv(t *testing.T, e *env) *realEnv {
 	return &realEnv{env: e, srv: srv, clients: &realClients{}}
 }
 
-func (re *realEnv) factory(t *testing.T) *connector.WhatsmeowFactory {
+func (re *realEnv) factory(t testing.TB) *connector.WhatsmeowFactory {
 	t.Helper()
 	f, err := connector.NewWhatsmeowFactory(context.Background(), re.db, re.log.Level(1), func(cli *whatsmeow.Client) {
 		re.srv.Configure(cli)
@@ -74,7 +74,7 @@ func (re *realEnv) factory(t *testing.T) *connector.WhatsmeowFactory {
 }
 
 // pair connects m by QR and scans the first code as phone.
-func (re *realEnv) pair(t *testing.T, m int64, phone string) {
+func (re *realEnv) pair(t testing.TB, m int64, phone string) {
 	t.Helper()
 	r := re.mustRequest(m, event.VerbConnect, event.ConnectRequest{Method: event.ConnectQR})
 	if r.Error != nil {
@@ -323,7 +323,7 @@ func TestRealFailures(t *testing.T) {
 }
 
 // counterSum reads a counter of the connector's registry for one label value.
-func counterSum(t *testing.T, c *connector.Connector, name, label string) float64 {
+func counterSum(t testing.TB, c *connector.Connector, name, label string) float64 {
 	t.Helper()
 	mfs, err := c.Registry().Gather()
 	if err != nil {
