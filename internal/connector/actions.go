@@ -230,16 +230,8 @@ func (c *Connector) markRead(ctx context.Context, s *session, req event.ReadRequ
 	if err != nil {
 		return event.NewCommandError(event.CodeBadRequest, "read receipt cannot be recorded: %v", err)
 	}
-	var last error
-	for range 3 {
-		if _, last = c.bus.Publish(ctx, env); last == nil {
-			c.metrics.published.WithLabelValues(string(env.Type)).Inc()
-			return nil
-		}
-		c.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
-		if ctx.Err() != nil {
-			break
-		}
+	if err := c.publish(ctx, env); err != nil {
+		return event.NewCommandError(event.CodeInternal, "read receipts sent but not recorded (retry): %v", err)
 	}
-	return event.NewCommandError(event.CodeInternal, "read receipts sent but not recorded (retry): %v", last)
+	return nil
 }

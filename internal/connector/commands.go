@@ -456,6 +456,12 @@ func (c *Connector) publishMessage(ctx context.Context, m int64, msg *event.Mess
 	if err != nil {
 		return err
 	}
+	return c.publish(ctx, env)
+}
+
+// publish publishes a command's event, trying three times (the event id
+// makes a retry that did reach the stream a duplicate JetStream drops).
+func (c *Connector) publish(ctx context.Context, env event.Envelope) error {
 	var last error
 	for range 3 {
 		if _, last = c.bus.Publish(ctx, env); last == nil {

@@ -163,16 +163,5 @@ func (c *Connector) publishMediaStored(ctx context.Context, m int64, msg *event.
 	if err != nil {
 		return err
 	}
-	var last error
-	for range 3 {
-		if _, last = c.bus.Publish(ctx, env); last == nil {
-			c.metrics.published.WithLabelValues(string(env.Type)).Inc()
-			return nil
-		}
-		c.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
-		if ctx.Err() != nil {
-			break
-		}
-	}
-	return last
+	return c.publish(ctx, env)
 }
