@@ -249,7 +249,7 @@ function conversationItem(c) {
     b.append(time);
   }
   const lm = c.last_message || {};
-  const text = lm.text || t("kind." + (lm.kind || "other"));
+  const text = lm.text || lm.caption || t("kind." + (lm.kind || "other"));
   b.append(el("span", "preview", lm.direction === "out" ? t("chat.you", { text }) : text));
   if (c.unread > 0) {
     const u = el("span", "unread", I18N.number(c.unread));
@@ -372,8 +372,18 @@ function liveMedia(d) {
 function setSrc(node, path, box, file) {
   blobURL(path, file).then((u) => { node.src = u; }, (e) => {
     if (e.handled) return;
-    box.append(el("span", "media-state error", I18N.error(e)));
+    box.append(el("span", "media-state error", mediaError(e)));
   });
+}
+
+// mediaError is the text for a file the API would not serve.
+function mediaError(e) {
+  switch (e.code) {
+    case "media_not_ready": return t("error.media_not_ready");
+    case "media_failed": return t("error.media_failed");
+    case "no_media": return t("error.no_media");
+    default: return I18N.error(e);
+  }
 }
 
 // mediaLabel names a kind of file, for labels and file-less documents.
