@@ -47,6 +47,13 @@ type Received struct {
 	To        types.JID // the "to" attribute the client used (PN or LID chat)
 	Type      string    // the stanza's type attribute ("text", "media", …)
 	Timestamp time.Time
+	// Media is the attachment (image, video, ptv, audio, document,
+	// sticker) as the contact's phone downloaded it from the fake CDN by
+	// its direct path: FileEncSHA256, MAC, FileSHA256 and FileLength
+	// verified, decrypted. MediaErr says why that failed; both are nil
+	// for messages without an attachment.
+	Media    []byte
+	MediaErr error
 }
 
 // Receipt is a receipt the client sent for an inbound message.
@@ -144,9 +151,19 @@ func (c *Contact) SendMessage(ctx context.Context, toAccountPhone string, msg *w
 	if err != nil {
 		return "", err
 	}
+	id := newID()
+	if err := c.sendMessageID(ctx, a, id, msg); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// sendMessageID encrypts msg to the account's device and queues it with the
+// given id.
+func (c *Contact) sendMessageID(ctx context.Context, a *Account, id string, msg *waE2E.Message) error {
 	plain, err := proto.Marshal(msg)
 	if err != nil {
-		return "", err
+		return err
 	}
 	s := c.s
 	s.mu.Lock()
@@ -161,22 +178,25 @@ func (c *Contact) SendMessage(ctx context.Context, toAccountPhone string, msg *w
 	c.lidKnown[a] = true
 	s.mu.Unlock()
 	if b == nil && !c.peer.hasSession(addr) {
-		return "", fmt.Errorf("wafake: account %s has not uploaded prekeys yet", toAccountPhone)
+		return fmt.Errorf("wafake: account %s has not uploaded prekeys yet", a.user.phone)
 	}
 	ct, encType, err := c.peer.encrypt(ctx, addr, b, plain)
 	if err != nil {
-		return "", fmt.Errorf("wafake: encrypt: %w", err)
+		return fmt.Errorf("wafake: encrypt: %w", err)
 	}
-	id := newID()
 	attrs := waBinary.Attrs{
 		"from":      c.lid,
 		"sender_pn": c.pn,
 		"id":        id,
 		"t":         fmt.Sprint(time.Now().Unix()),
-		"type":      "text",
+		"type":      stanzaType(msg),
 	}
-	if msg.Conversation == nil && msg.ExtendedTextMessage == nil {
-		attrs["type"] = "media"
+	if e := editAttr(msg); e != "" {
+		attrs["edit"] = e
+	}
+	encAttrs := waBinary.Attrs{"v": "2", "type": encType}
+	if mt := mediaTypeAttr(msg); mt != "" {
+		encAttrs["mediatype"] = mt
 	}
 	if fromPN {
 		delete(attrs, "sender_pn")
@@ -186,7 +206,7 @@ func (c *Contact) SendMessage(ctx context.Context, toAccountPhone string, msg *w
 		attrs["notify"] = pushName
 	}
 	node := waBinary.Node{Tag: "message", Attrs: attrs, Content: []waBinary.Node{{
-		Tag: "enc", Attrs: waBinary.Attrs{"v": "2", "type": encType}, Content: ct,
+		Tag: "enc", Attrs: encAttrs, Content: ct,
 	}}}
 	m := &inboundMsg{id: id, acct: a, from: c, node: node, plain: plain}
 	s.mu.Lock()
@@ -195,7 +215,7 @@ func (c *Contact) SendMessage(ctx context.Context, toAccountPhone string, msg *w
 	s.notifyLocked()
 	s.mu.Unlock()
 	s.flush(a)
-	return id, nil
+	return nil
 }
 
 // due reports whether m must be sent on c (s.mu held).
@@ -372,6 +392,9 @@ func (s *Server) handleClientReceipt(c *conn, n *waBinary.Node) {
 		ack.Attrs["type"] = typ
 	}
 	_ = c.send(ack)
+	if typ == "server-error" {
+		s.answerMediaRetry(c, n, ids[0])
+	}
 }
 
 func (s *Server) handleClientAck(_ *conn, n *waBinary.Node) {
@@ -469,6 +492,7 @@ func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 			if u.account == a {
 				continue // a copy for the sender's own phone
 			}
+			media, mediaErr := s.fetchMedia(id, &msg)
 			s.mu.Lock()
 			if t.jid.Server == types.DefaultUserServer && !u.lidKnown[a] {
 				u.pnSession[a] = true
@@ -476,6 +500,7 @@ func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 			u.received = append(u.received, Received{
 				ID: id, Text: messageText(&msg), Message: &msg, From: a.user.phone, FromJID: senderLID,
 				To: to, Type: attrString(n, "type"), Timestamp: time.Now(),
+				Media: media, MediaErr: mediaErr,
 			})
 			s.notifyLocked()
 			s.mu.Unlock()
@@ -559,6 +584,11 @@ func (s *Server) answerClientRetry(c *conn, n *waBinary.Node, id string) error {
 	encAttrs := waBinary.Attrs{"v": "2", "type": encType}
 	if count != "" {
 		encAttrs["count"] = count
+	}
+	if oldEnc, ok := old.GetOptionalChildByTag("enc"); ok {
+		if mt := attrString(&oldEnc, "mediatype"); mt != "" {
+			encAttrs["mediatype"] = mt
+		}
 	}
 	node := waBinary.Node{Tag: "message", Attrs: attrs, Content: []waBinary.Node{{Tag: "enc", Attrs: encAttrs, Content: ct}}}
 	s.mu.Lock()

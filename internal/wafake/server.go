@@ -3,6 +3,7 @@ package wafake
 import (
 	"context"
 	"crypto/rand"
+	"encoding/base64"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -81,6 +82,13 @@ type Server struct {
 	stanzas   []Stanza
 	counters  map[string]int
 
+	// fake CDN (media.go)
+	mediaAuth    string
+	blobs        map[string]*blob     // by direct path without query
+	media        map[string]*mediaMsg // attachments contacts sent, by message id
+	mediaUploads int
+	mediaRetries int
+
 	closeImmediately bool
 	noAutoProvision  bool
 }
@@ -102,10 +110,15 @@ func NewServer(log zerolog.Logger) (*Server, error) {
 		codePairs: map[string]*codePairing{},
 		retries:   map[string]int{},
 		counters:  map[string]int{},
+		mediaAuth: base64.RawURLEncoding.EncodeToString(randomBytes(24)),
+		blobs:     map[string]*blob{},
+		media:     map[string]*mediaMsg{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
 	mux.HandleFunc("/ws/chat", s.serveWS)
+	mux.HandleFunc("/mms/", s.serveUpload)
+	mux.HandleFunc("/v/", s.serveDownload)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		s.log.Debug().Str("host", r.Host).Str("path", r.URL.Path).Msg("unhandled HTTP request")
 		http.NotFound(w, r)
@@ -546,6 +559,10 @@ func (s *Server) handleIQ(c *conn, n *waBinary.Node) {
 		if first.Tag == "active" {
 			s.onActive(c)
 		}
+	case xmlns == "w:m" && first.Tag == "media_conn":
+		s.handleMediaConn(c, n)
+	case xmlns == "privacy" && typ == "get":
+		s.handlePrivacyGet(c, n)
 	case xmlns == "usync":
 		s.handleUsync(c, n)
 	case xmlns == "md" && first.Tag == "link_code_companion_reg":
