@@ -6,8 +6,9 @@
 // With -sim, WhatsApp is simulated at the protocol level: the real whatsmeow
 // client talks to zapbus's fake WhatsApp server (internal/wafake), and
 // /v1/dev/sim/{mentorado}/… endpoints drive the fake phone (scan the QR,
-// receive a message, deliver a receipt, kick the session). Those endpoints
-// do not exist without -sim.
+// receive a message or a file, deliver a receipt, react, edit and delete as
+// the contact, list what the contact received with the sha256 of each file,
+// kick the session). Those endpoints do not exist without -sim.
 //
 // Settings (environment, overridable by flags):
 //
