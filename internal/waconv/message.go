@@ -59,6 +59,7 @@ func (c *Converter) message(ctx context.Context, evt *events.Message) ([]event.E
 		Caption:   truncate(content.caption, maxCaptionRunes),
 		ReplyToID: content.replyTo,
 		TargetID:  content.target,
+		Media:     content.media,
 		Timestamp: ts,
 	}
 	// event.New cleans every field of what Postgres cannot store (NUL,
@@ -163,6 +164,7 @@ type content struct {
 	caption string
 	replyTo string
 	target  string
+	media   *event.Media // media kinds with a usable FileSHA256
 }
 
 // classify extracts kind, text and references from an unwrapped message. It
@@ -247,6 +249,9 @@ func classify(m *waE2E.Message) (content, bool) {
 	}
 	if inner != nil {
 		c.replyTo = contextInfo(inner).GetStanzaID()
+	}
+	if part, kind := mediaPart(m); part != nil && c.kind.IsMedia() {
+		c.kind, c.media = kind, describe(part, kind, m)
 	}
 	return c, true
 }

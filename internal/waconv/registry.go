@@ -23,6 +23,9 @@ const (
 	StateChange
 	// Ignore: deliberately not handled; Decision.Reason says why.
 	Ignore
+	// Media: the session's media download worker consumes it (the
+	// sender's phone answering a re-upload request).
+	Media
 )
 
 func (a Action) String() string {
@@ -33,6 +36,8 @@ func (a Action) String() string {
 		return "state-change"
 	case Ignore:
 		return "ignore"
+	case Media:
+		return "media"
 	}
 	return "unknown"
 }
@@ -158,7 +163,8 @@ func route(c *Converter, evt any) (Decision, convertFunc) {
 	case *events.OfflineSyncPreview, *events.OfflineSyncCompleted:
 		return ignore(ignoreOffline)
 	case *events.MediaRetry:
-		return ignore("media re-upload replies: media is not downloaded")
+		// The reply to a re-upload request the download worker sent.
+		return Decision{Action: Media}, nil
 	case *events.NewsletterJoin, *events.NewsletterLeave, *events.NewsletterMuteChange,
 		*events.NewsletterLiveUpdate:
 		return ignore(ignoreNewsletter)

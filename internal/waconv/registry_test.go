@@ -154,6 +154,7 @@ func TestDecide(t *testing.T) {
 		{&events.KeepAliveRestored{}, Ignore},
 		{&events.HistorySync{}, Ignore},
 		{&events.CallOffer{}, Ignore},
+		{&events.MediaRetry{}, Media},
 		{events.Message{}, Unknown}, // whatsmeow dispatches pointers
 		{&notAnEvent{}, Unknown},
 		{nil, Unknown},

@@ -175,6 +175,11 @@ func goldenCases() []golden {
 			Caption: proto.String("a video"), Seconds: proto.Uint32(12),
 		}})},
 		{name: "msg_video_note", wantN: 1, evt: msg(fromAlice(), "PTV1", "", &waE2E.Message{PtvMessage: &waE2E.VideoMessage{Seconds: proto.Uint32(5)}})},
+		{name: "msg_image_media", wantN: 1, evt: msg(fromAlice(), "IMG2", "", &waE2E.Message{ImageMessage: &waE2E.ImageMessage{
+			Caption: proto.String("recibo"), Mimetype: proto.String("image/jpeg"), FileSHA256: bytes.Repeat([]byte{0xAB}, 32), FileLength: proto.Uint64(204800),
+			Width: proto.Uint32(1080), Height: proto.Uint32(1920), JPEGThumbnail: []byte("\xff\xd8thumb"),
+			MediaKey: bytes.Repeat([]byte{0x5E}, 32), DirectPath: proto.String("/v/t62/secret"), FileEncSHA256: bytes.Repeat([]byte{0xCD}, 32),
+		}})},
 		{name: "msg_audio_ptt", wantN: 1, evt: msg(fromAlice(), "AUD1", "", &waE2E.Message{AudioMessage: &waE2E.AudioMessage{PTT: proto.Bool(true), Seconds: proto.Uint32(7)}})},
 		{name: "msg_document_with_caption", wantN: 1, evt: dispatched(fromAlice(), "DOC1", "", &waE2E.Message{DocumentWithCaptionMessage: &waE2E.FutureProofMessage{
 			Message: &waE2E.Message{DocumentMessage: &waE2E.DocumentMessage{FileName: proto.String("proposta.pdf"), Caption: proto.String("segue a proposta")}},

@@ -1,0 +1,157 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// MediaDownloadQueries are the queries on media_downloads, the connector's
+// durable queue of files to fetch from WhatsApp: one row per received
+// media message from just after its message event until its file is
+// stored or failed for good. A row holds what decrypts the file (the
+// serialized WhatsApp message: media key, direct path, hashes), which is
+// why the queue lives here and not on a NATS subject
+// (docs/decisions/0011-media.md).
+//
+// Workers claim due rows with a lease (locked_until) under FOR UPDATE SKIP
+// LOCKED, so two workers never fetch the same file at once and a crashed
+// worker's rows come back when its lease runs out.
+type MediaDownloadQueries struct{ q Querier }
+
+// MediaDownloads returns the queries on media_downloads.
+func (db *DB) MediaDownloads() MediaDownloadQueries { return MediaDownloadQueries{q: db.Pool} }
+
+// MediaDownload is one queued download.
+type MediaDownload struct {
+	Mentorado int64
+	WAID      string // the media message's WhatsApp id
+	ChatJID   string
+	Kind      string
+	MediaID   string          // sha256 hex of the file
+	Message   []byte          // serialized waE2E.Message holding the media (secret)
+	Source    json.RawMessage // chat, sender, from_me, is_group: for a re-upload request
+	Attempts  int
+	NextAt    time.Time
+	LastError string
+	CreatedAt time.Time
+}
+
+const mediaDownloadColumns = `mentorado_id, wa_message_id, chat_jid, kind, media_id, message, source, attempts, next_at, coalesce(last_error, ''), created_at`
+
+func scanMediaDownload(row pgx.CollectableRow) (MediaDownload, error) {
+	var d MediaDownload
+	var src []byte
+	err := row.Scan(&d.Mentorado, &d.WAID, &d.ChatJID, &d.Kind, &d.MediaID, &d.Message, &src, &d.Attempts, &d.NextAt, &d.LastError, &d.CreatedAt)
+	d.Source = src
+	return d, err
+}
+
+// Enqueue adds a download, due at once. It is idempotent on (mentorado,
+// wa_message_id): a message WhatsApp redelivers, or an event replayed,
+// keeps the row already queued (created reports whether this call added it).
+func (q MediaDownloadQueries) Enqueue(ctx context.Context, d MediaDownload) (created bool, err error) {
+	src := d.Source
+	if len(src) == 0 {
+		src = json.RawMessage("{}")
+	}
+	tag, err := q.q.Exec(ctx, `INSERT INTO media_downloads (mentorado_id, wa_message_id, chat_jid, kind, media_id, message, source)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (mentorado_id, wa_message_id) DO NOTHING`,
+		d.Mentorado, d.WAID, d.ChatJID, d.Kind, d.MediaID, d.Message, []byte(src))
+	if err != nil {
+		return false, fmt.Errorf("store: enqueue media download: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Claim takes up to limit due downloads of mentorado m that no live lease
+// holds, leasing them for lease: until then no other Claim returns them.
+// Oldest due first.
+func (q MediaDownloadQueries) Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]MediaDownload, error) {
+	rows, err := q.q.Query(ctx, `UPDATE media_downloads d SET locked_until = now() + make_interval(secs => $3)
+		FROM (SELECT wa_message_id FROM media_downloads
+			WHERE mentorado_id = $1 AND next_at <= now() AND (locked_until IS NULL OR locked_until <= now())
+			ORDER BY next_at, created_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
+		WHERE d.mentorado_id = $1 AND d.wa_message_id = due.wa_message_id
+		RETURNING d.mentorado_id, d.wa_message_id, d.chat_jid, d.kind, d.media_id, d.message, d.source, d.attempts, d.next_at, coalesce(d.last_error, ''), d.created_at`,
+		m, limit, lease.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("store: claim media downloads: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, scanMediaDownload)
+	if err != nil {
+		return nil, fmt.Errorf("store: claim media downloads: %w", err)
+	}
+	return out, nil
+}
+
+// Retry records a failed attempt: attempts+1, the error, due again after
+// delay (the caller's backoff), lease released. It returns the attempts
+// made so far.
+func (q MediaDownloadQueries) Retry(ctx context.Context, m int64, waID, reason string, delay time.Duration) (int, error) {
+	var n int
+	err := q.q.QueryRow(ctx, `UPDATE media_downloads SET attempts = attempts + 1, last_error = $3,
+		next_at = now() + make_interval(secs => $4), locked_until = NULL
+		WHERE mentorado_id = $1 AND wa_message_id = $2 RETURNING attempts`, m, waID, reason, delay.Seconds()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: retry media download: %w", notFound(err))
+	}
+	return n, nil
+}
+
+// Release gives a claimed download back without counting an attempt (its
+// worker is stopping), due at once.
+func (q MediaDownloadQueries) Release(ctx context.Context, m int64, waID string) error {
+	_, err := q.q.Exec(ctx, `UPDATE media_downloads SET locked_until = NULL WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
+	if err != nil {
+		return fmt.Errorf("store: release media download: %w", err)
+	}
+	return nil
+}
+
+// UpdateMessage replaces the stored WhatsApp message of a download (a new
+// direct path after the sender's phone re-uploaded the file).
+func (q MediaDownloadQueries) UpdateMessage(ctx context.Context, m int64, waID string, msg []byte) error {
+	tag, err := q.q.Exec(ctx, `UPDATE media_downloads SET message = $3 WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID, msg)
+	if err != nil {
+		return fmt.Errorf("store: update media download: %w", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("store: update media download: %w", ErrNotFound)
+	}
+	return nil
+}
+
+// Done removes a download whose file is stored or failed for good.
+func (q MediaDownloadQueries) Done(ctx context.Context, m int64, waID string) error {
+	_, err := q.q.Exec(ctx, `DELETE FROM media_downloads WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
+	if err != nil {
+		return fmt.Errorf("store: finish media download: %w", err)
+	}
+	return nil
+}
+
+// Get returns one download (ErrNotFound when none is queued).
+func (q MediaDownloadQueries) Get(ctx context.Context, m int64, waID string) (MediaDownload, error) {
+	rows, err := q.q.Query(ctx, `SELECT `+mediaDownloadColumns+` FROM media_downloads WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
+	if err != nil {
+		return MediaDownload{}, fmt.Errorf("store: get media download: %w", err)
+	}
+	d, err := pgx.CollectExactlyOneRow(rows, scanMediaDownload)
+	if err != nil {
+		return MediaDownload{}, notFound(err)
+	}
+	return d, nil
+}
+
+// Pending counts the downloads queued for mentorado m (queue depth).
+func (q MediaDownloadQueries) Pending(ctx context.Context, m int64) (int, error) {
+	var n int
+	if err := q.q.QueryRow(ctx, `SELECT count(*) FROM media_downloads WHERE mentorado_id = $1`, m).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count media downloads: %w", err)
+	}
+	return n, nil
+}
