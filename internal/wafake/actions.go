@@ -29,6 +29,8 @@ func stanzaType(msg *waE2E.Message) string {
 // mediaTypeAttr is the <enc mediatype> attribute for msg.
 func mediaTypeAttr(msg *waE2E.Message) string {
 	switch {
+	case msg.GetDocumentWithCaptionMessage().GetMessage() != nil:
+		return mediaTypeAttr(msg.GetDocumentWithCaptionMessage().GetMessage())
 	case msg.ImageMessage != nil:
 		return "image"
 	case msg.StickerMessage != nil:
@@ -221,6 +223,9 @@ func (r Received) inner() *waE2E.Message {
 	}
 	if m.GetEphemeralMessage().GetMessage() != nil {
 		m = m.GetEphemeralMessage().GetMessage()
+	}
+	if m.GetDocumentWithCaptionMessage().GetMessage() != nil {
+		m = m.GetDocumentWithCaptionMessage().GetMessage()
 	}
 	return m
 }

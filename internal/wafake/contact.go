@@ -358,6 +358,25 @@ func (s *Server) WaitReceipt(ctx context.Context, msgID string) (Receipt, error)
 	return r, err
 }
 
+// WaitReceiptType waits for the client's first receipt of type typ ("" for
+// delivered, "read", "played", "server-error", …) for the inbound message
+// msgID (MarkRead sends "read", or "read-self" when read receipts are off).
+func (s *Server) WaitReceiptType(ctx context.Context, msgID, typ string) (Receipt, error) {
+	var r Receipt
+	err := s.waitFor(ctx, func() bool {
+		if m := s.inbound[msgID]; m != nil {
+			for _, rc := range m.receipts {
+				if rc.Type == typ {
+					r = rc
+					return true
+				}
+			}
+		}
+		return false
+	})
+	return r, err
+}
+
 func (s *Server) handleClientReceipt(c *conn, n *waBinary.Node) {
 	ids := []string{attrString(n, "id")}
 	for _, item := range childrenOf(n.GetChildByTag("list")) {

@@ -1,8 +1,10 @@
 // Package wafake is a protocol-level fake WhatsApp chat server that drives
 // the real, unmodified whatsmeow client offline: Noise handshake with a fake
 // certificate root, QR pairing, login, 1:1 Signal-encrypted messages in both
-// directions, receipts, the offline queue, and the failures a connector must
-// survive (401, 515, replaced, temporary ban, dropped sockets).
+// directions (text, media through a fake CDN, replies, reactions, edits,
+// revokes), receipts, media retry, the offline queue, and the failures a
+// connector must survive (401, 515, replaced, temporary ban, dropped
+// sockets).
 //
 // # Wiring a client
 //
@@ -62,6 +64,64 @@
 // message to another fake account's companion device is relayed to that
 // account's client.
 //
+// Contact.SendReply quotes a message (ContextInfo StanzaID, Participant =
+// the quoted sender's LID, and the quoted message when the fake knows it);
+// SendReaction ("" removes, edit="7"), SendEdit (EditedMessage wrapping a
+// MESSAGE_EDIT ProtocolMessage, edit="1": events.Message.IsEdit) and
+// SendRevoke (REVOKE, edit="7") address the target by id; the key's
+// RemoteJID is the account's LID and FromMe is true when the target is a
+// message the contact sent itself (the fake knows, so there is no
+// parameter). Stanza type ("text", "media", "reaction") and <enc
+// mediatype> are set like whatsmeow's own. What a client sends is visible in
+// Received: the accessors Reaction, Edit, Revoke and ReplyTo classify it.
+// MarkRead's <receipt type="read"> (also with a <list> of ids) is recorded
+// per message: Receipts, WaitReceiptType(ctx, id, "read"). The privacy
+// query MarkRead makes is answered with read receipts on.
+//
+// # Media
+//
+// The fake is also WhatsApp's media CDN. The media_conn IQ (xmlns w:m)
+// announces one host, MediaHost (mmg.whatsapp.net), with an auth token and
+// a TTL; the fake's HTTP client (Configure sets it with SetMediaHTTPClient)
+// routes that host to the fake's listener too. Uploads are whatsmeow's
+// POST /mms/<type>/<token>?auth=…&token=…: the auth must match and the
+// token must be the base64url SHA-256 of the body; the answer is WhatsApp's
+// JSON {url, direct_path, handle, object_id}, with direct paths like
+// /v/t62.7118-24/…_n.enc?ccb=11-4&oh=…&oe=…&_nc_sid=5e03e0. Downloads are
+// GETs of the url or of host+direct path (any query), served from memory.
+//
+// Contact.SendMedia(ctx, phone, kind, data, MediaOptions{…}) plays the
+// contact's phone sending an attachment (kind: image, video, ptv, audio,
+// ptt, document, sticker): random 32-byte media key, HKDF-SHA256 to 112
+// bytes with the kind's info string ("WhatsApp Image Keys", … stickers use
+// the image keys), AES-256-CBC, HMAC-SHA256 over iv+ciphertext truncated to
+// 10 bytes appended, FileSHA256 of the plaintext, FileEncSHA256 of the
+// upload; the message (ImageMessage, VideoMessage, PtvMessage,
+// AudioMessage with PTT, DocumentMessage, StickerMessage) carries URL,
+// DirectPath, MediaKey, hashes, FileLength, Mimetype and the options, so
+// cli.Download returns the bytes. In the other direction, when a client
+// sends a message with an attachment, the contact downloads it by direct
+// path, checks the hashes and the MAC and decrypts it: Received.Media, or
+// Received.MediaErr saying what failed. MediaDownloads (HTTP 200 per
+// direct path or message id), MediaDownloadErrors and MediaUploads count
+// the traffic.
+//
+// Expiry and media retry: ExpireMedia(id) makes the attachment's paths
+// answer 404 (ExpireMediaStatus for 410 or 403), so Download fails with
+// whatsmeow.ErrMediaDownloadFailedWith404 / …410. The client's
+// SendMediaRetryReceipt (<receipt type="server-error"> with the encrypted
+// ServerErrorReceipt and <rmr>) is counted (MediaRetryRequests) and
+// answered by the sending phone: it decrypts the request with the media
+// key, re-uploads the same encrypted file to a new direct path and sends
+// <notification type="mediaretry"> with the <rmr> echoed and the
+// AES-GCM-encrypted MediaRetryNotification (SUCCESS, new DirectPath), which
+// whatsmeow reports as events.MediaRetry for DecryptMediaRetryNotification.
+// The old URL stays expired: download with the new direct path and no URL
+// (or DownloadMediaWithPath). After ForgetMedia(id), or for media the fake
+// phone did not send, the answer is <error code="2"/>
+// (ErrMediaNotAvailableOnPhone). A request that does not decrypt gets
+// DECRYPTION_ERROR. Notifications for an offline client wait in its queue.
+//
 // Retry receipts work both ways: a contact that cannot decrypt a client's
 // message (Contact.ResetSessions simulates a reinstall; a restarted fake
 // has forgotten all sessions) answers with <receipt type="retry"> and a
@@ -118,8 +178,10 @@
 //
 // # Not implemented
 //
-// Groups and sender keys, app state, history sync, media upload/download,
-// presence and chat states (ignored), more than one companion device per
+// Groups and sender keys, app state, history sync, link preview and
+// sticker pack media, newsletters, media sent by a client being re-uploaded
+// on retry (only contacts' phones re-upload), presence and chat states
+// (ignored), more than one companion device per
 // account. Contacts' Signal state lives in memory: after the fake restarts,
 // a client's old sessions are repaired through retry receipts (which need
 // the message in whatsmeow's in-memory recent-message cache).

@@ -144,7 +144,8 @@ func decryptMedia(data, mediaKey, encSHA, fileSHA []byte, info string, length ui
 	if !hmac.Equal(h.Sum(nil)[:mediaHMACLen], mac) {
 		return nil, errors.New("wafake: media HMAC mismatch")
 	}
-	plain, err := cbcutil.Decrypt(ck, iv, ct)
+	// cbcutil.Decrypt works in place: never on the CDN's stored copy.
+	plain, err := cbcutil.Decrypt(ck, iv, bytes.Clone(ct))
 	if err != nil {
 		return nil, fmt.Errorf("wafake: media decrypt: %w", err)
 	}
@@ -284,7 +285,8 @@ type MediaOptions struct {
 // like WhatsApp (random media key, HKDF-SHA256 expanded with the kind's info
 // string, AES-256-CBC, 10-byte HMAC-SHA256), uploads it to the fake CDN and
 // sends the matching message (ImageMessage, VideoMessage, PtvMessage,
-// AudioMessage, AudioMessage with PTT, DocumentMessage, StickerMessage) with
+// AudioMessage, AudioMessage with PTT, DocumentMessage — wrapped in
+// DocumentWithCaptionMessage when it has a caption —, StickerMessage) with
 // URL, direct path, media key and hashes. kind is one of the MediaKind*
 // constants. It returns the message id; the client can cli.Download the
 // attachment.
@@ -353,11 +355,18 @@ func (c *Contact) SendMedia(ctx context.Context, toAccountPhone, kind string, da
 		if name == "" {
 			name = "file"
 		}
-		msg.DocumentMessage = &waE2E.DocumentMessage{
+		doc := &waE2E.DocumentMessage{
 			URL: proto.String(url), DirectPath: proto.String(direct), MediaKey: mediaKey,
 			Mimetype: proto.String(mime), FileSHA256: fileSHA[:], FileEncSHA256: encSHA[:], FileLength: &length,
 			MediaKeyTimestamp: &now, FileName: proto.String(name), Title: proto.String(name),
 			Caption: optString(o.Caption), JPEGThumbnail: thumb, ContextInfo: ctxInfo,
+		}
+		if o.Caption != "" {
+			// WhatsApp wraps a captioned document (whatsmeow unwraps it and
+			// sets events.Message.IsDocumentWithCaption).
+			msg.DocumentWithCaptionMessage = &waE2E.FutureProofMessage{Message: &waE2E.Message{DocumentMessage: doc}}
+		} else {
+			msg.DocumentMessage = doc
 		}
 	case MediaKindSticker:
 		msg.StickerMessage = &waE2E.StickerMessage{

@@ -393,7 +393,12 @@ func messageText(m *waE2E.Message) string {
 	if m.GetDeviceSentMessage().GetMessage() != nil {
 		m = m.GetDeviceSentMessage().GetMessage()
 	}
+	if m.GetDocumentWithCaptionMessage().GetMessage() != nil {
+		m = m.GetDocumentWithCaptionMessage().GetMessage()
+	}
 	switch {
+	case m.PtvMessage != nil:
+		return m.GetPtvMessage().GetCaption()
 	case m.Conversation != nil:
 		return m.GetConversation()
 	case m.ExtendedTextMessage != nil:
