@@ -14,6 +14,12 @@
 //	ZAPBUS_RESTORE_JITTER                spread of each restore, default 2s
 //	ZAPBUS_SHUTDOWN_TIMEOUT              graceful shutdown bound, default 10s
 //	ZAPBUS_LOG_LEVEL                     debug, info (default), warn, error
+//	ZAPBUS_MEDIA_CONCURRENCY             media downloads per connected session at once, default 2
+//	ZAPBUS_MEDIA_MAX_ATTEMPTS            download attempts before a file fails for good, default 8
+//	ZAPBUS_MEDIA_MAX_AGE                 a download not done this long after its message fails, default 72h
+//	ZAPBUS_MEDIA_REUPLOAD_WAIT           wait for the sender's phone to re-upload expired media, default 60s
+//	ZAPBUS_MEDIA_MAX_<KIND>              largest file per kind (IMAGE, VIDEO, AUDIO, PTT, DOCUMENT,
+//	                                     STICKER), e.g. 16MiB; defaults in internal/media (Limits)
 //
 // Start-up does not depend on order: the connector serves /healthz (200)
 // and /readyz (503, naming what it waits for) at once, and retries
@@ -33,11 +39,13 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/startup"
 )
@@ -82,6 +90,11 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&s.Connector.RestoreJitter, "restore-jitter", dur("ZAPBUS_RESTORE_JITTER", 2*time.Second), "spread of each restore (ZAPBUS_RESTORE_JITTER)")
 	fs.DurationVar(&s.Connector.ShutdownTimeout, "shutdown-timeout", dur("ZAPBUS_SHUTDOWN_TIMEOUT", 10*time.Second), "graceful shutdown bound (ZAPBUS_SHUTDOWN_TIMEOUT)")
 	level := fs.String("log-level", str("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
+	fs.IntVar(&s.Connector.Media.Concurrency, "media-concurrency", integer("ZAPBUS_MEDIA_CONCURRENCY", 2), "media downloads per session at once (ZAPBUS_MEDIA_CONCURRENCY)")
+	fs.IntVar(&s.Connector.Media.MaxAttempts, "media-max-attempts", integer("ZAPBUS_MEDIA_MAX_ATTEMPTS", 8), "download attempts per file (ZAPBUS_MEDIA_MAX_ATTEMPTS)")
+	fs.DurationVar(&s.Connector.Media.MaxAge, "media-max-age", dur("ZAPBUS_MEDIA_MAX_AGE", 72*time.Hour), "give up downloads older than this (ZAPBUS_MEDIA_MAX_AGE)")
+	fs.DurationVar(&s.Connector.Media.ReuploadWait, "media-reupload-wait", dur("ZAPBUS_MEDIA_REUPLOAD_WAIT", time.Minute), "wait for a re-upload of expired media (ZAPBUS_MEDIA_REUPLOAD_WAIT)")
+	s.Connector.Media.Limits = media.LimitsFromEnv(env)
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -104,6 +117,9 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	if s.Connector.RestoreConcurrency <= 0 {
 		return s, errors.New("ZAPBUS_RESTORE_CONCURRENCY: want a positive integer")
+	}
+	if s.Connector.Media.Concurrency <= 0 || s.Connector.Media.MaxAttempts <= 0 {
+		return s, errors.New("ZAPBUS_MEDIA_CONCURRENCY and ZAPBUS_MEDIA_MAX_ATTEMPTS: want positive integers")
 	}
 	lvl, err := config.LogLevel(*level)
 	if err != nil {
@@ -151,7 +167,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}); err != nil {
 		return startup.Interrupted(ctx, err)
 	}
-	c, err := connector.New(s.Connector, db, b, factory, log)
+	var files *media.ObjectStore
+	if err := w.Wait(ctx, "media store", func(ctx context.Context) (err error) {
+		files, err = media.NewObjectStore(ctx, b.JS, media.Bucket)
+		if errors.Is(err, media.ErrNoBucket) && (s.Provision || s.ProvisionIfMissing) {
+			// Until bus provisioning creates WA_MEDIA with the streams,
+			// a connector allowed to provision creates it here.
+			if _, cerr := b.JS.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: media.Bucket, Storage: jetstream.FileStorage}); cerr != nil && !errors.Is(cerr, jetstream.ErrBucketExists) {
+				return cerr
+			}
+			files, err = media.NewObjectStore(ctx, b.JS, media.Bucket)
+		}
+		return err
+	}); err != nil {
+		return startup.Interrupted(ctx, err)
+	}
+	c, err := connector.New(s.Connector, db, b, factory, log, connector.WithMedia(files))
 	if err != nil {
 		return err
 	}

@@ -108,3 +108,36 @@ func LogLevel(v string) (zerolog.Level, error) {
 	}
 	return lvl, nil
 }
+
+// Bytes parses a positive size: a number of bytes with an optional unit,
+// decimal (KB, MB, GB: powers of 1000) or binary (KiB, MiB, GiB: powers of
+// 1024), e.g. "16MiB", "100MB", "524288".
+func (e *Env) Bytes(name string, def int64) int64 {
+	v := e.String(name, "")
+	if v == "" {
+		return def
+	}
+	n, err := ParseBytes(v)
+	if err != nil {
+		e.errs = append(e.errs, fmt.Errorf("%s: %w", name, err))
+		return def
+	}
+	return n
+}
+
+// ParseBytes parses a positive size as Env.Bytes does.
+func ParseBytes(v string) (int64, error) {
+	s := strings.TrimSpace(v)
+	num := strings.TrimRightFunc(s, func(r rune) bool { return r < '0' || r > '9' })
+	unit := strings.TrimSpace(s[len(num):])
+	mult := map[string]int64{
+		"": 1, "B": 1,
+		"KB": 1e3, "MB": 1e6, "GB": 1e9,
+		"KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30,
+	}[unit]
+	n, err := strconv.ParseInt(num, 10, 64)
+	if err != nil || n <= 0 || mult == 0 || n > math.MaxInt64/mult {
+		return 0, fmt.Errorf("want a positive size such as 16MiB, 100MB or 524288 (bytes), got %q", v)
+	}
+	return n * mult, nil
+}

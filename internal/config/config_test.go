@@ -90,3 +90,32 @@ func TestLogLevel(t *testing.T) {
 		}
 	}
 }
+
+func TestBytes(t *testing.T) {
+	for in, want := range map[string]int64{
+		"524288": 524288, "16MiB": 16 << 20, "100MB": 100e6, "1 GiB": 1 << 30, "500KB": 500e3, "2KiB": 2048, "7B": 7,
+	} {
+		if got, err := ParseBytes(in); err != nil || got != want {
+			t.Errorf("ParseBytes(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "0", "-1MB", "16mb", "16 MB MB", "MiB", "1.5MB", "99999999999GiB", "12XB"} {
+		if got, err := ParseBytes(in); err == nil {
+			t.Errorf("ParseBytes(%q) = %d, want an error", in, got)
+		}
+	}
+	vars := map[string]string{"S": "2MiB", "BAD": "lots"}
+	e := NewEnv(func(k string) string { return vars[k] })
+	if got := e.Bytes("S", 1); got != 2<<20 {
+		t.Errorf("S = %d", got)
+	}
+	if got := e.Bytes("UNSET", 9); got != 9 {
+		t.Errorf("default = %d", got)
+	}
+	if e.Err() != nil {
+		t.Fatal(e.Err())
+	}
+	if got := e.Bytes("BAD", 9); got != 9 || e.Err() == nil || !strings.Contains(e.Err().Error(), "BAD") {
+		t.Errorf("BAD = %d, err %v", got, e.Err())
+	}
+}

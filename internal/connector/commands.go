@@ -12,9 +12,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"go.mau.fi/whatsmeow"
-	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/phone"
@@ -101,7 +99,7 @@ func (c *Connector) onCommand(msg *nats.Msg, relayed bool) {
 			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnknown, "no mentorado %d", m)})
 			return
 		}
-		if disabled && (verb == string(event.VerbConnect) || verb == string(event.VerbSend)) {
+		if disabled && verb != string(event.VerbStatus) && verb != string(event.VerbDisconnect) && verb != string(event.VerbLogout) {
 			c.decCommands(l)
 			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeDisabled, "mentorado %d is disabled", m)})
 			return
@@ -222,6 +220,25 @@ func (c *Connector) execute(ctx context.Context, s *session, verb event.Verb, da
 			return errorReply(err)
 		}
 		return event.Reply{Message: msg}
+	case event.VerbReact, event.VerbEdit, event.VerbRevoke:
+		var req event.ActionRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return event.Reply{Error: event.NewCommandError(event.CodeBadRequest, "%s body: %v", verb, err)}
+		}
+		msg, err := c.act(ctx, s, verb, req)
+		if err != nil {
+			return errorReply(err)
+		}
+		return event.Reply{Message: msg}
+	case event.VerbRead:
+		var req event.ReadRequest
+		if err := json.Unmarshal(data, &req); err != nil {
+			return event.Reply{Error: event.NewCommandError(event.CodeBadRequest, "read body: %v", err)}
+		}
+		if err := c.markRead(ctx, s, req); err != nil {
+			return errorReply(err)
+		}
+		return event.Reply{}
 	}
 	return event.Reply{Error: event.NewCommandError(event.CodeBadRequest, "unknown verb %q", verb)}
 }
@@ -270,6 +287,22 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 		}
 	}
 
+	kind := req.Kind
+	if kind == "" {
+		kind = event.KindText
+	}
+	var file *outFile
+	var mc mediaClient
+	if kind.IsMedia() {
+		var ok bool
+		if mc, ok = cli.(mediaClient); !ok {
+			return nil, event.NewCommandError(event.CodeUnavailable, "this session cannot send media")
+		}
+		if file, err = c.loadOutFile(ctx, s.m, req); err != nil {
+			return nil, err
+		}
+	}
+
 	resp, err := cli.IsOnWhatsApp(ctx, plusAll(phone.BrazilVariants(number)))
 	if err != nil {
 		return nil, fmt.Errorf("check number: %w", err)
@@ -292,10 +325,18 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 		SenderJID: snap.jid.ToNonAD().String(),
 		Phone:     phone.FromJID(to.String()),
 		Direction: event.DirectionOut,
-		Kind:      event.KindText,
+		Kind:      kind,
 		Text:      req.Text,
+		Caption:   req.Caption,
+		ReplyToID: req.ReplyTo,
 		Timestamp: c.clock.Now().UTC(),
 		Status:    event.MessageSent,
+	}
+	if file != nil {
+		msg.Media = &event.Media{ID: file.info.ID, MIME: file.info.MIME, Size: file.info.Size, FileName: req.FileName}
+		if kind == event.KindPTT {
+			msg.Media.MIME = "audio/ogg; codecs=opus"
+		}
 	}
 	// What WhatsApp receives must be recordable: check the event fits
 	// before anything is sent, never after.
@@ -316,7 +357,19 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 			return nil, fmt.Errorf("reserve client id: %w", err)
 		}
 	}
-	sent, err := cli.SendMessage(ctx, to, &waE2E.Message{Conversation: proto.String(req.Text)}, whatsmeow.SendRequestExtra{ID: id})
+	ci := replyContext(req)
+	content := textMessage(req.Text, ci)
+	if file != nil {
+		content, err = mediaMessage(ctx, mc, req, file, ci)
+		if err != nil {
+			if key != "" {
+				_ = c.sends.Delete(context.WithoutCancel(ctx), key, jetstream.LastRevision(rev))
+			}
+			return nil, err
+		}
+		c.metrics.mediaBytes.WithLabelValues("out").Add(float64(len(file.data)))
+	}
+	sent, err := cli.SendMessage(ctx, to, content, whatsmeow.SendRequestExtra{ID: id})
 	if err != nil {
 		if key != "" {
 			_ = c.sends.Delete(context.WithoutCancel(ctx), key, jetstream.LastRevision(rev))
@@ -337,6 +390,17 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 	}
 	if err := c.publishMessage(ctx, s.m, msg); err != nil {
 		return nil, event.NewCommandError(event.CodeInternal, "message %s sent but not recorded (retry with the same client_id): %v", id, err)
+	}
+	if file != nil {
+		c.metrics.mediaSends.WithLabelValues(string(kind)).Inc()
+		if c.ledger != nil {
+			if err := c.ledger.Record(ctx, s.m, file.info, "upload"); err != nil {
+				s.log.Warn().Err(err).Msg("record sent media in the ledger")
+			}
+		}
+		if err := c.publishMediaStored(ctx, s.m, msg); err != nil {
+			return nil, event.NewCommandError(event.CodeInternal, "message %s sent but its media event not recorded (retry with the same client_id): %v", id, err)
+		}
 	}
 	return msg, nil
 }
@@ -385,6 +449,9 @@ func (c *Connector) sendReplay(ctx context.Context, key, clientID string) (*even
 	_, _ = fmt.Sscanf(m, "%d", &mentorado)
 	if err := c.publishMessage(ctx, mentorado, rec.Message); err != nil {
 		return nil, event.NewCommandError(event.CodeInternal, "message sent but not recorded (retry): %v", err)
+	}
+	if err := c.publishMediaStored(ctx, mentorado, rec.Message); err != nil {
+		return nil, event.NewCommandError(event.CodeInternal, "message sent but its media event not recorded (retry): %v", err)
 	}
 	return rec.Message, nil
 }

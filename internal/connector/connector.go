@@ -28,6 +28,7 @@ import (
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/waconv"
 )
@@ -63,6 +64,8 @@ type Config struct {
 	PrePairTimeout time.Duration
 	// Policy is the reconnect policy.
 	Policy Policy
+	// Media configures media downloads and sends.
+	Media MediaConfig
 }
 
 // WithDefaults fills zero values; leaseTTL comes from the bus configuration.
@@ -103,6 +106,7 @@ func (c Config) WithDefaults(leaseTTL time.Duration) Config {
 		c.PrePairTimeout = 10 * time.Second
 	}
 	c.Policy = c.Policy.WithDefaults()
+	c.Media = c.Media.WithDefaults()
 	return c
 }
 
@@ -115,6 +119,9 @@ func (c Config) Validate() error {
 		return errors.New("connector: restore jitter must not be negative")
 	case c.ShutdownTimeout < 0 || c.PublishTimeout < 0 || c.CommandTimeout < 0 || c.PrePairTimeout < 0:
 		return errors.New("connector: timeouts must not be negative")
+	}
+	if err := c.Media.Validate(); err != nil {
+		return err
 	}
 	return c.Policy.Validate()
 }
@@ -146,6 +153,15 @@ func WithRand(r func() float64) Option { return func(x *Connector) { x.rand = r 
 // WithConvert replaces the event conversion.
 func WithConvert(f ConvertFunc) Option { return func(x *Connector) { x.convert = f } }
 
+// WithMedia gives the connector its media store: received files are
+// downloaded into it and sent files read from it. Without one, media
+// messages are published with their metadata and their files are neither
+// downloaded nor sendable.
+func WithMedia(s media.Store) Option { return func(x *Connector) { x.media = s } }
+
+// WithMediaLedger records every stored file in the per-tenant ledger.
+func WithMediaLedger(l MediaLedger) Option { return func(x *Connector) { x.ledger = l } }
+
 // Connector owns WhatsApp sessions.
 type Connector struct {
 	cfg      Config
@@ -159,6 +175,8 @@ type Connector struct {
 	rand     func() float64
 	convert  ConvertFunc
 	metrics  *metrics
+	media    media.Store
+	ledger   MediaLedger
 
 	kv     jetstream.KeyValue
 	sends  jetstream.KeyValue

@@ -9,6 +9,7 @@ import (
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
 )
 
 // sessionDeps is everything a session uses from outside itself. The
@@ -26,6 +27,9 @@ type sessionDeps struct {
 	devices   deviceStore
 	publisher publisher
 	convert   ConvertFunc
+	media     media.Store   // nil: media is not downloaded
+	downloads downloadQueue // the media download queue
+	ledger    MediaLedger   // may be nil
 }
 
 // deviceStore is the session's access to its wa_devices row.
@@ -61,5 +65,8 @@ func (c *Connector) sessionDeps() sessionDeps {
 		devices:   c.devices,
 		publisher: c.bus,
 		convert:   c.convert,
+		media:     c.media,
+		downloads: c.db.MediaDownloads(),
+		ledger:    c.ledger,
 	}
 }

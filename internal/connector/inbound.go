@@ -24,6 +24,8 @@ func (s *session) handler(ctx context.Context, gen int, cli Client, detach chan 
 		switch d := waconv.Decide(evt); d.Action {
 		case waconv.Publish:
 			return s.publishInbound(ctx, cli, evt)
+		case waconv.Media:
+			s.onMediaRetry(evt)
 		case waconv.StateChange:
 			f := func(ctx context.Context) { s.onEvent(ctx, gen, evt) }
 			select {
@@ -85,6 +87,11 @@ func (s *session) publishInbound(ctx context.Context, cli Client, evt any) bool 
 			return false
 		}
 		s.d.metrics.published.WithLabelValues(string(env.Type)).Inc()
+	}
+	// The file of a media message: queued after its event, before the ack.
+	if err := s.enqueueDownload(ctx, evt); err != nil {
+		s.log.Warn().Err(err).Msg("queue media download failed; WhatsApp will redeliver")
+		return false
 	}
 	return true
 }

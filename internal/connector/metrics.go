@@ -24,6 +24,11 @@ type metrics struct {
 	takeovers       prometheus.Counter
 	restoreTotal    prometheus.Gauge
 	restoreDone     prometheus.Counter
+	mediaDownloads  *prometheus.CounterVec
+	mediaQueued     prometheus.Counter
+	mediaQueueDepth prometheus.Gauge
+	mediaBytes      *prometheus.CounterVec
+	mediaSends      *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -67,9 +72,25 @@ func newMetrics() *metrics {
 		restoreDone: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "zapbus_connector_restore_done_total", Help: "Start-up restores finished.",
 		}),
+		mediaDownloads: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_connector_media_downloads_total", Help: "Media download attempts, by result (stored, failed, retry, reupload).",
+		}, []string{"result"}),
+		mediaQueued: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zapbus_connector_media_queued_total", Help: "Media downloads queued.",
+		}),
+		mediaQueueDepth: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "zapbus_connector_media_queue_depth", Help: "Media downloads queued for the connected sessions of this connector.",
+		}),
+		mediaBytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_connector_media_bytes_total", Help: "Media bytes downloaded (in) and uploaded to WhatsApp (out).",
+		}, []string{"direction"}),
+		mediaSends: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_connector_media_sends_total", Help: "Media messages sent, by kind.",
+		}, []string{"kind"}),
 	}
 	reg.MustRegister(m.sessions, m.published, m.publishFailures, m.reconnects, m.commands, m.dropped, m.waEventsIgnored,
 		m.leases, m.fenced, m.takeovers, m.restoreTotal, m.restoreDone,
+		m.mediaDownloads, m.mediaQueued, m.mediaQueueDepth, m.mediaBytes, m.mediaSends,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, s := range event.Statuses {
 		m.sessions.WithLabelValues(string(s))

@@ -80,6 +80,10 @@ type session struct {
 	ignoredSeen sync.Map
 
 	snap atomic.Pointer[snapshot]
+
+	ctx     context.Context             // the run context, set when run starts
+	media   atomic.Pointer[mediaWorker] // the media download worker while connected
+	mediaWG sync.WaitGroup              // running media workers
 }
 
 type connectResult struct {
@@ -109,12 +113,14 @@ func newSession(d sessionDeps, m int64, row deviceRow) *session {
 
 // start runs the session and its outbox until ctx is done or stop.
 func (s *session) start(ctx context.Context) {
+	s.ctx = ctx
 	go s.out.run(ctx)
 	go s.run(ctx)
 }
 
 func (s *session) run(ctx context.Context) {
 	defer close(s.quit)
+	defer s.stopMedia()
 	for !s.exit {
 		f := <-s.inbox
 		f(ctx)
@@ -196,6 +202,11 @@ func (s *session) setStatusVia(st event.Status, reason string, push func(event.E
 	}
 	s.status, s.reason, s.since = st, reason, now
 	s.publishSnapshot()
+	if st == event.StatusConnected {
+		s.startMedia()
+	} else {
+		s.stopMedia()
+	}
 	conn := &event.Connection{Status: st, Phone: s.phone, Reason: reason, RetryAt: s.retryAt}
 	if !s.jid.IsEmpty() {
 		conn.JID = s.jid.String()
@@ -267,6 +278,7 @@ func (s *session) dropClient() {
 		s.qrCancel()
 		s.qrCancel = nil
 	}
+	s.stopMedia()
 	if s.cli == nil {
 		return
 	}
@@ -566,6 +578,14 @@ func (s *session) stop(ctx context.Context, reason string) {
 	case <-done:
 	case <-ctx.Done():
 		s.log.Warn().Msg("stop: connect still in flight at deadline")
+	}
+	// Media downloads in flight release their jobs to the queue.
+	mediaDone := make(chan struct{})
+	go func() { s.mediaWG.Wait(); close(mediaDone) }()
+	select {
+	case <-mediaDone:
+	case <-ctx.Done():
+		s.log.Warn().Msg("stop: media downloads still in flight at deadline")
 	}
 	select {
 	case cli := <-cliCh:
