@@ -422,6 +422,7 @@ function mediaBlock(m) {
   if (st !== "stored") {
     if (kind !== "document") showThumb();
     if (kind === "document") box.append(el("span", "doc-name", name));
+    if (md.seconds) box.append(el("span", "muted", I18N.duration(md.seconds)));
     box.append(st === "failed"
       ? el("span", "media-state error", t("media.failed", { reason: md.error || "?" }))
       : el("span", "media-state", t("media.pending")));
@@ -433,8 +434,14 @@ function mediaBlock(m) {
     case "sticker": {
       const img = el("img", kind === "sticker" ? "sticker" : "picture");
       img.alt = m.caption || mediaLabel(kind);
-      // A picture shows its preview first; a click loads the full file.
-      if (kind === "image" && thumb && !file) {
+      // Shown at its own proportions while only the preview is there.
+      if (md.width > 0 && md.height > 0) {
+        img.width = Math.min(220, md.width);
+        img.style.aspectRatio = md.width + " / " + md.height;
+      }
+      // A picture shows its preview first; a click loads the full file
+      // (and the message keeps showing it).
+      if (kind === "image" && thumb && !file && !m.fullShown) {
         const b = el("button", "media-open");
         b.type = "button";
         b.setAttribute("aria-label", t("media.openFull"));
@@ -448,6 +455,7 @@ function mediaBlock(m) {
           }
           img.dataset.full = "true";
           img.classList.add("big");
+          m.fullShown = true;
           setSrc(img, md.url, box);
         });
         b.append(img);
@@ -467,7 +475,6 @@ function mediaBlock(m) {
       a.setAttribute("aria-label", mediaLabel(kind));
       setSrc(a, md.url, box, file);
       box.append(a);
-      if (md.seconds) box.append(el("span", "muted", I18N.duration(md.seconds)));
       break;
     }
     case "video":
