@@ -262,7 +262,19 @@ func dashboardFlow(t *testing.T, s *stack, exe string, r dashboardRun) {
 		waitJS(fmt.Sprintf(`%s.includes(%q)`, text("thread-title"), r.leadShown)),
 		waitJS(fmt.Sprintf(`%s.includes(%q)`, text("thread"), r.today)),
 		waitJS(`document.getElementById("thread").getAttribute("aria-live") === "polite"`),
+		// Opening the chat marked it read.
+		waitJS(fmt.Sprintf(`document.querySelector(%q).dataset.unread === "0"`, lead)),
 	)
+	var convs struct {
+		Conversations []struct {
+			Phone  string `json:"phone"`
+			Unread int    `json:"unread"`
+		} `json:"conversations"`
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		s.do("GET", "/v1/conversations", created.Token, nil, &convs)
+		return len(convs.Conversations) == 1 && convs.Conversations[0].Phone == r.leadPhone && convs.Conversations[0].Unread == 0
+	}, "opening the chat did not mark it read: %+v", convs)
 
 	step("send from the send box",
 		waitJS(`!document.getElementById("send-text").disabled`),

@@ -666,6 +666,8 @@ async function markRead(phone) {
     c.unread = 0;
     renderConversations();
   }
+  // The stored count follows once the persister has the receipts.
+  scheduleConversations();
 }
 
 // remember keeps the last live messages per phone (bounded), for threads
