@@ -39,7 +39,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/bus"
@@ -169,15 +168,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	var files *media.ObjectStore
 	if err := w.Wait(ctx, "media store", func(ctx context.Context) (err error) {
-		files, err = media.NewObjectStore(ctx, b.JS, media.Bucket)
-		if errors.Is(err, media.ErrNoBucket) && (s.Provision || s.ProvisionIfMissing) {
-			// Until bus provisioning creates WA_MEDIA with the streams,
-			// a connector allowed to provision creates it here.
-			if _, cerr := b.JS.CreateObjectStore(ctx, jetstream.ObjectStoreConfig{Bucket: media.Bucket, Storage: jetstream.FileStorage}); cerr != nil && !errors.Is(cerr, jetstream.ErrBucketExists) {
-				return cerr
-			}
-			files, err = media.NewObjectStore(ctx, b.JS, media.Bucket)
-		}
+		files, err = b.MediaStore(ctx)
 		return err
 	}); err != nil {
 		return startup.Interrupted(ctx, err)

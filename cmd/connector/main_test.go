@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/startup/startuptest"
 	"github.com/zapbus/zapbus/internal/testenv"
 )
@@ -21,12 +23,27 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		"ZAPBUS_LEASE_TTL":           {"DATABASE_URL": "postgres://x", "ZAPBUS_LEASE_TTL": "soon"},
 		"ZAPBUS_RESTORE_CONCURRENCY": {"DATABASE_URL": "postgres://x", "ZAPBUS_RESTORE_CONCURRENCY": "-1"},
 		"ZAPBUS_LOG_LEVEL":           {"DATABASE_URL": "postgres://x", "ZAPBUS_LOG_LEVEL": "loud"},
+		"ZAPBUS_MEDIA_MAX_IMAGE":     {"DATABASE_URL": "postgres://x", "ZAPBUS_MEDIA_MAX_IMAGE": "huge"},
+		"ZAPBUS_MEDIA_CONCURRENCY":   {"DATABASE_URL": "postgres://x", "ZAPBUS_MEDIA_CONCURRENCY": "0"},
+		"ZAPBUS_MEDIA_MAX_AGE":       {"DATABASE_URL": "postgres://x", "ZAPBUS_MEDIA_MAX_AGE": "forever"},
 	}
 	for name, env := range cases {
 		err := run(context.Background(), nil, func(k string) string { return env[k] }, io.Discard)
 		if err == nil || !strings.Contains(err.Error(), name) {
 			t.Errorf("%s: err %v", name, err)
 		}
+	}
+}
+
+func TestMediaSettings(t *testing.T) {
+	env := map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_MEDIA_MAX_PTT": "2MiB", "ZAPBUS_MEDIA_CONCURRENCY": "4", "ZAPBUS_MEDIA_REUPLOAD_WAIT": "30s"}
+	s, err := loadSettings(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := s.Connector.Media
+	if md.Limits.For(event.KindPTT) != 2<<20 || md.Limits.For(event.KindImage) != media.DefaultLimits().Image || md.Concurrency != 4 || md.ReuploadWait != 30*time.Second {
+		t.Fatalf("media settings %+v", md)
 	}
 }
 

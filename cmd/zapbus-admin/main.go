@@ -17,6 +17,7 @@
 //	ZAPBUS_DLQ_MAX_AGE           WA_DLQ retention, default: keep (30 days on creation)
 //	ZAPBUS_SENDS_TTL             WA_SENDS TTL, default: keep (24h on creation)
 //	ZAPBUS_REPLICAS              stream replicas, default: keep (1 on creation)
+//	ZAPBUS_MEDIA_RETENTION       WA_MEDIA file retention: a duration, or 0 / forever; default: keep (forever on creation)
 //
 // -consumer NAME=FILTER (repeatable) also creates or updates a backend
 // team's durable pull consumer on WA_EVENTS, e.g. -consumer backend=wa.*.evt.>
@@ -53,8 +54,9 @@ func main() {
 
 const usage = `usage: zapbus-admin provision [flags]
 
-provision creates or updates zapbus's streams (WA_EVENTS, WA_QR, WA_DLQ) and
-KV buckets (WA_LEASES, WA_SENDS). Run it with the NATS admin user.`
+provision creates or updates zapbus's streams (WA_EVENTS, WA_QR, WA_DLQ), KV
+buckets (WA_LEASES, WA_SENDS) and media object store (WA_MEDIA). Run it with
+the NATS admin user.`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
 	if len(args) == 0 || args[0] != "provision" {
@@ -72,6 +74,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fs.DurationVar(&cfg.DLQMaxAge, "dlq-max-age", dur("ZAPBUS_DLQ_MAX_AGE", 0), "WA_DLQ retention; 0 keeps the server's (ZAPBUS_DLQ_MAX_AGE)")
 	fs.DurationVar(&cfg.SendsTTL, "sends-ttl", dur("ZAPBUS_SENDS_TTL", 0), "WA_SENDS TTL; 0 keeps the server's (ZAPBUS_SENDS_TTL)")
 	fs.IntVar(&cfg.Replicas, "replicas", integer("ZAPBUS_REPLICAS", 0), "stream replicas; 0 keeps the server's (ZAPBUS_REPLICAS)")
+	fs.Func("media-retention", "WA_MEDIA retention: a duration (at least 1h), or 0 or forever to keep files; unset keeps the server's (ZAPBUS_MEDIA_RETENTION)", func(v string) error {
+		d, err := parseRetention(v)
+		cfg.MediaMaxAge = d
+		return err
+	})
+	if v := str("ZAPBUS_MEDIA_RETENTION", ""); v != "" {
+		d, err := parseRetention(v)
+		if err != nil {
+			return fmt.Errorf("ZAPBUS_MEDIA_RETENTION: %w", err)
+		}
+		cfg.MediaMaxAge = d
+	}
 	timeout := fs.Duration("timeout", 30*time.Second, "give up after this long")
 	type teamConsumer struct{ name, filter string }
 	var consumers []teamConsumer
@@ -94,6 +108,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	cfg.EventsMaxBytes = int64(*maxBytes)
 	cfg.Provision = true
+	if err := cfg.Validate(); err != nil {
+		return fmt.Errorf("provision: %w", err)
+	}
 	log := zerolog.New(stdout).With().Timestamp().Str("service", "zapbus-admin").Logger()
 	ctx, cancel := context.WithTimeout(ctx, *timeout)
 	defer cancel()
@@ -117,4 +134,18 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		log.Info().Str("consumer", tc.name).Str("filter", tc.filter).Msg("provisioned")
 	}
 	return nil
+}
+
+// parseRetention reads a media retention: "0" or "forever" keep files
+// forever (bus.MediaForever), else a positive Go duration such as 2160h.
+func parseRetention(v string) (time.Duration, error) {
+	switch strings.ToLower(strings.TrimSpace(v)) {
+	case "0", "forever":
+		return bus.MediaForever, nil
+	}
+	d, err := time.ParseDuration(strings.TrimSpace(v))
+	if err != nil || d <= 0 {
+		return 0, fmt.Errorf("want a duration such as 2160h (90 days), or 0 or forever, got %q", v)
+	}
+	return d, nil
 }

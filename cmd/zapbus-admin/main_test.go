@@ -69,3 +69,49 @@ func TestUsage(t *testing.T) {
 		}
 	}
 }
+
+func TestMediaRetention(t *testing.T) {
+	url := testenv.NATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	ttl := func() time.Duration {
+		t.Helper()
+		b, err := bus.Open(ctx, url, "zapbus-notifier", bus.Config{}, testenv.Logger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer b.Close()
+		info, err := b.StreamInfo(ctx, bus.StreamMedia)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return info.Config.MaxAge
+	}
+	env := map[string]string{"NATS_URL": url, "ZAPBUS_MEDIA_RETENTION": "2160h"}
+	getenv := func(k string) string { return env[k] }
+	if err := run(ctx, []string{"provision"}, getenv, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if got := ttl(); got != 2160*time.Hour {
+		t.Fatalf("retention %s, want 2160h", got)
+	}
+	delete(env, "ZAPBUS_MEDIA_RETENTION")
+	if err := run(ctx, []string{"provision"}, getenv, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if got := ttl(); got != 2160*time.Hour {
+		t.Fatalf("provision without a retention changed it to %s", got)
+	}
+	if err := run(ctx, []string{"provision", "-media-retention", "forever"}, getenv, io.Discard); err != nil {
+		t.Fatal(err)
+	}
+	if got := ttl(); got != 0 {
+		t.Fatalf("retention %s after forever", got)
+	}
+	for _, bad := range []string{"soon", "-1h", "10m"} {
+		env["ZAPBUS_MEDIA_RETENTION"] = bad
+		if err := run(ctx, []string{"provision"}, getenv, io.Discard); err == nil {
+			t.Errorf("ZAPBUS_MEDIA_RETENTION=%q accepted", bad)
+		}
+	}
+}

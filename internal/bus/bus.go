@@ -20,6 +20,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
 )
 
 // Stream and bucket names.
@@ -29,6 +30,10 @@ const (
 	StreamDLQ    = "WA_DLQ"
 	BucketLeases = "WA_LEASES"
 	BucketSends  = "WA_SENDS"
+	// BucketMedia is the object store of media files (internal/media);
+	// StreamMedia is its stream, as Requires and Verify name it.
+	BucketMedia = media.Bucket
+	StreamMedia = "OBJ_" + BucketMedia
 
 	// LivePrefix is where WA_EVENTS republishes what it stored, for live
 	// fan-out: live.wa.<mentorado>.evt.<type>, with Nats-Sequence headers.
@@ -57,7 +62,11 @@ type Config struct {
 	Replicas        int           // stream replicas (default 1; 3 in a cluster)
 	LeaseTTL        time.Duration // WA_LEASES key TTL (default 15 s)
 	SendsTTL        time.Duration // WA_SENDS (idempotent send ids) TTL (default 24 h)
-	SyncInterval    time.Duration // informational: set sync_interval on the server (nats.conf)
+	// MediaMaxAge is WA_MEDIA's retention: files older than this are
+	// removed by the server. Zero keeps the server's setting (forever on
+	// creation); MediaForever (negative) sets "forever" explicitly.
+	MediaMaxAge  time.Duration
+	SyncInterval time.Duration // informational: set sync_interval on the server (nats.conf)
 
 	// Provision makes Open create or update the streams and buckets. Only
 	// the admin step (zapbus-admin provision), the dev binary and tests set
@@ -71,6 +80,9 @@ type Config struct {
 	// admin step.
 	ProvisionIfMissing bool
 }
+
+// MediaForever as Config.MediaMaxAge keeps media files forever.
+const MediaForever time.Duration = -1
 
 // WithDefaults fills zero values.
 func (c Config) WithDefaults() Config {
@@ -113,6 +125,8 @@ func (c Config) Validate() error {
 		return errors.New("bus: replicas must be 1 to 5")
 	case c.LeaseTTL < time.Second:
 		return errors.New("bus: lease TTL below one second")
+	case c.MediaMaxAge > 0 && c.MediaMaxAge < time.Hour:
+		return errors.New("bus: media retention below one hour (files would vanish before a message is read)")
 	}
 	return nil
 }
@@ -259,7 +273,45 @@ func (b *Bus) Provision(ctx context.Context) error {
 			return fmt.Errorf("bus: provision bucket %s: %w", kc.Bucket, err)
 		}
 	}
+	for _, oc := range b.cfg.ObjectStoreConfigs() {
+		if existing, err := b.JS.ObjectStore(ctx, oc.Bucket); err == nil {
+			st, err := existing.Status(ctx)
+			if err != nil {
+				return fmt.Errorf("bus: provision object store %s: %w", oc.Bucket, err)
+			}
+			if b.raw.Replicas == 0 {
+				oc.Replicas = st.Replicas()
+			}
+			if b.raw.MediaMaxAge == 0 {
+				oc.TTL = st.TTL()
+			}
+		} else if !errors.Is(err, jetstream.ErrBucketNotFound) {
+			return fmt.Errorf("bus: provision object store %s: %w", oc.Bucket, err)
+		}
+		if _, err := b.JS.CreateOrUpdateObjectStore(ctx, oc); err != nil {
+			return fmt.Errorf("bus: provision object store %s: %w", oc.Bucket, err)
+		}
+	}
 	return nil
+}
+
+// ObjectStoreConfigs returns the object store buckets: WA_MEDIA, the
+// media files, on file storage, kept forever unless MediaMaxAge is set.
+func (c Config) ObjectStoreConfigs() []jetstream.ObjectStoreConfig {
+	c = c.WithDefaults()
+	return []jetstream.ObjectStoreConfig{{
+		Bucket:      BucketMedia,
+		Description: "zapbus media files per mentorado (<mentorado>/<sha256>), docs/decisions/0011-media.md",
+		TTL:         max(c.MediaMaxAge, 0),
+		Storage:     jetstream.FileStorage,
+		Replicas:    c.Replicas,
+	}}
+}
+
+// MediaStore binds the provisioned media bucket (WA_MEDIA) as a
+// media.Store for this bus's user.
+func (b *Bus) MediaStore(ctx context.Context, opts ...media.Option) (*media.ObjectStore, error) {
+	return media.NewObjectStore(ctx, b.JS, BucketMedia, opts...)
 }
 
 // keepTunables copies into sc the server's values of settings this process

@@ -117,13 +117,13 @@ func InboxPrefix(name string) string {
 func Requires(name string) []string {
 	switch name {
 	case "zapbus-connector":
-		return []string{StreamEvents, StreamQR, StreamDLQ, "KV_" + BucketLeases, "KV_" + BucketSends}
+		return []string{StreamEvents, StreamQR, StreamDLQ, "KV_" + BucketLeases, "KV_" + BucketSends, StreamMedia}
 	case "zapbus-persister":
 		return []string{StreamEvents, StreamDLQ}
 	case "zapbus-notifier":
-		return []string{StreamEvents, StreamQR}
+		return []string{StreamEvents, StreamQR, StreamMedia}
 	default:
-		return []string{StreamEvents, StreamQR, StreamDLQ, "KV_" + BucketLeases, "KV_" + BucketSends}
+		return []string{StreamEvents, StreamQR, StreamDLQ, "KV_" + BucketLeases, "KV_" + BucketSends, StreamMedia}
 	}
 }
 

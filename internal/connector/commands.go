@@ -393,11 +393,6 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 	}
 	if file != nil {
 		c.metrics.mediaSends.WithLabelValues(string(kind)).Inc()
-		if c.ledger != nil {
-			if err := c.ledger.Record(ctx, s.m, file.info, "upload"); err != nil {
-				s.log.Warn().Err(err).Msg("record sent media in the ledger")
-			}
-		}
 		if err := c.publishMediaStored(ctx, s.m, msg); err != nil {
 			return nil, event.NewCommandError(event.CodeInternal, "message %s sent but its media event not recorded (retry with the same client_id): %v", id, err)
 		}

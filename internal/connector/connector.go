@@ -159,9 +159,6 @@ func WithConvert(f ConvertFunc) Option { return func(x *Connector) { x.convert =
 // downloaded nor sendable.
 func WithMedia(s media.Store) Option { return func(x *Connector) { x.media = s } }
 
-// WithMediaLedger records every stored file in the per-tenant ledger.
-func WithMediaLedger(l MediaLedger) Option { return func(x *Connector) { x.ledger = l } }
-
 // Connector owns WhatsApp sessions.
 type Connector struct {
 	cfg      Config
@@ -176,7 +173,6 @@ type Connector struct {
 	convert  ConvertFunc
 	metrics  *metrics
 	media    media.Store
-	ledger   MediaLedger
 
 	kv     jetstream.KeyValue
 	sends  jetstream.KeyValue

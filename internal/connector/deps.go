@@ -29,7 +29,7 @@ type sessionDeps struct {
 	convert   ConvertFunc
 	media     media.Store   // nil: media is not downloaded
 	downloads downloadQueue // the media download queue
-	ledger    MediaLedger   // may be nil
+	ledger    mediaLedger   // media_objects; nil in state-machine tests
 }
 
 // deviceStore is the session's access to its wa_devices row.
@@ -67,6 +67,6 @@ func (c *Connector) sessionDeps() sessionDeps {
 		convert:   c.convert,
 		media:     c.media,
 		downloads: c.db.MediaDownloads(),
-		ledger:    c.ledger,
+		ledger:    c.db.MediaObjects(),
 	}
 }

@@ -36,8 +36,8 @@ import (
 // downloadQueue is a session's access to media_downloads
 // (store.MediaDownloadQueries).
 type downloadQueue interface {
-	Enqueue(ctx context.Context, d store.MediaDownload) (bool, error)
-	Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]store.MediaDownload, error)
+	Enqueue(ctx context.Context, d store.DownloadJob) (bool, error)
+	Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]store.DownloadJob, error)
 	Retry(ctx context.Context, m int64, waID, reason string, delay time.Duration) (int, error)
 	Release(ctx context.Context, m int64, waID string) error
 	UpdateMessage(ctx context.Context, m int64, waID string, msg []byte) error
@@ -226,10 +226,7 @@ func (s *session) stopMedia() {
 // wakeMedia tells the worker a download was queued.
 func (s *session) wakeMedia() {
 	if w := s.media.Load(); w != nil {
-		select {
-		case w.wake <- struct{}{}:
-		default:
-		}
+		w.kick()
 	}
 }
 
@@ -269,7 +266,7 @@ func (s *session) enqueueDownload(ctx context.Context, evt any) error {
 	if err != nil {
 		return err
 	}
-	created, err := s.d.downloads.Enqueue(ctx, store.MediaDownload{
+	created, err := s.d.downloads.Enqueue(ctx, store.DownloadJob{
 		Mentorado: s.m, WAID: d.WAID, ChatJID: d.ChatJID, Kind: string(d.Kind), MediaID: d.MediaID, Message: d.Message, Source: src,
 	})
 	if err != nil {
@@ -282,31 +279,50 @@ func (s *session) enqueueDownload(ctx context.Context, evt any) error {
 	return nil
 }
 
+// run claims due downloads whenever one of its Concurrency slots is
+// free, so one slow file does not hold up the others.
 func (w *mediaWorker) run(ctx context.Context) {
 	defer w.s.mediaWG.Done()
 	defer w.setDepth(0)
 	cfg := w.s.d.cfg.Media
+	slots := make(chan struct{}, cfg.Concurrency)
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for ctx.Err() == nil {
-		jobs, err := w.s.d.downloads.Claim(ctx, w.s.m, cfg.Lease, cfg.Concurrency)
-		if err != nil && ctx.Err() == nil {
-			w.s.log.Warn().Err(err).Msg("claim media downloads")
-		}
-		if len(jobs) > 0 {
-			var wg sync.WaitGroup
-			for _, j := range jobs {
-				wg.Add(1)
-				go func() {
-					defer wg.Done()
-					w.process(ctx, j)
-				}()
+		free := cfg.Concurrency - len(slots) // only this goroutine fills slots
+		var jobs []store.DownloadJob
+		if free > 0 {
+			var err error
+			jobs, err = w.s.d.downloads.Claim(ctx, w.s.m, cfg.Lease, free)
+			if err != nil && ctx.Err() == nil {
+				w.s.log.Warn().Err(err).Msg("claim media downloads")
 			}
-			wg.Wait()
 		}
-		w.refreshDepth(ctx)
-		if len(jobs) == cfg.Concurrency {
+		for _, j := range jobs {
+			slots <- struct{}{}
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				w.process(ctx, j)
+				<-slots
+				w.kick()
+			}()
+		}
+		pending := w.refreshDepth(ctx)
+		if free > 0 && len(jobs) == free {
 			continue // more may be due
 		}
-		t := time.NewTimer(cfg.Poll)
+		if pending == 0 {
+			// Nothing queued: only a new message (or a finishing
+			// download) brings work, and both wake the loop. An idle
+			// session costs no queries.
+			select {
+			case <-ctx.Done():
+			case <-w.wake:
+			}
+			continue
+		}
+		t := time.NewTimer(cfg.Poll) // retries come due
 		select {
 		case <-ctx.Done():
 		case <-w.wake:
@@ -316,11 +332,23 @@ func (w *mediaWorker) run(ctx context.Context) {
 	}
 }
 
-func (w *mediaWorker) refreshDepth(ctx context.Context) {
-	n, err := w.s.d.downloads.Pending(ctx, w.s.m)
-	if err == nil {
-		w.setDepth(n)
+// kick wakes the claim loop (a download was queued or a slot freed).
+func (w *mediaWorker) kick() {
+	select {
+	case w.wake <- struct{}{}:
+	default:
 	}
+}
+
+// refreshDepth updates the queue depth gauge and returns the depth (-1
+// when it cannot be read).
+func (w *mediaWorker) refreshDepth(ctx context.Context) int {
+	n, err := w.s.d.downloads.Pending(ctx, w.s.m)
+	if err != nil {
+		return -1
+	}
+	w.setDepth(n)
+	return n
 }
 
 func (w *mediaWorker) setDepth(n int) {
@@ -333,11 +361,12 @@ func (w *mediaWorker) setDepth(n int) {
 
 // process runs one download attempt to its end: stored, failed for good,
 // due again later, or (the worker stopping) released.
-func (w *mediaWorker) process(ctx context.Context, j store.MediaDownload) {
+func (w *mediaWorker) process(ctx context.Context, j store.DownloadJob) {
 	s := w.s
 	cfg := s.d.cfg.Media
 	kind := event.Kind(j.Kind)
 	log := s.log.With().Str("wa_id", j.WAID).Str("kind", j.Kind).Int("attempt", j.Attempts+1).Logger()
+	log.Debug().Msg("media download")
 	holder, part, err := waconv.DecodeDownload(j.Message)
 	if err != nil {
 		w.fail(ctx, j, mediaUndecodable)
@@ -386,7 +415,10 @@ func (w *mediaWorker) process(ctx context.Context, j store.MediaDownload) {
 		w.fail(ctx, j, mediaTooLarge)
 		return
 	}
-	mime := mimeOf(part, kind)
+	// Stored under the type its bytes show (what the sender declared only
+	// names a container more precisely), so a file declared as an image
+	// but holding HTML is never served as one.
+	mime := media.Sniff(data, mimeOf(part, kind))
 	info, _, err := s.d.media.Put(ctx, s.m, bytes.NewReader(data), mime, limit)
 	switch {
 	case errors.Is(err, media.ErrTooLarge):
@@ -408,7 +440,11 @@ func (w *mediaWorker) process(ctx context.Context, j store.MediaDownload) {
 		return
 	}
 	s.d.metrics.mediaBytes.WithLabelValues("in").Add(float64(len(data)))
-	s.recordMedia(ctx, info, "download")
+	if err := s.recordMedia(ctx, info, store.MediaDownload); err != nil {
+		log.Warn().Err(err).Msg("record media in the ledger")
+		w.retry(ctx, j, fmt.Errorf("%w: ledger: %w", errStoreMedia, err))
+		return
+	}
 	done := &event.MediaDone{WAID: j.WAID, ChatJID: j.ChatJID, State: event.MediaStored, MediaID: info.ID, MIME: info.MIME, Size: info.Size}
 	if err := s.publishMedia(ctx, done); err != nil {
 		w.retry(ctx, j, fmt.Errorf("%w: %w", errPublishMedia, err))
@@ -443,7 +479,7 @@ func mimeOf(part whatsmeow.DownloadableMessage, kind event.Kind) string {
 
 // reupload asks the sender's phone to upload the file again and returns
 // its new direct path.
-func (w *mediaWorker) reupload(ctx context.Context, j store.MediaDownload, part whatsmeow.DownloadableMessage) (string, error) {
+func (w *mediaWorker) reupload(ctx context.Context, j store.DownloadJob, part whatsmeow.DownloadableMessage) (string, error) {
 	var src waconv.Source
 	if err := json.Unmarshal(j.Source, &src); err != nil {
 		return "", fmt.Errorf("%w_bad_source", errReupload)
@@ -491,7 +527,7 @@ func (w *mediaWorker) reupload(ctx context.Context, j store.MediaDownload, part 
 
 // retry records a failed attempt, or fails the download for good after
 // MaxAttempts.
-func (w *mediaWorker) retry(ctx context.Context, j store.MediaDownload, cause error) {
+func (w *mediaWorker) retry(ctx context.Context, j store.DownloadJob, cause error) {
 	s := w.s
 	cfg := s.d.cfg.Media
 	code := errCode(cause)
@@ -509,7 +545,7 @@ func (w *mediaWorker) retry(ctx context.Context, j store.MediaDownload, cause er
 
 // fail publishes the media event of a file that will never be stored, then
 // drops the download.
-func (w *mediaWorker) fail(ctx context.Context, j store.MediaDownload, reason string) {
+func (w *mediaWorker) fail(ctx context.Context, j store.DownloadJob, reason string) {
 	s := w.s
 	done := &event.MediaDone{WAID: j.WAID, ChatJID: j.ChatJID, State: event.MediaFailed, MediaID: j.MediaID, Reason: reason}
 	if err := s.publishMedia(ctx, done); err != nil {
@@ -526,7 +562,7 @@ func (w *mediaWorker) fail(ctx context.Context, j store.MediaDownload, reason st
 }
 
 // release gives a claimed download back to the queue (the worker stops).
-func (w *mediaWorker) release(j store.MediaDownload) {
+func (w *mediaWorker) release(j store.DownloadJob) {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(w.s.ctx), w.s.d.cfg.PublishTimeout)
 	defer cancel()
 	if err := w.s.d.downloads.Release(ctx, w.s.m, j.WAID); err != nil {
@@ -551,18 +587,19 @@ func (s *session) publishMedia(ctx context.Context, d *event.MediaDone) error {
 	return nil
 }
 
-// recordMedia adds a stored file to the per-tenant ledger, when the
-// connector has one.
-func (s *session) recordMedia(ctx context.Context, info media.Info, origin string) {
+// recordMedia adds a stored file to the per-tenant ledger
+// (media_objects): storage accounting, and what the tenant may reference.
+func (s *session) recordMedia(ctx context.Context, info media.Info, origin string) error {
 	if s.d.ledger == nil {
-		return
+		return nil
 	}
-	if err := s.d.ledger.Record(ctx, s.m, info, origin); err != nil {
-		s.log.Warn().Err(err).Str("media_id", info.ID).Msg("record media in the ledger")
-	}
+	_, err := s.d.ledger.Record(ctx, s.m, info.ID, info.Size, info.MIME, origin)
+	return err
 }
 
-// MediaLedger records stored files per tenant (media_objects).
-type MediaLedger interface {
-	Record(ctx context.Context, m int64, info media.Info, origin string) error
+// mediaLedger records stored files per tenant (store.MediaObjectQueries).
+type mediaLedger interface {
+	Record(ctx context.Context, m int64, id string, size int64, mime, origin string) (bool, error)
 }
+
+var _ mediaLedger = store.MediaObjectQueries{}

@@ -33,6 +33,9 @@ func StreamName(bucket string) string { return "OBJ_" + bucket }
 // (the object store's own default): well under the server's max_payload.
 const DefaultChunkSize = 128 * 1024
 
+// putWindow is how many chunks Put leaves unacknowledged at most.
+const putWindow = 32
+
 // memoryThreshold is how much of an incoming file Put buffers in memory
 // before spilling it to a temporary file.
 const memoryThreshold = 1 << 20
@@ -190,18 +193,37 @@ func (s *ObjectStore) store(ctx context.Context, name string, buf *spooled, mime
 	purge := func() {
 		_ = s.stream.Purge(context.WithoutCancel(ctx), jetstream.WithPurgeSubject(subj))
 	}
+	// Chunks are published asynchronously, at most putWindow unacknowledged
+	// at a time: fast, without holding a large file in memory.
 	chunk := make([]byte, s.chunkSize)
-	var futures []jetstream.PubAckFuture
+	var pending []jetstream.PubAckFuture
+	wait := func(f jetstream.PubAckFuture) error {
+		select {
+		case <-f.Ok():
+			return nil
+		case err := <-f.Err():
+			return err
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	chunks := 0
 	for {
 		n, rerr := io.ReadFull(src, chunk)
 		if n > 0 {
+			if len(pending) == putWindow {
+				if err := wait(pending[0]); err != nil {
+					purge()
+					return meta{}, fmt.Errorf("media: put %s: chunk: %w", name, err)
+				}
+				pending = pending[1:]
+			}
 			f, err := s.js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: bytes.Clone(chunk[:n])})
 			if err != nil {
 				purge()
 				return meta{}, fmt.Errorf("media: put %s: chunk: %w", name, err)
 			}
-			futures = append(futures, f)
+			pending = append(pending, f)
 			chunks++
 		}
 		if rerr == io.EOF || rerr == io.ErrUnexpectedEOF {
@@ -212,15 +234,10 @@ func (s *ObjectStore) store(ctx context.Context, name string, buf *spooled, mime
 			return meta{}, fmt.Errorf("media: put %s: %w", name, rerr)
 		}
 	}
-	for _, f := range futures {
-		select {
-		case <-f.Ok():
-		case err := <-f.Err():
+	for _, f := range pending {
+		if err := wait(f); err != nil {
 			purge()
 			return meta{}, fmt.Errorf("media: put %s: chunk: %w", name, err)
-		case <-ctx.Done():
-			purge()
-			return meta{}, fmt.Errorf("media: put %s: %w", name, ctx.Err())
 		}
 	}
 	md := meta{info: jetstream.ObjectInfo{
@@ -285,7 +302,8 @@ func (s *ObjectStore) stat(ctx context.Context, m int64, id string) (meta, error
 	return md, nil
 }
 
-// Open implements Store. The returned Object reads the file's chunks one
+// Open implements Store. The returned Object reads with ctx (a request's
+// context: reads fail once it ends) and reads the file's chunks one
 // direct get at a time. Seek only records the offset: a read after a
 // forward seek skips the chunks before it, a read after a backward seek
 // starts again from the chunk holding the offset (the chunks already met

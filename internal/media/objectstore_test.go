@@ -215,9 +215,11 @@ func (c *countingReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// A file larger than the in-memory threshold goes through a temporary file.
+// A file larger than the in-memory threshold goes through a temporary
+// file, and its ~200 chunks through more than one window of asynchronous
+// publishes.
 func TestPutLargeFile(t *testing.T) {
-	s, _ := newStore(t, media.DefaultChunkSize)
+	s, _ := newStore(t, 16*1024)
 	data := randomBytes(t, 3<<20+17)
 	info, created, err := s.Put(context.Background(), 3, bytes.NewReader(data), "application/pdf", 16<<20)
 	if err != nil || !created || info.ID != sha(data) || info.Size != int64(len(data)) {
@@ -225,6 +227,17 @@ func TestPutLargeFile(t *testing.T) {
 	}
 	if got := readAll(t, s, 3, info.ID); !bytes.Equal(got, data) {
 		t.Fatal("large file read back differs")
+	}
+}
+
+func TestEmptyFile(t *testing.T) {
+	s, _ := newStore(t, 100)
+	info, created, err := s.Put(context.Background(), 1, bytes.NewReader(nil), "text/plain", 10)
+	if err != nil || !created || info.Size != 0 || info.ID != sha(nil) {
+		t.Fatalf("put empty: %+v %v %v", info, created, err)
+	}
+	if got := readAll(t, s, 1, info.ID); len(got) != 0 {
+		t.Fatalf("read %d bytes of an empty file", len(got))
 	}
 }
 

@@ -265,3 +265,35 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("bad value: %v", err)
 	}
 }
+
+// FuzzSniff: any bytes with any declared type give a type, and the
+// declared type never makes a file media (image, audio, video) or HTML
+// that its bytes alone do not.
+func FuzzSniff(f *testing.F) {
+	f.Add(oggPage(opusHead()), "audio/ogg")
+	f.Add(webp(), "image/webp")
+	f.Add(ftyp("M4A ", "isom"), "video/mp4")
+	f.Add([]byte("#!AMR\n"), "")
+	f.Add([]byte{0xFF, 0xF1, 0x50, 0x80}, "audio/aac")
+	f.Add([]byte("PK\x03\x04"), "application/vnd.openxmlformats-officedocument.wordprocessingml.document")
+	f.Add([]byte("a,b\n"), "text/csv")
+	f.Fuzz(func(t *testing.T, header []byte, declared string) {
+		got := media.Sniff(header, declared)
+		if got == "" {
+			t.Fatal("empty type")
+		}
+		bare := media.Sniff(header, "")
+		kind := func(ct string) string {
+			b := media.Base(ct)
+			for _, p := range []string{"image/", "audio/", "video/", "text/html"} {
+				if strings.HasPrefix(b, p) {
+					return b
+				}
+			}
+			return ""
+		}
+		if kind(got) != kind(bare) {
+			t.Fatalf("declared %q turned %q into %q", declared, bare, got)
+		}
+	})
+}

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -24,6 +25,7 @@ import (
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/connector/sim"
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/persister"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/testenv"
@@ -299,6 +301,79 @@ func TestPermissionMatrix(t *testing.T) {
 			return err
 		}
 		return sends.Delete(ctx, "k1", jetstream.LastRevision(rev))
+	})
+
+	// Media: the connector stores a downloaded file and reads it back (a
+	// range, as the upload to WhatsApp or an HTTP Range does); the notifier
+	// serves it, stores an upload and deletes a tenant's files.
+	mediaFile := bytes.Repeat([]byte("voice note bytes "), 20_000) // 340 KB: three chunks
+	var mediaID string
+	m.allow("connector", "media: put a file twice (stored once), stat, read a range, delete (WA_MEDIA)", func(ctx context.Context) error {
+		ms, err := conn.MediaStore(ctx)
+		if err != nil {
+			return err
+		}
+		info, created, err := ms.Put(ctx, 1, bytes.NewReader(mediaFile), "audio/ogg; codecs=opus", 1<<20)
+		if err != nil || !created {
+			return fmt.Errorf("put: created=%v %v", created, err)
+		}
+		if _, created, err = ms.Put(ctx, 1, bytes.NewReader(mediaFile), "audio/ogg; codecs=opus", 1<<20); err != nil || created {
+			return fmt.Errorf("second put: created=%v %v", created, err)
+		}
+		if _, err := ms.Stat(ctx, 1, info.ID); err != nil {
+			return fmt.Errorf("stat: %w", err)
+		}
+		o, err := ms.Open(ctx, 1, info.ID)
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		if _, err := o.Seek(200_000, io.SeekStart); err != nil {
+			return err
+		}
+		part := make([]byte, 1000)
+		if _, err := io.ReadFull(o, part); err != nil {
+			return fmt.Errorf("read range: %w", err)
+		}
+		if !bytes.Equal(part, mediaFile[200_000:201_000]) {
+			return errors.New("range read the wrong bytes")
+		}
+		// a file of its own to delete; the first stays for the notifier
+		other, _, err := ms.Put(ctx, 1, strings.NewReader("to delete"), "text/plain", 100)
+		if err != nil {
+			return err
+		}
+		if err := ms.Delete(ctx, 1, other.ID); err != nil {
+			return fmt.Errorf("delete: %w", err)
+		}
+		mediaID = info.ID
+		return nil
+	})
+	m.allow("notifier", "media: read the connector's file, store an upload, delete a tenant's files (WA_MEDIA)", func(ctx context.Context) error {
+		ms, err := notif.MediaStore(ctx)
+		if err != nil {
+			return err
+		}
+		o, err := ms.Open(ctx, 1, mediaID)
+		if err != nil {
+			return err
+		}
+		got, err := io.ReadAll(o)
+		o.Close()
+		if err != nil || !bytes.Equal(got, mediaFile) {
+			return fmt.Errorf("read %d bytes: %v", len(got), err)
+		}
+		up, _, err := ms.Put(ctx, 2, strings.NewReader("%PDF-1.7 proposal"), "application/pdf", 1<<20)
+		if err != nil {
+			return fmt.Errorf("upload: %w", err)
+		}
+		if err := ms.DeleteAll(ctx, 2); err != nil {
+			return fmt.Errorf("delete all: %w", err)
+		}
+		if _, err := ms.Stat(ctx, 2, up.ID); !errors.Is(err, media.ErrNotFound) {
+			return fmt.Errorf("stat after DeleteAll: %v", err)
+		}
+		return nil
 	})
 
 	// Commands: the notifier asks, connector 1 takes it from the queue
@@ -794,6 +869,30 @@ func TestPermissionMatrix(t *testing.T) {
 	m.deny("persister", "delete the backend team's durable", rawReq("$JS.API.CONSUMER.DELETE.WA_EVENTS.backend", ""))
 	m.deny("notifier", "ack the persister's messages ($JS.ACK.WA_EVENTS.persister)", forged("$JS.ACK.WA_EVENTS.persister.1.1.1.1.0"))
 
+	// Media files are for the connector and the notifier only.
+	mediaMeta := "$JS.API.DIRECT.GET.OBJ_WA_MEDIA.$O.WA_MEDIA.M." + base64.URLEncoding.EncodeToString([]byte(media.ObjectName(1, mediaID)))
+	mediaChunk := rawReq("$JS.API.DIRECT.GET.OBJ_WA_MEDIA", `{"seq":1,"next_by_subj":"$O.WA_MEDIA.C.>"}`)
+	for _, u := range []string{"backend", "persister"} {
+		m.deny(u, "read a media file's description (DIRECT.GET.OBJ_WA_MEDIA.$O.WA_MEDIA.M.…)", rawReq(mediaMeta, ""))
+		m.deny(u, "read media chunks (DIRECT.GET.OBJ_WA_MEDIA)", mediaChunk)
+		m.deny(u, "read media chunks (STREAM.MSG.GET.OBJ_WA_MEDIA)", rawReq("$JS.API.STREAM.MSG.GET.OBJ_WA_MEDIA", `{"seq":1}`))
+		m.deny(u, "list media files (STREAM.INFO.OBJ_WA_MEDIA)", rawReq("$JS.API.STREAM.INFO.OBJ_WA_MEDIA", `{"subjects_filter":"$O.WA_MEDIA.M.>"}`))
+		m.deny(u, "write a media chunk ($O.WA_MEDIA.C.x)", forged("$O.WA_MEDIA.C.x"))
+		m.deny(u, "replace a media file's description ($O.WA_MEDIA.M.…)", forged("$O.WA_MEDIA.M.MS8x"))
+		m.deny(u, "watch files being stored (subscribe $O.WA_MEDIA.>)", subscribe("$O.WA_MEDIA.>"))
+		m.deny(u, "read media through a consumer on OBJ_WA_MEDIA", createCons(bus.StreamMedia, jetstream.ConsumerConfig{Name: "steal", AckPolicy: jetstream.AckNonePolicy}))
+	}
+	m.deny("notifier", "watch files being stored (subscribe $O.WA_MEDIA.>)", subscribe("$O.WA_MEDIA.>"))
+	for _, u := range []string{"notifier", "connector"} {
+		// a consumer's deliver subject escapes permissions: pushing chunks
+		// onto live.wa.> would hand customers' files to backend teams
+		m.deny(u, "push media chunks onto live.wa.1.evt.x (consumer on OBJ_WA_MEDIA)", createCons(bus.StreamMedia, jetstream.ConsumerConfig{
+			Name: "leak", DeliverSubject: "live.wa.1.evt.x", AckPolicy: jetstream.AckNonePolicy}))
+		m.deny(u, "republish OBJ_WA_MEDIA onto live.wa.> (STREAM.UPDATE)", rawReq("$JS.API.STREAM.UPDATE.OBJ_WA_MEDIA",
+			`{"name":"OBJ_WA_MEDIA","subjects":["$O.WA_MEDIA.C.>","$O.WA_MEDIA.M.>"],"storage":"file","num_replicas":1,"allow_rollup_hdrs":true,"allow_direct":true,"discard":"new","republish":{"src":">","dest":"live.wa.1.evt.x"}}`))
+	}
+	m.deny("backend", "purge the media bucket (STREAM.PURGE.OBJ_WA_MEDIA)", rawReq("$JS.API.STREAM.PURGE.OBJ_WA_MEDIA", ""))
+
 	// Forged events, QRs and commands.
 	m.deny("connector", "publish a forged live event (live.wa.2.evt.message)", forged("live.wa.2.evt.message"))
 	m.deny("persister", "publish a forged event (wa.2.evt.message)", forged("wa.2.evt.message"))
@@ -814,6 +913,7 @@ func TestPermissionMatrix(t *testing.T) {
 	m.deny("persister", "purge WA_EVENTS", rawReq("$JS.API.STREAM.PURGE.WA_EVENTS", ""))
 	m.deny("persister", "delete stream WA_EVENTS", rawReq("$JS.API.STREAM.DELETE.WA_EVENTS", ""))
 	m.deny("connector", "delete stream WA_QR", rawReq("$JS.API.STREAM.DELETE.WA_QR", ""))
+	m.deny("notifier", "delete the media bucket (STREAM.DELETE.OBJ_WA_MEDIA)", rawReq("$JS.API.STREAM.DELETE.OBJ_WA_MEDIA", ""))
 	m.deny("connector", "delete a lease's history (STREAM.PURGE.KV_WA_LEASES)", rawReq("$JS.API.STREAM.PURGE.KV_WA_LEASES", ""))
 	m.deny("notifier", "delete a stored message (STREAM.MSG.DELETE.WA_EVENTS)", rawReq("$JS.API.STREAM.MSG.DELETE.WA_EVENTS", `{"seq":1}`))
 

@@ -25,8 +25,8 @@ type MediaDownloadQueries struct{ q Querier }
 // MediaDownloads returns the queries on media_downloads.
 func (db *DB) MediaDownloads() MediaDownloadQueries { return MediaDownloadQueries{q: db.Pool} }
 
-// MediaDownload is one queued download.
-type MediaDownload struct {
+// DownloadJob is one queued download (a row of media_downloads).
+type DownloadJob struct {
 	Mentorado int64
 	WAID      string // the media message's WhatsApp id
 	ChatJID   string
@@ -42,8 +42,8 @@ type MediaDownload struct {
 
 const mediaDownloadColumns = `mentorado_id, wa_message_id, chat_jid, kind, media_id, message, source, attempts, next_at, coalesce(last_error, ''), created_at`
 
-func scanMediaDownload(row pgx.CollectableRow) (MediaDownload, error) {
-	var d MediaDownload
+func scanMediaDownload(row pgx.CollectableRow) (DownloadJob, error) {
+	var d DownloadJob
 	var src []byte
 	err := row.Scan(&d.Mentorado, &d.WAID, &d.ChatJID, &d.Kind, &d.MediaID, &d.Message, &src, &d.Attempts, &d.NextAt, &d.LastError, &d.CreatedAt)
 	d.Source = src
@@ -53,7 +53,7 @@ func scanMediaDownload(row pgx.CollectableRow) (MediaDownload, error) {
 // Enqueue adds a download, due at once. It is idempotent on (mentorado,
 // wa_message_id): a message WhatsApp redelivers, or an event replayed,
 // keeps the row already queued (created reports whether this call added it).
-func (q MediaDownloadQueries) Enqueue(ctx context.Context, d MediaDownload) (created bool, err error) {
+func (q MediaDownloadQueries) Enqueue(ctx context.Context, d DownloadJob) (created bool, err error) {
 	src := d.Source
 	if len(src) == 0 {
 		src = json.RawMessage("{}")
@@ -70,7 +70,7 @@ func (q MediaDownloadQueries) Enqueue(ctx context.Context, d MediaDownload) (cre
 // Claim takes up to limit due downloads of mentorado m that no live lease
 // holds, leasing them for lease: until then no other Claim returns them.
 // Oldest due first.
-func (q MediaDownloadQueries) Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]MediaDownload, error) {
+func (q MediaDownloadQueries) Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]DownloadJob, error) {
 	rows, err := q.q.Query(ctx, `UPDATE media_downloads d SET locked_until = now() + make_interval(secs => $3)
 		FROM (SELECT wa_message_id FROM media_downloads
 			WHERE mentorado_id = $1 AND next_at <= now() AND (locked_until IS NULL OR locked_until <= now())
@@ -135,14 +135,14 @@ func (q MediaDownloadQueries) Done(ctx context.Context, m int64, waID string) er
 }
 
 // Get returns one download (ErrNotFound when none is queued).
-func (q MediaDownloadQueries) Get(ctx context.Context, m int64, waID string) (MediaDownload, error) {
+func (q MediaDownloadQueries) Get(ctx context.Context, m int64, waID string) (DownloadJob, error) {
 	rows, err := q.q.Query(ctx, `SELECT `+mediaDownloadColumns+` FROM media_downloads WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
 	if err != nil {
-		return MediaDownload{}, fmt.Errorf("store: get media download: %w", err)
+		return DownloadJob{}, fmt.Errorf("store: get media download: %w", err)
 	}
 	d, err := pgx.CollectExactlyOneRow(rows, scanMediaDownload)
 	if err != nil {
-		return MediaDownload{}, notFound(err)
+		return DownloadJob{}, notFound(err)
 	}
 	return d, nil
 }

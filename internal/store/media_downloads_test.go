@@ -20,8 +20,8 @@ func newMentorado(t *testing.T, db *store.DB, name string) int64 {
 	return id
 }
 
-func download(m int64, id string) store.MediaDownload {
-	return store.MediaDownload{
+func download(m int64, id string) store.DownloadJob {
+	return store.DownloadJob{
 		Mentorado: m, WAID: id, ChatJID: "5511987654321@s.whatsapp.net", Kind: "image",
 		MediaID: "ab" + id, Message: []byte("msg-" + id), Source: []byte(`{"chat":"5511987654321@s.whatsapp.net"}`),
 	}

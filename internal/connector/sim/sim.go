@@ -36,9 +36,17 @@ type Interval struct {
 
 // Sent is a message a client sent.
 type Sent struct {
-	ID   string
-	To   types.JID
-	Text string
+	ID      string
+	To      types.JID
+	Text    string
+	Message *waE2E.Message // as sent: reactions, edits, revokes, quotes
+}
+
+// Read is a read receipt a client sent (MarkRead).
+type Read struct {
+	IDs    []types.MessageID
+	Chat   types.JID
+	Sender types.JID
 }
 
 // World is the simulated WhatsApp server shared by every sim client.
@@ -118,6 +126,7 @@ type Client struct {
 	qr        chan whatsmeow.QRChannelItem
 	pairPhone string
 	sent      []Sent
+	reads     []Read
 
 	hmu      sync.RWMutex
 	handlers []handler
@@ -379,8 +388,23 @@ func (c *Client) SendMessage(_ context.Context, to types.JID, msg *waE2E.Message
 	if id == "" {
 		id = fmt.Sprintf("3EB0SIM%012X", c.w.msgSeq.Add(1))
 	}
-	c.sent = append(c.sent, Sent{ID: id, To: to, Text: msg.GetConversation()})
+	text := msg.GetConversation()
+	if text == "" {
+		text = msg.GetExtendedTextMessage().GetText()
+	}
+	c.sent = append(c.sent, Sent{ID: id, To: to, Text: text, Message: msg})
 	return whatsmeow.SendResponse{ID: id, Timestamp: time.Now()}, nil
+}
+
+// MarkRead records read receipts.
+func (c *Client) MarkRead(_ context.Context, ids []types.MessageID, _ time.Time, chat, sender types.JID, _ ...types.ReceiptType) error {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if !c.loggedIn {
+		return whatsmeow.ErrNotConnected
+	}
+	c.reads = append(c.reads, Read{IDs: slices.Clone(ids), Chat: chat, Sender: sender})
+	return nil
 }
 
 // --- World: the test's side ---
@@ -651,6 +675,17 @@ func (w *World) Violations() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return slices.Clone(w.violations)
+}
+
+// Reads returns the read receipts m's clients sent.
+func (w *World) Reads(m int64) []Read {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []Read
+	for _, c := range w.clients[m] {
+		out = append(out, c.reads...)
+	}
+	return out
 }
 
 // Sent returns what m's clients sent.
