@@ -223,7 +223,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	srv, err := web.New(s.webConfig(), db, b, log)
+	ms, err := b.MediaStore(ctx)
+	if err != nil {
+		return fmt.Errorf("media store: %w", err)
+	}
+	srv, err := web.New(s.webConfig(), db, b, log, web.WithMedia(ms))
 	if err != nil {
 		return err
 	}

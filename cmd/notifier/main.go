@@ -157,7 +157,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	defer db.Close()
 	defer b.Close()
-	srv, err := web.New(s.Web, db, b, log)
+	ms, err := b.MediaStore(ctx)
+	if err != nil {
+		return fmt.Errorf("media store: %w", err)
+	}
+	srv, err := web.New(s.Web, db, b, log, web.WithMedia(ms))
 	if err != nil {
 		return err
 	}

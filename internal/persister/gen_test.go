@@ -118,11 +118,50 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 			case y < 16 && len(g.msgs) > 0:
 				msg.Kind, msg.Text, msg.TargetID = event.KindReaction, "👍", g.msgs[r.IntN(len(g.msgs))].id
 			}
+			var medias []event.Envelope
+			if msg.Kind == event.KindImage && r.IntN(3) > 0 { // a file, and what became of it
+				msg.Media = &event.Media{ID: fmt.Sprintf("%064x", counter), MIME: "image/jpeg", Size: int64(1000 + r.IntN(9000)),
+					Width: 640, Height: 480}
+				if r.IntN(2) == 0 {
+					msg.Media.Thumbnail = []byte{0xff, 0xd8, byte(counter)}
+				}
+				if r.IntN(4) == 0 {
+					msg.Kind, msg.Media.MIME, msg.Media.FileName, msg.Media.Seconds = event.KindDocument, "application/pdf", "doc "+id+".pdf", 7
+				}
+				done := func(st event.MediaState) event.Envelope {
+					d := &event.MediaDone{WAID: id, ChatJID: msg.ChatJID, State: st, MediaID: msg.Media.ID}
+					if st == event.MediaStored {
+						d.Size, d.MIME = msg.Media.Size+1, msg.Media.MIME
+					} else {
+						d.Reason = "download failed: 410"
+					}
+					return mk(g.id, event.MediaEventID(g.id, id)+":"+string(st), d)
+				}
+				switch z := r.IntN(10); {
+				case z < 6:
+					medias = append(medias, done(event.MediaStored))
+				case z < 8:
+					medias = append(medias, done(event.MediaFailed))
+				case z < 9: // failed, then stored after all (stored wins in any order)
+					medias = append(medias, done(event.MediaFailed), done(event.MediaStored))
+				} // else: still pending
+			}
 			env := mk(g.id, event.MessageEventID(g.id, id), msg)
 			gm := gMsg{id: id, in: true, person: p, env: env}
+			if len(medias) > 0 && r.IntN(4) == 0 { // the media event before its message
+				for _, e := range medias {
+					emit(e, false)
+				}
+				holds = append(holds, held{genOp{env, false}, len(ops) + 1 + r.IntN(800)})
+				g.msgs = append(g.msgs, gm)
+				continue
+			}
+			for _, e := range medias {
+				holds = append(holds, held{genOp{e, r.IntN(5) == 0}, len(ops) + 1 + r.IntN(50)})
+			}
 			if r.IntN(100) < 5 { // edit arrives before the original
 				edit := *msg
-				edit.WAID, edit.Kind, edit.Text, edit.TargetID, edit.Caption = newID(), event.KindEdit, "editado "+id, id, ""
+				edit.WAID, edit.Kind, edit.Text, edit.TargetID, edit.Caption, edit.Media = newID(), event.KindEdit, "editado "+id, id, "", nil
 				edit.Timestamp = now()
 				emit(mk(g.id, event.MessageEventID(g.id, edit.WAID), &edit), false)
 				holds = append(holds, held{genOp{env, false}, len(ops) + 1 + r.IntN(800)})
@@ -214,7 +253,7 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 				continue
 			}
 			ev := *orig
-			ev.WAID, ev.TargetID, ev.Timestamp, ev.Caption = newID(), target.id, now(), ""
+			ev.WAID, ev.TargetID, ev.Timestamp, ev.Caption, ev.Media = newID(), target.id, now(), "", nil
 			if r.IntN(3) == 0 {
 				ev.Kind, ev.Text = event.KindRevoke, ""
 			} else {
@@ -223,7 +262,7 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 			emit(mk(g.id, event.MessageEventID(g.id, ev.WAID), &ev), false)
 		case x < 97 && len(ops) > 0: // duplicate of an earlier message, stored again
 			o := ops[r.IntN(len(ops))]
-			if o.env.Type == event.TypeMessage {
+			if o.env.Type == event.TypeMessage || o.env.Type == event.TypeMedia {
 				emit(o.env, true)
 			}
 		}

@@ -83,9 +83,13 @@ func dump(t testing.TB, db *store.DB) []string {
 		`SELECT 'msg', t.mentorado_id::text, t.wa_message_id, t.chat_jid, t.sender_jid, coalesce(t.phone,'-'), coalesce(t.lid,'-'),
 			t.push_name, t.direction, t.kind, t.body, t.caption, coalesce(t.reply_to_id,'-'), coalesce(t.target_id,'-'),
 			t.status, t.status_rank::text, t.edited::text, t.revoked::text,
-			coalesce(l.phone, 'lid:' || l.lid, '-'), to_char(t.sent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS')
+			coalesce(l.phone, 'lid:' || l.lid, '-'), to_char(t.sent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),
+			coalesce(t.media_id,'-'), coalesce(t.media_mime,'-'), coalesce(t.media_size::text,'-'), coalesce(t.media_file_name,'-'),
+			coalesce(t.media_seconds::text,'-'), coalesce(t.media_width::text,'-'), coalesce(t.media_height::text,'-'),
+			t.media_round::text, coalesce(encode(t.media_thumbnail,'hex'),'-'), coalesce(t.media_state,'-'), coalesce(t.media_error,'-')
 			FROM whatsapp_messages t LEFT JOIN leads l ON l.id = t.lead_id`,
 		`SELECT 'pending', mentorado_id::text, wa_message_id, status, status_rank::text FROM whatsapp_pending_receipts`,
+		`SELECT 'pmedia', mentorado_id::text, wa_message_id, state, coalesce(media_size::text,'0'), coalesce(media_error,'-') FROM whatsapp_pending_media`,
 		`SELECT 'contact', mentorado_id::text, jid, coalesce(phone,'-'), coalesce(lid,'-'), name, push_name, business_name,
 			coalesce(to_char(name_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'),
 			coalesce(to_char(push_name_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'),

@@ -21,7 +21,20 @@ type model struct {
 	leads      []*mLead
 	msgs       map[mkey]*mMsg
 	pending    map[mkey]*mRcpt
+	pmedia     map[mkey]*mMedia   // media events waiting for their message
 	contacts   map[mkey]*mContact // key: (mentorado, jid)
+}
+
+// mMedia is a media event's effect: state stored or failed (pending is
+// the message's own), stored size, failure reason.
+type mMedia struct {
+	state, err string
+	size       int64
+}
+
+// mRank: a file never moves back (pending < failed < stored).
+func mRank(state string) int {
+	return map[string]int{"": -1, "pending": 0, "failed": 1, "stored": 2}[state]
 }
 
 type mMentorado struct {
@@ -45,6 +58,20 @@ type mMsg struct {
 	edited, revoked                                     bool
 	lead                                                *mLead
 	sent                                                time.Time
+	media                                               *event.Media
+	mstate, merr                                        string
+	msize                                               int64
+}
+
+// applyMedia applies a media event to a media message.
+func (x *mMsg) applyMedia(e *mMedia) {
+	if x.media == nil || mRank(e.state) <= mRank(x.mstate) {
+		return
+	}
+	x.mstate, x.merr = e.state, e.err
+	if e.size > 0 {
+		x.msize = e.size
+	}
 }
 
 type mRcpt struct {
@@ -93,7 +120,7 @@ func (n mNamed) dump() string {
 
 func newModel(mentorados int) *model {
 	md := &model{mentorados: map[int64]*mMentorado{}, known: map[mkey]string{}, msgs: map[mkey]*mMsg{},
-		pending: map[mkey]*mRcpt{}, contacts: map[mkey]*mContact{}}
+		pending: map[mkey]*mRcpt{}, pmedia: map[mkey]*mMedia{}, contacts: map[mkey]*mContact{}}
 	for i := 1; i <= mentorados; i++ {
 		md.mentorados[int64(i)] = &mMentorado{status: "disconnected"}
 	}
@@ -214,6 +241,14 @@ func (md *model) apply(data []byte, seq uint64) bool {
 				push: p.PushName, dir: string(p.Direction), kind: string(p.Kind), body: p.Text, caption: p.Caption,
 				reply: p.ReplyToID, target: p.TargetID, status: string(p.Status), rank: p.Status.Rank(),
 				lead: lead, sent: p.Timestamp}
+			if p.Media != nil {
+				x := md.msgs[k]
+				x.media, x.mstate, x.msize = p.Media, "pending", p.Media.Size
+			}
+		}
+		if e := md.pmedia[k]; e != nil && md.msgs[k].media != nil {
+			md.msgs[k].applyMedia(e)
+			delete(md.pmedia, k)
 		}
 		if r := md.pending[k]; r != nil {
 			if x := md.msgs[k]; r.rank > x.rank {
@@ -239,6 +274,14 @@ func (md *model) apply(data []byte, seq uint64) bool {
 			} else if r := md.pending[k]; r == nil || st.Rank() > r.rank {
 				md.pending[k] = &mRcpt{string(st), st.Rank()}
 			}
+		}
+	case *event.MediaDone:
+		k := mkey{m, p.WAID}
+		e := &mMedia{state: string(p.State), err: p.Reason, size: p.Size}
+		if x := md.msgs[k]; x != nil {
+			x.applyMedia(e)
+		} else if w := md.pmedia[k]; w == nil || mRank(e.state) > mRank(w.state) {
+			md.pmedia[k] = e
 		}
 	}
 	return true
@@ -401,7 +444,10 @@ func (md *model) rows() []string {
 		}
 		out = append(out, strings.Join([]string{"msg", fmt.Sprint(x.m), x.id, x.chat, x.sender, dash(x.phone), dash(x.lid),
 			x.push, x.dir, x.kind, x.body, x.caption, dash(x.reply), dash(x.target), x.status, fmt.Sprint(x.rank),
-			fmt.Sprint(x.edited), fmt.Sprint(x.revoked), lead, x.sent.UTC().Format(dumpTime)}, "|"))
+			fmt.Sprint(x.edited), fmt.Sprint(x.revoked), lead, x.sent.UTC().Format(dumpTime)}, "|")+"|"+x.dumpMedia())
+	}
+	for k, e := range md.pmedia {
+		out = append(out, strings.Join([]string{"pmedia", fmt.Sprint(k.m), k.s, e.state, fmt.Sprint(e.size), dash(e.err)}, "|"))
 	}
 	for k, r := range md.pending {
 		out = append(out, strings.Join([]string{"pending", fmt.Sprint(k.m), k.s, r.status, fmt.Sprint(r.rank)}, "|"))
@@ -414,4 +460,24 @@ func (md *model) rows() []string {
 	}
 	slices.Sort(out)
 	return out
+}
+
+// dumpMedia renders the media columns like dump does.
+func (x *mMsg) dumpMedia() string {
+	md := x.media
+	if md == nil {
+		return "-|-|-|-|-|-|-|false|-|-|-"
+	}
+	num := func(v int64) string {
+		if v <= 0 {
+			return "-"
+		}
+		return fmt.Sprint(v)
+	}
+	thumb := "-"
+	if md.Thumbnail != nil {
+		thumb = fmt.Sprintf("%x", md.Thumbnail)
+	}
+	return strings.Join([]string{md.ID, md.MIME, num(x.msize), dash(md.FileName), num(int64(md.Seconds)), num(int64(md.Width)),
+		num(int64(md.Height)), fmt.Sprint(md.Round), thumb, x.mstate, dash(x.merr)}, "|")
 }

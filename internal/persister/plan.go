@@ -123,6 +123,27 @@ type rcptRow struct {
 	status string
 }
 
+// mediaRow is the media event of a message that wins in the segment: the
+// highest state rank (mediaRank), the first of equal rank.
+type mediaRow struct {
+	rank  int
+	state string
+	size  int64
+	err   string
+}
+
+// mediaRank orders media states: a file never moves back, whatever order
+// the events arrive in (pending 0 is the message row's own state).
+func mediaRank(s event.MediaState) int {
+	switch s {
+	case event.MediaStored:
+		return 2
+	case event.MediaFailed:
+		return 1
+	}
+	return 0
+}
+
 type segment struct {
 	lids, phones map[mkey]bool // persons touched in this segment
 	newMaps      []lidMap      // need the full merge
@@ -132,6 +153,8 @@ type segment struct {
 	leadsLID     map[mkey]*leadRow
 	msgs         map[mkey]*msgRow
 	rcpts        map[mkey]*rcptRow
+	media        map[mkey]*mediaRow // media events
+	mediaMsgs    map[mkey]bool      // media messages: a media event may wait for them
 	targets      map[mkey]bool
 	pendingKeys  map[mkey]bool
 	leadState    map[mkey]int8
@@ -147,7 +170,8 @@ func newSegment() *segment {
 	return &segment{
 		lids: map[mkey]bool{}, phones: map[mkey]bool{},
 		contacts: map[mkey]*contactRow{}, leadsPhone: map[mkey]*leadRow{}, leadsLID: map[mkey]*leadRow{},
-		msgs: map[mkey]*msgRow{}, rcpts: map[mkey]*rcptRow{}, targets: map[mkey]bool{}, pendingKeys: map[mkey]bool{},
+		msgs: map[mkey]*msgRow{}, rcpts: map[mkey]*rcptRow{},
+		media: map[mkey]*mediaRow{}, mediaMsgs: map[mkey]bool{}, targets: map[mkey]bool{}, pendingKeys: map[mkey]bool{},
 	}
 }
 
@@ -308,6 +332,9 @@ func (pl *planner) add(d decoded) {
 		if pl.pending[k] {
 			pl.cur.pendingKeys[k] = true
 		}
+		if p.Media != nil {
+			pl.cur.mediaMsgs[k] = true
+		}
 	case *event.Receipt:
 		st := p.Kind.Status()
 		rank := st.Rank()
@@ -316,6 +343,11 @@ func (pl *planner) add(d decoded) {
 			if r := pl.cur.rcpts[k]; r == nil || rank > r.rank {
 				pl.cur.rcpts[k] = &rcptRow{rank: rank, status: string(st)}
 			}
+		}
+	case *event.MediaDone:
+		k := mkey{m, p.WAID}
+		if r := pl.cur.media[k]; r == nil || mediaRank(p.State) > r.rank {
+			pl.cur.media[k] = &mediaRow{rank: mediaRank(p.State), state: string(p.State), size: p.Size, err: p.Reason}
 		}
 	}
 }

@@ -6,6 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 
+	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/phone"
 	"github.com/zapbus/zapbus/internal/store"
 )
@@ -160,6 +161,10 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 			delete(s.rcpts, k)
 		}
 	}
+	storedBefore := map[mkey]bool{}
+	for k := range s.mediaMsgs {
+		storedBefore[k] = stored[k]
+	}
 	if len(s.msgs) > 0 {
 		var fresh, seen []mkey
 		for _, k := range sortedKeys(s.msgs) {
@@ -199,6 +204,37 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 		}
 		b.Queue(store.ReceiptsSQL, ms, ids, statuses, ranks)
 		b.Queue(store.PendingReceiptsSQL, ms, ids, statuses, ranks)
+	}
+	// Media messages this segment stores take a media event that waited
+	// for them; media events of stored messages apply, the others wait.
+	var newMedia []mkey
+	for _, k := range sortedKeys(s.mediaMsgs) {
+		if !storedBefore[k] {
+			newMedia = append(newMedia, k)
+		}
+	}
+	if len(newMedia) > 0 {
+		ms, ids := make([]int64, len(newMedia)), make([]string, len(newMedia))
+		for i, k := range newMedia {
+			ms[i], ids[i] = k.m, k.s
+		}
+		b.Queue(store.ApplyPendingMediaSQL, ms, ids)
+	}
+	if len(s.media) > 0 {
+		keys := sortedKeys(s.media)
+		n := len(keys)
+		ms, ids, states, ranks := make([]int64, n), make([]string, n), make([]string, n), make([]int16, n)
+		sizes, errs := make([]*int64, n), make([]*string, n)
+		for i, k := range keys {
+			r := s.media[k]
+			ms[i], ids[i], states[i], ranks[i] = k.m, k.s, r.state, int16(r.rank)
+			if r.size > 0 {
+				sizes[i] = &r.size
+			}
+			errs[i] = nullable(r.err)
+		}
+		b.Queue(store.MediaSQL, ms, ids, states, ranks, sizes, errs)
+		b.Queue(store.PendingMediaSQL, ms, ids, states, ranks, sizes, errs)
 	}
 	if len(s.targets) > 0 {
 		keys := sortedKeys(s.targets)
@@ -243,11 +279,34 @@ func (s *segment) copyRow(k mkey, lead int64) []any {
 func (s *segment) write(k mkey) store.MessageWrite {
 	r := s.msgs[k]
 	msg := r.m
-	return store.MessageWrite{
+	w := store.MessageWrite{
 		MentoradoID: k.m, WAMessageID: k.s, ChatJID: msg.ChatJID, SenderJID: msg.SenderJID,
 		Phone: nullable(r.phone), LID: nullable(msg.LID), PushName: msg.PushName, Direction: string(msg.Direction),
 		Kind: string(msg.Kind), Body: msg.Text, Caption: msg.Caption,
 		ReplyToID: nullable(msg.ReplyToID), TargetID: nullable(msg.TargetID),
 		Status: r.status, StatusRank: int16(r.rank), SentAt: msg.Timestamp,
 	}
+	if md := msg.Media; md != nil {
+		w.MediaID, w.MediaMIME, w.MediaFileName = &md.ID, &md.MIME, nullable(md.FileName)
+		w.MediaSize, w.MediaSeconds, w.MediaWidth, w.MediaHeight = positive(md.Size), positive32(md.Seconds), positive32(md.Width), positive32(md.Height)
+		w.MediaRound, w.MediaThumbnail, w.MediaState = md.Round, md.Thumbnail, &mediaPending
+	}
+	return w
+}
+
+var mediaPending = string(event.MediaPending)
+
+func positive(v int64) *int64 {
+	if v <= 0 {
+		return nil
+	}
+	return &v
+}
+
+func positive32(v int) *int32 {
+	if v <= 0 {
+		return nil
+	}
+	x := int32(v)
+	return &x
 }

@@ -36,11 +36,23 @@ type MessageRow struct {
 	Edited, Revoked      bool
 	LeadID               *int64
 	SentAt               time.Time
+	ChatJID, SenderJID   string
+	Media                *MediaRow // nil for messages without a file
+}
+
+// MediaRow is the file of a media message as the API shows it; numbers
+// read as 0 when unknown.
+type MediaRow struct {
+	ID, MIME, FileName     string
+	Size                   int64
+	Seconds, Width, Height int32
+	Round, HasThumbnail    bool
+	State, Error           string // pending | stored | failed; why it failed
 }
 
 // ConversationRow is one conversation: its last message, the lead of its
 // phone, the best name known for it and how many inbound messages are not
-// yet read.
+// yet read (revoked messages do not count).
 type ConversationRow struct {
 	Last   MessageRow
 	Unread int64
@@ -54,12 +66,34 @@ type ConversationRow struct {
 const actionKinds = `('edit', 'revoke', 'reaction')`
 
 const messageRowColumns = `m.id, m.wa_message_id, coalesce(m.phone, ''), coalesce(m.lid, ''), m.push_name, m.direction, m.kind,
-	m.body, m.caption, coalesce(m.reply_to_id, ''), coalesce(m.target_id, ''), m.status, m.edited, m.revoked, m.lead_id, m.sent_at`
+	m.body, m.caption, coalesce(m.reply_to_id, ''), coalesce(m.target_id, ''), m.status, m.edited, m.revoked, m.lead_id, m.sent_at,
+	m.chat_jid, m.sender_jid, m.media_state, coalesce(m.media_id, ''), coalesce(m.media_mime, ''), coalesce(m.media_file_name, ''),
+	coalesce(m.media_size, 0), coalesce(m.media_seconds, 0), coalesce(m.media_width, 0), coalesce(m.media_height, 0), m.media_round,
+	m.media_thumbnail IS NOT NULL, coalesce(m.media_error, '')`
 
-// messageRowDest are the scan targets of messageRowColumns, then extra.
-func messageRowDest(r *MessageRow, extra ...any) []any {
-	return append([]any{&r.ID, &r.WAMessageID, &r.Phone, &r.LID, &r.PushName, &r.Direction, &r.Kind,
-		&r.Body, &r.Caption, &r.ReplyToID, &r.TargetID, &r.Status, &r.Edited, &r.Revoked, &r.LeadID, &r.SentAt}, extra...)
+// rowScan holds a MessageRow being scanned; done finishes it.
+type rowScan struct {
+	r          *MessageRow
+	mediaState *string
+	md         MediaRow
+}
+
+// messageRowDest are the scan targets of messageRowColumns, then extra;
+// call the returned finish after each scanned row.
+func messageRowDest(r *MessageRow, extra ...any) ([]any, func()) {
+	sc := &rowScan{r: r}
+	dest := append([]any{&r.ID, &r.WAMessageID, &r.Phone, &r.LID, &r.PushName, &r.Direction, &r.Kind,
+		&r.Body, &r.Caption, &r.ReplyToID, &r.TargetID, &r.Status, &r.Edited, &r.Revoked, &r.LeadID, &r.SentAt,
+		&r.ChatJID, &r.SenderJID, &sc.mediaState, &sc.md.ID, &sc.md.MIME, &sc.md.FileName, &sc.md.Size, &sc.md.Seconds,
+		&sc.md.Width, &sc.md.Height, &sc.md.Round, &sc.md.HasThumbnail, &sc.md.Error}, extra...)
+	return dest, func() {
+		r.Media = nil
+		if sc.mediaState != nil {
+			md := sc.md
+			md.State = *sc.mediaState
+			r.Media = &md
+		}
+	}
 }
 
 func keysetArgs(after *Keyset) (*time.Time, int64) {
@@ -84,7 +118,7 @@ WITH last AS (
 SELECT `+messageRowColumns+`,
 	(SELECT count(*) FROM whatsapp_messages u
 	 WHERE u.mentorado_id = $1 AND u.phone = m.phone AND u.direction = 'in' AND u.status_rank < 3
-	   AND u.kind NOT IN `+actionKinds+`),
+	   AND NOT u.revoked AND u.kind NOT IN `+actionKinds+`),
 	l.id,
 	coalesce(nullif(l.name, ''), nullif(c.name, ''), nullif(c.push_name, ''), nullif(c.business_name, ''),
 		(SELECT p.push_name FROM whatsapp_messages p
@@ -104,7 +138,9 @@ LIMIT $4`, m, curT, curI, n)
 	}
 	out := []ConversationRow{}
 	var c ConversationRow
-	if _, err := pgx.ForEachRow(rows, messageRowDest(&c.Last, &c.Unread, &c.LeadID, &c.Name), func() error {
+	dest, finish := messageRowDest(&c.Last, &c.Unread, &c.LeadID, &c.Name)
+	if _, err := pgx.ForEachRow(rows, dest, func() error {
+		finish()
 		out = append(out, c)
 		return nil
 	}); err != nil {
@@ -130,7 +166,9 @@ LIMIT $5`, m, phone, curT, curI, n)
 	}
 	out := []MessageRow{}
 	var r MessageRow
-	if _, err := pgx.ForEachRow(rows, messageRowDest(&r), func() error {
+	dest, finish := messageRowDest(&r)
+	if _, err := pgx.ForEachRow(rows, dest, func() error {
+		finish()
 		out = append(out, r)
 		return nil
 	}); err != nil {

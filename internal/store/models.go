@@ -90,6 +90,21 @@ type Message struct {
 	SentAt      time.Time `bun:"sent_at,notnull"`
 	CreatedAt   time.Time `bun:"created_at,notnull"`
 	UpdatedAt   time.Time `bun:"updated_at,notnull"`
+
+	// The file of a media message (event.Media) and what became of it:
+	// MediaState is nil for messages without a file, else pending, stored
+	// or failed (the media event; never back to pending).
+	MediaID        *string `bun:"media_id"`
+	MediaMIME      *string `bun:"media_mime"`
+	MediaSize      *int64  `bun:"media_size"`
+	MediaFileName  *string `bun:"media_file_name"`
+	MediaSeconds   *int32  `bun:"media_seconds"`
+	MediaWidth     *int32  `bun:"media_width"`
+	MediaHeight    *int32  `bun:"media_height"`
+	MediaRound     bool    `bun:"media_round,notnull"`
+	MediaThumbnail []byte  `bun:"media_thumbnail"`
+	MediaState     *string `bun:"media_state"`
+	MediaError     *string `bun:"media_error"`
 }
 
 // PendingReceipt is a receipt that arrived before its message
@@ -102,6 +117,21 @@ type PendingReceipt struct {
 	WAMessageID string    `bun:"wa_message_id,pk"`
 	Status      string    `bun:"status,notnull"`
 	StatusRank  int16     `bun:"status_rank,notnull"`
+	ReceivedAt  time.Time `bun:"received_at,notnull"`
+}
+
+// PendingMedia is a media event that arrived before its message
+// (whatsapp_pending_media); the persister applies it when the message
+// lands.
+type PendingMedia struct {
+	bun.BaseModel `bun:"table:whatsapp_pending_media"`
+
+	MentoradoID int64     `bun:"mentorado_id,pk"`
+	WAMessageID string    `bun:"wa_message_id,pk"`
+	State       string    `bun:"state,notnull"`
+	StateRank   int16     `bun:"state_rank,notnull"`
+	MediaSize   *int64    `bun:"media_size"`
+	MediaError  *string   `bun:"media_error"`
 	ReceivedAt  time.Time `bun:"received_at,notnull"`
 }
 
@@ -140,4 +170,4 @@ type LIDPhone struct {
 
 // models lists every model, for the schema test.
 var models = []any{(*Mentorado)(nil), (*Device)(nil), (*Lead)(nil), (*Message)(nil),
-	(*PendingReceipt)(nil), (*Contact)(nil), (*LIDPhone)(nil)}
+	(*PendingReceipt)(nil), (*PendingMedia)(nil), (*Contact)(nil), (*LIDPhone)(nil)}

@@ -271,6 +271,9 @@ var messageColumns = []struct{ name, typ string }{
 	{"phone", "text"}, {"lid", "text"}, {"push_name", "text"}, {"direction", "text"}, {"kind", "text"},
 	{"body", "text"}, {"caption", "text"}, {"reply_to_id", "text"}, {"target_id", "text"},
 	{"status", "text"}, {"status_rank", "smallint"}, {"lead_id", "bigint"}, {"sent_at", "timestamptz"},
+	{"media_id", "text"}, {"media_mime", "text"}, {"media_size", "bigint"}, {"media_file_name", "text"},
+	{"media_seconds", "integer"}, {"media_width", "integer"}, {"media_height", "integer"}, {"media_round", "boolean"},
+	{"media_thumbnail", "bytea"}, {"media_state", "text"},
 }
 
 // MessageColumns are the whatsapp_messages columns the persister writes, in
@@ -287,9 +290,9 @@ var MessageColumns = func() []string {
 // MessagesInsertSQL inserts new messages, one array parameter per column
 // of MessageColumns:
 //
-//	INSERT INTO whatsapp_messages AS t (mentorado_id, …, sent_at)
-//	SELECT u.mentorado_id, …, coalesce(u.lead_id, <the lead of u.phone, else of u.lid>), u.sent_at
-//	FROM unnest($1::bigint[], …, $17::timestamptz[]) AS u(mentorado_id, …, sent_at)
+//	INSERT INTO whatsapp_messages AS t (mentorado_id, …, media_state)
+//	SELECT u.mentorado_id, …, coalesce(u.lead_id, <the lead of u.phone, else of u.lid>), …, u.media_state
+//	FROM unnest($1::bigint[], …, $27::text[]) AS u(mentorado_id, …, media_state)
 var MessagesInsertSQL = func() string {
 	var cols, sel, params strings.Builder
 	for i, c := range messageColumns {
@@ -314,7 +317,9 @@ var MessagesInsertSQL = func() string {
 }()
 
 // MessagesUpsertSQL is MessagesInsertSQL for messages that may be stored
-// already: status only moves up, a missing phone or lead is filled.
+// already: status only moves up, a missing phone or lead is filled. The
+// content, media metadata and media_state stay: a redelivered or replayed
+// message never moves its file back to pending.
 var MessagesUpsertSQL = MessagesInsertSQL + `
 ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET
 	status = CASE WHEN excluded.status_rank > t.status_rank THEN excluded.status ELSE t.status END,
@@ -337,12 +342,21 @@ type MessageWrite struct {
 	StatusRank                               int16
 	LeadID                                   *int64
 	SentAt                                   time.Time
+	// Media metadata (all nil for messages without a file); MediaState is
+	// "pending" for a media message.
+	MediaID, MediaMIME, MediaFileName, MediaState *string
+	MediaSize                                     *int64
+	MediaSeconds, MediaWidth, MediaHeight         *int32
+	MediaRound                                    bool
+	MediaThumbnail                                []byte
 }
 
 // Values is w as a COPY row of MessageColumns.
 func (w *MessageWrite) Values() []any {
 	return []any{w.MentoradoID, w.WAMessageID, w.ChatJID, w.SenderJID, w.Phone, w.LID, w.PushName, w.Direction,
-		w.Kind, w.Body, w.Caption, w.ReplyToID, w.TargetID, w.Status, w.StatusRank, w.LeadID, w.SentAt}
+		w.Kind, w.Body, w.Caption, w.ReplyToID, w.TargetID, w.Status, w.StatusRank, w.LeadID, w.SentAt,
+		w.MediaID, w.MediaMIME, w.MediaSize, w.MediaFileName, w.MediaSeconds, w.MediaWidth, w.MediaHeight,
+		w.MediaRound, w.MediaThumbnail, w.MediaState}
 }
 
 // MessageArrays collects MessageWrites as the parallel arrays that
@@ -357,6 +371,11 @@ type MessageArrays struct {
 	ranks                                 []int16
 	leads                                 []*int64
 	sent                                  []time.Time
+	mediaIDs, mimes, fileNames, states    []*string
+	sizes                                 []*int64
+	seconds, widths, heights              []*int32
+	rounds                                []bool
+	thumbs                                [][]byte
 }
 
 // NewMessageArrays returns arrays with room for n messages.
@@ -367,6 +386,9 @@ func NewMessageArrays(n int) *MessageArrays {
 		kinds: make([]string, 0, n), bodies: make([]string, 0, n), captions: make([]string, 0, n),
 		replies: make([]*string, 0, n), targets: make([]*string, 0, n), statuses: make([]string, 0, n),
 		ranks: make([]int16, 0, n), leads: make([]*int64, 0, n), sent: make([]time.Time, 0, n),
+		mediaIDs: make([]*string, 0, n), mimes: make([]*string, 0, n), fileNames: make([]*string, 0, n), states: make([]*string, 0, n),
+		sizes: make([]*int64, 0, n), seconds: make([]*int32, 0, n), widths: make([]*int32, 0, n), heights: make([]*int32, 0, n),
+		rounds: make([]bool, 0, n), thumbs: make([][]byte, 0, n),
 	}
 }
 
@@ -377,6 +399,9 @@ func (a *MessageArrays) Add(w *MessageWrite) {
 	a.kinds, a.bodies, a.captions = append(a.kinds, w.Kind), append(a.bodies, w.Body), append(a.captions, w.Caption)
 	a.replies, a.targets, a.statuses = append(a.replies, w.ReplyToID), append(a.targets, w.TargetID), append(a.statuses, w.Status)
 	a.ranks, a.leads, a.sent = append(a.ranks, w.StatusRank), append(a.leads, w.LeadID), append(a.sent, w.SentAt)
+	a.mediaIDs, a.mimes, a.sizes, a.fileNames = append(a.mediaIDs, w.MediaID), append(a.mimes, w.MediaMIME), append(a.sizes, w.MediaSize), append(a.fileNames, w.MediaFileName)
+	a.seconds, a.widths, a.heights = append(a.seconds, w.MediaSeconds), append(a.widths, w.MediaWidth), append(a.heights, w.MediaHeight)
+	a.rounds, a.thumbs, a.states = append(a.rounds, w.MediaRound), append(a.thumbs, w.MediaThumbnail), append(a.states, w.MediaState)
 }
 
 // Len is the number of messages added.
@@ -385,7 +410,8 @@ func (a *MessageArrays) Len() int { return len(a.ms) }
 // Args are the statement's parameters, in MessageColumns order.
 func (a *MessageArrays) Args() []any {
 	return []any{a.ms, a.ids, a.chats, a.senders, a.phones, a.lids, a.pushes, a.dirs,
-		a.kinds, a.bodies, a.captions, a.replies, a.targets, a.statuses, a.ranks, a.leads, a.sent}
+		a.kinds, a.bodies, a.captions, a.replies, a.targets, a.statuses, a.ranks, a.leads, a.sent,
+		a.mediaIDs, a.mimes, a.sizes, a.fileNames, a.seconds, a.widths, a.heights, a.rounds, a.thumbs, a.states}
 }
 
 // CopyMessages copies rows (MessageWrite.Values) into whatsapp_messages
@@ -459,4 +485,41 @@ r AS (
 )
 UPDATE whatsapp_messages t SET body = '', updated_at = now() FROM r
 WHERE t.mentorado_id = r.mentorado_id AND t.target_id = r.target_id AND t.kind = 'edit' AND t.body <> ''`
+)
+
+// Media events: a media message's file moves from pending (the message
+// row) to stored or failed, by rank only (pending 0, failed 1, stored 2),
+// so a redelivered or replayed event never moves it back, whatever the
+// order. A media event for a message not stored yet waits in
+// whatsapp_pending_media and is applied (and removed) when the message
+// lands. media_size takes the stored size when the event has one;
+// media_error says why a file failed.
+const (
+	mediaRank = `CASE t.media_state WHEN 'stored' THEN 2 WHEN 'failed' THEN 1 ELSE 0 END`
+
+	// Arrays: m, wa id, state, rank, size (nil: keep), error.
+	MediaSQL = `UPDATE whatsapp_messages t SET media_state = u.state, media_size = coalesce(u.size, t.media_size),
+	media_error = u.error, updated_at = now()
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[], $5::bigint[], $6::text[]) AS u(m, id, state, rank, size, error)
+WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id AND t.media_state IS NOT NULL AND u.rank > ` + mediaRank
+
+	PendingMediaSQL = `INSERT INTO whatsapp_pending_media AS p (mentorado_id, wa_message_id, state, state_rank, media_size, media_error)
+SELECT u.m, u.id, u.state, u.rank, u.size, u.error
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[], $5::bigint[], $6::text[]) AS u(m, id, state, rank, size, error)
+WHERE NOT EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id)
+ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET state = excluded.state, state_rank = excluded.state_rank,
+	media_size = excluded.media_size, media_error = excluded.media_error
+WHERE excluded.state_rank > p.state_rank`
+
+	// Arrays: m, wa id of media messages the batch stores.
+	ApplyPendingMediaSQL = `WITH k AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
+d AS (
+	DELETE FROM whatsapp_pending_media p USING k
+	WHERE p.mentorado_id = k.m AND p.wa_message_id = k.id
+	RETURNING p.mentorado_id, p.wa_message_id, p.state, p.state_rank, p.media_size, p.media_error
+)
+UPDATE whatsapp_messages t SET media_state = d.state, media_size = coalesce(d.media_size, t.media_size),
+	media_error = d.media_error, updated_at = now() FROM d
+WHERE t.mentorado_id = d.mentorado_id AND t.wa_message_id = d.wa_message_id AND t.media_state IS NOT NULL
+	AND d.state_rank > ` + mediaRank
 )

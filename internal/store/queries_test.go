@@ -421,7 +421,10 @@ func TestMessageColumnsOneOrder(t *testing.T) {
 	w := store.MessageWrite{MentoradoID: 7, WAMessageID: "id", ChatJID: "chat", SenderJID: "sender", Phone: ptr("5511"),
 		LID: ptr("l@lid"), PushName: "push", Direction: "in", Kind: "text", Body: "body", Caption: "cap",
 		ReplyToID: ptr("r"), TargetID: ptr("t"), Status: "read", StatusRank: 3, LeadID: ptr(int64(9)),
-		SentAt: time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC)}
+		SentAt:  time.Date(2026, 3, 1, 12, 0, 0, 0, time.UTC),
+		MediaID: ptr(strings.Repeat("ab", 32)), MediaMIME: ptr("image/jpeg"), MediaSize: ptr(int64(1234)), MediaFileName: ptr("a.jpg"),
+		MediaSeconds: ptr(int32(3)), MediaWidth: ptr(int32(640)), MediaHeight: ptr(int32(480)), MediaRound: true,
+		MediaThumbnail: []byte{0xff, 0xd8, 0xff}, MediaState: ptr("pending")}
 	vals := w.Values()
 	a := store.NewMessageArrays(1)
 	a.Add(&w)

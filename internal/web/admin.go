@@ -281,6 +281,10 @@ type deleteResponse struct {
 	Session      *sessionResult `json:"session"`
 	EventsPurged bool           `json:"events_purged"`
 	PurgeError   string         `json:"purge_error,omitempty"`
+	// MediaDeleted: the tenant's files are gone from the media store
+	// (MediaError says why not; the files stay until deleted again).
+	MediaDeleted bool   `json:"media_deleted"`
+	MediaError   string `json:"media_error,omitempty"`
 }
 
 // handleDeleteMentorado logs the tenant's WhatsApp session out, removes
@@ -338,6 +342,14 @@ func (s *Server) handleDeleteMentorado(w http.ResponseWriter, r *http.Request) {
 		s.log.Warn().Err(err).Int64("mentorado", id).Msg("purge deleted mentorado's events (purge with an admin credential)")
 	} else {
 		out.EventsPurged = true
+	}
+	if s.media != nil {
+		if err := s.media.DeleteAll(r.Context(), id); err != nil {
+			out.MediaError = err.Error()
+			s.log.Warn().Err(err).Int64("mentorado", id).Msg("delete deleted mentorado's media files")
+		} else {
+			out.MediaDeleted = true
+		}
 	}
 	s.log.Info().Int64("mentorado", id).Str("session", sess.State).Msg("mentorado deleted")
 	writeJSON(w, http.StatusOK, out)

@@ -101,6 +101,7 @@ func TestAdminDeleteMentorado(t *testing.T) {
 		e.insertMessage(m, msgRow{WAID: "W-1", Phone: "5511922220000", Text: "hello", LeadID: &lead})
 		e.insertContact(m, "5511933330000", "Contact")
 		e.publishMessage(m, "ev-1", "stored event")
+		e.expect(e.upload(map[int64]string{a.ID: a.Token, b.ID: b.Token}[m], "f.pdf", "application/pdf", pdfBytes), 201)
 	}
 	e.publishQR(a.ID, "2@qr-of-a", time.Now().Add(time.Minute))
 	sse := e.openSSE(bearerAuth(a.Token), "")
@@ -119,15 +120,19 @@ func TestAdminDeleteMentorado(t *testing.T) {
 
 	var dr deleteResponse
 	e.expect(e.do("DELETE", path+"?confirm="+url.QueryEscape("Ana Maria"), testAdminToken, nil), 200).json(t, &dr)
-	if !dr.Deleted || dr.Session == nil || dr.Session.State != string(event.StatusLoggedOut) || !dr.EventsPurged {
+	if !dr.Deleted || dr.Session == nil || dr.Session.State != string(event.StatusLoggedOut) || !dr.EventsPurged || !dr.MediaDeleted {
 		t.Fatalf("delete answer %+v", dr)
+	}
+	if e.stored(a.ID, sha(pdfBytes)) || !e.stored(b.ID, sha(pdfBytes)) {
+		t.Fatal("the deleted tenant's files stayed, or the other tenant's went")
 	}
 	if subj := fc.Subjects(); len(subj) != 1 || subj[0] != event.CommandSubject(a.ID, event.VerbLogout) {
 		t.Fatalf("commands %v, want one logout of A", subj)
 	}
 	testenv.Eventually(t, 10*time.Second, func() bool { return closed(sse.done) }, "deleted tenant's stream ended")
 	e.expect(e.do("GET", "/v1/whatsapp/status", a.Token, nil), 401)
-	for _, table := range []string{"mentorados WHERE id", "whatsapp_messages WHERE mentorado_id", "leads WHERE mentorado_id", "whatsapp_contacts WHERE mentorado_id"} {
+	for _, table := range []string{"mentorados WHERE id", "whatsapp_messages WHERE mentorado_id", "leads WHERE mentorado_id", "whatsapp_contacts WHERE mentorado_id",
+		"media_objects WHERE mentorado_id"} {
 		var na, nb int
 		if err := e.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM `+table+` = $1`, a.ID).Scan(&na); err != nil {
 			t.Fatal(err)

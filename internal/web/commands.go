@@ -66,6 +66,14 @@ func commandError(ce *event.CommandError) *apiError {
 		ae.Status = http.StatusUnprocessableEntity
 	case event.CodeInvalidPhone, event.CodeTextTooLong, event.CodeBadRequest:
 		ae.Status = http.StatusBadRequest
+	case event.CodeMediaNotFound, event.CodeMessageUnknown:
+		ae.Status = http.StatusNotFound
+	case event.CodeMediaType:
+		ae.Status = http.StatusUnprocessableEntity
+	case event.CodeMediaTooLarge:
+		ae.Status = http.StatusRequestEntityTooLarge
+	case event.CodeNotEditable, event.CodeEditExpired:
+		ae.Status = http.StatusConflict
 	case event.CodeNotOwner, event.CodeUnavailable:
 		ae.Status, ae.RetryAfter = http.StatusServiceUnavailable, 1
 	case event.CodeUnknown: // the mentorado was deleted after authenticating

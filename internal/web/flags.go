@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/zapbus/zapbus/internal/config"
+	"github.com/zapbus/zapbus/internal/media"
 )
 
 // Flags binds the notifier's tunables (timeouts, buffers, limits) to fs,
@@ -26,4 +27,8 @@ func (c *Config) Flags(fs *flag.FlagSet, e *config.Env) {
 	fs.IntVar(&c.ReplayMaxBytes, "replay-max-bytes", integer("ZAPBUS_REPLAY_MAX_BYTES", 512<<10), "bytes a resuming stream pulls at a time (ZAPBUS_REPLAY_MAX_BYTES)")
 	fs.DurationVar(&c.BodyReadTimeout, "body-read-timeout", dur("ZAPBUS_BODY_READ_TIMEOUT", 10*time.Second), "bound on reading a request body (ZAPBUS_BODY_READ_TIMEOUT)")
 	fs.DurationVar(&c.StreamAuthRecheck, "stream-auth-recheck", dur("ZAPBUS_STREAM_AUTH_RECHECK", time.Minute), "how often open streams are checked again (ZAPBUS_STREAM_AUTH_RECHECK)")
+	fs.DurationVar(&c.UploadTimeout, "upload-timeout", dur("ZAPBUS_UPLOAD_TIMEOUT", 5*time.Minute), "bound on reading one POST /v1/media body (ZAPBUS_UPLOAD_TIMEOUT)")
+	// Per-kind file size limits: ZAPBUS_MEDIA_MAX_<KIND>, shared with the
+	// connector (internal/media.LimitsFromEnv).
+	c.MediaLimits = media.LimitsFromEnv(e)
 }

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"mime/multipart"
 	"net/http"
 	"net/url"
 	"strings"
@@ -219,6 +220,26 @@ func TestTenantIDOnlyFromToken(t *testing.T) {
 					t.Fatalf("A linked %d messages to B's lead", linked["linked"])
 				}
 			}
+			// Media and actions on B's message ids: unknown to A.
+			for _, c := range []struct {
+				method, path, pattern string
+				body                  map[string]any
+			}{
+				{"GET", "/v1/messages/B-1/media", "GET /v1/messages/{id}/media", nil},
+				{"GET", "/v1/messages/B-1/thumbnail", "GET /v1/messages/{id}/thumbnail", nil},
+				{"POST", "/v1/messages/B-1/reactions", "POST /v1/messages/{id}/reactions", map[string]any{"emoji": "👍"}},
+				{"PATCH", "/v1/messages/B-1", "PATCH /v1/messages/{id}", map[string]any{"text": "x"}},
+				{"DELETE", "/v1/messages/B-1", "DELETE /v1/messages/{id}", nil},
+			} {
+				call(c.method, c.path, c.body, 404)
+				covered[c.pattern] = true
+			}
+			call("POST", "/v1/conversations/"+shared+"/read", nil, 200)
+			if id := e.uploadAs(f, b.ID, a.Token); !e.stored(a.ID, id) || e.stored(b.ID, id) {
+				t.Fatalf("upload with B's id in the %s is not A's alone", f.name)
+			}
+			covered["POST /v1/media"] = true
+
 			var tr ticketResponse
 			if res := call("POST", "/v1/stream-tickets", nil, 201); ok(res) {
 				res.json(t, &tr)
@@ -324,4 +345,39 @@ func (e *testEnv) wsUntil(t *testing.T, f otherTenantIn, other int64, ticket str
 			return
 		}
 	}
+}
+
+// uploadAs uploads a file as token's mentorado with the other tenant's id
+// in f's field (a form field for the body) and returns its media id.
+func (e *testEnv) uploadAs(f otherTenantIn, other int64, token string) string {
+	e.t.Helper()
+	var buf bytes.Buffer
+	mw := multipart.NewWriter(&buf)
+	if f.body != nil {
+		for k, v := range f.body(other, nil) {
+			_ = mw.WriteField(k, fmt.Sprint(v))
+		}
+	}
+	data := append([]byte("%PDF-1.4\n"), []byte(f.name)...)
+	fw, _ := mw.CreateFormFile("file", "doc.pdf")
+	_, _ = fw.Write(data)
+	_ = mw.Close()
+	u := e.srv.URL + "/v1/media"
+	if f.query != nil {
+		u += "?" + f.query(other).Encode()
+	}
+	req, err := http.NewRequest("POST", u, &buf)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	if f.header != nil {
+		for k, vs := range f.header(other) {
+			req.Header[k] = vs
+		}
+	}
+	req.Header.Set("Content-Type", mw.FormDataContentType())
+	req.Header.Set("Authorization", "Bearer "+token)
+	var up uploadResponse
+	e.expect(e.send(req), 201).json(e.t, &up)
+	return up.MediaID
 }

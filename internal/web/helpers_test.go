@@ -20,6 +20,7 @@ import (
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/testenv"
 )
@@ -27,13 +28,14 @@ import (
 const testAdminToken = "admin-token-for-tests-0123456789"
 
 type testEnv struct {
-	t    testing.TB
-	srv  *httptest.Server
-	s    *Server
-	db   *store.DB
-	bus  *bus.Bus
-	nc   *nats.Conn // a separate connection, the test's own peer
-	logs *testenv.Buffer
+	t     testing.TB
+	srv   *httptest.Server
+	s     *Server
+	db    *store.DB
+	bus   *bus.Bus
+	media *media.ObjectStore // the mentorados' files, in WA_MEDIA
+	nc    *nats.Conn         // a separate connection, the test's own peer
+	logs  *testenv.Buffer
 
 	natsURL string
 	cfg     Config
@@ -73,11 +75,15 @@ func newEnv(t testing.TB, mod ...func(*Config)) *testEnv {
 		t.Fatal(err)
 	}
 	t.Cleanup(peer.Close)
+	ms, err := b.MediaStore(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	cfg := Config{AdminToken: testAdminToken, CommandTimeout: 5 * time.Second, SendTimeout: 5 * time.Second}
 	for _, f := range mod {
 		f(&cfg)
 	}
-	s, err := New(cfg, db, b, log)
+	s, err := New(cfg, db, b, log, WithMedia(ms))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +93,7 @@ func newEnv(t testing.TB, mod ...func(*Config)) *testEnv {
 		srv.CloseClientConnections()
 		srv.Close()
 	})
-	return &testEnv{t: t, srv: srv, s: s, db: db, bus: b, nc: peer, logs: logs, natsURL: ns.ClientURL(), cfg: cfg, log: log}
+	return &testEnv{t: t, srv: srv, s: s, db: db, bus: b, media: ms, nc: peer, logs: logs, natsURL: ns.ClientURL(), cfg: cfg, log: log}
 }
 
 // otherNotifier starts a second notifier on the same Postgres and NATS
@@ -103,7 +109,7 @@ func (e *testEnv) otherNotifier() *testEnv {
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	s, err := New(e.cfg, e.db, b, e.log.With().Str("notifier", "2").Logger())
+	s, err := New(e.cfg, e.db, b, e.log.With().Str("notifier", "2").Logger(), WithMedia(e.media))
 	if err != nil {
 		e.t.Fatal(err)
 	}
@@ -290,6 +296,8 @@ func defaultAnswer(m int64, verb event.Verb, body []byte) event.Reply {
 		return event.Reply{Status: &event.StatusReply{Status: event.StatusLoggedOut, Since: now}}
 	case event.VerbStatus:
 		return event.Reply{Status: &event.StatusReply{Status: event.StatusConnected, Phone: "5511999990000", Since: now}}
+	case event.VerbReact, event.VerbEdit, event.VerbRevoke, event.VerbRead:
+		return event.Reply{}
 	}
 	return event.Reply{Error: event.NewCommandError(event.CodeBadRequest, "unknown verb")}
 }

@@ -85,6 +85,38 @@ func TestTenantIsolation(t *testing.T) {
 	}
 	mark("GET /v1/conversations/{phone}/messages")
 
+	// Media and actions: B's message ids are unknown to A; reading the
+	// shared number marks only A's message.
+	e.insertMedia(b.ID, mediaRow{WAID: "B-IMG", Phone: shared, Kind: "image", MIME: "image/jpeg", MediaID: sha([]byte("B secret file")),
+		State: "stored", Thumb: []byte("B secret thumb")})
+	if _, _, err := e.media.Put(t.Context(), b.ID, strings.NewReader("B secret file"), "image/jpeg", 1<<20); err != nil {
+		t.Fatal(err)
+	}
+	var up uploadResponse
+	e.expect(e.upload(a.Token, "a.jpg", "image/jpeg", jpegBytes), 201).json(t, &up)
+	if !e.stored(a.ID, up.MediaID) || e.stored(b.ID, up.MediaID) {
+		t.Fatal("A's upload is not A's alone")
+	}
+	mark("POST /v1/media")
+	e.expect(call("GET", "/v1/messages/B-IMG/media", nil), 404)
+	mark("GET /v1/messages/{id}/media")
+	e.expect(call("GET", "/v1/messages/B-IMG/thumbnail", nil), 404)
+	mark("GET /v1/messages/{id}/thumbnail")
+	e.expect(call("POST", "/v1/messages/B-1/reactions", map[string]string{"emoji": "👍"}), 404)
+	mark("POST /v1/messages/{id}/reactions")
+	e.expect(call("PATCH", "/v1/messages/B-1", map[string]string{"text": "x"}), 404)
+	mark("PATCH /v1/messages/{id}")
+	e.expect(call("DELETE", "/v1/messages/B-1", nil), 404)
+	mark("DELETE /v1/messages/{id}")
+	e.expect(call("POST", "/v1/messages", map[string]string{"phone": shared, "kind": "image", "media_id": sha([]byte("B secret file"))}), 404)
+	e.expect(call("POST", "/v1/messages", map[string]string{"phone": shared, "text": "x", "reply_to": "B-1"}), 404)
+	var rr readResponse
+	e.expect(call("POST", "/v1/conversations/"+shared+"/read", nil), 200).json(t, &rr)
+	if rr.Marked != 1 {
+		t.Fatalf("A marked %d messages read", rr.Marked)
+	}
+	mark("POST /v1/conversations/{phone}/read")
+
 	var linked map[string]int64
 	e.expect(call("POST", "/v1/messages/link-orphans", nil), 200).json(t, &linked)
 	if linked["linked"] != 0 {
@@ -101,7 +133,7 @@ func TestTenantIsolation(t *testing.T) {
 	_ = e.db.Pool.QueryRow(t.Context(), `SELECT count(*), count(lead_id) FROM whatsapp_messages WHERE mentorado_id = $1`, b.ID).Scan(&bMsgs, &bLinked)
 	_ = e.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM whatsapp_contacts WHERE mentorado_id = $1`, b.ID).Scan(&bContacts)
 	_ = e.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM leads WHERE mentorado_id = $1`, b.ID).Scan(&bLeads)
-	if bMsgs != 2 || bLinked != 0 || bContacts != 1 || bLeads != 1 {
+	if bMsgs != 3 || bLinked != 0 || bContacts != 1 || bLeads != 1 { // B-1, B-2, B-IMG
 		t.Fatalf("B's data changed: messages %d linked %d contacts %d leads %d", bMsgs, bLinked, bContacts, bLeads)
 	}
 
@@ -151,7 +183,7 @@ func TestTenantIsolation(t *testing.T) {
 
 	// Every command went to A's subjects.
 	subjects := fc.Subjects()
-	if len(subjects) != 6 {
+	if len(subjects) != 7 {
 		t.Fatalf("commands %v", subjects)
 	}
 	for _, s := range subjects {

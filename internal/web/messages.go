@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"net/url"
 	"strconv"
 	"time"
 
@@ -16,35 +17,88 @@ import (
 // apiMessage is a message as the API shows it. ID is the WhatsApp message
 // id, unique per mentorado and known as soon as the connector sent it.
 type apiMessage struct {
-	ID        string    `json:"id"`
-	Phone     string    `json:"phone,omitempty"`
-	LID       string    `json:"lid,omitempty"`
-	PushName  string    `json:"push_name,omitempty"`
-	Direction string    `json:"direction"`
-	Kind      string    `json:"kind"`
-	Text      string    `json:"text"`
-	Caption   string    `json:"caption,omitempty"`
-	ReplyToID string    `json:"reply_to_id,omitempty"`
-	TargetID  string    `json:"target_id,omitempty"`
-	Status    string    `json:"status"`
-	Edited    bool      `json:"edited,omitempty"`
-	Revoked   bool      `json:"revoked,omitempty"`
-	LeadID    *int64    `json:"lead_id,omitempty"`
-	SentAt    time.Time `json:"sent_at"`
+	ID        string        `json:"id"`
+	Phone     string        `json:"phone,omitempty"`
+	LID       string        `json:"lid,omitempty"`
+	PushName  string        `json:"push_name,omitempty"`
+	Direction string        `json:"direction"`
+	Kind      string        `json:"kind"`
+	Text      string        `json:"text"`
+	Caption   string        `json:"caption,omitempty"`
+	ReplyToID string        `json:"reply_to_id,omitempty"`
+	TargetID  string        `json:"target_id,omitempty"`
+	Status    string        `json:"status"`
+	Edited    bool          `json:"edited,omitempty"`
+	Revoked   bool          `json:"revoked,omitempty"`
+	LeadID    *int64        `json:"lead_id,omitempty"`
+	SentAt    time.Time     `json:"sent_at"`
+	Media     *apiMedia     `json:"media,omitempty"`
+	Reactions []apiReaction `json:"reactions,omitempty"`
+}
+
+// apiMedia is the file of a media message. URL serves it once State is
+// stored; ThumbnailURL the inline preview, when there is one.
+type apiMedia struct {
+	ID           string `json:"id"`
+	MIME         string `json:"mime"`
+	Size         int64  `json:"size,omitempty"`
+	FileName     string `json:"file_name,omitempty"`
+	Seconds      int32  `json:"seconds,omitempty"`
+	Width        int32  `json:"width,omitempty"`
+	Height       int32  `json:"height,omitempty"`
+	Round        bool   `json:"round,omitempty"`
+	State        string `json:"state"`
+	Error        string `json:"error,omitempty"`
+	URL          string `json:"url"`
+	ThumbnailURL string `json:"thumbnail_url,omitempty"`
+}
+
+// apiReaction is one emoji on a message: how many people's latest
+// reaction it is, and whether the mentorado's is among them.
+type apiReaction struct {
+	Emoji string `json:"emoji"`
+	Count int64  `json:"count"`
+	Mine  bool   `json:"mine,omitempty"`
 }
 
 func fromEventMessage(m *event.Message) apiMessage {
-	return apiMessage{
+	out := apiMessage{
 		ID: m.WAID, Phone: m.Phone, LID: m.LID, PushName: m.PushName, Direction: string(m.Direction),
 		Kind: string(m.Kind), Text: m.Text, Caption: m.Caption, ReplyToID: m.ReplyToID, TargetID: m.TargetID,
 		Status: string(m.Status), SentAt: m.Timestamp.UTC(),
 	}
+	if md := m.Media; md != nil {
+		// A message we sent has its file in the store already.
+		st := event.MediaPending
+		if m.Direction == event.DirectionOut {
+			st = event.MediaStored
+		}
+		out.Media = mediaOf(m.WAID, &store.MediaRow{ID: md.ID, MIME: md.MIME, FileName: md.FileName, Size: md.Size,
+			Seconds: int32(md.Seconds), Width: int32(md.Width), Height: int32(md.Height), Round: md.Round,
+			HasThumbnail: len(md.Thumbnail) > 0, State: string(st)})
+	}
+	return out
+}
+
+func mediaOf(waID string, md *store.MediaRow) *apiMedia {
+	base := "/v1/messages/" + url.PathEscape(waID)
+	out := &apiMedia{ID: md.ID, MIME: md.MIME, Size: md.Size, FileName: md.FileName, Seconds: md.Seconds,
+		Width: md.Width, Height: md.Height, Round: md.Round, State: md.State, Error: md.Error, URL: base + "/media"}
+	if md.HasThumbnail {
+		out.ThumbnailURL = base + "/thumbnail"
+	}
+	return out
 }
 
 type sendRequest struct {
-	Phone    string `json:"phone"`
-	Text     string `json:"text"`
-	ClientID string `json:"client_id,omitempty"`
+	Phone    string     `json:"phone"`
+	Kind     event.Kind `json:"kind,omitempty"`
+	Text     string     `json:"text,omitempty"`
+	MediaID  string     `json:"media_id,omitempty"`
+	Caption  string     `json:"caption,omitempty"`
+	FileName string     `json:"file_name,omitempty"`
+	ReplyTo  string     `json:"reply_to,omitempty"`
+	ClientID string     `json:"client_id,omitempty"`
 }
 
 // handleSend validates, then asks the owning connector to send; the reply
@@ -63,10 +117,23 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 	}
 	// The connector checks the same rules (event.SendRequest.Validate);
 	// checking here answers without a round trip, before anything is sent.
-	cmd := event.SendRequest{ClientID: req.ClientID, Phone: p, Text: req.Text}
+	cmd := event.SendRequest{ClientID: req.ClientID, Phone: p, Kind: req.Kind, Text: req.Text, MediaID: req.MediaID,
+		Caption: req.Caption, FileName: req.FileName, ReplyTo: req.ReplyTo}
 	if ce := cmd.Validate(); ce != nil {
 		s.writeError(w, r, errorf(http.StatusBadRequest, ce.Code, "%s", ce.Message))
 		return
+	}
+	if cmd.Kind.IsMedia() {
+		if err := s.checkSendMedia(r, m, cmd); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+	}
+	if cmd.ReplyTo != "" {
+		if err := s.resolveReply(r, m, &cmd); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	reply, err := s.command(r.Context(), m, event.VerbSend, cmd)
 	if err != nil {
@@ -129,13 +196,42 @@ type conversationsResponse struct {
 	NextCursor    string         `json:"next_cursor,omitempty"`
 }
 
-// fromMessageRow is a stored message as the API shows it.
+// fromMessageRow is a stored message as the API shows it; a revoked
+// message shows no text, caption or file.
 func fromMessageRow(r store.MessageRow) apiMessage {
-	return apiMessage{
+	out := apiMessage{
 		ID: r.WAMessageID, Phone: r.Phone, LID: r.LID, PushName: r.PushName, Direction: r.Direction, Kind: r.Kind,
 		Text: r.Body, Caption: r.Caption, ReplyToID: r.ReplyToID, TargetID: r.TargetID, Status: r.Status,
 		Edited: r.Edited, Revoked: r.Revoked, LeadID: r.LeadID, SentAt: r.SentAt.UTC(),
 	}
+	switch {
+	case r.Revoked:
+		out.Text, out.Caption = "", ""
+	case r.Media != nil:
+		out.Media = mediaOf(r.WAMessageID, r.Media)
+	}
+	return out
+}
+
+// withReactions adds the aggregated reactions of msgs.
+func (s *Server) withReactions(r *http.Request, m int64, msgs []apiMessage) error {
+	if len(msgs) == 0 {
+		return nil
+	}
+	ids := make([]string, len(msgs))
+	for i, x := range msgs {
+		ids[i] = x.ID
+	}
+	rs, err := s.db.Messages().Reactions(r.Context(), m, ids)
+	if err != nil {
+		return err
+	}
+	for i := range msgs {
+		for _, x := range rs[msgs[i].ID] {
+			msgs[i].Reactions = append(msgs[i].Reactions, apiReaction{Emoji: x.Emoji, Count: x.Count, Mine: x.Mine})
+		}
+	}
+	return nil
 }
 
 // parsePage reads ?limit= and the keyset cursor in query parameter param;
@@ -216,6 +312,10 @@ func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		out.Messages = append(out.Messages, fromMessageRow(row))
+	}
+	if err := s.withReactions(r, m, out.Messages); err != nil {
+		s.writeError(w, r, err)
+		return
 	}
 	writeJSON(w, http.StatusOK, out)
 }

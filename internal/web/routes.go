@@ -54,6 +54,15 @@ func (s *Server) routeTable() []route {
 		{"POST", "/v1/messages/link-orphans", tenant(s.handleLinkOrphans)},
 		{"GET", "/v1/conversations", tenant(s.handleConversations)},
 		{"GET", "/v1/conversations/{phone}/messages", tenant(s.handleMessages)},
+		{"POST", "/v1/conversations/{phone}/read", tenant(s.limitSends(s.handleRead))},
+
+		// Media and actions on messages.
+		{"POST", "/v1/media", tenant(s.handleUpload)},
+		{"GET", "/v1/messages/{id}/media", tenant(s.handleMessageMedia)},
+		{"GET", "/v1/messages/{id}/thumbnail", tenant(s.handleThumbnail)},
+		{"POST", "/v1/messages/{id}/reactions", tenant(s.limitSends(s.handleReact))},
+		{"PATCH", "/v1/messages/{id}", tenant(s.limitSends(s.handleEdit))},
+		{"DELETE", "/v1/messages/{id}", tenant(s.limitSends(s.handleRevoke))},
 
 		// Live streams.
 		{"POST", "/v1/stream-tickets", tenant(s.handleStreamTicket)},

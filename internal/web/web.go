@@ -21,6 +21,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/store"
 )
 
@@ -74,6 +75,13 @@ type Config struct {
 	// current tokens in Postgres (default 1 min), the backstop for a missed
 	// revocation message.
 	StreamAuthRecheck time.Duration
+
+	// MediaLimits caps files per kind: sends of a larger file get 413, and
+	// POST /v1/media accepts at most the largest limit (zero: the defaults).
+	MediaLimits media.Limits
+	// UploadTimeout bounds reading one POST /v1/media body (default 5 min);
+	// JSON bodies keep BodyReadTimeout.
+	UploadTimeout time.Duration
 }
 
 // WithDefaults fills zero values.
@@ -129,6 +137,12 @@ func (c Config) WithDefaults() Config {
 	if c.StreamAuthRecheck == 0 {
 		c.StreamAuthRecheck = time.Minute
 	}
+	if c.MediaLimits == (media.Limits{}) {
+		c.MediaLimits = media.DefaultLimits()
+	}
+	if c.UploadTimeout == 0 {
+		c.UploadTimeout = 5 * time.Minute
+	}
 	if len(c.TicketKey) == 0 && c.AdminToken != "" {
 		k := sha256.Sum256([]byte("zapbus stream tickets\x00" + c.AdminToken))
 		c.TicketKey = k[:]
@@ -162,6 +176,8 @@ func (c Config) Validate() error {
 		return errors.New("web: replay batch must be at least 1 and replay max bytes at least 1 KiB")
 	case c.StreamAuthRecheck < time.Second:
 		return errors.New("web: stream auth recheck below one second")
+	case c.UploadTimeout <= 0:
+		return errors.New("web: upload timeout must be positive")
 	}
 	return nil
 }
@@ -171,6 +187,7 @@ type Server struct {
 	cfg     Config
 	db      *store.DB
 	bus     *bus.Bus
+	media   media.Store // nil: the media routes answer 503
 	log     zerolog.Logger
 	mux     *http.ServeMux
 	metrics *metrics
@@ -200,8 +217,16 @@ func (s *Server) RequireReady(check func(context.Context) error) {
 	s.readyChecks = append(s.readyChecks, check)
 }
 
+// Option adds an optional part to a Server.
+type Option func(*Server)
+
+// WithMedia gives the server the media store: uploads, media sends and
+// GET /v1/messages/{id}/media use it, and deleting a mentorado deletes its
+// files. Without it those routes answer 503.
+func WithMedia(st media.Store) Option { return func(s *Server) { s.media = st } }
+
 // New builds a server on an open database and a provisioned bus.
-func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger) (*Server, error) {
+func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger, opts ...Option) (*Server, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -216,6 +241,9 @@ func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger) (*Server, err
 		mux:         http.NewServeMux(),
 		metrics:     newMetrics(),
 		streamsDone: make(chan struct{}),
+	}
+	for _, o := range opts {
+		o(s)
 	}
 	s.sends = newLimiterSet("send", s.cfg.SendRate, s.cfg.SendBurst)
 	s.streamOpens = newLimiterSet("stream open", s.cfg.StreamOpenRate, s.cfg.StreamOpenBurst)

@@ -1,0 +1,220 @@
+package web
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
+	"github.com/zapbus/zapbus/internal/phone"
+	"github.com/zapbus/zapbus/internal/store"
+)
+
+// Actions on stored messages (react, edit, delete for everyone) and read
+// state. The notifier proves the message belongs to the caller (it looks
+// the row up within the mentorado) and fills the command from the row; the
+// connector does the WhatsApp side and publishes the resulting events,
+// which the persister stores like any other.
+
+type reactRequest struct {
+	Emoji    string `json:"emoji"`
+	ClientID string `json:"client_id,omitempty"`
+}
+
+type editRequest struct {
+	Text     string `json:"text"`
+	ClientID string `json:"client_id,omitempty"`
+}
+
+type okResponse struct {
+	OK bool `json:"ok"`
+}
+
+type messageResponse struct {
+	Message apiMessage `json:"message"`
+}
+
+// actionFor is the command body of an action on row.
+func actionFor(row store.MessageRow, clientID string) event.ActionRequest {
+	return event.ActionRequest{ClientID: clientID, MessageID: row.WAMessageID, ChatJID: row.ChatJID,
+		SenderJID: row.SenderJID, FromMe: row.Direction == string(event.DirectionOut), SentAt: row.SentAt.UTC()}
+}
+
+// badCommand is a command the notifier refuses itself, with the status the
+// connector's refusal would have.
+func badCommand(ce *event.CommandError) error { return commandError(ce) }
+
+// handleReact reacts to a message ("" removes the mentorado's reaction).
+func (s *Server) handleReact(w http.ResponseWriter, r *http.Request) {
+	var req reactRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	row, err := s.messageByID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	cmd := actionFor(row, req.ClientID)
+	cmd.Emoji = req.Emoji
+	if ce := cmd.Validate(event.VerbReact); ce != nil {
+		s.writeError(w, r, badCommand(ce))
+		return
+	}
+	if _, err := s.command(r.Context(), mustMentorado(r), event.VerbReact, cmd); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, okResponse{OK: true})
+}
+
+// handleEdit edits one of the mentorado's own text messages within
+// WhatsApp's edit window.
+func (s *Server) handleEdit(w http.ResponseWriter, r *http.Request) {
+	var req editRequest
+	if err := s.decodeJSON(w, r, &req); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	row, err := s.messageByID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	switch {
+	case row.Direction != string(event.DirectionOut) || row.Kind != string(event.KindText) || row.Revoked:
+		s.writeError(w, r, errorf(http.StatusConflict, event.CodeNotEditable, "only text messages you sent (and did not delete) can be edited"))
+		return
+	case time.Since(row.SentAt) > event.EditWindow:
+		s.writeError(w, r, errorf(http.StatusConflict, event.CodeEditExpired, "WhatsApp accepts edits for %s after sending", event.EditWindow))
+		return
+	}
+	cmd := actionFor(row, req.ClientID)
+	cmd.Text = req.Text
+	if ce := cmd.Validate(event.VerbEdit); ce != nil {
+		s.writeError(w, r, badCommand(ce))
+		return
+	}
+	if _, err := s.command(r.Context(), mustMentorado(r), event.VerbEdit, cmd); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	msg := fromMessageRow(row)
+	msg.Text, msg.Edited = req.Text, true
+	writeJSON(w, http.StatusOK, messageResponse{Message: msg})
+}
+
+// handleRevoke deletes a message for everyone: the mentorado's own, or in
+// a group another's (WhatsApp lets only group admins do that; the
+// connector reports its refusal).
+func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
+	row, err := s.messageByID(r)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if row.Direction != string(event.DirectionOut) && !strings.HasSuffix(row.ChatJID, "@g.us") {
+		s.writeError(w, r, errorf(http.StatusConflict, event.CodeNotEditable, "only messages you sent can be deleted for everyone"))
+		return
+	}
+	if row.Revoked {
+		writeJSON(w, http.StatusOK, okResponse{OK: true})
+		return
+	}
+	cmd := actionFor(row, "")
+	if ce := cmd.Validate(event.VerbRevoke); ce != nil {
+		s.writeError(w, r, badCommand(ce))
+		return
+	}
+	if _, err := s.command(r.Context(), mustMentorado(r), event.VerbRevoke, cmd); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, okResponse{OK: true})
+}
+
+// maxReadBatch bounds how many messages one read command names.
+const maxReadBatch = 1000
+
+type readResponse struct {
+	Marked int `json:"marked"`
+}
+
+// handleRead sends read receipts for a conversation's unread inbound
+// messages (one command per chat); the persister zeroes the unread count
+// from the receipt events the connector publishes.
+func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
+	m := mustMentorado(r)
+	p, err := phone.Normalize(r.PathValue("phone"))
+	if err != nil {
+		s.writeError(w, r, errorf(http.StatusBadRequest, event.CodeInvalidPhone, "phone is not a valid phone number"))
+		return
+	}
+	rows, err := s.db.Messages().Unread(r.Context(), m, p, maxReadBatch)
+	if err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	var chats []string
+	byChat := map[string][]event.ReadRef{}
+	for _, u := range rows {
+		if _, ok := byChat[u.ChatJID]; !ok {
+			chats = append(chats, u.ChatJID)
+		}
+		byChat[u.ChatJID] = append(byChat[u.ChatJID], event.ReadRef{ID: u.WAMessageID, SenderJID: u.SenderJID, SentAt: u.SentAt.UTC()})
+	}
+	marked := 0
+	for _, chat := range chats {
+		if _, err := s.command(r.Context(), m, event.VerbRead, event.ReadRequest{ChatJID: chat, Messages: byChat[chat]}); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		marked += len(byChat[chat])
+	}
+	writeJSON(w, http.StatusOK, readResponse{Marked: marked})
+}
+
+// checkSendMedia checks a media send against the stored file: it exists
+// for this mentorado (404 media_not_found), its type fits the kind (422
+// unsupported_media) and its size the kind's limit (413 media_too_large).
+func (s *Server) checkSendMedia(r *http.Request, m int64, cmd event.SendRequest) error {
+	if s.media == nil {
+		return errNoMediaStore
+	}
+	info, err := s.media.Stat(r.Context(), m, cmd.MediaID)
+	if errors.Is(err, media.ErrNotFound) {
+		return errorf(http.StatusNotFound, event.CodeMediaNotFound, "no uploaded file with this media_id; upload it with POST /v1/media")
+	}
+	if err != nil {
+		return fmt.Errorf("stat media: %w", err)
+	}
+	if err := media.CheckKind(cmd.Kind, info.MIME); err != nil {
+		return errorf(http.StatusUnprocessableEntity, event.CodeMediaType, "%s", err)
+	}
+	if lim := s.cfg.MediaLimits.For(cmd.Kind); lim > 0 && info.Size > lim {
+		return errorf(http.StatusRequestEntityTooLarge, event.CodeMediaTooLarge, "a %s may be at most %d bytes; this file has %d", cmd.Kind, lim, info.Size)
+	}
+	return nil
+}
+
+// resolveReply fills the quoted message of a reply from its row, which
+// must be a message of the same conversation (404 message_not_found).
+func (s *Server) resolveReply(r *http.Request, m int64, cmd *event.SendRequest) error {
+	row, err := s.db.Messages().ByWAID(r.Context(), m, cmd.ReplyTo)
+	if errors.Is(err, store.ErrNotFound) || (err == nil && row.Phone != cmd.Phone) {
+		return errorf(http.StatusNotFound, event.CodeMessageUnknown, "reply_to names no message of this conversation")
+	}
+	if err != nil {
+		return err
+	}
+	cmd.ReplyToSender, cmd.ReplyToKind = row.SenderJID, event.Kind(row.Kind)
+	cmd.ReplyToText = row.Body
+	if cmd.ReplyToText == "" {
+		cmd.ReplyToText = row.Caption
+	}
+	return nil
+}
