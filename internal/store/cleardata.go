@@ -15,7 +15,7 @@ type Cleared struct {
 // ClearWhatsAppData deletes mentorado m's WhatsApp data in one transaction
 // under the mentorado's lock (so a persister batch never links to a lead
 // deleted under it): messages, contacts, the leads WhatsApp created, and
-// the persister's private tables (pending receipts, LID mappings), whose
+// the persister's private tables (pending receipts and media events, LID mappings), whose
 // rows would otherwise outlive the messages they describe.
 func (db *DB) ClearWhatsAppData(ctx context.Context, m int64) (Cleared, error) {
 	var out Cleared
@@ -27,6 +27,9 @@ func (db *DB) ClearWhatsAppData(ctx context.Context, m int64) (Cleared, error) {
 		out.Messages = tag.RowsAffected()
 		if _, err := tx.Exec(ctx, `DELETE FROM whatsapp_pending_receipts WHERE mentorado_id = $1`, m); err != nil {
 			return fmt.Errorf("delete pending receipts: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM whatsapp_pending_media WHERE mentorado_id = $1`, m); err != nil {
+			return fmt.Errorf("delete pending media events: %w", err)
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM whatsapp_lid_phones WHERE mentorado_id = $1`, m); err != nil {
 			return fmt.Errorf("delete LID mappings: %w", err)

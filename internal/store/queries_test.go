@@ -348,6 +348,7 @@ func TestClearWhatsAppData(t *testing.T) {
 		seedMessage(t, db, store.MessageWrite{MentoradoID: id, WAMessageID: "x", ChatJID: "c", SenderJID: "s",
 			Direction: "in", Kind: "text", Status: "received", StatusRank: 1, SentAt: time.Now()})
 		exec(t, db, `INSERT INTO whatsapp_pending_receipts (mentorado_id, wa_message_id, status, status_rank) VALUES ($1, 'y', 'read', 3)`, id)
+		exec(t, db, `INSERT INTO whatsapp_pending_media (mentorado_id, wa_message_id, state, state_rank) VALUES ($1, 'y', 'stored', 2)`, id)
 		exec(t, db, `INSERT INTO whatsapp_lid_phones (mentorado_id, lid, phone) VALUES ($1, 'l@lid', '5511')`, id)
 		exec(t, db, `INSERT INTO whatsapp_contacts (mentorado_id, jid) VALUES ($1, 'j')`, id)
 		exec(t, db, `INSERT INTO leads (mentorado_id, phone) VALUES ($1, '5511')`, id)
@@ -358,7 +359,7 @@ func TestClearWhatsAppData(t *testing.T) {
 		t.Fatalf("clear: %+v %v", got, err)
 	}
 	for table, want := range map[string][2]int{
-		"whatsapp_messages": {0, 1}, "whatsapp_pending_receipts": {0, 1}, "whatsapp_lid_phones": {0, 1},
+		"whatsapp_messages": {0, 1}, "whatsapp_pending_receipts": {0, 1}, "whatsapp_pending_media": {0, 1}, "whatsapp_lid_phones": {0, 1},
 		"whatsapp_contacts": {0, 1}, "leads": {1, 2},
 	} {
 		for i, id := range []int64{m, other} {
