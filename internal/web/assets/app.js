@@ -777,6 +777,21 @@ function kindFor(mime) {
 
 const CAPTIONED = ["image", "video", "document"];
 
+// shown puts a message the API accepted in the thread.
+function shown(m, typed) {
+  if (m.phone && m.phone !== state.phone && state.phone === typed) {
+    // A new chat typed by hand: adopt the normalised number.
+    state.phone = m.phone;
+    $("thread-title").textContent = threadTitle();
+  }
+  addToThread(m);
+  scheduleConversations();
+}
+
+// send sends what the send box holds: the attached file (uploaded, then
+// sent with the text as its caption when its kind has one), then the text,
+// quoting the message being answered. What went through leaves the box,
+// so a retry after an error sends only the rest.
 async function send(ev) {
   ev.preventDefault();
   const text = $("send-text").value;
@@ -786,8 +801,6 @@ async function send(ev) {
   showError("send-error", null);
   $("send-button").disabled = true;
   try {
-    const reply = state.replyTo;
-    const sent = [];
     if (file) {
       const fd = new FormData();
       fd.append("file", file, file.name);
@@ -796,35 +809,27 @@ async function send(ev) {
       const body = { phone, kind, media_id: up.media_id, client_id: crypto.randomUUID() };
       if (CAPTIONED.includes(kind) && text.trim()) body.caption = text;
       if (kind === "document") body.file_name = file.name;
-      if (reply) body.reply_to = reply.id;
+      if (state.replyTo) body.reply_to = state.replyTo.id;
       const r = await api("POST", "/v1/messages", body);
       const m = r.message || r;
       m.file = file; // shown from the page's copy, no download needed
       if (!m.media) m.media = { id: up.media_id, mime: up.mime, size: up.size, file_name: body.file_name };
       m.media.state = "stored";
       m.media.url = m.media.url || "/v1/messages/" + encodeURIComponent(m.id) + "/media";
-      sent.push(m);
       setFile(null);
+      setReply(null);
       if (body.caption !== undefined) $("send-text").value = "";
+      shown(m, phone);
     }
     const rest = $("send-text").value;
     if (rest.trim()) {
       const body = { phone, text: rest, client_id: crypto.randomUUID() };
-      if (reply && !file) body.reply_to = reply.id;
+      if (state.replyTo) body.reply_to = state.replyTo.id;
       const r = await api("POST", "/v1/messages", body);
-      sent.push(r.message || r);
       $("send-text").value = "";
+      setReply(null);
+      shown(r.message || r, phone);
     }
-    setReply(null);
-    for (const m of sent) {
-      if (m.phone && m.phone !== state.phone && state.phone === phone) {
-        // A new chat typed by hand: adopt the normalised number.
-        state.phone = m.phone;
-        $("thread-title").textContent = threadTitle();
-      }
-      addToThread(m);
-    }
-    scheduleConversations();
   } catch (e) {
     showError("send-error", e);
   } finally {
