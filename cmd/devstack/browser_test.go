@@ -365,6 +365,17 @@ func dashboardFlow(t *testing.T, s *stack, exe string, r dashboardRun) {
 func mediaFlow(t *testing.T, s *stack, ctx context.Context, m int64, r dashboardRun,
 	step func(string, ...chromedp.Action[chromedp.Void]), waitJS func(string) chromedp.Action[chromedp.Void]) {
 	t.Helper()
+	// Files are shown from blob: URLs (they need the token): the page's CSP
+	// must allow them for <img>, <audio> and <video>.
+	if resp, err := http.Get(s.base + "/"); err == nil {
+		resp.Body.Close()
+		csp := resp.Header.Get("Content-Security-Policy")
+		for _, want := range []string{"img-src 'self' blob:", "media-src 'self' blob:"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("the dashboard's Content-Security-Policy %q lacks %q: its files cannot show", csp, want)
+			}
+		}
+	}
 	sim := fmt.Sprintf("/v1/dev/sim/%d/", m)
 	var img, ptt struct {
 		ID string `json:"id"`
