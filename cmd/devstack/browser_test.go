@@ -48,6 +48,8 @@ type dashboardRun struct {
 	leadPhone      string // the phone the inbound message comes from, E.164 digits
 	leadShown      string // how the page writes leadPhone
 	reply          string
+	// the media part: what the contact sends, what the mentorado answers
+	imageCaption, mediaReply, docCaption string
 	// words the page must show at points of the flow
 	connectLabel, connectedBadge, notConnected, badToken, today string
 	formats                                                     map[string]string // JS expression → expected result
@@ -59,7 +61,7 @@ type dashboardRun struct {
 // English: sign in, see only the actions that fit, see an error in the
 // user's language, see the QR, scan it through the sim endpoint, watch the
 // badge turn connected and the QR go, see an inbound message appear without
-// a reload, and send a reply from the send box.
+// a reload, and send a reply from the send box; then media (mediaFlow).
 //
 // ZAPBUS_SCREENSHOT=docs/dashboard.png go test -run TestDashboardInBrowser ./cmd/devstack
 // refreshes the README's screenshot (the Portuguese run).
@@ -73,6 +75,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		lang: "pt-BR", acceptLanguage: "pt-BR,pt;q=0.9", locale: "pt_BR", timeZone: "America/Sao_Paulo",
 		mentorado: "Ana Mentora", leadPhone: "5511912345678", leadShown: "(11) 91234-5678",
 		reply:        "Oi Bia! Te mando os detalhes.",
+		imageCaption: "Comprovante do Pix", mediaReply: "Recebi, obrigada!", docCaption: "Segue a proposta",
 		connectLabel: "Conectar", connectedBadge: "conectado", today: "hoje ",
 		notConnected: "O WhatsApp não está conectado. Conecte para enviar.",
 		badToken:     "Token recusado — entre de novo.",
@@ -91,6 +94,7 @@ func TestDashboardInBrowser(t *testing.T) {
 		lang: "en", acceptLanguage: "en-US,en;q=0.9", locale: "en_US", timeZone: "America/New_York",
 		mentorado: "Ann Mentor", leadPhone: "5521987654321", leadShown: "(21) 98765-4321",
 		reply:        "Hi Bea! Sending the details.",
+		imageCaption: "Payment receipt", mediaReply: "Got it, thanks!", docCaption: "Here is the proposal",
 		connectLabel: "Connect", connectedBadge: "connected", today: "today ",
 		notConnected: "WhatsApp is not connected. Connect to send.",
 		badToken:     "Token rejected — sign in again.",
@@ -258,7 +262,19 @@ func dashboardFlow(t *testing.T, s *stack, exe string, r dashboardRun) {
 		waitJS(fmt.Sprintf(`%s.includes(%q)`, text("thread-title"), r.leadShown)),
 		waitJS(fmt.Sprintf(`%s.includes(%q)`, text("thread"), r.today)),
 		waitJS(`document.getElementById("thread").getAttribute("aria-live") === "polite"`),
+		// Opening the chat marked it read.
+		waitJS(fmt.Sprintf(`document.querySelector(%q).dataset.unread === "0"`, lead)),
 	)
+	var convs struct {
+		Conversations []struct {
+			Phone  string `json:"phone"`
+			Unread int    `json:"unread"`
+		} `json:"conversations"`
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		s.do("GET", "/v1/conversations", created.Token, nil, &convs)
+		return len(convs.Conversations) == 1 && convs.Conversations[0].Phone == r.leadPhone && convs.Conversations[0].Unread == 0
+	}, "opening the chat did not mark it read: %+v", convs)
 
 	step("send from the send box",
 		waitJS(`!document.getElementById("send-text").disabled`),
@@ -280,6 +296,8 @@ func dashboardFlow(t *testing.T, s *stack, exe string, r dashboardRun) {
 		return len(thread.Messages) == 1 && thread.Messages[0].Text == r.reply && thread.Messages[0].Direction == "out"
 	}, "reply never stored: %+v", thread.Messages)
 
+	mediaFlow(t, s, ctx, created.ID, r, step, waitJS)
+
 	// Every word on the page is in its language: no catalog key shows.
 	keys, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("body *")]
 		.filter((e) => e.children.length === 0 && e.offsetParent !== null)
@@ -291,7 +309,13 @@ func dashboardFlow(t *testing.T, s *stack, exe string, r dashboardRun) {
 
 	if r.screenshot {
 		step("wait for the list to settle",
-			waitJS(fmt.Sprintf(`document.querySelector(%q).textContent.includes(%q)`, lead, r.reply[:10])),
+			waitJS(fmt.Sprintf(`document.querySelector(%q).textContent.includes(%q)`, lead, r.docCaption)),
+			// The whole conversation in the picture: the thread unscrolled, the
+			// photo back to its preview size.
+			js(`document.getElementById("thread").style.maxHeight = "none"; document.querySelectorAll("#thread img.big").forEach((i) => i.classList.remove("big"))`),
+			waitJS(`[...document.querySelectorAll("#thread img")].every((i) => i.complete && i.naturalWidth > 0)`),
+			waitJS(`(() => { const th = document.getElementById("thread"); return th.scrollHeight <= th.clientHeight + 1 && document.querySelector('#thread li[data-kind="document"]') !== null })()`),
+			js(`window.scrollTo(0, 0)`),
 		)
 		png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100)) // quality 100 gives PNG
 		if err != nil {
@@ -331,5 +355,94 @@ func dashboardFlow(t *testing.T, s *stack, exe string, r dashboardRun) {
 	}
 	if len(langs) == 0 || !strings.HasPrefix(langs[0], "en") {
 		t.Errorf("navigator.languages = %v: the switch should have won over English", langs)
+	}
+}
+
+// mediaFlow: the contact sends an image and a voice note, which show and
+// play without a reload; the mentorado replies to the image, reacts to it
+// and sends a document from the send box, and the contact's phone gets the
+// quote, the reaction and the identical bytes.
+func mediaFlow(t *testing.T, s *stack, ctx context.Context, m int64, r dashboardRun,
+	step func(string, ...chromedp.Action[chromedp.Void]), waitJS func(string) chromedp.Action[chromedp.Void]) {
+	t.Helper()
+	// Files are shown from blob: URLs (they need the token): the page's CSP
+	// must allow them for <img>, <audio> and <video>.
+	if resp, err := http.Get(s.base + "/"); err == nil {
+		resp.Body.Close()
+		csp := resp.Header.Get("Content-Security-Policy")
+		for _, want := range []string{"img-src 'self' blob:", "media-src 'self' blob:"} {
+			if !strings.Contains(csp, want) {
+				t.Errorf("the dashboard's Content-Security-Policy %q lacks %q: its files cannot show", csp, want)
+			}
+		}
+	}
+	sim := fmt.Sprintf("/v1/dev/sim/%d/", m)
+	var img, ptt struct {
+		ID string `json:"id"`
+	}
+	if code := s.do("POST", sim+"inbound", s.admin, map[string]any{
+		"phone": r.leadPhone, "kind": "image", "data": testJPEG(t, 320, 240), "thumbnail": testJPEG(t, 32, 24),
+		"caption": r.imageCaption, "width": 320, "height": 240,
+	}, &img); code != http.StatusAccepted {
+		t.Fatalf("inbound image: %d", code)
+	}
+	if code := s.do("POST", sim+"inbound", s.admin, map[string]any{
+		"phone": r.leadPhone, "kind": "ptt", "data": testOggOpus(150), "seconds": 3,
+	}, &ptt); code != http.StatusAccepted {
+		t.Fatalf("inbound voice note: %d", code)
+	}
+	li := func(id string) string { return fmt.Sprintf(`document.querySelector('#thread li[data-id="%s"]')`, id) }
+	step("the image shows, its preview first and the full size on click",
+		waitJS(fmt.Sprintf(`%s !== null && %s.textContent.includes(%q)`, li(img.ID), li(img.ID), r.imageCaption)),
+		waitJS(fmt.Sprintf(`(() => { const i = %s.querySelector(".media img"); return i !== null && i.complete && i.naturalWidth > 0 })()`, li(img.ID))),
+		// the file is stored: the preview button loads the full picture
+		waitJS(fmt.Sprintf(`%s.querySelector(".media").dataset.state === "stored"`, li(img.ID))),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#thread li[data-id="%s"] .media-open`, img.ID))),
+		waitJS(fmt.Sprintf(`(() => { const i = %s.querySelector(".media img"); return i.dataset.full === "true" && i.complete && i.naturalWidth === 320 })()`, li(img.ID))),
+	)
+	step("the voice note plays",
+		waitJS(fmt.Sprintf(`(() => { const l = %s; const a = l && l.querySelector("audio"); return a !== null && a.readyState >= 1 && a.duration > 0 })()`, li(ptt.ID))),
+		waitJS(fmt.Sprintf(`%s.querySelector("audio").getAttribute("aria-label") !== ""`, li(ptt.ID))),
+	)
+
+	step("reply to the image",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#thread li[data-id="%s"] button[data-action="reply"]`, img.ID))),
+		waitJS(`!document.getElementById("reply-bar").hidden`),
+		waitJS(fmt.Sprintf(`document.getElementById("reply-text").textContent.includes(%q)`, r.imageCaption)),
+		chromedp.SendKeys(chromedp.ID("send-text"), r.mediaReply),
+		chromedp.Click(chromedp.ID("send-button")),
+		waitJS(`document.getElementById("reply-bar").hidden`),
+		waitJS(fmt.Sprintf(`[...document.querySelectorAll("#thread li.out")].some((l) => l.textContent.includes(%q) && l.querySelector(".quote") !== null)`, r.mediaReply)),
+	)
+	if got := s.receivedBy(t, m, r.leadPhone, "the reply", func(x simReceivedMsg) bool { return x.Text == r.mediaReply }); got.ReplyTo != img.ID {
+		t.Errorf("the reply reached the phone as %+v, want a quote of %s", got, img.ID)
+	}
+
+	step("react to the image",
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#thread li[data-id="%s"] button[data-action="react"]`, img.ID))),
+		chromedp.Click(chromedp.CSS(fmt.Sprintf(`#thread li[data-id="%s"] .picker button[data-emoji="👍"]`, img.ID))),
+		waitJS(fmt.Sprintf(`%s.querySelector('.reactions .chip.mine[data-emoji="👍"]') !== null`, li(img.ID))),
+	)
+	s.receivedBy(t, m, r.leadPhone, "the reaction", func(x simReceivedMsg) bool {
+		return x.Kind == "reaction" && x.Target == img.ID && x.Emoji == "👍"
+	})
+
+	pdf := testPDF()
+	path := filepath.Join(t.TempDir(), "proposta-2026.pdf")
+	if err := os.WriteFile(path, pdf, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	step("attach a document and send it",
+		chromedp.SetUploadFiles(chromedp.ID("attach-input"), []string{path}),
+		waitJS(`!document.getElementById("attachment").hidden && document.getElementById("attachment-name").textContent.includes("proposta-2026.pdf")`),
+		chromedp.SendKeys(chromedp.ID("send-text"), r.docCaption),
+		chromedp.Click(chromedp.ID("send-button")),
+		waitJS(`document.getElementById("attachment").hidden`),
+		waitJS(fmt.Sprintf(`[...document.querySelectorAll('#thread li.out[data-kind="document"]')].some((l) => l.textContent.includes("proposta-2026.pdf") && l.textContent.includes(%q) && l.querySelector("a.download") !== null)`, r.docCaption)),
+		waitJS(`document.getElementById("send-error").textContent === ""`),
+	)
+	doc := s.receivedBy(t, m, r.leadPhone, "the document", func(x simReceivedMsg) bool { return x.Kind == "document" })
+	if doc.FileName != "proposta-2026.pdf" || doc.MediaSHA256 != sha256Hex(pdf) || doc.Text != r.docCaption {
+		t.Errorf("the phone got %+v, want proposta-2026.pdf with sha256 %s and caption %q", doc, sha256Hex(pdf), r.docCaption)
 	}
 }

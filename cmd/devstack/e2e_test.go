@@ -428,9 +428,13 @@ func TestEndToEndPairingCode(t *testing.T) {
 // whatsmeow driver and has no /v1/dev routes at all.
 func TestSimEndpointsOnlyInSimMode(t *testing.T) {
 	s := startStackArgs(t)
-	for _, path := range []string{"/v1/dev/sim/1/scan", "/v1/dev/sim/1/inbound", "/v1/dev/sim/1/disconnect"} {
+	for _, path := range []string{"/v1/dev/sim/1/scan", "/v1/dev/sim/1/inbound", "/v1/dev/sim/1/disconnect",
+		"/v1/dev/sim/1/react", "/v1/dev/sim/1/edit", "/v1/dev/sim/1/revoke"} {
 		if code := s.do("POST", path, s.admin, map[string]string{}, nil); code != http.StatusNotFound {
 			t.Errorf("POST %s without -sim: %d, want 404", path, code)
 		}
+	}
+	if code := s.do("GET", "/v1/dev/sim/1/received?phone=5511912345678", s.admin, nil, nil); code != http.StatusNotFound {
+		t.Errorf("GET /v1/dev/sim/1/received without -sim: %d, want 404", code)
 	}
 }

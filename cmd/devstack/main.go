@@ -6,8 +6,9 @@
 // With -sim, WhatsApp is simulated at the protocol level: the real whatsmeow
 // client talks to zapbus's fake WhatsApp server (internal/wafake), and
 // /v1/dev/sim/{mentorado}/… endpoints drive the fake phone (scan the QR,
-// receive a message, deliver a receipt, kick the session). Those endpoints
-// do not exist without -sim.
+// receive a message or a file, deliver a receipt, react, edit and delete as
+// the contact, list what the contact received with the sha256 of each file,
+// kick the session). Those endpoints do not exist without -sim.
 //
 // Settings (environment, overridable by flags):
 //
@@ -214,17 +215,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	conn, err := connector.New(connector.Config{}, db, b, factory, log)
+	// One media store for the connector (downloads in, uploads out) and the
+	// notifier (POST /v1/media, GET …/media).
+	ms, err := b.MediaStore(ctx)
+	if err != nil {
+		return fmt.Errorf("media store: %w", err)
+	}
+	conn, err := connector.New(connector.Config{}, db, b, factory, log, connector.WithMedia(ms))
 	if err != nil {
 		return err
 	}
 	pers, err := persister.New(persister.Config{}, db, b, log)
 	if err != nil {
 		return err
-	}
-	ms, err := b.MediaStore(ctx)
-	if err != nil {
-		return fmt.Errorf("media store: %w", err)
 	}
 	srv, err := web.New(s.webConfig(), db, b, log, web.WithMedia(ms))
 	if err != nil {

@@ -42,6 +42,10 @@ func mountSim(srv *web.Server, s *simulator) {
 	route("inbound", s.inbound)
 	route("receipt", s.receipt)
 	route("disconnect", s.disconnect)
+	route("react", s.react)
+	route("edit", s.edit)
+	route("revoke", s.revoke)
+	srv.Mount("GET /v1/dev/sim/{mentorado}/received", s.auth(srv, s.received))
 }
 
 func (s *simulator) auth(srv *web.Server, h func(http.ResponseWriter, *http.Request, int64)) http.Handler {
@@ -153,35 +157,6 @@ func (s *simulator) contactOf(w http.ResponseWriter, r *http.Request, m int64, n
 		return nil, "", false
 	}
 	return s.fake.Contact(from), acct, true
-}
-
-// inbound: {"phone","text","push_name"} — a contact sends the mentorado a text.
-func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
-	var req struct {
-		Phone    string `json:"phone"`
-		Text     string `json:"text"`
-		PushName string `json:"push_name"`
-	}
-	if !s.web.ReadJSON(w, r, &req) {
-		return
-	}
-	if req.Text == "" {
-		web.WriteError(w, http.StatusBadRequest, "bad_request", "text is required")
-		return
-	}
-	c, acct, ok := s.contactOf(w, r, m, req.Phone)
-	if !ok {
-		return
-	}
-	if req.PushName != "" {
-		c.SetPushName(req.PushName)
-	}
-	id, err := c.SendText(r.Context(), acct, req.Text)
-	if err != nil {
-		web.WriteError(w, http.StatusConflict, "send_failed", err.Error())
-		return
-	}
-	web.WriteJSON(w, http.StatusAccepted, map[string]string{"id": id})
 }
 
 // receipt: {"phone","message_id","kind"} — the contact's phone reports a

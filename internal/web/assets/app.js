@@ -14,6 +14,10 @@ const state = {
   convs: [], // conversations as listed, re-rendered when the language changes
   thread: new Map(), // messages of the open thread by id
   errors: {}, // element id → API error shown there, re-translated with the page
+  blobs: new Map(), // media API path → Promise of an object URL, revoked when the thread re-renders
+  replyTo: null, // the message the send box quotes
+  file: null, // the file attached to the send box
+  readTimer: null,
 };
 
 // APIError keeps the stable code of the API's error body: the dashboard
@@ -27,10 +31,15 @@ class APIError extends Error {
   }
 }
 
-async function api(method, path, body) {
+// api calls the API with the token. A FormData body goes as multipart; the
+// answer is JSON, or a Blob when raw is set (a file may itself be JSON) or
+// the answer is not JSON.
+async function api(method, path, body, raw) {
   const headers = { Authorization: "Bearer " + state.token };
   const init = { method, headers };
-  if (body !== undefined) {
+  if (body instanceof FormData) {
+    init.body = body;
+  } else if (body !== undefined) {
     headers["Content-Type"] = "application/json";
     init.body = JSON.stringify(body);
   }
@@ -58,7 +67,7 @@ async function api(method, path, body) {
     }
     throw err;
   }
-  return ct.startsWith("application/json") ? res.json() : res.blob();
+  return ct.startsWith("application/json") && !raw ? res.json() : res.blob();
 }
 
 // showError puts the translated text of err (or nothing) in an error line,
@@ -240,7 +249,7 @@ function conversationItem(c) {
     b.append(time);
   }
   const lm = c.last_message || {};
-  const text = lm.text || t("kind." + (lm.kind || "other"));
+  const text = lm.text || lm.caption || t("kind." + (lm.kind || "other"));
   b.append(el("span", "preview", lm.direction === "out" ? t("chat.you", { text }) : text));
   if (c.unread > 0) {
     const u = el("span", "unread", I18N.number(c.unread));
@@ -274,15 +283,35 @@ function scheduleConversations() {
   state.convTimer2 = setTimeout(loadConversations, 2000);
 }
 
-function messageText(m) {
+// snippet is a short text for a message: a quote, the reply bar.
+function snippet(m) {
+  if (!m) return t("msg.quoteMissing");
   if (m.revoked) return t("msg.deleted");
-  const text = m.text || m.caption || t("kind." + (m.kind || "other"));
+  const s = m.text || m.caption || (m.media && m.media.file_name) || t("kind." + (m.kind || "other"));
+  return s.length > 120 ? s.slice(0, 119) + "…" : s;
+}
+
+function messageText(m, hasMedia) {
+  if (m.revoked) return t("msg.deleted");
+  const text = m.text || m.caption || (hasMedia ? "" : t("kind." + (m.kind || "other")));
+  if (!text) return "";
   return m.edited ? t("msg.edited", { text }) : text;
 }
 
 function messageItem(m) {
-  const li = el("li", m.direction === "out" ? "out" : "in", messageText(m));
+  const li = el("li", m.direction === "out" ? "out" : "in");
   li.dataset.id = m.id;
+  li.dataset.kind = m.kind || "text";
+  if (m.reply_to_id && !m.revoked) {
+    const q = el("blockquote", "quote", snippet(state.thread.get(m.reply_to_id)));
+    q.dataset.replyTo = m.reply_to_id;
+    li.append(q);
+  }
+  const hasMedia = !m.revoked && !!m.media;
+  if (hasMedia) li.append(mediaBlock(m));
+  const text = messageText(m, hasMedia);
+  if (text) li.append(el("span", "body", text));
+  if (!m.revoked && m.reactions && m.reactions.length) li.append(reactionChips(m));
   const meta = el("span", "meta");
   const time = el("time", "", I18N.when(m.sent_at, true));
   time.dateTime = m.sent_at;
@@ -290,7 +319,283 @@ function messageItem(m) {
   meta.append(time);
   if (m.direction === "out" && m.status) meta.append(" · " + t("msgstatus." + m.status));
   li.append(meta);
+  if (!m.revoked) li.append(messageActions(m));
   return li;
+}
+
+// ---- media -----------------------------------------------------------------
+
+// Files need the token, so the page fetches them and shows object URLs;
+// they are revoked when the thread re-renders.
+function releaseBlobs() {
+  for (const p of state.blobs.values()) p.then((u) => URL.revokeObjectURL(u), () => {});
+  state.blobs = new Map();
+}
+
+// blobURL is an object URL for a media path (or for a file this page just
+// sent, which it still has).
+function blobURL(path, file) {
+  let p = state.blobs.get(path);
+  if (!p) {
+    p = file ? Promise.resolve(URL.createObjectURL(file)) : fetchMedia(path).then((b) => URL.createObjectURL(b));
+    state.blobs.set(path, p);
+    p.catch(() => { if (state.blobs.get(path) === p) state.blobs.delete(path); });
+  }
+  return p;
+}
+
+// fetchMedia waits out a file the API has not recorded yet: the live
+// events can reach the page before the persister.
+async function fetchMedia(path) {
+  for (let i = 0; ; i++) {
+    try {
+      return await api("GET", path, undefined, true);
+    } catch (e) {
+      if (e.status !== 404 || i >= 8) throw e;
+      await new Promise((r) => setTimeout(r, 250 * 2 ** Math.min(i, 4)));
+    }
+  }
+}
+
+// liveMedia is the media of a live message event, as the API would list it.
+function liveMedia(d) {
+  if (!d.media) return undefined;
+  const md = { ...d.media, url: "/v1/messages/" + encodeURIComponent(d.wa_id) + "/media" };
+  md.state = d.direction === "out" ? "stored" : "pending";
+  if (md.thumbnail) md.thumbnail_data = "data:image/jpeg;base64," + md.thumbnail;
+  delete md.thumbnail;
+  return md;
+}
+
+// setSrc points a media element at a file once it is fetched; a failure
+// shows on the message.
+function setSrc(node, path, box, file) {
+  blobURL(path, file).then((u) => { node.src = u; }, (e) => {
+    if (e.handled) return;
+    box.append(el("span", "media-state error", mediaError(e)));
+  });
+}
+
+// mediaError is the text for a file the API would not serve.
+function mediaError(e) {
+  switch (e.code) {
+    case "media_not_ready": return t("error.media_not_ready");
+    case "media_failed": return t("error.media_failed");
+    case "no_media": return t("error.no_media");
+    default: return I18N.error(e);
+  }
+}
+
+// mediaLabel names a kind of file, for labels and file-less documents.
+function mediaLabel(kind) {
+  switch (kind) {
+    case "image": return t("media.image");
+    case "sticker": return t("media.sticker");
+    case "video": return t("media.video");
+    case "ptv": return t("media.ptv");
+    case "audio": return t("media.audio");
+    case "ptt": return t("media.ptt");
+    default: return t("media.document");
+  }
+}
+
+function thumbnailOf(md) {
+  return md.thumbnail_data || md.thumbnail_url || "";
+}
+
+function mediaBlock(m) {
+  const md = m.media;
+  const kind = m.kind === "video" && md.round ? "ptv" : m.kind;
+  const box = el("div", "media media-" + kind);
+  const st = md.state || "stored";
+  box.dataset.state = st;
+  const name = md.file_name || mediaLabel(kind);
+  const thumb = thumbnailOf(md);
+  const showThumb = () => {
+    if (!thumb) return;
+    const img = el("img", "thumb");
+    img.alt = t("media.preview");
+    if (md.thumbnail_data) img.src = md.thumbnail_data;
+    else setSrc(img, md.thumbnail_url, box);
+    box.append(img);
+  };
+  if (st !== "stored") {
+    if (kind !== "document") showThumb();
+    if (kind === "document") box.append(el("span", "doc-name", name));
+    if (md.seconds) box.append(el("span", "muted", I18N.duration(md.seconds)));
+    box.append(st === "failed"
+      ? el("span", "media-state error", t("media.failed", { reason: md.error || "?" }))
+      : el("span", "media-state", t("media.pending")));
+    return box;
+  }
+  const file = m.file;
+  switch (kind) {
+    case "image":
+    case "sticker": {
+      const img = el("img", kind === "sticker" ? "sticker" : "picture");
+      img.alt = m.caption || mediaLabel(kind);
+      // Shown at its own proportions while only the preview is there.
+      if (md.width > 0 && md.height > 0) {
+        img.width = Math.min(220, md.width);
+        img.style.aspectRatio = md.width + " / " + md.height;
+      }
+      // A picture shows its preview first; a click loads the full file
+      // (and the message keeps showing it).
+      if (kind === "image" && thumb && !file && !m.fullShown) {
+        const b = el("button", "media-open");
+        b.type = "button";
+        b.setAttribute("aria-label", t("media.openFull"));
+        b.title = t("media.openFull");
+        if (md.thumbnail_data) img.src = md.thumbnail_data;
+        else setSrc(img, md.thumbnail_url, box);
+        b.addEventListener("click", () => {
+          if (img.dataset.full === "true") {
+            img.classList.toggle("big");
+            return;
+          }
+          img.dataset.full = "true";
+          img.classList.add("big");
+          m.fullShown = true;
+          setSrc(img, md.url, box);
+        });
+        b.append(img);
+        box.append(b);
+      } else {
+        img.dataset.full = "true";
+        setSrc(img, md.url, box, file);
+        box.append(img);
+      }
+      break;
+    }
+    case "audio":
+    case "ptt": {
+      const a = document.createElement("audio");
+      a.controls = true;
+      a.preload = "metadata";
+      a.setAttribute("aria-label", mediaLabel(kind));
+      setSrc(a, md.url, box, file);
+      box.append(a);
+      break;
+    }
+    case "video":
+    case "ptv": {
+      const v = document.createElement("video");
+      v.controls = true;
+      v.preload = "metadata";
+      v.playsInline = true;
+      v.setAttribute("aria-label", mediaLabel(kind));
+      if (md.thumbnail_data) v.poster = md.thumbnail_data;
+      setSrc(v, md.url, box, file);
+      box.append(v);
+      break;
+    }
+    default: {
+      box.append(el("span", "doc-icon", t("media.docIcon")), el("span", "doc-name", name));
+      if (md.size) box.append(el("span", "muted", I18N.bytes(md.size)));
+      const a = el("a", "download", t("media.download"));
+      a.href = md.url;
+      a.download = md.file_name || "";
+      a.setAttribute("aria-label", t("media.downloadNamed", { name }));
+      // The file needs the token: fetch it, then let the browser save it.
+      a.addEventListener("click", (ev) => {
+        if (a.dataset.ready === "true") return;
+        ev.preventDefault();
+        blobURL(md.url, file).then((u) => {
+          a.href = u;
+          a.dataset.ready = "true";
+          a.click();
+        }, (e) => showError("send-error", e));
+      });
+      box.append(a);
+    }
+  }
+  return box;
+}
+
+// ---- replies and reactions ---------------------------------------------------
+
+const EMOJIS = ["👍", "❤️", "😂", "😮", "😢", "🙏"];
+
+function reactionChips(m) {
+  const ul = el("ul", "reactions");
+  ul.setAttribute("aria-label", t("react.listLabel"));
+  for (const r of m.reactions) {
+    const li = el("li", r.mine ? "chip mine" : "chip", r.count > 1 ? r.emoji + " " + I18N.number(r.count) : r.emoji);
+    li.dataset.emoji = r.emoji;
+    const params = { emoji: r.emoji, count: I18N.number(r.count) };
+    li.setAttribute("aria-label", r.mine ? t("react.chipMine", params) : t("react.chip", params));
+    ul.append(li);
+  }
+  return ul;
+}
+
+function messageActions(m) {
+  const bar = el("div", "msg-actions");
+  const reply = el("button", "link", t("msg.reply"));
+  reply.type = "button";
+  reply.dataset.action = "reply";
+  reply.setAttribute("aria-label", t("msg.replyTo", { text: snippet(m) }));
+  reply.addEventListener("click", () => { setReply(m); $("send-text").focus(); });
+  const react = el("button", "link", t("msg.react"));
+  react.type = "button";
+  react.dataset.action = "react";
+  react.setAttribute("aria-label", t("msg.reactTo", { text: snippet(m) }));
+  react.setAttribute("aria-expanded", "false");
+  const picker = el("div", "picker");
+  picker.setAttribute("role", "group");
+  picker.setAttribute("aria-label", t("react.pickerLabel"));
+  picker.hidden = true;
+  const mine = (m.reactions || []).find((r) => r.mine);
+  for (const e of EMOJIS) {
+    const b = el("button", mine && mine.emoji === e ? "emoji mine" : "emoji", e);
+    b.type = "button";
+    b.dataset.emoji = e;
+    b.setAttribute("aria-label", t("react.with", { emoji: e }));
+    b.addEventListener("click", () => reactTo(m, e));
+    picker.append(b);
+  }
+  if (mine) {
+    const b = el("button", "link", t("react.remove"));
+    b.type = "button";
+    b.dataset.emoji = "";
+    b.addEventListener("click", () => reactTo(m, ""));
+    picker.append(b);
+  }
+  react.addEventListener("click", () => {
+    picker.hidden = !picker.hidden;
+    react.setAttribute("aria-expanded", String(!picker.hidden));
+    if (!picker.hidden) picker.querySelector("button").focus();
+  });
+  picker.addEventListener("keydown", (ev) => {
+    if (ev.key === "Escape") { picker.hidden = true; react.setAttribute("aria-expanded", "false"); react.focus(); }
+  });
+  bar.append(reply, react, picker);
+  return bar;
+}
+
+async function reactTo(m, emoji) {
+  showError("send-error", null);
+  try {
+    await api("POST", "/v1/messages/" + encodeURIComponent(m.id) + "/reactions", { emoji, client_id: crypto.randomUUID() });
+  } catch (e) {
+    showError("send-error", e);
+    return;
+  }
+  updateMessage(m.id, (x) => applyReaction(x, emoji, true));
+}
+
+// setReply quotes a message above the send box (null: none).
+function setReply(m) {
+  state.replyTo = m || null;
+  $("reply-bar").hidden = !m;
+  $("reply-text").textContent = m ? snippet(m) : "";
+}
+
+// setFile attaches a file to the send box (null: none).
+function setFile(f) {
+  state.file = f || null;
+  $("attachment").hidden = !f;
+  $("attachment-name").textContent = f ? t("attach.named", { name: f.name, size: I18N.bytes(f.size) }) : "";
 }
 
 function threadTitle() {
@@ -305,12 +610,17 @@ function renderThread() {
   // A whole new thread is not news for screen readers: only what arrives
   // after it (addToThread) is announced.
   ol.setAttribute("aria-busy", "true");
+  releaseBlobs();
   ol.replaceChildren(...msgs.map(messageItem));
   ol.removeAttribute("aria-busy");
   ol.scrollTop = ol.scrollHeight;
 }
 
 async function openThread(phone, name) {
+  if (phone !== state.phone) {
+    setReply(null);
+    setFile(null);
+  }
   state.phone = phone;
   state.name = name || "";
   state.thread = new Map();
@@ -318,6 +628,7 @@ async function openThread(phone, name) {
   $("thread-title").classList.remove("muted");
   $("send-text").disabled = false;
   $("send-button").disabled = false;
+  $("attach-button").disabled = false;
   showError("send-error", null);
   for (const b of $("conversations").querySelectorAll("button.conv")) {
     if (b.parentElement.dataset.phone === phone) b.setAttribute("aria-current", "true");
@@ -338,6 +649,25 @@ async function openThread(phone, name) {
   for (const m of state.thread.values()) if (!byId.has(m.id)) byId.set(m.id, m);
   state.thread = byId;
   renderThread();
+  markRead(phone);
+}
+
+// markRead tells WhatsApp the open chat was read (read receipts for its
+// unread inbound messages) and clears its unread count.
+async function markRead(phone) {
+  clearTimeout(state.readTimer);
+  try {
+    await api("POST", "/v1/conversations/" + encodeURIComponent(phone) + "/read");
+  } catch (e) {
+    return;
+  }
+  const c = state.convs.find((x) => x.phone === phone);
+  if (c && c.unread) {
+    c.unread = 0;
+    renderConversations();
+  }
+  // The stored count follows once the persister has the receipts.
+  scheduleConversations();
 }
 
 // remember keeps the last live messages per phone (bounded), for threads
@@ -358,16 +688,69 @@ function replaceInThread(m) {
 // applyToTarget shows an edit or revoke on the message it applies to (the
 // live copy and the stored one may be different objects).
 function applyToTarget(d) {
+  updateMessage(d.target_id, (m) => {
+    if (d.kind === "edit") {
+      m.text = d.text;
+      m.edited = true;
+    } else if (d.kind === "revoke") {
+      m.revoked = true;
+    } else {
+      applyReaction(m, d.text || "", d.direction === "out");
+    }
+  });
+}
+
+// updateMessage changes every copy of a message (the live one and the
+// stored one may be different objects) and re-renders it in the thread.
+function updateMessage(id, fn) {
   const targets = new Set();
-  for (const msgs of state.recent.values()) if (msgs.has(d.target_id)) targets.add(msgs.get(d.target_id));
-  if (state.thread.has(d.target_id)) targets.add(state.thread.get(d.target_id));
-  for (const m of targets) {
-    if (d.kind === "edit") { m.text = d.text; m.edited = true; } else { m.revoked = true; }
+  for (const msgs of state.recent.values()) if (msgs.has(id)) targets.add(msgs.get(id));
+  if (state.thread.has(id)) targets.add(state.thread.get(id));
+  for (const m of targets) fn(m);
+  if (state.thread.has(id)) replaceInThread(state.thread.get(id));
+}
+
+// applyReaction shows a reaction on the aggregated chips the API gives
+// ({emoji, count, mine}). A chat is one-to-one: a reaction replaces the
+// previous one of the same side, ours or the contact's.
+function applyReaction(m, emoji, mine) {
+  const list = (m.reactions || []).map((r) => ({ ...r }));
+  const prev = mine ? list.find((r) => r.mine) : list.find((r) => r.count > (r.mine ? 1 : 0));
+  if (prev) {
+    prev.count--;
+    if (mine) prev.mine = false;
   }
-  if (state.thread.has(d.target_id)) replaceInThread(state.thread.get(d.target_id));
+  if (emoji) {
+    let r = list.find((x) => x.emoji === emoji);
+    if (!r) {
+      r = { emoji, count: 0, mine: false };
+      list.push(r);
+    }
+    r.count++;
+    if (mine) r.mine = true;
+  }
+  m.reactions = list.filter((r) => r.count > 0);
+}
+
+// applyMedia records a media event: the file is stored, or failed for good.
+function applyMedia(d) {
+  updateMessage(d.wa_id, (m) => {
+    const md = m.media || { url: "/v1/messages/" + encodeURIComponent(d.wa_id) + "/media" };
+    m.media = { ...md, state: d.state, error: d.reason || "", mime: d.mime || md.mime, size: d.size || md.size };
+  });
 }
 
 function addToThread(m) {
+  // A later copy of a message (the live event of one we sent, say) keeps
+  // what the page already knows of it: its file, reactions, media state.
+  const old = state.thread.get(m.id) || (state.recent.get(m.phone) || new Map()).get(m.id);
+  if (old) {
+    m = { ...old, ...m, reactions: m.reactions || old.reactions, file: old.file };
+    if (old.media) {
+      const st = old.media.state === "pending" && m.media ? m.media.state : old.media.state;
+      m.media = { ...old.media, ...(m.media || {}), state: st };
+    }
+  }
   remember(m);
   if (!state.phone || m.phone !== state.phone) return;
   const ol = $("thread");
@@ -379,22 +762,74 @@ function addToThread(m) {
   ol.scrollTop = ol.scrollHeight;
 }
 
+// kindFor picks the message kind for an uploaded file from the type the
+// API sniffed: OGG/Opus goes as a voice note, pictures and videos WhatsApp
+// plays inline as such, anything else as a document.
+function kindFor(mime) {
+  const full = (mime || "").toLowerCase();
+  const base = full.split(";")[0].trim();
+  if (base === "audio/ogg" && full.includes("opus")) return "ptt";
+  if (["image/jpeg", "image/png", "image/webp"].includes(base)) return "image";
+  if (["video/mp4", "video/3gpp"].includes(base)) return "video";
+  if (["audio/ogg", "audio/mpeg", "audio/mp4", "audio/aac", "audio/amr", "audio/opus"].includes(base)) return "audio";
+  return "document";
+}
+
+const CAPTIONED = ["image", "video", "document"];
+
+// shown puts a message the API accepted in the thread.
+function shown(m, typed) {
+  if (m.phone && m.phone !== state.phone && state.phone === typed) {
+    // A new chat typed by hand: adopt the normalised number.
+    state.phone = m.phone;
+    $("thread-title").textContent = threadTitle();
+  }
+  addToThread(m);
+  scheduleConversations();
+}
+
+// send sends what the send box holds: the attached file (uploaded, then
+// sent with the text as its caption when its kind has one), then the text,
+// quoting the message being answered. What went through leaves the box,
+// so a retry after an error sends only the rest.
 async function send(ev) {
   ev.preventDefault();
   const text = $("send-text").value;
-  if (!state.phone || !text.trim()) return;
+  const file = state.file;
+  const phone = state.phone;
+  if (!phone || (!text.trim() && !file)) return;
   showError("send-error", null);
   $("send-button").disabled = true;
   try {
-    const m = await api("POST", "/v1/messages", { phone: state.phone, text, client_id: crypto.randomUUID() });
-    $("send-text").value = "";
-    if (m.phone && m.phone !== state.phone) {
-      // A new chat typed by hand: adopt the normalised number.
-      state.phone = m.phone;
-      $("thread-title").textContent = threadTitle();
+    if (file) {
+      const fd = new FormData();
+      fd.append("file", file, file.name);
+      const up = await api("POST", "/v1/media", fd);
+      const kind = kindFor(up.mime);
+      const body = { phone, kind, media_id: up.media_id, client_id: crypto.randomUUID() };
+      if (CAPTIONED.includes(kind) && text.trim()) body.caption = text;
+      if (kind === "document") body.file_name = file.name;
+      if (state.replyTo) body.reply_to = state.replyTo.id;
+      const r = await api("POST", "/v1/messages", body);
+      const m = r.message || r;
+      m.file = file; // shown from the page's copy, no download needed
+      if (!m.media) m.media = { id: up.media_id, mime: up.mime, size: up.size, file_name: body.file_name };
+      m.media.state = "stored";
+      m.media.url = m.media.url || "/v1/messages/" + encodeURIComponent(m.id) + "/media";
+      setFile(null);
+      setReply(null);
+      if (body.caption !== undefined) $("send-text").value = "";
+      shown(m, phone);
     }
-    addToThread(m);
-    scheduleConversations();
+    const rest = $("send-text").value;
+    if (rest.trim()) {
+      const body = { phone, text: rest, client_id: crypto.randomUUID() };
+      if (state.replyTo) body.reply_to = state.replyTo.id;
+      const r = await api("POST", "/v1/messages", body);
+      $("send-text").value = "";
+      setReply(null);
+      shown(r.message || r, phone);
+    }
   } catch (e) {
     showError("send-error", e);
   } finally {
@@ -438,13 +873,25 @@ async function openStream() {
     track(ev);
     const env = JSON.parse(ev.data);
     const d = env.data;
-    if (d.kind === "edit" || d.kind === "revoke") {
+    if (d.kind === "edit" || d.kind === "revoke" || d.kind === "reaction") {
       applyToTarget(d);
-    } else if (d.kind !== "reaction") {
-      addToThread({ id: d.wa_id, phone: d.phone, direction: d.direction, kind: d.kind, text: d.text, caption: d.caption, status: d.status, sent_at: d.timestamp });
+    } else {
+      addToThread({
+        id: d.wa_id, phone: d.phone, direction: d.direction, kind: d.kind, text: d.text, caption: d.caption,
+        reply_to_id: d.reply_to_id, status: d.status, sent_at: d.timestamp, media: liveMedia(d),
+      });
       upsertConversation(d);
+      if (d.direction === "in" && d.phone === state.phone && document.visibilityState === "visible") {
+        clearTimeout(state.readTimer);
+        state.readTimer = setTimeout(() => markRead(d.phone), 500);
+      }
     }
     scheduleConversations();
+  });
+  // A media message's file was stored (or failed for good): show it.
+  es.addEventListener("media", (ev) => {
+    track(ev);
+    applyMedia(JSON.parse(ev.data).data);
   });
   es.addEventListener("receipt", (ev) => {
     track(ev);
@@ -481,6 +928,8 @@ function relabel() {
     renderThread();
   }
   for (const [id, err] of Object.entries(state.errors)) if (err) $(id).textContent = I18N.error(err);
+  setReply(state.replyTo);
+  setFile(state.file);
 }
 
 // ---- wiring ---------------------------------------------------------------
@@ -520,8 +969,17 @@ document.addEventListener("DOMContentLoaded", async () => {
     $("send-text").focus();
   });
   $("send-form").addEventListener("submit", send);
+  $("attach-button").addEventListener("click", () => $("attach-input").click());
+  $("attach-input").addEventListener("change", () => {
+    const f = $("attach-input").files[0];
+    $("attach-input").value = "";
+    if (f) setFile(f);
+  });
+  $("attachment-remove").addEventListener("click", () => setFile(null));
+  $("reply-cancel").addEventListener("click", () => setReply(null));
   $("send-text").addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && !ev.shiftKey) send(ev);
+    if (ev.key === "Escape") setReply(null);
   });
   if (state.token) signIn(state.token);
   else showApp(false);

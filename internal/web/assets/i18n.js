@@ -92,6 +92,14 @@ const I18N = (() => {
     return new Intl.NumberFormat(locale(), { style: "unit", unit: units[i], unitDisplay: "short", maximumFractionDigits: i === 0 ? 0 : 1 }).format(n);
   }
 
+  // duration formats seconds as a clock, "0:04", "1:02:03".
+  function duration(sec) {
+    const n = Math.max(0, Math.round(Number(sec) || 0));
+    const h = Math.floor(n / 3600), m = Math.floor((n % 3600) / 60), s = n % 60;
+    const two = (x) => String(x).padStart(2, "0");
+    return h ? h + ":" + two(m) + ":" + two(s) : m + ":" + two(s);
+  }
+
   // daysBetween counts calendar days in the browser's time zone (rounding
   // absorbs a daylight-saving hour).
   function daysBetween(a, b) {
@@ -165,6 +173,6 @@ const I18N = (() => {
     LANGS, ready, t, apply, setLang,
     get lang() { return lang; },
     onChange(fn) { listeners.push(fn); },
-    number, bytes, when, full, phone, error,
+    number, bytes, duration, when, full, phone, error,
   };
 })();
