@@ -158,6 +158,19 @@ func TestUploadMedia(t *testing.T) {
 		t.Fatal("a truncated upload was stored")
 	}
 	e.expect(e.upload("", "foto.jpg", "image/jpeg", jpegBytes), 401)
+
+	// Storage accounting per tenant on /metrics: Ana's three files (the
+	// jpeg once), nothing for Bia.
+	want := float64(len(jpegBytes) + len(opusBytes) + len(pdfBytes))
+	if got := e.s.metricValue("zapbus_media_stored_bytes", fmt.Sprint(a.ID)); got != want {
+		t.Fatalf("stored bytes for %d: %v, want %v", a.ID, got, want)
+	}
+	if got := e.s.metricValue("zapbus_media_stored_files", fmt.Sprint(a.ID)); got != 3 {
+		t.Fatalf("stored files for %d: %v", a.ID, got)
+	}
+	if got := e.s.metricValue("zapbus_media_stored_files", fmt.Sprint(b.ID)); got != 0 {
+		t.Fatalf("stored files for %d: %v", b.ID, got)
+	}
 }
 
 func TestSendMediaAndReply(t *testing.T) {

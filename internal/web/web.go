@@ -245,6 +245,11 @@ func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger, opts ...Optio
 	for _, o := range opts {
 		o(s)
 	}
+	if s.media != nil {
+		// Per-tenant storage accounting (zapbus_media_stored_bytes and
+		// _files), read from the media_objects ledger on each scrape.
+		s.metrics.reg.MustRegister(media.NewUsageCollector(db.MediaObjects().Usage))
+	}
 	s.sends = newLimiterSet("send", s.cfg.SendRate, s.cfg.SendBurst)
 	s.streamOpens = newLimiterSet("stream open", s.cfg.StreamOpenRate, s.cfg.StreamOpenBurst)
 	s.patterns = make(map[string]bool)
