@@ -125,7 +125,14 @@ func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, okResponse{OK: true})
 		return
 	}
-	cmd := actionFor(row, "")
+	// A message is deleted once: its id is the idempotency key, so a
+	// retried DELETE (before the persister marks the row revoked) replays
+	// the first revoke instead of sending another.
+	clientID := row.WAMessageID
+	if event.CheckClientID(clientID) != nil {
+		clientID = ""
+	}
+	cmd := actionFor(row, clientID)
 	if ce := cmd.Validate(event.VerbRevoke); ce != nil {
 		s.writeError(w, r, badCommand(ce))
 		return

@@ -96,7 +96,7 @@ func TestMessageActions(t *testing.T) {
 
 	// Delete for everyone.
 	call("DELETE", "/v1/messages/OUT-OLD", nil, 200, "")
-	if req := last(event.VerbRevoke); req.MessageID != "OUT-OLD" || !req.FromMe {
+	if req := last(event.VerbRevoke); req.MessageID != "OUT-OLD" || !req.FromMe || req.ClientID != "OUT-OLD" {
 		t.Fatalf("revoke command %+v", req)
 	}
 	call("DELETE", "/v1/messages/IN1", nil, 409, event.CodeNotEditable)
