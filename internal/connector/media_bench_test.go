@@ -21,7 +21,8 @@ import (
 // verifies the file, stores it in the WA_MEDIA object store, records it in
 // the ledger and publishes the media event. The baseline, in the same run,
 // is raw JetStream object-store puts of the same bytes (nats.go's
-// ObjectStore.PutBytes into a bucket of the same server). Both sides run on
+// ObjectStore.PutBytes into a bucket of the same server), and text messages
+// through the same session (the inbound path without a file). Both sides run on
 // this machine's cores, the fake phone included, so the ratio is what to
 // compare across runs.
 //
@@ -62,6 +63,26 @@ func benchInboundImage(b *testing.B, size int) {
 	}
 	rawRate := float64(b.N) / time.Since(start).Seconds()
 
+	// Second baseline: text messages through the same session (the
+	// inbound path without a file: decrypt, publish, ack).
+	waitFor := func(name, label string, n int) {
+		deadline := time.Now().Add(time.Duration(n)*time.Second + time.Minute)
+		for counterSum(b, a.c, name, label) < float64(n) {
+			if time.Now().After(deadline) {
+				b.Fatalf("%s{%s}: %v of %d", name, label, counterSum(b, a.c, name, label), n)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	start = time.Now()
+	for i := range b.N {
+		if _, err := contact.SendText(ctx, me, fmt.Sprintf("texto %d", i)); err != nil {
+			b.Fatal(err)
+		}
+	}
+	waitFor("zapbus_connector_events_published_total", "message", b.N)
+	textRate := float64(b.N) / time.Since(start).Seconds()
+
 	b.ResetTimer()
 	start = time.Now()
 	for _, d := range data {
@@ -69,13 +90,10 @@ func benchInboundImage(b *testing.B, size int) {
 			b.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(time.Duration(b.N)*time.Second + time.Minute)
-	for counterSum(b, a.c, "zapbus_connector_media_downloads_total", "stored") < float64(b.N) {
-		if time.Now().After(deadline) {
-			b.Fatalf("%v of %d images stored", counterSum(b, a.c, "zapbus_connector_media_downloads_total", "stored"), b.N)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	sent := time.Since(start)
+	waitFor("zapbus_connector_events_published_total", "message", 2*b.N)
+	published := time.Since(start)
+	waitFor("zapbus_connector_media_downloads_total", "stored", b.N)
 	elapsed := time.Since(start)
 	b.StopTimer()
 
@@ -88,5 +106,13 @@ func benchInboundImage(b *testing.B, size int) {
 	b.ReportMetric(rate, "images/s")
 	b.ReportMetric(rawRate, "raw_puts/s")
 	b.ReportMetric(rate/rawRate, "ratio")
+	b.ReportMetric(textRate, "texts/s")
+	// The image messages' events alone (decrypt, publish, queue the
+	// download, ack): when images/s follows it, downloads keep up.
+	b.ReportMetric(float64(b.N)/published.Seconds(), "image_events/s")
+	b.ReportMetric(rate/textRate, "vs_text")
 	b.ReportMetric(rate*float64(size)/(1<<20), "MiB/s")
+	// How fast the fake phone alone put the images on the wire: when this
+	// is close to images/s, the phone is the bottleneck, not zapbus.
+	b.ReportMetric(float64(b.N)/sent.Seconds(), "phone_sends/s")
 }
