@@ -9,7 +9,6 @@ import (
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/media"
-	"github.com/zapbus/zapbus/internal/phone"
 	"github.com/zapbus/zapbus/internal/store"
 )
 
@@ -43,105 +42,95 @@ func actionFor(row store.MessageRow, clientID string) event.ActionRequest {
 		SenderJID: row.SenderJID, FromMe: row.Direction == string(event.DirectionOut), SentAt: row.SentAt.UTC()}
 }
 
-// badCommand is a command the notifier refuses itself, with the status the
-// connector's refusal would have.
-func badCommand(ce *event.CommandError) error { return commandError(ce) }
+// errAlreadyDone, from an action's fill, answers 200 without a command:
+// the row shows the action happened already (a repeated DELETE).
+var errAlreadyDone = errors.New("already done")
 
-// handleReact reacts to a message ("" removes the mentorado's reaction).
-func (s *Server) handleReact(w http.ResponseWriter, r *http.Request) {
-	var req reactRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
+// act sends an action command on the message named by the path: body (nil
+// for none) is decoded, the row looked up within the mentorado, and fill
+// completes the command from the row and body or refuses it. An edit
+// answers with the message as edited, the others with {"ok":true}.
+func (s *Server) act(w http.ResponseWriter, r *http.Request, verb event.Verb, body any, fill func(store.MessageRow, *event.ActionRequest) error) {
+	if body != nil {
+		if err := s.decodeJSON(w, r, body); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
 	}
 	row, err := s.messageByID(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	cmd := actionFor(row, req.ClientID)
-	cmd.Emoji = req.Emoji
-	if ce := cmd.Validate(event.VerbReact); ce != nil {
-		s.writeError(w, r, badCommand(ce))
+	cmd := actionFor(row, "")
+	if err := fill(row, &cmd); errors.Is(err, errAlreadyDone) {
+		writeJSON(w, http.StatusOK, okResponse{OK: true})
 		return
-	}
-	if _, err := s.command(r.Context(), mustMentorado(r), event.VerbReact, cmd); err != nil {
+	} else if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
+	if ce := cmd.Validate(verb); ce != nil {
+		s.writeError(w, r, commandError(ce))
+		return
+	}
+	if _, err := s.command(r.Context(), mustMentorado(r), verb, cmd); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
+	if verb == event.VerbEdit {
+		msg := fromMessageRow(row)
+		msg.Text, msg.Edited = cmd.Text, true
+		writeJSON(w, http.StatusOK, messageResponse{Message: msg})
+		return
+	}
 	writeJSON(w, http.StatusOK, okResponse{OK: true})
+}
+
+// handleReact reacts to a message ("" removes the mentorado's reaction).
+func (s *Server) handleReact(w http.ResponseWriter, r *http.Request) {
+	var req reactRequest
+	s.act(w, r, event.VerbReact, &req, func(_ store.MessageRow, cmd *event.ActionRequest) error {
+		cmd.ClientID, cmd.Emoji = req.ClientID, req.Emoji
+		return nil
+	})
 }
 
 // handleEdit edits one of the mentorado's own text messages within
 // WhatsApp's edit window.
 func (s *Server) handleEdit(w http.ResponseWriter, r *http.Request) {
 	var req editRequest
-	if err := s.decodeJSON(w, r, &req); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	row, err := s.messageByID(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	switch {
-	case row.Direction != string(event.DirectionOut) || row.Kind != string(event.KindText) || row.Revoked:
-		s.writeError(w, r, errorf(http.StatusConflict, event.CodeNotEditable, "only text messages you sent (and did not delete) can be edited"))
-		return
-	case time.Since(row.SentAt) > event.EditWindow:
-		s.writeError(w, r, errorf(http.StatusConflict, event.CodeEditExpired, "WhatsApp accepts edits for %s after sending", event.EditWindow))
-		return
-	}
-	cmd := actionFor(row, req.ClientID)
-	cmd.Text = req.Text
-	if ce := cmd.Validate(event.VerbEdit); ce != nil {
-		s.writeError(w, r, badCommand(ce))
-		return
-	}
-	if _, err := s.command(r.Context(), mustMentorado(r), event.VerbEdit, cmd); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	msg := fromMessageRow(row)
-	msg.Text, msg.Edited = req.Text, true
-	writeJSON(w, http.StatusOK, messageResponse{Message: msg})
+	s.act(w, r, event.VerbEdit, &req, func(row store.MessageRow, cmd *event.ActionRequest) error {
+		switch {
+		case row.Direction != string(event.DirectionOut) || row.Kind != string(event.KindText) || row.Revoked:
+			return errorf(http.StatusConflict, event.CodeNotEditable, "only text messages you sent (and did not delete) can be edited")
+		case time.Since(row.SentAt) > event.EditWindow:
+			return errorf(http.StatusConflict, event.CodeEditExpired, "WhatsApp accepts edits for %s after sending", event.EditWindow)
+		}
+		cmd.ClientID, cmd.Text = req.ClientID, req.Text
+		return nil
+	})
 }
 
 // handleRevoke deletes a message for everyone: the mentorado's own, or in
 // a group another's (WhatsApp lets only group admins do that; the
 // connector reports its refusal).
 func (s *Server) handleRevoke(w http.ResponseWriter, r *http.Request) {
-	row, err := s.messageByID(r)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	if row.Direction != string(event.DirectionOut) && !strings.HasSuffix(row.ChatJID, "@g.us") {
-		s.writeError(w, r, errorf(http.StatusConflict, event.CodeNotEditable, "only messages you sent can be deleted for everyone"))
-		return
-	}
-	if row.Revoked {
-		writeJSON(w, http.StatusOK, okResponse{OK: true})
-		return
-	}
-	// A message is deleted once: its id is the idempotency key, so a
-	// retried DELETE (before the persister marks the row revoked) replays
-	// the first revoke instead of sending another.
-	clientID := row.WAMessageID
-	if event.CheckClientID(clientID) != nil {
-		clientID = ""
-	}
-	cmd := actionFor(row, clientID)
-	if ce := cmd.Validate(event.VerbRevoke); ce != nil {
-		s.writeError(w, r, badCommand(ce))
-		return
-	}
-	if _, err := s.command(r.Context(), mustMentorado(r), event.VerbRevoke, cmd); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, okResponse{OK: true})
+	s.act(w, r, event.VerbRevoke, nil, func(row store.MessageRow, cmd *event.ActionRequest) error {
+		if row.Direction != string(event.DirectionOut) && !strings.HasSuffix(row.ChatJID, "@g.us") {
+			return errorf(http.StatusConflict, event.CodeNotEditable, "only messages you sent can be deleted for everyone")
+		}
+		if row.Revoked {
+			return errAlreadyDone
+		}
+		// A message is deleted once: its id is the idempotency key, so a
+		// retried DELETE (before the persister marks the row revoked)
+		// replays the first revoke instead of sending another.
+		if event.CheckClientID(row.WAMessageID) == nil {
+			cmd.ClientID = row.WAMessageID
+		}
+		return nil
+	})
 }
 
 // maxReadBatch bounds how many messages one read command names.
@@ -156,9 +145,9 @@ type readResponse struct {
 // from the receipt events the connector publishes.
 func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
 	m := mustMentorado(r)
-	p, err := phone.Normalize(r.PathValue("phone"))
+	p, err := pathPhone(r)
 	if err != nil {
-		s.writeError(w, r, errorf(http.StatusBadRequest, event.CodeInvalidPhone, "phone is not a valid phone number"))
+		s.writeError(w, r, err)
 		return
 	}
 	rows, err := s.db.Messages().Unread(r.Context(), m, p, maxReadBatch)

@@ -135,6 +135,19 @@ func TestMessageActions(t *testing.T) {
 
 // TestReactionsAndUnreadInThread: reactions show aggregated on their
 // message; revoked messages do not count as unread.
+// A message already deleted is answered 200 without another command.
+func TestDeleteDeletedMessage(t *testing.T) {
+	e := newEnv(t)
+	a := e.createMentorado("Ana")
+	fc := e.fakeConnector(defaultAnswer)
+	e.insertMedia(a.ID, mediaRow{WAID: "OUT-GONE", Phone: "5511988887777", Kind: "image", Direction: "out", MIME: "image/jpeg",
+		State: "stored", MediaID: sha(jpegBytes), Revoked: true})
+	e.expect(e.do("DELETE", "/v1/messages/OUT-GONE", a.Token, nil), 200)
+	if n := len(fc.Subjects()); n != 0 {
+		t.Fatalf("a deleted message was deleted again: %v", fc.Subjects())
+	}
+}
+
 func TestReactionsAndUnreadInThread(t *testing.T) {
 	e := newEnv(t)
 	a := e.createMentorado("Ana")

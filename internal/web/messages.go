@@ -280,6 +280,16 @@ func (s *Server) handleConversations(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
+// pathPhone is the conversation's number from the {phone} path value,
+// normalised (400 invalid_phone otherwise).
+func pathPhone(r *http.Request) (string, error) {
+	p, err := phone.Normalize(r.PathValue("phone"))
+	if err != nil {
+		return "", errorf(http.StatusBadRequest, event.CodeInvalidPhone, "phone is not a valid phone number")
+	}
+	return p, nil
+}
+
 type messagesResponse struct {
 	Messages   []apiMessage `json:"messages"`
 	NextCursor string       `json:"next_cursor,omitempty"`
@@ -289,9 +299,9 @@ type messagesResponse struct {
 // ?before= for the next page.
 func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
 	m := mustMentorado(r)
-	p, err := phone.Normalize(r.PathValue("phone"))
+	p, err := pathPhone(r)
 	if err != nil {
-		s.writeError(w, r, errorf(http.StatusBadRequest, event.CodeInvalidPhone, "phone is not a valid phone number"))
+		s.writeError(w, r, err)
 		return
 	}
 	limit, after, err := parsePage(r, "before")
