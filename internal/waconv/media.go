@@ -168,18 +168,8 @@ func DownloadOf(evt any) (*Download, bool) {
 		return nil, false
 	}
 	info := &e.Info
-	if skipChat(info.Chat) || e.NewsletterMeta != nil {
-		return nil, false
-	}
-	raw := e.Message
-	if raw == nil {
-		raw = e.RawMessage
-	}
-	m := unwrap(raw)
-	if m == nil {
-		return nil, false
-	}
-	if _, ok := classify(m); !ok {
+	m, _, ok := recorded(e)
+	if !ok {
 		return nil, false
 	}
 	part, kind := mediaPart(m)

@@ -25,14 +25,7 @@ const maxCaptionRunes = 4096
 // messages that have one.
 func (c *Converter) message(ctx context.Context, evt *events.Message) ([]event.Envelope, error) {
 	info := &evt.Info
-	if skipChat(info.Chat) || evt.NewsletterMeta != nil {
-		return nil, nil
-	}
-	raw := evt.Message
-	if raw == nil {
-		raw = evt.RawMessage
-	}
-	content, ok := classify(unwrap(raw))
+	_, content, ok := recorded(evt)
 	if !ok {
 		return nil, nil
 	}
@@ -90,6 +83,24 @@ func (c *Converter) message(ctx context.Context, evt *events.Message) ([]event.E
 		return nil, err
 	}
 	return append(out, cenv), nil
+}
+
+// recorded returns the unwrapped body of a message zapbus records and what
+// it keeps of it; false for messages it does not (chats it skips,
+// newsletters, protocol and key-distribution-only messages). The message
+// event and its download (DownloadOf) both start here, so a message is
+// queued for download exactly when its event carries media.
+func recorded(evt *events.Message) (*waE2E.Message, content, bool) {
+	if skipChat(evt.Info.Chat) || evt.NewsletterMeta != nil {
+		return nil, content{}, false
+	}
+	raw := evt.Message
+	if raw == nil {
+		raw = evt.RawMessage
+	}
+	m := unwrap(raw)
+	c, ok := classify(m)
+	return m, c, ok
 }
 
 // maxDataBytes leaves room for the envelope around the payload within
