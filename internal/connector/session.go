@@ -572,21 +572,9 @@ func (s *session) stop(ctx context.Context, reason string) {
 	}
 	// A Connect that was in flight may finish after the disconnect above:
 	// wait for it and disconnect again, so no socket outlives the lease.
-	done := make(chan struct{})
-	go func() { s.connWG.Wait(); close(done) }()
-	select {
-	case <-done:
-	case <-ctx.Done():
-		s.log.Warn().Msg("stop: connect still in flight at deadline")
-	}
+	s.waitUntil(ctx, &s.connWG, "connect")
 	// Media downloads in flight release their jobs to the queue.
-	mediaDone := make(chan struct{})
-	go func() { s.mediaWG.Wait(); close(mediaDone) }()
-	select {
-	case <-mediaDone:
-	case <-ctx.Done():
-		s.log.Warn().Msg("stop: media downloads still in flight at deadline")
-	}
+	s.waitUntil(ctx, &s.mediaWG, "media downloads")
 	select {
 	case cli := <-cliCh:
 		if cli != nil {
@@ -596,4 +584,16 @@ func (s *session) stop(ctx context.Context, reason string) {
 	}
 	s.d.metrics.sessions.WithLabelValues(string(s.snapshot().reply.Status)).Dec()
 	s.out.close(ctx)
+}
+
+// waitUntil waits for wg, or for ctx's deadline (then logs that what is
+// still in flight).
+func (s *session) waitUntil(ctx context.Context, wg *sync.WaitGroup, what string) {
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.log.Warn().Msgf("stop: %s still in flight at deadline", what)
+	}
 }
