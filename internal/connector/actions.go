@@ -2,12 +2,10 @@ package connector
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
 
-	"github.com/nats-io/nats.go/jetstream"
 	"go.mau.fi/whatsmeow"
 	"go.mau.fi/whatsmeow/proto/waCommon"
 	"go.mau.fi/whatsmeow/proto/waE2E"
@@ -115,40 +113,20 @@ func (c *Connector) act(ctx context.Context, s *session, verb event.Verb, req ev
 	if err := c.checkRecordable(s.m, msg); err != nil {
 		return nil, err
 	}
-	var rev uint64
-	if key != "" {
-		b, _ := json.Marshal(sendRecord{ClientID: recordID, State: "pending", WAID: id})
-		rev, err = c.sends.Create(ctx, key, b)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			if done, err := c.sendReplay(ctx, key, recordID); done != nil || err != nil {
-				return done, err
-			}
-			return nil, event.NewCommandError(event.CodeUnavailable, "a %s with this client_id is in progress", verb)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reserve client id: %w", err)
-		}
+	res, done, err := c.reserve(ctx, key, recordID, id, string(verb))
+	if done != nil || err != nil {
+		return done, err
 	}
 	// whatsmeow marks edits and revokes (the edit attribute) itself.
 	sent, err := cli.SendMessage(ctx, chat, content, whatsmeow.SendRequestExtra{ID: id})
 	if err != nil {
-		if key != "" {
-			_ = c.sends.Delete(context.WithoutCancel(ctx), key, jetstream.LastRevision(rev))
-		}
-		if errors.Is(err, whatsmeow.ErrNotConnected) || errors.Is(err, whatsmeow.ErrNotLoggedIn) {
-			return nil, event.NewCommandError(event.CodeNotConnected, "%v", err)
-		}
-		return nil, fmt.Errorf("%s: %w", verb, err)
+		res.release(ctx)
+		return nil, sendError(string(verb), err)
 	}
 	if !sent.Timestamp.IsZero() {
 		msg.Timestamp = sent.Timestamp.UTC()
 	}
-	if key != "" {
-		b, _ := json.Marshal(sendRecord{ClientID: recordID, State: "sent", WAID: id, Message: msg})
-		if _, err := c.sends.Update(ctx, key, b, rev); err != nil {
-			s.log.Warn().Err(err).Msg("record idempotent action")
-		}
-	}
+	res.sent(ctx, s, msg)
 	if err := c.publishMessage(ctx, s.m, msg); err != nil {
 		return nil, event.NewCommandError(event.CodeInternal, "%s %s sent but not recorded (retry with the same client_id): %v", verb, id, err)
 	}

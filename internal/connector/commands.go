@@ -272,14 +272,13 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 	if err != nil {
 		return nil, event.NewCommandError(event.CodeInvalidPhone, "%v", err)
 	}
-	snap := s.snapshot()
-	if snap.reply.Status != event.StatusConnected || snap.cli == nil {
-		return nil, event.NewCommandError(event.CodeNotConnected, "session is %s", snap.reply.Status)
+	snap, err := connectedClient(s)
+	if err != nil {
+		return nil, err
 	}
 	cli := snap.cli
 
 	var key string
-	var rev uint64
 	if req.ClientID != "" {
 		key = sendKey(s.m, req.ClientID)
 		if done, err := c.sendReplay(ctx, key, req.ClientID); done != nil || err != nil {
@@ -343,51 +342,29 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 	if err := c.checkRecordable(s.m, msg); err != nil {
 		return nil, err
 	}
-	if key != "" {
-		b, _ := json.Marshal(sendRecord{ClientID: req.ClientID, State: "pending", WAID: id})
-		rev, err = c.sends.Create(ctx, key, b)
-		if errors.Is(err, jetstream.ErrKeyExists) {
-			// A concurrent retry of the same command got here first.
-			if done, err := c.sendReplay(ctx, key, req.ClientID); done != nil || err != nil {
-				return done, err
-			}
-			return nil, event.NewCommandError(event.CodeUnavailable, "a send with this client_id is in progress")
-		}
-		if err != nil {
-			return nil, fmt.Errorf("reserve client id: %w", err)
-		}
+	res, done, err := c.reserve(ctx, key, req.ClientID, id, "send")
+	if done != nil || err != nil {
+		return done, err
 	}
 	ci := replyContext(req)
 	content := textMessage(req.Text, ci)
 	if file != nil {
 		content, err = mediaMessage(ctx, mc, req, file, ci)
 		if err != nil {
-			if key != "" {
-				_ = c.sends.Delete(context.WithoutCancel(ctx), key, jetstream.LastRevision(rev))
-			}
+			res.release(ctx)
 			return nil, err
 		}
 		c.metrics.mediaBytes.WithLabelValues("out").Add(float64(len(file.data)))
 	}
 	sent, err := cli.SendMessage(ctx, to, content, whatsmeow.SendRequestExtra{ID: id})
 	if err != nil {
-		if key != "" {
-			_ = c.sends.Delete(context.WithoutCancel(ctx), key, jetstream.LastRevision(rev))
-		}
-		if errors.Is(err, whatsmeow.ErrNotConnected) || errors.Is(err, whatsmeow.ErrNotLoggedIn) {
-			return nil, event.NewCommandError(event.CodeNotConnected, "%v", err)
-		}
-		return nil, fmt.Errorf("send: %w", err)
+		res.release(ctx)
+		return nil, sendError("send", err)
 	}
 	if !sent.Timestamp.IsZero() {
 		msg.Timestamp = sent.Timestamp.UTC()
 	}
-	if key != "" {
-		b, _ := json.Marshal(sendRecord{ClientID: req.ClientID, State: "sent", WAID: id, Message: msg})
-		if _, err := c.sends.Update(ctx, key, b, rev); err != nil {
-			s.log.Warn().Err(err).Msg("record idempotent send")
-		}
-	}
+	res.sent(ctx, s, msg)
 	if err := c.publishMessage(ctx, s.m, msg); err != nil {
 		return nil, event.NewCommandError(event.CodeInternal, "message %s sent but not recorded (retry with the same client_id): %v", id, err)
 	}
@@ -415,6 +392,64 @@ func (c *Connector) checkRecordable(m int64, msg *event.Message) error {
 		return event.NewCommandError(event.CodeBadRequest, "message cannot be recorded: %v", err)
 	}
 	return nil
+}
+
+// reservation is a WA_SENDS record taken for one WhatsApp send (no key:
+// not idempotent, nothing recorded).
+type reservation struct {
+	c                   *Connector
+	key, clientID, waID string
+	rev                 uint64
+}
+
+// reserve records a pending send of waID under key before anything is
+// sent. When a concurrent retry of the same command got there first, done
+// is that retry's message (or an in-progress error): return it.
+func (c *Connector) reserve(ctx context.Context, key, clientID, waID, what string) (res *reservation, done *event.Message, err error) {
+	res = &reservation{c: c, key: key, clientID: clientID, waID: waID}
+	if key == "" {
+		return res, nil, nil
+	}
+	b, _ := json.Marshal(sendRecord{ClientID: clientID, State: "pending", WAID: waID})
+	res.rev, err = c.sends.Create(ctx, key, b)
+	if errors.Is(err, jetstream.ErrKeyExists) {
+		if done, err := c.sendReplay(ctx, key, clientID); done != nil || err != nil {
+			return nil, done, err
+		}
+		return nil, nil, event.NewCommandError(event.CodeUnavailable, "a %s with this client_id is in progress", what)
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("reserve client id: %w", err)
+	}
+	return res, nil, nil
+}
+
+// release drops the reservation of a send that did not happen, so a retry
+// sends.
+func (r *reservation) release(ctx context.Context) {
+	if r.key != "" {
+		_ = r.c.sends.Delete(context.WithoutCancel(ctx), r.key, jetstream.LastRevision(r.rev))
+	}
+}
+
+// sent records the message WhatsApp took, which a retry then answers with.
+func (r *reservation) sent(ctx context.Context, s *session, msg *event.Message) {
+	if r.key == "" {
+		return
+	}
+	b, _ := json.Marshal(sendRecord{ClientID: r.clientID, State: "sent", WAID: r.waID, Message: msg})
+	if _, err := r.c.sends.Update(ctx, r.key, b, r.rev); err != nil {
+		s.log.Warn().Err(err).Msg("record idempotent send")
+	}
+}
+
+// sendError maps a failed whatsmeow SendMessage: not_connected when the
+// client is offline or logged out.
+func sendError(what string, err error) error {
+	if errors.Is(err, whatsmeow.ErrNotConnected) || errors.Is(err, whatsmeow.ErrNotLoggedIn) {
+		return event.NewCommandError(event.CodeNotConnected, "%v", err)
+	}
+	return fmt.Errorf("%s: %w", what, err)
 }
 
 // sendReplay returns the result of an earlier send with the same client id,
