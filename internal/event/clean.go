@@ -34,6 +34,9 @@ func clean(p Payload) {
 		cs(&p.Code, &p.PairingCode)
 	case *Message:
 		cs(&p.WAID, &p.ChatJID, &p.SenderJID, &p.Phone, &p.LID, &p.PushName, &p.Text, &p.Caption, &p.ReplyToID, &p.TargetID)
+		if p.History != nil {
+			cs(&p.History.Sync)
+		}
 	case *Receipt:
 		for i := range p.MessageIDs {
 			p.MessageIDs[i] = Clean(p.MessageIDs[i])
@@ -41,6 +44,16 @@ func clean(p Payload) {
 		cs(&p.ChatJID, &p.Phone)
 	case *Contact:
 		cs(&p.JID, &p.Phone, &p.LID, &p.Name, &p.PushName, &p.BusinessName)
+	case *Group:
+		cs(&p.JID, &p.Subject, &p.Topic)
+		for i := range p.Participants {
+			x := &p.Participants[i]
+			cs(&x.JID, &x.Phone, &x.LID)
+		}
+	case *HistoryProgress:
+		cs(&p.Sync, &p.Reason)
+	case *Lead:
+		cs(&p.Phone, &p.LID, &p.Name, &p.NameSource, &p.ChatJID, &p.WAID)
 	}
 }
 

@@ -56,7 +56,12 @@ type ConnectRequest struct {
 // it to ReplyToChat/ReplyToSender/ReplyToText before the command.
 type SendRequest struct {
 	ClientID string `json:"client_id,omitempty"`
-	Phone    string `json:"phone"`
+	Phone    string `json:"phone,omitempty"`
+	// Chat addresses the message to a chat JID instead of a phone: a LID
+	// (<digits>@lid, a contact known only by LID) or a group (<id>@g.us).
+	// Exactly one of Phone and Chat is set; the notifier turns a phone
+	// JID given as chat into Phone.
+	Chat     string `json:"chat,omitempty"`
 	Kind     Kind   `json:"kind,omitempty"`
 	Text     string `json:"text,omitempty"`
 	MediaID  string `json:"media_id,omitempty"`
@@ -114,6 +119,12 @@ const MaxClientIDRunes = 128
 // command it receives. The phone is normalised by the caller
 // (internal/phone), which this package cannot import.
 func (r SendRequest) Validate() *CommandError {
+	switch {
+	case r.Phone != "" && r.Chat != "":
+		return NewCommandError(CodeBadRequest, "give phone or chat, not both")
+	case r.Chat != "" && KindOfChat(r.Chat) == "":
+		return NewCommandError(CodeInvalidChat, "chat must be a phone JID (<digits>@s.whatsapp.net), a LID (<digits>@lid) or a group (<id>@g.us)")
+	}
 	switch {
 	case r.Kind == "" || r.Kind == KindText:
 		if r.MediaID != "" || r.Caption != "" || r.FileName != "" {
@@ -266,6 +277,9 @@ const (
 	CodeNotEditable    = "not_editable"      // not our text message
 	CodeEditExpired    = "edit_window_expired"
 	CodeMessageUnknown = "message_not_found"
+
+	CodeInvalidChat = "invalid_chat" // chat is not a phone JID, LID or group JID
+	CodeNotInGroup  = "not_in_group" // the mentorado's number left (or is not in) the group
 )
 
 // CommandError is a typed command failure.

@@ -39,6 +39,9 @@ const (
 	TypeReceipt    Type = "receipt"
 	TypeContact    Type = "contact"
 	TypeMedia      Type = "media"
+	TypeGroup      Type = "group"
+	TypeHistory    Type = "history"
+	TypeLead       Type = "lead"
 )
 
 // registry is the one table of event types: each type with the payload it
@@ -58,6 +61,9 @@ var registry = []struct {
 	{TypeReceipt, func() Payload { return new(Receipt) }, EventSubject},
 	{TypeContact, func() Payload { return new(Contact) }, EventSubject},
 	{TypeMedia, func() Payload { return new(MediaDone) }, EventSubject},
+	{TypeGroup, func() Payload { return new(Group) }, EventSubject},
+	{TypeHistory, func() Payload { return new(HistoryProgress) }, EventSubject},
+	{TypeLead, func() Payload { return new(Lead) }, EventSubject},
 }
 
 // Types lists every event type.

@@ -22,6 +22,10 @@ func samplePayloads() map[event.Type]event.Payload {
 			Phone: "5511912345678", PushName: "Ana", Direction: event.DirectionIn, Kind: event.KindText, Text: "Olá!", Timestamp: t0, Status: event.MessageReceived},
 		event.TypeReceipt: &event.Receipt{MessageIDs: []string{"3EB0A", "3EB0B"}, ChatJID: "5511912345678@s.whatsapp.net", Phone: "5511912345678", Kind: event.ReceiptRead, Timestamp: t0},
 		event.TypeContact: &event.Contact{JID: "5511912345678@s.whatsapp.net", Phone: "5511912345678", LID: "123456789012345@lid", PushName: "Ana"},
+		event.TypeGroup: &event.Group{JID: "120363041234567890@g.us", Subject: "Turma 7", Participants: []event.Participant{
+			{JID: "5511987654321@s.whatsapp.net", Phone: "5511987654321", Admin: true}, {JID: "123456789012345@lid", LID: "123456789012345@lid"}}},
+		event.TypeHistory: &event.HistoryProgress{Sync: "initial_bootstrap", Chunk: 1, Progress: 40, Conversations: 3, Messages: 20, SyncedAt: t0},
+		event.TypeLead:    &event.Lead{LeadID: 7, Change: event.LeadMerged, Phone: "5511912345678", LID: "123456789012345@lid", Name: "Ana", NameSource: event.NameSourcePush, MergedLeadID: 6},
 	}
 }
 

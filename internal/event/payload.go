@@ -162,6 +162,9 @@ type Message struct {
 	Media     *Media        `json:"media,omitempty"`       // image, video, audio, ptt, document, sticker
 	Timestamp time.Time     `json:"timestamp"`
 	Status    MessageStatus `json:"status"`
+	// History is set on messages imported from the phone's history sync
+	// (the same id as if seen live: stored once either way).
+	History *History `json:"history,omitempty"`
 }
 
 // MediaKinds are the message kinds that carry a file.
@@ -294,6 +297,11 @@ func (m *Message) Validate() error {
 	}
 	if m.Media != nil {
 		if err := m.Media.Validate(); err != nil {
+			return err
+		}
+	}
+	if m.History != nil {
+		if err := m.History.Validate(); err != nil {
 			return err
 		}
 	}
