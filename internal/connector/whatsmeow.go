@@ -70,6 +70,13 @@ func (f *WhatsmeowFactory) NewClient(ctx context.Context, p ClientParams) (Clien
 	// Nothing received is lost: ack only after the handler (JetStream) succeeded.
 	cli.SynchronousAck = true
 	cli.EnableDecryptedEventBuffer = true
+	// The phone's address book (app state contacts) flows as contact events
+	// from the first full sync on, not only for later changes (issue #12).
+	cli.EmitAppStateEventsOnFullSync = true
+	// History sync chunks are queued durably and streamed by the session's
+	// history worker (history.go) instead of being downloaded and decoded
+	// whole in memory by whatsmeow.
+	cli.ManualHistorySyncDownload = true
 	if p.PrePair != nil {
 		cli.PrePairCallback = func(jid types.JID, _, _ string) bool { return p.PrePair(jid) }
 	}
