@@ -1,0 +1,134 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+)
+
+// HistorySyncQueries are the queries on history_syncs, the connector's
+// durable queue of history sync chunks (issue #12): one row per
+// notification the phone sent, from just before WhatsApp's message is
+// acked until the chunk's messages and its progress event are published.
+// A row holds what decrypts the chunk's blob (media key, direct path), so
+// like media_downloads it lives next to whatsmeow's keys, never on a
+// subject.
+//
+// Workers claim due rows with a lease (locked_until) under FOR UPDATE SKIP
+// LOCKED, so two workers never stream the same chunk at once and a crashed
+// worker's chunk comes back when its lease runs out.
+type HistorySyncQueries struct{ q Querier }
+
+// HistorySyncs returns the queries on history_syncs.
+func (db *DB) HistorySyncs() HistorySyncQueries { return HistorySyncQueries{q: db.Pool} }
+
+// HistorySyncJob is one queued chunk (a row of history_syncs).
+type HistorySyncJob struct {
+	Mentorado    int64
+	WAID         string    // the notification message's WhatsApp id
+	Notification []byte    // serialized waE2E.HistorySyncNotification (secret)
+	SyncedAt     time.Time // the notification message's timestamp
+	Attempts     int
+	NextAt       time.Time
+	LastError    string
+	CreatedAt    time.Time
+}
+
+const historySyncColumns = `mentorado_id, wa_message_id, notification, synced_at, attempts, next_at, coalesce(last_error, ''), created_at`
+
+func scanHistorySync(row pgx.CollectableRow) (HistorySyncJob, error) {
+	var h HistorySyncJob
+	err := row.Scan(&h.Mentorado, &h.WAID, &h.Notification, &h.SyncedAt, &h.Attempts, &h.NextAt, &h.LastError, &h.CreatedAt)
+	return h, err
+}
+
+// Enqueue adds a chunk, due at once. It is idempotent on (mentorado,
+// wa_message_id): a notification WhatsApp redelivers keeps the row already
+// queued (created reports whether this call added it).
+func (q HistorySyncQueries) Enqueue(ctx context.Context, h HistorySyncJob) (created bool, err error) {
+	tag, err := q.q.Exec(ctx, `INSERT INTO history_syncs (mentorado_id, wa_message_id, notification, synced_at)
+		VALUES ($1, $2, $3, $4) ON CONFLICT (mentorado_id, wa_message_id) DO NOTHING`,
+		h.Mentorado, h.WAID, h.Notification, h.SyncedAt)
+	if err != nil {
+		return false, fmt.Errorf("store: enqueue history sync: %w", err)
+	}
+	return tag.RowsAffected() == 1, nil
+}
+
+// Claim takes up to limit due chunks of mentorado m that no live lease
+// holds, leasing them for lease. Oldest first: the phone numbers its
+// chunks, and the first ones hold the most recent chats.
+func (q HistorySyncQueries) Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]HistorySyncJob, error) {
+	rows, err := q.q.Query(ctx, `UPDATE history_syncs h SET locked_until = now() + make_interval(secs => $3)
+		FROM (SELECT wa_message_id FROM history_syncs
+			WHERE mentorado_id = $1 AND next_at <= now() AND (locked_until IS NULL OR locked_until <= now())
+			ORDER BY next_at, created_at, synced_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
+		WHERE h.mentorado_id = $1 AND h.wa_message_id = due.wa_message_id
+		RETURNING h.mentorado_id, h.wa_message_id, h.notification, h.synced_at, h.attempts, h.next_at, coalesce(h.last_error, ''), h.created_at`,
+		m, limit, lease.Seconds())
+	if err != nil {
+		return nil, fmt.Errorf("store: claim history syncs: %w", err)
+	}
+	out, err := pgx.CollectRows(rows, scanHistorySync)
+	if err != nil {
+		return nil, fmt.Errorf("store: claim history syncs: %w", err)
+	}
+	return out, nil
+}
+
+// Retry records a failed attempt: attempts+1, the error, due again after
+// delay (the caller's backoff), lease released. It returns the attempts
+// made so far.
+func (q HistorySyncQueries) Retry(ctx context.Context, m int64, waID, reason string, delay time.Duration) (int, error) {
+	var n int
+	err := q.q.QueryRow(ctx, `UPDATE history_syncs SET attempts = attempts + 1, last_error = $3,
+		next_at = now() + make_interval(secs => $4), locked_until = NULL
+		WHERE mentorado_id = $1 AND wa_message_id = $2 RETURNING attempts`, m, waID, reason, delay.Seconds()).Scan(&n)
+	if err != nil {
+		return 0, fmt.Errorf("store: retry history sync: %w", notFound(err))
+	}
+	return n, nil
+}
+
+// Release gives a claimed chunk back without counting an attempt (its
+// worker is stopping), due at once.
+func (q HistorySyncQueries) Release(ctx context.Context, m int64, waID string) error {
+	_, err := q.q.Exec(ctx, `UPDATE history_syncs SET locked_until = NULL WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
+	if err != nil {
+		return fmt.Errorf("store: release history sync: %w", err)
+	}
+	return nil
+}
+
+// Done removes a chunk whose progress event is published.
+func (q HistorySyncQueries) Done(ctx context.Context, m int64, waID string) error {
+	_, err := q.q.Exec(ctx, `DELETE FROM history_syncs WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
+	if err != nil {
+		return fmt.Errorf("store: finish history sync: %w", err)
+	}
+	return nil
+}
+
+// Get returns one chunk (ErrNotFound when none is queued).
+func (q HistorySyncQueries) Get(ctx context.Context, m int64, waID string) (HistorySyncJob, error) {
+	rows, err := q.q.Query(ctx, `SELECT `+historySyncColumns+` FROM history_syncs WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
+	if err != nil {
+		return HistorySyncJob{}, fmt.Errorf("store: get history sync: %w", err)
+	}
+	h, err := pgx.CollectExactlyOneRow(rows, scanHistorySync)
+	if err != nil {
+		return HistorySyncJob{}, notFound(err)
+	}
+	return h, nil
+}
+
+// Pending counts the chunks queued for mentorado m (queue depth).
+func (q HistorySyncQueries) Pending(ctx context.Context, m int64) (int, error) {
+	var n int
+	if err := q.q.QueryRow(ctx, `SELECT count(*) FROM history_syncs WHERE mentorado_id = $1`, m).Scan(&n); err != nil {
+		return 0, fmt.Errorf("store: count history syncs: %w", err)
+	}
+	return n, nil
+}
