@@ -71,11 +71,11 @@ func TestHistoryNotificationOf(t *testing.T) {
 
 func TestHistorySyncName(t *testing.T) {
 	for typ, want := range map[waHistorySync.HistorySync_HistorySyncType]string{
-		waHistorySync.HistorySync_INITIAL_BOOTSTRAP: "initial_bootstrap",
-		waHistorySync.HistorySync_RECENT:            "recent",
-		waHistorySync.HistorySync_FULL:              "full",
-		waHistorySync.HistorySync_ON_DEMAND:         "on_demand",
-		waHistorySync.HistorySync_PUSH_NAME:         "push_name",
+		waHistorySync.HistorySync_INITIAL_BOOTSTRAP:   "initial_bootstrap",
+		waHistorySync.HistorySync_RECENT:              "recent",
+		waHistorySync.HistorySync_FULL:                "full",
+		waHistorySync.HistorySync_ON_DEMAND:           "on_demand",
+		waHistorySync.HistorySync_PUSH_NAME:           "push_name",
 		waHistorySync.HistorySync_HistorySyncType(99): "99",
 	} {
 		if got := HistorySyncName(typ); got != want {
