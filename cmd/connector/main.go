@@ -20,6 +20,8 @@
 //	ZAPBUS_MEDIA_REUPLOAD_WAIT           wait for the sender's phone to re-upload expired media, default 60s
 //	ZAPBUS_MEDIA_MAX_<KIND>              largest file per kind (IMAGE, VIDEO, AUDIO, PTT, DOCUMENT,
 //	                                     STICKER), e.g. 16MiB; defaults in internal/media (Limits)
+//	ZAPBUS_HISTORY_MAX_ATTEMPTS          attempts at a history sync chunk before it fails for good, default 8
+//	ZAPBUS_HISTORY_MAX_AGE               a history sync chunk not imported this long after it was announced fails, default 72h
 //
 // Start-up does not depend on order: the connector serves /healthz (200)
 // and /readyz (503, naming what it waits for) at once, and retries
@@ -94,6 +96,8 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&s.Connector.Media.MaxAge, "media-max-age", dur("ZAPBUS_MEDIA_MAX_AGE", 72*time.Hour), "give up downloads older than this (ZAPBUS_MEDIA_MAX_AGE)")
 	fs.DurationVar(&s.Connector.Media.ReuploadWait, "media-reupload-wait", dur("ZAPBUS_MEDIA_REUPLOAD_WAIT", time.Minute), "wait for a re-upload of expired media (ZAPBUS_MEDIA_REUPLOAD_WAIT)")
 	s.Connector.Media.Limits = media.LimitsFromEnv(env)
+	fs.IntVar(&s.Connector.History.MaxAttempts, "history-max-attempts", integer("ZAPBUS_HISTORY_MAX_ATTEMPTS", 8), "attempts per history sync chunk (ZAPBUS_HISTORY_MAX_ATTEMPTS)")
+	fs.DurationVar(&s.Connector.History.MaxAge, "history-max-age", dur("ZAPBUS_HISTORY_MAX_AGE", 72*time.Hour), "give up history sync chunks older than this (ZAPBUS_HISTORY_MAX_AGE)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
@@ -119,6 +123,9 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	if s.Connector.Media.Concurrency <= 0 || s.Connector.Media.MaxAttempts <= 0 {
 		return s, errors.New("ZAPBUS_MEDIA_CONCURRENCY and ZAPBUS_MEDIA_MAX_ATTEMPTS: want positive integers")
+	}
+	if s.Connector.History.MaxAttempts <= 0 || s.Connector.History.MaxAge <= 0 {
+		return s, errors.New("ZAPBUS_HISTORY_MAX_ATTEMPTS and ZAPBUS_HISTORY_MAX_AGE: want positive values")
 	}
 	lvl, err := config.LogLevel(*level)
 	if err != nil {

@@ -66,6 +66,8 @@ type Config struct {
 	Policy Policy
 	// Media configures media downloads and sends.
 	Media MediaConfig
+	// History configures the import of the phone's history sync.
+	History HistoryConfig
 }
 
 // WithDefaults fills zero values; leaseTTL comes from the bus configuration.
@@ -107,6 +109,7 @@ func (c Config) WithDefaults(leaseTTL time.Duration) Config {
 	}
 	c.Policy = c.Policy.WithDefaults()
 	c.Media = c.Media.WithDefaults()
+	c.History = c.History.WithDefaults()
 	return c
 }
 
@@ -121,6 +124,9 @@ func (c Config) Validate() error {
 		return errors.New("connector: timeouts must not be negative")
 	}
 	if err := c.Media.Validate(); err != nil {
+		return err
+	}
+	if err := c.History.Validate(); err != nil {
 		return err
 	}
 	return c.Policy.Validate()

@@ -30,6 +30,7 @@ type sessionDeps struct {
 	media     media.Store   // nil: media is not downloaded
 	downloads downloadQueue // the media download queue
 	ledger    mediaLedger   // media_objects; nil in state-machine tests
+	histories historyQueue  // history_syncs; nil: history is not imported
 }
 
 // deviceStore is the session's access to its wa_devices row.
@@ -68,5 +69,6 @@ func (c *Connector) sessionDeps() sessionDeps {
 		media:     c.media,
 		downloads: c.db.MediaDownloads(),
 		ledger:    c.db.MediaObjects(),
+		histories: c.db.HistorySyncs(),
 	}
 }

@@ -93,6 +93,11 @@ func (s *session) publishInbound(ctx context.Context, cli Client, evt any) bool 
 		s.log.Warn().Err(err).Msg("queue media download failed; WhatsApp will redeliver")
 		return false
 	}
+	// A history sync chunk the phone announced: queued before the ack.
+	if err := s.enqueueHistory(ctx, evt); err != nil {
+		s.log.Warn().Err(err).Msg("queue history sync failed; WhatsApp will redeliver")
+		return false
+	}
 	return true
 }
 

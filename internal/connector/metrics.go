@@ -29,6 +29,8 @@ type metrics struct {
 	mediaQueueDepth prometheus.Gauge
 	mediaBytes      *prometheus.CounterVec
 	mediaSends      *prometheus.CounterVec
+	historyMessages prometheus.Counter
+	historyChunks   *prometheus.CounterVec
 }
 
 func newMetrics() *metrics {
@@ -87,7 +89,14 @@ func newMetrics() *metrics {
 		mediaSends: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "zapbus_connector_media_sends_total", Help: "Media messages sent, by kind.",
 		}, []string{"kind"}),
+		historyMessages: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zapbus_connector_history_messages_total", Help: "Message events published from the phone's history sync.",
+		}),
+		historyChunks: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "zapbus_connector_history_chunks_total", Help: "History sync chunks, by result (imported, failed, retry).",
+		}, []string{"result"}),
 	}
+	reg.MustRegister(m.historyMessages, m.historyChunks)
 	reg.MustRegister(m.sessions, m.published, m.publishFailures, m.reconnects, m.commands, m.dropped, m.waEventsIgnored,
 		m.leases, m.fenced, m.takeovers, m.restoreTotal, m.restoreDone,
 		m.mediaDownloads, m.mediaQueued, m.mediaQueueDepth, m.mediaBytes, m.mediaSends,

@@ -84,6 +84,9 @@ type session struct {
 	ctx     context.Context             // the run context, set when run starts
 	media   atomic.Pointer[mediaWorker] // the media download worker while connected
 	mediaWG sync.WaitGroup              // running media workers
+
+	history   atomic.Pointer[historyWorker] // the history sync worker while connected (history.go)
+	historyWG sync.WaitGroup                // running history workers
 }
 
 type connectResult struct {
@@ -121,6 +124,7 @@ func (s *session) start(ctx context.Context) {
 func (s *session) run(ctx context.Context) {
 	defer close(s.quit)
 	defer s.stopMedia()
+	defer s.stopHistory()
 	for !s.exit {
 		f := <-s.inbox
 		f(ctx)
@@ -204,8 +208,10 @@ func (s *session) setStatusVia(st event.Status, reason string, push func(event.E
 	s.publishSnapshot()
 	if st == event.StatusConnected {
 		s.startMedia()
+		s.startHistory()
 	} else {
 		s.stopMedia()
+		s.stopHistory()
 	}
 	conn := &event.Connection{Status: st, Phone: s.phone, Reason: reason, RetryAt: s.retryAt}
 	if !s.jid.IsEmpty() {
@@ -279,6 +285,7 @@ func (s *session) dropClient() {
 		s.qrCancel = nil
 	}
 	s.stopMedia()
+	s.stopHistory()
 	if s.cli == nil {
 		return
 	}
@@ -575,6 +582,7 @@ func (s *session) stop(ctx context.Context, reason string) {
 	s.waitUntil(ctx, &s.connWG, "connect")
 	// Media downloads in flight release their jobs to the queue.
 	s.waitUntil(ctx, &s.mediaWG, "media downloads")
+	s.waitUntil(ctx, &s.historyWG, "history sync import")
 	select {
 	case cli := <-cliCh:
 		if cli != nil {
