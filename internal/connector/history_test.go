@@ -58,7 +58,9 @@ func (l *histLIDs) GetPNForLID(_ context.Context, lid types.JID) (types.JID, err
 	return l.pns[lid.User], nil
 }
 
-func (l *histLIDs) GetLIDForPN(context.Context, types.JID) (types.JID, error) { return types.JID{}, nil }
+func (l *histLIDs) GetLIDForPN(context.Context, types.JID) (types.JID, error) {
+	return types.JID{}, nil
+}
 
 func (l *histLIDs) GetManyLIDsForPNs(context.Context, []types.JID) (map[types.JID]types.JID, error) {
 	return nil, nil
