@@ -400,7 +400,8 @@ func (w *historyWorker) importChunk(ctx context.Context, j store.HistorySyncJob,
 	}
 
 	hdr, err := w.scan(blob, waconv.HistoryVisitor{
-		Mapping: func(m *waHistorySync.PhoneNumberToLIDMapping) error { return learn(m.GetPnJID(), m.GetLidJID()) },
+		Settings: func(g *waHistorySync.GlobalSettings) error { return w.storeSettings(ctx, g) },
+		Mapping:  func(m *waHistorySync.PhoneNumberToLIDMapping) error { return learn(m.GetPnJID(), m.GetLidJID()) },
 		Pushname: func(p *waHistorySync.Pushname) error {
 			envs, err := conv.HistoryPushName(ctx, p, j.SyncedAt)
 			if err != nil {
@@ -524,6 +525,21 @@ func (z zlibErrors) Read(p []byte) (int, error) {
 	return n, err
 }
 
+// storeSettings keeps when the phone moved its chats to LIDs, as whatsmeow
+// does when it imports history itself: from then on it sends direct
+// messages to LIDs.
+func (w *historyWorker) storeSettings(ctx context.Context, g *waHistorySync.GlobalSettings) error {
+	dev := w.dev
+	if dev == nil || dev.Container == nil || dev.LIDMigrationTimestamp != 0 || g.GetChatDbLidMigrationTimestamp() <= 0 {
+		return nil
+	}
+	dev.LIDMigrationTimestamp = g.GetChatDbLidMigrationTimestamp()
+	if err := dev.Save(ctx); err != nil {
+		return fmt.Errorf("store the LID migration time: %w", err)
+	}
+	return nil
+}
+
 // storeToken keeps a direct chat's privacy token, as whatsmeow does when
 // it imports history itself (sending to some contacts needs it).
 func (w *historyWorker) storeToken(ctx context.Context, chat types.JID, c *waHistorySync.Conversation) error {
@@ -572,6 +588,10 @@ func (w *historyWorker) retry(ctx context.Context, j store.HistorySyncJob, notif
 		return
 	}
 	delay := cfg.retryDelay(j.Attempts+1, s.d.rand())
+	if ctx.Err() != nil {
+		w.release(j)
+		return
+	}
 	if _, err := s.d.histories.Retry(ctx, s.m, j.WAID, code, delay); err != nil {
 		s.log.Warn().Err(err).Str("wa_id", j.WAID).Msg("record history sync retry (the lease brings it back)")
 	}
@@ -588,6 +608,10 @@ func (w *historyWorker) fail(ctx context.Context, j store.HistorySyncJob, notif 
 		Failed: true, Reason: reason, SyncedAt: j.SyncedAt,
 	}
 	if err := w.publishProgress(ctx, j, p); err != nil {
+		if ctx.Err() != nil {
+			w.release(j)
+			return
+		}
 		if _, rerr := s.d.histories.Retry(ctx, s.m, j.WAID, "publish", s.d.cfg.History.retryDelay(1, s.d.rand())); rerr != nil {
 			s.log.Warn().Err(rerr).Msg("record history sync retry")
 		}

@@ -185,6 +185,7 @@ type HistoryVisitor struct {
 	Conversation func(*waHistorySync.Conversation) error
 	Pushname     func(*waHistorySync.Pushname) error
 	Mapping      func(*waHistorySync.PhoneNumberToLIDMapping) error
+	Settings     func(*waHistorySync.GlobalSettings) error
 }
 
 // Field numbers of waHistorySync.HistorySync (WAWebProtobufsHistorySync.proto).
@@ -195,6 +196,7 @@ const (
 	hsChunkOrder      = 5
 	hsProgress        = 6
 	hsPushnames       = 7
+	hsGlobalSettings  = 8
 	hsPNToLIDMappings = 15
 )
 
@@ -275,6 +277,11 @@ func ScanHistory(r io.Reader, v HistoryVisitor) (HistoryHeader, error) {
 			if v.Pushname != nil {
 				p := &waHistorySync.Pushname{}
 				msg, visit = p, func() error { return v.Pushname(p) }
+			}
+		case hsGlobalSettings:
+			if v.Settings != nil {
+				g := &waHistorySync.GlobalSettings{}
+				msg, visit = g, func() error { return v.Settings(g) }
 			}
 		case hsPNToLIDMappings:
 			if v.Mapping != nil {

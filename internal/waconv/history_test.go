@@ -250,7 +250,7 @@ func historyBlob(t *testing.T, n, k int) []byte {
 			{PnJID: proto.String(alice.String()), LidJID: proto.String(aliceLID.String())},
 		},
 		StatusV3Messages: []*waWeb.WebMessageInfo{webMsg("status@broadcast", "S1", false, ts, 0, text("story"))},
-		GlobalSettings:   &waHistorySync.GlobalSettings{},
+		GlobalSettings:   &waHistorySync.GlobalSettings{ChatDbLidMigrationTimestamp: proto.Int64(1700000000)},
 	}
 	for i := range n {
 		chat := fmt.Sprintf("55119%08d@s.whatsapp.net", i)
@@ -273,6 +273,7 @@ func TestScanHistory(t *testing.T) {
 	blob := historyBlob(t, 50, 4)
 	var convs []string
 	var msgs, names, maps int
+	var migrated int64
 	h, err := ScanHistory(bytes.NewReader(blob), HistoryVisitor{
 		Conversation: func(c *waHistorySync.Conversation) error {
 			convs = append(convs, c.GetID())
@@ -287,6 +288,7 @@ func TestScanHistory(t *testing.T) {
 			maps++
 			return nil
 		},
+		Settings: func(g *waHistorySync.GlobalSettings) error { migrated = g.GetChatDbLidMigrationTimestamp(); return nil },
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -294,7 +296,7 @@ func TestScanHistory(t *testing.T) {
 	if h.SyncType != waHistorySync.HistorySync_RECENT || h.ChunkOrder != 3 || h.Progress != 57 || h.Conversations != 50 || h.Statuses != 1 {
 		t.Fatalf("header %+v", h)
 	}
-	if len(convs) != 50 || convs[0] != "5511900000000@s.whatsapp.net" || convs[49] != "5511900000049@s.whatsapp.net" || msgs != 200 || names != 1 || maps != 1 {
+	if len(convs) != 50 || convs[0] != "5511900000000@s.whatsapp.net" || convs[49] != "5511900000049@s.whatsapp.net" || msgs != 200 || names != 1 || maps != 1 || migrated != 1700000000 {
 		t.Fatalf("visited %d conversations (%v…), %d messages, %d names, %d mappings", len(convs), convs[:1], msgs, names, maps)
 	}
 
