@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"testing"
 	"time"
 
@@ -339,5 +340,38 @@ func TestScanHistory(t *testing.T) {
 	// An empty blob is an empty sync (initial_bootstrap, chunk 0).
 	if h, err := ScanHistory(bytes.NewReader(nil), HistoryVisitor{}); err != nil || h != (HistoryHeader{}) {
 		t.Fatalf("empty: %+v %v", h, err)
+	}
+}
+
+// countingReader counts the bytes read from it.
+type countingReader struct {
+	r io.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
+// The scan hands over each conversation as soon as it is read: the first
+// arrives when little more than it has been read, not after the whole
+// sync was.
+func TestScanHistoryStreams(t *testing.T) {
+	blob := historyBlob(t, 3000, 5)
+	cr := &countingReader{r: bytes.NewReader(blob)}
+	var atFirst, convs int
+	if _, err := ScanHistory(cr, HistoryVisitor{Conversation: func(*waHistorySync.Conversation) error {
+		if convs == 0 {
+			atFirst = cr.n
+		}
+		convs++
+		return nil
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	if convs != 3000 || atFirst > 128<<10 || len(blob) < 1<<20 {
+		t.Fatalf("%d conversations; %d of %d bytes read at the first", convs, atFirst, len(blob))
 	}
 }
