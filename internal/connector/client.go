@@ -26,6 +26,9 @@ type Client interface {
 	IsOnWhatsApp(ctx context.Context, phones []string) ([]types.IsOnWhatsAppResponse, error)
 	GenerateMessageID() types.MessageID
 	SendMessage(ctx context.Context, to types.JID, message *waE2E.Message, extra ...whatsmeow.SendRequestExtra) (whatsmeow.SendResponse, error)
+	// GetGroupInfo fetches a group's subject, description and
+	// participants: the snapshot of a group event (groups.go).
+	GetGroupInfo(ctx context.Context, jid types.JID) (*types.GroupInfo, error)
 }
 
 var _ Client = (*whatsmeow.Client)(nil)

@@ -161,6 +161,9 @@ func (c *fakeClient) IsOnWhatsApp(context.Context, []string) ([]types.IsOnWhatsA
 	return nil, nil
 }
 func (c *fakeClient) GenerateMessageID() types.MessageID { return "ID" }
+func (c *fakeClient) GetGroupInfo(context.Context, types.JID) (*types.GroupInfo, error) {
+	return nil, whatsmeow.ErrNotInGroup
+}
 func (c *fakeClient) SendMessage(context.Context, types.JID, *waE2E.Message, ...whatsmeow.SendRequestExtra) (whatsmeow.SendResponse, error) {
 	return whatsmeow.SendResponse{}, nil
 }
