@@ -130,6 +130,9 @@ func (s *session) onGroupInfo(ctx context.Context, cli Client, evt *events.Group
 	if waconv.LeftGroup(evt, s.ownJIDs(cli)...) {
 		return s.publishLeft(ctx, cli, jid, evt.Timestamp)
 	}
+	if !waconv.SnapshotChanged(evt) && s.groups.last(jid) != nil {
+		return true // nothing a group event carries changed
+	}
 	info, err := cli.GetGroupInfo(ctx, evt.JID)
 	if notInGroup(err) {
 		// Removed in a change we have not seen (or by our LID, which

@@ -160,10 +160,19 @@ func TestGroupLifecycleSim(t *testing.T) {
 		t.Fatalf("changed group %+v (id %s)", g, envs[1].ID)
 	}
 
+	// A change no group event carries (only admins may send): nothing
+	// fetched, nothing published.
+	calls := e.world.GroupInfoCalls(m)
+	if ok, err := e.world.Inject(m, &events.GroupInfo{JID: mustJID(t, g1), Announce: &types.GroupAnnounce{IsAnnounce: true}, Timestamp: at.Add(time.Minute)}); err != nil || !ok {
+		t.Fatalf("announce change not acked: %v %v", ok, err)
+	}
+	if n := e.groupCount(m); n != 2 || e.world.GroupInfoCalls(m) != calls {
+		t.Fatalf("announce change: %d group events, %d calls (was %d)", n, e.world.GroupInfoCalls(m), calls)
+	}
+
 	// The number is removed: no fetch (it would fail), the last snapshot
 	// again with left set.
 	e.world.LeaveGroup(m, mustJID(t, g1))
-	calls := e.world.GroupInfoCalls(m)
 	leftAt := at.Add(time.Hour)
 	if ok, err := e.world.Inject(m, &events.GroupInfo{JID: mustJID(t, g1), Leave: []types.JID{mustJID(t, own+"@s.whatsapp.net")}, Timestamp: leftAt}); err != nil || !ok {
 		t.Fatalf("leave not acked: %v %v", ok, err)
@@ -233,6 +242,34 @@ func TestGroupFirstSightRetriesSim(t *testing.T) {
 	gs = e.groups(m)
 	if gs[0].Subject != "Turma 9" || e.world.GroupInfoCalls(m) != 2 {
 		t.Fatalf("group %+v after %d calls", gs[0], e.world.GroupInfoCalls(m))
+	}
+
+	// A change whose fetch fails is not acked (WhatsApp delivers it
+	// again); delivered again, it is published.
+	change := &events.GroupInfo{JID: mustJID(t, g1), Name: &types.GroupName{Name: "Turma 9B"}, Timestamp: time.Date(2026, 11, 25, 0, 0, 0, 0, time.UTC)}
+	e.world.SetGroup(m, simGroupInfo(t, g1, "Turma 9B", own))
+	e.world.FailGroupInfo(m, errors.New("sim: timed out"))
+	if ok, err := e.world.Inject(m, change); err != nil || ok {
+		t.Fatalf("change acked although its snapshot was not published: %v %v", ok, err)
+	}
+	if ok, err := e.world.Inject(m, change); err != nil || !ok {
+		t.Fatalf("redelivered change: %v %v", ok, err)
+	}
+	if gs := e.groups(m); len(gs) != 2 || gs[1].Subject != "Turma 9B" {
+		t.Fatalf("groups %+v", gs)
+	}
+
+	// Removed in a way the session cannot tell from the change (a LID it
+	// does not know as its own): the fetch says so, and the group is
+	// published as left without a second fetch.
+	e.world.LeaveGroup(m, mustJID(t, g1))
+	calls := e.world.GroupInfoCalls(m)
+	if ok, err := e.world.Inject(m, &events.GroupInfo{JID: mustJID(t, g1), Leave: []types.JID{mustJID(t, "100000000000032@lid")}, Timestamp: change.Timestamp.Add(time.Hour)}); err != nil || !ok {
+		t.Fatalf("removal: %v %v", ok, err)
+	}
+	gs = e.groups(m)
+	if last := gs[len(gs)-1]; len(gs) != 3 || !last.Left || last.Subject != "Turma 9B" || e.world.GroupInfoCalls(m) != calls+1 {
+		t.Fatalf("left group %+v (%d events, %d calls)", last, len(gs), e.world.GroupInfoCalls(m)-calls)
 	}
 }
 

@@ -120,6 +120,15 @@ func LeftGroup(evt *events.GroupInfo, own ...types.JID) bool {
 	return false
 }
 
+// SnapshotChanged reports whether a group change touches what a group
+// event carries (subject, description, participants and their admin
+// rights, the group's existence). Other changes (who may send or edit,
+// disappearing messages, the invite link) need no new snapshot.
+func SnapshotChanged(evt *events.GroupInfo) bool {
+	return evt.Name != nil || evt.Topic != nil || evt.Delete != nil ||
+		len(evt.Join) > 0 || len(evt.Leave) > 0 || len(evt.Promote) > 0 || len(evt.Demote) > 0
+}
+
 // IsGroupChat reports whether a message event's chat is a group (what the
 // connector describes on first sight).
 func IsGroupChat(chat string) bool { return event.KindOfChat(chat) == event.ChatGroup }

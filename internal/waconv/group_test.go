@@ -112,6 +112,28 @@ func TestJoinedGroupAndGroupInfo(t *testing.T) {
 	}
 }
 
+func TestSnapshotChanged(t *testing.T) {
+	for _, tt := range []struct {
+		evt  *events.GroupInfo
+		want bool
+	}{
+		{&events.GroupInfo{Name: &types.GroupName{Name: "x"}}, true},
+		{&events.GroupInfo{Topic: &types.GroupTopic{TopicDeleted: true}}, true},
+		{&events.GroupInfo{Join: []types.JID{alice}}, true},
+		{&events.GroupInfo{Leave: []types.JID{alice}}, true},
+		{&events.GroupInfo{Promote: []types.JID{alice}}, true},
+		{&events.GroupInfo{Demote: []types.JID{alice}}, true},
+		{&events.GroupInfo{Delete: &types.GroupDelete{Deleted: true}}, true},
+		{&events.GroupInfo{Announce: &types.GroupAnnounce{IsAnnounce: true}}, false},
+		{&events.GroupInfo{Ephemeral: &types.GroupEphemeral{IsEphemeral: true}}, false},
+		{&events.GroupInfo{Locked: &types.GroupLocked{IsLocked: true}}, false},
+	} {
+		if got := SnapshotChanged(tt.evt); got != tt.want {
+			t.Errorf("%+v: %v, want %v", tt.evt, got, tt.want)
+		}
+	}
+}
+
 func TestLeftGroup(t *testing.T) {
 	for _, tt := range []struct {
 		name string
