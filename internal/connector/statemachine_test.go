@@ -157,13 +157,13 @@ func (c *fakeClient) GetQRChannel(context.Context) (<-chan whatsmeow.QRChannelIt
 func (c *fakeClient) PairPhone(context.Context, string, bool, whatsmeow.PairClientType, string) (string, error) {
 	return "", errors.New("not in this test")
 }
+func (c *fakeClient) GetGroupInfo(context.Context, types.JID) (*types.GroupInfo, error) {
+	return nil, whatsmeow.ErrNotInGroup
+}
 func (c *fakeClient) IsOnWhatsApp(context.Context, []string) ([]types.IsOnWhatsAppResponse, error) {
 	return nil, nil
 }
 func (c *fakeClient) GenerateMessageID() types.MessageID { return "ID" }
-func (c *fakeClient) GetGroupInfo(context.Context, types.JID) (*types.GroupInfo, error) {
-	return nil, whatsmeow.ErrNotInGroup
-}
 func (c *fakeClient) SendMessage(context.Context, types.JID, *waE2E.Message, ...whatsmeow.SendRequestExtra) (whatsmeow.SendResponse, error) {
 	return whatsmeow.SendResponse{}, nil
 }

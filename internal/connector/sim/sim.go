@@ -5,6 +5,11 @@
 // configured as connector.WhatsmeowFactory configures it (no built-in
 // reconnects, ManualLoginReconnect on stream error 515, synchronous acks).
 //
+// Groups: World.SetGroup makes a mentorado's number a member of a group
+// (GetGroupInfo answers with it, sends to it succeed), LeaveGroup removes
+// it (ErrNotInGroup, as whatsmeow returns), InjectGroupText delivers a
+// group message built as whatsmeow builds it.
+//
 // It is not on the production path: the real whatsmeow client is the
 // connector's default factory.
 package sim
