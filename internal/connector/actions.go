@@ -89,8 +89,8 @@ func (c *Connector) act(ctx context.Context, s *session, verb event.Verb, req ev
 		Timestamp: c.clock.Now().UTC(),
 		Status:    event.MessageSent,
 	}
-	if chat.Server == types.DefaultUserServer {
-		msg.Phone = phone.FromJID(chat.ToNonAD().String())
+	if msg.Phone, msg.LID, err = chatCounterpart(ctx, cli, chat); err != nil {
+		return nil, err
 	}
 	var content *waE2E.Message
 	switch verb {
@@ -130,6 +130,7 @@ func (c *Connector) act(ctx context.Context, s *session, verb event.Verb, req ev
 	if err := c.publishMessage(ctx, s.m, msg); err != nil {
 		return nil, event.NewCommandError(event.CodeInternal, "%s %s sent but not recorded (retry with the same client_id): %v", verb, id, err)
 	}
+	s.groupSeen(msg.ChatJID)
 	return msg, nil
 }
 

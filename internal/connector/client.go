@@ -23,6 +23,9 @@ type Client interface {
 	RemoveEventHandler(id uint32) bool
 	GetQRChannel(ctx context.Context) (<-chan whatsmeow.QRChannelItem, error)
 	PairPhone(ctx context.Context, phone string, showPushNotification bool, clientType whatsmeow.PairClientType, clientDisplayName string) (string, error)
+	// GetGroupInfo fetches a group's subject, description and
+	// participants: the snapshot of a group event (groups.go).
+	GetGroupInfo(ctx context.Context, jid types.JID) (*types.GroupInfo, error)
 	IsOnWhatsApp(ctx context.Context, phones []string) ([]types.IsOnWhatsAppResponse, error)
 	GenerateMessageID() types.MessageID
 	SendMessage(ctx context.Context, to types.JID, message *waE2E.Message, extra ...whatsmeow.SendRequestExtra) (whatsmeow.SendResponse, error)

@@ -268,9 +268,14 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 	if err := req.Validate(); err != nil {
 		return nil, err
 	}
-	number, err := phone.Normalize(req.Phone)
+	// A LID or group chat is sent to as it is; a phone (or a phone JID
+	// given as chat) is resolved with the server below.
+	chat, number, err := sendTarget(req)
 	if err != nil {
-		return nil, event.NewCommandError(event.CodeInvalidPhone, "%v", err)
+		return nil, err
+	}
+	if chat.Server == types.GroupServer && s.groups.hasLeft(chat.String()) {
+		return nil, event.NewCommandError(event.CodeNotInGroup, "the number left group %s", chat)
 	}
 	snap, err := connectedClient(s)
 	if err != nil {
@@ -302,19 +307,25 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 		}
 	}
 
-	resp, err := cli.IsOnWhatsApp(ctx, plusAll(phone.BrazilVariants(number)))
-	if err != nil {
-		return nil, fmt.Errorf("check number: %w", err)
-	}
-	var to types.JID
-	for _, r := range resp {
-		if r.IsIn {
-			to = r.JID
-			break
+	to := chat
+	if to.IsEmpty() {
+		resp, err := cli.IsOnWhatsApp(ctx, plusAll(phone.BrazilVariants(number)))
+		if err != nil {
+			return nil, fmt.Errorf("check number: %w", err)
+		}
+		for _, r := range resp {
+			if r.IsIn {
+				to = r.JID
+				break
+			}
+		}
+		if to.IsEmpty() {
+			return nil, event.NewCommandError(event.CodeNotOnWhatsApp, "number is not on WhatsApp")
 		}
 	}
-	if to.IsEmpty() {
-		return nil, event.NewCommandError(event.CodeNotOnWhatsApp, "number is not on WhatsApp")
+	counterPhone, counterLID, err := chatCounterpart(ctx, cli, to)
+	if err != nil {
+		return nil, err
 	}
 
 	id := cli.GenerateMessageID()
@@ -322,7 +333,8 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 		WAID:      id,
 		ChatJID:   to.String(),
 		SenderJID: snap.jid.ToNonAD().String(),
-		Phone:     phone.FromJID(to.String()),
+		Phone:     counterPhone,
+		LID:       counterLID,
 		Direction: event.DirectionOut,
 		Kind:      kind,
 		Text:      req.Text,
@@ -368,6 +380,7 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 	if err := c.publishMessage(ctx, s.m, msg); err != nil {
 		return nil, event.NewCommandError(event.CodeInternal, "message %s sent but not recorded (retry with the same client_id): %v", id, err)
 	}
+	s.groupSeen(msg.ChatJID)
 	if file != nil {
 		c.metrics.mediaSends.WithLabelValues(string(kind)).Inc()
 		if err := c.publishMediaStored(ctx, s.m, msg); err != nil {
@@ -443,11 +456,61 @@ func (r *reservation) sent(ctx context.Context, s *session, msg *event.Message) 
 	}
 }
 
+// sendTarget reads where a send goes: a LID or group chat JID (chat), or
+// a phone number to resolve with the server (number).
+func sendTarget(req event.SendRequest) (chat types.JID, number string, err error) {
+	raw := req.Phone
+	if req.Chat != "" {
+		kind := event.KindOfChat(req.Chat)
+		j, perr := types.ParseJID(req.Chat)
+		if kind == "" || perr != nil {
+			return types.EmptyJID, "", event.NewCommandError(event.CodeInvalidChat, "chat %q is not a phone JID, LID or group JID", req.Chat)
+		}
+		if j.Server != types.DefaultUserServer {
+			return j, "", nil
+		}
+		raw = j.User
+	}
+	number, err = phone.Normalize(raw)
+	if err != nil {
+		return types.EmptyJID, "", event.NewCommandError(event.CodeInvalidPhone, "%v", err)
+	}
+	return types.EmptyJID, number, nil
+}
+
+// chatCounterpart is the phone and LID an outbound message event carries
+// for chat to, as waconv sets them for messages sent from the phone: a
+// phone chat's number; a LID chat's LID, and its phone when the client's
+// LID store knows it; nothing for a group (no single counterpart).
+func chatCounterpart(ctx context.Context, cli Client, to types.JID) (phoneNum, lid string, err error) {
+	switch to.Server {
+	case types.DefaultUserServer:
+		return phone.FromJID(to.ToNonAD().String()), "", nil
+	case types.HiddenUserServer:
+		lid = to.ToNonAD().String()
+		if lids := lidStore(cli); lids != nil {
+			pn, err := lids.GetPNForLID(ctx, to.ToNonAD())
+			if err != nil {
+				return "", "", fmt.Errorf("phone for %s: %w", lid, err)
+			}
+			if !pn.IsEmpty() {
+				phoneNum = phone.FromJID(pn.ToNonAD().String())
+			}
+		}
+		return phoneNum, lid, nil
+	}
+	return "", "", nil
+}
+
 // sendError maps a failed whatsmeow SendMessage: not_connected when the
-// client is offline or logged out.
+// client is offline or logged out, not_in_group when the number is not in
+// the group (whatsmeow fetches its members first and gets 403 or 404).
 func sendError(what string, err error) error {
 	if errors.Is(err, whatsmeow.ErrNotConnected) || errors.Is(err, whatsmeow.ErrNotLoggedIn) {
 		return event.NewCommandError(event.CodeNotConnected, "%v", err)
+	}
+	if notInGroup(err) {
+		return event.NewCommandError(event.CodeNotInGroup, "%v", err)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }

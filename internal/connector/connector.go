@@ -24,7 +24,6 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/rs/zerolog"
-	"go.mau.fi/whatsmeow"
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
@@ -140,10 +139,7 @@ type ConvertFunc func(ctx context.Context, mentorado int64, cli Client, evt any)
 // WaconvConvert is the production conversion (internal/waconv), using the
 // client's LID store when it is a real whatsmeow client.
 func WaconvConvert(ctx context.Context, mentorado int64, cli Client, evt any) ([]event.Envelope, error) {
-	conv := &waconv.Converter{Mentorado: mentorado}
-	if wc, ok := cli.(*whatsmeow.Client); ok && wc.Store != nil && wc.Store.LIDs != nil {
-		conv.LIDs = wc.Store.LIDs
-	}
+	conv := &waconv.Converter{Mentorado: mentorado, LIDs: lidStore(cli)}
 	return conv.Convert(ctx, evt)
 }
 

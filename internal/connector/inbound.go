@@ -8,6 +8,7 @@ import (
 	"fmt"
 
 	"go.mau.fi/whatsmeow"
+	"go.mau.fi/whatsmeow/types/events"
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/waconv"
@@ -23,6 +24,10 @@ func (s *session) handler(ctx context.Context, gen int, cli Client, detach chan 
 	return func(evt any) bool {
 		switch d := waconv.Decide(evt); d.Action {
 		case waconv.Publish:
+			if gi, ok := evt.(*events.GroupInfo); ok {
+				// A delta: the session fetches the snapshot (groups.go).
+				return s.onGroupInfo(ctx, cli, gi)
+			}
 			return s.publishInbound(ctx, cli, evt)
 		case waconv.Media:
 			s.onMediaRetry(evt)
@@ -98,6 +103,8 @@ func (s *session) publishInbound(ctx context.Context, cli Client, evt any) bool 
 		s.log.Warn().Err(err).Msg("queue history sync failed; WhatsApp will redeliver")
 		return false
 	}
+	// Groups met for the first time are described in the background.
+	s.published(envs)
 	return true
 }
 

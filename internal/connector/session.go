@@ -82,6 +82,7 @@ type session struct {
 	snap atomic.Pointer[snapshot]
 
 	ctx     context.Context             // the run context, set when run starts
+	groups  *groups                     // groups described, first-sight fetches (groups.go)
 	media   atomic.Pointer[mediaWorker] // the media download worker while connected
 	mediaWG sync.WaitGroup              // running media workers
 
@@ -107,6 +108,7 @@ func newSession(d sessionDeps, m int64, row deviceRow) *session {
 		desired: row.Desired == desiredConnected && !row.JID.IsEmpty(),
 		status:  event.StatusDisconnected,
 		since:   d.clock.Now(),
+		groups:  newGroups(),
 	}
 	s.out = newOutbox(d.publisher, d.cfg.PublishTimeout, d.metrics, log)
 	s.d.metrics.sessions.WithLabelValues(string(s.status)).Inc()
@@ -125,6 +127,7 @@ func (s *session) run(ctx context.Context) {
 	defer close(s.quit)
 	defer s.stopMedia()
 	defer s.stopHistory()
+	defer s.stopGroups()
 	for !s.exit {
 		f := <-s.inbox
 		f(ctx)
@@ -583,6 +586,7 @@ func (s *session) stop(ctx context.Context, reason string) {
 	// Media downloads in flight release their jobs to the queue.
 	s.waitUntil(ctx, &s.mediaWG, "media downloads")
 	s.waitUntil(ctx, &s.historyWG, "history sync import")
+	s.waitUntil(ctx, &s.groups.wg, "group fetches")
 	select {
 	case cli := <-cliCh:
 		if cli != nil {

@@ -157,6 +157,9 @@ func (c *fakeClient) GetQRChannel(context.Context) (<-chan whatsmeow.QRChannelIt
 func (c *fakeClient) PairPhone(context.Context, string, bool, whatsmeow.PairClientType, string) (string, error) {
 	return "", errors.New("not in this test")
 }
+func (c *fakeClient) GetGroupInfo(context.Context, types.JID) (*types.GroupInfo, error) {
+	return nil, whatsmeow.ErrNotInGroup
+}
 func (c *fakeClient) IsOnWhatsApp(context.Context, []string) ([]types.IsOnWhatsAppResponse, error) {
 	return nil, nil
 }

@@ -66,7 +66,6 @@ const (
 	ignoreCall       = "calls are not part of the event contract"
 	ignoreQR         = "pairing runs through GetQRChannel, which reports these"
 	ignorePresence   = "typing and online status are not part of the event contract"
-	ignoreGroup      = "group metadata is not part of the event contract"
 	ignoreProfile    = "profile pictures and about texts are not part of the event contract"
 	ignoreAccount    = "account settings are not part of the event contract"
 	ignoreNewsletter = "channels (newsletters) are not CRM conversation"
@@ -120,6 +119,19 @@ func route(c *Converter, evt any) (Decision, convertFunc) {
 			}
 			return c.businessName(ctx, e)
 		})
+	// Groups: every group event is a full snapshot. JoinedGroup carries the
+	// group's info; GroupInfo is a delta, so Convert returns nothing for
+	// it and the connector fetches the info and builds the snapshot with
+	// GroupSnapshot (or, when the number left, republishes the last one).
+	case *events.JoinedGroup:
+		return publish(func(ctx context.Context) ([]event.Envelope, error) {
+			if e == nil {
+				return nil, nil
+			}
+			return c.joinedGroup(ctx, e)
+		})
+	case *events.GroupInfo:
+		return publish(func(context.Context) ([]event.Envelope, error) { return nil, nil })
 
 	// Connection state: the session's reconnect policy
 	// (docs/decisions/0002-reconnect-policy.md).
@@ -152,8 +164,6 @@ func route(c *Converter, evt any) (Decision, convertFunc) {
 		return ignore("Messenger and Instagram (armadillo) messages, not WhatsApp")
 	case *events.ChatPresence, *events.Presence:
 		return ignore(ignorePresence)
-	case *events.JoinedGroup, *events.GroupInfo:
-		return ignore(ignoreGroup)
 	case *events.Picture, *events.UserAbout:
 		return ignore(ignoreProfile)
 	case *events.IdentityChange:

@@ -5,6 +5,11 @@
 // configured as connector.WhatsmeowFactory configures it (no built-in
 // reconnects, ManualLoginReconnect on stream error 515, synchronous acks).
 //
+// Groups: World.SetGroup makes a mentorado's number a member of a group
+// (GetGroupInfo answers with it, sends to it succeed), LeaveGroup removes
+// it (ErrNotInGroup, as whatsmeow returns), InjectGroupText delivers a
+// group message built as whatsmeow builds it.
+//
 // It is not on the production path: the real whatsmeow client is the
 // connector's default factory.
 package sim
@@ -62,6 +67,9 @@ type World struct {
 	connectErr map[int64]error
 	notOnWA    map[string]bool
 	canonical  map[string]string
+	groups     map[int64]map[types.JID]*simGroup // per mentorado: the groups its number is or was in
+	groupErrs  map[int64][]error                 // the next GetGroupInfo calls fail with these
+	groupCalls map[int64]int
 	nextID     int
 	nextDevice uint16
 	msgSeq     atomic.Int64
@@ -79,7 +87,16 @@ func NewWorld() *World {
 		connectErr: map[int64]error{},
 		notOnWA:    map[string]bool{},
 		canonical:  map[string]string{},
+		groups:     map[int64]map[types.JID]*simGroup{},
+		groupErrs:  map[int64][]error{},
+		groupCalls: map[int64]int{},
 	}
+}
+
+// simGroup is a group as the server knows it for one mentorado.
+type simGroup struct {
+	info types.GroupInfo
+	left bool // the mentorado's number left or was removed
 }
 
 // Factory makes sim clients; it satisfies connector.Factory.
@@ -381,6 +398,12 @@ func (c *Client) SendMessage(_ context.Context, to types.JID, msg *waE2E.Message
 	if !c.loggedIn {
 		return whatsmeow.SendResponse{}, whatsmeow.ErrNotConnected
 	}
+	if to.Server == types.GroupServer {
+		// whatsmeow fetches the members before encrypting.
+		if err := c.w.groupErrLocked(c.m, to); err != nil {
+			return whatsmeow.SendResponse{}, fmt.Errorf("failed to get group members: %w", err)
+		}
+	}
 	id := ""
 	if len(extra) > 0 {
 		id = extra[0].ID
@@ -394,6 +417,40 @@ func (c *Client) SendMessage(_ context.Context, to types.JID, msg *waE2E.Message
 	}
 	c.sent = append(c.sent, Sent{ID: id, To: to, Text: text, Message: msg})
 	return whatsmeow.SendResponse{ID: id, Timestamp: time.Now()}, nil
+}
+
+// GetGroupInfo answers like whatsmeow's: the group's info, or
+// ErrNotInGroup (403) for a group the number left, ErrGroupNotFound (404)
+// for one the world does not know.
+func (c *Client) GetGroupInfo(_ context.Context, jid types.JID) (*types.GroupInfo, error) {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if !c.loggedIn {
+		return nil, whatsmeow.ErrNotConnected
+	}
+	c.w.groupCalls[c.m]++
+	if errs := c.w.groupErrs[c.m]; len(errs) > 0 {
+		c.w.groupErrs[c.m] = errs[1:]
+		return nil, errs[0]
+	}
+	if err := c.w.groupErrLocked(c.m, jid); err != nil {
+		return nil, err
+	}
+	info := c.w.groups[c.m][jid].info
+	info.Participants = slices.Clone(info.Participants)
+	return &info, nil
+}
+
+// groupErrLocked is what whatsmeow returns for a group m cannot use.
+func (w *World) groupErrLocked(m int64, jid types.JID) error {
+	g := w.groups[m][jid]
+	switch {
+	case g == nil:
+		return fmt.Errorf("sim: %w", whatsmeow.ErrGroupNotFound)
+	case g.left:
+		return fmt.Errorf("sim: %w", whatsmeow.ErrNotInGroup)
+	}
+	return nil
 }
 
 // MarkRead records read receipts.
@@ -490,6 +547,67 @@ func (w *World) InjectText(m int64, from, text string) (id string, acked bool, e
 			MessageSource: types.MessageSource{Chat: sender, Sender: sender},
 			ID:            id,
 			PushName:      "Sim " + from,
+			Timestamp:     time.Now().Truncate(time.Second),
+			Type:          "text",
+		},
+		Message:    &waE2E.Message{Conversation: proto.String(text)},
+		RawMessage: &waE2E.Message{Conversation: proto.String(text)},
+	}
+	acked, err = w.InjectMessage(m, evt)
+	return id, acked, err
+}
+
+// SetGroup makes m's number a member of the group info describes (its
+// JID, subject, participants), replacing what the world knew of it.
+func (w *World) SetGroup(m int64, info types.GroupInfo) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.groups[m] == nil {
+		w.groups[m] = map[types.JID]*simGroup{}
+	}
+	info.Participants = slices.Clone(info.Participants)
+	w.groups[m][info.JID] = &simGroup{info: info}
+}
+
+// LeaveGroup removes m's number from a group: its info can no longer be
+// fetched and sends to it fail, as on WhatsApp.
+func (w *World) LeaveGroup(m int64, group types.JID) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if g := w.groups[m][group]; g != nil {
+		g.left = true
+	}
+}
+
+// FailGroupInfo makes m's next GetGroupInfo calls fail, one per error.
+func (w *World) FailGroupInfo(m int64, errs ...error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.groupErrs[m] = append(w.groupErrs[m], errs...)
+}
+
+// GroupInfoCalls is how many times m's clients asked for a group's info.
+func (w *World) GroupInfoCalls(m int64) int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.groupCalls[m]
+}
+
+// InjectGroupText delivers a text message written in a group by sender
+// (a device JID in the group's addressing mode; senderAlt its other
+// address, or empty), built as whatsmeow builds it. fromMe: the
+// mentorado wrote it from the phone.
+func (w *World) InjectGroupText(m int64, group, sender, senderAlt types.JID, fromMe bool, text string) (id string, acked bool, err error) {
+	id = fmt.Sprintf("SIMGR%012X", w.msgSeq.Add(1))
+	mode := types.AddressingModePN
+	if sender.Server == types.HiddenUserServer {
+		mode = types.AddressingModeLID
+	}
+	evt := &events.Message{
+		Info: types.MessageInfo{
+			MessageSource: types.MessageSource{Chat: group, Sender: sender, SenderAlt: senderAlt, IsFromMe: fromMe, IsGroup: true, AddressingMode: mode},
+			ID:            id,
+			PushName:      "Sim " + sender.User,
 			Timestamp:     time.Now().Truncate(time.Second),
 			Type:          "text",
 		},
