@@ -448,6 +448,8 @@ func (w *historyWorker) importChunk(ctx context.Context, j store.HistorySyncJob,
 		if err := w.storeToken(ctx, chat, c); err != nil {
 			return err
 		}
+		// A group met only in history is described like one met live.
+		s.groupSeen(chat.String())
 		var secrets []wastore.MessageSecretInsert
 		for _, hm := range c.GetMessages() {
 			web := hm.GetMessage()
