@@ -180,13 +180,12 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 		b := &pgx.Batch{}
 		lk.queue(b)
 		pl := newPlanner(&lk)
-		exists := map[int64]bool{}
-		err := lk.read(ctx, tx.SendBatch(ctx, b), pl, exists)
+		err := lk.read(ctx, tx.SendBatch(ctx, b), pl)
 		if err != nil {
 			return err
 		}
 		for _, d := range evs {
-			if !exists[d.env.MentoradoID] {
+			if _, ok := pl.settings[d.env.MentoradoID]; !ok {
 				poison[d.idx] = &PoisonError{Err: fmt.Errorf("%w %d", ErrUnknownMentorado, d.env.MentoradoID)}
 				continue
 			}
