@@ -52,7 +52,7 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.applied, m.batchSize, m.batchSeconds, m.dlq, m.transient, m.lag, m.leadEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, t := range []string{"connection", "message", "receipt", "contact"} {
+	for _, t := range []string{"connection", "message", "receipt", "contact", "media", "group", "history", "lead"} {
 		m.applied.WithLabelValues(t)
 	}
 	return m

@@ -124,10 +124,13 @@ func (c Config) WithDefaults() Config {
 		c.RetryMax = 10 * time.Second
 	}
 	if c.OutboxInterval == 0 {
-		c.OutboxInterval = 30 * time.Second
+		c.OutboxInterval = DefaultOutboxInterval
 	}
 	return c
 }
+
+// DefaultOutboxInterval is how often leftover lead events are published.
+const DefaultOutboxInterval = 30 * time.Second
 
 // DefaultAckWait is the persister consumer's AckWait unless configured.
 const DefaultAckWait = 10 * time.Second
