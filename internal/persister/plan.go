@@ -42,10 +42,10 @@ type planner struct {
 	settings  map[int64]settings // the batch's mentorados that exist, with their lead settings
 	leadState map[mkey]int8      // phone leads that exist: the rank of their name's source (store.LeadNameRank*)
 	leadVers  map[mkey]version   // their name versions (when they have one)
-	pending   map[mkey]bool    // messages that may have a receipt waiting
-	related   map[mkey]bool    // messages that may have edits or revokes
-	stored    map[mkey]bool    // messages stored before this batch, or written by an earlier segment
-	leadIDs   map[mkey]int64   // phone leads that exist (from the lookup)
+	pending   map[mkey]bool      // messages that may have a receipt waiting
+	related   map[mkey]bool      // messages that may have edits or revokes
+	stored    map[mkey]bool      // messages stored before this batch, or written by an earlier segment
+	leadIDs   map[mkey]int64     // phone leads that exist (from the lookup)
 	// New messages whose phone lead exists already, as COPY rows of
 	// store.MessageColumns: copied before the batch's statements.
 	copyRows [][]any
