@@ -368,7 +368,8 @@ func TestApplyRedeliveredBatchesMatchModel(t *testing.T) {
 // whose names change over time, applied in any order (several persisters,
 // replays, redeliveries) and some twice, converge to the rows of the model
 // applying the stream once in order: each contact name is its newest fact,
-// a lead's name its earliest push name.
+// a lead's name its best fact (address book > earliest push name >
+// business).
 func TestApplyShuffledNamesMatchModel(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 9))
 	base := time.Date(2026, 2, 1, 9, 0, 0, 0, time.UTC)

@@ -21,8 +21,9 @@
 //     matter. A reaction with empty text means the reaction was removed;
 //     readers take the latest reaction row per (target, sender).
 //   - leads: an inbound message finds or creates the lead of its phone
-//     (source whatsapp, name = the push name of the earliest message by
-//     (occurred_at, stream sequence)); with only a LID, a lead
+//     (source whatsapp; its name from the best source, the push name of
+//     the earliest message by (occurred_at, stream sequence) among them,
+//     see below); with only a LID, a lead
 //     keyed by LID (phone NULL). Every message links to its counterpart's
 //     lead once one exists, outbound included.
 //   - chats (issue #12): group messages never create or link leads unless
