@@ -97,6 +97,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.IntVar(&s.Persister.Batch, "batch", integer("ZAPBUS_PERSISTER_BATCH", 500), "events per fetch and transaction (ZAPBUS_PERSISTER_BATCH)")
 	fs.DurationVar(&s.Persister.MaxWait, "max-wait", dur("ZAPBUS_PERSISTER_MAX_WAIT", 500*time.Millisecond), "how long a fetch waits to fill a batch (ZAPBUS_PERSISTER_MAX_WAIT)")
 	fs.DurationVar(&s.Persister.AckWait, "ack-wait", dur("ZAPBUS_PERSISTER_ACK_WAIT", persister.DefaultAckWait), "redelivery after this long without an ack, e.g. when a persister died mid-batch (ZAPBUS_PERSISTER_ACK_WAIT)")
+	fs.DurationVar(&s.Persister.OutboxInterval, "outbox-interval", dur("ZAPBUS_PERSISTER_OUTBOX_INTERVAL", persister.DefaultOutboxInterval), "how often lead events left unpublished (a crash, NATS down) are published again (ZAPBUS_PERSISTER_OUTBOX_INTERVAL)")
 	fs.StringVar(&s.Persister.Consumer, "consumer", str("ZAPBUS_PERSISTER_CONSUMER", "persister"), "durable consumer name (ZAPBUS_PERSISTER_CONSUMER)")
 	level := fs.String("log-level", str("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
 	var since time.Duration
@@ -135,6 +136,8 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_MAX_WAIT: %s, want at least 1ms", s.Persister.MaxWait)
 	case s.Persister.AckWait < time.Second || s.Persister.AckWait > time.Hour:
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_ACK_WAIT: %s, want 1s to 1h", s.Persister.AckWait)
+	case s.Persister.OutboxInterval < time.Second || s.Persister.OutboxInterval > time.Hour:
+		return s, fmt.Errorf("ZAPBUS_PERSISTER_OUTBOX_INTERVAL: %s, want 1s to 1h", s.Persister.OutboxInterval)
 	case s.Persister.Consumer == "" || strings.ContainsAny(s.Persister.Consumer, ".*> \t"):
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_CONSUMER: %q is not a valid consumer name", s.Persister.Consumer)
 	}

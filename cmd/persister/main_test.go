@@ -38,6 +38,7 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		{base, []string{"-ack-wait", "2h"}, "ZAPBUS_PERSISTER_ACK_WAIT"},
 		{base, []string{"replay", "--since", "1h", "--wait", "0s"}, "--wait"},
 		{base, []string{"-consumer", "a.b"}, "ZAPBUS_PERSISTER_CONSUMER"},
+		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_PERSISTER_OUTBOX_INTERVAL": "10ms"}, nil, "ZAPBUS_PERSISTER_OUTBOX_INTERVAL"},
 		{base, []string{"replay"}, "--since"},
 		{base, []string{"replay", "--since", "1h", "--from-seq", "3"}, "--since"},
 		{base, []string{"rewind"}, "unknown command"},
@@ -53,7 +54,8 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		t.Fatalf("replay settings %+v, %v", s.Replay, err)
 	}
 	s, err = loadSettings(nil, envOf(base), io.Discard)
-	if err != nil || s.HTTPAddr != DefaultHTTPAddr || s.Persister.Batch != 500 || s.Persister.AckWait != persister.DefaultAckWait {
+	if err != nil || s.HTTPAddr != DefaultHTTPAddr || s.Persister.Batch != 500 || s.Persister.AckWait != persister.DefaultAckWait ||
+		s.Persister.OutboxInterval != persister.DefaultOutboxInterval {
 		t.Fatalf("defaults %+v, %v", s, err)
 	}
 }
@@ -143,8 +145,10 @@ func TestRunServesAndReplays(t *testing.T) {
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		_, body := startuptest.Get(base + "/metrics")
 		return strings.Contains(body, `zapbus_persister_events_applied_total{type="message"} 1`) &&
-			strings.Contains(body, "zapbus_persister_consumer_lag")
-	}, "metrics do not count the applied message")
+			strings.Contains(body, "zapbus_persister_consumer_lag") &&
+			strings.Contains(body, "zapbus_persister_lead_events_published_total 1") &&
+			strings.Contains(body, `zapbus_persister_events_applied_total{type="lead"} 1`)
+	}, "metrics do not count the applied message, its lead's created event published and consumed back")
 	cancel()
 	select {
 	case err := <-done:
@@ -160,10 +164,11 @@ func TestRunServesAndReplays(t *testing.T) {
 	if err := runWith(ctx, []string{"replay", "--from-seq", "1", "--mentorado", "1"}, env, &summary, &progress); err != nil {
 		t.Fatalf("replay: %v", err)
 	}
-	if !strings.Contains(summary.String(), "replay: 1 events applied, 0 dead-lettered") {
+	// The message and the lead event its lead's creation published.
+	if !strings.Contains(summary.String(), "replay: 2 events applied, 0 dead-lettered") {
 		t.Fatalf("summary %q", summary.String())
 	}
-	if !strings.Contains(progress.String(), "replay: seq 1/1") {
+	if !strings.Contains(progress.String(), "replay: seq 2/2") {
 		t.Fatalf("progress %q", progress.String())
 	}
 }

@@ -494,6 +494,15 @@ func TestPermissionMatrix(t *testing.T) {
 	m.allow("persister", "dead-letter an event (zapbus.dlq.WA_EVENTS)", func(ctx context.Context) error {
 		return pers.DeadLetter(ctx, bus.StreamEvents, "wa.1.evt.connection", 1, []byte("{}"), errors.New("test"))
 	})
+	m.allow("persister", "publish a lead event (wa.1.evt.lead, from its outbox)", func(ctx context.Context) error {
+		env, err := event.New(1, event.LeadEventID(1, 7, event.LeadCreated, ""), time.Now(),
+			&event.Lead{LeadID: 7, Change: event.LeadCreated, Phone: "5511912345678"})
+		if err != nil {
+			return err
+		}
+		_, err = pers.Publish(ctx, env)
+		return err
+	})
 	m.allow("persister", "replay: ordered consumer over WA_EVENTS", func(ctx context.Context) error {
 		return fetchOne(ctx, pers, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{event.EventsWildcard},
@@ -896,6 +905,7 @@ func TestPermissionMatrix(t *testing.T) {
 	// Forged events, QRs and commands.
 	m.deny("connector", "publish a forged live event (live.wa.2.evt.message)", forged("live.wa.2.evt.message"))
 	m.deny("persister", "publish a forged event (wa.2.evt.message)", forged("wa.2.evt.message"))
+	m.deny("persister", "publish a forged group event (wa.2.evt.group)", forged("wa.2.evt.group"))
 	m.deny("notifier", "publish a forged event (wa.2.evt.message)", forged("wa.2.evt.message"))
 	m.deny("notifier", "publish a forged QR (wa.2.qr)", forged("wa.2.qr"))
 	m.deny("backend", "publish a command (wa.2.cmd.send)", forged("wa.2.cmd.send"))

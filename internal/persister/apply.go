@@ -68,9 +68,13 @@ func Decode(items []Item) *Decoded {
 func (p *Persister) ApplyDecoded(ctx context.Context, d *Decoded) ([]error, error) {
 	start := time.Now()
 	poison, evs := d.poison, d.evs
-	if err := p.applyDecoded(ctx, evs, poison); err != nil {
+	var leads int
+	if err := p.applyDecoded(ctx, evs, poison, &leads); err != nil {
 		p.metrics.transient.Inc()
 		return nil, err
+	}
+	if leads > 0 && p.bus != nil {
+		p.kickOutbox()
 	}
 	for _, d := range evs {
 		if poison[d.idx] == nil {
@@ -142,11 +146,12 @@ func checkSubject(subject string, env event.Envelope) error {
 // applyDecoded applies evs in one transaction. On a permanent database
 // error it bisects, so the offending event is isolated as poison and the
 // rest commits.
-func (p *Persister) applyDecoded(ctx context.Context, evs []decoded, poison []error) error {
+// leads counts the lead events the committed transactions wrote.
+func (p *Persister) applyDecoded(ctx context.Context, evs []decoded, poison []error, leads *int) error {
 	if len(evs) == 0 {
 		return nil
 	}
-	err := p.tx(ctx, evs, poison)
+	err := p.tx(ctx, evs, poison, leads)
 	if err == nil {
 		return nil
 	}
@@ -163,16 +168,19 @@ func (p *Persister) applyDecoded(ctx context.Context, evs []decoded, poison []er
 	}
 	p.log.Debug().Err(err).Int("events", len(evs)).Msg("permanent error in batch; bisecting")
 	mid := len(evs) / 2
-	if err := p.applyDecoded(ctx, evs[:mid], poison); err != nil {
+	if err := p.applyDecoded(ctx, evs[:mid], poison, leads); err != nil {
 		return err
 	}
-	return p.applyDecoded(ctx, evs[mid:], poison)
+	return p.applyDecoded(ctx, evs[mid:], poison, leads)
 }
 
 // tx is one attempt: look up mentorados and LID mappings, plan, write,
-// commit. Two round trips plus begin and commit.
-func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error {
-	return p.db.InTx(ctx, func(tx pgx.Tx) error {
+// commit. Two round trips plus begin and commit. It adds the lead events
+// it wrote to *leads once committed.
+func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error, leads *int) error {
+	wrote := 0
+	err := p.db.InTx(ctx, func(tx pgx.Tx) error {
+		wrote = 0
 		var lk lookup
 		for _, d := range evs {
 			lk.add(d)
@@ -180,13 +188,12 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 		b := &pgx.Batch{}
 		lk.queue(b)
 		pl := newPlanner(&lk)
-		exists := map[int64]bool{}
-		err := lk.read(ctx, tx.SendBatch(ctx, b), pl, exists)
+		err := lk.read(ctx, tx.SendBatch(ctx, b), pl)
 		if err != nil {
 			return err
 		}
 		for _, d := range evs {
-			if !exists[d.env.MentoradoID] {
+			if _, ok := pl.settings[d.env.MentoradoID]; !ok {
 				poison[d.idx] = &PoisonError{Err: fmt.Errorf("%w %d", ErrUnknownMentorado, d.env.MentoradoID)}
 				continue
 			}
@@ -204,10 +211,14 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 		}
 		if wb.Len() > 0 {
 			br := tx.SendBatch(ctx, wb)
-			for i := range wb.QueuedQueries {
-				if _, err := br.Exec(); err != nil {
+			for i, q := range wb.QueuedQueries {
+				tag, err := br.Exec()
+				if err != nil {
 					br.Close()
-					return fmt.Errorf("statement %d (%s): %w", i, firstLine(wb.QueuedQueries[i].SQL), err)
+					return fmt.Errorf("statement %d (%s): %w", i, firstLine(q.SQL), err)
+				}
+				if leadStatements[q.SQL] {
+					wrote += int(tag.RowsAffected())
 				}
 			}
 			if err := br.Close(); err != nil {
@@ -221,7 +232,16 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error) error
 		}
 		return nil
 	})
+	if err == nil {
+		*leads += wrote
+	}
+	return err
 }
+
+// leadStatements are the statements whose row count is the lead events
+// they wrote (their outer statement is the outbox insert).
+var leadStatements = map[string]bool{store.LeadsPhoneSQL: true, store.LeadsLIDSQL: true, store.LeadContactNamesSQL: true,
+	store.MergeDeleteLeadSQL: true, store.MergeConvertLeadSQL: true}
 
 func firstLine(s string) string {
 	if i := strings.IndexByte(s, '\n'); i >= 0 {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,8 +78,36 @@ func TestApplyMatchesModel(t *testing.T) {
 	applyAll(t, p, items, func() int { return []int{1, 7, 50, 500}[r.IntN(4)] })
 	got := dump(t, p.db)
 	diffLines(t, "after one pass", want, got)
+	// The stream covers what issue #12 added.
+	covered := map[string]int{}
+	for _, l := range got {
+		f := strings.Split(l, "|")
+		switch {
+		case f[0] == "group":
+			covered["groups"]++
+		case f[0] == "msg" && strings.HasSuffix(f[3], "@g.us"):
+			covered["group messages"]++
+			if f[18] != "-" {
+				covered["group messages with a lead"]++
+			}
+		case f[0] == "msg" && f[len(f)-1] == "true":
+			covered["history messages"]++
+		case f[0] == "lead" && f[2] == "-":
+			covered["LID-only leads"]++
+		case f[0] == "lead" && f[len(f)-1] == "address_book":
+			covered["address-book names"]++
+		}
+	}
+	for _, k := range []string{"groups", "group messages", "group messages with a lead", "history messages", "LID-only leads", "address-book names"} {
+		if covered[k] == 0 {
+			t.Errorf("generated stream has no %s: %v", k, covered)
+		}
+	}
+	md := modelOf(items, 3)
+	diffLines(t, "lead events after one pass", md.leadFacts(), dumpLeadFacts(t, p.db))
 	applyAll(t, p, items, func() int { return 333 })
 	diffLines(t, "after a second pass", want, dump(t, p.db))
+	diffLines(t, "lead events after a second pass", md.leadFacts(), dumpLeadFacts(t, p.db))
 }
 
 // TestApplyOneByOneEqualsBatch: the same stream one event per transaction
@@ -91,6 +120,7 @@ func TestApplyOneByOneEqualsBatch(t *testing.T) {
 	applyAll(t, b, items, func() int { return 2000 })
 	diffLines(t, "batch vs one by one", dump(t, a.db), dump(t, b.db))
 	diffLines(t, "model vs one by one", modelOf(items, 2).rows(), dump(t, a.db))
+	diffLines(t, "lead events, batch vs one by one", dumpLeadFacts(t, a.db), dumpLeadFacts(t, b.db))
 }
 
 func TestApplyScenarios(t *testing.T) {
@@ -331,13 +361,15 @@ func TestApplyRedeliveredBatchesMatchModel(t *testing.T) {
 	}
 	t.Logf("%d batches, %d redelivered late", len(batches), redelivered)
 	diffLines(t, "after redeliveries", want, dump(t, p.db))
+	diffLines(t, "lead events after redeliveries", modelOf(items, 2).leadFacts(), dumpLeadFacts(t, p.db))
 }
 
 // TestApplyShuffledNamesMatchModel: contact facts and inbound messages
 // whose names change over time, applied in any order (several persisters,
 // replays, redeliveries) and some twice, converge to the rows of the model
 // applying the stream once in order: each contact name is its newest fact,
-// a lead's name its earliest push name.
+// a lead's name its best fact (address book > earliest push name >
+// business).
 func TestApplyShuffledNamesMatchModel(t *testing.T) {
 	r := rand.New(rand.NewPCG(8, 9))
 	base := time.Date(2026, 2, 1, 9, 0, 0, 0, time.UTC)

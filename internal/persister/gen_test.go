@@ -33,6 +33,7 @@ type gMsg struct {
 type gMentorado struct {
 	id      int64
 	persons []*gPerson
+	groups  []string
 	msgs    []gMsg
 	out     []gMsg
 }
@@ -52,6 +53,9 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 	ms := make([]*gMentorado, nm)
 	for i := range ms {
 		g := &gMentorado{id: int64(i + 1)}
+		for k := range 3 {
+			g.groups = append(g.groups, fmt.Sprintf("120363%02d%08d@g.us", i, k))
+		}
 		for j := range 40 {
 			g.persons = append(g.persons, &gPerson{
 				phone: fmt.Sprintf("55119%02d%06d", i, j),
@@ -112,6 +116,13 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 			msg := &event.Message{WAID: id, ChatJID: chat(p), SenderJID: chat(p), Phone: ph, LID: lid,
 				PushName: p.name, Direction: event.DirectionIn, Kind: event.KindText, Text: "oi " + id,
 				Timestamp: now(), Status: event.MessageReceived}
+			if r.IntN(5) == 0 { // in a group: the participant wrote
+				msg.ChatJID = g.groups[r.IntN(len(g.groups))]
+			}
+			if r.IntN(6) == 0 { // from the history sync, up to 60 days old
+				msg.History = &event.History{Sync: "initial_bootstrap", SyncedAt: msg.Timestamp}
+				msg.Timestamp = msg.Timestamp.Add(-time.Duration(r.IntN(60*24)) * time.Hour)
+			}
 			switch y := r.IntN(100); {
 			case y < 10:
 				msg.Kind, msg.Text, msg.Caption = event.KindImage, "", "foto "+id
@@ -174,6 +185,13 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 			msg := &event.Message{WAID: id, ChatJID: chat(p), SenderJID: fmt.Sprintf("55110000000%d@s.whatsapp.net", g.id),
 				Phone: ph, LID: lid, Direction: event.DirectionOut, Kind: event.KindText, Text: "resposta " + id,
 				Timestamp: now(), Status: event.MessageSent}
+			switch r.IntN(10) {
+			case 0: // to a group: no counterpart
+				msg.ChatJID, msg.Phone, msg.LID = g.groups[r.IntN(len(g.groups))], "", ""
+			case 1:
+				msg.History = &event.History{Sync: "recent", SyncedAt: msg.Timestamp}
+				msg.Timestamp = msg.Timestamp.Add(-time.Duration(r.IntN(60*24)) * time.Hour)
+			}
 			env := mk(g.id, event.MessageEventID(g.id, id), msg)
 			gm := gMsg{id: id, person: p, env: env}
 			if r.IntN(100) < 15 { // receipt before its message
@@ -262,9 +280,54 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 			emit(mk(g.id, event.MessageEventID(g.id, ev.WAID), &ev), false)
 		case x < 97 && len(ops) > 0: // duplicate of an earlier message, stored again
 			o := ops[r.IntN(len(ops))]
+			if o.env.Type == event.TypeMessage && r.IntN(3) == 0 {
+				// Seen live, then in the history sync (same id): one row.
+				_, pl, err := event.Decode(mustEncode(t, o.env))
+				if err != nil {
+					t.Fatal(err)
+				}
+				h := *pl.(*event.Message)
+				if h.History == nil {
+					at := now()
+					h.History, h.Status = &event.History{Sync: "full", SyncedAt: at}, event.MessageRead
+					if h.Direction == event.DirectionIn {
+						h.Status = event.MessageReceived
+					}
+					emit(mustEnv(t, o.env.MentoradoID, o.env.ID, at, &h), true)
+				}
+				continue
+			}
 			if o.env.Type == event.TypeMessage || o.env.Type == event.TypeMedia {
 				emit(o.env, true)
 			}
+		default: // a group's snapshot, sometimes observed late (out of order)
+			grp := &event.Group{JID: g.groups[r.IntN(len(g.groups))], Subject: "Turma " + names[r.IntN(len(names))],
+				Participants: []event.Participant{}}
+			if r.IntN(4) == 0 {
+				grp.Topic = "regras " + fmt.Sprint(r.IntN(9))
+			}
+			for range r.IntN(5) {
+				q := g.persons[r.IntN(len(g.persons))]
+				qph, qlid := addr(q)
+				if q.class == 2 && !q.revealed && r.IntN(4) == 0 { // the group lists both: the mapping
+					qph, qlid, q.revealed = q.phone, q.lid, true
+				}
+				jid := qlid
+				if qph != "" {
+					jid = phone.JID(qph)
+				}
+				grp.Participants = append(grp.Participants, event.Participant{JID: jid, Phone: qph, LID: qlid, Admin: r.IntN(5) == 0})
+			}
+			grp.Left = r.IntN(10) == 0
+			at := now()
+			if r.IntN(3) == 0 {
+				at = base.Add(time.Duration(r.IntN(clock)) * time.Millisecond)
+				for usedAt[at] {
+					at = at.Add(time.Microsecond)
+				}
+			}
+			usedAt[at] = true
+			emit(mustEnv(t, g.id, event.GroupEventID(g.id, grp, at), at, grp), false)
 		}
 	}
 	for _, h := range holds {

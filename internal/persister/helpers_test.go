@@ -35,8 +35,28 @@ func openDBAt(t testing.TB, url string, n int) *store.DB {
 		if err != nil {
 			t.Fatalf("insert mentorados: %v", err)
 		}
+		for m := int64(1); m <= int64(n); m++ {
+			set := testSettings(m)
+			if _, err := db.Pool.Exec(ctx, `UPDATE mentorados SET group_leads = $2, history_leads = $3, history_lead_days = $4 WHERE id = $1`,
+				m, set.groupLeads, set.historyLeads, set.historyDays); err != nil {
+				t.Fatalf("settings: %v", err)
+			}
+		}
 	}
 	return db
+}
+
+// testSettings are the lead settings of test mentorado m: 1 the defaults
+// (no group leads, recent history for 30 days), 2 group leads and all
+// history, 3 no history leads and 7 days, then again.
+func testSettings(m int64) settings {
+	switch m % 3 {
+	case 2:
+		return settings{groupLeads: true, historyLeads: "all", historyDays: 30}
+	case 0:
+		return settings{historyLeads: "none", historyDays: 7}
+	}
+	return settings{historyLeads: "recent", historyDays: 30}
 }
 
 func mustEnv(t testing.TB, m int64, id string, at time.Time, p event.Payload) event.Envelope {
@@ -79,15 +99,20 @@ func dump(t testing.TB, db *store.DB) []string {
 			coalesce(to_char(wa_status_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'), wa_status_seq::text,
 			coalesce(to_char(wa_phone_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'), wa_phone_seq::text FROM mentorados`,
 		`SELECT 'lead', mentorado_id::text, coalesce(phone,'-'), coalesce(lid,'-'), name, source, stage,
-			coalesce(to_char(name_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-') FROM leads`,
+			coalesce(to_char(name_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'), coalesce(name_source, '-') FROM leads`,
 		`SELECT 'msg', t.mentorado_id::text, t.wa_message_id, t.chat_jid, t.sender_jid, coalesce(t.phone,'-'), coalesce(t.lid,'-'),
 			t.push_name, t.direction, t.kind, t.body, t.caption, coalesce(t.reply_to_id,'-'), coalesce(t.target_id,'-'),
 			t.status, t.status_rank::text, t.edited::text, t.revoked::text,
 			coalesce(l.phone, 'lid:' || l.lid, '-'), to_char(t.sent_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),
 			coalesce(t.media_id,'-'), coalesce(t.media_mime,'-'), coalesce(t.media_size::text,'-'), coalesce(t.media_file_name,'-'),
 			coalesce(t.media_seconds::text,'-'), coalesce(t.media_width::text,'-'), coalesce(t.media_height::text,'-'),
-			t.media_round::text, coalesce(encode(t.media_thumbnail,'hex'),'-'), coalesce(t.media_state,'-'), coalesce(t.media_error,'-')
+			t.media_round::text, coalesce(encode(t.media_thumbnail,'hex'),'-'), coalesce(t.media_state,'-'), coalesce(t.media_error,'-'),
+			t.chat, t.history::text
 			FROM whatsapp_messages t LEFT JOIN leads l ON l.id = t.lead_id`,
+		`SELECT 'group', g.mentorado_id::text, g.jid, g.subject, g.topic,
+			coalesce((SELECT string_agg((p->>'jid') || ',' || coalesce(p->>'phone','') || ',' || coalesce(p->>'lid','') || ',' ||
+				coalesce(p->>'admin','false'), ';' ORDER BY ord) FROM jsonb_array_elements(g.participants) WITH ORDINALITY AS x(p, ord)), '-'),
+			g."left"::text, to_char(g.info_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS') FROM whatsapp_groups g`,
 		`SELECT 'pending', mentorado_id::text, wa_message_id, status, status_rank::text FROM whatsapp_pending_receipts`,
 		`SELECT 'pmedia', mentorado_id::text, wa_message_id, state, coalesce(media_size::text,'0'), coalesce(media_error,'-') FROM whatsapp_pending_media`,
 		`SELECT 'contact', mentorado_id::text, jid, coalesce(phone,'-'), coalesce(lid,'-'), name, push_name, business_name,
@@ -118,6 +143,26 @@ func dump(t testing.TB, db *store.DB) []string {
 			t.Fatalf("dump: %v", err)
 		}
 		out = append(out, lines...)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// dumpLeadFacts renders the outbox like model.leadFacts: every lead event
+// but renamed, by what it is about (the lead's phone, or LID for a lead
+// created without one), sorted.
+func dumpLeadFacts(t testing.TB, db *store.DB) []string {
+	t.Helper()
+	rows, err := db.Pool.Query(context.Background(), `SELECT 'leadevent|' || mentorado_id || '|' || (data->>'change') || '|' ||
+		CASE data->>'change' WHEN 'created' THEN coalesce(data->>'phone', 'lid:' || (data->>'lid'))
+			WHEN 'phone' THEN (data->>'lid') || '>' || (data->>'phone') ELSE data->>'phone' END
+		FROM lead_events WHERE data->>'change' <> 'renamed'`)
+	if err != nil {
+		t.Fatalf("lead facts: %v", err)
+	}
+	out, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		t.Fatalf("lead facts: %v", err)
 	}
 	slices.Sort(out)
 	return out

@@ -70,6 +70,13 @@ func (lk *lookup) add(d decoded) {
 		}
 	case *event.Contact:
 		lid = normalizeContact(*p).LID
+	case *event.Group:
+		// Participants with both a LID and a phone teach mappings.
+		for _, x := range p.Participants {
+			if x.LID != "" && x.Phone != "" && lk.once('l', mkey{m, x.LID}) {
+				lk.lidM, lk.lids = append(lk.lidM, m), append(lk.lids, x.LID)
+			}
+		}
 	case *event.Receipt:
 		for _, id := range p.MessageIDs {
 			lk.pending[mkey{m, id}] = true
@@ -98,8 +105,9 @@ func (lk *lookup) queue(b *pgx.Batch) {
 	}
 }
 
-// read consumes the lookup results into the planner.
-func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, exists map[int64]bool) (err error) {
+// read consumes the lookup results into the planner: the mentorados that
+// exist and their lead settings go to pl.settings.
+func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner) (err error) {
 	defer func() {
 		if cerr := br.Close(); err == nil && cerr != nil {
 			err = fmt.Errorf("look up: %w", cerr)
@@ -112,8 +120,14 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 		return fmt.Errorf("lock mentorados: %w", err)
 	}
 	rows, _ := br.Query()
-	var id int64
-	if _, err := pgx.ForEachRow(rows, []any{&id}, func() error { exists[id] = true; return nil }); err != nil {
+	var (
+		id  int64
+		set settings
+	)
+	if _, err := pgx.ForEachRow(rows, []any{&id, &set.groupLeads, &set.historyLeads, &set.historyDays}, func() error {
+		pl.settings[id] = set
+		return nil
+	}); err != nil {
 		return fmt.Errorf("look up mentorados: %w", err)
 	}
 	if len(lk.lidM) > 0 {
@@ -138,20 +152,16 @@ func (lk *lookup) read(ctx context.Context, br pgx.BatchResults, pl *planner, ex
 		var (
 			m       int64
 			phone   string
-			unnamed bool
+			rank    int32
 			nameAt  *time.Time
 			nameSeq int64
 			leadID  int64
 		)
 		rows, _ := br.Query()
-		if _, err := pgx.ForEachRow(rows, []any{&m, &phone, &unnamed, &nameAt, &nameSeq, &leadID}, func() error {
+		if _, err := pgx.ForEachRow(rows, []any{&m, &phone, &rank, &nameAt, &nameSeq, &leadID}, func() error {
 			k := mkey{m, phone}
-			pl.leadState[k] = leadNamed
-			switch {
-			case unnamed:
-				pl.leadState[k] = leadUnnamed
-			case nameAt != nil:
-				pl.leadState[k] = leadVersioned
+			pl.leadState[k] = int8(rank)
+			if nameAt != nil {
 				pl.leadVers[k] = version{*nameAt, uint64(nameSeq)}
 			}
 			pl.leadIDs[k] = leadID

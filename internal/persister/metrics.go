@@ -13,6 +13,7 @@ type metrics struct {
 	dlq          prometheus.Counter
 	transient    prometheus.Counter
 	lag          prometheus.Gauge
+	leadEvents   prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -44,10 +45,14 @@ func newMetrics() *metrics {
 			Name: "zapbus_persister_consumer_lag",
 			Help: "Events waiting in the durable consumer (NumPending at the last fetch).",
 		}),
+		leadEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zapbus_persister_lead_events_published_total",
+			Help: "Lead events published from the outbox (lead_events).",
+		}),
 	}
-	m.reg.MustRegister(m.applied, m.batchSize, m.batchSeconds, m.dlq, m.transient, m.lag,
+	m.reg.MustRegister(m.applied, m.batchSize, m.batchSeconds, m.dlq, m.transient, m.lag, m.leadEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, t := range []string{"connection", "message", "receipt", "contact"} {
+	for _, t := range []string{"connection", "message", "receipt", "contact", "media", "group", "history", "lead"} {
 		m.applied.WithLabelValues(t)
 	}
 	return m

@@ -23,6 +23,15 @@ type model struct {
 	pending    map[mkey]*mRcpt
 	pmedia     map[mkey]*mMedia   // media events waiting for their message
 	contacts   map[mkey]*mContact // key: (mentorado, jid)
+	groups     map[mkey]*mGroup   // key: (mentorado, group jid)
+	facts      []string           // lead events other than renamed, as leadFacts renders them
+}
+
+// mGroup is a group's newest snapshot.
+type mGroup struct {
+	subject, topic, parts string
+	left                  bool
+	ver                   mVer
 }
 
 // mMedia is a media event's effect: state stored or failed (pending is
@@ -41,14 +50,53 @@ type mMentorado struct {
 	status, phone, jid, reason string
 	at, phoneAt                time.Time
 	seq, phoneSeq              uint64
+	set                        settings
+}
+
+// creates: inbound messages of direct chats create leads (history ones as
+// history_leads says), of groups only live and with group_leads.
+func (mm *mMentorado) creates(p *event.Message) bool {
+	if p.Direction != event.DirectionIn {
+		return false
+	}
+	if strings.HasSuffix(p.ChatJID, "@g.us") {
+		return mm.set.groupLeads && p.History == nil
+	}
+	if p.History == nil || mm.set.historyLeads == "all" {
+		return true
+	}
+	return mm.set.historyLeads == "recent" && !p.Timestamp.Before(p.History.SyncedAt.AddDate(0, 0, -int(mm.set.historyDays)))
 }
 
 type mLead struct {
 	m          int64
 	phone, lid string
-	name       mNamed // the earliest push name
+	name       mNamed // the best name fact
+	rank       int    // its source: 1 business, 2 push, 3 address_book (0: none)
 	deleted    bool
 }
+
+// offer gives the lead name fact v from a source of rank: a better
+// source wins; within one, the newest address-book or business name, the
+// earliest push name.
+func (l *mLead) offer(v string, rank int, ver mVer) {
+	if v == "" {
+		return
+	}
+	if rank > l.rank || (rank == l.rank && ((rank != 2 && l.name.ver.less(ver)) || (rank == 2 && ver.less(l.name.ver)))) {
+		l.name, l.rank = mNamed{v, ver}, rank
+	}
+}
+
+// offerContact offers lead l the names of contact c.
+func (l *mLead) offerContact(c *mContact) {
+	if l != nil && c != nil {
+		l.offer(c.name.v, 3, c.name.ver)
+		l.offer(c.biz.v, 1, c.biz.ver)
+	}
+}
+
+var mSources = []string{"-", "business", "push", "address_book"}
 
 type mMsg struct {
 	m                                                   int64
@@ -57,6 +105,7 @@ type mMsg struct {
 	rank                                                int
 	edited, revoked                                     bool
 	lead                                                *mLead
+	links, history                                      bool
 	sent                                                time.Time
 	media                                               *event.Media
 	mstate, merr                                        string
@@ -120,9 +169,9 @@ func (n mNamed) dump() string {
 
 func newModel(mentorados int) *model {
 	md := &model{mentorados: map[int64]*mMentorado{}, known: map[mkey]string{}, msgs: map[mkey]*mMsg{},
-		pending: map[mkey]*mRcpt{}, pmedia: map[mkey]*mMedia{}, contacts: map[mkey]*mContact{}}
+		pending: map[mkey]*mRcpt{}, pmedia: map[mkey]*mMedia{}, contacts: map[mkey]*mContact{}, groups: map[mkey]*mGroup{}}
 	for i := 1; i <= mentorados; i++ {
-		md.mentorados[int64(i)] = &mMentorado{status: "disconnected"}
+		md.mentorados[int64(i)] = &mMentorado{status: "disconnected", set: testSettings(int64(i))}
 	}
 	return md
 }
@@ -160,7 +209,7 @@ func (md *model) apply(data []byte, seq uint64) bool {
 			c.Phone = phone.FromJID(c.JID)
 		}
 		if c.Phone != "" && c.LID != "" {
-			md.learn(m, c.LID, c.Phone)
+			md.learn(m, c.LID, c.Phone, env.OccurredAt)
 		}
 		ph := c.Phone
 		if ph == "" && c.LID != "" {
@@ -181,45 +230,72 @@ func (md *model) apply(data []byte, seq uint64) bool {
 		row.name.newest(c.Name, ver)
 		row.push.newest(c.PushName, ver)
 		row.biz.newest(c.BusinessName, ver)
+		if ph != "" {
+			md.leadByPhone(m, ph).offerContact(row)
+		} else if c.LID != "" {
+			md.leadByLID(m, c.LID).offerContact(row)
+		}
+	case *event.Group:
+		for _, x := range p.Participants {
+			if x.LID != "" && x.Phone != "" {
+				md.learn(m, x.LID, x.Phone, env.OccurredAt)
+			}
+		}
+		ver := mVer{env.OccurredAt, seq}
+		if g := md.groups[mkey{m, p.JID}]; g == nil || g.ver.less(ver) {
+			var parts []string
+			for _, x := range p.Participants {
+				parts = append(parts, fmt.Sprintf("%s,%s,%s,%t", x.JID, x.Phone, x.LID, x.Admin))
+			}
+			md.groups[mkey{m, p.JID}] = &mGroup{subject: p.Subject, topic: p.Topic, parts: strings.Join(parts, ";"), left: p.Left, ver: ver}
+		}
 	case *event.Message:
 		if p.Phone != "" && p.LID != "" {
-			md.learn(m, p.LID, p.Phone)
+			md.learn(m, p.LID, p.Phone, env.OccurredAt)
 		}
 		ph := p.Phone
 		if ph == "" && p.LID != "" {
 			ph = md.known[mkey{m, p.LID}]
 		}
-		if p.Direction == event.DirectionIn {
+		links := mm.set.groupLeads || !strings.HasSuffix(p.ChatJID, "@g.us")
+		if mm.creates(p) {
 			ver := mVer{env.OccurredAt, seq}
+			var l *mLead
 			switch {
 			case ph != "":
-				l := md.leadByPhone(m, ph)
+				l = md.leadByPhone(m, ph)
 				if l == nil {
 					l = &mLead{m: m, phone: ph, lid: p.LID}
 					md.leads = append(md.leads, l)
+					md.facts = append(md.facts, fmt.Sprintf("leadevent|%d|created|%s", m, ph))
+					l.offerContact(md.contacts[mkey{m, phone.JID(ph)}])
 					for _, x := range md.msgs {
-						if x.m == m && x.phone == ph && x.lead == nil {
+						if x.m == m && x.phone == ph && x.lead == nil && x.links {
 							x.lead = l
 						}
 					}
 				}
-				l.name.earliest(p.PushName, ver)
 			case p.LID != "":
-				l := md.leadByLID(m, p.LID)
+				l = md.leadByLID(m, p.LID)
 				if l == nil {
 					l = &mLead{m: m, lid: p.LID}
 					md.leads = append(md.leads, l)
+					md.facts = append(md.facts, fmt.Sprintf("leadevent|%d|created|lid:%s", m, p.LID))
+					l.offerContact(md.contacts[mkey{m, p.LID}])
 					for _, x := range md.msgs {
-						if x.m == m && x.lid == p.LID && x.phone == "" && x.lead == nil {
+						if x.m == m && x.lid == p.LID && x.phone == "" && x.lead == nil && x.links {
 							x.lead = l
 						}
 					}
 				}
-				l.name.earliest(p.PushName, ver)
+			}
+			if l != nil {
+				l.offer(p.PushName, 2, ver)
 			}
 		}
 		var lead *mLead
 		switch {
+		case !links:
 		case ph != "":
 			lead = md.leadByPhone(m, ph)
 		case p.LID != "":
@@ -236,11 +312,12 @@ func (md *model) apply(data []byte, seq uint64) bool {
 			if x.lead == nil {
 				x.lead = lead
 			}
+			x.history = x.history && p.History != nil
 		} else {
 			md.msgs[k] = &mMsg{m: m, id: p.WAID, chat: p.ChatJID, sender: p.SenderJID, phone: ph, lid: p.LID,
 				push: p.PushName, dir: string(p.Direction), kind: string(p.Kind), body: p.Text, caption: p.Caption,
 				reply: p.ReplyToID, target: p.TargetID, status: string(p.Status), rank: p.Status.Rank(),
-				lead: lead, sent: p.Timestamp}
+				lead: lead, sent: p.Timestamp, links: links, history: p.History != nil}
 			if p.Media != nil {
 				x := md.msgs[k]
 				x.media, x.mstate, x.msize = p.Media, "pending", p.Media.Size
@@ -347,7 +424,7 @@ func (md *model) recompute(m int64, target string) {
 
 // learn records a new LID mapping and merges the LID-only lead, messages
 // and contact into the phone's.
-func (md *model) learn(m int64, lid, ph string) {
+func (md *model) learn(m int64, lid, ph string, at time.Time) {
 	if _, ok := md.known[mkey{m, lid}]; ok {
 		return
 	}
@@ -363,10 +440,12 @@ func (md *model) learn(m int64, lid, ph string) {
 		if p.lid == "" {
 			p.lid = o.lid
 		}
-		p.name.earliest(o.name.v, o.name.ver)
+		p.offer(o.name.v, o.rank, o.name.ver)
 		o.deleted = true
+		md.facts = append(md.facts, fmt.Sprintf("leadevent|%d|merged|%s", m, ph))
 	case o != nil:
 		o.phone = ph
+		md.facts = append(md.facts, fmt.Sprintf("leadevent|%d|phone|%s>%s", m, lid, ph))
 	}
 	if l := md.leadByPhone(m, ph); l != nil && l.lid == "" {
 		l.lid = lid
@@ -378,7 +457,7 @@ func (md *model) learn(m int64, lid, ph string) {
 	}
 	if l := md.leadByPhone(m, ph); l != nil {
 		for _, x := range md.msgs {
-			if x.m == m && x.phone == ph && x.lead == nil {
+			if x.m == m && x.phone == ph && x.lead == nil && x.links {
 				x.lead = l
 			}
 		}
@@ -403,6 +482,7 @@ func (md *model) learn(m int64, lid, ph string) {
 			md.contacts[mkey{m, pjid}] = c
 		}
 	}
+	md.leadByPhone(m, ph).offerContact(md.contacts[mkey{m, pjid}])
 }
 
 func dash(s string) string {
@@ -431,7 +511,8 @@ func (md *model) rows() []string {
 	}
 	for _, l := range md.leads {
 		if !l.deleted {
-			out = append(out, strings.Join([]string{"lead", fmt.Sprint(l.m), dash(l.phone), dash(l.lid), l.name.v, "whatsapp", "new", l.name.dump()}, "|"))
+			out = append(out, strings.Join([]string{"lead", fmt.Sprint(l.m), dash(l.phone), dash(l.lid), l.name.v, "whatsapp", "new", l.name.dump(),
+				mSources[l.rank]}, "|"))
 		}
 	}
 	for _, x := range md.msgs {
@@ -442,9 +523,22 @@ func (md *model) rows() []string {
 				lead = "lid:" + x.lead.lid
 			}
 		}
+		chat := x.chat // the generated column
+		switch {
+		case strings.HasSuffix(x.chat, "@g.us"):
+		case x.phone != "":
+			chat = phone.JID(x.phone)
+		case x.lid != "":
+			chat = x.lid
+		}
 		out = append(out, strings.Join([]string{"msg", fmt.Sprint(x.m), x.id, x.chat, x.sender, dash(x.phone), dash(x.lid),
 			x.push, x.dir, x.kind, x.body, x.caption, dash(x.reply), dash(x.target), x.status, fmt.Sprint(x.rank),
-			fmt.Sprint(x.edited), fmt.Sprint(x.revoked), lead, x.sent.UTC().Format(dumpTime)}, "|")+"|"+x.dumpMedia())
+			fmt.Sprint(x.edited), fmt.Sprint(x.revoked), lead, x.sent.UTC().Format(dumpTime)}, "|")+"|"+x.dumpMedia()+
+			"|"+chat+"|"+fmt.Sprint(x.history))
+	}
+	for k, g := range md.groups {
+		out = append(out, strings.Join([]string{"group", fmt.Sprint(k.m), k.s, g.subject, g.topic, dash(g.parts), fmt.Sprint(g.left),
+			g.ver.at.UTC().Format(dumpTime)}, "|"))
 	}
 	for k, e := range md.pmedia {
 		out = append(out, strings.Join([]string{"pmedia", fmt.Sprint(k.m), k.s, e.state, fmt.Sprint(e.size), dash(e.err)}, "|"))
@@ -458,6 +552,14 @@ func (md *model) rows() []string {
 	for k, ph := range md.known {
 		out = append(out, strings.Join([]string{"lidmap", fmt.Sprint(k.m), k.s, ph}, "|"))
 	}
+	slices.Sort(out)
+	return out
+}
+
+// leadFacts are the lead events the model wrote, but renamed (which
+// depend on how the stream was cut into batches), sorted.
+func (md *model) leadFacts() []string {
+	out := slices.Clone(md.facts)
 	slices.Sort(out)
 	return out
 }

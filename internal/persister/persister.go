@@ -21,10 +21,20 @@
 //     matter. A reaction with empty text means the reaction was removed;
 //     readers take the latest reaction row per (target, sender).
 //   - leads: an inbound message finds or creates the lead of its phone
-//     (source whatsapp, name = the push name of the earliest message by
-//     (occurred_at, stream sequence)); with only a LID, a lead
+//     (source whatsapp; its name from the best source, the push name of
+//     the earliest message by (occurred_at, stream sequence) among them,
+//     see below); with only a LID, a lead
 //     keyed by LID (phone NULL). Every message links to its counterpart's
 //     lead once one exists, outbound included.
+//   - chats (issue #12): group messages never create or link leads unless
+//     the mentorado's group_leads is on; history messages are stored with
+//     history = true (a live copy wins) and create leads only for direct
+//     chats as history_leads allows; group events keep the newest
+//     snapshot in whatsapp_groups. A lead's name comes from the best
+//     source (crm > address_book > push > business); lead changes are
+//     written to the lead_events outbox in the same transaction and
+//     published on wa.<m>.evt.lead after the commit (outbox.go). Lead and
+//     history events on the stream are acked without writing.
 //   - receipts raise status by rank only; a receipt that comes before its
 //     message waits in whatsapp_pending_receipts.
 //   - contacts are stored under the phone JID once the phone is known, the
@@ -85,6 +95,10 @@ type Config struct {
 	MaxAckPending int           // unacked events the consumer hands out across all persisters (default 20 × Batch)
 	RetryMin      time.Duration // first backoff after a transient failure (default 200 ms)
 	RetryMax      time.Duration // backoff cap (default 10 s)
+	// OutboxInterval is how often lead events left in the outbox (a
+	// crash between a commit and its publish, NATS down) are published
+	// again (default 30 s); a commit that wrote some publishes at once.
+	OutboxInterval time.Duration
 }
 
 // WithDefaults fills zero values.
@@ -110,8 +124,14 @@ func (c Config) WithDefaults() Config {
 	if c.RetryMax == 0 {
 		c.RetryMax = 10 * time.Second
 	}
+	if c.OutboxInterval == 0 {
+		c.OutboxInterval = DefaultOutboxInterval
+	}
 	return c
 }
+
+// DefaultOutboxInterval is how often leftover lead events are published.
+const DefaultOutboxInterval = 30 * time.Second
 
 // DefaultAckWait is the persister consumer's AckWait unless configured.
 const DefaultAckWait = 10 * time.Second
@@ -134,6 +154,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("persister: max ack pending %d below batch size %d", c.MaxAckPending, c.Batch)
 	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
 		return fmt.Errorf("persister: retry backoff %s..%s is not a range", c.RetryMin, c.RetryMax)
+	case c.OutboxInterval < 0:
+		return fmt.Errorf("persister: outbox interval %s is negative", c.OutboxInterval)
 	}
 	return nil
 }
@@ -145,6 +167,7 @@ type Persister struct {
 	bus     *bus.Bus
 	log     zerolog.Logger
 	metrics *metrics
+	kick    chan struct{} // a commit wrote lead events: flush the outbox
 
 	// Test hooks.
 	beforeCommit func(context.Context) error // inside the transaction, after the writes
@@ -160,7 +183,7 @@ func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger) (*Persister, 
 	if db == nil {
 		return nil, errors.New("persister: nil database")
 	}
-	return &Persister{cfg: cfg.WithDefaults(), db: db, bus: b, log: log, metrics: newMetrics()}, nil
+	return &Persister{cfg: cfg.WithDefaults(), db: db, bus: b, log: log, metrics: newMetrics(), kick: make(chan struct{}, 1)}, nil
 }
 
 // Registry is the persister's own Prometheus registry.
@@ -219,7 +242,12 @@ func (p *Persister) Run(ctx context.Context) error {
 		return startup.Interrupted(ctx, err)
 	}
 	p.log.Info().Str("consumer", p.cfg.Consumer).Int("batch", p.cfg.Batch).Dur("ack_wait", p.cfg.AckWait).Msg("persister running")
+	octx, stopOutbox := context.WithCancel(ctx)
+	outboxDone := make(chan struct{})
+	go func() { defer close(outboxDone); p.outbox(octx) }()
 	err = p.consume(ctx, cons)
+	stopOutbox()
+	<-outboxDone
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil
 	}

@@ -2,6 +2,7 @@ package persister
 
 import (
 	"cmp"
+	"encoding/json"
 	"strings"
 	"time"
 
@@ -38,12 +39,13 @@ func cmpKey(a, b mkey) int {
 type planner struct {
 	known map[mkey]string // (mentorado, lid) → phone: stored mappings plus those learned earlier in the batch
 	// From the lookup and a pass over the batch:
-	leadState map[mkey]int8    // phone leads that exist: leadNamed, leadVersioned or leadUnnamed
-	leadVers  map[mkey]version // name versions of the leadVersioned ones
-	pending   map[mkey]bool    // messages that may have a receipt waiting
-	related   map[mkey]bool    // messages that may have edits or revokes
-	stored    map[mkey]bool    // messages stored before this batch, or written by an earlier segment
-	leadIDs   map[mkey]int64   // phone leads that exist (from the lookup)
+	settings  map[int64]settings // the batch's mentorados that exist, with their lead settings
+	leadState map[mkey]int8      // phone leads that exist: the rank of their name's source (store.LeadNameRank*)
+	leadVers  map[mkey]version   // their name versions (when they have one)
+	pending   map[mkey]bool      // messages that may have a receipt waiting
+	related   map[mkey]bool      // messages that may have edits or revokes
+	stored    map[mkey]bool      // messages stored before this batch, or written by an earlier segment
+	leadIDs   map[mkey]int64     // phone leads that exist (from the lookup)
 	// New messages whose phone lead exists already, as COPY rows of
 	// store.MessageColumns: copied before the batch's statements.
 	copyRows [][]any
@@ -96,9 +98,47 @@ func (n *named) earliest(v string, ver version) {
 	}
 }
 
+// settings are a mentorado's lead settings (mentorados.group_leads,
+// history_leads, history_lead_days).
+type settings struct {
+	groupLeads   bool
+	historyLeads string // none, recent, all
+	historyDays  int32
+}
+
+// createsLead reports whether inbound message p creates (or names) its
+// sender's lead: direct chats do, live or from history as history_leads
+// allows (recent: a message at most history_lead_days before the sync);
+// group chats only live and with group_leads on.
+func (s settings) createsLead(p *event.Message) bool {
+	if p.Direction != event.DirectionIn {
+		return false
+	}
+	if event.IsGroupJID(p.ChatJID) {
+		return s.groupLeads && p.History == nil
+	}
+	if p.History == nil {
+		return true
+	}
+	switch s.historyLeads {
+	case "all":
+		return true
+	case "none":
+		return false
+	}
+	return !p.Timestamp.Before(p.History.SyncedAt.Add(-time.Duration(s.historyDays) * 24 * time.Hour))
+}
+
+// linksLead reports whether message p links to its counterpart's lead
+// (when one exists): every direct message, group messages with group_leads.
+func (s settings) linksLead(p *event.Message) bool {
+	return s.groupLeads || !event.IsGroupJID(p.ChatJID)
+}
+
 type lidMap struct {
 	m          int64
 	lid, phone string
+	at         time.Time // occurred_at of the event that taught it
 }
 
 type contactRow struct {
@@ -109,13 +149,25 @@ type contactRow struct {
 type leadRow struct {
 	lid  string
 	name named // earliest push name
+	// The first message of the segment that creates the lead: its
+	// created event names it.
+	occ        time.Time
+	chat, waID string
 }
 
 type msgRow struct {
-	m      *event.Message // the first event of this id in the segment
-	phone  string         // counterpart phone, resolved through the LID mapping
-	rank   int
-	status string
+	m       *event.Message // the first event of this id in the segment
+	phone   string         // counterpart phone, resolved through the LID mapping
+	rank    int
+	status  string
+	links   bool // may link to the counterpart's lead (settings.linksLead)
+	history bool // every event of it in the segment came from the history sync
+}
+
+// groupRow is the newest snapshot of a group in the segment.
+type groupRow struct {
+	g   *event.Group
+	ver version
 }
 
 type rcptRow struct {
@@ -149,6 +201,8 @@ type segment struct {
 	newMaps      []lidMap      // need the full merge
 	lightMaps    []lidMap      // nothing LID-only to fold: record, and give the phone's lead its LID
 	contacts     map[mkey]*contactRow
+	contactNames map[mkey]time.Time // contacts whose names leads may take (key: JID), with the event's occurred_at
+	groups       map[mkey]*groupRow
 	leadsPhone   map[mkey]*leadRow
 	leadsLID     map[mkey]*leadRow
 	msgs         map[mkey]*msgRow
@@ -160,16 +214,10 @@ type segment struct {
 	leadState    map[mkey]int8
 }
 
-const (
-	leadNamed     int8 = 1 // named outside zapbus: never renamed
-	leadUnnamed   int8 = 2
-	leadVersioned int8 = 3 // named from a push name, version in leadVers
-)
-
 func newSegment() *segment {
 	return &segment{
 		lids: map[mkey]bool{}, phones: map[mkey]bool{},
-		contacts: map[mkey]*contactRow{}, leadsPhone: map[mkey]*leadRow{}, leadsLID: map[mkey]*leadRow{},
+		contacts: map[mkey]*contactRow{}, contactNames: map[mkey]time.Time{}, groups: map[mkey]*groupRow{}, leadsPhone: map[mkey]*leadRow{}, leadsLID: map[mkey]*leadRow{},
 		msgs: map[mkey]*msgRow{}, rcpts: map[mkey]*rcptRow{},
 		media: map[mkey]*mediaRow{}, mediaMsgs: map[mkey]bool{}, targets: map[mkey]bool{}, pendingKeys: map[mkey]bool{},
 	}
@@ -181,7 +229,7 @@ func newSegment() *segment {
 // lookup.read adds what the database holds.
 func newPlanner(lk *lookup) *planner {
 	lk.init()
-	pl := &planner{known: map[mkey]string{}, leadState: map[mkey]int8{}, leadVers: map[mkey]version{}, pending: lk.pending, related: lk.related,
+	pl := &planner{known: map[mkey]string{}, settings: map[int64]settings{}, leadState: map[mkey]int8{}, leadVers: map[mkey]version{}, pending: lk.pending, related: lk.related,
 		stored: map[mkey]bool{}, leadIDs: map[mkey]int64{},
 		lidOnly: map[mkey]bool{}, conns: map[int64]*connRow{}}
 	pl.newSegment()
@@ -198,7 +246,7 @@ func (pl *planner) newSegment() {
 // learn records a LID → phone mapping carried by an event. A new mapping
 // is merged before the event's own writes; when the current segment already
 // wrote rows of either identity, a new segment starts so the merge sees them.
-func (pl *planner) learn(m int64, lid, ph string) {
+func (pl *planner) learn(m int64, lid, ph string, at time.Time) {
 	k := mkey{m, lid}
 	if _, ok := pl.known[k]; ok {
 		return
@@ -208,9 +256,9 @@ func (pl *planner) learn(m int64, lid, ph string) {
 	}
 	pl.known[k] = ph
 	if pl.lidOnly[k] {
-		pl.cur.newMaps = append(pl.cur.newMaps, lidMap{m, lid, ph})
+		pl.cur.newMaps = append(pl.cur.newMaps, lidMap{m, lid, ph, at})
 	} else {
-		pl.cur.lightMaps = append(pl.cur.lightMaps, lidMap{m, lid, ph})
+		pl.cur.lightMaps = append(pl.cur.lightMaps, lidMap{m, lid, ph, at})
 	}
 }
 
@@ -262,7 +310,7 @@ func (pl *planner) add(d decoded) {
 	case *event.Contact:
 		c := normalizeContact(*p)
 		if c.Phone != "" && c.LID != "" {
-			pl.learn(m, c.LID, c.Phone)
+			pl.learn(m, c.LID, c.Phone, d.env.OccurredAt)
 		}
 		ph := pl.resolve(m, c.Phone, c.LID)
 		pl.touch(m, ph, c.LID)
@@ -282,10 +330,27 @@ func (pl *planner) add(d decoded) {
 		row.name.newest(c.Name, ver)
 		row.push.newest(c.PushName, ver)
 		row.business.newest(c.BusinessName, ver)
+		if c.Name != "" || c.BusinessName != "" {
+			if at, ok := pl.cur.contactNames[k]; !ok || d.env.OccurredAt.After(at) {
+				pl.cur.contactNames[k] = d.env.OccurredAt
+			}
+		}
+	case *event.Group:
+		for _, x := range p.Participants {
+			if x.LID != "" && x.Phone != "" {
+				pl.learn(m, x.LID, x.Phone, d.env.OccurredAt)
+			}
+		}
+		k := mkey{m, p.JID}
+		ver := version{d.env.OccurredAt, d.seq}
+		if row := pl.cur.groups[k]; row == nil || ver.newer(row.ver) {
+			pl.cur.groups[k] = &groupRow{g: p, ver: ver}
+		}
 	case *event.Message:
 		if p.Phone != "" && p.LID != "" {
-			pl.learn(m, p.LID, p.Phone)
+			pl.learn(m, p.LID, p.Phone, d.env.OccurredAt)
 		}
+		set := pl.settings[m]
 		ph := pl.resolve(m, p.Phone, p.LID)
 		pl.touch(m, ph, p.LID)
 		k := mkey{m, p.WAID}
@@ -297,22 +362,26 @@ func (pl *planner) add(d decoded) {
 			if row.phone == "" {
 				row.phone = ph
 			}
+			row.history = row.history && p.History != nil
 		} else {
-			pl.cur.msgs[k] = &msgRow{m: p, phone: ph, rank: rank, status: string(p.Status)}
+			pl.cur.msgs[k] = &msgRow{m: p, phone: ph, rank: rank, status: string(p.Status), links: set.linksLead(p), history: p.History != nil}
 		}
-		if p.Direction == event.DirectionIn {
+		if set.createsLead(p) {
 			var l *leadRow
+			newLead := func() *leadRow {
+				return &leadRow{lid: p.LID, occ: d.env.OccurredAt, chat: p.ChatJID, waID: p.WAID}
+			}
 			switch {
 			case ph != "":
 				lk := mkey{m, ph}
 				if l = pl.cur.leadsPhone[lk]; l == nil {
-					l = &leadRow{lid: p.LID}
+					l = newLead()
 					pl.cur.leadsPhone[lk] = l
 				}
 			case p.LID != "":
 				lk := mkey{m, p.LID}
 				if l = pl.cur.leadsLID[lk]; l == nil {
-					l = &leadRow{}
+					l = newLead()
 					pl.cur.leadsLID[lk] = l
 				}
 			}
@@ -350,6 +419,19 @@ func (pl *planner) add(d decoded) {
 			pl.cur.media[k] = &mediaRow{rank: mediaRank(p.State), state: string(p.State), size: p.Size, err: p.Reason}
 		}
 	}
+}
+
+// participantsJSON is a group's participants as whatsapp_groups stores them.
+func participantsJSON(g *event.Group) string {
+	ps := g.Participants
+	if ps == nil {
+		ps = []event.Participant{}
+	}
+	b, err := json.Marshal(ps)
+	if err != nil { // cannot happen: plain strings and bools
+		return "[]"
+	}
+	return string(b)
 }
 
 // fill sets *dst to v unless v is empty: later non-empty values win, empty

@@ -120,6 +120,10 @@ func (p *Persister) Replay(ctx context.Context, opt ReplayOptions) (ReplayStats,
 				seq, st.LastSeq, st.Applied, st.DeadLettered, time.Since(start).Round(time.Millisecond))
 		}
 	}
+	// Lead events the replay wrote (and any leftovers): published now.
+	if _, err := p.FlushLeadEvents(ctx); err != nil {
+		p.log.Warn().Err(err).Msg("lead events not all published after the replay; the running persister will")
+	}
 	st.Duration = time.Since(start)
 	return st, nil
 }

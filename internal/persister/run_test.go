@@ -2,9 +2,11 @@ package persister
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -111,6 +113,64 @@ func waitDrained(t testing.TB, b *bus.Bus, name string, lastSeq uint64, timeout 
 	}, "consumer %s did not settle up to seq %d", name, lastSeq)
 }
 
+// streamLeadFacts reads the lead events stored in WA_EVENTS and renders
+// them like model.leadFacts (renamed left out); leadsOf counts all of them
+// per mentorado, and in all at 0.
+func streamLeadFacts(t testing.TB, b *bus.Bus) (facts []string, leadsOf map[int64]int) {
+	t.Helper()
+	ctx := context.Background()
+	leadsOf = map[int64]int{}
+	info, err := b.StreamInfo(ctx, bus.StreamEvents)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cons, err := b.OrderedConsumer(ctx, bus.StreamEvents, jetstream.OrderedConsumerConfig{FilterSubjects: []string{"wa.*.evt.lead"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		batch, err := cons.FetchNoWait(500)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		var last uint64
+		for msg := range batch.Messages() {
+			n++
+			if md, err := msg.Metadata(); err == nil {
+				last = md.Sequence.Stream
+			}
+			env, pl, err := event.Decode(msg.Data())
+			if err != nil {
+				t.Fatalf("lead event: %v", err)
+			}
+			l := pl.(*event.Lead)
+			leadsOf[env.MentoradoID]++
+			leadsOf[0]++
+			var about string
+			switch l.Change {
+			case event.LeadRenamed:
+				continue
+			case event.LeadCreated:
+				about = l.Phone
+				if about == "" {
+					about = "lid:" + l.LID
+				}
+			case event.LeadPhone:
+				about = l.LID + ">" + l.Phone
+			default:
+				about = l.Phone
+			}
+			facts = append(facts, fmt.Sprintf("leadevent|%d|%s|%s", env.MentoradoID, l.Change, about))
+		}
+		if n == 0 || last >= info.State.LastSeq {
+			break
+		}
+	}
+	slices.Sort(facts)
+	return facts, leadsOf
+}
+
 type running struct {
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -184,16 +244,28 @@ func TestRunTenThousand(t *testing.T) {
 	}
 	waitDrained(t, b, cfg.WithDefaults().Consumer, again[len(again)-1].Seq, 60*time.Second)
 	diffLines(t, "after storing every event again", first, dump(t, db))
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		n, err := db.PendingLeadEvents(context.Background())
+		return err == nil && n == 0
+	}, "lead events left in the outbox")
 	r.stop(t)
+
+	// The lead events the persister published: one per fact of the
+	// model, whatever was stored again (and none by the replay below).
+	facts, leadsOf := streamLeadFacts(t, b)
+	diffLines(t, "lead events on the stream", modelOf(items, 5).leadFacts(), facts)
 
 	st, err := p.Replay(context.Background(), ReplayOptions{FromSeq: 1})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := len(items) + rawOps + len(again); st.Applied != want || st.DeadLettered != 0 {
+	if want := len(items) + rawOps + len(again) + leadsOf[0]; st.Applied != want || st.DeadLettered != 0 {
 		t.Fatalf("replay stats %+v, want %d applied", st, want)
 	}
 	diffLines(t, "after replay", first, dump(t, db))
+	if again, _ := streamLeadFacts(t, b); len(again) != len(facts) {
+		t.Fatalf("the replay published %d more lead events", len(again)-len(facts))
+	}
 
 	// One mentorado, by time.
 	var m2 int
@@ -206,8 +278,8 @@ func TestRunTenThousand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if st.Applied != m2 {
-		t.Fatalf("replay of mentorado 2 applied %d, want its %d events", st.Applied, m2)
+	if st.Applied != m2+leadsOf[2] {
+		t.Fatalf("replay of mentorado 2 applied %d, want its %d events and %d lead events", st.Applied, m2, leadsOf[2])
 	}
 	diffLines(t, "after replaying one mentorado", first, dump(t, db))
 }

@@ -27,6 +27,17 @@ func (c *namedCols) add(n named) {
 	c.v, c.at, c.seq = append(c.v, n.v), append(c.at, n.ver.at), append(c.seq, int64(n.ver.seq))
 }
 
+// creators are the parallel arrays of the messages that create leads
+// (leadRow): occurred_at, chat JID, WhatsApp id.
+type creators struct {
+	occ        []time.Time
+	chat, waID []string
+}
+
+func (c *creators) add(l *leadRow) {
+	c.occ, c.chat, c.waID = append(c.occ, l.occ), append(c.chat, l.chat), append(c.waID, l.waID)
+}
+
 func nullable(s string) *string {
 	if s == "" {
 		return nil
@@ -76,14 +87,19 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 	if n := len(s.newMaps); n > 0 {
 		slices.SortFunc(s.newMaps, func(a, b lidMap) int { return cmpKey(mkey{a.m, a.lid}, mkey{b.m, b.lid}) })
 		ms, lids, phones, pjids := make([]int64, n), make([]string, n), make([]string, n), make([]string, n)
+		ats := make([]time.Time, n)
 		for i, x := range s.newMaps {
-			ms[i], lids[i], phones[i], pjids[i] = x.m, x.lid, x.phone, phone.JID(x.phone)
+			ms[i], lids[i], phones[i], pjids[i], ats[i] = x.m, x.lid, x.phone, phone.JID(x.phone), x.at
+			// The merged contact's names may be better than the lead's.
+			if _, ok := s.contactNames[mkey{x.m, pjids[i]}]; !ok {
+				s.contactNames[mkey{x.m, pjids[i]}] = x.at
+			}
 		}
 		b.Queue(store.MapInsertSQL, ms, lids, phones)
 		b.Queue(store.MergeMoveMessagesSQL, ms, lids, phones)
 		b.Queue(store.MergeFillLeadSQL, ms, lids, phones)
-		b.Queue(store.MergeDeleteLeadSQL, ms, lids, phones)
-		b.Queue(store.MergeConvertLeadSQL, ms, lids, phones)
+		b.Queue(store.MergeDeleteLeadSQL, ms, lids, phones, ats)
+		b.Queue(store.MergeConvertLeadSQL, ms, lids, phones, ats)
 		b.Queue(store.MergeLeadLIDSQL, ms, lids, phones)
 		b.Queue(store.MergeMessagePhoneSQL, ms, lids, phones)
 		b.Queue(store.MergeLinkOrphansSQL, ms, lids, phones)
@@ -115,14 +131,38 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 		b.Queue(store.ContactsSQL, ms, jids, phones, lids, names.v, names.at, names.seq, pushes.v, pushes.at, pushes.seq,
 			bizs.v, bizs.at, bizs.seq)
 	}
+	if len(s.contactNames) > 0 {
+		keys := sortedKeys(s.contactNames)
+		ms, jids, ats := make([]int64, len(keys)), make([]string, len(keys)), make([]time.Time, len(keys))
+		for i, k := range keys {
+			ms[i], jids[i], ats[i] = k.m, k.s, s.contactNames[k]
+		}
+		b.Queue(store.LeadContactNamesSQL, ms, jids, ats)
+	}
+	if len(s.groups) > 0 {
+		keys := sortedKeys(s.groups)
+		n := len(keys)
+		ms, jids, subjects, topics, parts := make([]int64, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
+		lefts, ats, seqs := make([]bool, n), make([]time.Time, n), make([]int64, n)
+		for i, k := range keys {
+			g := s.groups[k]
+			ms[i], jids[i], subjects[i], topics[i], parts[i] = k.m, k.s, g.g.Subject, g.g.Topic, participantsJSON(g.g)
+			lefts[i], ats[i], seqs[i] = g.g.Left, g.ver.at, int64(g.ver.seq)
+		}
+		b.Queue(store.GroupsSQL, ms, jids, subjects, topics, parts, lefts, ats, seqs)
+	}
 	for k, l := range s.leadsPhone {
-		// Existing leads need a write only to fill an empty name or to
-		// take an earlier one. (The versions looked up can only be newer
-		// than what an earlier segment wrote: names move to earlier facts.)
-		switch st := s.leadState[k]; {
-		case st == leadNamed,
-			st == leadUnnamed && l.name.v == "",
-			st == leadVersioned && (l.name.v == "" || !pl.leadVers[k].newer(l.name.ver)):
+		// Existing leads need a write only to take the segment's push
+		// name: when they have no name or a business one, or an older
+		// push name. (What the lookup saw can only be better than what an
+		// earlier segment wrote: sources only rise, push names only move
+		// to earlier facts; the statement checks again.)
+		st, exists := s.leadState[k]
+		switch {
+		case !exists:
+		case l.name.v == "",
+			st > store.LeadNameRankPush,
+			st == store.LeadNameRankPush && !pl.leadVers[k].newer(l.name.ver):
 			delete(s.leadsPhone, k)
 		}
 	}
@@ -131,23 +171,27 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 		n := len(keys)
 		ms, phones, lids := make([]int64, n), make([]string, n), make([]*string, n)
 		var names namedCols
+		var by creators
 		for i, k := range keys {
 			l := s.leadsPhone[k]
 			ms[i], phones[i], lids[i] = k.m, k.s, nullable(l.lid)
 			names.add(l.name)
+			by.add(l)
 		}
-		b.Queue(store.LeadsPhoneSQL, ms, phones, lids, names.v, names.at, names.seq)
+		b.Queue(store.LeadsPhoneSQL, ms, phones, lids, names.v, names.at, names.seq, by.occ, by.chat, by.waID)
 	}
 	if len(s.leadsLID) > 0 {
 		keys := sortedKeys(s.leadsLID)
 		n := len(keys)
 		ms, lids := make([]int64, n), make([]string, n)
 		var names namedCols
+		var by creators
 		for i, k := range keys {
 			ms[i], lids[i] = k.m, k.s
 			names.add(s.leadsLID[k].name)
+			by.add(s.leadsLID[k])
 		}
-		b.Queue(store.LeadsLIDSQL, ms, lids, names.v, names.at, names.seq)
+		b.Queue(store.LeadsLIDSQL, ms, lids, lids, names.v, names.at, names.seq, by.occ, by.chat, by.waID)
 	}
 	// A receipt for a message this segment writes is folded into the
 	// message's row, which is then written once: status only moves up in
@@ -170,6 +214,7 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 		for _, k := range sortedKeys(s.msgs) {
 			r := s.msgs[k]
 			lead, hasLead := leadIDs[mkey{k.m, r.phone}]
+			hasLead = hasLead && r.links
 			switch {
 			case stored[k]:
 				seen = append(seen, k)
@@ -258,7 +303,7 @@ func (s *segment) queueMessages(b *pgx.Batch, sql string, keys []mkey, leadIDs m
 	for _, k := range keys {
 		r := s.msgs[k]
 		w := s.write(k)
-		if id, ok := leadIDs[mkey{k.m, r.phone}]; ok && r.phone != "" {
+		if id, ok := leadIDs[mkey{k.m, r.phone}]; ok && r.phone != "" && r.links {
 			w.LeadID = &id
 		}
 		a.Add(&w)
@@ -284,7 +329,7 @@ func (s *segment) write(k mkey) store.MessageWrite {
 		Phone: nullable(r.phone), LID: nullable(msg.LID), PushName: msg.PushName, Direction: string(msg.Direction),
 		Kind: string(msg.Kind), Body: msg.Text, Caption: msg.Caption,
 		ReplyToID: nullable(msg.ReplyToID), TargetID: nullable(msg.TargetID),
-		Status: r.status, StatusRank: int16(r.rank), SentAt: msg.Timestamp,
+		Status: r.status, StatusRank: int16(r.rank), SentAt: msg.Timestamp, History: r.history,
 	}
 	if md := msg.Media; md != nil {
 		w.MediaID, w.MediaMIME, w.MediaFileName = &md.ID, &md.MIME, nullable(md.FileName)

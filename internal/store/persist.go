@@ -21,7 +21,7 @@ import (
 // in any batch split, leaves the same rows.
 
 // Lookups (first round trip of a transaction).
-const (
+var (
 	// Every statement joins a few hundred keys (unnest) against big tables:
 	// index nested loops are always right, but the planner cannot see the
 	// array sizes and may pick hash joins over sequential scans, whose cost
@@ -31,8 +31,10 @@ const (
 
 	// LockMentoradosSQL (lock.go) comes next in the same batch.
 
-	// The batch's mentorados that exist (events of others are poison).
-	KnownMentoradosSQL = `SELECT id FROM mentorados WHERE id = ANY($1::bigint[])`
+	// The batch's mentorados that exist (events of others are poison),
+	// with their lead settings (group_leads, history_leads,
+	// history_lead_days): which messages create and link leads.
+	KnownMentoradosSQL = `SELECT id, group_leads, history_leads, history_lead_days FROM mentorados WHERE id = ANY($1::bigint[])`
 	// Mappings already learned, and for LIDs not mapped yet whether any
 	// LID-only row (lead, contact, message) exists that a merge must fold.
 	KnownLIDsSQL = `SELECT u.m, u.lid, coalesce(x.phone, ''), x.phone IS NULL
@@ -42,10 +44,10 @@ WHERE x.phone IS NOT NULL
 	OR EXISTS (SELECT 1 FROM leads l WHERE l.mentorado_id = u.m AND l.lid = u.lid AND l.phone IS NULL)
 	OR EXISTS (SELECT 1 FROM whatsapp_contacts c WHERE c.mentorado_id = u.m AND c.lid = u.lid AND c.phone IS NULL)
 	OR EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = u.m AND t.lid = u.lid AND t.phone IS NULL)`
-	// Phone leads that exist already, whether their name is empty, the
-	// version of their name (the planner skips writing those that need
-	// nothing) and their ids (for the messages' lead_id).
-	KnownLeadsSQL = `SELECT l.mentorado_id, l.phone, l.name = '', l.name_at, l.name_seq, l.id
+	// Phone leads that exist already, the rank of their name's source
+	// (LeadNameRank*) and its version (the planner skips writing those that
+	// need nothing) and their ids (for the messages' lead_id).
+	KnownLeadsSQL = `SELECT l.mentorado_id, l.phone, ` + leadRank("l") + `, l.name_at, l.name_seq, l.id
 FROM unnest($1::bigint[], $2::text[]) AS u(m, phone)
 JOIN leads l ON l.mentorado_id = u.m AND l.phone = u.phone`
 	// Messages of the batch that are stored already, have a receipt waiting
@@ -88,7 +90,9 @@ WHERE m.id = u.id AND (s.newer OR s.phone_newer)`
 
 // LID merges, run when a (mentorado, lid) → phone mapping is first learned,
 // before the writes of the event that taught it. Arrays: m, lid, phone, phone JID.
-const (
+// The merges of leads themselves (fill, delete, convert) are in
+// lead_events.go: they write lead events.
+var (
 	MapInsertSQL = `INSERT INTO whatsapp_lid_phones (mentorado_id, lid, phone)
 SELECT * FROM unnest($1::bigint[], $2::text[], $3::text[])
 ON CONFLICT DO NOTHING`
@@ -99,35 +103,6 @@ FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
 JOIN leads o ON o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
 JOIN leads p ON p.mentorado_id = u.m AND p.phone = u.phone
 WHERE t.lead_id = o.id`
-
-	// The phone's lead takes the LID and the LID lead's name when that is
-	// the earlier (see LeadsPhoneSQL).
-	MergeFillLeadSQL = `UPDATE leads p SET lid = coalesce(p.lid, o.lid),
-	name = CASE WHEN ` + olderLeadName + ` THEN o.name ELSE p.name END,
-	name_at = CASE WHEN ` + olderLeadName + ` THEN o.name_at ELSE p.name_at END,
-	name_seq = CASE WHEN ` + olderLeadName + ` THEN o.name_seq ELSE p.name_seq END,
-	updated_at = now()
-FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
-JOIN leads o ON o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
-WHERE p.mentorado_id = u.m AND p.phone = u.phone`
-
-	// olderLeadName: lead o's name replaces lead p's. A lead's name is the
-	// push name of the earliest inbound message that carried one, by
-	// version (occurred_at, stream seq), so it converges whatever order
-	// messages are applied in; a name set outside zapbus (no version) is
-	// never replaced.
-	olderLeadName = `(o.name <> '' AND (p.name = '' OR (p.name_at IS NOT NULL AND o.name_at IS NOT NULL
-		AND (o.name_at, o.name_seq) < (p.name_at, p.name_seq))))`
-
-	MergeDeleteLeadSQL = `DELETE FROM leads o
-USING unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
-WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL
-	AND EXISTS (SELECT 1 FROM leads p WHERE p.mentorado_id = u.m AND p.phone = u.phone)`
-
-	// A LID-only lead without a phone twin becomes the phone's lead.
-	MergeConvertLeadSQL = `UPDATE leads o SET phone = u.phone, updated_at = now()
-FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
-WHERE o.mentorado_id = u.m AND o.lid = u.lid AND o.phone IS NULL`
 
 	MergeLeadLIDSQL = `UPDATE leads p SET lid = u.lid, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
@@ -140,7 +115,7 @@ WHERE t.mentorado_id = u.m AND t.lid = u.lid AND t.phone IS NULL`
 	MergeLinkOrphansSQL = `UPDATE whatsapp_messages t SET lead_id = l.id, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(m, lid, phone)
 JOIN leads l ON l.mentorado_id = u.m AND l.phone = u.phone
-WHERE t.mentorado_id = u.m AND t.phone = u.phone AND t.lead_id IS NULL`
+WHERE t.mentorado_id = u.m AND t.phone = u.phone AND t.lead_id IS NULL AND ` + linkable("t")
 
 	MergeDeleteContactSQL = `DELETE FROM whatsapp_contacts o
 USING unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, lid, phone, pjid)
@@ -201,6 +176,19 @@ WHERE (excluded.phone IS NOT NULL AND excluded.phone IS DISTINCT FROM c.phone)
 	OR (excluded.lid IS NOT NULL AND excluded.lid IS DISTINCT FROM c.lid)
 	OR ` + newerName + ` OR ` + newerPush + ` OR ` + newerBiz
 
+// Groups: the newest snapshot of each group event wins, by version
+// (occurred_at, stream seq) like contact names, whatever the order they
+// are applied in. Arrays: m, jid, subject, topic, participants (JSON),
+// left, at, seq.
+const GroupsSQL = `INSERT INTO whatsapp_groups AS g (mentorado_id, jid, subject, topic, participants, "left", info_at, info_seq)
+SELECT u.m, u.jid, u.subject, u.topic, u.participants::jsonb, u.left_, u.at, u.seq
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::text[], $6::boolean[], $7::timestamptz[], $8::bigint[])
+	AS u(m, jid, subject, topic, participants, left_, at, seq)
+ON CONFLICT (mentorado_id, jid) DO UPDATE SET subject = excluded.subject, topic = excluded.topic,
+	participants = excluded.participants, "left" = excluded."left", info_at = excluded.info_at, info_seq = excluded.info_seq,
+	updated_at = now()
+WHERE (excluded.info_at, excluded.info_seq) > (coalesce(g.info_at, '-infinity'::timestamptz), g.info_seq)`
+
 // newerField is true when row n carries field f with a newer version than
 // row o: (f_at, f_seq) compared as a pair, a missing version lowest.
 func newerField(n, o, f string) string {
@@ -212,41 +200,6 @@ var (
 	newerName = newerField("excluded", "c", "name")
 	newerPush = newerField("excluded", "c", "push_name")
 	newerBiz  = newerField("excluded", "c", "business_name")
-)
-
-// Leads are found or created for inbound messages; a new lead adopts the
-// orphan messages of its phone (or LID). A lead's name is the push name of
-// the earliest inbound message that carried one (version: occurred_at,
-// stream seq), so it does not depend on the order messages are applied in;
-// a name set outside zapbus (name_at NULL) is never replaced.
-// Arrays: m, phone (or lid), [lid,] name, name_at, name_seq.
-const (
-	LeadsPhoneSQL = `WITH ins AS (
-	INSERT INTO leads AS l (mentorado_id, phone, lid, name, name_at, name_seq, source)
-	SELECT u.m, u.phone, u.lid, u.name, CASE WHEN u.name <> '' THEN u.at END, CASE WHEN u.name <> '' THEN u.seq ELSE 0 END, 'whatsapp'
-	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::bigint[]) AS u(m, phone, lid, name, at, seq)
-	ON CONFLICT (mentorado_id, phone) DO UPDATE SET name = excluded.name, name_at = excluded.name_at,
-		name_seq = excluded.name_seq, updated_at = now()
-		WHERE ` + earlierLeadName + `
-	RETURNING l.id, l.mentorado_id, l.phone
-)
-UPDATE whatsapp_messages t SET lead_id = ins.id, updated_at = now() FROM ins
-WHERE t.mentorado_id = ins.mentorado_id AND t.phone = ins.phone AND t.lead_id IS NULL`
-
-	LeadsLIDSQL = `WITH ins AS (
-	INSERT INTO leads AS l (mentorado_id, lid, name, name_at, name_seq, source)
-	SELECT u.m, u.lid, u.name, CASE WHEN u.name <> '' THEN u.at END, CASE WHEN u.name <> '' THEN u.seq ELSE 0 END, 'whatsapp'
-	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[]) AS u(m, lid, name, at, seq)
-	ON CONFLICT (mentorado_id, lid) WHERE lid IS NOT NULL AND phone IS NULL
-		DO UPDATE SET name = excluded.name, name_at = excluded.name_at, name_seq = excluded.name_seq, updated_at = now()
-		WHERE ` + earlierLeadName + `
-	RETURNING l.id, l.mentorado_id, l.lid
-)
-UPDATE whatsapp_messages t SET lead_id = ins.id, updated_at = now() FROM ins
-WHERE t.mentorado_id = ins.mentorado_id AND t.lid = ins.lid AND t.phone IS NULL AND t.lead_id IS NULL`
-
-	earlierLeadName = `excluded.name <> '' AND (l.name = '' OR (l.name_at IS NOT NULL
-		AND (excluded.name_at, excluded.name_seq) < (l.name_at, l.name_seq)))`
 )
 
 // Messages: one row per (mentorado, WhatsApp id). A repeated message only
@@ -273,7 +226,7 @@ var messageColumns = []struct{ name, typ string }{
 	{"status", "text"}, {"status_rank", "smallint"}, {"lead_id", "bigint"}, {"sent_at", "timestamptz"},
 	{"media_id", "text"}, {"media_mime", "text"}, {"media_size", "bigint"}, {"media_file_name", "text"},
 	{"media_seconds", "integer"}, {"media_width", "integer"}, {"media_height", "integer"}, {"media_round", "boolean"},
-	{"media_thumbnail", "bytea"}, {"media_state", "text"},
+	{"media_thumbnail", "bytea"}, {"media_state", "text"}, {"history", "boolean"},
 }
 
 // MessageColumns are the whatsapp_messages columns the persister writes, in
@@ -290,9 +243,9 @@ var MessageColumns = func() []string {
 // MessagesInsertSQL inserts new messages, one array parameter per column
 // of MessageColumns:
 //
-//	INSERT INTO whatsapp_messages AS t (mentorado_id, …, media_state)
-//	SELECT u.mentorado_id, …, coalesce(u.lead_id, <the lead of u.phone, else of u.lid>), …, u.media_state
-//	FROM unnest($1::bigint[], …, $27::text[]) AS u(mentorado_id, …, media_state)
+//	INSERT INTO whatsapp_messages AS t (mentorado_id, …, history)
+//	SELECT u.mentorado_id, …, coalesce(u.lead_id, <the lead of u.phone, else of u.lid>), …, u.history
+//	FROM unnest($1::bigint[], …, $28::boolean[]) AS u(mentorado_id, …, history)
 var MessagesInsertSQL = func() string {
 	var cols, sel, params strings.Builder
 	for i, c := range messageColumns {
@@ -303,7 +256,10 @@ var MessagesInsertSQL = func() string {
 		}
 		cols.WriteString(c.name)
 		if c.name == "lead_id" {
+			// A group message links to its sender's lead only when the
+			// mentorado's group_leads is on.
 			sel.WriteString(`coalesce(u.lead_id, CASE
+		WHEN u.chat_jid LIKE '%@g.us' AND NOT (SELECT g.group_leads FROM mentorados g WHERE g.id = u.mentorado_id) THEN NULL
 		WHEN u.phone IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.mentorado_id AND l.phone = u.phone)
 		WHEN u.lid IS NOT NULL THEN (SELECT l.id FROM leads l WHERE l.mentorado_id = u.mentorado_id AND l.lid = u.lid AND l.phone IS NULL)
 	END)`)
@@ -319,17 +275,21 @@ var MessagesInsertSQL = func() string {
 // MessagesUpsertSQL is MessagesInsertSQL for messages that may be stored
 // already: status only moves up, a missing phone or lead is filled. The
 // content, media metadata and media_state stay: a redelivered or replayed
-// message never moves its file back to pending.
+// message never moves its file back to pending. A message seen live and in
+// the history sync is one row, history only while every copy was history:
+// live wins, whatever the order.
 var MessagesUpsertSQL = MessagesInsertSQL + `
 ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET
 	status = CASE WHEN excluded.status_rank > t.status_rank THEN excluded.status ELSE t.status END,
 	status_rank = greatest(t.status_rank, excluded.status_rank),
 	phone = coalesce(t.phone, excluded.phone),
 	lead_id = coalesce(t.lead_id, excluded.lead_id),
+	history = t.history AND excluded.history,
 	updated_at = now()
 WHERE excluded.status_rank > t.status_rank
 	OR (t.phone IS NULL AND excluded.phone IS NOT NULL)
-	OR (t.lead_id IS NULL AND excluded.lead_id IS NOT NULL)`
+	OR (t.lead_id IS NULL AND excluded.lead_id IS NOT NULL)
+	OR (t.history AND NOT excluded.history)`
 
 // MessageWrite is one whatsapp_messages row as the persister writes it.
 type MessageWrite struct {
@@ -349,6 +309,7 @@ type MessageWrite struct {
 	MediaSeconds, MediaWidth, MediaHeight         *int32
 	MediaRound                                    bool
 	MediaThumbnail                                []byte
+	History                                       bool // from the phone's history sync
 }
 
 // Values is w as a COPY row of MessageColumns.
@@ -356,7 +317,7 @@ func (w *MessageWrite) Values() []any {
 	return []any{w.MentoradoID, w.WAMessageID, w.ChatJID, w.SenderJID, w.Phone, w.LID, w.PushName, w.Direction,
 		w.Kind, w.Body, w.Caption, w.ReplyToID, w.TargetID, w.Status, w.StatusRank, w.LeadID, w.SentAt,
 		w.MediaID, w.MediaMIME, w.MediaSize, w.MediaFileName, w.MediaSeconds, w.MediaWidth, w.MediaHeight,
-		w.MediaRound, w.MediaThumbnail, w.MediaState}
+		w.MediaRound, w.MediaThumbnail, w.MediaState, w.History}
 }
 
 // MessageArrays collects MessageWrites as the parallel arrays that
@@ -374,7 +335,7 @@ type MessageArrays struct {
 	mediaIDs, mimes, fileNames, states    []*string
 	sizes                                 []*int64
 	seconds, widths, heights              []*int32
-	rounds                                []bool
+	rounds, histories                     []bool
 	thumbs                                [][]byte
 }
 
@@ -388,7 +349,7 @@ func NewMessageArrays(n int) *MessageArrays {
 		ranks: make([]int16, 0, n), leads: make([]*int64, 0, n), sent: make([]time.Time, 0, n),
 		mediaIDs: make([]*string, 0, n), mimes: make([]*string, 0, n), fileNames: make([]*string, 0, n), states: make([]*string, 0, n),
 		sizes: make([]*int64, 0, n), seconds: make([]*int32, 0, n), widths: make([]*int32, 0, n), heights: make([]*int32, 0, n),
-		rounds: make([]bool, 0, n), thumbs: make([][]byte, 0, n),
+		rounds: make([]bool, 0, n), thumbs: make([][]byte, 0, n), histories: make([]bool, 0, n),
 	}
 }
 
@@ -402,6 +363,7 @@ func (a *MessageArrays) Add(w *MessageWrite) {
 	a.mediaIDs, a.mimes, a.sizes, a.fileNames = append(a.mediaIDs, w.MediaID), append(a.mimes, w.MediaMIME), append(a.sizes, w.MediaSize), append(a.fileNames, w.MediaFileName)
 	a.seconds, a.widths, a.heights = append(a.seconds, w.MediaSeconds), append(a.widths, w.MediaWidth), append(a.heights, w.MediaHeight)
 	a.rounds, a.thumbs, a.states = append(a.rounds, w.MediaRound), append(a.thumbs, w.MediaThumbnail), append(a.states, w.MediaState)
+	a.histories = append(a.histories, w.History)
 }
 
 // Len is the number of messages added.
@@ -411,7 +373,7 @@ func (a *MessageArrays) Len() int { return len(a.ms) }
 func (a *MessageArrays) Args() []any {
 	return []any{a.ms, a.ids, a.chats, a.senders, a.phones, a.lids, a.pushes, a.dirs,
 		a.kinds, a.bodies, a.captions, a.replies, a.targets, a.statuses, a.ranks, a.leads, a.sent,
-		a.mediaIDs, a.mimes, a.sizes, a.fileNames, a.seconds, a.widths, a.heights, a.rounds, a.thumbs, a.states}
+		a.mediaIDs, a.mimes, a.sizes, a.fileNames, a.seconds, a.widths, a.heights, a.rounds, a.thumbs, a.states, a.histories}
 }
 
 // CopyMessages copies rows (MessageWrite.Values) into whatsapp_messages

@@ -1,0 +1,82 @@
+package persister
+
+import (
+	"context"
+	"encoding/json"
+	"time"
+
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
+)
+
+// Lead events (issue #12) go through a transactional outbox: the batch's
+// lead statements insert them into lead_events in the transaction that
+// changed the lead (store/lead_events.go), and the persister publishes them
+// on wa.<m>.evt.lead after the commit, then deletes them. A crash between
+// the commit and the publish leaves the rows: Run publishes leftovers when
+// it starts and every Config.OutboxInterval. Ids are deterministic
+// (event.LeadEventID), so a row published twice is dropped by JetStream as
+// a duplicate within its window.
+
+// outboxBatch is how many lead events one flush transaction publishes.
+const outboxBatch = 500
+
+// FlushLeadEvents publishes every lead event waiting in the outbox and
+// deletes them. It returns how many were published; on a publish error the
+// rest stay for the next flush.
+func (p *Persister) FlushLeadEvents(ctx context.Context) (int, error) {
+	total := 0
+	for {
+		n, err := p.db.FlushLeadEvents(ctx, outboxBatch, p.publishLead)
+		total += n
+		p.metrics.leadEvents.Add(float64(n))
+		if err != nil || n < outboxBatch {
+			return total, err
+		}
+	}
+}
+
+// publishLead publishes one outbox row. A row that is not a valid lead
+// event cannot be published ever; it is logged (with its id) and dropped
+// rather than block the outbox.
+func (p *Persister) publishLead(ctx context.Context, e store.LeadEvent) error {
+	var l event.Lead
+	err := json.Unmarshal(e.Data, &l)
+	var env event.Envelope
+	if err == nil {
+		env, err = event.New(e.MentoradoID, e.EventID, e.OccurredAt, &l)
+	}
+	if err != nil {
+		p.log.Error().Err(err).Str("event", e.EventID).Msg("invalid lead event in the outbox; dropped")
+		return nil
+	}
+	_, err = p.bus.Publish(ctx, env)
+	return err
+}
+
+// kickOutbox asks the outbox loop to flush (after a commit that wrote lead
+// events). It never blocks: one pending kick is enough.
+func (p *Persister) kickOutbox() {
+	select {
+	case p.kick <- struct{}{}:
+	default:
+	}
+}
+
+// outbox publishes leftovers at start, then after each kick and every
+// interval, until ctx ends.
+func (p *Persister) outbox(ctx context.Context) {
+	t := time.NewTicker(p.cfg.OutboxInterval)
+	defer t.Stop()
+	for {
+		if n, err := p.FlushLeadEvents(ctx); err != nil && ctx.Err() == nil {
+			p.log.Warn().Err(err).Int("published", n).Msg("lead events not all published; will retry")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-p.kick:
+		case <-t.C:
+		}
+	}
+}
