@@ -471,7 +471,7 @@ func (s *Server) handleUsync(c *conn, n *waBinary.Node) {
 			if a := u.account; a != nil && a.device != 0 {
 				devices = append(devices, a.device)
 			}
-			if jid.Server == types.DefaultUserServer {
+			if jid.Server == types.DefaultUserServer && !u.lidOnly {
 				lid = u.lid
 				if c.acct != nil && slices.ContainsFunc(queries, func(q waBinary.Node) bool { return q.Tag == "lid" }) {
 					u.lidKnown[c.acct] = true

@@ -29,6 +29,7 @@ type Contact struct {
 	next     int
 	pushName string
 	usePN    bool
+	lidOnly  bool // messages carry no sender_pn; lookups do not reveal the phone
 	// Which address the account's client uses for this contact's session.
 	// The client encrypts to the LID when it knows the PN→LID mapping and
 	// to the PN otherwise; a reply must come from the matching address.
@@ -118,6 +119,21 @@ func (c *Contact) UsePNAddressing(v bool) {
 	c.s.mu.Unlock()
 }
 
+// SetLIDOnly hides the contact's phone number from the account's clients,
+// like a WhatsApp user the account only knows by LID (for example a group
+// member with a hidden number): while on, its messages come from the LID
+// with no sender_pn (whatsmeow's events.Message has Sender = the LID and no
+// SenderAlt, and its LID store learns no phone), group stanzas carry no
+// participant_pn, group info lists the LID with no phone_number, and usync
+// LID queries for its phone number answer no LID. Turning it off again
+// makes the next message carry sender_pn: whatsmeow stores the mapping and
+// the phone "becomes known". UsePNAddressing wins over it.
+func (c *Contact) SetLIDOnly(v bool) {
+	c.s.mu.Lock()
+	c.lidOnly = v
+	c.s.mu.Unlock()
+}
+
 // SetPushName sets the notify attribute of the contact's future messages.
 func (c *Contact) SetPushName(name string) {
 	c.s.mu.Lock()
@@ -174,6 +190,7 @@ func (c *Contact) sendMessageID(ctx context.Context, a *Account, id string, msg 
 	}
 	pushName := c.pushName
 	fromPN := c.usePN || c.pnSession[a]
+	lidOnly := c.lidOnly && !c.usePN
 	c.pnSession[a] = false
 	c.lidKnown[a] = true
 	s.mu.Unlock()
@@ -201,6 +218,12 @@ func (c *Contact) sendMessageID(ctx context.Context, a *Account, id string, msg 
 	if fromPN {
 		delete(attrs, "sender_pn")
 		attrs["from"], attrs["sender_lid"] = c.pn, c.lid
+	}
+	if lidOnly {
+		// A session the client made by phone number still needs the
+		// phone-number address, but the LID is not revealed.
+		delete(attrs, "sender_pn")
+		delete(attrs, "sender_lid")
 	}
 	if pushName != "" {
 		attrs["notify"] = pushName
