@@ -237,6 +237,7 @@ func (s *Server) userLocked(phone string) *Contact {
 
 		lidKnown:  map[*Account]bool{},
 		pnSession: map[*Account]bool{},
+		skdmSent:  map[skdmKey]bool{},
 	}
 	s.users[phone] = u
 	s.byUser[u.pn.User+"@"+u.pn.Server] = u

@@ -35,6 +35,7 @@ type Contact struct {
 	// to the PN otherwise; a reply must come from the matching address.
 	lidKnown  map[*Account]bool // the client learned this contact's LID
 	pnSession map[*Account]bool // the client's session is under the PN
+	skdmSent  map[skdmKey]bool  // which clients have this contact's current sender key
 }
 
 // Received is a message a client sent to a contact, decrypted by the
@@ -45,7 +46,8 @@ type Received struct {
 	Message   *waE2E.Message
 	From      string    // sending account's phone
 	FromJID   types.JID // sending device (LID device JID)
-	To        types.JID // the "to" attribute the client used (PN or LID chat)
+	To        types.JID // the "to" attribute the client used (PN or LID chat, or the group)
+	Chat      types.JID // the group for a group message; empty for a 1:1 message
 	Type      string    // the stanza's type attribute ("text", "media", …)
 	Timestamp time.Time
 	// Media is the attachment (image, video, ptv, audio, document,
@@ -78,6 +80,7 @@ type inboundMsg struct {
 	acks     int // client acks (sent instead of a receipt, e.g. decrypt failure)
 	stanza   bool
 	plain    []byte // contact messages: the marshalled waE2E.Message, for retries
+	group    types.JID
 }
 
 func (m *inboundMsg) receipted() bool {
@@ -456,6 +459,10 @@ func (s *Server) handleClientAck(_ *conn, n *waBinary.Node) {
 func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 	id := attrString(n, "id")
 	to, _ := n.Attrs["to"].(types.JID)
+	if to.Server == types.GroupServer {
+		s.handleClientGroupMessage(c, n, to)
+		return
+	}
 	s.mu.Lock()
 	a := c.acct
 	var senderLID, senderPN types.JID

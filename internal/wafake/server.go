@@ -81,6 +81,7 @@ type Server struct {
 	retries   map[string]int
 	stanzas   []Stanza
 	counters  map[string]int
+	groups    map[types.JID]*group
 
 	// fake CDN (media.go)
 	mediaAuth    string
@@ -110,6 +111,7 @@ func NewServer(log zerolog.Logger) (*Server, error) {
 		codePairs: map[string]*codePairing{},
 		retries:   map[string]int{},
 		counters:  map[string]int{},
+		groups:    map[types.JID]*group{},
 		mediaAuth: base64.RawURLEncoding.EncodeToString(randomBytes(24)),
 		blobs:     map[string]*blob{},
 		media:     map[string]*mediaMsg{},
@@ -563,6 +565,8 @@ func (s *Server) handleIQ(c *conn, n *waBinary.Node) {
 		s.handleMediaConn(c, n)
 	case xmlns == "privacy" && typ == "get":
 		s.handlePrivacyGet(c, n)
+	case xmlns == "w:g2":
+		s.handleGroupIQ(c, n, first)
 	case xmlns == "usync":
 		s.handleUsync(c, n)
 	case xmlns == "md" && first.Tag == "link_code_companion_reg":
