@@ -29,6 +29,7 @@ type Account struct {
 	bannedUntil time.Time
 	banCode     int
 	inbox       []*inboundMsg // stanzas for the client, in order
+	appState    *appStateData // nil until SetAddressBook
 
 	deliverMu sync.Mutex // serialises deliveries so the client sees inbox order
 }
@@ -397,9 +398,13 @@ func (s *Server) handlePreKeyUpload(c *conn, n *waBinary.Node) {
 		a.bundle = b
 		a.preKeys = append(a.preKeys, list...)
 	}
+	a := c.acct
 	s.notifyLocked()
 	s.mu.Unlock()
 	_ = c.send(iqResult(n))
+	if a != nil {
+		s.shareAppStateKey(a)
+	}
 }
 
 // accountBundleLocked hands out the account device's bundle with one

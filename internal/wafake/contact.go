@@ -301,6 +301,7 @@ func (s *Server) onActive(c *conn) {
 	c.ready = true
 	s.notifyLocked()
 	s.mu.Unlock()
+	s.shareAppStateKey(a)
 	n := s.flush(a)
 	_ = c.send(waBinary.Node{Tag: "ib", Attrs: waBinary.Attrs{"from": types.ServerJID}, Content: []waBinary.Node{
 		{Tag: "offline", Attrs: waBinary.Attrs{"count": fmt.Sprint(n)}},

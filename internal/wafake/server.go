@@ -565,6 +565,8 @@ func (s *Server) handleIQ(c *conn, n *waBinary.Node) {
 		s.handleMediaConn(c, n)
 	case xmlns == "privacy" && typ == "get":
 		s.handlePrivacyGet(c, n)
+	case xmlns == "w:sync:app:state" && typ == "set":
+		s.handleAppStateSync(c, n)
 	case xmlns == "w:g2":
 		s.handleGroupIQ(c, n, first)
 	case xmlns == "usync":
