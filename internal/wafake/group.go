@@ -476,6 +476,13 @@ func (c *Contact) SendGroupMessage(ctx context.Context, group types.JID, msg *wa
 		key := skdmKey{group, a}
 		needSKDM := !c.skdmSent[key]
 		addr := a.lidDeviceLocked().SignalAddress()
+		if needSKDM && c.pnSession[a] {
+			// The client's session with this contact is under its phone
+			// number, but group stanzas come from the LID: start a new
+			// session (pkmsg) under the LID, as a reinstalled phone would.
+			_ = c.peer.store.DeleteSession(ctx, addr)
+			c.pnSession[a] = false
+		}
 		var b *bundle
 		if needSKDM && !c.peer.hasSession(addr) {
 			b = a.accountBundleLocked()

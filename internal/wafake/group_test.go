@@ -236,3 +236,41 @@ func TestGroupCreatedOffline(t *testing.T) {
 		t.Fatalf("queued group message %+v", m.Info)
 	}
 }
+
+// A LID-only contact the client first wrote to by phone number (so the
+// client's session is under the phone number) still gets its group
+// messages through: the distribution starts a session under the LID.
+func TestGroupLIDOnlyAfterPNSession(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	s := pair(t, srv, "5511999990520", nil)
+	bob := srv.Contact("5511988880520")
+	bob.SetLIDOnly(true)
+	ctx := ctxT(t)
+	if _, err := s.cli.SendMessage(ctx, bob.JID(), &waE2E.Message{Conversation: proto.String("by number")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.WaitMessage(ctx); err != nil {
+		t.Fatal(err)
+	}
+	gid, err := srv.CreateGroup(ctx, s.phone, "Hidden", bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	next[*events.JoinedGroup](t, s.rec)
+	id, err := bob.SendGroupText(ctx, gid, "hidden hello")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := nextVisible(t, s); m.Info.ID != id || m.Info.Sender.ToNonAD() != bob.LID() || !m.Info.SenderAlt.IsEmpty() {
+		t.Fatalf("group message %+v", m.Info)
+	}
+	// 1:1 still works both ways afterwards.
+	id2, err := bob.SendText(ctx, s.phone, "direct")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := nextVisible(t, s); m.Info.ID != id2 || m.Message.GetConversation() != "direct" {
+		t.Fatalf("direct %+v", m.Info)
+	}
+}

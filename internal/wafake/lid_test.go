@@ -89,3 +89,30 @@ func TestSendToUnknownLID(t *testing.T) {
 		t.Fatalf("answer %s %q", m.Info.ID, m.Message.GetConversation())
 	}
 }
+
+// UsePNAddressing: messages come from the phone number with sender_lid,
+// and it wins over SetLIDOnly.
+func TestUsePNAddressing(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	s := pair(t, srv, "5511999990420", nil)
+	bob := srv.Contact("5511988880420")
+	bob.UsePNAddressing(true)
+	bob.SetLIDOnly(true)
+	ctx := ctxT(t)
+	id, err := bob.SendText(ctx, s.phone, "from my number")
+	if err != nil {
+		t.Fatal(err)
+	}
+	m := next[*events.Message](t, s.rec)
+	if m.Info.ID != id || m.Info.Sender.ToNonAD() != bob.JID() || m.Info.SenderAlt.ToNonAD() != bob.LID() {
+		t.Fatalf("message from %v (alt %v), want %v / %v", m.Info.Sender, m.Info.SenderAlt, bob.JID(), bob.LID())
+	}
+	resp, err := s.cli.SendMessage(ctx, bob.JID(), &waE2E.Message{Conversation: proto.String("answer")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := bob.WaitMessage(ctx); err != nil || got.ID != resp.ID || got.Text != "answer" {
+		t.Fatalf("contact got %+v %v", got, err)
+	}
+}
