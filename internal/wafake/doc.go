@@ -152,7 +152,9 @@
 // answers members with the group (subject, s_o, creator, description/topic,
 // participants with admin flags), 404 item-not-found for an unknown group
 // (whatsmeow.ErrGroupNotFound), 403 forbidden when the account is not a
-// member (whatsmeow.ErrNotInGroup).
+// member (whatsmeow.ErrNotInGroup). cli.GetJoinedGroups lists the
+// account's groups (<participating>); cli.LeaveGroup removes the account
+// and notifies the members (<remove reason="leave">).
 //
 // Contact.SendGroupText / SendGroupMessage play a member's phone: one
 // sender-key message (<enc type="skmsg">) plus, for each member account
@@ -267,7 +269,8 @@
 // App state other than the address book (mute, pin, archive, labels,
 // push name setting), app state snapshots and external blobs,
 // PN-addressed groups, communities, invites and group changes made by the
-// client (create, leave, participant changes: answered 501), relaying
+// client other than leaving (create, subject, participant changes:
+// answered 501), relaying
 // group messages to other fake accounts' clients, retries of group
 // messages, link preview and sticker pack media, newsletters, media sent by
 // a client being re-uploaded on retry (only contacts' phones re-upload),

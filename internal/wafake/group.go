@@ -347,28 +347,87 @@ func (s *Server) GroupMembers(jid types.JID) ([]*Contact, error) {
 	return out, nil
 }
 
-// handleGroupIQ answers w:g2 queries: group info for members, 404 for an
-// unknown group, 403 for one the account is not (or no longer) in.
+// handleGroupIQ answers w:g2 queries: group info for members (404 for an
+// unknown group, 403 for one the account is not or no longer in), the
+// list of joined groups (GetJoinedGroups) and the client leaving a group
+// (LeaveGroup). Other group changes by the client are not implemented.
 func (s *Server) handleGroupIQ(c *conn, n *waBinary.Node, first waBinary.Node) {
 	to, _ := n.Attrs["to"].(types.JID)
-	if attrString(n, "type") != "get" || first.Tag != "query" || to.Server != types.GroupServer {
-		_ = c.send(iqError(n, 501, "feature-not-implemented"))
-		return
-	}
-	s.mu.Lock()
-	g := s.groups[to.ToNonAD()]
-	var res waBinary.Node
+	typ := attrString(n, "type")
 	switch {
-	case g == nil:
-		res = iqError(n, 404, "item-not-found")
-	case c.acct == nil || g.member(c.acct.user) == nil:
-		res = iqError(n, 403, "forbidden")
+	case typ == "get" && first.Tag == "query" && to.Server == types.GroupServer && to.User != "":
+		s.mu.Lock()
+		g := s.groups[to.ToNonAD()]
+		var res waBinary.Node
+		switch {
+		case g == nil:
+			res = iqError(n, 404, "item-not-found")
+		case c.acct == nil || g.member(c.acct.user) == nil:
+			res = iqError(n, 403, "forbidden")
+		default:
+			res = iqResult(n, g.nodeLocked())
+			res.Attrs["from"] = g.jid
+		}
+		s.mu.Unlock()
+		_ = c.send(res)
+	case typ == "get" && first.Tag == "participating":
+		s.mu.Lock()
+		var list []*group
+		for _, g := range s.groups {
+			if c.acct != nil && g.member(c.acct.user) != nil {
+				list = append(list, g)
+			}
+		}
+		slices.SortFunc(list, func(a, b *group) int { return a.created.Compare(b.created) })
+		nodes := make([]waBinary.Node, 0, len(list))
+		for _, g := range list {
+			nodes = append(nodes, g.nodeLocked())
+		}
+		s.mu.Unlock()
+		_ = c.send(iqResult(n, waBinary.Node{Tag: "groups", Content: nodes}))
+	case typ == "set" && first.Tag == "leave":
+		s.handleLeaveGroup(c, n, first)
 	default:
-		res = iqResult(n, g.nodeLocked())
-		res.Attrs["from"] = g.jid
+		_ = c.send(iqError(n, 501, "feature-not-implemented"))
 	}
-	s.mu.Unlock()
-	_ = c.send(res)
+}
+
+// handleLeaveGroup removes the account from the groups in <leave> and
+// notifies the members (the leaver is the actor, the leaver's client gets
+// the notification too).
+func (s *Server) handleLeaveGroup(c *conn, n *waBinary.Node, leave waBinary.Node) {
+	var results []waBinary.Node
+	for _, gn := range leave.GetChildren() {
+		jid, _ := gn.Attrs["id"].(types.JID)
+		s.mu.Lock()
+		g := s.groups[jid.ToNonAD()]
+		a := c.acct
+		var m *groupMember
+		if g != nil && a != nil {
+			m = g.member(a.user)
+		}
+		if m == nil {
+			s.mu.Unlock()
+			results = append(results, waBinary.Node{Tag: "group", Attrs: waBinary.Attrs{"id": jid, "error": "404"}})
+			continue
+		}
+		targets := g.accountsLocked()
+		prev := g.pVersion
+		g.pVersion++
+		g.members = slices.DeleteFunc(g.members, func(x *groupMember) bool { return x == m })
+		for _, o := range g.members {
+			o.u.rotateSenderKeyLocked(g.jid)
+		}
+		note := s.groupNotificationLocked(g, a.user, waBinary.Node{Tag: "remove", Attrs: waBinary.Attrs{
+			"reason": "leave", "prev_v_id": fmt.Sprint(prev), "v_id": fmt.Sprint(g.pVersion),
+		}, Content: []waBinary.Node{participantNode(m)}})
+		s.mu.Unlock()
+		for _, t := range targets {
+			s.queueStanza(t, note)
+		}
+		results = append(results, waBinary.Node{Tag: "group", Attrs: waBinary.Attrs{"id": jid}})
+	}
+	_ = c.send(iqResult(n, waBinary.Node{Tag: "leave", Content: results}))
 }
 
 func (u *Contact) senderKeyName(g types.JID) *protocol.SenderKeyName {

@@ -274,3 +274,46 @@ func TestGroupLIDOnlyAfterPNSession(t *testing.T) {
 		t.Fatalf("direct %+v", m.Info)
 	}
 }
+
+// GetJoinedGroups lists the account's groups; LeaveGroup removes it.
+func TestJoinedGroupsAndLeave(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	s := pair(t, srv, "5511999990530", nil)
+	bob := srv.Contact("5511988880530")
+	ctx := ctxT(t)
+	g1, err := srv.CreateGroup(ctx, s.phone, "One", bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g2, err := srv.CreateGroup(ctx, s.phone, "Two", bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := srv.CreateGroup(ctx, "5511999990531", "Not mine", bob); err != nil {
+		t.Fatal(err)
+	}
+	groups, err := s.cli.GetJoinedGroups(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(groups) != 2 || groups[0].JID != g1 || groups[1].JID != g2 || groups[1].Name != "Two" || len(groups[0].Participants) != 2 {
+		t.Fatalf("joined groups %+v", groups)
+	}
+	if err := s.cli.LeaveGroup(ctx, g1); err != nil {
+		t.Fatal(err)
+	}
+	for {
+		gi := next[*events.GroupInfo](t, s.rec)
+		if gi.JID == g1 && slices.Contains(gi.Leave, s.acct.LID()) {
+			break
+		}
+	}
+	if _, err := s.cli.GetGroupInfo(ctx, g1); !errors.Is(err, whatsmeow.ErrNotInGroup) {
+		t.Fatalf("group info after leaving: %v", err)
+	}
+	members, err := srv.GroupMembers(g1)
+	if err != nil || len(members) != 1 || members[0] != bob {
+		t.Fatalf("members after leaving %v %v", members, err)
+	}
+}
