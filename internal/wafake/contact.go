@@ -596,7 +596,7 @@ func (s *Server) answerClientRetry(c *conn, n *waBinary.Node, id string) error {
 	s.mu.Lock()
 	m := s.inbound[id]
 	a := c.acct
-	if m == nil || m.from == nil || m.plain == nil || a == nil || m.acct != a {
+	if m == nil || m.from == nil || m.plain == nil || a == nil || m.acct != a || !m.group.IsEmpty() {
 		s.mu.Unlock()
 		return nil
 	}

@@ -165,7 +165,10 @@
 // events.Message for the distribution part (only SenderKeyDistributionMessage
 // set) and one for the message (Chat = group, IsGroup, Sender = the LID,
 // SenderAlt = the phone unless LID-only). Replies and reactions are
-// whatever waE2E.Message the caller builds. Contact.SendGroupReceipt sends
+// whatever waE2E.Message the caller builds. Contact.SendGroupMedia is
+// SendMedia for the group (ReplyTo quotes a group message with its
+// sender's LID; media retry works for every member account).
+// Contact.SendGroupReceipt sends
 // <receipt from=group participant=LID> (events.Receipt with Chat = group).
 //
 // A client's cli.SendMessage to a group is answered like WhatsApp: group

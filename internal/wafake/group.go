@@ -450,6 +450,63 @@ type skdmKey struct {
 	acct  *Account
 }
 
+// isMemberLocked reports whether the account is in the group.
+func (s *Server) isMemberLocked(jid types.JID, a *Account) bool {
+	g := s.groups[jid.ToNonAD()]
+	return g != nil && a != nil && g.member(a.user) != nil
+}
+
+// SendGroupMedia sends an attachment to the group from the contact's phone,
+// like Contact.SendMedia (same kinds and options; ReplyTo quotes a message
+// of the group, by whoever sent it). Member clients can cli.Download it and
+// ask for a media retry.
+func (c *Contact) SendGroupMedia(ctx context.Context, group types.JID, kind string, data []byte, o MediaOptions) (string, error) {
+	spec, ok := mediaSpecs[kind]
+	if !ok {
+		return "", fmt.Errorf("%w: %q", ErrUnknownMediaKind, kind)
+	}
+	msg, mm, err := c.buildMedia(kind, spec, data, o, c.groupReplyContext(group, o.ReplyTo))
+	if err != nil {
+		return "", err
+	}
+	id := newID()
+	mm.id, mm.group = id, group.ToNonAD()
+	s := c.s
+	s.mu.Lock()
+	mm.blob.msgID = id
+	s.media[id] = mm
+	s.mu.Unlock()
+	return c.sendGroupMessageID(ctx, group, id, msg)
+}
+
+// groupReplyContext quotes quotedID in the group: StanzaID, Participant (the
+// quoted sender's LID, when the fake knows who sent it) and the quoted
+// message when the fake has its plaintext.
+func (c *Contact) groupReplyContext(group types.JID, quotedID string) *waE2E.ContextInfo {
+	if quotedID == "" {
+		return nil
+	}
+	ci := &waE2E.ContextInfo{StanzaID: proto.String(quotedID)}
+	s := c.s
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if m := s.inbound[quotedID]; m != nil && m.from != nil && m.group == group.ToNonAD() {
+		ci.Participant = proto.String(m.from.lid.String())
+		var q waE2E.Message
+		if m.plain != nil && proto.Unmarshal(m.plain, &q) == nil {
+			ci.QuotedMessage = &q
+		}
+	} else if g := s.groups[group.ToNonAD()]; g != nil && g.sentBy[quotedID] != nil {
+		ci.Participant = proto.String(g.sentBy[quotedID].user.lid.String())
+		for _, r := range c.received {
+			if r.ID == quotedID {
+				ci.QuotedMessage = r.Message
+			}
+		}
+	}
+	return ci
+}
+
 // SendGroupText sends a text to the group from the contact's phone.
 func (c *Contact) SendGroupText(ctx context.Context, group types.JID, text string) (string, error) {
 	return c.SendGroupMessage(ctx, group, &waE2E.Message{Conversation: proto.String(text)})
@@ -466,6 +523,10 @@ func (c *Contact) SendGroupText(ctx context.Context, group types.JID, text strin
 // StanzaID and Participant; ReactionMessage.Key with RemoteJID = the group
 // and Participant). Queued like 1:1 messages until the client receipts it.
 func (c *Contact) SendGroupMessage(ctx context.Context, group types.JID, msg *waE2E.Message) (string, error) {
+	return c.sendGroupMessageID(ctx, group, newID(), msg)
+}
+
+func (c *Contact) sendGroupMessageID(ctx context.Context, group types.JID, id string, msg *waE2E.Message) (string, error) {
 	plain, err := proto.Marshal(msg)
 	if err != nil {
 		return "", err
@@ -514,7 +575,6 @@ func (c *Contact) SendGroupMessage(ctx context.Context, group types.JID, msg *wa
 		return "", err
 	}
 
-	id := newID()
 	for _, a := range targets {
 		attrs := waBinary.Attrs{
 			"from": group, "participant": c.lid, "participant_pn": c.pn,
@@ -560,7 +620,7 @@ func (c *Contact) SendGroupMessage(ctx context.Context, group types.JID, msg *wa
 		}
 		content = append(content, waBinary.Node{Tag: "enc", Attrs: encAttrs, Content: skmsg})
 		node := waBinary.Node{Tag: "message", Attrs: attrs, Content: content}
-		m := &inboundMsg{id: id, acct: a, from: c, node: node, group: group}
+		m := &inboundMsg{id: id, acct: a, from: c, node: node, group: group, plain: plain}
 		s.mu.Lock()
 		c.skdmSent[key] = true
 		c.lidKnown[a] = true

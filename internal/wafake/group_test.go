@@ -12,6 +12,8 @@ import (
 	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/types/events"
+
+	"github.com/zapbus/zapbus/internal/wafake"
 )
 
 // nextVisible skips the events.Message that only carry a sender key
@@ -315,5 +317,61 @@ func TestJoinedGroupsAndLeave(t *testing.T) {
 	members, err := srv.GroupMembers(g1)
 	if err != nil || len(members) != 1 || members[0] != bob {
 		t.Fatalf("members after leaving %v %v", members, err)
+	}
+}
+
+// A member's attachment in the group downloads from the fake CDN; a reply
+// quotes the group message with its sender.
+func TestGroupMedia(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	s := pair(t, srv, "5511999990540", nil)
+	bob := srv.Contact("5511988880540")
+	carol := srv.Contact("5511988880541")
+	ctx := ctxT(t)
+	gid, err := srv.CreateGroup(ctx, s.phone, "Pics", bob, carol)
+	if err != nil {
+		t.Fatal(err)
+	}
+	id1, err := carol.SendGroupText(ctx, gid, "send a picture")
+	if err != nil {
+		t.Fatal(err)
+	}
+	nextVisible(t, s)
+	data := []byte("not really a jpeg, but bytes all the same")
+	id2, err := bob.SendGroupMedia(ctx, gid, wafake.MediaKindImage, data, wafake.MediaOptions{Caption: "here", ReplyTo: id1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m *events.Message
+	for {
+		m = next[*events.Message](t, s.rec)
+		if m.Message.GetImageMessage() != nil {
+			break
+		}
+	}
+	img := m.Message.GetImageMessage()
+	if m.Info.ID != id2 || m.Info.Chat != gid || m.Info.Type != "media" || img.GetCaption() != "here" ||
+		img.GetContextInfo().GetStanzaID() != id1 || img.GetContextInfo().GetParticipant() != carol.LID().String() ||
+		img.GetContextInfo().GetQuotedMessage().GetConversation() != "send a picture" {
+		t.Fatalf("group image %+v %v", m.Info, img)
+	}
+	got, err := s.cli.Download(ctx, img)
+	if err != nil || string(got) != string(data) {
+		t.Fatalf("download %q %v", got, err)
+	}
+	// Expired group media: the sender's phone re-uploads on a retry.
+	srv.ExpireMedia(id2)
+	if err := s.cli.SendMediaRetryReceipt(ctx, &m.Info, img.GetMediaKey()); err != nil {
+		t.Fatal(err)
+	}
+	evt := next[*events.MediaRetry](t, s.rec)
+	res, err := whatsmeow.DecryptMediaRetryNotification(evt, img.GetMediaKey())
+	if err != nil || res.GetDirectPath() == "" || evt.MessageID != id2 {
+		t.Fatalf("media retry %+v %v %v", evt, res, err)
+	}
+	img.DirectPath, img.URL = proto.String(res.GetDirectPath()), nil
+	if got, err = s.cli.Download(ctx, img); err != nil || string(got) != string(data) {
+		t.Fatalf("download after retry %q %v", got, err)
 	}
 }
