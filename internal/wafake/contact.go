@@ -78,7 +78,8 @@ type inboundMsg struct {
 	sends    int
 	receipts []Receipt
 	acks     int // client acks (sent instead of a receipt, e.g. decrypt failure)
-	stanza   bool
+	stanza   bool // a notification or receipt: sent until the client acks it
+	acked    bool
 	plain    []byte // contact messages: the marshalled waE2E.Message, for retries
 	group    types.JID
 }
@@ -250,7 +251,9 @@ func (m *inboundMsg) due(c *conn) bool {
 	case m.force:
 		return true
 	case m.stanza:
-		return m.sentOn == nil // receipts and the like: once
+		// Notifications and receipts: once per connection until acked (the
+		// client may close the socket before it handled the stanza).
+		return m.sentOn != c && !m.acked
 	default:
 		return m.sentOn != c && !m.receipted() // messages: once per connection until receipted
 	}
@@ -276,7 +279,7 @@ func (s *Server) flush(a *Account) int {
 			todo = append(todo, m)
 		}
 		// keep what may have to be sent again
-		if !m.stanza && !m.receipted() || m.force || m.sentOn == nil {
+		if m.force || m.sentOn == nil || (m.stanza && !m.acked) || (!m.stanza && !m.receipted()) {
 			kept = append(kept, m)
 		}
 	}
@@ -443,8 +446,21 @@ func (s *Server) handleClientReceipt(c *conn, n *waBinary.Node) {
 	}
 }
 
-func (s *Server) handleClientAck(_ *conn, n *waBinary.Node) {
-	if attrString(n, "class") != "message" {
+func (s *Server) handleClientAck(c *conn, n *waBinary.Node) {
+	if class := attrString(n, "class"); class != "message" {
+		// The first matching stanza sent on this connection: a message can
+		// have several receipts with the same id (delivered, then read).
+		id, typ := attrString(n, "id"), attrString(n, "type")
+		s.mu.Lock()
+		if a := c.acct; a != nil {
+			for _, m := range a.inbox {
+				if m.stanza && !m.acked && m.sentOn == c && m.node.Tag == class && m.id == id && attrString(&m.node, "type") == typ {
+					m.acked = true
+					break
+				}
+			}
+		}
+		s.mu.Unlock()
 		return
 	}
 	s.mu.Lock()

@@ -761,9 +761,6 @@ func (s *Server) handleClientGroupMessage(c *conn, n *waBinary.Node, to types.JI
 				s.log.Warn().Err(err).Str("member", u.phone).Str("id", id).Msg("member failed to decrypt group message")
 				continue
 			}
-			if u.account != nil {
-				continue // another account's phone: its own client is not relayed
-			}
 			media, mediaErr := s.fetchMedia(id, &msg)
 			s.mu.Lock()
 			u.received = append(u.received, Received{
