@@ -77,7 +77,7 @@ type inboundMsg struct {
 	force    bool // redeliver even though receipted
 	sends    int
 	receipts []Receipt
-	acks     int // client acks (sent instead of a receipt, e.g. decrypt failure)
+	acks     int  // client acks (sent instead of a receipt, e.g. decrypt failure)
 	stanza   bool // a notification or receipt: sent until the client acks it
 	acked    bool
 	plain    []byte // contact messages: the marshalled waE2E.Message, for retries
