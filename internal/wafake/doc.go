@@ -51,6 +51,8 @@
 // LID and Info.SenderAlt = its phone JID. The fake keeps each inbound
 // message until the client sends a <receipt> for it and delivers it again
 // at every login (the offline queue), followed by <ib><offline count/></ib>.
+// Queued notifications (group changes, server_sync, mediaretry) and
+// receipts are sent once per connection until the client acks them.
 // WaitReceipt / ReceiptSent / Receipts observe the client's receipts;
 // Redeliver sends the identical stanza (same ciphertext) again.
 //

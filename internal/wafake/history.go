@@ -159,8 +159,13 @@ func oldestTimestamp(h *waHistorySync.HistorySync) uint64 {
 // HistoryConversation is one chat of a history sync built by
 // BuildHistorySync.
 type HistoryConversation struct {
-	Chat        types.JID // contact (PN or LID) or group
-	Name        string    // group subject or contact name, optional
+	Chat types.JID // contact (PN or LID) or group
+	// ChatAlt is a direct chat's other address when the phone knows it
+	// (the phone number of a LID chat, or the LID of a phone chat): it
+	// becomes Conversation.PnJID / LidJID and a PhoneNumberToLidMappings
+	// entry, from which whatsmeow stores the mapping.
+	ChatAlt     types.JID
+	Name        string // group subject or contact name, optional
 	UnreadCount uint32
 	Messages    []HistoryMessage
 }
@@ -193,6 +198,12 @@ func BuildHistorySync(syncType waHistorySync.HistorySync_HistorySyncType, chunkO
 		conv := &waHistorySync.Conversation{ID: proto.String(c.Chat.String())}
 		if c.Name != "" {
 			conv.Name = proto.String(c.Name)
+		}
+		if pn, lid := directPair(c.Chat, c.ChatAlt); !pn.IsEmpty() && !lid.IsEmpty() {
+			conv.PnJID, conv.LidJID = proto.String(pn.String()), proto.String(lid.String())
+			h.PhoneNumberToLidMappings = append(h.PhoneNumberToLidMappings, &waHistorySync.PhoneNumberToLIDMapping{
+				PnJID: proto.String(pn.String()), LidJID: proto.String(lid.String()),
+			})
 		}
 		if c.UnreadCount != 0 {
 			conv.UnreadCount = proto.Uint32(c.UnreadCount)
@@ -237,4 +248,17 @@ func BuildHistorySync(syncType waHistorySync.HistorySync_HistorySyncType, chunkO
 		h.Conversations = append(h.Conversations, conv)
 	}
 	return h
+}
+
+// directPair orders a chat and its alternative address as (phone, LID);
+// empty unless one is each.
+func directPair(a, b types.JID) (pn, lid types.JID) {
+	a, b = a.ToNonAD(), b.ToNonAD()
+	switch {
+	case a.Server == types.DefaultUserServer && b.Server == types.HiddenUserServer:
+		return a, b
+	case a.Server == types.HiddenUserServer && b.Server == types.DefaultUserServer:
+		return b, a
+	}
+	return types.EmptyJID, types.EmptyJID
 }

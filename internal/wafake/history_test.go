@@ -30,7 +30,7 @@ func TestHistorySyncManual(t *testing.T) {
 	group := types.NewJID("120363111111111111", types.GroupServer)
 	ts := time.Unix(1700000000, 0)
 	h := wafake.BuildHistorySync(waHistorySync.HistorySync_INITIAL_BOOTSTRAP, 1, 100,
-		wafake.HistoryConversation{Chat: bob.LID(), Messages: []wafake.HistoryMessage{
+		wafake.HistoryConversation{Chat: bob.LID(), ChatAlt: bob.JID(), Messages: []wafake.HistoryMessage{
 			{ID: "OLD1", Text: "hi from bob", Timestamp: ts, PushName: "Bob", Status: waWeb.WebMessageInfo_READ},
 			{ID: "OLD2", FromMe: true, Text: "hi bob", Timestamp: ts.Add(time.Minute)},
 		}},
@@ -63,6 +63,12 @@ func TestHistorySyncManual(t *testing.T) {
 		msgs[0].GetMessage().GetMessage().GetConversation() != "hi from bob" || msgs[0].GetMessage().GetPushName() != "Bob" ||
 		msgs[0].GetMessage().GetMessageTimestamp() != uint64(ts.Unix()) || !msgs[1].GetMessage().GetKey().GetFromMe() {
 		t.Fatalf("bob's conversation %v", c0)
+	}
+	if c0.GetPnJID() != bob.JID().String() || len(got.GetPhoneNumberToLidMappings()) != 1 {
+		t.Fatalf("bob's phone: %q, mappings %v", c0.GetPnJID(), got.GetPhoneNumberToLidMappings())
+	}
+	if pn, err := s.cli.Store.LIDs.GetPNForLID(ctx, bob.LID()); err != nil || pn != bob.JID() {
+		t.Fatalf("mapping from history: %v %v", pn, err)
 	}
 	if c1.GetID() != group.String() || c1.GetName() != "Old group" || c1.GetMessages()[0].GetMessage().GetKey().GetParticipant() != carol.LID().String() {
 		t.Fatalf("group conversation %v", c1)
