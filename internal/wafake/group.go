@@ -445,9 +445,12 @@ func (u *Contact) rotateSenderKeyLocked(g types.JID) {
 	}
 }
 
+// skdmKey is a companion device that has a contact's sender key for a
+// group (a new pairing of the account needs it again).
 type skdmKey struct {
-	group types.JID
-	acct  *Account
+	group  types.JID
+	acct   *Account
+	device uint16
 }
 
 // isMemberLocked reports whether the account is in the group.
@@ -592,7 +595,7 @@ func (c *Contact) sendGroupMessageID(ctx context.Context, group types.JID, id st
 		}
 		var content []waBinary.Node
 		s.mu.Lock()
-		key := skdmKey{group, a}
+		key := skdmKey{group, a, a.device}
 		needSKDM := !c.skdmSent[key]
 		addr := a.lidDeviceLocked().SignalAddress()
 		if needSKDM && c.pnSession[a] {

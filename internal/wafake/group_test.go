@@ -375,3 +375,37 @@ func TestGroupMedia(t *testing.T) {
 		t.Fatalf("download after retry %q %v", got, err)
 	}
 }
+
+// After the phone pairs a new companion device, members distribute their
+// sender keys to it again.
+func TestGroupAfterRepair(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	s := pair(t, srv, "5511999990550", nil)
+	bob := srv.Contact("5511988880550")
+	ctx := ctxT(t)
+	gid, err := srv.CreateGroup(ctx, s.phone, "Again", bob)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := bob.SendGroupText(ctx, gid, "first device"); err != nil {
+		t.Fatal(err)
+	}
+	nextVisible(t, s)
+	closes := s.log.SocketCloses()
+	s2 := pair(t, srv, s.phone, nil)
+	next[*events.LoggedOut](t, s.rec)
+	if err := s.log.WaitSocketCloses(ctx, closes+1); err != nil {
+		t.Fatal(err) // the old device must have handled the close before its cleanup Disconnect (-race)
+	}
+	id, err := bob.SendGroupText(ctx, gid, "second device")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m := nextVisible(t, s2); m.Info.ID != id || m.Message.GetConversation() != "second device" {
+		t.Fatalf("after re-pairing %+v", m.Info)
+	}
+	if info, err := s2.cli.GetGroupInfo(ctx, gid); err != nil || info.Name != "Again" {
+		t.Fatalf("group info on the new device %+v %v", info, err)
+	}
+}
