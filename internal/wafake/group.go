@@ -639,7 +639,7 @@ func (c *Contact) sendGroupMessageID(ctx context.Context, group types.JID, id st
 }
 
 // SendGroupReceipt makes the contact acknowledge a message a client sent to
-// the group: kind "" (delivered), "read" or "played". The sending client
+// the group: kind "" or "delivered", "read" or "played". The sending client
 // gets <receipt from=group participant=LID> (events.Receipt with Chat = the
 // group and Sender = the contact).
 func (c *Contact) SendGroupReceipt(ctx context.Context, group types.JID, msgID, kind string) error {
@@ -662,7 +662,7 @@ func (c *Contact) SendGroupReceipt(ctx context.Context, group types.JID, msgID, 
 	}
 	attrs := waBinary.Attrs{"from": g.jid, "participant": c.lid, "id": msgID, "t": fmt.Sprint(time.Now().Unix())}
 	s.mu.Unlock()
-	if kind != "" {
+	if kind != "" && kind != "delivered" {
 		attrs["type"] = kind
 	}
 	for _, a := range targets {
