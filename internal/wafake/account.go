@@ -8,6 +8,7 @@ import (
 	"time"
 
 	waBinary "go.mau.fi/whatsmeow/binary"
+	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/util/keys"
 )
@@ -30,6 +31,7 @@ type Account struct {
 	banCode     int
 	inbox       []*inboundMsg // stanzas for the client, in order
 	appState    *appStateData // nil until SetAddressBook
+	peerReqs    []*waE2E.PeerDataOperationRequestMessage
 
 	deliverMu sync.Mutex // serialises deliveries so the client sees inbox order
 }

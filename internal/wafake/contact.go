@@ -556,7 +556,9 @@ func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 				continue
 			}
 			if u.account == a {
-				continue // a copy for the sender's own phone
+				// A copy for the sender's own phone, or a peer message to it.
+				s.onOwnPhoneMessage(a, &msg)
+				continue
 			}
 			media, mediaErr := s.fetchMedia(id, &msg)
 			s.mu.Lock()

@@ -202,7 +202,10 @@
 // emits events.HistorySync. BuildHistorySync(syncType, chunkOrder,
 // progress, HistoryConversation{…}) writes WebMessageInfo entries like the
 // phone (key{remoteJID, fromMe, id, participant}, messageTimestamp,
-// message, pushName, status). Size is not limited (the blob is on the CDN).
+// message, pushName, status; ChatAlt adds the PN-LID mapping). Size is not
+// limited (the blob is on the CDN). On-demand requests the client sends its
+// phone (BuildHistorySyncRequest as a peer message) are recorded
+// (PeerRequests) and answered by the SetHistoryOnDemand callback.
 //
 // # Address book (app state)
 //

@@ -262,3 +262,58 @@ func directPair(a, b types.JID) (pn, lid types.JID) {
 	}
 	return types.EmptyJID, types.EmptyJID
 }
+
+// SetHistoryOnDemand sets how the account's phone answers a client's
+// on-demand history request (cli.BuildHistorySyncRequest sent with
+// SendMessage(ctx, ownJID, msg, whatsmeow.SendRequestExtra{Peer: true});
+// whatsmeow needs a session with its phone, which any earlier message from
+// the phone, like a history sync, gives it): f gets the request and returns
+// the history to deliver with SendHistorySync (build it with sync type
+// ON_DEMAND; a nil SyncType becomes ON_DEMAND), or nil for none. Requests
+// are recorded either way (PeerRequests).
+func (s *Server) SetHistoryOnDemand(f func(accountPhone string, req *waE2E.PeerDataOperationRequestMessage_HistorySyncOnDemandRequest) *waHistorySync.HistorySync) {
+	s.mu.Lock()
+	s.onDemand = f
+	s.mu.Unlock()
+}
+
+// PeerRequests returns the peer data operation requests (on-demand
+// history, placeholder resends, …) the account's client sent to its phone.
+func (s *Server) PeerRequests(accountPhone string) []*waE2E.PeerDataOperationRequestMessage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if u := s.users[accountPhone]; u != nil && u.account != nil {
+		return append([]*waE2E.PeerDataOperationRequestMessage(nil), u.account.peerReqs...)
+	}
+	return nil
+}
+
+// onOwnPhoneMessage is the account's phone handling what its companion
+// sent it: peer data requests are recorded and on-demand history requests
+// answered (SetHistoryOnDemand).
+func (s *Server) onOwnPhoneMessage(a *Account, msg *waE2E.Message) {
+	req := msg.GetProtocolMessage().GetPeerDataOperationRequestMessage()
+	if req == nil {
+		return
+	}
+	s.mu.Lock()
+	a.peerReqs = append(a.peerReqs, req)
+	f := s.onDemand
+	s.notifyLocked()
+	s.mu.Unlock()
+	if f == nil || req.GetPeerDataOperationRequestType() != waE2E.PeerDataOperationRequestType_HISTORY_SYNC_ON_DEMAND {
+		return
+	}
+	go func() {
+		h := f(a.user.phone, req.GetHistorySyncOnDemandRequest())
+		if h == nil {
+			return
+		}
+		if h.SyncType == nil {
+			h.SyncType = waHistorySync.HistorySync_ON_DEMAND.Enum()
+		}
+		if _, err := s.SendHistorySync(s.ctx, a.user.phone, h); err != nil {
+			s.log.Warn().Err(err).Str("phone", a.user.phone).Msg("cannot answer the on-demand history request")
+		}
+	}()
+}

@@ -126,3 +126,40 @@ func TestHistorySyncAutomaticLarge(t *testing.T) {
 		t.Fatalf("blob downloads %d", srv.MediaDownloads(id))
 	}
 }
+
+// An on-demand history request from the client reaches the account's phone,
+// which answers with an ON_DEMAND history sync.
+func TestHistoryOnDemand(t *testing.T) {
+	t.Parallel()
+	srv := newServer(t)
+	s := pair(t, srv, "5511999990620", nil)
+	bob := srv.Contact("5511988880620")
+	ctx := ctxT(t)
+	srv.SetHistoryOnDemand(func(phone string, req *waE2E.PeerDataOperationRequestMessage_HistorySyncOnDemandRequest) *waHistorySync.HistorySync {
+		if phone != s.phone || req.GetOldestMsgID() != "NEWEST" {
+			return nil
+		}
+		return wafake.BuildHistorySync(waHistorySync.HistorySync_ON_DEMAND, 1, 100, wafake.HistoryConversation{Chat: bob.LID(), Messages: []wafake.HistoryMessage{
+			{ID: "OLDER", Text: "older message", Timestamp: time.Unix(1600000000, 0)},
+		}})
+	})
+	// The phone's first history sync gives the client a session with it
+	// (peer messages are only sent on an existing session).
+	if _, err := srv.SendHistorySync(ctx, s.phone, wafake.BuildHistorySync(waHistorySync.HistorySync_INITIAL_BOOTSTRAP, 1, 100,
+		wafake.HistoryConversation{Chat: bob.LID(), Messages: []wafake.HistoryMessage{{ID: "NEWEST", Text: "newest"}}})); err != nil {
+		t.Fatal(err)
+	}
+	next[*events.HistorySync](t, s.rec)
+	last := &types.MessageInfo{MessageSource: types.MessageSource{Chat: bob.LID()}, ID: "NEWEST", Timestamp: time.Unix(1700000000, 0)}
+	if _, err := s.cli.SendMessage(ctx, s.cli.Store.ID.ToNonAD(), s.cli.BuildHistorySyncRequest(last, 50), whatsmeow.SendRequestExtra{Peer: true}); err != nil {
+		t.Fatal(err)
+	}
+	hs := next[*events.HistorySync](t, s.rec)
+	if hs.Data.GetSyncType() != waHistorySync.HistorySync_ON_DEMAND || hs.Data.GetConversations()[0].GetMessages()[0].GetMessage().GetKey().GetID() != "OLDER" {
+		t.Fatalf("on-demand history %v", hs.Data)
+	}
+	reqs := srv.PeerRequests(s.phone)
+	if len(reqs) != 1 || reqs[0].GetHistorySyncOnDemandRequest().GetOnDemandMsgCount() != 50 {
+		t.Fatalf("peer requests %v", reqs)
+	}
+}

@@ -19,6 +19,8 @@ import (
 
 	"go.mau.fi/whatsmeow"
 	waBinary "go.mau.fi/whatsmeow/binary"
+	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/proto/waHistorySync"
 	"go.mau.fi/whatsmeow/socket"
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
@@ -82,6 +84,7 @@ type Server struct {
 	stanzas   []Stanza
 	counters  map[string]int
 	groups    map[types.JID]*group
+	onDemand  func(accountPhone string, req *waE2E.PeerDataOperationRequestMessage_HistorySyncOnDemandRequest) *waHistorySync.HistorySync
 
 	// fake CDN (media.go)
 	mediaAuth    string
