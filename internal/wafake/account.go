@@ -8,6 +8,7 @@ import (
 	"time"
 
 	waBinary "go.mau.fi/whatsmeow/binary"
+	"go.mau.fi/whatsmeow/proto/waE2E"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/util/keys"
 )
@@ -29,6 +30,8 @@ type Account struct {
 	bannedUntil time.Time
 	banCode     int
 	inbox       []*inboundMsg // stanzas for the client, in order
+	appState    *appStateData // nil until SetAddressBook
+	peerReqs    []*waE2E.PeerDataOperationRequestMessage
 
 	deliverMu sync.Mutex // serialises deliveries so the client sees inbox order
 }
@@ -237,6 +240,7 @@ func (s *Server) userLocked(phone string) *Contact {
 
 		lidKnown:  map[*Account]bool{},
 		pnSession: map[*Account]bool{},
+		skdmSent:  map[skdmKey]bool{},
 	}
 	s.users[phone] = u
 	s.byUser[u.pn.User+"@"+u.pn.Server] = u
@@ -396,9 +400,13 @@ func (s *Server) handlePreKeyUpload(c *conn, n *waBinary.Node) {
 		a.bundle = b
 		a.preKeys = append(a.preKeys, list...)
 	}
+	a := c.acct
 	s.notifyLocked()
 	s.mu.Unlock()
 	_ = c.send(iqResult(n))
+	if a != nil {
+		s.shareAppStateKey(a)
+	}
 }
 
 // accountBundleLocked hands out the account device's bundle with one
@@ -471,7 +479,7 @@ func (s *Server) handleUsync(c *conn, n *waBinary.Node) {
 			if a := u.account; a != nil && a.device != 0 {
 				devices = append(devices, a.device)
 			}
-			if jid.Server == types.DefaultUserServer {
+			if jid.Server == types.DefaultUserServer && !u.lidOnly {
 				lid = u.lid
 				if c.acct != nil && slices.ContainsFunc(queries, func(q waBinary.Node) bool { return q.Tag == "lid" }) {
 					u.lidKnown[c.acct] = true

@@ -29,11 +29,13 @@ type Contact struct {
 	next     int
 	pushName string
 	usePN    bool
+	lidOnly  bool // messages carry no sender_pn; lookups do not reveal the phone
 	// Which address the account's client uses for this contact's session.
 	// The client encrypts to the LID when it knows the PN→LID mapping and
 	// to the PN otherwise; a reply must come from the matching address.
 	lidKnown  map[*Account]bool // the client learned this contact's LID
 	pnSession map[*Account]bool // the client's session is under the PN
+	skdmSent  map[skdmKey]bool  // which clients have this contact's current sender key
 }
 
 // Received is a message a client sent to a contact, decrypted by the
@@ -44,7 +46,8 @@ type Received struct {
 	Message   *waE2E.Message
 	From      string    // sending account's phone
 	FromJID   types.JID // sending device (LID device JID)
-	To        types.JID // the "to" attribute the client used (PN or LID chat)
+	To        types.JID // the "to" attribute the client used (PN or LID chat, or the group)
+	Chat      types.JID // the group for a group message; empty for a 1:1 message
 	Type      string    // the stanza's type attribute ("text", "media", …)
 	Timestamp time.Time
 	// Media is the attachment (image, video, ptv, audio, document,
@@ -74,9 +77,11 @@ type inboundMsg struct {
 	force    bool // redeliver even though receipted
 	sends    int
 	receipts []Receipt
-	acks     int // client acks (sent instead of a receipt, e.g. decrypt failure)
-	stanza   bool
+	acks     int  // client acks (sent instead of a receipt, e.g. decrypt failure)
+	stanza   bool // a notification or receipt: sent until the client acks it
+	acked    bool
 	plain    []byte // contact messages: the marshalled waE2E.Message, for retries
+	group    types.JID
 }
 
 func (m *inboundMsg) receipted() bool {
@@ -115,6 +120,21 @@ func (c *Contact) LID() types.JID { return c.lid }
 func (c *Contact) UsePNAddressing(v bool) {
 	c.s.mu.Lock()
 	c.usePN = v
+	c.s.mu.Unlock()
+}
+
+// SetLIDOnly hides the contact's phone number from the account's clients,
+// like a WhatsApp user the account only knows by LID (for example a group
+// member with a hidden number): while on, its messages come from the LID
+// with no sender_pn (whatsmeow's events.Message has Sender = the LID and no
+// SenderAlt, and its LID store learns no phone), group stanzas carry no
+// participant_pn, group info lists the LID with no phone_number, and usync
+// LID queries for its phone number answer no LID. Turning it off again
+// makes the next message carry sender_pn: whatsmeow stores the mapping and
+// the phone "becomes known". UsePNAddressing wins over it.
+func (c *Contact) SetLIDOnly(v bool) {
+	c.s.mu.Lock()
+	c.lidOnly = v
 	c.s.mu.Unlock()
 }
 
@@ -174,6 +194,7 @@ func (c *Contact) sendMessageID(ctx context.Context, a *Account, id string, msg 
 	}
 	pushName := c.pushName
 	fromPN := c.usePN || c.pnSession[a]
+	lidOnly := c.lidOnly && !c.usePN
 	c.pnSession[a] = false
 	c.lidKnown[a] = true
 	s.mu.Unlock()
@@ -202,6 +223,12 @@ func (c *Contact) sendMessageID(ctx context.Context, a *Account, id string, msg 
 		delete(attrs, "sender_pn")
 		attrs["from"], attrs["sender_lid"] = c.pn, c.lid
 	}
+	if lidOnly {
+		// A session the client made by phone number still needs the
+		// phone-number address, but the LID is not revealed.
+		delete(attrs, "sender_pn")
+		delete(attrs, "sender_lid")
+	}
 	if pushName != "" {
 		attrs["notify"] = pushName
 	}
@@ -224,7 +251,9 @@ func (m *inboundMsg) due(c *conn) bool {
 	case m.force:
 		return true
 	case m.stanza:
-		return m.sentOn == nil // receipts and the like: once
+		// Notifications and receipts: once per connection until acked (the
+		// client may close the socket before it handled the stanza).
+		return m.sentOn != c && !m.acked
 	default:
 		return m.sentOn != c && !m.receipted() // messages: once per connection until receipted
 	}
@@ -250,7 +279,7 @@ func (s *Server) flush(a *Account) int {
 			todo = append(todo, m)
 		}
 		// keep what may have to be sent again
-		if !m.stanza && !m.receipted() || m.force || m.sentOn == nil {
+		if m.force || m.sentOn == nil || (m.stanza && !m.acked) || (!m.stanza && !m.receipted()) {
 			kept = append(kept, m)
 		}
 	}
@@ -275,6 +304,7 @@ func (s *Server) onActive(c *conn) {
 	c.ready = true
 	s.notifyLocked()
 	s.mu.Unlock()
+	s.shareAppStateKey(a)
 	n := s.flush(a)
 	_ = c.send(waBinary.Node{Tag: "ib", Attrs: waBinary.Attrs{"from": types.ServerJID}, Content: []waBinary.Node{
 		{Tag: "offline", Attrs: waBinary.Attrs{"count": fmt.Sprint(n)}},
@@ -416,8 +446,21 @@ func (s *Server) handleClientReceipt(c *conn, n *waBinary.Node) {
 	}
 }
 
-func (s *Server) handleClientAck(_ *conn, n *waBinary.Node) {
-	if attrString(n, "class") != "message" {
+func (s *Server) handleClientAck(c *conn, n *waBinary.Node) {
+	if class := attrString(n, "class"); class != "message" {
+		// The first matching stanza sent on this connection: a message can
+		// have several receipts with the same id (delivered, then read).
+		id, typ := attrString(n, "id"), attrString(n, "type")
+		s.mu.Lock()
+		if a := c.acct; a != nil {
+			for _, m := range a.inbox {
+				if m.stanza && !m.acked && m.sentOn == c && m.node.Tag == class && m.id == id && attrString(&m.node, "type") == typ {
+					m.acked = true
+					break
+				}
+			}
+		}
+		s.mu.Unlock()
 		return
 	}
 	s.mu.Lock()
@@ -433,6 +476,10 @@ func (s *Server) handleClientAck(_ *conn, n *waBinary.Node) {
 func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 	id := attrString(n, "id")
 	to, _ := n.Attrs["to"].(types.JID)
+	if to.Server == types.GroupServer {
+		s.handleClientGroupMessage(c, n, to)
+		return
+	}
 	s.mu.Lock()
 	a := c.acct
 	var senderLID, senderPN types.JID
@@ -509,7 +556,9 @@ func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 				continue
 			}
 			if u.account == a {
-				continue // a copy for the sender's own phone
+				// A copy for the sender's own phone, or a peer message to it.
+				s.onOwnPhoneMessage(a, &msg)
+				continue
 			}
 			media, mediaErr := s.fetchMedia(id, &msg)
 			s.mu.Lock()
@@ -565,7 +614,7 @@ func (s *Server) answerClientRetry(c *conn, n *waBinary.Node, id string) error {
 	s.mu.Lock()
 	m := s.inbound[id]
 	a := c.acct
-	if m == nil || m.from == nil || m.plain == nil || a == nil || m.acct != a {
+	if m == nil || m.from == nil || m.plain == nil || a == nil || m.acct != a || !m.group.IsEmpty() {
 		s.mu.Unlock()
 		return nil
 	}

@@ -51,6 +51,8 @@
 // LID and Info.SenderAlt = its phone JID. The fake keeps each inbound
 // message until the client sends a <receipt> for it and delivers it again
 // at every login (the offline queue), followed by <ib><offline count/></ib>.
+// Queued notifications (group changes, server_sync, mediaretry) and
+// receipts are sent once per connection until the client acks them.
 // WaitReceipt / ReceiptSent / Receipts observe the client's receipts;
 // Redeliver sends the identical stanza (same ciphertext) again.
 //
@@ -129,6 +131,100 @@
 // client that cannot decrypt a contact's message sends a retry receipt and
 // the contact re-encrypts the message on a new session.
 //
+// # LID-only contacts
+//
+// Contact.SetLIDOnly(true) hides a contact's phone number: its messages
+// come from the LID without sender_pn (events.Message: Sender = the LID, no
+// SenderAlt; whatsmeow's LID store learns nothing), group stanzas and group
+// info carry no participant_pn / phone_number, and usync LID queries for its
+// phone number answer no LID. SetLIDOnly(false): the next message carries
+// sender_pn again and whatsmeow stores the mapping. Clients can send to a
+// bare LID (…@lid): usync device lists and prekey fetches work for LID
+// users. UsePNAddressing (from = the phone number, sender_lid) wins over
+// SetLIDOnly.
+//
+// # Groups
+//
+// Server.CreateGroup(ctx, accountPhone, subject, members...) creates a
+// LID-addressed group (120363…@g.us, addressing_mode="lid") with the
+// account as creator and superadmin; member accounts' clients get
+// <notification type="w:gp2"><create><group …><participant jid=LID
+// phone_number=PN type=…/>… (events.JoinedGroup), from the offline queue if
+// they are offline. The group info IQ (w:g2, <query request="interactive"/>)
+// answers members with the group (subject, s_o, creator, description/topic,
+// participants with admin flags), 404 item-not-found for an unknown group
+// (whatsmeow.ErrGroupNotFound), 403 forbidden when the account is not a
+// member (whatsmeow.ErrNotInGroup). cli.GetJoinedGroups lists the
+// account's groups (<participating>); cli.LeaveGroup removes the account
+// and notifies the members (<remove reason="leave">).
+//
+// Contact.SendGroupText / SendGroupMessage play a member's phone: one
+// sender-key message (<enc type="skmsg">) plus, for each member account
+// that does not have the contact's current sender key yet, a 1:1
+// <enc type="pkmsg"|"msg"> carrying the SenderKeyDistributionMessage, in a
+// <message from=group participant=LID participant_pn=PN
+// addressing_mode="lid" type="text|media|reaction">. whatsmeow emits an
+// events.Message for the distribution part (only SenderKeyDistributionMessage
+// set) and one for the message (Chat = group, IsGroup, Sender = the LID,
+// SenderAlt = the phone unless LID-only). Replies and reactions are
+// whatever waE2E.Message the caller builds. Contact.SendGroupMedia is
+// SendMedia for the group (ReplyTo quotes a group message with its
+// sender's LID; media retry works for every member account).
+// Contact.SendGroupReceipt sends
+// <receipt from=group participant=LID> (events.Receipt with Chat = group).
+//
+// A client's cli.SendMessage to a group is answered like WhatsApp: group
+// info, usync devices, prekeys; every member contact decrypts its sender
+// key distribution and the skmsg; Contact.WaitMessage returns it with
+// Received.Chat = the group. A send to a group the account is not in is
+// acked with error 403 (404 for an unknown group), so SendMessage fails.
+// Group messages are not relayed to other fake accounts' clients.
+//
+// SetGroupSubject, SetGroupTopic, AddParticipants, RemoveParticipants and
+// RemoveAccount change the group and send the w:gp2 notification
+// (<subject>, <description>, <add>, <remove>) to every member account
+// (removed ones included): events.GroupInfo with Name, Topic, Join, Leave.
+// The creator is the actor. After a removal the remaining members rotate
+// their sender keys (their next message distributes a new one).
+//
+// # History sync
+//
+// Server.SendHistorySync(ctx, accountPhone, h) delivers h like the phone
+// after pairing: marshalled, zlib-compressed, encrypted as "WhatsApp History
+// Keys" media and put on the fake CDN (mms type md-msg-hist); then the
+// account's own primary phone (device 0, whose Signal identity is the ADV
+// account key the client trusts from pairing) sends the companion a
+// ProtocolMessage{HISTORY_SYNC_NOTIFICATION} as a peer message (<message
+// from=PN category="peer">). whatsmeow answers with a receipt of type
+// hist_sync (WaitReceiptType(ctx, id, "hist_sync")); with
+// ManualHistorySyncDownload it emits the events.Message carrying the
+// notification for cli.DownloadHistorySync, otherwise it downloads it and
+// emits events.HistorySync. BuildHistorySync(syncType, chunkOrder,
+// progress, HistoryConversation{…}) writes WebMessageInfo entries like the
+// phone (key{remoteJID, fromMe, id, participant}, messageTimestamp,
+// message, pushName, status; ChatAlt adds the PN-LID mapping). Size is not
+// limited (the blob is on the CDN). On-demand requests the client sends its
+// phone (BuildHistorySyncRequest as a peer message) are recorded
+// (PeerRequests) and answered by the SetHistoryOnDemand callback.
+//
+// # Address book (app state)
+//
+// Server.SetAddressBook(accountPhone, AddressBookEntry{…}…) adds or updates
+// contacts in the account's app state collection critical_unblock_low:
+// index ["contact", "<phone>@s.whatsapp.net"] (the LID for a LID-only
+// entry), ContactAction{FullName, FirstName, LidJID}, one patch per call,
+// encoded with whatsmeow's appstate.Processor (LTHash, index/value/snapshot
+// /patch MACs) under a sync key of the account. The account's phone shares
+// the key once per companion device (APP_STATE_SYNC_KEY_SHARE peer
+// message) at the client's first login after SetAddressBook (or at once if
+// it is online); whatsmeow then fetches all five collections (w:sync:app:state;
+// the fake never sends snapshots: a full sync replays the patches, the other
+// collections are empty). Later calls send <notification
+// type="server_sync"><collection name="critical_unblock_low" version/>.
+// With cli.EmitAppStateEventsOnFullSync the client emits events.Contact
+// per entry; otherwise the full sync stores the names silently. Accounts
+// without an address book get no key share (nothing changes for them).
+//
 // # Failures
 //
 // Account.Kick(Kick{Kind: …}) throws the live connection off:
@@ -178,10 +274,15 @@
 //
 // # Not implemented
 //
-// Groups and sender keys, app state, history sync, link preview and
-// sticker pack media, newsletters, media sent by a client being re-uploaded
-// on retry (only contacts' phones re-upload), presence and chat states
-// (ignored), more than one companion device per
+// App state other than the address book (mute, pin, archive, labels,
+// push name setting), app state snapshots and external blobs,
+// PN-addressed groups, communities, invites and group changes made by the
+// client other than leaving (create, subject, participant changes:
+// answered 501), relaying
+// group messages to other fake accounts' clients, retries of group
+// messages, link preview and sticker pack media, newsletters, media sent by
+// a client being re-uploaded on retry (only contacts' phones re-upload),
+// presence and chat states (ignored), more than one companion device per
 // account. Contacts' Signal state lives in memory: after the fake restarts,
 // a client's old sessions are repaired through retry receipts (which need
 // the message in whatsmeow's in-memory recent-message cache).

@@ -20,6 +20,7 @@ import (
 
 	waBinary "go.mau.fi/whatsmeow/binary"
 	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/util/cbcutil"
 	"go.mau.fi/whatsmeow/util/hkdfutil"
 )
@@ -75,7 +76,8 @@ type blob struct {
 type mediaMsg struct {
 	id       string
 	from     *Contact
-	acct     *Account
+	acct     *Account  // 1:1: the receiving account
+	group    types.JID // group media: any member account may ask
 	mediaKey []byte
 	blob     *blob
 	lost     bool // the phone no longer has the file (retry answers code 2)
@@ -299,10 +301,30 @@ func (c *Contact) SendMedia(ctx context.Context, toAccountPhone, kind string, da
 	if err != nil {
 		return "", err
 	}
+	msg, mm, err := c.buildMedia(kind, spec, data, o, c.replyContext(a, o.ReplyTo))
+	if err != nil {
+		return "", err
+	}
+	id := newID()
+	mm.id, mm.acct = id, a
+	s := c.s
+	s.mu.Lock()
+	mm.blob.msgID = id
+	s.media[id] = mm
+	s.mu.Unlock()
+	if err := c.sendMessageID(ctx, a, id, msg); err != nil {
+		return "", err
+	}
+	return id, nil
+}
+
+// buildMedia encrypts data, puts it on the fake CDN and builds the message
+// for kind; the returned mediaMsg still needs its id and chat.
+func (c *Contact) buildMedia(kind string, spec mediaSpec, data []byte, o MediaOptions, ctxInfo *waE2E.ContextInfo) (*waE2E.Message, *mediaMsg, error) {
 	mediaKey := randomBytes(32)
 	enc, err := encryptMedia(mediaKey, data, spec.info)
 	if err != nil {
-		return "", err
+		return nil, nil, err
 	}
 	fileSHA := sha256.Sum256(data)
 	encSHA := sha256.Sum256(enc)
@@ -315,7 +337,6 @@ func (c *Contact) SendMedia(ctx context.Context, toAccountPhone, kind string, da
 	b := s.storeBlobLocked(enc, spec.mms)
 	url, direct := b.url(), b.directURL
 	s.mu.Unlock()
-	ctxInfo := c.replyContext(a, o.ReplyTo)
 	now := time.Now().Unix()
 	length := uint64(len(data))
 	var thumb []byte
@@ -375,15 +396,7 @@ func (c *Contact) SendMedia(ctx context.Context, toAccountPhone, kind string, da
 			MediaKeyTimestamp: &now, Width: optUint32(o.Width), Height: optUint32(o.Height), ContextInfo: ctxInfo,
 		}
 	}
-	id := newID()
-	s.mu.Lock()
-	b.msgID = id
-	s.media[id] = &mediaMsg{id: id, from: c, acct: a, mediaKey: mediaKey, blob: b}
-	s.mu.Unlock()
-	if err := c.sendMessageID(ctx, a, id, msg); err != nil {
-		return "", err
-	}
-	return id, nil
+	return msg, &mediaMsg{from: c, mediaKey: mediaKey, blob: b}, nil
 }
 
 func optString(v string) *string {

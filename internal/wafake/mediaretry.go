@@ -49,7 +49,7 @@ func (s *Server) answerMediaRetry(c *conn, n *waBinary.Node, id string) {
 		"from": own, "id": id, "type": "mediaretry", "t": fmt.Sprint(time.Now().Unix()),
 	}}
 	s.mu.Lock()
-	lost := m == nil || m.acct != a || m.lost
+	lost := m == nil || m.lost || (m.acct != a && !s.isMemberLocked(m.group, a))
 	s.mu.Unlock()
 	if lost {
 		notif.Content = []waBinary.Node{

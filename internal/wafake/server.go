@@ -19,6 +19,8 @@ import (
 
 	"go.mau.fi/whatsmeow"
 	waBinary "go.mau.fi/whatsmeow/binary"
+	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/proto/waHistorySync"
 	"go.mau.fi/whatsmeow/socket"
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
@@ -81,6 +83,8 @@ type Server struct {
 	retries   map[string]int
 	stanzas   []Stanza
 	counters  map[string]int
+	groups    map[types.JID]*group
+	onDemand  func(accountPhone string, req *waE2E.PeerDataOperationRequestMessage_HistorySyncOnDemandRequest) *waHistorySync.HistorySync
 
 	// fake CDN (media.go)
 	mediaAuth    string
@@ -110,6 +114,7 @@ func NewServer(log zerolog.Logger) (*Server, error) {
 		codePairs: map[string]*codePairing{},
 		retries:   map[string]int{},
 		counters:  map[string]int{},
+		groups:    map[types.JID]*group{},
 		mediaAuth: base64.RawURLEncoding.EncodeToString(randomBytes(24)),
 		blobs:     map[string]*blob{},
 		media:     map[string]*mediaMsg{},
@@ -563,6 +568,10 @@ func (s *Server) handleIQ(c *conn, n *waBinary.Node) {
 		s.handleMediaConn(c, n)
 	case xmlns == "privacy" && typ == "get":
 		s.handlePrivacyGet(c, n)
+	case xmlns == "w:sync:app:state" && typ == "set":
+		s.handleAppStateSync(c, n)
+	case xmlns == "w:g2":
+		s.handleGroupIQ(c, n, first)
 	case xmlns == "usync":
 		s.handleUsync(c, n)
 	case xmlns == "md" && first.Tag == "link_code_companion_reg":

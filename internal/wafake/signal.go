@@ -190,6 +190,12 @@ func (m *memStore) LoadSenderKey(_ context.Context, name *protocol.SenderKeyName
 	return groupRecord.NewSenderKeyFromBytes(raw, serializer.SenderKeyRecord, serializer.SenderKeyState)
 }
 
+func (m *memStore) deleteSenderKey(name *protocol.SenderKeyName) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	delete(m.senderKeys, name.GroupID()+"|"+name.Sender().String())
+}
+
 // peer is a Signal identity the fake controls: a contact's phone, or an
 // account's primary phone (device 0).
 type peer struct {
