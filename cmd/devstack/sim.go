@@ -45,6 +45,7 @@ func mountSim(srv *web.Server, s *simulator) {
 	route("react", s.react)
 	route("edit", s.edit)
 	route("revoke", s.revoke)
+	mountSimChats(route, s)
 	srv.Mount("GET /v1/dev/sim/{mentorado}/received", s.auth(srv, s.received))
 }
 
@@ -166,6 +167,7 @@ func (s *simulator) receipt(w http.ResponseWriter, r *http.Request, m int64) {
 		Phone     string `json:"phone"`
 		MessageID string `json:"message_id"`
 		Kind      string `json:"kind"`
+		Group     string `json:"group"` // a message the mentorado sent to this group
 	}
 	if !s.web.ReadJSON(w, r, &req) {
 		return
@@ -185,6 +187,21 @@ func (s *simulator) receipt(w http.ResponseWriter, r *http.Request, m int64) {
 	}
 	c, acct, ok := s.contactOf(w, r, m, req.Phone)
 	if !ok {
+		return
+	}
+	if req.Group != "" {
+		g, ok := groupJID(w, req.Group)
+		if !ok {
+			return
+		}
+		if kind == "" {
+			kind = "delivered"
+		}
+		if err := c.SendGroupReceipt(r.Context(), g, req.MessageID, kind); err != nil {
+			web.WriteError(w, http.StatusConflict, "receipt_failed", err.Error())
+			return
+		}
+		web.WriteJSON(w, http.StatusAccepted, map[string]bool{"ok": true})
 		return
 	}
 	if err := c.SendReceipt(r.Context(), acct, req.MessageID, kind); err != nil {

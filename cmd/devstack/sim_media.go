@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"go.mau.fi/whatsmeow/proto/waE2E"
+	"go.mau.fi/whatsmeow/types"
 
 	"github.com/zapbus/zapbus/internal/phone"
 	"github.com/zapbus/zapbus/internal/wafake"
@@ -41,6 +42,13 @@ type inboundRequest struct {
 	Height    uint32 `json:"height"`
 	Thumbnail []byte `json:"thumbnail"` // inline JPEG preview, base64; the part "thumbnail" in multipart
 	ReplyTo   string `json:"reply_to"`  // quote this message id
+	// Group: the contact writes in this group (a JID POST …/groups
+	// returned) instead of the direct chat.
+	Group string `json:"group"`
+	// LIDOnly true: the contact hides its number (its messages carry only
+	// its LID, like a WhatsApp user the account knows only by LID); false
+	// again: the next message reveals it. Absent: unchanged.
+	LIDOnly *bool `json:"lid_only"`
 }
 
 var simMediaKinds = []string{
@@ -75,7 +83,7 @@ func (s *simulator) readInbound(w http.ResponseWriter, r *http.Request, req *inb
 	}
 	for name := range f.Value {
 		switch name {
-		case "phone", "push_name", "kind", "text", "mime", "caption", "file_name", "seconds", "width", "height", "reply_to":
+		case "phone", "push_name", "kind", "text", "mime", "caption", "file_name", "seconds", "width", "height", "reply_to", "group", "lid_only":
 		default:
 			web.WriteError(w, http.StatusBadRequest, "bad_request", "unknown field "+strconv.Quote(name))
 			return false
@@ -89,7 +97,15 @@ func (s *simulator) readInbound(w http.ResponseWriter, r *http.Request, req *inb
 	}
 	*req = inboundRequest{
 		Phone: val("phone"), PushName: val("push_name"), Kind: val("kind"), Text: val("text"), MIME: val("mime"),
-		Caption: val("caption"), FileName: val("file_name"), ReplyTo: val("reply_to"),
+		Caption: val("caption"), FileName: val("file_name"), ReplyTo: val("reply_to"), Group: val("group"),
+	}
+	if v := val("lid_only"); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			web.WriteError(w, http.StatusBadRequest, "bad_request", "lid_only must be true or false")
+			return false
+		}
+		req.LIDOnly = &b
 	}
 	for name, dst := range map[string]*uint32{"seconds": &req.Seconds, "width": &req.Width, "height": &req.Height} {
 		if v := val(name); v != "" {
@@ -157,6 +173,16 @@ func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
 	case isMedia && req.Text != "":
 		web.WriteError(w, http.StatusBadRequest, "bad_request", "a file has no text; use caption")
 		return
+	case req.Group != "" && req.ReplyTo != "":
+		web.WriteError(w, http.StatusBadRequest, "bad_request", "reply_to is for direct chats in the simulator")
+		return
+	}
+	var group types.JID
+	if req.Group != "" {
+		var ok bool
+		if group, ok = groupJID(w, req.Group); !ok {
+			return
+		}
 	}
 	c, acct, ok := s.contactOf(w, r, m, req.Phone)
 	if !ok {
@@ -165,9 +191,19 @@ func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
 	if req.PushName != "" {
 		c.SetPushName(req.PushName)
 	}
+	if req.LIDOnly != nil {
+		c.SetLIDOnly(*req.LIDOnly)
+	}
 	var id string
 	var err error
 	switch {
+	case !group.IsEmpty() && isMedia:
+		id, err = c.SendGroupMedia(r.Context(), group, kind, req.Data, wafake.MediaOptions{
+			MIME: req.MIME, Caption: req.Caption, FileName: req.FileName, Seconds: req.Seconds,
+			Width: req.Width, Height: req.Height, Thumbnail: req.Thumbnail,
+		})
+	case !group.IsEmpty():
+		id, err = c.SendGroupText(r.Context(), group, req.Text)
 	case isMedia:
 		id, err = c.SendMedia(r.Context(), acct, kind, req.Data, wafake.MediaOptions{
 			MIME: req.MIME, Caption: req.Caption, FileName: req.FileName, Seconds: req.Seconds,
@@ -186,7 +222,7 @@ func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
 		web.WriteError(w, http.StatusConflict, "send_failed", err.Error())
 		return
 	}
-	out := map[string]any{"id": id}
+	out := map[string]any{"id": id, "lid": c.LID().String()}
 	if isMedia {
 		sum := sha256.Sum256(req.Data)
 		out["sha256"] = hex.EncodeToString(sum[:])
