@@ -1,6 +1,7 @@
 package wafake
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -63,6 +64,32 @@ func (a *Account) Connected() bool {
 	a.s.mu.Lock()
 	defer a.s.mu.Unlock()
 	return a.conn != nil && a.conn.loggedIn
+}
+
+// WaitSettled waits until the client on the live connection has answered
+// everything the fake delivered to it on that connection: a receipt (or a
+// nack) for every message, an ack for every notification and receipt. It
+// returns at once when the account has no ready connection. Call it before
+// cli.Disconnect in tests: whatsmeow sends receipts and acks from
+// goroutines, and under -race such a send racing Disconnect is reported
+// (whatsmeow's FrameSocket is not synchronised).
+func (a *Account) WaitSettled(ctx context.Context) error {
+	return a.s.waitFor(ctx, func() bool {
+		c := a.conn
+		if c == nil || !c.ready {
+			return true
+		}
+		for _, m := range a.inbox {
+			switch {
+			case m.sentOn != c:
+			case m.stanza && !m.acked:
+				return false
+			case !m.stanza && !m.receipted() && m.acks == 0:
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // Paired reports whether the account currently has a companion device.

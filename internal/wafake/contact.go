@@ -460,6 +460,7 @@ func (s *Server) handleClientAck(c *conn, n *waBinary.Node) {
 				}
 			}
 		}
+		s.notifyLocked()
 		s.mu.Unlock()
 		return
 	}

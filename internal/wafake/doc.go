@@ -270,7 +270,10 @@
 // poll cli.IsConnected() while the server may close the socket (use
 // Account.Connected or events), and before calling cli.Disconnect() after a
 // server-side close wait until the client has handled it: wrap the client's
-// logger in a ClientLog and call WaitSocketCloses.
+// logger in a ClientLog and call WaitSocketCloses. whatsmeow also sends
+// receipts and acks from goroutines; Account.WaitSettled waits until the
+// client answered everything delivered on its live connection, so a test
+// can Disconnect without racing them.
 //
 // # Not implemented
 //

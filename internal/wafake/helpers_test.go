@@ -23,6 +23,10 @@ import (
 
 const waitTimeout = 20 * time.Second
 
+// settleTimeout bounds the wait for a client to answer everything before a
+// test disconnects it (a test may leave messages unanswered on purpose).
+const settleTimeout = 3 * time.Second
+
 func ctxT(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	t.Cleanup(cancel)
@@ -194,7 +198,16 @@ func pair(t testing.TB, srv *wafake.Server, phone string, store *sqlstore.Contai
 		f(cli)
 	}
 	rec := newRecorder(cli)
-	t.Cleanup(cli.Disconnect)
+	t.Cleanup(func() {
+		// Let the client finish answering what it got (receipts and acks
+		// are sent from goroutines that race Disconnect under -race).
+		if a := srv.Account(phone); a != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
+			_ = a.WaitSettled(ctx)
+			cancel()
+		}
+		cli.Disconnect()
+	})
 	if err := cli.Connect(); err != nil {
 		t.Fatal(err)
 	}
