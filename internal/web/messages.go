@@ -18,21 +18,21 @@ import (
 // apiMessage is a message as the API shows it. ID is the WhatsApp message
 // id, unique per mentorado and known as soon as the connector sent it.
 type apiMessage struct {
-	ID        string        `json:"id"`
-	Phone     string        `json:"phone,omitempty"`
-	LID       string        `json:"lid,omitempty"`
-	PushName  string        `json:"push_name,omitempty"`
-	Direction string        `json:"direction"`
-	Kind      string        `json:"kind"`
-	Text      string        `json:"text"`
-	Caption   string        `json:"caption,omitempty"`
-	ReplyToID string        `json:"reply_to_id,omitempty"`
-	TargetID  string        `json:"target_id,omitempty"`
-	Status    string        `json:"status"`
-	Edited    bool          `json:"edited,omitempty"`
-	Revoked   bool          `json:"revoked,omitempty"`
-	LeadID    *int64        `json:"lead_id,omitempty"`
-	SentAt    time.Time     `json:"sent_at"`
+	ID        string    `json:"id"`
+	Phone     string    `json:"phone,omitempty"`
+	LID       string    `json:"lid,omitempty"`
+	PushName  string    `json:"push_name,omitempty"`
+	Direction string    `json:"direction"`
+	Kind      string    `json:"kind"`
+	Text      string    `json:"text"`
+	Caption   string    `json:"caption,omitempty"`
+	ReplyToID string    `json:"reply_to_id,omitempty"`
+	TargetID  string    `json:"target_id,omitempty"`
+	Status    string    `json:"status"`
+	Edited    bool      `json:"edited,omitempty"`
+	Revoked   bool      `json:"revoked,omitempty"`
+	LeadID    *int64    `json:"lead_id,omitempty"`
+	SentAt    time.Time `json:"sent_at"`
 	// The chat the message is in and who wrote it (in a group, the
 	// participant; sender_name is their best known name, inbound only).
 	Chat       string `json:"chat,omitempty"`
@@ -40,7 +40,7 @@ type apiMessage struct {
 	SenderJID  string `json:"sender_jid,omitempty"`
 	SenderName string `json:"sender_name,omitempty"`
 	// History: imported from the phone's history sync.
-	History bool `json:"history,omitempty"`
+	History   bool          `json:"history,omitempty"`
 	Media     *apiMedia     `json:"media,omitempty"`
 	Reactions []apiReaction `json:"reactions,omitempty"`
 }
