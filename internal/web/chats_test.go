@@ -5,12 +5,16 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/coder/websocket"
+
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/testenv"
 )
 
 // chatMsg is a message row of any chat, as the persister writes it.
@@ -505,4 +509,111 @@ func TestSettings(t *testing.T) {
 		t.Fatalf("bounds %+v", s)
 	}
 	e.expect(e.do("GET", "/v1/settings", "", nil), 401)
+}
+
+// publishEvent stores payload p of mentorado m in WA_EVENTS under id and
+// returns its stream sequence.
+func (e *testEnv) publishEvent(m int64, id string, p event.Payload) uint64 {
+	e.t.Helper()
+	env, err := event.New(m, id, time.Now(), p)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	ack, err := e.bus.Publish(context.Background(), env)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// publishHistorySync stores what a history sync chunk of n messages
+// gives: n message events marked history, then the progress event.
+func (e *testEnv) publishHistorySync(m int64, n int) {
+	e.t.Helper()
+	synced := time.Now().Add(-time.Minute).UTC()
+	for i := range n {
+		waID := fmt.Sprintf("HIST%03d", i)
+		e.publishEvent(m, event.MessageEventID(m, waID), &event.Message{WAID: waID, ChatJID: tZed + "@s.whatsapp.net",
+			SenderJID: tZed + "@s.whatsapp.net", Phone: tZed, Direction: event.DirectionIn, Kind: event.KindText,
+			Text: "old " + waID, Timestamp: synced.Add(-time.Duration(n-i) * time.Hour), Status: event.MessageRead,
+			History: &event.History{Sync: "initial_bootstrap", SyncedAt: synced}})
+	}
+	e.publishEvent(m, event.HistoryEventID(m, "notif-1"), &event.HistoryProgress{Sync: "initial_bootstrap", Chunk: 0,
+		Progress: 100, Conversations: 1, Messages: n, SyncedAt: synced})
+	e.publishEvent(m, fmt.Sprintf("%d:group:%s:1:x", m, tGroup), &event.Group{JID: tGroup, Subject: "Turma 7",
+		Participants: []event.Participant{{JID: tZed + "@s.whatsapp.net", Phone: tZed}}})
+	e.publishEvent(m, event.LeadEventID(m, 9, event.LeadCreated, ""), &event.Lead{LeadID: 9, Change: event.LeadCreated, Phone: tZed})
+}
+
+// TestStreamsLeaveOutHistory: a history sync reaches stream clients as
+// its progress event, never as one frame per historic message, live and
+// on resume; group and lead events pass; live messages still arrive. The
+// client's buffer is smaller than the sync: history never fills it.
+func TestStreamsLeaveOutHistory(t *testing.T) {
+	e := newEnv(t, func(c *Config) { c.StreamBuffer = 16 })
+	a := e.createMentorado("Ana")
+	before := e.publishMessage(a.ID, "before", "antes")
+	live := e.openSSE(bearerAuth(a.Token), strconv.FormatUint(before, 10))
+	var tr ticketResponse
+	e.expect(e.do("POST", "/v1/stream-tickets", a.Token, nil), 201).json(t, &tr)
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Second)
+	defer cancel()
+	ws, _, err := websocket.Dial(ctx, "ws"+strings.TrimPrefix(e.srv.URL, "http")+"/v1/ws?ticket="+tr.Ticket, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ws.CloseNow()
+
+	e.publishHistorySync(a.ID, 100)
+	marker := e.publishMessage(a.ID, "live-after", "ao vivo")
+
+	check := func(name string, types []string, datas []string) {
+		t.Helper()
+		count := map[string]int{}
+		for i, typ := range types {
+			count[typ]++
+			if typ == "message" && strings.Contains(datas[i], `"history"`) {
+				t.Fatalf("%s: a history message was streamed: %s", name, datas[i])
+			}
+		}
+		if count["history"] != 1 || count["group"] != 1 || count["lead"] != 1 || count["message"] != 1 {
+			t.Fatalf("%s: frames %v", name, count)
+		}
+	}
+	sseDone := func(c *sseClient) bool {
+		evs := c.Events()
+		return len(evs) > 0 && evs[len(evs)-1].ID == strconv.FormatUint(marker, 10)
+	}
+	sseCheck := func(name string, c *sseClient) {
+		t.Helper()
+		var types, datas []string
+		for _, ev := range c.Events() {
+			types, datas = append(types, ev.Event), append(datas, ev.Data)
+		}
+		check(name, types, datas)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return sseDone(live) }, "the live message after the sync")
+	sseCheck("live sse", live)
+
+	// Resuming from before the sync replays it the same way.
+	resumed := e.openSSE(bearerAuth(a.Token), strconv.FormatUint(before, 10))
+	testenv.Eventually(t, 10*time.Second, func() bool { return sseDone(resumed) }, "the replay up to the live message")
+	sseCheck("replayed sse", resumed)
+
+	var types, datas []string
+	for {
+		_, b, err := ws.Read(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var f wsFrame
+		if err := json.Unmarshal(b, &f); err != nil {
+			t.Fatal(err)
+		}
+		types, datas = append(types, f.Event), append(datas, string(f.Data))
+		if f.ID == marker {
+			break
+		}
+	}
+	check("websocket", types, datas)
 }

@@ -288,7 +288,9 @@ func (f *feed) drop(reason string) {
 // the client fell behind, and stops at ctx end or server shutdown.
 func (f *feed) next(ctx context.Context, heartbeat <-chan time.Time) (fr frame, beat bool, err error) {
 	for {
-		if len(f.pending) == 0 && f.cons != nil {
+		// A batch may leave nothing to deliver (history messages are left
+		// out): pull on until something is pending or the replay ends.
+		for len(f.pending) == 0 && f.cons != nil {
 			if err := f.fetchReplay(ctx); err != nil {
 				return frame{}, false, err
 			}
