@@ -414,14 +414,16 @@ func TestSendToChat(t *testing.T) {
 			t.Fatalf("%v: %s", body, code)
 		}
 	}
-	// Both, neither, a bad phone.
-	for _, body := range []map[string]string{
-		{"phone": tZed, "chat": tGroup, "text": "x"},
-		{"text": "x"},
-		{"phone": "", "chat": "", "text": "x"},
+	// Both, neither (invalid_phone, as a missing phone always was), a bad phone.
+	for body, want := range map[string]string{
+		`{"phone":"` + tZed + `","chat":"` + tGroup + `","text":"x"}`: codeBadRequest,
+		`{"text":"x"}`:                      event.CodeInvalidPhone,
+		`{"phone":"","chat":"","text":"x"}`: event.CodeInvalidPhone,
+		`{"chat":null,"text":"x"}`:          event.CodeInvalidPhone,
+		`{"chat":5511988887777,"text":"x"}`: codeBadJSON,
 	} {
-		if code := e.expect(e.do("POST", "/v1/messages", a.Token, body), 400).errorCode(t); code != codeBadRequest {
-			t.Fatalf("%v: %s", body, code)
+		if code := e.expect(e.do("POST", "/v1/messages", a.Token, body), 400).errorCode(t); code != want {
+			t.Fatalf("%s: %s, want %s", body, code, want)
 		}
 	}
 	if code := e.expect(e.do("POST", "/v1/messages", a.Token, map[string]string{"phone": "abc", "text": "x"}), 400).errorCode(t); code != event.CodeInvalidPhone {

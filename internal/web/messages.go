@@ -166,7 +166,8 @@ func sendTarget(req sendRequest, cmd *event.SendRequest) error {
 	case req.Phone != "" && req.Chat != "":
 		return errorf(http.StatusBadRequest, codeBadRequest, "give phone or chat, not both")
 	case req.Phone == "" && req.Chat == "":
-		return errorf(http.StatusBadRequest, codeBadRequest, "give phone or chat")
+		// invalid_phone, as before chats existed: a missing phone.
+		return errorf(http.StatusBadRequest, event.CodeInvalidPhone, "give phone (or chat)")
 	case req.Phone != "":
 		p, err := phone.Normalize(req.Phone)
 		if err != nil {
