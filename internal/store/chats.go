@@ -124,6 +124,23 @@ func scanChats(rows pgx.Rows) ([]ChatRow, error) {
 	return out, nil
 }
 
+// chatsSQL lists the page of chats that where selects ($1 mentorado,
+// $2/$3 keyset, $4 limit).
+func chatsSQL(where string) string {
+	return `
+WITH last AS (
+	SELECT DISTINCT ON (chat) id, sent_at
+	FROM whatsapp_messages
+	WHERE mentorado_id = $1 AND kind NOT IN ` + actionKinds + ` AND ` + where + `
+	ORDER BY chat, sent_at DESC, id DESC
+), page AS (
+	SELECT id FROM last
+	WHERE $2::timestamptz IS NULL OR (sent_at, id) < ($2::timestamptz, $3::bigint)
+	ORDER BY sent_at DESC, id DESC
+	LIMIT $4
+)` + chatSelect
+}
+
 // Chats lists at most n chats of mentorado m that filter selects, by last
 // message, newest first, after the keyset position after (nil: from the
 // newest). The last message of each chat is found on
@@ -135,18 +152,7 @@ func (q MessageQueries) Chats(ctx context.Context, m int64, filter ChatFilter, a
 		return nil, err
 	}
 	curT, curI := keysetArgs(after)
-	rows, err := q.q.Query(ctx, `
-WITH last AS (
-	SELECT DISTINCT ON (chat) id, sent_at
-	FROM whatsapp_messages
-	WHERE mentorado_id = $1 AND kind NOT IN `+actionKinds+` AND `+where+`
-	ORDER BY chat, sent_at DESC, id DESC
-), page AS (
-	SELECT id FROM last
-	WHERE $2::timestamptz IS NULL OR (sent_at, id) < ($2::timestamptz, $3::bigint)
-	ORDER BY sent_at DESC, id DESC
-	LIMIT $4
-)`+chatSelect, m, curT, curI, n)
+	rows, err := q.q.Query(ctx, chatsSQL(where), m, curT, curI, n)
 	if err != nil {
 		return nil, fmt.Errorf("query chats: %w", err)
 	}
@@ -239,21 +245,17 @@ ORDER BY x.i`, m, chat)
 	return out, nil
 }
 
-// ChatMessages lists at most n messages of mentorado m's chat, newest
-// first, after the keyset position after (nil: from the newest); edits,
-// revokes and reactions are not listed. Inbound messages carry the
-// sender's best name (address book, then the push name they wrote with).
-func (q MessageQueries) ChatMessages(ctx context.Context, m int64, chat string, after *Keyset, n int) ([]MessageRow, error) {
-	curT, curI := keysetArgs(after)
-	rows, err := q.q.Query(ctx, `
+// chatMessagesSQL is ChatMessages' query ($1 mentorado, $2 chat, $3/$4
+// keyset, $5 limit).
+const chatMessagesSQL = `
 WITH page AS (
 	SELECT id FROM whatsapp_messages
-	WHERE mentorado_id = $1 AND chat = $2 AND kind NOT IN `+actionKinds+`
+	WHERE mentorado_id = $1 AND chat = $2 AND kind NOT IN ` + actionKinds + `
 		AND ($3::timestamptz IS NULL OR (sent_at, id) < ($3::timestamptz, $4::bigint))
 	ORDER BY sent_at DESC, id DESC
 	LIMIT $5
 )
-SELECT `+messageRowColumns+`,
+SELECT ` + messageRowColumns + `,
 	CASE WHEN m.direction = 'in' THEN
 		coalesce(nullif(c.name, ''), nullif(m.push_name, ''), nullif(c.push_name, ''), nullif(c.business_name, ''), '')
 	ELSE '' END
@@ -264,7 +266,15 @@ LEFT JOIN LATERAL (
 	WHERE c.mentorado_id = $1 AND m.direction = 'in' AND (c.jid = m.sender_jid OR c.phone = m.phone)
 	ORDER BY (c.name <> '') DESC, c.updated_at DESC LIMIT 1
 ) c ON true
-ORDER BY m.sent_at DESC, m.id DESC`, m, chat, curT, curI, n)
+ORDER BY m.sent_at DESC, m.id DESC`
+
+// ChatMessages lists at most n messages of mentorado m's chat, newest
+// first, after the keyset position after (nil: from the newest); edits,
+// revokes and reactions are not listed. Inbound messages carry the
+// sender's best name (address book, then the push name they wrote with).
+func (q MessageQueries) ChatMessages(ctx context.Context, m int64, chat string, after *Keyset, n int) ([]MessageRow, error) {
+	curT, curI := keysetArgs(after)
+	rows, err := q.q.Query(ctx, chatMessagesSQL, m, chat, curT, curI, n)
 	if err != nil {
 		return nil, fmt.Errorf("query messages: %w", err)
 	}
