@@ -655,7 +655,9 @@ function threadTitle() {
     const name = state.name || state.chat;
     return state.participants ? t("chat.titleGroup", { name, count: I18N.number(state.participants) }) : name;
   }
-  if (!state.phone) return state.name ? t("chat.titleNamed", { name: state.name, phone: state.chat }) : state.chat;
+  // A LID chat: its name and its LID (the API names it by the LID when
+  // nothing better is known).
+  if (!state.phone) return state.name && state.name !== state.chat ? t("chat.titleNamed", { name: state.name, phone: state.chat }) : state.chat;
   const phone = I18N.phone(state.phone);
   return state.name ? t("chat.titleNamed", { name: state.name, phone }) : phone;
 }
