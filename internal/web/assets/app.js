@@ -287,7 +287,9 @@ function conversationItem(c) {
   const lm = c.last_message || {};
   let text = lm.text || lm.caption || t("kind." + (lm.kind || "other"));
   if (lm.direction === "out") text = t("chat.you", { text });
-  else if (li.dataset.kind === "group" && lm.sender_name) text = t("chat.said", { name: lm.sender_name, text });
+  else if (li.dataset.kind === "group" && (lm.sender_name || lm.push_name)) {
+    text = t("chat.said", { name: lm.sender_name || lm.push_name, text });
+  }
   b.append(el("span", "preview", text));
   if (c.unread > 0) {
     const u = el("span", "unread", I18N.number(c.unread));
@@ -840,7 +842,7 @@ const CAPTIONED = ["image", "video", "document"];
 
 // shown puts a message the API accepted in the thread.
 function shown(m, typed) {
-  if (m.chat && m.chat !== state.chat && state.chat === typed) {
+  if (state.phone && phoneOfChat(m.chat) && m.chat !== state.chat && state.chat === typed) {
     // A new chat typed by hand: adopt the normalised number.
     state.chat = m.chat;
     state.phone = phoneOfChat(m.chat);
