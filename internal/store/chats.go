@@ -29,11 +29,12 @@ const (
 	ChatsPhone ChatFilter = "phone"
 )
 
-func (f ChatFilter) where() (string, error) {
-	const (
-		group  = `chat LIKE '%@g.us'`
-		phone  = `chat LIKE '%@s.whatsapp.net'`
-		lid    = `chat LIKE '%@lid'`
+// where is the SQL condition on the chat column col that f selects.
+func (f ChatFilter) where(col string) (string, error) {
+	var (
+		group  = col + ` LIKE '%@g.us'`
+		phone  = col + ` LIKE '%@s.whatsapp.net'`
+		lid    = col + ` LIKE '%@lid'`
 		direct = `(` + phone + ` OR ` + lid + `)`
 	)
 	switch f {
@@ -127,12 +128,26 @@ func scanChats(rows pgx.Rows) ([]ChatRow, error) {
 // chatsSQL lists the page of chats that where selects ($1 mentorado,
 // $2/$3 keyset, $4 limit).
 func chatsSQL(where string) string {
+	// The chats are walked on whatsapp_messages_chat one distinct chat at a
+	// time (a loose index scan: one index probe per chat, not a sort of
+	// every message of the tenant), then each chat's newest message that
+	// is not an action is one more probe.
 	return `
-WITH last AS (
-	SELECT DISTINCT ON (chat) id, sent_at
-	FROM whatsapp_messages
-	WHERE mentorado_id = $1 AND kind NOT IN ` + actionKinds + ` AND ` + where + `
-	ORDER BY chat, sent_at DESC, id DESC
+WITH RECURSIVE chats AS (
+	(SELECT chat FROM whatsapp_messages WHERE mentorado_id = $1 ORDER BY chat LIMIT 1)
+	UNION ALL
+	SELECT (SELECT n.chat FROM whatsapp_messages n WHERE n.mentorado_id = $1 AND n.chat > c.chat ORDER BY n.chat LIMIT 1)
+	FROM chats c WHERE c.chat IS NOT NULL
+), last AS (
+	SELECT l.id, l.sent_at
+	FROM chats
+	CROSS JOIN LATERAL (
+		SELECT id, sent_at FROM whatsapp_messages x
+		WHERE x.mentorado_id = $1 AND x.chat = chats.chat AND x.kind NOT IN ` + actionKinds + `
+		ORDER BY x.sent_at DESC, x.id DESC
+		LIMIT 1
+	) l
+	WHERE chats.chat IS NOT NULL AND ` + where + `
 ), page AS (
 	SELECT id FROM last
 	WHERE $2::timestamptz IS NULL OR (sent_at, id) < ($2::timestamptz, $3::bigint)
@@ -147,7 +162,7 @@ WITH last AS (
 // whatsapp_messages_chat; names, leads and counts are read for the page
 // only.
 func (q MessageQueries) Chats(ctx context.Context, m int64, filter ChatFilter, after *Keyset, n int) ([]ChatRow, error) {
-	where, err := filter.where()
+	where, err := filter.where("chats.chat")
 	if err != nil {
 		return nil, err
 	}
