@@ -188,3 +188,45 @@ func (q MentoradoQueries) Delete(ctx context.Context, id int64) error {
 		return nil
 	})
 }
+
+// Settings are a mentorado's lead creation settings (docs/api.md#settings).
+type Settings struct {
+	GroupLeads      bool   // group messages create leads for their senders
+	HistoryLeads    string // none | recent | all
+	HistoryLeadDays int32  // recent: days before the sync, 1 to 3650
+}
+
+// History lead rules (mentorados.history_leads).
+const (
+	HistoryLeadsNone   = "none"
+	HistoryLeadsRecent = "recent"
+	HistoryLeadsAll    = "all"
+)
+
+// SettingsPatch changes the settings that are not nil.
+type SettingsPatch struct {
+	GroupLeads      *bool
+	HistoryLeads    *string
+	HistoryLeadDays *int32
+}
+
+// Settings returns mentorado id's settings.
+func (q MentoradoQueries) Settings(ctx context.Context, id int64) (Settings, error) {
+	var s Settings
+	err := q.db.Pool.QueryRow(ctx, `SELECT group_leads, history_leads, history_lead_days FROM mentorados WHERE id = $1`, id).
+		Scan(&s.GroupLeads, &s.HistoryLeads, &s.HistoryLeadDays)
+	return s, notFound(err)
+}
+
+// UpdateSettings applies p to mentorado id's settings in one statement and
+// returns them as stored. Values outside the schema's checks fail; the
+// caller validates first.
+func (q MentoradoQueries) UpdateSettings(ctx context.Context, id int64, p SettingsPatch) (Settings, error) {
+	var s Settings
+	err := q.db.Pool.QueryRow(ctx, `
+UPDATE mentorados SET group_leads = coalesce($2, group_leads), history_leads = coalesce($3, history_leads),
+	history_lead_days = coalesce($4, history_lead_days)
+WHERE id = $1 RETURNING group_leads, history_leads, history_lead_days`, id, p.GroupLeads, p.HistoryLeads, p.HistoryLeadDays).
+		Scan(&s.GroupLeads, &s.HistoryLeads, &s.HistoryLeadDays)
+	return s, notFound(err)
+}

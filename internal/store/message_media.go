@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 )
@@ -90,30 +89,8 @@ ORDER BY target_id, count(*) DESC, emoji`, m, ids)
 	return out, nil
 }
 
-// UnreadRow is an inbound message not read yet: what a read receipt names.
-type UnreadRow struct {
-	WAMessageID, ChatJID, SenderJID string
-	SentAt                          time.Time
-}
-
-// Unread lists mentorado m's inbound messages with phone that are not
-// read yet (revoked ones and edit/revoke/reaction rows excluded), oldest
-// first, at most n.
+// Unread lists mentorado m's inbound messages in its direct chat with
+// phone that are not read yet, oldest first, at most n (ChatUnread).
 func (q MessageQueries) Unread(ctx context.Context, m int64, phone string, n int) ([]UnreadRow, error) {
-	rows, err := q.q.Query(ctx, `SELECT wa_message_id, chat_jid, sender_jid, sent_at FROM whatsapp_messages
-WHERE mentorado_id = $1 AND phone = $2 AND direction = 'in' AND status_rank < 3 AND NOT revoked AND kind NOT IN `+actionKinds+`
-ORDER BY sent_at, id
-LIMIT $3`, m, phone, n)
-	if err != nil {
-		return nil, fmt.Errorf("query unread: %w", err)
-	}
-	out := []UnreadRow{}
-	var r UnreadRow
-	if _, err := pgx.ForEachRow(rows, []any{&r.WAMessageID, &r.ChatJID, &r.SenderJID, &r.SentAt}, func() error {
-		out = append(out, r)
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("query unread: %w", err)
-	}
-	return out, nil
+	return q.ChatUnread(ctx, m, PhoneChat(phone), n)
 }

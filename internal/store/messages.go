@@ -4,14 +4,12 @@ import (
 	"context"
 	"fmt"
 	"time"
-
-	"github.com/jackc/pgx/v5"
 )
 
 // MessageQueries are the API's reads and writes of whatsapp_messages (the
 // persister writes them with the statements of persist.go). The listings
-// are keyset-paginated on the indexes whatsapp_messages_recent and
-// whatsapp_messages_phone and stay on pgx.
+// are keyset-paginated on the index whatsapp_messages_chat (chats.go) and
+// stay on pgx.
 type MessageQueries struct{ q Querier }
 
 // Messages returns the API's queries on whatsapp_messages.
@@ -38,6 +36,14 @@ type MessageRow struct {
 	SentAt               time.Time
 	ChatJID, SenderJID   string
 	Media                *MediaRow // nil for messages without a file
+	// Chat is the thread the message is in (whatsapp_messages.chat: the
+	// group, else the phone JID, else the LID); History marks a message
+	// imported from the phone's history sync.
+	Chat    string
+	History bool
+	// SenderName is the best name of who wrote an inbound message
+	// (address book, then push name); only ChatMessages fills it.
+	SenderName string
 }
 
 // MediaRow is the file of a media message as the API shows it; numbers
@@ -50,9 +56,9 @@ type MediaRow struct {
 	State, Error           string // pending | stored | failed; why it failed
 }
 
-// ConversationRow is one conversation: its last message, the lead of its
-// phone, the best name known for it and how many inbound messages are not
-// yet read (revoked messages do not count).
+// ConversationRow is one phone conversation: its last message, the lead
+// of its phone, the best name known for it ("" none) and how many inbound
+// messages are not yet read (revoked messages do not count).
 type ConversationRow struct {
 	Last   MessageRow
 	Unread int64
@@ -69,7 +75,7 @@ const messageRowColumns = `m.id, m.wa_message_id, coalesce(m.phone, ''), coalesc
 	m.body, m.caption, coalesce(m.reply_to_id, ''), coalesce(m.target_id, ''), m.status, m.edited, m.revoked, m.lead_id, m.sent_at,
 	m.chat_jid, m.sender_jid, m.media_state, coalesce(m.media_id, ''), coalesce(m.media_mime, ''), coalesce(m.media_file_name, ''),
 	coalesce(m.media_size, 0), coalesce(m.media_seconds, 0), coalesce(m.media_width, 0), coalesce(m.media_height, 0), m.media_round,
-	m.media_thumbnail IS NOT NULL, coalesce(m.media_error, '')`
+	m.media_thumbnail IS NOT NULL, coalesce(m.media_error, ''), m.chat, m.history`
 
 // rowScan holds a MessageRow being scanned; done finishes it.
 type rowScan struct {
@@ -85,7 +91,7 @@ func messageRowDest(r *MessageRow, extra ...any) ([]any, func()) {
 	dest := append([]any{&r.ID, &r.WAMessageID, &r.Phone, &r.LID, &r.PushName, &r.Direction, &r.Kind,
 		&r.Body, &r.Caption, &r.ReplyToID, &r.TargetID, &r.Status, &r.Edited, &r.Revoked, &r.LeadID, &r.SentAt,
 		&r.ChatJID, &r.SenderJID, &sc.mediaState, &sc.md.ID, &sc.md.MIME, &sc.md.FileName, &sc.md.Size, &sc.md.Seconds,
-		&sc.md.Width, &sc.md.Height, &sc.md.Round, &sc.md.HasThumbnail, &sc.md.Error}, extra...)
+		&sc.md.Width, &sc.md.Height, &sc.md.Round, &sc.md.HasThumbnail, &sc.md.Error, &r.Chat, &r.History}, extra...)
 	return dest, func() {
 		r.Media = nil
 		if sc.mediaState != nil {
@@ -104,77 +110,26 @@ func keysetArgs(after *Keyset) (*time.Time, int64) {
 }
 
 // Conversations lists at most n conversations of mentorado m (one per
-// phone) by last message, newest first, after the keyset position after
-// (nil: from the newest).
+// phone chat: groups and LID-only chats are not listed) by last message,
+// newest first, after the keyset position after (nil: from the newest).
 func (q MessageQueries) Conversations(ctx context.Context, m int64, after *Keyset, n int) ([]ConversationRow, error) {
-	curT, curI := keysetArgs(after)
-	rows, err := q.q.Query(ctx, `
-WITH last AS (
-	SELECT DISTINCT ON (phone) *
-	FROM whatsapp_messages
-	WHERE mentorado_id = $1 AND phone IS NOT NULL AND kind NOT IN `+actionKinds+`
-	ORDER BY phone, sent_at DESC, id DESC
-)
-SELECT `+messageRowColumns+`,
-	(SELECT count(*) FROM whatsapp_messages u
-	 WHERE u.mentorado_id = $1 AND u.phone = m.phone AND u.direction = 'in' AND u.status_rank < 3
-	   AND NOT u.revoked AND u.kind NOT IN `+actionKinds+`),
-	l.id,
-	coalesce(nullif(l.name, ''), nullif(c.name, ''), nullif(c.push_name, ''), nullif(c.business_name, ''),
-		(SELECT p.push_name FROM whatsapp_messages p
-		 WHERE p.mentorado_id = $1 AND p.phone = m.phone AND p.direction = 'in' AND p.push_name <> ''
-		 ORDER BY p.sent_at DESC LIMIT 1), '')
-FROM last m
-LEFT JOIN leads l ON l.mentorado_id = $1 AND l.phone = m.phone
-LEFT JOIN LATERAL (
-	SELECT name, push_name, business_name FROM whatsapp_contacts c
-	WHERE c.mentorado_id = $1 AND c.phone = m.phone ORDER BY c.updated_at DESC LIMIT 1
-) c ON true
-WHERE $2::timestamptz IS NULL OR (m.sent_at, m.id) < ($2::timestamptz, $3::bigint)
-ORDER BY m.sent_at DESC, m.id DESC
-LIMIT $4`, m, curT, curI, n)
+	chats, err := q.Chats(ctx, m, ChatsPhone, after, n)
 	if err != nil {
-		return nil, fmt.Errorf("query conversations: %w", err)
+		return nil, err
 	}
-	out := []ConversationRow{}
-	var c ConversationRow
-	dest, finish := messageRowDest(&c.Last, &c.Unread, &c.LeadID, &c.Name)
-	if _, err := pgx.ForEachRow(rows, dest, func() error {
-		finish()
-		out = append(out, c)
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("query conversations: %w", err)
+	out := make([]ConversationRow, len(chats))
+	for i, c := range chats {
+		out[i] = ConversationRow{Last: *c.Last, Unread: c.Unread, LeadID: c.LeadID, Name: c.Name}
 	}
 	return out, nil
 }
 
-// Conversation lists at most n messages of mentorado m with phone, newest
-// first, after the keyset position after (nil: from the newest); edits,
-// revokes and reactions are not listed.
+// Conversation lists at most n messages of mentorado m's chat with phone
+// (its direct chat, not the groups it writes in), newest first, after the
+// keyset position after (nil: from the newest); edits, revokes and
+// reactions are not listed.
 func (q MessageQueries) Conversation(ctx context.Context, m int64, phone string, after *Keyset, n int) ([]MessageRow, error) {
-	curT, curI := keysetArgs(after)
-	rows, err := q.q.Query(ctx, `
-SELECT `+messageRowColumns+`
-FROM whatsapp_messages m
-WHERE m.mentorado_id = $1 AND m.phone = $2 AND m.kind NOT IN `+actionKinds+`
-	AND ($3::timestamptz IS NULL OR (m.sent_at, m.id) < ($3::timestamptz, $4::bigint))
-ORDER BY m.sent_at DESC, m.id DESC
-LIMIT $5`, m, phone, curT, curI, n)
-	if err != nil {
-		return nil, fmt.Errorf("query messages: %w", err)
-	}
-	out := []MessageRow{}
-	var r MessageRow
-	dest, finish := messageRowDest(&r)
-	if _, err := pgx.ForEachRow(rows, dest, func() error {
-		finish()
-		out = append(out, r)
-		return nil
-	}); err != nil {
-		return nil, fmt.Errorf("query messages: %w", err)
-	}
-	return out, nil
+	return q.ChatMessages(ctx, m, PhoneChat(phone), after, n)
 }
 
 // LinkOrphans links mentorado m's messages without a lead to its lead with

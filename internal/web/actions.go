@@ -140,38 +140,14 @@ type readResponse struct {
 	Marked int `json:"marked"`
 }
 
-// handleRead sends read receipts for a conversation's unread inbound
-// messages (one command per chat); the persister zeroes the unread count
-// from the receipt events the connector publishes.
+// handleRead marks a phone conversation read: its direct chat (markRead).
 func (s *Server) handleRead(w http.ResponseWriter, r *http.Request) {
-	m := mustMentorado(r)
 	p, err := pathPhone(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	rows, err := s.db.Messages().Unread(r.Context(), m, p, maxReadBatch)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	var chats []string
-	byChat := map[string][]event.ReadRef{}
-	for _, u := range rows {
-		if _, ok := byChat[u.ChatJID]; !ok {
-			chats = append(chats, u.ChatJID)
-		}
-		byChat[u.ChatJID] = append(byChat[u.ChatJID], event.ReadRef{ID: u.WAMessageID, SenderJID: u.SenderJID, SentAt: u.SentAt.UTC()})
-	}
-	marked := 0
-	for _, chat := range chats {
-		if _, err := s.command(r.Context(), m, event.VerbRead, event.ReadRequest{ChatJID: chat, Messages: byChat[chat]}); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		marked += len(byChat[chat])
-	}
-	writeJSON(w, http.StatusOK, readResponse{Marked: marked})
+	s.markRead(w, r, store.PhoneChat(p))
 }
 
 // checkSendMedia checks a media send against the stored file: it exists
@@ -198,10 +174,15 @@ func (s *Server) checkSendMedia(r *http.Request, m int64, cmd event.SendRequest)
 }
 
 // resolveReply fills the quoted message of a reply from its row, which
-// must be a message of the same conversation (404 message_not_found).
+// must be a message of the same chat (404 message_not_found): in a group,
+// the quoted sender is the participant who wrote it.
 func (s *Server) resolveReply(r *http.Request, m int64, cmd *event.SendRequest) error {
+	chat := cmd.Chat
+	if chat == "" {
+		chat = store.PhoneChat(cmd.Phone)
+	}
 	row, err := s.db.Messages().ByWAID(r.Context(), m, cmd.ReplyTo)
-	if errors.Is(err, store.ErrNotFound) || (err == nil && row.Phone != cmd.Phone) {
+	if errors.Is(err, store.ErrNotFound) || (err == nil && row.Chat != chat) {
 		return errorf(http.StatusNotFound, event.CodeMessageUnknown, "reply_to names no message of this conversation")
 	}
 	if err != nil {

@@ -64,7 +64,7 @@ func commandError(ce *event.CommandError) *apiError {
 		ae.Status = http.StatusConflict
 	case event.CodeNotOnWhatsApp:
 		ae.Status = http.StatusUnprocessableEntity
-	case event.CodeInvalidPhone, event.CodeTextTooLong, event.CodeBadRequest:
+	case event.CodeInvalidPhone, event.CodeTextTooLong, event.CodeBadRequest, event.CodeInvalidChat:
 		ae.Status = http.StatusBadRequest
 	case event.CodeMediaNotFound, event.CodeMessageUnknown:
 		ae.Status = http.StatusNotFound
@@ -72,7 +72,7 @@ func commandError(ce *event.CommandError) *apiError {
 		ae.Status = http.StatusUnprocessableEntity
 	case event.CodeMediaTooLarge:
 		ae.Status = http.StatusRequestEntityTooLarge
-	case event.CodeNotEditable, event.CodeEditExpired:
+	case event.CodeNotEditable, event.CodeEditExpired, event.CodeNotInGroup:
 		ae.Status = http.StatusConflict
 	case event.CodeNotOwner, event.CodeUnavailable:
 		ae.Status, ae.RetryAfter = http.StatusServiceUnavailable, 1

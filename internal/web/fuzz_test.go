@@ -63,3 +63,28 @@ func FuzzDecodeJSON(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParseChat: any chat name is either a chat JID the store can hold
+// (and that parses back as itself) or 400 invalid_chat.
+func FuzzParseChat(f *testing.F) {
+	for _, s := range []string{"5511988887777", "+55 11 98888-7777", "5511988887777@s.whatsapp.net", "123456@lid",
+		"120363000000000042@g.us", "5511900000000-1700000000@g.us", "1:2@s.whatsapp.net", "status@broadcast", "", "@", "a@g.us"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		chat, kind, err := parseChat(s)
+		if err != nil {
+			if ae, ok := err.(*apiError); !ok || ae.Status != http.StatusBadRequest || ae.Code != "invalid_chat" {
+				t.Fatalf("%q: error %v", s, err)
+			}
+			return
+		}
+		if kind == "" || chatKindOf(chat) != kind {
+			t.Fatalf("%q: chat %q kind %q", s, chat, kind)
+		}
+		back, k2, err := parseChat(chat)
+		if err != nil || back != chat || k2 != kind {
+			t.Fatalf("%q: %q does not parse back (%q %q %v)", s, chat, back, k2, err)
+		}
+	})
+}

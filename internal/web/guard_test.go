@@ -235,6 +235,28 @@ func TestTenantIDOnlyFromToken(t *testing.T) {
 				covered[c.pattern] = true
 			}
 			call("POST", "/v1/conversations/"+shared+"/read", nil, 200)
+			// Chats and settings: B's chat is unknown to A, A's settings are A's.
+			var chr chatsResponse
+			call("GET", "/v1/chats", nil, 200).json(t, &chr)
+			for _, c := range chr.Chats {
+				if c.LastMessage == nil || c.LastMessage.ID != "A-1" {
+					t.Fatalf("A's chats include %+v", c)
+				}
+			}
+			call("GET", "/v1/chats/"+onlyB, nil, 404)
+			call("GET", "/v1/chats/"+onlyB+"/messages", nil, 200).json(t, &mr)
+			if len(mr.Messages) != 0 {
+				t.Fatalf("A sees B's chat %+v", mr)
+			}
+			call("POST", "/v1/chats/"+onlyB+"/read", nil, 200)
+			for _, p := range []string{"GET /v1/chats/{chat}", "GET /v1/chats/{chat}/messages", "POST /v1/chats/{chat}/read"} {
+				covered[p] = true
+			}
+			call("PATCH", "/v1/settings", map[string]any{"group_leads": true}, 200)
+			call("GET", "/v1/settings", nil, 200)
+			if st, err := e.db.Mentorados().Settings(t.Context(), b.ID); err != nil || st.GroupLeads {
+				t.Fatalf("B's settings %+v %v", st, err)
+			}
 			if id := e.uploadAs(f, b.ID, a.Token); !e.stored(a.ID, id) || e.stored(b.ID, id) {
 				t.Fatalf("upload with B's id in the %s is not A's alone", f.name)
 			}

@@ -85,6 +85,45 @@ func TestTenantIsolation(t *testing.T) {
 	}
 	mark("GET /v1/conversations/{phone}/messages")
 
+	// Chats: B's group and LID chat are not A's; A's settings are A's.
+	bGroup, bLID := "120363999999999999@g.us", "424242424242@lid"
+	e.insertChatMessage(b.ID, chatMsg{WAID: "B-G1", ChatJID: bGroup, Sender: shared + "@s.whatsapp.net", Phone: shared, Text: "B secret group"})
+	e.insertChatMessage(b.ID, chatMsg{WAID: "B-L1", ChatJID: bLID, Sender: bLID, LID: bLID, Text: "B secret lid"})
+	e.insertGroup(b.ID, bGroup, "B's group", `[{"jid":"`+onlyB+`@s.whatsapp.net","phone":"`+onlyB+`"}]`)
+	var chats chatsResponse
+	e.expect(call("GET", "/v1/chats", nil), 200).json(t, &chats)
+	if len(chats.Chats) != 1 || chats.Chats[0].LastMessage.ID != "A-1" {
+		t.Fatalf("A's chats %+v", chats)
+	}
+	mark("GET /v1/chats")
+	for _, c := range []string{bGroup, bLID, onlyB} {
+		e.expect(call("GET", "/v1/chats/"+c, nil), 404)
+		e.expect(call("GET", "/v1/chats/"+c+"/messages", nil), 200).json(t, &mr)
+		if len(mr.Messages) != 0 {
+			t.Fatalf("A sees B's chat %s: %+v", c, mr)
+		}
+		var rr readResponse
+		e.expect(call("POST", "/v1/chats/"+c+"/read", nil), 200).json(t, &rr)
+		if rr.Marked != 0 {
+			t.Fatalf("A marked %d of B's chat %s read", rr.Marked, c)
+		}
+	}
+	mark("GET /v1/chats/{chat}")
+	mark("GET /v1/chats/{chat}/messages")
+	mark("POST /v1/chats/{chat}/read")
+	e.expect(call("PATCH", "/v1/settings", map[string]any{"group_leads": true, "history_leads": "none"}), 200)
+	mark("PATCH /v1/settings")
+	var set apiSettings
+	e.expect(call("GET", "/v1/settings", nil), 200).json(t, &set)
+	if set != (apiSettings{GroupLeads: true, HistoryLeads: "none", HistoryLeadDays: 30}) {
+		t.Fatalf("A's settings %+v", set)
+	}
+	mark("GET /v1/settings")
+	e.expect(e.do("GET", "/v1/settings", b.Token, nil), 200).json(t, &set)
+	if set != (apiSettings{HistoryLeads: "recent", HistoryLeadDays: 30}) {
+		t.Fatalf("A's patch changed B's settings: %+v", set)
+	}
+
 	// Media and actions: B's message ids are unknown to A; reading the
 	// shared number marks only A's message.
 	e.insertMedia(b.ID, mediaRow{WAID: "B-IMG", Phone: shared, Kind: "image", MIME: "image/jpeg", MediaID: sha([]byte("B secret file")),
@@ -133,7 +172,7 @@ func TestTenantIsolation(t *testing.T) {
 	_ = e.db.Pool.QueryRow(t.Context(), `SELECT count(*), count(lead_id) FROM whatsapp_messages WHERE mentorado_id = $1`, b.ID).Scan(&bMsgs, &bLinked)
 	_ = e.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM whatsapp_contacts WHERE mentorado_id = $1`, b.ID).Scan(&bContacts)
 	_ = e.db.Pool.QueryRow(t.Context(), `SELECT count(*) FROM leads WHERE mentorado_id = $1`, b.ID).Scan(&bLeads)
-	if bMsgs != 3 || bLinked != 0 || bContacts != 1 || bLeads != 1 { // B-1, B-2, B-IMG
+	if bMsgs != 5 || bLinked != 0 || bContacts != 1 || bLeads != 1 { // B-1, B-2, B-IMG, B-G1, B-L1
 		t.Fatalf("B's data changed: messages %d linked %d contacts %d leads %d", bMsgs, bLinked, bContacts, bLeads)
 	}
 

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/zapbus/zapbus/internal/event"
@@ -17,21 +18,29 @@ import (
 // apiMessage is a message as the API shows it. ID is the WhatsApp message
 // id, unique per mentorado and known as soon as the connector sent it.
 type apiMessage struct {
-	ID        string        `json:"id"`
-	Phone     string        `json:"phone,omitempty"`
-	LID       string        `json:"lid,omitempty"`
-	PushName  string        `json:"push_name,omitempty"`
-	Direction string        `json:"direction"`
-	Kind      string        `json:"kind"`
-	Text      string        `json:"text"`
-	Caption   string        `json:"caption,omitempty"`
-	ReplyToID string        `json:"reply_to_id,omitempty"`
-	TargetID  string        `json:"target_id,omitempty"`
-	Status    string        `json:"status"`
-	Edited    bool          `json:"edited,omitempty"`
-	Revoked   bool          `json:"revoked,omitempty"`
-	LeadID    *int64        `json:"lead_id,omitempty"`
-	SentAt    time.Time     `json:"sent_at"`
+	ID        string    `json:"id"`
+	Phone     string    `json:"phone,omitempty"`
+	LID       string    `json:"lid,omitempty"`
+	PushName  string    `json:"push_name,omitempty"`
+	Direction string    `json:"direction"`
+	Kind      string    `json:"kind"`
+	Text      string    `json:"text"`
+	Caption   string    `json:"caption,omitempty"`
+	ReplyToID string    `json:"reply_to_id,omitempty"`
+	TargetID  string    `json:"target_id,omitempty"`
+	Status    string    `json:"status"`
+	Edited    bool      `json:"edited,omitempty"`
+	Revoked   bool      `json:"revoked,omitempty"`
+	LeadID    *int64    `json:"lead_id,omitempty"`
+	SentAt    time.Time `json:"sent_at"`
+	// The chat the message is in and who wrote it (in a group, the
+	// participant; sender_name is their best known name, inbound only).
+	Chat       string `json:"chat,omitempty"`
+	ChatKind   string `json:"chat_kind,omitempty"`
+	SenderJID  string `json:"sender_jid,omitempty"`
+	SenderName string `json:"sender_name,omitempty"`
+	// History: imported from the phone's history sync.
+	History   bool          `json:"history,omitempty"`
 	Media     *apiMedia     `json:"media,omitempty"`
 	Reactions []apiReaction `json:"reactions,omitempty"`
 }
@@ -65,8 +74,10 @@ func fromEventMessage(m *event.Message) apiMessage {
 	out := apiMessage{
 		ID: m.WAID, Phone: m.Phone, LID: m.LID, PushName: m.PushName, Direction: string(m.Direction),
 		Kind: string(m.Kind), Text: m.Text, Caption: m.Caption, ReplyToID: m.ReplyToID, TargetID: m.TargetID,
-		Status: string(m.Status), SentAt: m.Timestamp.UTC(),
+		Status: string(m.Status), SentAt: m.Timestamp.UTC(), SenderJID: m.SenderJID, History: m.History != nil,
 	}
+	out.Chat = chatOfMessage(m)
+	out.ChatKind = string(chatKindOf(out.Chat))
 	if md := m.Media; md != nil {
 		// A message we sent has its file in the store already.
 		st := event.MediaPending
@@ -91,7 +102,8 @@ func mediaOf(waID string, md *store.MediaRow) *apiMedia {
 }
 
 type sendRequest struct {
-	Phone    string     `json:"phone"`
+	Phone    string     `json:"phone,omitempty"`
+	Chat     string     `json:"chat,omitempty"`
 	Kind     event.Kind `json:"kind,omitempty"`
 	Text     string     `json:"text,omitempty"`
 	MediaID  string     `json:"media_id,omitempty"`
@@ -110,15 +122,14 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	p, err := phone.Normalize(req.Phone)
-	if err != nil {
-		s.writeError(w, r, errorf(http.StatusBadRequest, event.CodeInvalidPhone, "phone is not a valid phone number"))
-		return
-	}
 	// The connector checks the same rules (event.SendRequest.Validate);
 	// checking here answers without a round trip, before anything is sent.
-	cmd := event.SendRequest{ClientID: req.ClientID, Phone: p, Kind: req.Kind, Text: req.Text, MediaID: req.MediaID,
+	cmd := event.SendRequest{ClientID: req.ClientID, Kind: req.Kind, Text: req.Text, MediaID: req.MediaID,
 		Caption: req.Caption, FileName: req.FileName, ReplyTo: req.ReplyTo}
+	if err := sendTarget(req, &cmd); err != nil {
+		s.writeError(w, r, err)
+		return
+	}
 	if ce := cmd.Validate(); ce != nil {
 		s.writeError(w, r, errorf(http.StatusBadRequest, ce.Code, "%s", ce.Message))
 		return
@@ -145,6 +156,36 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, fromEventMessage(reply.Message))
+}
+
+// sendTarget addresses cmd from exactly one of the request's phone and
+// chat: a phone (or a phone JID given as chat) goes as Phone, a LID or a
+// group as Chat.
+func sendTarget(req sendRequest, cmd *event.SendRequest) error {
+	switch {
+	case req.Phone != "" && req.Chat != "":
+		return errorf(http.StatusBadRequest, codeBadRequest, "give phone or chat, not both")
+	case req.Phone == "" && req.Chat == "":
+		// invalid_phone, as before chats existed: a missing phone.
+		return errorf(http.StatusBadRequest, event.CodeInvalidPhone, "give phone (or chat)")
+	case req.Phone != "":
+		p, err := phone.Normalize(req.Phone)
+		if err != nil {
+			return errorf(http.StatusBadRequest, event.CodeInvalidPhone, "phone is not a valid phone number")
+		}
+		cmd.Phone = p
+		return nil
+	}
+	chat, _, err := parseChat(req.Chat)
+	if err != nil {
+		return err
+	}
+	if p, ok := strings.CutSuffix(chat, "@"+event.ServerPhone); ok {
+		cmd.Phone = p
+	} else {
+		cmd.Chat = chat
+	}
+	return nil
 }
 
 // cursor is a keyset position: (sent_at, row id), newest first.
@@ -203,6 +244,7 @@ func fromMessageRow(r store.MessageRow) apiMessage {
 		ID: r.WAMessageID, Phone: r.Phone, LID: r.LID, PushName: r.PushName, Direction: r.Direction, Kind: r.Kind,
 		Text: r.Body, Caption: r.Caption, ReplyToID: r.ReplyToID, TargetID: r.TargetID, Status: r.Status,
 		Edited: r.Edited, Revoked: r.Revoked, LeadID: r.LeadID, SentAt: r.SentAt.UTC(),
+		Chat: r.Chat, ChatKind: string(chatKindOf(r.Chat)), SenderJID: r.SenderJID, SenderName: r.SenderName, History: r.History,
 	}
 	switch {
 	case r.Revoked:
@@ -298,36 +340,12 @@ type messagesResponse struct {
 // handleMessages lists one conversation newest first; pass next_cursor as
 // ?before= for the next page.
 func (s *Server) handleMessages(w http.ResponseWriter, r *http.Request) {
-	m := mustMentorado(r)
 	p, err := pathPhone(r)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	limit, after, err := parsePage(r, "before")
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	rows, err := s.db.Messages().Conversation(r.Context(), m, p, after, limit+1)
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	out := messagesResponse{Messages: []apiMessage{}}
-	for i, row := range rows {
-		if i == limit {
-			last := rows[limit-1]
-			out.NextCursor = cursor{T: last.SentAt.UTC(), I: last.ID}.encode()
-			break
-		}
-		out.Messages = append(out.Messages, fromMessageRow(row))
-	}
-	if err := s.withReactions(r, m, out.Messages); err != nil {
-		s.writeError(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, out)
+	s.thread(w, r, store.PhoneChat(p))
 }
 
 // handleLinkOrphans links messages without a lead to the mentorado's lead

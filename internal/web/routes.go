@@ -56,6 +56,16 @@ func (s *Server) routeTable() []route {
 		{"GET", "/v1/conversations/{phone}/messages", tenant(s.handleMessages)},
 		{"POST", "/v1/conversations/{phone}/read", tenant(s.limitSends(s.handleRead))},
 
+		// Chats: direct (phone or LID) and groups.
+		{"GET", "/v1/chats", tenant(s.handleChats)},
+		{"GET", "/v1/chats/{chat}", tenant(s.handleChat)},
+		{"GET", "/v1/chats/{chat}/messages", tenant(s.handleChatMessages)},
+		{"POST", "/v1/chats/{chat}/read", tenant(s.limitSends(s.handleChatRead))},
+
+		// Settings.
+		{"GET", "/v1/settings", tenant(s.handleGetSettings)},
+		{"PATCH", "/v1/settings", tenant(s.handlePatchSettings)},
+
 		// Media and actions on messages.
 		{"POST", "/v1/media", tenant(s.handleUpload)},
 		{"GET", "/v1/messages/{id}/media", tenant(s.handleMessageMedia)},

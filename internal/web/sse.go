@@ -11,9 +11,12 @@ import (
 
 // handleEvents streams the mentorado's events as Server-Sent Events:
 //
-//	event: <type>          connection, message, receipt, contact, qr
+//	event: <type>          connection, message, receipt, contact, media, group, history, lead, qr
 //	id: <stream sequence>  (absent on qr, which is not stored history)
 //	data: <envelope JSON>
+//
+// Messages imported from the phone's history sync are left out (the
+// history progress events stand for them; see historic).
 //
 // A reconnect with Last-Event-ID (or ?last_event_id=) first receives exactly
 // the events stored after it, then live events. Comments (": ping") are sent

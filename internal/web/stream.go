@@ -1,8 +1,10 @@
 package web
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -22,7 +24,7 @@ import (
 // sequence; 0 for QR frames, which are not stored history and carry no id.
 type frame struct {
 	Seq   uint64
-	Event string // event type: connection, message, receipt, contact, qr
+	Event string // event type: connection, message, receipt, contact, media, group, history, lead, qr
 	Data  []byte // the envelope JSON as stored
 }
 
@@ -187,7 +189,11 @@ func (f *feed) pull(ctx context.Context, n, maxBytes int) (got int, done bool, e
 		if md.NumPending == 0 || md.Sequence.Stream >= f.replayEnd {
 			done = true
 		}
-		f.pending = append(f.pending, frame{Seq: md.Sequence.Stream, Event: eventType(msg.Subject()), Data: msg.Data()})
+		fr := frame{Seq: md.Sequence.Stream, Event: eventType(msg.Subject()), Data: msg.Data()}
+		if historic(fr) {
+			continue
+		}
+		f.pending = append(f.pending, fr)
 	}
 	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
 		if errors.Is(err, jetstream.ErrMaxBytesExceeded) {
@@ -223,7 +229,31 @@ func (f *feed) onLive(msg *nats.Msg) {
 		f.s.log.Warn().Str("subject", msg.Subject).Msg("live event without sequence header ignored")
 		return
 	}
-	f.push(frame{Seq: seq, Event: eventType(msg.Subject), Data: msg.Data})
+	fr := frame{Seq: seq, Event: eventType(msg.Subject), Data: msg.Data}
+	if historic(fr) {
+		return
+	}
+	f.push(fr)
+}
+
+// historic reports a message event imported from the phone's history
+// sync. Streams leave them out: a sync after pairing is thousands of
+// messages, which would flood a dashboard (and overflow its buffer); the
+// history progress events stand for them, and the chats API has them.
+func historic(fr frame) bool {
+	if fr.Event != string(event.TypeMessage) || !bytes.Contains(fr.Data, []byte(`"history"`)) {
+		return false
+	}
+	var env struct {
+		Data struct {
+			History json.RawMessage `json:"history"`
+		} `json:"data"`
+	}
+	if err := json.Unmarshal(fr.Data, &env); err != nil {
+		return false // the client sees what the stream holds
+	}
+	h := env.Data.History
+	return len(h) > 0 && !bytes.Equal(h, []byte("null"))
 }
 
 func (f *feed) onQR(msg *nats.Msg) {
@@ -258,7 +288,9 @@ func (f *feed) drop(reason string) {
 // the client fell behind, and stops at ctx end or server shutdown.
 func (f *feed) next(ctx context.Context, heartbeat <-chan time.Time) (fr frame, beat bool, err error) {
 	for {
-		if len(f.pending) == 0 && f.cons != nil {
+		// A batch may leave nothing to deliver (history messages are left
+		// out): pull on until something is pending or the replay ends.
+		for len(f.pending) == 0 && f.cons != nil {
 			if err := f.fetchReplay(ctx); err != nil {
 				return frame{}, false, err
 			}

@@ -8,10 +8,14 @@ const $ = (id) => document.getElementById(id);
 const t = (key, params) => I18N.t(key, params);
 const TOKEN_KEY = "zapbus.token";
 const state = {
-  token: sessionStorage.getItem(TOKEN_KEY) || "", phone: "", name: "", lastEventId: "", es: null, qrURL: "", retry: null,
+  token: sessionStorage.getItem(TOKEN_KEY) || "", lastEventId: "", es: null, qrURL: "", retry: null,
+  // The open chat: its JID (phone JID, LID or group), the phone of a
+  // phone chat, its kind, name and participant count.
+  chat: "", phone: "", kind: "", name: "", participants: 0,
   convTimer: null, convTimer2: null, recent: new Map(),
+  history: null, historyTimer: null, // the history sync in progress: {messages, progress, failed}
   st: null, // last connection status shown
-  convs: [], // conversations as listed, re-rendered when the language changes
+  convs: [], // chats as listed (GET /v1/chats), re-rendered when the language changes
   thread: new Map(), // messages of the open thread by id
   errors: {}, // element id → API error shown there, re-translated with the page
   blobs: new Map(), // media API path → Promise of an object URL, revoked when the thread re-renders
@@ -215,14 +219,27 @@ function el(tag, cls, text) {
   return e;
 }
 
+// A chat is a phone JID, a LID or a group JID (docs/api.md#chats).
+const PHONE_JID = "@s.whatsapp.net";
+const isGroup = (chat) => (chat || "").endsWith("@g.us");
+const phoneOfChat = (chat) => (chat || "").endsWith(PHONE_JID) ? chat.slice(0, -PHONE_JID.length) : "";
+
+// chatOf is the chat of a live message event, by the API's rule: the
+// group, else the person's phone JID, else their LID.
+function chatOf(d) {
+  if (isGroup(d.chat_jid)) return d.chat_jid;
+  if (d.phone) return d.phone + PHONE_JID;
+  return d.lid || d.chat_jid || "";
+}
+
 async function loadConversations() {
   let data;
   try {
-    data = await api("GET", "/v1/conversations?limit=100");
+    data = await api("GET", "/v1/chats?limit=100");
   } catch (e) {
     return;
   }
-  state.convs = data.conversations;
+  state.convs = data.chats;
   renderConversations();
 }
 
@@ -231,16 +248,35 @@ function renderConversations() {
   $("conversations-empty").hidden = state.convs.length > 0;
 }
 
+// chatName is how the list and the title name a chat: a phone chat with no
+// better name shows its number the local way.
+function chatName(c) {
+  const phone = phoneOfChat(c.chat);
+  if (phone && (!c.name || c.name === "+" + phone)) return I18N.phone(phone);
+  return c.name || c.lid || c.chat;
+}
+
 function conversationItem(c) {
   const li = el("li");
-  li.dataset.phone = c.phone;
+  li.dataset.chat = c.chat;
+  li.dataset.kind = c.kind || (isGroup(c.chat) ? "group" : "direct");
+  const phone = phoneOfChat(c.chat);
+  if (phone) li.dataset.phone = phone;
   li.dataset.testid = "conversation";
-  li.dataset.name = c.name || "";
+  li.dataset.name = phone && c.name === "+" + phone ? "" : c.name || "";
   li.dataset.unread = String(c.unread || 0);
   const b = el("button", "conv");
   b.type = "button";
-  if (c.phone === state.phone) b.setAttribute("aria-current", "true");
-  b.append(el("span", "name", c.name || I18N.phone(c.phone)));
+  if (c.chat === state.chat) b.setAttribute("aria-current", "true");
+  const name = el("span", "name");
+  if (li.dataset.kind === "group") {
+    const icon = el("span", "group-icon", "👥");
+    icon.setAttribute("role", "img");
+    icon.setAttribute("aria-label", t("chat.group"));
+    name.append(icon, " ");
+  }
+  name.append(chatName(c));
+  b.append(name);
   const at = c.last_at || (c.last_message && c.last_message.sent_at);
   if (at) {
     const time = el("time", "when", I18N.when(at, false));
@@ -249,28 +285,40 @@ function conversationItem(c) {
     b.append(time);
   }
   const lm = c.last_message || {};
-  const text = lm.text || lm.caption || t("kind." + (lm.kind || "other"));
-  b.append(el("span", "preview", lm.direction === "out" ? t("chat.you", { text }) : text));
+  let text = lm.text || lm.caption || t("kind." + (lm.kind || "other"));
+  if (lm.direction === "out") text = t("chat.you", { text });
+  else if (li.dataset.kind === "group" && (lm.sender_name || lm.push_name)) {
+    text = t("chat.said", { name: lm.sender_name || lm.push_name, text });
+  }
+  b.append(el("span", "preview", text));
   if (c.unread > 0) {
     const u = el("span", "unread", I18N.number(c.unread));
     u.setAttribute("aria-label", t("chat.unread", { count: I18N.number(c.unread) }));
     b.append(u);
   }
-  b.addEventListener("click", () => openThread(c.phone, li.dataset.name));
+  if (li.dataset.kind === "group" && c.participants) {
+    b.append(el("span", "members", t("chat.participants", { count: I18N.number(c.participants) })));
+  }
+  b.addEventListener("click", () => openThread(c.chat, li.dataset.name, c.participants));
   li.append(b);
   return li;
 }
 
-// upsertConversation moves a conversation to the top from a live message
-// event, so the list is live even before the persister has stored the row;
+// upsertConversation moves a chat to the top from a live message event, so
+// the list is live even before the persister has stored the row;
 // loadConversations reconciles with the database afterwards.
 function upsertConversation(d) {
-  if (!d.phone || ["edit", "revoke", "reaction"].includes(d.kind)) return;
-  const old = state.convs.find((c) => c.phone === d.phone);
-  const unread = (old ? Number(old.unread || 0) : 0) + (d.direction === "in" && d.phone !== state.phone ? 1 : 0);
-  const name = (old && old.name) || d.push_name || "";
-  const c = { phone: d.phone, name, unread, last_at: d.timestamp, last_message: { direction: d.direction, text: d.text || d.caption, kind: d.kind } };
-  state.convs = [c, ...state.convs.filter((x) => x.phone !== d.phone)];
+  const chat = chatOf(d);
+  if (!chat || ["edit", "revoke", "reaction"].includes(d.kind)) return;
+  const old = state.convs.find((c) => c.chat === chat);
+  const unread = (old ? Number(old.unread || 0) : 0) + (d.direction === "in" && chat !== state.chat ? 1 : 0);
+  const group = isGroup(chat);
+  const name = (old && old.name) || (group ? "" : d.push_name) || "";
+  const c = {
+    ...(old || {}), chat, kind: group ? "group" : "direct", name, unread, last_at: d.timestamp,
+    last_message: { direction: d.direction, text: d.text || d.caption, kind: d.kind, sender_name: group ? d.push_name : "" },
+  };
+  state.convs = [c, ...state.convs.filter((x) => x.chat !== chat)];
   renderConversations();
 }
 
@@ -302,6 +350,11 @@ function messageItem(m) {
   const li = el("li", m.direction === "out" ? "out" : "in");
   li.dataset.id = m.id;
   li.dataset.kind = m.kind || "text";
+  if (m.direction !== "out" && isGroup(m.chat)) {
+    // In a group, who wrote it.
+    const who = m.sender_name || m.push_name || (m.phone ? I18N.phone(m.phone) : m.sender_jid || "");
+    if (who) li.append(el("span", "sender", who));
+  }
   if (m.reply_to_id && !m.revoked) {
     const q = el("blockquote", "quote", snippet(state.thread.get(m.reply_to_id)));
     q.dataset.replyTo = m.reply_to_id;
@@ -599,7 +652,14 @@ function setFile(f) {
 }
 
 function threadTitle() {
-  if (!state.phone) return t("chat.pick");
+  if (!state.chat) return t("chat.pick");
+  if (isGroup(state.chat)) {
+    const name = state.name || state.chat;
+    return state.participants ? t("chat.titleGroup", { name, count: I18N.number(state.participants) }) : name;
+  }
+  // A LID chat: its name and its LID (the API names it by the LID when
+  // nothing better is known).
+  if (!state.phone) return state.name && state.name !== state.chat ? t("chat.titleNamed", { name: state.name, phone: state.chat }) : state.chat;
   const phone = I18N.phone(state.phone);
   return state.name ? t("chat.titleNamed", { name: state.name, phone }) : phone;
 }
@@ -616,13 +676,16 @@ function renderThread() {
   ol.scrollTop = ol.scrollHeight;
 }
 
-async function openThread(phone, name) {
-  if (phone !== state.phone) {
+async function openThread(chat, name, participants) {
+  if (chat !== state.chat) {
     setReply(null);
     setFile(null);
   }
-  state.phone = phone;
+  state.chat = chat;
+  state.phone = phoneOfChat(chat);
+  state.kind = isGroup(chat) ? "group" : "direct";
   state.name = name || "";
+  state.participants = participants || 0;
   state.thread = new Map();
   $("thread-title").textContent = threadTitle();
   $("thread-title").classList.remove("muted");
@@ -631,37 +694,37 @@ async function openThread(phone, name) {
   $("attach-button").disabled = false;
   showError("send-error", null);
   for (const b of $("conversations").querySelectorAll("button.conv")) {
-    if (b.parentElement.dataset.phone === phone) b.setAttribute("aria-current", "true");
+    if (b.parentElement.dataset.chat === chat) b.setAttribute("aria-current", "true");
     else b.removeAttribute("aria-current");
   }
   renderThread();
   let data;
   try {
-    data = await api("GET", "/v1/conversations/" + encodeURIComponent(phone) + "/messages?limit=100");
+    data = await api("GET", "/v1/chats/" + encodeURIComponent(chat) + "/messages?limit=100");
   } catch (e) {
     showError("send-error", e);
     return;
   }
-  if (state.phone !== phone) return;
+  if (state.chat !== chat) return;
   // Messages seen live may not be stored yet: show them too.
   const byId = new Map(data.messages.map((m) => [m.id, m]));
-  for (const m of (state.recent.get(phone) || new Map()).values()) if (!byId.has(m.id)) byId.set(m.id, m);
+  for (const m of (state.recent.get(chat) || new Map()).values()) if (!byId.has(m.id)) byId.set(m.id, m);
   for (const m of state.thread.values()) if (!byId.has(m.id)) byId.set(m.id, m);
   state.thread = byId;
   renderThread();
-  markRead(phone);
+  markRead(chat);
 }
 
 // markRead tells WhatsApp the open chat was read (read receipts for its
 // unread inbound messages) and clears its unread count.
-async function markRead(phone) {
+async function markRead(chat) {
   clearTimeout(state.readTimer);
   try {
-    await api("POST", "/v1/conversations/" + encodeURIComponent(phone) + "/read");
+    await api("POST", "/v1/chats/" + encodeURIComponent(chat) + "/read");
   } catch (e) {
     return;
   }
-  const c = state.convs.find((x) => x.phone === phone);
+  const c = state.convs.find((x) => x.chat === chat);
   if (c && c.unread) {
     c.unread = 0;
     renderConversations();
@@ -670,12 +733,12 @@ async function markRead(phone) {
   scheduleConversations();
 }
 
-// remember keeps the last live messages per phone (bounded), for threads
+// remember keeps the last live messages per chat (bounded), for threads
 // opened before the persister stored them.
 function remember(m) {
-  if (!m.phone) return;
-  if (!state.recent.has(m.phone)) state.recent.set(m.phone, new Map());
-  const msgs = state.recent.get(m.phone);
+  if (!m.chat) return;
+  if (!state.recent.has(m.chat)) state.recent.set(m.chat, new Map());
+  const msgs = state.recent.get(m.chat);
   msgs.set(m.id, m);
   if (msgs.size > 50) msgs.delete(msgs.keys().next().value);
 }
@@ -743,7 +806,7 @@ function applyMedia(d) {
 function addToThread(m) {
   // A later copy of a message (the live event of one we sent, say) keeps
   // what the page already knows of it: its file, reactions, media state.
-  const old = state.thread.get(m.id) || (state.recent.get(m.phone) || new Map()).get(m.id);
+  const old = state.thread.get(m.id) || (state.recent.get(m.chat) || new Map()).get(m.id);
   if (old) {
     m = { ...old, ...m, reactions: m.reactions || old.reactions, file: old.file };
     if (old.media) {
@@ -752,7 +815,7 @@ function addToThread(m) {
     }
   }
   remember(m);
-  if (!state.phone || m.phone !== state.phone) return;
+  if (!state.chat || m.chat !== state.chat) return;
   const ol = $("thread");
   const existing = ol.querySelector('li[data-id="' + CSS.escape(m.id) + '"]');
   state.thread.set(m.id, m);
@@ -779,9 +842,10 @@ const CAPTIONED = ["image", "video", "document"];
 
 // shown puts a message the API accepted in the thread.
 function shown(m, typed) {
-  if (m.phone && m.phone !== state.phone && state.phone === typed) {
+  if (state.phone && phoneOfChat(m.chat) && m.chat !== state.chat && state.chat === typed) {
     // A new chat typed by hand: adopt the normalised number.
-    state.phone = m.phone;
+    state.chat = m.chat;
+    state.phone = phoneOfChat(m.chat);
     $("thread-title").textContent = threadTitle();
   }
   addToThread(m);
@@ -796,8 +860,11 @@ async function send(ev) {
   ev.preventDefault();
   const text = $("send-text").value;
   const file = state.file;
-  const phone = state.phone;
-  if (!phone || (!text.trim() && !file)) return;
+  const chat = state.chat;
+  if (!chat || (!text.trim() && !file)) return;
+  // A phone chat goes by phone, which the API normalises (a number typed
+  // in "new chat" may not be in E.164 form yet); LIDs and groups by chat.
+  const to = state.phone ? { phone: state.phone } : { chat };
   showError("send-error", null);
   $("send-button").disabled = true;
   try {
@@ -806,7 +873,7 @@ async function send(ev) {
       fd.append("file", file, file.name);
       const up = await api("POST", "/v1/media", fd);
       const kind = kindFor(up.mime);
-      const body = { phone, kind, media_id: up.media_id, client_id: crypto.randomUUID() };
+      const body = { ...to, kind, media_id: up.media_id, client_id: crypto.randomUUID() };
       if (CAPTIONED.includes(kind) && text.trim()) body.caption = text;
       if (kind === "document") body.file_name = file.name;
       if (state.replyTo) body.reply_to = state.replyTo.id;
@@ -819,16 +886,16 @@ async function send(ev) {
       setFile(null);
       setReply(null);
       if (body.caption !== undefined) $("send-text").value = "";
-      shown(m, phone);
+      shown(m, chat);
     }
     const rest = $("send-text").value;
     if (rest.trim()) {
-      const body = { phone, text: rest, client_id: crypto.randomUUID() };
+      const body = { ...to, text: rest, client_id: crypto.randomUUID() };
       if (state.replyTo) body.reply_to = state.replyTo.id;
       const r = await api("POST", "/v1/messages", body);
       $("send-text").value = "";
       setReply(null);
-      shown(r.message || r, phone);
+      shown(r.message || r, chat);
     }
   } catch (e) {
     showError("send-error", e);
@@ -876,14 +943,16 @@ async function openStream() {
     if (d.kind === "edit" || d.kind === "revoke" || d.kind === "reaction") {
       applyToTarget(d);
     } else {
+      const chat = chatOf(d);
       addToThread({
-        id: d.wa_id, phone: d.phone, direction: d.direction, kind: d.kind, text: d.text, caption: d.caption,
+        id: d.wa_id, chat, phone: d.phone, lid: d.lid, sender_jid: d.sender_jid, push_name: d.push_name,
+        direction: d.direction, kind: d.kind, text: d.text, caption: d.caption,
         reply_to_id: d.reply_to_id, status: d.status, sent_at: d.timestamp, media: liveMedia(d),
       });
       upsertConversation(d);
-      if (d.direction === "in" && d.phone === state.phone && document.visibilityState === "visible") {
+      if (d.direction === "in" && chat === state.chat && document.visibilityState === "visible") {
         clearTimeout(state.readTimer);
-        state.readTimer = setTimeout(() => markRead(d.phone), 500);
+        state.readTimer = setTimeout(() => markRead(chat), 500);
       }
     }
     scheduleConversations();
@@ -906,6 +975,15 @@ async function openStream() {
     scheduleConversations();
   });
   es.addEventListener("contact", (ev) => { track(ev); scheduleConversations(); });
+  // Groups changed, leads created, merged or renamed: the list shows them.
+  es.addEventListener("group", (ev) => { track(ev); scheduleConversations(); });
+  es.addEventListener("lead", (ev) => { track(ev); scheduleConversations(); });
+  // A history sync streams its progress, not its messages.
+  es.addEventListener("history", (ev) => {
+    track(ev);
+    showHistory(JSON.parse(ev.data).data);
+    scheduleConversations();
+  });
   es.onerror = () => {
     // Tickets are short-lived: reopen with a fresh one, resuming after the
     // last event seen.
@@ -916,6 +994,36 @@ async function openStream() {
   };
 }
 
+// showHistory adds one chunk of the phone's history sync to the progress
+// line; it says so when the sync is done and then hides.
+function showHistory(d) {
+  const h = state.history || { messages: 0, progress: 0, failed: false };
+  h.messages += Number(d.messages || 0);
+  h.progress = Math.max(h.progress, Number(d.progress || 0));
+  h.failed = h.failed || !!d.failed;
+  state.history = h;
+  renderHistory();
+  clearTimeout(state.historyTimer);
+  // WhatsApp sends chunks a few seconds apart; a quiet minute, or 100 %,
+  // ends the line.
+  state.historyTimer = setTimeout(() => {
+    state.history = null;
+    renderHistory();
+  }, h.progress >= 100 ? 10000 : 60000);
+}
+
+function renderHistory() {
+  const p = $("history-progress");
+  const h = state.history;
+  p.hidden = !h;
+  if (!h) return;
+  const count = I18N.number(h.messages);
+  let text = h.progress >= 100 ? t("history.done", { count }) : t("history.importing", { count });
+  if (h.progress > 0 && h.progress < 100) text += " " + t("history.percent", { percent: I18N.number(h.progress) });
+  if (h.failed) text += " " + t("history.failed");
+  p.textContent = text;
+}
+
 // ---- language -------------------------------------------------------------
 
 // relabel re-renders what script wrote, in the language just chosen.
@@ -923,7 +1031,8 @@ function relabel() {
   $("lang").value = I18N.lang;
   renderStatus();
   renderConversations();
-  if (state.phone) {
+  renderHistory();
+  if (state.chat) {
     $("thread-title").textContent = threadTitle();
     renderThread();
   }
@@ -965,7 +1074,7 @@ document.addEventListener("DOMContentLoaded", async () => {
     // 8 or 9 digits.
     if (!typed.startsWith("+") && (p.length === 10 || p.length === 11)) p = "55" + p;
     $("new-phone").value = "";
-    openThread(p, "");
+    openThread(p + PHONE_JID, "");
     $("send-text").focus();
   });
   $("send-form").addEventListener("submit", send);
