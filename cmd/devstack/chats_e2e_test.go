@@ -35,6 +35,7 @@ type apiChatMessage struct {
 	SenderJID string `json:"sender_jid"`
 	Direction string `json:"direction"`
 	Text      string `json:"text"`
+	Status    string `json:"status"`
 	History   bool   `json:"history"`
 	LeadID    *int64 `json:"lead_id"`
 }
@@ -148,6 +149,16 @@ func TestChatsEndToEnd(t *testing.T) {
 		t.Fatalf("send to group: %d", code)
 	}
 	s.receivedBy(t, m, bia, "the group message", func(r simReceivedMsg) bool { return r.Text == "Bem-vindos!" })
+	// A member's read receipt moves it to read, as in a direct chat.
+	sim("receipt", map[string]any{"phone": bia, "group": group.JID, "message_id": sent.ID, "kind": "read"}, nil)
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		for _, x := range s.thread(t, token, group.JID) {
+			if x.ID == sent.ID {
+				return x.Status == "read"
+			}
+		}
+		return false
+	}, "the group read receipt never applied")
 
 	// A LID-only contact: listed, answered, then merged with its phone chat.
 	const cida = "5521977770003"
@@ -227,7 +238,7 @@ func TestChatsEndToEnd(t *testing.T) {
 			t.Fatalf("history message without the marker: %+v", x)
 		}
 	}
-	if got := s.thread(t, token, group.JID); len(got) != 2 || got[1].ID != inGroup.ID {
+	if got := s.thread(t, token, group.JID); len(got) != 2 || got[1].ID != inGroup.ID || got[1].History {
 		t.Fatalf("a message seen live and in history must be stored once: %+v", got)
 	}
 	// Dora wrote within 30 days: a lead (history_leads "recent"); Edu 90
