@@ -15,8 +15,9 @@ type Cleared struct {
 // ClearWhatsAppData deletes mentorado m's WhatsApp data in one transaction
 // under the mentorado's lock (so a persister batch never links to a lead
 // deleted under it): messages, contacts, the leads WhatsApp created, and
-// the persister's private tables (pending receipts and media events, LID mappings), whose
-// rows would otherwise outlive the messages they describe.
+// the persister's private tables (pending receipts and media events, LID
+// mappings) and the groups' snapshots, whose rows would otherwise outlive
+// the messages they describe.
 func (db *DB) ClearWhatsAppData(ctx context.Context, m int64) (Cleared, error) {
 	var out Cleared
 	err := db.WithMentoradoLock(ctx, m, func(tx pgx.Tx) error {
@@ -33,6 +34,9 @@ func (db *DB) ClearWhatsAppData(ctx context.Context, m int64) (Cleared, error) {
 		}
 		if _, err := tx.Exec(ctx, `DELETE FROM whatsapp_lid_phones WHERE mentorado_id = $1`, m); err != nil {
 			return fmt.Errorf("delete LID mappings: %w", err)
+		}
+		if _, err := tx.Exec(ctx, `DELETE FROM whatsapp_groups WHERE mentorado_id = $1`, m); err != nil {
+			return fmt.Errorf("delete groups: %w", err)
 		}
 		if tag, err = tx.Exec(ctx, `DELETE FROM whatsapp_contacts WHERE mentorado_id = $1`, m); err != nil {
 			return fmt.Errorf("delete contacts: %w", err)

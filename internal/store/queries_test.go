@@ -350,6 +350,7 @@ func TestClearWhatsAppData(t *testing.T) {
 		exec(t, db, `INSERT INTO whatsapp_pending_receipts (mentorado_id, wa_message_id, status, status_rank) VALUES ($1, 'y', 'read', 3)`, id)
 		exec(t, db, `INSERT INTO whatsapp_pending_media (mentorado_id, wa_message_id, state, state_rank) VALUES ($1, 'y', 'stored', 2)`, id)
 		exec(t, db, `INSERT INTO whatsapp_lid_phones (mentorado_id, lid, phone) VALUES ($1, 'l@lid', '5511')`, id)
+		exec(t, db, `INSERT INTO whatsapp_groups (mentorado_id, jid, subject) VALUES ($1, '1203@g.us', 'Turma')`, id)
 		exec(t, db, `INSERT INTO whatsapp_contacts (mentorado_id, jid) VALUES ($1, 'j')`, id)
 		exec(t, db, `INSERT INTO leads (mentorado_id, phone) VALUES ($1, '5511')`, id)
 		exec(t, db, `INSERT INTO leads (mentorado_id, phone, source) VALUES ($1, '5522', 'crm')`, id)
@@ -360,7 +361,7 @@ func TestClearWhatsAppData(t *testing.T) {
 	}
 	for table, want := range map[string][2]int{
 		"whatsapp_messages": {0, 1}, "whatsapp_pending_receipts": {0, 1}, "whatsapp_pending_media": {0, 1}, "whatsapp_lid_phones": {0, 1},
-		"whatsapp_contacts": {0, 1}, "leads": {1, 2},
+		"whatsapp_groups": {0, 1}, "whatsapp_contacts": {0, 1}, "leads": {1, 2},
 	} {
 		for i, id := range []int64{m, other} {
 			var n int
