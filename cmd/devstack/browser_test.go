@@ -271,10 +271,12 @@ func dashboardFlow(t *testing.T, s *stack, exe string, r dashboardRun) {
 			Unread int    `json:"unread"`
 		} `json:"conversations"`
 	}
+	var convsCode int
 	testenv.Eventually(t, 20*time.Second, func() bool {
-		s.do("GET", "/v1/conversations", created.Token, nil, &convs)
+		convs.Conversations = nil
+		convsCode = s.do("GET", "/v1/conversations", created.Token, nil, &convs)
 		return len(convs.Conversations) == 1 && convs.Conversations[0].Phone == r.leadPhone && convs.Conversations[0].Unread == 0
-	}, "opening the chat did not mark it read: %+v", convs)
+	}, "opening the chat did not mark it read: %d %+v", convsCode, convs)
 
 	step("send from the send box",
 		waitJS(`!document.getElementById("send-text").disabled`),
