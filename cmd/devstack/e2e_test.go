@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -51,6 +52,19 @@ func startStackArgs(t *testing.T, extra ...string) *stack {
 			}, out)
 	}()
 	t.Cleanup(func() {
+		if t.Failed() {
+			// What went wrong inside: the warnings and errors of the log
+			// (never debug lines, which may hold phone numbers).
+			if b, err := os.ReadFile(filepath.Join(dir, "devstack.log")); err == nil {
+				var lines []string
+				for _, l := range strings.Split(string(b), "\n") {
+					if strings.Contains(l, `"level":"warn"`) || strings.Contains(l, `"level":"error"`) {
+						lines = append(lines, l)
+					}
+				}
+				t.Logf("devstack warnings and errors (last 60 of %d):\n%s", len(lines), strings.Join(lines[max(0, len(lines)-60):], "\n"))
+			}
+		}
 		cancel()
 		select {
 		case err := <-done:
