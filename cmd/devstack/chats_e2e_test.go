@@ -23,8 +23,9 @@ type apiChat struct {
 	Unread       int64  `json:"unread"`
 	Participants any    `json:"participants"`
 	LastMessage  struct {
-		ID   string `json:"id"`
-		Text string `json:"text"`
+		ID         string `json:"id"`
+		Text       string `json:"text"`
+		SenderName string `json:"sender_name"`
 	} `json:"last_message"`
 }
 
@@ -128,7 +129,7 @@ func TestChatsEndToEnd(t *testing.T) {
 		gc = findChat(s.chats(t, token), group.JID)
 		return gc != nil && gc.Name == "Turma 7" && gc.LastMessage.ID == inGroup.ID
 	}, "the group never listed with its subject: %+v", gc)
-	if gc.Kind != "group" || gc.LeadID != nil {
+	if gc.Kind != "group" || gc.LeadID != nil || gc.LastMessage.SenderName != "Zed no grupo" {
 		t.Fatalf("group chat: %+v", gc)
 	}
 	msgs := s.thread(t, token, group.JID)

@@ -92,7 +92,10 @@ SELECT ` + messageRowColumns + `,
 		 ORDER BY p.sent_at DESC, p.id DESC LIMIT 1), '') END,
 	CASE WHEN m.chat LIKE '%@g.us' THEN '' ELSE coalesce(m.phone, '') END,
 	CASE WHEN m.chat LIKE '%@g.us' THEN '' ELSE coalesce(m.lid, lp.lid, ll.lid, '') END,
-	g.jid IS NOT NULL, coalesce(jsonb_array_length(g.participants), 0), coalesce(g."left", false)
+	g.jid IS NOT NULL, coalesce(jsonb_array_length(g.participants), 0), coalesce(g."left", false),
+	CASE WHEN m.direction = 'in' THEN
+		coalesce(nullif(sc.name, ''), nullif(m.push_name, ''), nullif(sc.push_name, ''), nullif(sc.business_name, ''), '')
+	ELSE '' END
 FROM page
 JOIN whatsapp_messages m ON m.id = page.id
 LEFT JOIN whatsapp_groups g ON g.mentorado_id = $1 AND g.jid = m.chat
@@ -104,6 +107,12 @@ LEFT JOIN LATERAL (
 	  AND (c.phone = m.phone OR (m.phone IS NULL AND c.lid = m.lid))
 	ORDER BY c.updated_at DESC LIMIT 1
 ) c ON true
+LEFT JOIN LATERAL (
+	-- Who wrote a group's last message (as in the thread, chatMessagesSQL).
+	SELECT name, push_name, business_name FROM whatsapp_contacts c
+	WHERE c.mentorado_id = $1 AND m.chat LIKE '%@g.us' AND m.direction = 'in' AND (c.jid = m.sender_jid OR c.phone = m.phone)
+	ORDER BY (c.name <> '') DESC, c.updated_at DESC LIMIT 1
+) sc ON true
 ORDER BY m.sent_at DESC, m.id DESC`
 
 func scanChats(rows pgx.Rows) ([]ChatRow, error) {
@@ -112,7 +121,7 @@ func scanChats(rows pgx.Rows) ([]ChatRow, error) {
 		c    ChatRow
 		last MessageRow
 	)
-	dest, finish := messageRowDest(&last, &c.Unread, &c.LeadID, &c.Name, &c.Phone, &c.LID, &c.Group, &c.Participants, &c.Left)
+	dest, finish := messageRowDest(&last, &c.Unread, &c.LeadID, &c.Name, &c.Phone, &c.LID, &c.Group, &c.Participants, &c.Left, &last.SenderName)
 	if _, err := pgx.ForEachRow(rows, dest, func() error {
 		finish()
 		l := last
