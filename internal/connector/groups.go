@@ -161,12 +161,10 @@ func (s *session) publishLeft(ctx context.Context, cli Client, jid string, at ti
 		s.log.Error().Err(err).Str("group", jid).Msg("build left group event; dropped")
 		return true
 	}
-	if _, err := s.d.publisher.Publish(ctx, env); err != nil {
-		s.d.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
+	if err := s.publishEnv(ctx, env); err != nil {
 		s.log.Warn().Err(err).Str("id", env.ID).Msg("publish failed; WhatsApp will redeliver")
 		return false
 	}
-	s.d.metrics.published.WithLabelValues(string(env.Type)).Inc()
 	s.groups.remember(left)
 	return true
 }
@@ -178,12 +176,10 @@ func (s *session) publishGroup(ctx context.Context, cli Client, info *types.Grou
 		s.log.Warn().Err(err).Msg("build group event")
 		return err
 	}
-	if _, err := s.d.publisher.Publish(ctx, env); err != nil {
-		s.d.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
+	if err := s.publishEnv(ctx, env); err != nil {
 		s.log.Warn().Err(err).Str("id", env.ID).Msg("publish group event failed")
 		return err
 	}
-	s.d.metrics.published.WithLabelValues(string(env.Type)).Inc()
 	s.groups.remember(g)
 	return nil
 }

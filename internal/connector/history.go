@@ -132,7 +132,7 @@ func (c HistoryConfig) Validate() error {
 }
 
 func (c HistoryConfig) retryDelay(n int, rnd float64) time.Duration {
-	return MediaConfig{RetryBase: c.RetryBase, RetryMax: c.RetryMax}.retryDelay(n, rnd)
+	return backoff(c.RetryBase, c.RetryMax, n, rnd)
 }
 
 // Reasons a failed history progress event gives: codes, never error
@@ -563,11 +563,9 @@ func (w *historyWorker) publish(ctx context.Context, env event.Envelope) error {
 	s := w.s
 	pctx, cancel := context.WithTimeout(ctx, s.d.cfg.PublishTimeout)
 	defer cancel()
-	if _, err := s.d.publisher.Publish(pctx, env); err != nil {
-		s.d.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
+	if err := s.publishEnv(pctx, env); err != nil {
 		return fmt.Errorf("%w %s: %w", errPublishHistory, env.ID, err)
 	}
-	s.d.metrics.published.WithLabelValues(string(env.Type)).Inc()
 	return nil
 }
 

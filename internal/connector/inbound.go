@@ -86,12 +86,10 @@ func (s *session) publishInbound(ctx context.Context, cli Client, evt any) bool 
 		return false
 	}
 	for _, env := range envs {
-		if _, err := s.d.publisher.Publish(ctx, env); err != nil {
-			s.d.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
+		if err := s.publishEnv(ctx, env); err != nil {
 			s.log.Warn().Err(err).Str("id", env.ID).Msg("publish failed; WhatsApp will redeliver")
 			return false
 		}
-		s.d.metrics.published.WithLabelValues(string(env.Type)).Inc()
 	}
 	// The file of a media message: queued after its event, before the ack.
 	if err := s.enqueueDownload(ctx, evt); err != nil {
@@ -106,6 +104,17 @@ func (s *session) publishInbound(ctx context.Context, cli Client, evt any) bool 
 	// Groups met for the first time are described in the background.
 	s.published(envs)
 	return true
+}
+
+// publishEnv publishes one event of the session and counts it (published
+// or failed, by type). Callers bound ctx and decide what a failure means.
+func (s *session) publishEnv(ctx context.Context, env event.Envelope) error {
+	if _, err := s.d.publisher.Publish(ctx, env); err != nil {
+		s.d.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
+		return err
+	}
+	s.d.metrics.published.WithLabelValues(string(env.Type)).Inc()
+	return nil
 }
 
 // deadLetter stores a whatsmeow event the contract cannot express in WA_DLQ

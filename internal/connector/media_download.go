@@ -125,8 +125,15 @@ func (c MediaConfig) limit(k event.Kind) int64 { return c.Limits.For(k) }
 
 // retryDelay is the backoff before attempt n+1 after n failures.
 func (c MediaConfig) retryDelay(n int, rnd float64) time.Duration {
-	d := float64(c.RetryBase) * math.Pow(2, float64(max(n-1, 0)))
-	d = min(d, float64(c.RetryMax))
+	return backoff(c.RetryBase, c.RetryMax, n, rnd)
+}
+
+// backoff is min(base·2^(n-1), ceiling), jittered down by up to half with
+// rnd in [0, 1): the delay of the durable queues (media downloads, history
+// chunks) before attempt n+1 after n failures.
+func backoff(base, ceiling time.Duration, n int, rnd float64) time.Duration {
+	d := float64(base) * math.Pow(2, float64(max(n-1, 0)))
+	d = min(d, float64(ceiling))
 	return time.Duration(d * (0.5 + rnd/2))
 }
 
@@ -579,12 +586,7 @@ func (s *session) publishMedia(ctx context.Context, d *event.MediaDone) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.d.cfg.PublishTimeout)
 	defer cancel()
-	if _, err := s.d.publisher.Publish(ctx, env); err != nil {
-		s.d.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
-		return err
-	}
-	s.d.metrics.published.WithLabelValues(string(env.Type)).Inc()
-	return nil
+	return s.publishEnv(ctx, env)
 }
 
 // recordMedia adds a stored file to the per-tenant ledger
