@@ -54,6 +54,15 @@ func sortedKeys[V any](m map[mkey]V) []mkey {
 	return keys
 }
 
+// columns splits keys into the (mentorado, key) arrays of a statement.
+func columns(keys []mkey) ([]int64, []string) {
+	ms, ids := make([]int64, len(keys)), make([]string, len(keys))
+	for i, k := range keys {
+		ms[i], ids[i] = k.m, k.s
+	}
+	return ms, ids
+}
+
 // queue appends the plan's statements to b, in the order a one-by-one pass
 // would need them.
 func (pl *planner) queue(b *pgx.Batch) {
@@ -232,11 +241,7 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 		}
 	}
 	if len(s.pendingKeys) > 0 {
-		keys := sortedKeys(s.pendingKeys)
-		ms, ids := make([]int64, len(keys)), make([]string, len(keys))
-		for i, k := range keys {
-			ms[i], ids[i] = k.m, k.s
-		}
+		ms, ids := columns(sortedKeys(s.pendingKeys))
 		b.Queue(store.ApplyPendingSQL, ms, ids)
 	}
 	if len(s.rcpts) > 0 {
@@ -259,10 +264,7 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 		}
 	}
 	if len(newMedia) > 0 {
-		ms, ids := make([]int64, len(newMedia)), make([]string, len(newMedia))
-		for i, k := range newMedia {
-			ms[i], ids[i] = k.m, k.s
-		}
+		ms, ids := columns(newMedia)
 		b.Queue(store.ApplyPendingMediaSQL, ms, ids)
 	}
 	if len(s.media) > 0 {
@@ -282,12 +284,7 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 		b.Queue(store.PendingMediaSQL, ms, ids, states, ranks, sizes, errs)
 	}
 	if len(s.targets) > 0 {
-		keys := sortedKeys(s.targets)
-		n := len(keys)
-		ms, ids := make([]int64, n), make([]string, n)
-		for i, k := range keys {
-			ms[i], ids[i] = k.m, k.s
-		}
+		ms, ids := columns(sortedKeys(s.targets))
 		b.Queue(store.RecomputeEditsSQL, ms, ids)
 		b.Queue(store.RecomputeRevokesSQL, ms, ids)
 		b.Queue(store.RecomputeRevokedEditsSQL, ms, ids)
