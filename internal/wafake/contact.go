@@ -145,16 +145,7 @@ func (c *Contact) SetPushName(name string) {
 	c.s.mu.Unlock()
 }
 
-func (c *Contact) accountFor(phone string) (*Account, error) {
-	s := c.s
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	u := s.users[phone]
-	if u == nil || u.account == nil || u.account.device == 0 {
-		return nil, fmt.Errorf("%w: %s", ErrUnknownAccount, phone)
-	}
-	return u.account, nil
-}
+func (c *Contact) accountFor(phone string) (*Account, error) { return c.s.pairedAccount(phone) }
 
 // SendText sends an encrypted 1:1 text message from the contact's phone to
 // the account's companion device and returns its id. The message is queued
