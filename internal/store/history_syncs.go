@@ -59,12 +59,15 @@ func (q HistorySyncQueries) Enqueue(ctx context.Context, h HistorySyncJob) (crea
 
 // Claim takes up to limit due chunks of mentorado m that no live lease
 // holds, leasing them for lease. Oldest first: the phone numbers its
-// chunks, and the first ones hold the most recent chats.
+// chunks, and the first ones hold the most recent chats. The locking
+// SELECT is a MATERIALIZED CTE for the reason given on
+// MediaDownloadQueries.Claim.
 func (q HistorySyncQueries) Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]HistorySyncJob, error) {
-	rows, err := q.q.Query(ctx, `UPDATE history_syncs h SET locked_until = now() + make_interval(secs => $3)
-		FROM (SELECT wa_message_id FROM history_syncs
+	rows, err := q.q.Query(ctx, `WITH due AS MATERIALIZED (SELECT wa_message_id FROM history_syncs
 			WHERE mentorado_id = $1 AND next_at <= now() AND (locked_until IS NULL OR locked_until <= now())
-			ORDER BY next_at, created_at, synced_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
+			ORDER BY next_at, created_at, synced_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+		UPDATE history_syncs h SET locked_until = now() + make_interval(secs => $3)
+		FROM due
 		WHERE h.mentorado_id = $1 AND h.wa_message_id = due.wa_message_id
 		RETURNING h.mentorado_id, h.wa_message_id, h.notification, h.synced_at, h.attempts, h.next_at, coalesce(h.last_error, ''), h.created_at`,
 		m, limit, lease.Seconds())

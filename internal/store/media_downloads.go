@@ -70,11 +70,18 @@ func (q MediaDownloadQueries) Enqueue(ctx context.Context, d DownloadJob) (creat
 // Claim takes up to limit due downloads of mentorado m that no live lease
 // holds, leasing them for lease: until then no other Claim returns them.
 // Oldest due first.
+//
+// The locking SELECT is a MATERIALIZED CTE, run exactly once. As a
+// subquery in UPDATE … FROM the planner may rescan it per joined row; a
+// rescan skips the rows this statement already updated and locks others
+// it never leases, so concurrent claimers skip them and can stop early
+// with work left (seen under load: 38 of 40 claimed).
 func (q MediaDownloadQueries) Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]DownloadJob, error) {
-	rows, err := q.q.Query(ctx, `UPDATE media_downloads d SET locked_until = now() + make_interval(secs => $3)
-		FROM (SELECT wa_message_id FROM media_downloads
+	rows, err := q.q.Query(ctx, `WITH due AS MATERIALIZED (SELECT wa_message_id FROM media_downloads
 			WHERE mentorado_id = $1 AND next_at <= now() AND (locked_until IS NULL OR locked_until <= now())
-			ORDER BY next_at, created_at LIMIT $2 FOR UPDATE SKIP LOCKED) due
+			ORDER BY next_at, created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
+		UPDATE media_downloads d SET locked_until = now() + make_interval(secs => $3)
+		FROM due
 		WHERE d.mentorado_id = $1 AND d.wa_message_id = due.wa_message_id
 		RETURNING d.mentorado_id, d.wa_message_id, d.chat_jid, d.kind, d.media_id, d.message, d.source, d.attempts, d.next_at, coalesce(d.last_error, ''), d.created_at`,
 		m, limit, lease.Seconds())
