@@ -252,9 +252,12 @@ func provisionR3(t *testing.T, urls string, leaseTTL time.Duration, log zerolog.
 		{Provision: true},
 	} {
 		// Right after the nodes start, JetStream may have no meta leader
-		// yet: retry as an operator would.
+		// yet, and a request it drops waits for its whole deadline: retry
+		// with short ones, as an operator would.
 		for {
-			b, err := bus.Open(ctx, urls, "zapbus-admin", cfg, log)
+			actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			b, err := bus.Open(actx, urls, "zapbus-admin", cfg, log)
+			cancel()
 			if err == nil {
 				b.Close()
 				break
@@ -262,6 +265,7 @@ func provisionR3(t *testing.T, urls string, leaseTTL time.Duration, log zerolog.
 			if ctx.Err() != nil {
 				t.Fatalf("provision %+v: %v", cfg, err)
 			}
+			t.Logf("provision: %v; retrying", err)
 			time.Sleep(200 * time.Millisecond)
 		}
 	}
