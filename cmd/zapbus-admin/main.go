@@ -16,7 +16,7 @@
 //	ZAPBUS_EVENTS_MAX_BYTES      WA_EVENTS byte cap, default: keep (unlimited on creation)
 //	ZAPBUS_DLQ_MAX_AGE           WA_DLQ retention, default: keep (30 days on creation)
 //	ZAPBUS_SENDS_TTL             WA_SENDS TTL, default: keep (24h on creation)
-//	ZAPBUS_REPLICAS              stream replicas, default: keep (1 on creation)
+//	ZAPBUS_REPLICAS              replicas of every stream and bucket (3 on a 3-node cluster), default: keep (1 on creation)
 //	ZAPBUS_MEDIA_RETENTION       WA_MEDIA file retention: a duration, or 0 / forever; default: keep (forever on creation)
 //
 // -consumer NAME=FILTER (repeatable) also creates or updates a backend
@@ -73,7 +73,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	maxBytes := fs.Int("events-max-bytes", integer("ZAPBUS_EVENTS_MAX_BYTES", 0), "WA_EVENTS byte cap, -1 unlimited; 0 keeps the server's (ZAPBUS_EVENTS_MAX_BYTES)")
 	fs.DurationVar(&cfg.DLQMaxAge, "dlq-max-age", dur("ZAPBUS_DLQ_MAX_AGE", 0), "WA_DLQ retention; 0 keeps the server's (ZAPBUS_DLQ_MAX_AGE)")
 	fs.DurationVar(&cfg.SendsTTL, "sends-ttl", dur("ZAPBUS_SENDS_TTL", 0), "WA_SENDS TTL; 0 keeps the server's (ZAPBUS_SENDS_TTL)")
-	fs.IntVar(&cfg.Replicas, "replicas", integer("ZAPBUS_REPLICAS", 0), "stream replicas; 0 keeps the server's (ZAPBUS_REPLICAS)")
+	fs.IntVar(&cfg.Replicas, "replicas", integer("ZAPBUS_REPLICAS", 0), "replicas of every stream and bucket: 3 on a 3-node cluster (docs/cluster.md); 0 keeps the server's (ZAPBUS_REPLICAS)")
 	fs.Func("media-retention", "WA_MEDIA retention: a duration (at least 1h), or 0 or forever to keep files; unset keeps the server's (ZAPBUS_MEDIA_RETENTION)", func(v string) error {
 		d, err := parseRetention(v)
 		cfg.MediaMaxAge = d

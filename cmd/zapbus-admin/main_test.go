@@ -115,3 +115,34 @@ func TestMediaRetention(t *testing.T) {
 		}
 	}
 }
+
+// -replicas (or ZAPBUS_REPLICAS) reaches the provisioning: on a single
+// server three replicas fail with the server's reason; out of range fails
+// before connecting. internal/cluster provisions three on a real cluster.
+func TestReplicasFlag(t *testing.T) {
+	url := testenv.NATS(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for _, c := range []struct {
+		args []string
+		env  map[string]string
+		want string
+	}{
+		{[]string{"provision", "-replicas", "3"}, map[string]string{"NATS_URL": url}, "replicas > 1 not supported"},
+		{[]string{"provision"}, map[string]string{"NATS_URL": url, "ZAPBUS_REPLICAS": "3"}, "replicas > 1 not supported"},
+		{[]string{"provision", "-replicas", "7"}, map[string]string{"NATS_URL": url}, "replicas must be 1 to 5"},
+	} {
+		err := run(ctx, c.args, func(k string) string { return c.env[k] }, io.Discard)
+		if err == nil || !strings.Contains(err.Error(), c.want) {
+			t.Errorf("%v %v: %v, want an error saying %q", c.args, c.env, err, c.want)
+		}
+	}
+	// The default keeps (here: creates) one replica.
+	out := &testenv.Buffer{}
+	if err := run(ctx, []string{"provision"}, func(k string) string { return map[string]string{"NATS_URL": url}[k] }, out); err != nil {
+		t.Fatalf("provision: %v", err)
+	}
+	if !strings.Contains(out.String(), `"replicas":1`) {
+		t.Errorf("provision output does not show one replica:\n%s", out)
+	}
+}
