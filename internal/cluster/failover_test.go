@@ -59,7 +59,10 @@ func TestFailover(t *testing.T) {
 // back: embedded servers shut down (jsCluster) or nats-server processes
 // killed with SIGKILL (procCluster).
 type nodes interface {
-	urls() string
+	// urls is the client URL list of every node for a service user
+	// ("admin", "connector", "persister", "notifier"), with its password
+	// when the cluster has nats.conf's users.
+	urls(user string) string
 	index(name string) int
 	stop(i int)
 	start(i int)
@@ -70,11 +73,10 @@ type nodes interface {
 func failover(t *testing.T, cl nodes, leaseTTL time.Duration, leadersOf ...string) {
 	ctx := context.Background()
 	log := testenv.Logger(t).Level(zerolog.InfoLevel)
-	urls := cl.urls()
 
 	began := time.Now()
 	elapsed := func(what string) { t.Logf("%6.2fs: %s", time.Since(began).Seconds(), what) }
-	provisionR3(t, urls, leaseTTL, log)
+	provisionR3(t, cl.urls("admin"), leaseTTL, log)
 	elapsed("provisioned at three replicas")
 
 	db, err := store.Open(ctx, testenv.Postgres(t))
@@ -100,7 +102,8 @@ func failover(t *testing.T, cl nodes, leaseTTL time.Duration, leadersOf ...strin
 
 	// Every process connects with the three URLs, as docs/cluster.md says.
 	for _, name := range []string{"ca", "cb"} {
-		b := openBus(t, urls, "zapbus-connector-"+name, bus.Config{LeaseTTL: leaseTTL}, log)
+		// The service name sets the inbox prefix nats.conf allows.
+		b := openBus(t, cl.urls("connector"), "zapbus-connector", bus.Config{LeaseTTL: leaseTTL}, log.With().Str("conn", name).Logger())
 		c, err := connector.New(connector.Config{
 			InstanceID:    name,
 			RestoreJitter: time.Millisecond,
@@ -112,7 +115,7 @@ func failover(t *testing.T, cl nodes, leaseTTL time.Duration, leadersOf ...strin
 		runUntilCleanup(t, name, c.Run)
 		testenv.Eventually(t, step, c.Ready, "connector %s up", name)
 	}
-	pb := openBus(t, urls, "zapbus-persister", bus.Config{}, log)
+	pb := openBus(t, cl.urls("persister"), "zapbus-persister", bus.Config{}, log)
 	p, err := persister.New(persister.Config{Batch: 200}, db, pb, log.With().Str("who", "persister").Logger())
 	if err != nil {
 		t.Fatal(err)
@@ -128,8 +131,11 @@ func failover(t *testing.T, cl nodes, leaseTTL time.Duration, leadersOf ...strin
 	}, "every session connected")
 	elapsed("every session connected")
 
-	obs := openBus(t, urls, "zapbus-notifier", bus.Config{}, log)
-	tr := newTraffic(world, obs, ids)
+	// Commands go as the notifier sends them; the state of streams and
+	// consumers is read with the admin user.
+	notifier := openBus(t, cl.urls("notifier"), "zapbus-notifier", bus.Config{}, log)
+	obs := openBus(t, cl.urls("admin"), "zapbus-admin", bus.Config{}, log)
+	tr := newTraffic(world, notifier, ids)
 	tr.start()
 	stopped := false
 	stopTraffic := func() {
@@ -173,6 +179,7 @@ func failover(t *testing.T, cl nodes, leaseTTL time.Duration, leadersOf ...strin
 		}
 		return pending == 0
 	}, "every message acked to WhatsApp")
+	elapsed("every message acked to WhatsApp")
 
 	want := tr.ledgerIDs()
 	testenv.Eventually(t, step, func() bool {
@@ -180,6 +187,7 @@ func failover(t *testing.T, cl nodes, leaseTTL time.Duration, leadersOf ...strin
 		_ = db.Pool.QueryRow(ctx, "SELECT count(*) FROM whatsapp_messages WHERE wa_message_id = ANY($1)", want).Scan(&n)
 		return n == len(want)
 	}, "every message in Postgres")
+	elapsed("every message in Postgres")
 	drained(t, obs)
 	elapsed("persister drained")
 
@@ -290,7 +298,7 @@ func openBus(t *testing.T, urls, name string, cfg bus.Config, log zerolog.Logger
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), step)
 	defer cancel()
-	b, err := bus.Open(ctx, urls, name, cfg, log.With().Str("conn", name).Logger())
+	b, err := bus.Open(ctx, urls, name, cfg, log.With().Str("bus", name).Logger())
 	if err != nil {
 		t.Fatalf("open bus %s: %v", name, err)
 	}

@@ -129,7 +129,7 @@ func (c *jsCluster) index(name string) int {
 // urls is the client URL list every zapbus process is given: all nodes,
 // so a client whose node dies reconnects to another at once (and can
 // connect at start while any one of them is down).
-func (c *jsCluster) urls() string {
+func (c *jsCluster) urls(string) string {
 	var out []string
 	for _, nd := range c.nodes {
 		out = append(out, fmt.Sprintf("nats://127.0.0.1:%d", nd.port))

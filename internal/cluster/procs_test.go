@@ -2,6 +2,7 @@ package cluster
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -14,7 +15,9 @@ import (
 )
 
 // TestFailoverKill9 is TestFailover on three nats-server processes (the
-// binary ZAPBUS_NATS_SERVER names, as CI sets it) where a node is killed
+// binary ZAPBUS_NATS_SERVER names, as CI sets it) running the repo's
+// nats.conf with a cluster block, every service with its own user and
+// permissions, where a node is killed
 // with SIGKILL instead of shut down: its raft groups get no step-down, so
 // the survivors elect new leaders only after raft's election timeout.
 func TestFailoverKill9(t *testing.T) {
@@ -44,10 +47,11 @@ const keepEnv = "ZAPBUS_CLUSTER_KEEP"
 // loopback, each with fixed ports and store directory so a killed node
 // restarts as the same member with what it had written.
 type procCluster struct {
-	t     testing.TB
-	bin   string
-	dir   string
-	nodes []*procNode
+	t         testing.TB
+	bin       string
+	dir       string
+	nodes     []*procNode
+	passwords map[string]string // by user, nats.conf's and the routes'
 }
 
 type procNode struct {
@@ -72,29 +76,44 @@ func newProcCluster(t testing.TB, bin string, n int) *procCluster {
 	for i := range n {
 		c.nodes = append(c.nodes, &procNode{name: fmt.Sprintf("n%d", i+1), port: freePort(t), route: freePort(t)})
 	}
+	c.passwords = map[string]string{}
+	for _, user := range []string{"admin", "connector", "persister", "notifier", "backend", "route"} {
+		c.passwords[user] = fmt.Sprintf("%s-%x", user, rand.Uint64())
+	}
+	base, err := os.ReadFile(filepath.Join("..", "..", "nats.conf"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	var routes []string
 	for _, nd := range c.nodes {
-		routes = append(routes, fmt.Sprintf("nats-route://127.0.0.1:%d", nd.route))
+		routes = append(routes, fmt.Sprintf("nats-route://route:%s@127.0.0.1:%d", c.passwords["route"], nd.route))
 	}
-	// The server configuration docs/cluster.md describes, without the
-	// accounts and permissions (internal/natsperm proves those on nats.conf).
+	// Each node runs the repo's nats.conf (its users and permissions)
+	// with what docs/cluster.md says to change per node: its own
+	// addresses and store, a server name, and the cluster block.
 	for _, nd := range c.nodes {
-		nd.conf = filepath.Join(c.dir, nd.name+".conf")
-		conf := fmt.Sprintf(`server_name: %s
-listen: 127.0.0.1:%d
-debug: false
-logtime: true
-jetstream {
-  store_dir: %q
-  max_file_store: 1G
-}
-max_payload: 1MB
+		conf := string(base)
+		for old, repl := range map[string]string{
+			"listen: 127.0.0.1:4222":     fmt.Sprintf("listen: 127.0.0.1:%d", nd.port),
+			"http: 127.0.0.1:8222":       "# http: (monitoring off in the test)",
+			"store_dir: /data/jetstream": fmt.Sprintf("store_dir: %q", filepath.Join(c.dir, nd.name)),
+			"max_file_store: 50G":        "max_file_store: 1G",
+		} {
+			if !strings.Contains(conf, old) {
+				t.Fatalf("nats.conf has no %q any more: update docs/cluster.md and this test", old)
+			}
+			conf = strings.Replace(conf, old, repl, 1)
+		}
+		conf += fmt.Sprintf(`
+server_name: %s
 cluster {
   name: zapbus-test
   listen: 127.0.0.1:%d
+  authorization { user: route, password: $NATS_ROUTE_PASSWORD }
   routes: [%s]
 }
-`, nd.name, nd.port, filepath.Join(c.dir, nd.name), nd.route, strings.Join(routes, ", "))
+`, nd.name, nd.route, strings.Join(routes, ", "))
+		nd.conf = filepath.Join(c.dir, nd.name+".conf")
 		if err := os.WriteFile(nd.conf, []byte(conf), 0o600); err != nil {
 			t.Fatal(err)
 		}
@@ -122,6 +141,10 @@ func (c *procCluster) start(i int) {
 	}
 	defer logf.Close()
 	cmd := exec.Command(c.bin, "-c", nd.conf)
+	cmd.Env = os.Environ()
+	for user, pw := range c.passwords {
+		cmd.Env = append(cmd.Env, "NATS_"+strings.ToUpper(user)+"_PASSWORD="+pw)
+	}
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		c.t.Fatalf("cluster: start %s: %v", nd.name, err)
@@ -171,10 +194,10 @@ func (c *procCluster) index(name string) int {
 	return -1
 }
 
-func (c *procCluster) urls() string {
+func (c *procCluster) urls(user string) string {
 	var out []string
 	for _, nd := range c.nodes {
-		out = append(out, fmt.Sprintf("nats://127.0.0.1:%d", nd.port))
+		out = append(out, fmt.Sprintf("nats://%s:%s@127.0.0.1:%d", user, c.passwords[user], nd.port))
 	}
 	return strings.Join(out, ",")
 }
