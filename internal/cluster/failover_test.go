@@ -135,7 +135,7 @@ func failover(t *testing.T, cl nodes, leaseTTL time.Duration, leadersOf ...strin
 	// consumers is read with the admin user.
 	notifier := openBus(t, cl.urls("notifier"), "zapbus-notifier", bus.Config{}, log)
 	obs := openBus(t, cl.urls("admin"), "zapbus-admin", bus.Config{}, log)
-	tr := newTraffic(world, notifier, ids)
+	tr := newTraffic(world, notifier, obs, ids)
 	tr.start()
 	stopped := false
 	stopTraffic := func() {
@@ -150,8 +150,9 @@ func failover(t *testing.T, cl nodes, leaseTTL time.Duration, leadersOf ...strin
 	for round, stream := range leadersOf {
 		leader := streamLeader(t, obs, stream)
 		i := cl.index(leader)
-		t.Logf("round %d: shutting down %s, leader of %s", round+1, leader, stream)
-		tr.mark(fmt.Sprintf("%s down", leader))
+		led := ledBy(t, obs, leader)
+		t.Logf("round %d: shutting down %s, leader of %s", round+1, leader, strings.Join(led, ", "))
+		tr.mark(fmt.Sprintf("%s down (it led %s)", leader, strings.Join(led, ", ")))
 		cl.stop(i)
 		// With the node down: every session still answers commands, and a
 		// send (WA_SENDS, an outbound event) goes through exactly once.
@@ -343,6 +344,26 @@ func streamLeader(t *testing.T, b *bus.Bus, stream string) string {
 	return leader
 }
 
+// ledBy lists the zapbus streams and the persister's consumer that node
+// leads.
+func ledBy(t *testing.T, b *bus.Bus, node string) []string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var led []string
+	for _, name := range bus.Requires("") {
+		if info, err := b.StreamInfo(ctx, name); err == nil && info.Cluster != nil && info.Cluster.Leader == node {
+			led = append(led, name)
+		}
+	}
+	if cons, err := b.JS.Consumer(ctx, bus.StreamEvents, "persister"); err == nil {
+		if ci := cons.CachedInfo().Cluster; ci != nil && ci.Leader == node {
+			led = append(led, "consumer persister")
+		}
+	}
+	return led
+}
+
 // waitCurrent waits until node is a current replica of every zapbus
 // stream and of the persister's consumer (caught up with its leader), or
 // leads it.
@@ -422,30 +443,33 @@ func storedMessages(t *testing.T, b *bus.Bus) uint64 {
 // sends them. It keeps the ledger of every message and the timings.
 type traffic struct {
 	world *sim.World
-	obs   *bus.Bus
+	obs   *bus.Bus // commands, as the notifier
+	admin *bus.Bus // the persister consumer's progress
 	ids   []int64
 	began time.Time
 	quit  chan struct{}
 	wg    sync.WaitGroup
 
-	mu          sync.Mutex
-	ledger      []string // WhatsApp ids of every inbound and outbound message
-	sends       map[int64]int
-	marks       []mark
-	firstTry    int           // messages acked when first delivered
-	retried     int           // messages not acked at first (publish failed or session down)
-	maxAck      time.Duration // longest delivery → ack of one message
-	maxWait     time.Duration // longest delivery → answer (ack, or failure after the publish timeout)
-	maxWaitAt   time.Duration
-	maxAckAt    time.Duration
-	lastAck     time.Time
-	maxAckGap   time.Duration // longest time with no message acked
-	maxAckGapAt time.Duration
-	cmdOK       int
-	cmdFailed   int
-	lastCmd     time.Time
-	maxCmdGap   time.Duration // longest time with no command answered
-	maxCmdGapAt time.Duration
+	mu                sync.Mutex
+	ledger            []string // WhatsApp ids of every inbound and outbound message
+	sends             map[int64]int
+	marks             []mark
+	firstTry          int           // messages acked when first delivered
+	retried           int           // messages not acked at first (publish failed or session down)
+	maxAck            time.Duration // longest delivery → ack of one message
+	maxWait           time.Duration // longest delivery → answer (ack, or failure after the publish timeout)
+	maxWaitAt         time.Duration
+	maxAckAt          time.Duration
+	lastAck           time.Time
+	maxAckGap         time.Duration // longest time with no message acked
+	maxAckGapAt       time.Duration
+	maxPersistStall   time.Duration // longest time the persister's ack floor stood still with events waiting
+	maxPersistStallAt time.Duration
+	cmdOK             int
+	cmdFailed         int
+	lastCmd           time.Time
+	maxCmdGap         time.Duration // longest time with no command answered
+	maxCmdGapAt       time.Duration
 }
 
 type mark struct {
@@ -453,8 +477,8 @@ type mark struct {
 	what string
 }
 
-func newTraffic(w *sim.World, obs *bus.Bus, ids []int64) *traffic {
-	return &traffic{world: w, obs: obs, ids: ids, quit: make(chan struct{}), sends: map[int64]int{}}
+func newTraffic(w *sim.World, obs, admin *bus.Bus, ids []int64) *traffic {
+	return &traffic{world: w, obs: obs, admin: admin, ids: ids, quit: make(chan struct{}), sends: map[int64]int{}}
 }
 
 func (tr *traffic) start() {
@@ -464,8 +488,42 @@ func (tr *traffic) start() {
 		tr.wg.Add(1)
 		go tr.inject(g)
 	}
-	tr.wg.Add(1)
+	tr.wg.Add(2)
 	go tr.command()
+	go tr.watchPersister()
+}
+
+// watchPersister samples the persister consumer: the longest time its
+// ack floor did not move while events were waiting is how long the
+// persister stalled.
+func (tr *traffic) watchPersister() {
+	defer tr.wg.Done()
+	var floor uint64
+	progress := time.Now()
+	for {
+		select {
+		case <-tr.quit:
+			return
+		case <-time.After(200 * time.Millisecond):
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		cons, err := tr.admin.JS.Consumer(ctx, bus.StreamEvents, "persister")
+		cancel()
+		now := time.Now()
+		if err != nil {
+			continue // no consumer leader right now: that is a stall too
+		}
+		info := cons.CachedInfo()
+		if info.AckFloor.Stream != floor || info.NumPending+uint64(info.NumAckPending) == 0 {
+			floor, progress = info.AckFloor.Stream, now
+			continue
+		}
+		tr.mu.Lock()
+		if stall := now.Sub(progress); stall > tr.maxPersistStall {
+			tr.maxPersistStall, tr.maxPersistStallAt = stall, progress.Sub(tr.began)
+		}
+		tr.mu.Unlock()
+	}
 }
 
 func (tr *traffic) stop() {
@@ -667,6 +725,7 @@ func (tr *traffic) report(t *testing.T, ids []int64, w *sim.World) {
 	t.Logf("longest time without any message acked: %s (from %.2fs)", tr.maxAckGap.Round(time.Millisecond), tr.maxAckGapAt.Seconds())
 	t.Logf("status commands: %d answered, %d failed; longest time without an answer: %s (from %.2fs)",
 		tr.cmdOK, tr.cmdFailed, tr.maxCmdGap.Round(time.Millisecond), tr.maxCmdGapAt.Seconds())
+	t.Logf("longest persister stall (ack floor still, events waiting): %s (from %.2fs)", tr.maxPersistStall.Round(time.Millisecond), tr.maxPersistStallAt.Seconds())
 	sessions := 0
 	for _, m := range ids {
 		sessions += len(w.Intervals(m))

@@ -1,6 +1,7 @@
 package cluster
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"net"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zapbus/zapbus/internal/bus"
 )
@@ -126,7 +130,37 @@ cluster {
 	for i := range c.nodes {
 		c.start(i)
 	}
+	c.waitJetStream(30 * time.Second)
 	return c
+}
+
+// waitJetStream waits until the cluster answers JetStream requests (it
+// has a meta leader). A request sent before that is dropped and would
+// wait for its whole deadline, so each try has a short one.
+func (c *procCluster) waitJetStream(timeout time.Duration) {
+	c.t.Helper()
+	nc, err := nats.Connect(c.urls("admin"), nats.CustomInboxPrefix(bus.InboxPrefix("zapbus-admin")))
+	if err != nil {
+		c.t.Fatalf("cluster: connect: %v", err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	deadline := time.Now().Add(timeout)
+	for {
+		ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_, err := js.AccountInfo(ctx)
+		cancel()
+		if err == nil {
+			return
+		}
+		if time.Now().After(deadline) {
+			c.t.Fatalf("cluster: JetStream not available after %s: %v", timeout, err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
 }
 
 func (c *procCluster) start(i int) {
