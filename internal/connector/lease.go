@@ -185,13 +185,16 @@ func (c *Connector) renew(ctx context.Context, m int64, l *lease) {
 
 // renewLoop refreshes every lease each TTL/3 and fences sessions whose
 // lease could not be renewed for 2/3 of the TTL: they are disconnected
-// before the lease can expire and be taken by a peer.
+// before the lease can expire and be taken by a peer. A renewal that
+// failed is tried again at the next tick (TTL/12), not a whole TTL/3
+// later: a lease bucket whose leader died is back after an election of a
+// few seconds, and one failed round must not fence every session
+// (docs/decisions/0016-cluster-replicas-and-lease-ttl.md).
 func (c *Connector) renewLoop(ctx context.Context) {
 	tick := time.NewTicker(max(c.leaseTTL/12, 10*time.Millisecond))
 	defer tick.Stop()
 	renewEvery := c.leaseTTL / 3
 	fenceAfter := c.leaseTTL * 2 / 3
-	var lastRenew time.Time
 	for {
 		select {
 		case <-ctx.Done():
@@ -206,28 +209,32 @@ func (c *Connector) renewLoop(ctx context.Context) {
 		}
 		c.mu.Unlock()
 		// Fencing first: it is in memory and must never wait on NATS.
+		due := make(map[int64]*lease, len(snapshot))
 		for m, l := range snapshot {
 			c.mu.Lock()
 			age := now.Sub(l.renewedAt)
 			c.mu.Unlock()
-			if age > fenceAfter {
+			switch {
+			case age > fenceAfter:
 				c.log.Warn().Int64("mentorado", m).Dur("since_renew", age).Msg("lease not renewed in time; fencing session")
 				c.metrics.fenced.Inc()
 				delete(snapshot, m)
 				go c.drop(m, l, "lease lost: could not renew")
+			case age >= renewEvery:
+				due[m] = l
 			}
 		}
-		if now.Sub(lastRenew) < renewEvery {
+		if len(due) == 0 {
+			c.releaseIdle(ctx, snapshot)
 			continue
 		}
-		lastRenew = now
 		// Renewals are independent KV round trips: run a bounded number at
 		// once so a connector with thousands of sessions renews them all
 		// well within the TTL.
 		rctx, cancel := context.WithTimeout(ctx, renewEvery/2)
 		var wg sync.WaitGroup
 		sem := make(chan struct{}, renewConcurrency)
-		for m, l := range snapshot {
+		for m, l := range due {
 			sem <- struct{}{}
 			wg.Add(1)
 			go func() {
