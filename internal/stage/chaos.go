@@ -25,6 +25,7 @@ type ChaosOptions struct {
 	PostgresCut    time.Duration // default 30s
 	DuplicateEvery int           // every Nth message is delivered twice, default 10
 	Drain          time.Duration // after the traffic: how long everything may take to land, default 3m
+	Stall          time.Duration // no progress this long while messages wait: drop every connection once, default 10s
 	Out            io.Writer
 }
 
@@ -32,8 +33,8 @@ type ChaosOptions struct {
 // cores): fewer tenants, less traffic, a 5 s Postgres cut; every kind of
 // fault still happens.
 func ShortChaos(out io.Writer) ChaosOptions {
-	return ChaosOptions{Mentorados: 3, Contacts: 4, Rate: 8, Traffic: 40 * time.Second,
-		PersisterKills: 2, PostgresCut: 5 * time.Second, DuplicateEvery: 7, Drain: 90 * time.Second, Out: out}
+	return ChaosOptions{Mentorados: 3, Contacts: 4, Rate: 8, Traffic: 32 * time.Second,
+		PersisterKills: 2, PostgresCut: 5 * time.Second, DuplicateEvery: 7, Drain: 60 * time.Second, Stall: 5 * time.Second, Out: out}
 }
 
 func (o *ChaosOptions) defaults() {
@@ -61,6 +62,9 @@ func (o *ChaosOptions) defaults() {
 	if o.Drain == 0 {
 		o.Drain = 3 * time.Minute
 	}
+	if o.Stall == 0 {
+		o.Stall = 10 * time.Second
+	}
 	if o.Out == nil {
 		o.Out = io.Discard
 	}
@@ -74,6 +78,9 @@ type ChaosReport struct {
 	Checks     []Check
 	Takeover   time.Duration // slowest session move after the connector kill
 	Duplicates int           // ledger messages delivered more than once
+	// StuckUntilReconnect is how many messages waited, unacknowledged, for
+	// their session's next login (see drain): not lost, but late.
+	StuckUntilReconnect int
 }
 
 // TenantResult compares one mentorado's ledger with its rows.
@@ -150,6 +157,9 @@ func (r *ChaosReport) Print(w io.Writer) {
 			mark = "FAIL"
 		}
 		fmt.Fprintf(w, "  %s  %s: %s\n", mark, c.Name, c.Detail)
+	}
+	if r.StuckUntilReconnect > 0 {
+		fmt.Fprintf(w, "  NOTE  %d messages arrived while their connector could not store or publish them and waited, unacknowledged, until their session reconnected (WhatsApp redelivers at login only)\n", r.StuckUntilReconnect)
 	}
 	if r.OK() {
 		fmt.Fprintln(w, "chaos: PASS")
@@ -450,6 +460,14 @@ func (c *chaosRun) faults(ctx context.Context) error {
 // drain waits until the fake has a receipt for every ledger message (the
 // connectors published them: WhatsApp would redeliver anything else) and
 // every one is in whatsapp_messages, or Drain passes.
+//
+// WhatsApp redelivers a message the client never acknowledged only when
+// the client logs in again. A message that arrived while the connector
+// could not decrypt or publish it (Postgres or NATS down) and whose session
+// stayed connected therefore waits for the next reconnect. When progress
+// stops with messages still unacknowledged, drain drops every connection
+// once (a network blip: the sessions reconnect on their own) and reports
+// how many were waiting (ChaosReport.StuckUntilReconnect).
 func (c *chaosRun) drain(ctx context.Context, tenants []Mentorado) (Ledger, error) {
 	db, err := pgx.Connect(ctx, c.s.DSN)
 	if err != nil {
@@ -457,6 +475,7 @@ func (c *chaosRun) drain(ctx context.Context, tenants []Mentorado) (Ledger, erro
 	}
 	defer db.Close(ctx)
 	deadline := time.Now().Add(c.o.Drain)
+	lastAcked, lastChange, blipped := -1, time.Now(), false
 	for {
 		l, err := c.fake.Ledger(ctx)
 		if err != nil {
@@ -473,8 +492,21 @@ func (c *chaosRun) drain(ctx context.Context, tenants []Mentorado) (Ledger, erro
 			return l, fmt.Errorf("count messages: %w", err)
 		}
 		if (acked == len(l.Sent) && stored >= len(l.Sent)) || time.Now().After(deadline) {
-			c.event("ledger %d messages: %d acked by the connectors, %d inbound rows", len(l.Sent), acked, stored)
+			c.event("ledger %d messages: %d acknowledged by the connectors, %d inbound rows", len(l.Sent), acked, stored)
 			return l, nil
+		}
+		if acked != lastAcked {
+			lastAcked, lastChange = acked, time.Now()
+		}
+		if !blipped && acked < len(l.Sent) && time.Since(lastChange) > c.o.Stall {
+			blipped = true
+			c.rep.StuckUntilReconnect = len(l.Sent) - acked
+			c.event("%d messages unacknowledged for %s while their sessions stay connected: dropping every connection once so WhatsApp redelivers them", len(l.Sent)-acked, c.o.Stall)
+			for _, t := range tenants {
+				if err := c.fake.Disconnect(ctx, t.Account, "drop"); err != nil {
+					c.event("drop %s: %v", t.Account, err)
+				}
+			}
 		}
 		select {
 		case <-ctx.Done():

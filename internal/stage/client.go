@@ -105,6 +105,13 @@ func (f Fake) Redeliver(ctx context.Context, id string) error {
 	return err
 }
 
+// Disconnect throws the account's live connection off: reason 401, 402,
+// 440, 515, drop or device_removed (cmd/wafake).
+func (f Fake) Disconnect(ctx context.Context, account, reason string) error {
+	_, err := call(ctx, http.MethodPost, f.URL+"/v1/disconnect", f.Token, map[string]string{"account": account, "reason": reason}, nil)
+	return err
+}
+
 // PairCode makes the phone type a pairing code.
 func (f Fake) PairCode(ctx context.Context, phone, code string) error {
 	_, err := call(ctx, http.MethodPost, f.URL+"/v1/pair-code", f.Token, map[string]string{"phone": phone, "code": code}, nil)
