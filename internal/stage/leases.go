@@ -23,18 +23,23 @@ type LeaseRecord struct {
 
 // LeaseHistory watches WA_LEASES for the whole run and keeps every change:
 // the bucket itself keeps one revision per key, so the history has to be
-// recorded as it happens. The watcher resumes after a NATS restart
-// (ordered consumer, from the last sequence it saw).
+// recorded as it happens. When the watch goes quiet for longer than renewals
+// allow (a NATS restart can end it), it is started again from the next
+// revision, so nothing in between is missed.
 type LeaseHistory struct {
-	nc *nats.Conn
-	w  jetstream.KeyWatcher
+	nc     *nats.Conn
+	cancel context.CancelFunc
+	done   chan struct{}
 
-	mu      sync.Mutex
-	records []LeaseRecord
+	mu       sync.Mutex
+	records  []LeaseRecord
+	restarts int
 }
 
 // WatchLeases starts recording with the admin user (nats.conf lets it
-// create the consumer; its inbox is _INBOX_admin).
+// create the consumer; its inbox is _INBOX_admin). quiet is how long
+// without a change means the watch is stuck (renewals come every TTL/3
+// while any session is owned).
 func (s *Stack) WatchLeases(ctx context.Context) (*LeaseHistory, error) {
 	nc, err := nats.Connect(s.AdminNATSURL(), nats.CustomInboxPrefix("_INBOX_admin"), nats.MaxReconnects(-1), nats.ReconnectWait(200*time.Millisecond))
 	if err != nil {
@@ -50,37 +55,81 @@ func (s *Stack) WatchLeases(ctx context.Context) (*LeaseHistory, error) {
 		nc.Close()
 		return nil, fmt.Errorf("lease history: bucket: %w", err)
 	}
-	w, err := kv.WatchAll(context.WithoutCancel(ctx), jetstream.IncludeHistory())
-	if err != nil {
-		nc.Close()
-		return nil, fmt.Errorf("lease history: watch: %w", err)
-	}
-	h := &LeaseHistory{nc: nc, w: w}
-	go func() {
-		for e := range w.Updates() {
-			if e == nil {
-				continue
-			}
-			r := LeaseRecord{Key: e.Key(), Revision: e.Revision(), At: e.Created()}
-			switch e.Operation() {
-			case jetstream.KeyValuePut:
-				r.Op, r.Owner = "put", string(e.Value())
-			case jetstream.KeyValueDelete:
-				r.Op = "delete"
-			default:
-				r.Op = "purge"
-			}
-			h.mu.Lock()
-			h.records = append(h.records, r)
-			h.mu.Unlock()
-		}
-	}()
+	wctx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	h := &LeaseHistory{nc: nc, cancel: cancel, done: make(chan struct{})}
+	go h.run(wctx, kv, 2*s.cfg.LeaseTTL)
 	return h, nil
+}
+
+func (h *LeaseHistory) run(ctx context.Context, kv jetstream.KeyValue, quiet time.Duration) {
+	defer close(h.done)
+	var last uint64
+	for ctx.Err() == nil {
+		opts := []jetstream.WatchOpt{jetstream.IncludeHistory()}
+		if last > 0 {
+			opts = []jetstream.WatchOpt{jetstream.ResumeFromRevision(last + 1)}
+		}
+		w, err := kv.WatchAll(ctx, opts...)
+		if err != nil {
+			select {
+			case <-ctx.Done():
+			case <-time.After(500 * time.Millisecond):
+			}
+			continue
+		}
+		timer := time.NewTimer(quiet)
+	read:
+		for {
+			select {
+			case <-ctx.Done():
+				break read
+			case <-timer.C:
+				break read // quiet too long: start over from the next revision
+			case e, ok := <-w.Updates():
+				if !ok {
+					break read
+				}
+				if e == nil {
+					continue
+				}
+				timer.Reset(quiet)
+				if e.Revision() <= last {
+					continue
+				}
+				last = e.Revision()
+				r := LeaseRecord{Key: e.Key(), Revision: e.Revision(), At: e.Created()}
+				switch e.Operation() {
+				case jetstream.KeyValuePut:
+					r.Op, r.Owner = "put", string(e.Value())
+				case jetstream.KeyValueDelete:
+					r.Op = "delete"
+				default:
+					r.Op = "purge"
+				}
+				h.mu.Lock()
+				h.records = append(h.records, r)
+				h.mu.Unlock()
+			}
+		}
+		timer.Stop()
+		_ = w.Stop()
+		h.mu.Lock()
+		h.restarts++
+		h.mu.Unlock()
+	}
+}
+
+// Restarts is how many times the watch was started again.
+func (h *LeaseHistory) Restarts() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.restarts
 }
 
 // Close stops watching.
 func (h *LeaseHistory) Close() {
-	_ = h.w.Stop()
+	h.cancel()
+	<-h.done
 	h.nc.Close()
 }
 
