@@ -15,7 +15,8 @@
 //	ZAPBUS_LOG_LEVEL       debug (every stanza), info (default), warn, error
 //
 // At start it prints the root's public key: give it to the connector as
-// ZAPBUS_WA_FAKE_ROOT_KEY. The control API (JSON, Authorization: Bearer)
+// ZAPBUS_WA_FAKE_ROOT_KEY (wafake -print-root-key prints it and exits, for
+// configuring the connectors before the fake runs). The control API (JSON, Authorization: Bearer)
 // drives the fake phones: see control.go and docs/staging.md.
 package main
 
@@ -35,6 +36,7 @@ import (
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.mau.fi/whatsmeow/util/keys"
 
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/wafake"
@@ -55,6 +57,7 @@ type settings struct {
 	RootKeyFile string
 	Token       string
 	LogLevel    zerolog.Level
+	PrintRoot   bool // -print-root-key: create or read the key file, print the public key, exit
 }
 
 func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
@@ -65,6 +68,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&s.Addr, "addr", env.String("WAFAKE_ADDR", "127.0.0.1:5290"), "chat and media listener (WAFAKE_ADDR)")
 	fs.StringVar(&s.ControlAddr, "control-addr", env.String("WAFAKE_CONTROL_ADDR", "127.0.0.1:5291"), "control API, loopback only (WAFAKE_CONTROL_ADDR)")
 	fs.StringVar(&s.RootKeyFile, "root-key-file", env.String("WAFAKE_ROOT_KEY_FILE", "wafake-root.key"), "root private key file, created when missing (WAFAKE_ROOT_KEY_FILE)")
+	fs.BoolVar(&s.PrintRoot, "print-root-key", false, "create or read the root key file, print its public key (ZAPBUS_WA_FAKE_ROOT_KEY) and exit")
 	level := fs.String("log-level", env.String("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
 	s.Token = env.String("WAFAKE_TOKEN", "")
 	if err := fs.Parse(args); err != nil {
@@ -113,6 +117,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	priv, err := wafake.LoadOrCreateRootKey(s.RootKeyFile)
 	if err != nil {
 		return err
+	}
+	if s.PrintRoot {
+		fmt.Fprintln(stdout, hex.EncodeToString(keys.NewKeyPairFromPrivateKey(priv).Pub[:]))
+		return nil
 	}
 	if err := wafake.InstallRootKey(priv); err != nil {
 		return err
