@@ -99,6 +99,9 @@ type TenantResult struct {
 	WrongName   int // contacts whose stored push name is not the latest
 	NotAcked    int // ledger messages the fake would still redeliver
 	Redelivered int
+	Out         int // messages the mentorado sent that a phone got
+	OutMissing  int // of those, without a row
+	OutNotRead  int // rows whose status is not read (every one was read)
 }
 
 // Check is one pass/fail fact.
@@ -129,12 +132,12 @@ func (r *ChaosReport) Print(w io.Writer) {
 		fmt.Fprintln(w, "  "+e)
 	}
 	fmt.Fprintln(w, "chaos: ledger (what the fake phones sent) vs whatsapp_messages, leads, whatsapp_contacts")
-	fmt.Fprintf(w, "  %-9s %-14s %5s %6s %7s %5s %8s %10s %9s %5s %8s %9s %9s %11s\n",
-		"mentorado", "account", "sent", "stored", "missing", "extra", "bad_body", "bad_status", "contacts", "leads", "dup_lead", "bad_name", "not_acked", "redelivered")
+	fmt.Fprintf(w, "  %-9s %-14s %5s %6s %7s %5s %8s %10s %9s %5s %8s %9s %9s %11s %4s %8s %8s\n",
+		"mentorado", "account", "sent", "stored", "missing", "extra", "bad_body", "bad_status", "contacts", "leads", "dup_lead", "bad_name", "not_acked", "redelivered", "out", "out_miss", "not_read")
 	var tot TenantResult
 	for _, t := range r.Tenants {
-		fmt.Fprintf(w, "  %-9d %-14s %5d %6d %7d %5d %8d %10d %9d %5d %8d %9d %9d %11d\n",
-			t.Mentorado, t.Account, t.Sent, t.Stored, t.Missing, t.Extra, t.WrongBody, t.WrongStatus, t.Contacts, t.Leads, t.DupLeads, t.WrongName, t.NotAcked, t.Redelivered)
+		fmt.Fprintf(w, "  %-9d %-14s %5d %6d %7d %5d %8d %10d %9d %5d %8d %9d %9d %11d %4d %8d %8d\n",
+			t.Mentorado, t.Account, t.Sent, t.Stored, t.Missing, t.Extra, t.WrongBody, t.WrongStatus, t.Contacts, t.Leads, t.DupLeads, t.WrongName, t.NotAcked, t.Redelivered, t.Out, t.OutMissing, t.OutNotRead)
 		tot.Sent += t.Sent
 		tot.Stored += t.Stored
 		tot.Missing += t.Missing
@@ -147,9 +150,12 @@ func (r *ChaosReport) Print(w io.Writer) {
 		tot.WrongName += t.WrongName
 		tot.NotAcked += t.NotAcked
 		tot.Redelivered += t.Redelivered
+		tot.Out += t.Out
+		tot.OutMissing += t.OutMissing
+		tot.OutNotRead += t.OutNotRead
 	}
-	fmt.Fprintf(w, "  %-9s %-14s %5d %6d %7d %5d %8d %10d %9d %5d %8d %9d %9d %11d\n",
-		"total", "", tot.Sent, tot.Stored, tot.Missing, tot.Extra, tot.WrongBody, tot.WrongStatus, tot.Contacts, tot.Leads, tot.DupLeads, tot.WrongName, tot.NotAcked, tot.Redelivered)
+	fmt.Fprintf(w, "  %-9s %-14s %5d %6d %7d %5d %8d %10d %9d %5d %8d %9d %9d %11d %4d %8d %8d\n",
+		"total", "", tot.Sent, tot.Stored, tot.Missing, tot.Extra, tot.WrongBody, tot.WrongStatus, tot.Contacts, tot.Leads, tot.DupLeads, tot.WrongName, tot.NotAcked, tot.Redelivered, tot.Out, tot.OutMissing, tot.OutNotRead)
 	fmt.Fprintln(w, "chaos: checks")
 	for _, c := range r.Checks {
 		mark := "PASS"
@@ -177,8 +183,52 @@ type chaosRun struct {
 	start  time.Time
 	rep    *ChaosReport
 
-	mu     sync.Mutex
-	events []string
+	sends, sendErrs atomic.Int64
+
+	mu        sync.Mutex
+	events    []string
+	receipted map[string]bool // messages the phones sent a read receipt for
+}
+
+// receipts: the phones read what the mentorados sent them: a read receipt
+// for every message in the ledger's received list, as it appears, until
+// ctx ends.
+func (c *chaosRun) receipts(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+		l, err := c.fake.Ledger(ctx)
+		if err != nil {
+			continue
+		}
+		for _, m := range l.Received {
+			c.mu.Lock()
+			done := c.receipted[m.ID]
+			c.mu.Unlock()
+			if done {
+				continue
+			}
+			if err := c.fake.Receipt(ctx, m.Account, m.Contact, m.ID, "read"); err == nil {
+				c.mu.Lock()
+				c.receipted[m.ID] = true
+				c.mu.Unlock()
+			}
+		}
+	}
+}
+
+func (c *chaosRun) receiptedAll(l Ledger) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, m := range l.Received {
+		if !c.receipted[m.ID] {
+			return false
+		}
+	}
+	return true
 }
 
 func (c *chaosRun) event(format string, args ...any) {
@@ -195,7 +245,7 @@ func (c *chaosRun) event(format string, args ...any) {
 // run that could not be carried out; failed checks are in the report.
 func RunChaos(ctx context.Context, s *Stack, o ChaosOptions) (*ChaosReport, error) {
 	o.defaults()
-	c := &chaosRun{s: s, o: o, fake: s.FakeClient(), start: time.Now(), rep: &ChaosReport{}}
+	c := &chaosRun{s: s, o: o, fake: s.FakeClient(), start: time.Now(), rep: &ChaosReport{}, receipted: map[string]bool{}}
 	leases, err := s.WatchLeases(ctx)
 	if err != nil {
 		return nil, err
@@ -213,6 +263,9 @@ func RunChaos(ctx context.Context, s *Stack, o ChaosOptions) (*ChaosReport, erro
 	}
 	c.event("paired %d mentorados; sessions by connector: %s", len(tenants), ownersSummary(leases.Owners()))
 
+	rctx, stopReceipts := context.WithCancel(ctx)
+	defer stopReceipts()
+	go c.receipts(rctx)
 	trafficCtx, stopTraffic := context.WithCancel(ctx)
 	var sent atomic.Int64
 	trafficDone := make(chan error, 1)
@@ -223,7 +276,7 @@ func RunChaos(ctx context.Context, s *Stack, o ChaosOptions) (*ChaosReport, erro
 	if err := <-trafficDone; err != nil && !errors.Is(err, context.Canceled) {
 		return nil, fmt.Errorf("traffic: %w", err)
 	}
-	c.event("traffic stopped after %d messages", sent.Load())
+	c.event("traffic stopped after %d inbound messages and %d sends through the API (%d refused)", sent.Load(), c.sends.Load(), c.sendErrs.Load())
 	if faultErr != nil {
 		return nil, faultErr
 	}
@@ -288,6 +341,23 @@ func (c *chaosRun) traffic(ctx context.Context, tenants []Mentorado, sent *atomi
 		}
 		t := tenants[rand.IntN(len(tenants))]
 		from := fmt.Sprintf("55219%04d%04d", t.ID%10000, 1+rand.IntN(c.o.Contacts))
+		if n%4 == 0 {
+			// The mentorado answers through the API. A send refused while
+			// a connector is down is not in the ledger (the phone never
+			// got it); one that reached the phone is, whatever the API said.
+			// In the background: a send waits for the connector's answer
+			// (up to the notifier's send timeout while one is down).
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				if err := c.s.Send(context.WithoutCancel(ctx), t, from, fmt.Sprintf("chaos answer %d from %d", n, t.ID), fmt.Sprintf("chaos-%d", n)); err == nil {
+					c.sends.Add(1)
+				} else {
+					c.sendErrs.Add(1)
+				}
+			}()
+			continue
+		}
 		p := phones[t.Account+from]
 		if p == nil {
 			p = &phone{name: 1}
@@ -487,12 +557,13 @@ func (c *chaosRun) drain(ctx context.Context, tenants []Mentorado) (Ledger, erro
 				acked++
 			}
 		}
-		var stored int
-		if err := db.QueryRow(ctx, `SELECT count(*) FROM whatsapp_messages WHERE direction = 'in'`).Scan(&stored); err != nil {
+		var stored, read int
+		if err := db.QueryRow(ctx, `SELECT count(*) FILTER (WHERE direction = 'in'), count(*) FILTER (WHERE direction = 'out' AND status = 'read') FROM whatsapp_messages`).Scan(&stored, &read); err != nil {
 			return l, fmt.Errorf("count messages: %w", err)
 		}
-		if (acked == len(l.Sent) && stored >= len(l.Sent)) || time.Now().After(deadline) {
-			c.event("ledger %d messages: %d acknowledged by the connectors, %d inbound rows", len(l.Sent), acked, stored)
+		if (acked == len(l.Sent) && stored >= len(l.Sent) && c.receiptedAll(l) && read >= len(l.Received)) || time.Now().After(deadline) {
+			c.event("ledger: %d inbound messages, %d acknowledged by the connectors, %d inbound rows; %d messages the phones got, %d outbound rows read",
+				len(l.Sent), acked, stored, len(l.Received), read)
 			return l, nil
 		}
 		if acked != lastAcked {
@@ -585,6 +656,46 @@ func (c *chaosRun) compare(ctx context.Context, tenants []Mentorado, l Ledger) e
 				res.Extra++
 			}
 		}
+		// What the mentorado sent: every message a phone got is one row,
+		// read (the phone sent a read receipt for each).
+		outRows := map[string]row{}
+		oq, err := db.Query(ctx, `SELECT wa_message_id, body, status FROM whatsapp_messages WHERE mentorado_id = $1 AND direction = 'out'`, t.ID)
+		if err != nil {
+			return fmt.Errorf("read messages: %w", err)
+		}
+		for oq.Next() {
+			var id string
+			var r row
+			if err := oq.Scan(&id, &r.body, &r.status); err != nil {
+				oq.Close()
+				return err
+			}
+			outRows[id] = r
+		}
+		oq.Close()
+		got := map[string]bool{}
+		for _, m := range l.Received {
+			if m.Account != t.Account {
+				continue
+			}
+			got[m.ID] = true
+			res.Out++
+			r, ok := outRows[m.ID]
+			switch {
+			case !ok:
+				res.OutMissing++
+			case r.body != m.Text:
+				res.WrongBody++
+			case r.status != "read":
+				res.OutNotRead++
+			}
+		}
+		for id, r := range outRows {
+			// A send WhatsApp refused is a failed row the phone never got.
+			if !got[id] && r.status != "failed" {
+				res.Extra++
+			}
+		}
 		res.Contacts = len(latest)
 		for ph, m := range latest {
 			var n int
@@ -623,8 +734,11 @@ func (c *chaosRun) compare(ctx context.Context, tenants []Mentorado, l Ledger) e
 		rep.Duplicates += res.Redelivered
 		rep.Tenants = append(rep.Tenants, res)
 	}
-	var sent, missing, extra, bad, notAcked, dupLeads, noLead, wrongName int
+	var sent, missing, extra, bad, notAcked, dupLeads, noLead, wrongName, out, outMissing, outNotRead int
 	for _, t := range rep.Tenants {
+		out += t.Out
+		outMissing += t.OutMissing
+		outNotRead += t.OutNotRead
 		sent += t.Sent
 		missing += t.Missing
 		extra += t.Extra
@@ -636,6 +750,8 @@ func (c *chaosRun) compare(ctx context.Context, tenants []Mentorado, l Ledger) e
 	}
 	rep.check("every ledger message stored exactly once", sent > 0 && missing == 0 && extra == 0,
 		"%d sent, %d missing, %d rows not in the ledger (one row per (mentorado, WhatsApp id) is the unique key)", sent, missing, extra)
+	rep.check("every message the phones got stored once, read", out > 0 && outMissing == 0 && outNotRead == 0,
+		"%d sent by the mentorados and received, %d without a row, %d rows not read", out, outMissing, outNotRead)
 	rep.check("final status and body", bad == 0, "%d rows with another body or a status other than received", bad)
 	rep.check("nothing left for WhatsApp to redeliver", notAcked == 0, "%d ledger messages without the client's receipt", notAcked)
 	rep.check("duplicates delivered", rep.Duplicates > 0, "%d ledger messages were delivered more than once (redelivery and the offline queue)", rep.Duplicates)

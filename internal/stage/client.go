@@ -112,6 +112,20 @@ func (f Fake) Disconnect(ctx context.Context, account, reason string) error {
 	return err
 }
 
+// Receipt makes the phone from report a message the account sent as
+// delivered ("" ), read or played.
+func (f Fake) Receipt(ctx context.Context, account, from, id, kind string) error {
+	_, err := call(ctx, http.MethodPost, f.URL+"/v1/receipt", f.Token, map[string]string{"account": account, "from": from, "message_id": id, "kind": kind}, nil)
+	return err
+}
+
+// Send makes the mentorado send text to phone through the notifier (the
+// API a backend uses).
+func (s *Stack) Send(ctx context.Context, m Mentorado, phone, text, clientID string) error {
+	_, err := call(ctx, http.MethodPost, s.NotifierURL+"/v1/messages", m.Token, map[string]string{"phone": phone, "text": text, "client_id": clientID}, nil)
+	return err
+}
+
 // PairCode makes the phone type a pairing code.
 func (f Fake) PairCode(ctx context.Context, phone, code string) error {
 	_, err := call(ctx, http.MethodPost, f.URL+"/v1/pair-code", f.Token, map[string]string{"phone": phone, "code": code}, nil)
