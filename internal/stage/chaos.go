@@ -26,7 +26,11 @@ type ChaosOptions struct {
 	DuplicateEvery int           // every Nth message is delivered twice, default 10
 	Drain          time.Duration // after the traffic: how long everything may take to land, default 3m
 	Stall          time.Duration // no progress this long while messages wait: drop every connection once, default 10s
-	Out            io.Writer
+	// UntimedFailover turns the failover check's 2×TTL bound into a
+	// reported figure (tests do not assert timings; the command does).
+	// The sessions must still all move, within the 4×TTL the run waits.
+	UntimedFailover bool
+	Out             io.Writer
 }
 
 // ShortChaos is the version CI runs (about a minute and a half on two
@@ -469,7 +473,7 @@ func (c *chaosRun) faults(ctx context.Context) error {
 	}
 	c.rep.Takeover = slowest
 	c.event("%d sessions moved to the other connector, slowest after %s (lease TTL %s); not moved: %v", len(moved), slowest.Round(10*time.Millisecond), ttl, missing)
-	c.rep.check("connector failover", len(missing) == 0 && slowest <= 2*ttl,
+	c.rep.check("connector failover", len(missing) == 0 && (slowest <= 2*ttl || o.UntimedFailover),
 		"%d of %d sessions moved, slowest %s, bound 2×TTL = %s", len(moved), len(moved)+len(missing), slowest.Round(10*time.Millisecond), 2*ttl)
 	if err := victim.Start(); err != nil {
 		return err
