@@ -39,9 +39,7 @@ func (p *Proc) Start() error {
 	cmd := exec.Command(p.Path, p.Args...)
 	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME")}, p.Env...)
 	cmd.Stdout, cmd.Stderr = out, out
-	// Its own process group: Ctrl-C in the terminal reaches the stage
-	// command only, which stops the processes in order.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = sysProcAttr()
 	if err := cmd.Start(); err != nil {
 		out.Close()
 		return fmt.Errorf("%s: start: %w", p.Name, err)
