@@ -7,6 +7,9 @@
 //	zapbus-stage chaos [-short] start, run the chaos scenario, print the ledger comparison, stop;
 //	                           exits 1 when a check fails
 //
+// up -mentorados N also creates and pairs N mentorados with fake phones and
+// prints their tokens.
+//
 // Flags (both): -dir DIR (work directory; default a new temporary one),
 // -postgres URL (a superuser URL; default $ZAPBUS_STAGE_POSTGRES or
 // postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable),
@@ -53,6 +56,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	ttl := fs.Duration("lease-ttl", defTTL, "session lease TTL")
 	level := fs.String("log-level", "info", "services' log level")
 	short := fs.Bool("short", false, "chaos: the short version (CI)")
+	pair := fs.Int("mentorados", 0, "up: create and pair this many mentorados with fake phones, and print their tokens")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -94,6 +98,14 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return nil
 	}
 	st.Print(stdout)
+	for i := 1; i <= *pair; i++ {
+		m, err := st.PairMentorado(ctx, fmt.Sprintf("Stage %d", i), fmt.Sprintf("55119%08d", 60000000+i))
+		if err != nil {
+			return fmt.Errorf("pair mentorado %d: %w", i, err)
+		}
+		fmt.Fprintf(stdout, "  mentorado %d: token %s, WhatsApp %s (fake phone) — a contact writes: curl -s -H 'Authorization: Bearer %s' -d '{\"account\":\"%s\",\"from\":\"5521988887777\",\"text\":\"Oi!\"}' %s/v1/inbound\n",
+			m.ID, m.Token, m.Account, st.FakeToken, m.Account, st.FakeControl)
+	}
 	<-ctx.Done()
 	return nil
 }
