@@ -58,18 +58,9 @@ func (c *Config) defaults() error {
 	if c.PostgresURL == "" {
 		c.PostgresURL = "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable"
 	}
-	if c.NATSServer == "" {
-		c.NATSServer = os.Getenv("ZAPBUS_NATS_SERVER")
-	}
-	if c.NATSServer == "" {
-		out, err := exec.Command("go", "env", "GOPATH").Output()
-		if err != nil {
-			return fmt.Errorf("stage: go env GOPATH: %w", err)
-		}
-		c.NATSServer = filepath.Join(strings.TrimSpace(string(out)), "bin", "nats-server")
-	}
-	if _, err := os.Stat(c.NATSServer); err != nil {
-		return fmt.Errorf("stage: nats-server binary: %w (go install github.com/nats-io/nats-server/v2@v2.15.2, or set ZAPBUS_NATS_SERVER)", err)
+	var err error
+	if c.NATSServer, err = c.natsServer(); err != nil {
+		return err
 	}
 	if c.LeaseTTL == 0 {
 		c.LeaseTTL = 15 * time.Second
@@ -87,6 +78,26 @@ func (c *Config) defaults() error {
 		c.Out = io.Discard
 	}
 	return nil
+}
+
+// natsServer is the nats-server binary to run: Config.NATSServer, else
+// $ZAPBUS_NATS_SERVER, else $(go env GOPATH)/bin/nats-server.
+func (c *Config) natsServer() (string, error) {
+	path := c.NATSServer
+	if path == "" {
+		path = os.Getenv("ZAPBUS_NATS_SERVER")
+	}
+	if path == "" {
+		out, err := exec.Command("go", "env", "GOPATH").Output()
+		if err != nil {
+			return "", fmt.Errorf("stage: go env GOPATH: %w", err)
+		}
+		path = filepath.Join(strings.TrimSpace(string(out)), "bin", "nats-server")
+	}
+	if _, err := os.Stat(path); err != nil {
+		return "", fmt.Errorf("stage: nats-server binary: %w (go install github.com/nats-io/nats-server/v2@v2.15.2, or set ZAPBUS_NATS_SERVER)", err)
+	}
+	return path, nil
 }
 
 // Stack is a running staging stack.

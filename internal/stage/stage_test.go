@@ -123,6 +123,12 @@ func TestChaosShort(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts the whole staging stack; runs without -short (CI runs it)")
 	}
+	if _, err := (&Config{Dir: t.TempDir()}).natsServer(); err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal(err)
+		}
+		t.Skip(err)
+	}
 	out := &testenv.Buffer{}
 	w := io.MultiWriter(out, tWriter{t})
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
