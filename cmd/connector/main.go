@@ -22,6 +22,14 @@
 //	                                     STICKER), e.g. 16MiB; defaults in internal/media (Limits)
 //	ZAPBUS_HISTORY_MAX_ATTEMPTS          attempts at a history sync chunk before it fails for good, default 8
 //	ZAPBUS_HISTORY_MAX_AGE               a history sync chunk not imported this long after it was announced fails, default 72h
+//	ZAPBUS_WA_FAKE_ADDR                  STAGING ONLY: talk to the fake WhatsApp (cmd/wafake) at host:port
+//	ZAPBUS_WA_FAKE_ROOT_KEY              STAGING ONLY: the fake's root public key (hex, cmd/wafake prints it)
+//
+// The fake switch needs both ZAPBUS_WA_FAKE_* settings: one without the
+// other refuses to start, so a stray variable cannot half-enable it. With
+// both, the whole process trusts the fake's root instead of WhatsApp's (it
+// can no longer reach the real WhatsApp), warns at every start, and /readyz
+// says "FAKE WhatsApp" (docs/staging.md).
 //
 // Start-up does not depend on order: the connector serves /healthz (200)
 // and /readyz (503, naming what it waits for) at once, and retries
@@ -36,12 +44,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
+	"go.mau.fi/whatsmeow"
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
@@ -49,6 +59,7 @@ import (
 	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/startup"
+	"github.com/zapbus/zapbus/internal/wafakeclient"
 )
 
 func main() {
@@ -73,6 +84,10 @@ type settings struct {
 	LogLevel           zerolog.Level
 	LeaseTTL           time.Duration
 	Connector          connector.Config
+	// Fake is the fake WhatsApp the sessions talk to when FakeWA is set
+	// (staging and chaos runs only).
+	Fake   wafakeclient.Config
+	FakeWA bool
 }
 
 func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (settings, error) {
@@ -132,6 +147,13 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		return s, err
 	}
 	s.LogLevel = lvl
+	s.Fake, s.FakeWA, err = wafakeclient.Parse(str("ZAPBUS_WA_FAKE_ADDR", ""), str("ZAPBUS_WA_FAKE_ROOT_KEY", ""))
+	if err != nil {
+		return s, err
+	}
+	if err := env.Err(); err != nil { // a ZAPBUS_WA_FAKE_*_FILE that does not read
+		return s, err
+	}
 	if err := s.Connector.Validate(); err != nil {
 		return s, err
 	}
@@ -144,6 +166,13 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	log := zerolog.New(redact.Writer(stdout)).Level(s.LogLevel).With().Timestamp().Str("service", "connector").Logger()
+	var configure func(*whatsmeow.Client) // nil: the real WhatsApp
+	if s.FakeWA {
+		configure = wafakeclient.Install(s.Fake)
+		// Warn (not info) so it shows at every log level operators run.
+		log.Warn().Str("wa_fake_addr", s.Fake.Addr).Str("wa_fake_root_key", s.Fake.RootKeyHex()).
+			Msg("FAKE WhatsApp: sessions talk to the fake server (cmd/wafake), not to WhatsApp; staging and chaos runs only")
+	}
 
 	// Serve /healthz and /readyz at once; /readyz says what start-up still
 	// waits for until Postgres and NATS are up. The connector's health
@@ -168,7 +197,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer func() { _ = b.Drain() }()
 	var factory *connector.WhatsmeowFactory
 	if err := w.Wait(ctx, "whatsmeow store", func(ctx context.Context) (err error) {
-		factory, err = connector.NewWhatsmeowFactory(ctx, db, log, nil)
+		factory, err = connector.NewWhatsmeowFactory(ctx, db, log, configure)
 		return err
 	}); err != nil {
 		return startup.Interrupted(ctx, err)
@@ -185,9 +214,47 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	if front != nil {
-		stop := front.ServeHealth(startup.Health{Ready: c.CheckReady, Metrics: c.Registry()})
+		health := startup.Health{Ready: c.CheckReady, Metrics: c.Registry()}
+		var stop func()
+		if s.FakeWA {
+			stop = serveFakeHealth(front, health, s.Fake.Addr)
+		} else {
+			stop = front.ServeHealth(health)
+		}
 		defer stop()
 		log.Info().Str("http", front.Addr().String()).Msg("serving /healthz, /readyz, /metrics")
 	}
 	return c.Run(ctx)
+}
+
+// serveFakeHealth is Front.ServeHealth for a connector on the fake
+// WhatsApp: /readyz names the fake in its body, ready or not, and every
+// health answer carries X-Zapbus-WhatsApp: fake, so nobody mistakes a
+// staging connector for a production one.
+func serveFakeHealth(front *startup.Front, h startup.Health, fakeAddr string) (stop func()) {
+	inner := h.Handler()
+	mark := "FAKE WhatsApp at " + fakeAddr + " (staging only)"
+	mux := http.NewServeMux()
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Zapbus-WhatsApp", "fake")
+		inner.ServeHTTP(w, r)
+	}))
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("X-Zapbus-WhatsApp", "fake")
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := h.Ready(ctx); err != nil {
+			http.Error(w, err.Error()+"; "+mark, http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = io.WriteString(w, "ready; "+mark+"\n")
+	})
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	ln := front.Handoff()
+	go func() { _ = srv.Serve(ln) }()
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+	}
 }

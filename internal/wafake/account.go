@@ -363,6 +363,12 @@ func (s *Server) login(c *conn, phone string, device uint16) {
 		fail = &n
 	default:
 		old = a.conn
+		if old != nil {
+			// Two live logins of one device: two processes run the same
+			// session. The chaos check (cmd/zapbus-stage) asserts it never
+			// happens while leases work.
+			s.counters[CountReplaced]++
+		}
 		a.conn = c
 		c.acct = a
 		c.loggedIn = true

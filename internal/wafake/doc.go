@@ -14,6 +14,13 @@
 //	cli := whatsmeow.NewClient(device, waLog.Zerolog(log))
 //	srv.Configure(cli) // SetPreLoginHTTPClient + SetWebsocketHTTPClient + SetMediaHTTPClient
 //
+// In another process (cmd/wafake, the staging stack): NewServerAt(log,
+// addr) listens on a fixed address, InstallRootKey(priv) makes the root the
+// key from LoadOrCreateRootKey(file) instead of a random one, and
+// RootPublicKey is what the other process trusts (internal/wafakeclient
+// sets whatsmeow.WACertPubKey to it and dials addr). Count(CountReplaced)
+// counts logins that replaced a live connection of the same device.
+//
 // The client still dials wss://web.whatsapp.com/ws/chat; the HTTP client's
 // transport dials the fake's loopback listener instead (DialTLSContext, so
 // no TLS is involved). whatsmeow.WACertPubKey is replaced by a fake root key

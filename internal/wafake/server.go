@@ -101,7 +101,21 @@ type Server struct {
 // logged at debug level to log (use zerolog.Nop() for silence). It calls
 // InstallRoot.
 func NewServer(log zerolog.Logger) (*Server, error) {
+	return NewServerAt(log, "")
+}
+
+// NewServerAt is NewServer listening on addr (host:port) instead of a
+// random loopback port, for the standalone fake (cmd/wafake) that other
+// processes dial. An empty addr is NewServer's 127.0.0.1:0.
+func NewServerAt(log zerolog.Logger, addr string) (*Server, error) {
 	InstallRoot()
+	var ln net.Listener
+	if addr != "" {
+		var err error
+		if ln, err = net.Listen("tcp", addr); err != nil {
+			return nil, fmt.Errorf("wafake: listen %s: %w", addr, err)
+		}
+	}
 	s := &Server{
 		log:       log.With().Str("component", "wafake").Logger(),
 		static:    keys.NewKeyPair(),
@@ -129,6 +143,10 @@ func NewServer(log zerolog.Logger) (*Server, error) {
 		http.NotFound(w, r)
 	})
 	s.hs = httptest.NewUnstartedServer(mux)
+	if ln != nil {
+		_ = s.hs.Listener.Close()
+		s.hs.Listener = ln
+	}
 	s.hs.Start()
 	s.addr = s.hs.Listener.Addr().String()
 	dial := func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -220,8 +238,13 @@ func (s *Server) Stanzas() []Stanza {
 	return append([]Stanza(nil), s.stanzas...)
 }
 
+// CountReplaced is the Count key of logins that replaced a live connection
+// of the same device (the old one got the "replaced" stream error).
+const CountReplaced = "login:replaced"
+
 // Count returns how many stanzas were seen with the given key: "in:<tag>",
-// "out:<tag>", or for IQs "in:iq:<xmlns>" / "out:iq:<xmlns>".
+// "out:<tag>", or for IQs "in:iq:<xmlns>" / "out:iq:<xmlns>"; and
+// CountReplaced.
 func (s *Server) Count(key string) int {
 	s.mu.Lock()
 	defer s.mu.Unlock()
