@@ -86,6 +86,9 @@ var rules = []rule{
 			// -sim mode runs the fake WhatsApp server in-process, so a
 			// developer can pair and chat without a phone.
 			"cmd/devstack": "internal/wafake",
+			// The standalone fake WhatsApp process (staging and chaos
+			// runs; dev only, never in the production image).
+			"cmd/wafake": "internal/wafake",
 			// A test helper package (process runner for start-up tests),
 			// imported only by tests.
 			"internal/startup/startuptest": "internal/testenv",
