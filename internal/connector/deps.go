@@ -31,6 +31,9 @@ type sessionDeps struct {
 	downloads downloadQueue // the media download queue
 	ledger    mediaLedger   // media_objects; nil in state-machine tests
 	histories historyQueue  // history_syncs; nil: history is not imported
+	// storeCheck tells whether whatsmeow's device store (Postgres)
+	// answers; nil: never checked (storedown.go).
+	storeCheck func(context.Context) error
 }
 
 // deviceStore is the session's access to its wa_devices row.
@@ -57,18 +60,19 @@ var (
 // sessionDeps wires a session to this connector.
 func (c *Connector) sessionDeps() sessionDeps {
 	return sessionDeps{
-		cfg:       c.cfg,
-		clock:     c.clock,
-		rand:      c.rand,
-		log:       c.log,
-		metrics:   c.metrics,
-		factory:   c.factory,
-		devices:   c.devices,
-		publisher: c.bus,
-		convert:   c.convert,
-		media:     c.media,
-		downloads: c.db.MediaDownloads(),
-		ledger:    c.db.MediaObjects(),
-		histories: c.db.HistorySyncs(),
+		cfg:        c.cfg,
+		clock:      c.clock,
+		rand:       c.rand,
+		log:        c.log,
+		metrics:    c.metrics,
+		factory:    c.factory,
+		devices:    c.devices,
+		publisher:  c.bus,
+		convert:    c.convert,
+		media:      c.media,
+		downloads:  c.db.MediaDownloads(),
+		ledger:     c.db.MediaObjects(),
+		histories:  c.db.HistorySyncs(),
+		storeCheck: c.db.Ready,
 	}
 }

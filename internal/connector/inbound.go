@@ -39,6 +39,9 @@ func (s *session) handler(ctx context.Context, gen int, cli Client, detach chan 
 			case <-detach:
 			}
 		default:
+			if u, ok := evt.(*events.UndecryptableMessage); ok {
+				s.onUndecryptable(ctx, gen, u)
+			}
 			s.notHandled(evt, d)
 		}
 		return true

@@ -235,6 +235,12 @@ var smJID = types.NewJID("5511999990000", types.DefaultUserServer)
 
 func newMachine(t *testing.T, pol Policy) *machine {
 	t.Helper()
+	return newMachineWith(t, pol, nil)
+}
+
+// newMachineWith is newMachine with the session's deps adjusted by edit.
+func newMachineWith(t *testing.T, pol Policy, edit func(*sessionDeps)) *machine {
+	t.Helper()
 	pol.Jitter = -1
 	m := &machine{
 		t:       t,
@@ -255,6 +261,9 @@ func newMachine(t *testing.T, pol Policy) *machine {
 		convert: func(context.Context, int64, Client, any) ([]event.Envelope, error) {
 			return nil, nil
 		},
+	}
+	if edit != nil {
+		edit(&d)
 	}
 	m.s = newSession(d, smMentorado, deviceRow{JID: smJID, Phone: smJID.User, Desired: desiredConnected})
 	ctx, cancel := context.WithCancel(context.Background())
