@@ -293,7 +293,8 @@ func consumerNames(ctx context.Context, js jetstream.JetStream) ([]string, error
 	return names, l.Err()
 }
 
-// consumersBusy reports whether any WA_EVENTS consumer still has messages
+// consumersBusy reports whether any durable WA_EVENTS consumer (there is
+// none yet: busy) still has messages
 // pending or awaiting an ack.
 func consumersBusy(ctx context.Context, js jetstream.JetStream) (bool, error) {
 	s, err := js.Stream(ctx, bus.StreamEvents)
@@ -303,6 +304,9 @@ func consumersBusy(ctx context.Context, js jetstream.JetStream) (bool, error) {
 	l := s.ListConsumers(ctx)
 	busy, seen := false, 0
 	for ci := range l.Info() {
+		if ci.Config.Durable == "" {
+			continue // an ordered consumer (replay, a raw read)
+		}
 		seen++
 		if ci.NumPending > 0 || ci.NumAckPending > 0 || ci.NumRedelivered > 0 && ci.NumAckPending > 0 {
 			busy = true

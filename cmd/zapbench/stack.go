@@ -330,7 +330,8 @@ func publishAll(ctx context.Context, js jetstream.JetStream, pubs []genPub, subj
 		if subject != nil {
 			subj = subject(subj)
 		}
-		f, err := js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: p.data, Header: nats.Header{}}, jetstream.WithMsgID(p.msgID))
+		f, err := js.PublishMsgAsync(&nats.Msg{Subject: subj, Data: p.data, Header: nats.Header{}}, jetstream.WithMsgID(p.msgID),
+			jetstream.WithStallWait(time.Minute))
 		if err != nil {
 			close(futures)
 			<-waited
