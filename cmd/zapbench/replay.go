@@ -205,7 +205,8 @@ func runReplay(ctx context.Context, env *Env, args []string) (*Result, error) {
 var replaySummary = regexp.MustCompile(`replay: (\d+) events applied, (\d+) dead-lettered, up to seq \d+, in (\S+)`)
 
 // rawRead reads the whole stream through an ordered consumer in fetches of
-// batch and returns events/s.
+// batch (the last one sized to what is pending, as replay does) and returns
+// events/s.
 func rawRead(ctx context.Context, b *bus.Bus, batch int) (float64, error) {
 	info, err := b.StreamInfo(ctx, bus.StreamEvents)
 	if err != nil {
@@ -217,17 +218,18 @@ func rawRead(ctx context.Context, b *bus.Bus, batch int) (float64, error) {
 		return 0, err
 	}
 	start := time.Now()
-	n, bytes := 0, 0
+	n, bytes, want := 0, 0, batch
 	for done := false; !done; {
-		msgs, err := cons.Fetch(batch, jetstream.FetchMaxWait(time.Second))
+		msgs, err := cons.Fetch(want, jetstream.FetchMaxWait(time.Second))
 		if err != nil {
 			return 0, err
 		}
 		for m := range msgs.Messages() {
 			n++
 			bytes += len(m.Data())
-			if md, err := m.Metadata(); err == nil && md.Sequence.Stream >= last {
-				done = true
+			if md, err := m.Metadata(); err == nil {
+				done = done || md.Sequence.Stream >= last || md.NumPending == 0
+				want = int(min(uint64(batch), max(md.NumPending, 1)))
 			}
 		}
 		if err := msgs.Error(); err != nil {
