@@ -22,7 +22,7 @@
 //	                                     reached without credentials; true: always (tests, dev);
 //	                                     false: only verify them (production: zapbus-admin provision)
 //	ZAPBUS_HTTP_ADDR                     /metrics, /healthz, /readyz; default 127.0.0.1:9102 ("off" disables)
-//	ZAPBUS_PERSISTER_BATCH               events per fetch and transaction, default 500
+//	ZAPBUS_PERSISTER_BATCH               events per fetch, default 2000 (split into partitions)
 //	ZAPBUS_PERSISTER_MAX_WAIT            longest a partial batch is held for more events, default 500ms
 //	                                     (an idle stream is applied within milliseconds)
 //	ZAPBUS_PERSISTER_ACK_WAIT            redelivery after this long without an ack, default 10s: how
@@ -105,7 +105,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&s.DatabaseURL, "database-url", str("DATABASE_URL", ""), "Postgres URL (DATABASE_URL)")
 	fs.StringVar(&s.NATSURL, "nats-url", str("NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (NATS_URL)")
 	fs.StringVar(&s.HTTPAddr, "http-addr", str("ZAPBUS_HTTP_ADDR", DefaultHTTPAddr), "metrics and health address, or off (ZAPBUS_HTTP_ADDR)")
-	fs.IntVar(&s.Persister.Batch, "batch", integer("ZAPBUS_PERSISTER_BATCH", 500), "events per fetch and transaction (ZAPBUS_PERSISTER_BATCH)")
+	fs.IntVar(&s.Persister.Batch, "batch", integer("ZAPBUS_PERSISTER_BATCH", persister.DefaultBatch), "events per fetch, split into partitions (ZAPBUS_PERSISTER_BATCH)")
 	fs.DurationVar(&s.Persister.MaxWait, "max-wait", dur("ZAPBUS_PERSISTER_MAX_WAIT", 500*time.Millisecond), "how long a fetch waits to fill a batch (ZAPBUS_PERSISTER_MAX_WAIT)")
 	fs.DurationVar(&s.Persister.AckWait, "ack-wait", dur("ZAPBUS_PERSISTER_ACK_WAIT", persister.DefaultAckWait), "redelivery after this long without an ack, e.g. when a persister died mid-batch (ZAPBUS_PERSISTER_ACK_WAIT)")
 	fs.DurationVar(&s.Persister.OutboxInterval, "outbox-interval", dur("ZAPBUS_PERSISTER_OUTBOX_INTERVAL", persister.DefaultOutboxInterval), "how often lead events left unpublished (a crash, NATS down) are published again (ZAPBUS_PERSISTER_OUTBOX_INTERVAL)")

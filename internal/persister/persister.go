@@ -85,7 +85,7 @@ import (
 // Config tunes the persister. Zero values take the defaults.
 type Config struct {
 	Consumer string        // durable consumer name (default "persister")
-	Batch    int           // events per fetch and transaction (default 500)
+	Batch    int           // events per fetch, split into Partitions transactions (default DefaultBatch)
 	MaxWait  time.Duration // longest a partial batch is held for more events (default 500 ms; see bus.ConsumeOptions)
 	// AckWait is how long JetStream waits for an ack before it redelivers
 	// a batch to another persister (default 10 s): the recovery time after
@@ -112,7 +112,7 @@ func (c Config) WithDefaults() Config {
 		c.Consumer = "persister"
 	}
 	if c.Batch == 0 {
-		c.Batch = 500
+		c.Batch = DefaultBatch
 	}
 	if c.MaxWait == 0 {
 		c.MaxWait = 500 * time.Millisecond
@@ -137,6 +137,11 @@ func (c Config) WithDefaults() Config {
 	}
 	return c
 }
+
+// DefaultBatch is how many events a persister takes at once: 2,000, split
+// by mentorado into DefaultPartitions transactions (decision 0013: four
+// times 500 ran 1.5–2× faster than one 500-event transaction at a time).
+const DefaultBatch = 2000
 
 // DefaultPartitions is how many concurrent transactions a batch is split
 // into (Config.Partitions).
