@@ -127,6 +127,12 @@ func TestKilledPersisterBatchRedeliveredAfterAckWait(t *testing.T) {
 		pending, _, _, ok := info()
 		return err == nil && rows == n && ok && pending == 0
 	}, "the killed persister's batch was not applied by the second one; output:\n%s", out)
+	// The lead event the second persister publishes after its commit comes
+	// back through the consumer: wait for it to be acked too.
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		pending, _, _, ok := info()
+		return ok && pending == 0
+	}, "the consumer kept events pending")
 	pending, redelivered, ackWait, _ := info()
 	if redelivered < n || pending != 0 || ackWait != 3*time.Second {
 		t.Fatalf("consumer: %d redelivered, %d pending, AckWait %s; want redeliveries, none pending, the updated 3s",

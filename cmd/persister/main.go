@@ -22,13 +22,15 @@
 //	                                     reached without credentials; true: always (tests, dev);
 //	                                     false: only verify them (production: zapbus-admin provision)
 //	ZAPBUS_HTTP_ADDR                     /metrics, /healthz, /readyz; default 127.0.0.1:9102 ("off" disables)
-//	ZAPBUS_PERSISTER_BATCH               events per fetch and transaction, default 500
+//	ZAPBUS_PERSISTER_BATCH               events per fetch, default 2000 (split into partitions)
 //	ZAPBUS_PERSISTER_MAX_WAIT            longest a partial batch is held for more events, default 500ms
 //	                                     (an idle stream is applied within milliseconds)
 //	ZAPBUS_PERSISTER_ACK_WAIT            redelivery after this long without an ack, default 10s: how
 //	                                     soon another persister takes over the batch of one that died
 //	                                     (a batch still being applied is kept alive every ack-wait/3);
 //	                                     1s to 1h, applied to the existing durable consumer at start
+//	ZAPBUS_PERSISTER_PARTITIONS          transactions a batch is split into by mentorado, applied
+//	                                     concurrently, default 4 (docs/decisions/0013-persister-partitions.md)
 //	ZAPBUS_PERSISTER_CONSUMER            durable consumer name, default persister
 //	ZAPBUS_LOG_LEVEL                     debug, info (default), warn, error
 package main
@@ -41,6 +43,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"strings"
 	"syscall"
 	"time"
@@ -60,7 +63,15 @@ const DefaultHTTPAddr = "127.0.0.1:9102"
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
+	// A CPU profile of the whole run, for zapbench's profiling runs
+	// (docs/performance.md); not a setting operators need.
+	if path := os.Getenv("ZAPBUS_CPU_PROFILE"); path != "" {
+		if f, err := os.Create(path); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer func() { pprof.StopCPUProfile(); f.Close() }()
+		}
+	}
 	if err := run(ctx, os.Args[1:], os.Getenv, os.Stdout); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "persister:", err)
 		os.Exit(1)
 	}
@@ -94,10 +105,11 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.StringVar(&s.DatabaseURL, "database-url", str("DATABASE_URL", ""), "Postgres URL (DATABASE_URL)")
 	fs.StringVar(&s.NATSURL, "nats-url", str("NATS_URL", "nats://127.0.0.1:4222"), "NATS URL (NATS_URL)")
 	fs.StringVar(&s.HTTPAddr, "http-addr", str("ZAPBUS_HTTP_ADDR", DefaultHTTPAddr), "metrics and health address, or off (ZAPBUS_HTTP_ADDR)")
-	fs.IntVar(&s.Persister.Batch, "batch", integer("ZAPBUS_PERSISTER_BATCH", 500), "events per fetch and transaction (ZAPBUS_PERSISTER_BATCH)")
+	fs.IntVar(&s.Persister.Batch, "batch", integer("ZAPBUS_PERSISTER_BATCH", persister.DefaultBatch), "events per fetch, split into partitions (ZAPBUS_PERSISTER_BATCH)")
 	fs.DurationVar(&s.Persister.MaxWait, "max-wait", dur("ZAPBUS_PERSISTER_MAX_WAIT", 500*time.Millisecond), "how long a fetch waits to fill a batch (ZAPBUS_PERSISTER_MAX_WAIT)")
 	fs.DurationVar(&s.Persister.AckWait, "ack-wait", dur("ZAPBUS_PERSISTER_ACK_WAIT", persister.DefaultAckWait), "redelivery after this long without an ack, e.g. when a persister died mid-batch (ZAPBUS_PERSISTER_ACK_WAIT)")
 	fs.DurationVar(&s.Persister.OutboxInterval, "outbox-interval", dur("ZAPBUS_PERSISTER_OUTBOX_INTERVAL", persister.DefaultOutboxInterval), "how often lead events left unpublished (a crash, NATS down) are published again (ZAPBUS_PERSISTER_OUTBOX_INTERVAL)")
+	fs.IntVar(&s.Persister.Partitions, "partitions", integer("ZAPBUS_PERSISTER_PARTITIONS", persister.DefaultPartitions), "concurrent transactions per batch, split by mentorado (ZAPBUS_PERSISTER_PARTITIONS)")
 	fs.StringVar(&s.Persister.Consumer, "consumer", str("ZAPBUS_PERSISTER_CONSUMER", "persister"), "durable consumer name (ZAPBUS_PERSISTER_CONSUMER)")
 	level := fs.String("log-level", str("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
 	var since time.Duration
@@ -138,6 +150,8 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_ACK_WAIT: %s, want 1s to 1h", s.Persister.AckWait)
 	case s.Persister.OutboxInterval < time.Second || s.Persister.OutboxInterval > time.Hour:
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_OUTBOX_INTERVAL: %s, want 1s to 1h", s.Persister.OutboxInterval)
+	case s.Persister.Partitions < 1 || s.Persister.Partitions > 64:
+		return s, fmt.Errorf("ZAPBUS_PERSISTER_PARTITIONS: %d, want 1 to 64", s.Persister.Partitions)
 	case s.Persister.Consumer == "" || strings.ContainsAny(s.Persister.Consumer, ".*> \t"):
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_CONSUMER: %q is not a valid consumer name", s.Persister.Consumer)
 	}

@@ -54,7 +54,7 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		t.Fatalf("replay settings %+v, %v", s.Replay, err)
 	}
 	s, err = loadSettings(nil, envOf(base), io.Discard)
-	if err != nil || s.HTTPAddr != DefaultHTTPAddr || s.Persister.Batch != 500 || s.Persister.AckWait != persister.DefaultAckWait ||
+	if err != nil || s.HTTPAddr != DefaultHTTPAddr || s.Persister.Batch != persister.DefaultBatch || s.Persister.AckWait != persister.DefaultAckWait ||
 		s.Persister.OutboxInterval != persister.DefaultOutboxInterval {
 		t.Fatalf("defaults %+v, %v", s, err)
 	}

@@ -65,25 +65,74 @@ func Decode(items []Item) *Decoded {
 
 // ApplyDecoded is Apply for a batch decoded with Decode. It may be called
 // once per Decoded.
+//
+// The batch's events are split by mentorado into Config.Partitions parts,
+// each applied in its own transaction, concurrently (docs/decisions/
+// 0013-persister-partitions.md): every transaction locks the mentorados it
+// writes, and parts never share a mentorado, so they do not wait on each
+// other's locks and Postgres works on several at once. A mentorado's events
+// stay in one transaction, in stream order. When a part fails transiently
+// the whole batch is retried: parts that committed are applied again,
+// which changes nothing (every write is idempotent).
 func (p *Persister) ApplyDecoded(ctx context.Context, d *Decoded) ([]error, error) {
 	start := time.Now()
-	poison, evs := d.poison, d.evs
+	parts := partition(d.evs, p.cfg.Partitions)
+	errs := make([]error, len(parts))
+	if len(parts) == 1 {
+		errs[0] = p.applyPart(ctx, d, parts[0])
+	} else {
+		var wg sync.WaitGroup
+		for i, evs := range parts {
+			wg.Go(func() { errs[i] = p.applyPart(ctx, d, evs) })
+		}
+		wg.Wait()
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	p.metrics.batchSize.Observe(float64(len(d.items)))
+	p.metrics.batchSeconds.Observe(time.Since(start).Seconds())
+	return d.poison, nil
+}
+
+// partition splits evs (in stream order) into at most n non-empty parts by
+// mentorado, keeping each part in stream order.
+func partition(evs []decoded, n int) [][]decoded {
+	if n <= 1 || len(evs) == 0 {
+		return [][]decoded{evs}
+	}
+	parts := make([][]decoded, n)
+	for _, e := range evs {
+		k := int(uint64(e.env.MentoradoID) % uint64(n))
+		parts[k] = append(parts[k], e)
+	}
+	out := parts[:0]
+	for _, pt := range parts {
+		if len(pt) > 0 {
+			out = append(out, pt)
+		}
+	}
+	return out
+}
+
+// applyPart applies evs, events of d, in one transaction (bisecting on a
+// permanent error), recording poison in d.poison.
+func (p *Persister) applyPart(ctx context.Context, d *Decoded, evs []decoded) error {
+	poison := d.poison
 	var leads int
 	if err := p.applyDecoded(ctx, evs, poison, &leads); err != nil {
 		p.metrics.transient.Inc()
-		return nil, err
+		return err
 	}
 	if leads > 0 && p.bus != nil {
 		p.kickOutbox()
 	}
-	for _, d := range evs {
-		if poison[d.idx] == nil {
-			p.metrics.applied.WithLabelValues(string(d.env.Type)).Inc()
+	for _, e := range evs {
+		if poison[e.idx] == nil {
+			p.metrics.applied.WithLabelValues(string(e.env.Type)).Inc()
 		}
 	}
-	p.metrics.batchSize.Observe(float64(len(d.items)))
-	p.metrics.batchSeconds.Observe(time.Since(start).Seconds())
-	return poison, nil
+	return nil
 }
 
 // decodeAll decodes items (in parallel for big batches: JSON decoding is
@@ -226,6 +275,8 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error, leads
 			}
 		}
 		if p.beforeCommit != nil {
+			p.hookMu.Lock() // parts commit concurrently; the test hooks count
+			defer p.hookMu.Unlock()
 			if err := p.beforeCommit(ctx); err != nil {
 				return err
 			}

@@ -69,6 +69,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -84,7 +85,7 @@ import (
 // Config tunes the persister. Zero values take the defaults.
 type Config struct {
 	Consumer string        // durable consumer name (default "persister")
-	Batch    int           // events per fetch and transaction (default 500)
+	Batch    int           // events per fetch, split into Partitions transactions (default DefaultBatch)
 	MaxWait  time.Duration // longest a partial batch is held for more events (default 500 ms; see bus.ConsumeOptions)
 	// AckWait is how long JetStream waits for an ack before it redelivers
 	// a batch to another persister (default 10 s): the recovery time after
@@ -95,6 +96,10 @@ type Config struct {
 	MaxAckPending int           // unacked events the consumer hands out across all persisters (default 20 × Batch)
 	RetryMin      time.Duration // first backoff after a transient failure (default 200 ms)
 	RetryMax      time.Duration // backoff cap (default 10 s)
+	// Partitions is how many transactions a batch is split into, by
+	// mentorado, applied concurrently (default 4; 1 applies a batch in one
+	// transaction). See ApplyDecoded.
+	Partitions int
 	// OutboxInterval is how often lead events left in the outbox (a
 	// crash between a commit and its publish, NATS down) are published
 	// again (default 30 s); a commit that wrote some publishes at once.
@@ -107,7 +112,7 @@ func (c Config) WithDefaults() Config {
 		c.Consumer = "persister"
 	}
 	if c.Batch == 0 {
-		c.Batch = 500
+		c.Batch = DefaultBatch
 	}
 	if c.MaxWait == 0 {
 		c.MaxWait = 500 * time.Millisecond
@@ -127,8 +132,20 @@ func (c Config) WithDefaults() Config {
 	if c.OutboxInterval == 0 {
 		c.OutboxInterval = DefaultOutboxInterval
 	}
+	if c.Partitions == 0 {
+		c.Partitions = DefaultPartitions
+	}
 	return c
 }
+
+// DefaultBatch is how many events a persister takes at once: 2,000, split
+// by mentorado into DefaultPartitions transactions (decision 0013: four
+// times 500 ran 1.5–2× faster than one 500-event transaction at a time).
+const DefaultBatch = 2000
+
+// DefaultPartitions is how many concurrent transactions a batch is split
+// into (Config.Partitions).
+const DefaultPartitions = 4
 
 // DefaultOutboxInterval is how often leftover lead events are published.
 const DefaultOutboxInterval = 30 * time.Second
@@ -154,6 +171,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("persister: max ack pending %d below batch size %d", c.MaxAckPending, c.Batch)
 	case c.RetryMin <= 0 || c.RetryMax < c.RetryMin:
 		return fmt.Errorf("persister: retry backoff %s..%s is not a range", c.RetryMin, c.RetryMax)
+	case c.Partitions < 1 || c.Partitions > 64:
+		return fmt.Errorf("persister: partitions %d: want 1 to 64", c.Partitions)
 	case c.OutboxInterval < 0:
 		return fmt.Errorf("persister: outbox interval %s is negative", c.OutboxInterval)
 	}
@@ -170,6 +189,7 @@ type Persister struct {
 	kick    chan struct{} // a commit wrote lead events: flush the outbox
 
 	// Test hooks.
+	hookMu       sync.Mutex                  // beforeCommit runs in concurrent transactions
 	beforeCommit func(context.Context) error // inside the transaction, after the writes
 	afterApply   func()                      // after a commit, before the acks
 	onHeartbeat  func()                      // after each in-progress heartbeat of a held batch

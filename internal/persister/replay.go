@@ -72,53 +72,30 @@ func (p *Persister) Replay(ctx context.Context, opt ReplayOptions) (ReplayStats,
 	if err != nil {
 		return st, fmt.Errorf("persister: replay consumer: %w", err)
 	}
+	// Fetching and decoding the next batch overlaps applying this one.
+	fctx, stop := context.WithCancel(ctx)
+	defer stop()
+	batches := make(chan replayBatch, 1)
+	go p.replayFetch(fctx, cons, st.LastSeq, batches)
 	var lastProgress time.Time
-	var seq uint64
-	for done := false; !done; {
-		if err := ctx.Err(); err != nil {
-			return st, err
+	for b := range batches {
+		if b.err != nil {
+			return st, b.err
 		}
-		batch, err := cons.Fetch(p.cfg.Batch, jetstream.FetchMaxWait(p.cfg.MaxWait))
-		if err != nil {
-			return st, fmt.Errorf("persister: replay fetch: %w", err)
-		}
-		var items []Item
-		for m := range batch.Messages() {
-			md, err := m.Metadata()
-			if err != nil {
-				continue
-			}
-			if md.Sequence.Stream > st.LastSeq {
-				done = true
-				break
-			}
-			seq = md.Sequence.Stream
-			items = append(items, Item{Subject: m.Subject(), Seq: seq, Data: m.Data()})
-			if seq == st.LastSeq {
-				done = true
-			}
-		}
-		if len(items) == 0 && !done {
-			ci, err := cons.Info(ctx)
-			if err != nil {
-				return st, fmt.Errorf("persister: replay: %w", err)
-			}
-			if ci.NumPending == 0 {
-				done = true
-			}
-			continue
-		}
-		n, dl, err := p.applyRetrying(ctx, items)
+		n, dl, err := p.applyRetrying(ctx, b.dec)
 		st.Applied += n
 		st.DeadLettered += dl
 		if err != nil {
 			return st, err
 		}
-		if opt.Progress != nil && (done || time.Since(lastProgress) >= time.Second) {
+		if opt.Progress != nil && (b.last || time.Since(lastProgress) >= time.Second) {
 			lastProgress = time.Now()
 			fmt.Fprintf(opt.Progress, "replay: seq %d/%d, %d applied, %d dead-lettered, %s\n",
-				seq, st.LastSeq, st.Applied, st.DeadLettered, time.Since(start).Round(time.Millisecond))
+				b.seq, st.LastSeq, st.Applied, st.DeadLettered, time.Since(start).Round(time.Millisecond))
 		}
+	}
+	if err := ctx.Err(); err != nil {
+		return st, err
 	}
 	// Lead events the replay wrote (and any leftovers): published now.
 	if _, err := p.FlushLeadEvents(ctx); err != nil {
@@ -128,13 +105,80 @@ func (p *Persister) Replay(ctx context.Context, opt ReplayOptions) (ReplayStats,
 	return st, nil
 }
 
-// applyRetrying applies items, retrying transient failures with backoff,
-// and dead-letters poison. It returns how many were applied and
-// dead-lettered.
-func (p *Persister) applyRetrying(ctx context.Context, items []Item) (int, int, error) {
+// replayBatch is one fetched and decoded batch of a replay, or the error
+// that ended the fetching.
+type replayBatch struct {
+	dec  *Decoded
+	seq  uint64 // stream sequence of its last event
+	last bool   // the replay's final batch
+	err  error
+}
+
+// replayFetch fetches cons's events up to lastSeq in batches, decodes them
+// and sends them to out, which it closes at the end. A fetch asks for no
+// more than the consumer still has pending (so the last one does not wait
+// MaxWait for events that will not come).
+func (p *Persister) replayFetch(ctx context.Context, cons jetstream.Consumer, lastSeq uint64, out chan<- replayBatch) {
+	defer close(out)
+	want := p.cfg.Batch
+	for done := false; !done; {
+		if ctx.Err() != nil {
+			return
+		}
+		batch, err := cons.Fetch(want, jetstream.FetchMaxWait(p.cfg.MaxWait))
+		if err != nil {
+			out <- replayBatch{err: fmt.Errorf("persister: replay fetch: %w", err)}
+			return
+		}
+		var items []Item
+		var seq uint64
+		for m := range batch.Messages() {
+			md, err := m.Metadata()
+			if err != nil {
+				continue
+			}
+			if md.Sequence.Stream > lastSeq {
+				done = true
+				break
+			}
+			seq = md.Sequence.Stream
+			items = append(items, Item{Subject: m.Subject(), Seq: seq, Data: m.Data()})
+			if seq == lastSeq || md.NumPending == 0 {
+				done = true
+			}
+			want = int(min(uint64(p.cfg.Batch), max(md.NumPending, 1)))
+		}
+		if len(items) == 0 && !done {
+			ci, err := cons.Info(ctx)
+			if err != nil {
+				out <- replayBatch{err: fmt.Errorf("persister: replay: %w", err)}
+				return
+			}
+			if ci.NumPending == 0 {
+				done = true
+			}
+			continue
+		}
+		if len(items) == 0 {
+			return
+		}
+		select {
+		case out <- replayBatch{dec: Decode(items), seq: seq, last: done}:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// applyRetrying applies a decoded batch, retrying transient failures with
+// backoff (decoding again, so poison found by a failed attempt does not
+// carry over), and dead-letters poison. It returns how many were applied
+// and dead-lettered.
+func (p *Persister) applyRetrying(ctx context.Context, d *Decoded) (int, int, error) {
 	backoff := p.cfg.RetryMin
+	items := d.items
 	for {
-		poison, err := p.Apply(ctx, items)
+		poison, err := p.ApplyDecoded(ctx, d)
 		if err == nil {
 			applied, dl := 0, 0
 			for i, perr := range poison {
@@ -155,5 +199,6 @@ func (p *Persister) applyRetrying(ctx context.Context, items []Item) (int, int, 
 		p.log.Warn().Err(err).Dur("retry_in", backoff).Msg("replay batch not applied; will retry")
 		bus.Sleep(ctx, backoff)
 		backoff = min(backoff*2, p.cfg.RetryMax)
+		d = Decode(items)
 	}
 }
