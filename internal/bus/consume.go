@@ -262,7 +262,13 @@ func (b *batcher) Next(ctx context.Context) ([]jetstream.Msg, error) {
 			return nil, err
 		}
 		if b.it == nil {
-			it, err := b.cons.Messages(jetstream.PullMaxMessages(2 * b.opt.Batch))
+			// A 5 s pull expiry (nats.go's default is 30 s, with a missed
+			// heartbeat noticed only after that): when the server that
+			// leads the consumer dies, the outstanding pull dies silently
+			// and is replaced only when it expires. The 3-node cluster
+			// test measured stalls of 16–23 s with the default and
+			// 2.6–4 s with 5 s (docs/cluster.md).
+			it, err := b.cons.Messages(jetstream.PullMaxMessages(2*b.opt.Batch), jetstream.PullExpiry(5*time.Second))
 			if err != nil {
 				b.fail(ctx, err)
 				continue
