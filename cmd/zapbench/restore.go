@@ -47,6 +47,7 @@ func runRestore(ctx context.Context, env *Env, args []string) (*Result, error) {
 	pairers := fs.Int("pair-concurrency", 8, "pairings at once while setting up")
 	concurrency := fs.Int("restore-concurrency", 0, "connector RestoreConcurrency (0: its default)")
 	jitter := fs.Duration("restore-jitter", 0, "connector RestoreJitter (0: its default)")
+	stopTimeout := fs.Duration("stop-timeout", 5*time.Minute, "ShutdownTimeout of the first connector, so it hands back every lease before the restore")
 	heapProfile := fs.String("heapprofile", "", "write a heap profile here once every session is restored")
 	if env.Short {
 		*sessions = 50
@@ -114,7 +115,9 @@ func runRestore(ctx context.Context, env *Env, args []string) (*Result, error) {
 
 	// 1. Pair every session through connector A.
 	fmt.Fprintf(env.Stdout, "restore: pairing %d sessions\n", len(ids))
-	a, err := startConnector(ctx, cfg, "bench-a", db, ns.url, factory, log)
+	cfgA := cfg
+	cfgA.ShutdownTimeout = *stopTimeout
+	a, err := startConnector(ctx, cfgA, "bench-a", db, ns.url, factory, log)
 	if err != nil {
 		return nil, err
 	}
@@ -124,8 +127,18 @@ func runRestore(ctx context.Context, env *Env, args []string) (*Result, error) {
 		return nil, err
 	}
 	res.Metrics["pair_s"] = time.Since(pairStart).Seconds()
+	stopStart := time.Now()
 	if err := a.stop(); err != nil {
 		return nil, fmt.Errorf("stop connector a: %w", err)
+	}
+	res.Metrics["graceful_stop_s"] = time.Since(stopStart).Seconds()
+	left, err := leasesLeft(ctx, obs)
+	if err != nil {
+		return nil, err
+	}
+	res.Metrics["leases_left_after_stop"] = float64(left)
+	if left > 0 {
+		res.Notes = append(res.Notes, fmt.Sprintf("%d leases were still held after the first connector stopped: the new one takes those sessions when the leases expire (lease TTL)", left))
 	}
 
 	// 2. Baseline: the same devices logged in by plain whatsmeow clients.
@@ -205,6 +218,7 @@ func runRestore(ctx context.Context, env *Env, args []string) (*Result, error) {
 	res.Notes = append(res.Notes,
 		"one process: connector, whatsmeow clients and the fake WhatsApp server (internal/wafake); memory per session includes the fake's side, goroutines are split by stack (internal/wafake frames or not)",
 		"memory: peak RSS during the restore minus RSS before it (which still holds what pairing used, so this understates) and peak RSS over sessions for the whole process (overstates); settled heap is live heap after a GC, minus before",
+		fmt.Sprintf("the first connector stops with ShutdownTimeout %s (default 10 s) so that it hands back every lease; graceful_stop_s is how long that took", *stopTimeout),
 		"time: from connector.New to the last session's connected event on live.wa.*.evt.connection; the connector's restore jitter (RestoreJitter) spreads the starts on purpose",
 		"baseline: the same stored devices, plain whatsmeow.Client Connect with the same concurrency and no jitter, until events.Connected")
 	return res, nil
@@ -536,4 +550,21 @@ func writeHeapProfile(path string) error {
 	defer f.Close()
 	runtime.GC()
 	return pprof.WriteHeapProfile(f)
+}
+
+// leasesLeft counts the keys in the lease bucket.
+func leasesLeft(ctx context.Context, b *bus.Bus) (int, error) {
+	kv, err := b.KeyValue(ctx, bus.BucketLeases)
+	if err != nil {
+		return 0, err
+	}
+	lister, err := kv.ListKeys(ctx)
+	if err != nil {
+		return 0, fmt.Errorf("list leases: %w", err)
+	}
+	n := 0
+	for range lister.Keys() {
+		n++
+	}
+	return n, nil
 }
