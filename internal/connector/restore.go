@@ -50,27 +50,36 @@ const restorePoll = 20 * time.Millisecond
 // changes nothing (the session had nothing to connect).
 const restoreStartWait = 5 * time.Second
 
-// awaitLogin returns once s's login is over: connected; or in any other
-// state but connecting after its status changed (backoff, logged out,
-// banned: the reconnect policy takes it from there); or after
-// ConnectTimeout; or when nothing changed within restoreStartWait.
+// awaitLogin returns once s's login is over: connected; or in another
+// state after connecting, or changed straight to one (backoff after a
+// client error, logged out, banned: the reconnect policy takes it from
+// there); or after ConnectTimeout; or when nothing changed within
+// restoreStartWait. It looks at statuses, not snapshots: a snapshot is
+// also published without a status change (a new client).
 func (c *Connector) awaitLogin(ctx context.Context, s *session) {
-	first := s.snapshot()
+	var initial event.Status
+	if snap := s.snapshot(); snap != nil {
+		initial = snap.reply.Status
+	}
 	begin := time.Now()
 	t := time.NewTicker(restorePoll)
 	defer t.Stop()
+	connecting := false
 	for {
-		cur := s.snapshot()
-		if cur != nil {
-			switch st := cur.reply.Status; {
-			case st == event.StatusConnected:
-				return
-			case st != event.StatusConnecting && cur != first:
-				return
-			}
+		st := initial
+		if snap := s.snapshot(); snap != nil {
+			st = snap.reply.Status
+		}
+		switch {
+		case st == event.StatusConnected:
+			return
+		case st == event.StatusConnecting:
+			connecting = true
+		case connecting, st != initial:
+			return
 		}
 		waited := time.Since(begin)
-		if waited > c.cfg.ConnectTimeout || (cur == first && waited > restoreStartWait) {
+		if waited > c.cfg.ConnectTimeout || (!connecting && waited > restoreStartWait) {
 			return
 		}
 		select {
