@@ -48,6 +48,7 @@ func runRestore(ctx context.Context, env *Env, args []string) (*Result, error) {
 	concurrency := fs.Int("restore-concurrency", 0, "connector RestoreConcurrency (0: its default)")
 	jitter := fs.Duration("restore-jitter", 0, "connector RestoreJitter (0: its default)")
 	stopTimeout := fs.Duration("stop-timeout", 5*time.Minute, "ShutdownTimeout of the first connector, so it hands back every lease before the restore")
+	cpuProfile := fs.String("cpuprofile", "", "write a CPU profile of the restore phase here")
 	heapProfile := fs.String("heapprofile", "", "write a heap profile here once every session is restored")
 	if env.Short {
 		*sessions = 50
@@ -177,6 +178,16 @@ func runRestore(ctx context.Context, env *Env, args []string) (*Result, error) {
 			}
 		}
 	}()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return nil, err
+		}
+	}
 	start := time.Now()
 	b, err := startConnector(ctx, cfg, "bench-b", db, ns.url, factory, log)
 	if err != nil {
@@ -185,6 +196,9 @@ func runRestore(ctx context.Context, env *Env, args []string) (*Result, error) {
 	}
 	defer b.stop()
 	first, all, err := st.waitAll(ctx, ids, start, 10*time.Minute)
+	if *cpuProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	close(stopSampling)
 	sampling.Wait()
 	if err != nil {

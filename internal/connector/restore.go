@@ -44,7 +44,7 @@ func (c *Connector) claimAndRestore(ctx context.Context, m int64) (*session, err
 }
 
 // restorePoll is how often a restore slot looks at its session's status.
-const restorePoll = 20 * time.Millisecond
+const restorePoll = 5 * time.Millisecond
 
 // restoreStartWait bounds how long a slot waits for a restore that
 // changes nothing (the session had nothing to connect).
