@@ -3,31 +3,91 @@ package connector
 import (
 	"context"
 	"errors"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/zapbus/zapbus/internal/event"
 )
 
 // Restore: which sessions this connector takes without a command. At
 // start-up and every ScanInterval it claims sessions that should be
 // connected and have no lease; when a peer's lease is deleted or expires
 // (watchLoop) it takes the session over.
+//
+// Pacing: each session's restore starts at its own random moment within
+// RestoreJitter of the scan, and at most RestoreConcurrency logins are in
+// flight: a slot is held until the session's login is over (connected, or
+// settled in another state, or ConnectTimeout), not only while it is
+// claimed. Restores used to sleep their jitter inside the slot and let go
+// of it as soon as the session was claimed, which capped a restart at
+// RestoreConcurrency / (RestoreJitter / 2) sessions per second (8/s with
+// the defaults: two minutes for a thousand sessions however fast logins
+// were) while not bounding the logins actually in flight.
 
 // claimAndRestore takes m when nobody owns it and connects it when its
-// desired state is connected.
-func (c *Connector) claimAndRestore(ctx context.Context, m int64) (bool, error) {
+// desired state is connected. It returns the session when it claimed it.
+func (c *Connector) claimAndRestore(ctx context.Context, m int64) (*session, error) {
 	l, err := c.claim(ctx, m)
 	if err != nil {
 		var oe *ownedElsewhere
 		if errors.As(err, &oe) || errors.Is(err, errStopping) {
-			return false, nil
+			return nil, nil
 		}
-		return false, err
+		return nil, err
 	}
 	l.sess.post(l.sess.restore)
-	return true, nil
+	return l.sess, nil
+}
+
+// restorePoll is how often a restore slot looks at its session's status.
+const restorePoll = 5 * time.Millisecond
+
+// restoreStartWait bounds how long a slot waits for a restore that
+// changes nothing (the session had nothing to connect).
+const restoreStartWait = 5 * time.Second
+
+// awaitLogin returns once s's login is over: connected; or in another
+// state after connecting, or changed straight to one (backoff after a
+// client error, logged out, banned: the reconnect policy takes it from
+// there); or after ConnectTimeout; or when nothing changed within
+// restoreStartWait. It looks at statuses, not snapshots: a snapshot is
+// also published without a status change (a new client).
+func (c *Connector) awaitLogin(ctx context.Context, s *session) {
+	var initial event.Status
+	if snap := s.snapshot(); snap != nil {
+		initial = snap.reply.Status
+	}
+	begin := time.Now()
+	t := time.NewTicker(restorePoll)
+	defer t.Stop()
+	connecting := false
+	for {
+		st := initial
+		if snap := s.snapshot(); snap != nil {
+			st = snap.reply.Status
+		}
+		switch {
+		case st == event.StatusConnected:
+			return
+		case st == event.StatusConnecting:
+			connecting = true
+		case connecting, st != initial:
+			return
+		}
+		waited := time.Since(begin)
+		if waited > c.cfg.ConnectTimeout || (!connecting && waited > restoreStartWait) {
+			return
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
 }
 
 // takeOver claims m when it should be connected.
@@ -36,9 +96,9 @@ func (c *Connector) takeOver(ctx context.Context, m int64) {
 	if err != nil || !found || row.Desired != desiredConnected || row.JID.IsEmpty() {
 		return
 	}
-	if ok, err := c.claimAndRestore(ctx, m); err != nil {
+	if sess, err := c.claimAndRestore(ctx, m); err != nil {
 		c.log.Warn().Err(err).Int64("mentorado", m).Msg("take over session")
-	} else if ok {
+	} else if sess != nil {
 		c.metrics.takeovers.Inc()
 		c.log.Info().Int64("mentorado", m).Msg("took over session")
 	}
@@ -89,10 +149,27 @@ func (c *Connector) scan(ctx context.Context, startup bool) {
 		c.metrics.restoreTotal.Set(float64(len(todo)))
 		c.log.Info().Int("sessions", len(todo)).Int("concurrency", c.cfg.RestoreConcurrency).Msg("restore: starting")
 	}
+	// Start offsets within RestoreJitter, in order.
+	at := make([]time.Duration, len(todo))
+	if j := c.cfg.RestoreJitter; j > 0 {
+		for i := range at {
+			at[i] = time.Duration(c.rand() * float64(j))
+		}
+		slices.Sort(at) // the sessions are in no particular order: pair them with sorted offsets
+	}
+	begin := time.Now()
 	sem := make(chan struct{}, c.cfg.RestoreConcurrency)
 	var wg sync.WaitGroup
 	var done, claimed atomic.Int64
-	for _, m := range todo {
+	for i, m := range todo {
+		if d := time.Until(begin.Add(at[i])); d > 0 {
+			select {
+			case <-time.After(d):
+			case <-ctx.Done():
+				wg.Wait()
+				return
+			}
+		}
 		select {
 		case sem <- struct{}{}:
 		case <-ctx.Done():
@@ -102,19 +179,13 @@ func (c *Connector) scan(ctx context.Context, startup bool) {
 		wg.Add(1)
 		go func() {
 			defer func() { <-sem; wg.Done() }()
-			if j := c.cfg.RestoreJitter; j > 0 {
-				select {
-				case <-time.After(time.Duration(c.rand() * float64(j))):
-				case <-ctx.Done():
-					return
-				}
-			}
-			ok, err := c.claimAndRestore(ctx, m)
+			sess, err := c.claimAndRestore(ctx, m)
 			if err != nil {
 				c.log.Warn().Err(err).Int64("mentorado", m).Msg("restore session")
 			}
-			if ok {
+			if sess != nil {
 				claimed.Add(1)
+				c.awaitLogin(ctx, sess)
 			}
 			n := done.Add(1)
 			if startup {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 )
 
@@ -64,7 +65,6 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	}
 	ticker := time.NewTicker(s.cfg.Heartbeat)
 	defer ticker.Stop()
-	var buf bytes.Buffer
 	for {
 		fr, beat, err := f.next(ctx, ticker.C)
 		switch {
@@ -82,19 +82,28 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 			log.Warn().Err(err).Msg("stream failed")
 			return
 		}
+		// The encoding buffer is borrowed per frame rather than kept per
+		// client: ten thousand mostly idle streams need not hold one each.
+		buf := sseBufs.Get().(*bytes.Buffer)
 		buf.Reset()
 		if beat {
 			buf.WriteString(": ping\n\n")
 		} else {
-			encodeSSE(&buf, fr)
+			encodeSSE(buf, fr)
 		}
-		if err := write(buf.Bytes()); err != nil {
+		err = write(buf.Bytes())
+		if buf.Cap() <= 64<<10 {
+			sseBufs.Put(buf)
+		}
+		if err != nil {
 			s.metrics.dropped.WithLabelValues("sse", "write_failed").Inc()
 			log.Debug().Err(err).Msg("stream write failed")
 			return
 		}
 	}
 }
+
+var sseBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func encodeSSE(buf *bytes.Buffer, fr frame) {
 	buf.WriteString("event: ")

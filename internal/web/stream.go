@@ -32,17 +32,25 @@ type frame struct {
 // first, then what it missed since Last-Event-ID (replayed from WA_EVENTS),
 // then live events, each stored event exactly once and in order.
 //
-// Live events arrive on core subscriptions (live.wa.<m>.evt.> republished by
-// the stream, and wa.<m>.qr) into a bounded buffer; a client whose buffer
-// is full is dropped, so it never stalls the others or the NATS connection.
+// Live events arrive through the mentorado's shared subscriptions (see
+// liveHub) into the feed's own queue, which push never blocks on: a client
+// whose queue holds StreamBuffer frames is dropped, so it never stalls the
+// others or the NATS connection. The queue grows only as frames wait (an
+// idle client holds none), rather than reserving StreamBuffer slots per
+// client up front.
 type feed struct {
 	s       *Server
 	m       int64
-	out     chan frame
+	topic   *topic // the shared subscriptions, once joined
 	dropped chan struct{}
 	once    sync.Once
 	reason  string
-	subs    []*nats.Subscription
+
+	mu    sync.Mutex
+	queue []frame // live frames not yet taken by next: queue[head:]
+	head  int
+	full  bool          // dropped for falling behind: later frames are ignored
+	wake  chan struct{} // capacity 1: a frame was queued since next last looked
 
 	lastSeq uint64 // last stream sequence handed out
 	lastQR  [32]byte
@@ -54,6 +62,11 @@ type feed struct {
 	remaining uint64             // replay events not yet pulled
 }
 
+// idleQueueCap is the most queue capacity a client keeps once it has
+// caught up: enough that a steady trickle of events reuses it, small enough
+// that ten thousand idle dashboards hold almost nothing.
+const idleQueueCap = 8
+
 var errDropped = errors.New("stream client too slow")
 
 // openFeed subscribes to live events of m, then gathers the initial frames:
@@ -61,23 +74,12 @@ var errDropped = errors.New("stream client too slow")
 func (s *Server) openFeed(ctx context.Context, m int64, lastEventID uint64) (*feed, error) {
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	f := &feed{s: s, m: m, out: make(chan frame, s.cfg.StreamBuffer), dropped: make(chan struct{})}
-	live, err := s.bus.Subscribe(bus.LivePrefix+event.MentoradoEvents(m), f.onLive)
-	if err != nil {
-		return nil, fmt.Errorf("subscribe live events: %w", err)
-	}
-	f.subs = append(f.subs, live)
-	qr, err := s.bus.Subscribe(event.QRSubject(m), f.onQR)
-	if err != nil {
-		f.close()
-		return nil, fmt.Errorf("subscribe qr: %w", err)
-	}
-	f.subs = append(f.subs, qr)
-	// The subscriptions are active on the server before the stream state
-	// is read, so anything stored after the replay ends arrives live.
-	if err := s.bus.Flush(ctx); err != nil {
-		f.close()
-		return nil, fmt.Errorf("flush subscriptions: %w", err)
+	f := &feed{s: s, m: m, dropped: make(chan struct{}), wake: make(chan struct{}, 1)}
+	// Joined before the stream state is read: the shared subscriptions
+	// are active on the server, so anything stored after the replay ends
+	// arrives live.
+	if err := s.hub.join(ctx, f); err != nil {
+		return nil, err
 	}
 	if raw, q, err := s.currentQR(ctx, m); err != nil {
 		s.log.Warn().Err(err).Int64("mentorado", m).Msg("read current qr")
@@ -223,19 +225,6 @@ func eventType(subject string) string {
 	return subject[strings.LastIndexByte(subject, '.')+1:]
 }
 
-func (f *feed) onLive(msg *nats.Msg) {
-	seq, err := strconv.ParseUint(msg.Header.Get(jetstream.SequenceHeader), 10, 64)
-	if err != nil || seq == 0 {
-		f.s.log.Warn().Str("subject", msg.Subject).Msg("live event without sequence header ignored")
-		return
-	}
-	fr := frame{Seq: seq, Event: eventType(msg.Subject), Data: msg.Data}
-	if historic(fr) {
-		return
-	}
-	f.push(fr)
-}
-
 // historic reports a message event imported from the phone's history
 // sync. Streams leave them out: a sync after pairing is thousands of
 // messages, which would flood a dashboard (and overflow its buffer); the
@@ -256,24 +245,61 @@ func historic(fr frame) bool {
 	return len(h) > 0 && !bytes.Equal(h, []byte("null"))
 }
 
-func (f *feed) onQR(msg *nats.Msg) {
-	// Only the connector's own publishes: a JetStream delivery (reply
-	// $JS.ACK.…) is stored data someone pushed onto this subject
-	// (docs/decisions/0005-nats-least-privilege.md).
-	if strings.HasPrefix(msg.Reply, "$JS.") {
-		f.s.log.Warn().Int64("mentorado", f.m).Msg("qr delivered by a JetStream consumer ignored")
+// push never blocks: a client with StreamBuffer frames waiting is
+// dropped.
+func (f *feed) push(fr frame) {
+	f.mu.Lock()
+	if f.full {
+		f.mu.Unlock()
 		return
 	}
-	f.push(frame{Event: string(event.TypeQR), Data: msg.Data})
+	if len(f.queue)-f.head >= f.s.cfg.StreamBuffer {
+		f.queue, f.head, f.full = nil, 0, true // the client is going away: free its backlog now
+		f.mu.Unlock()
+		f.drop("buffer_full")
+		return
+	}
+	if len(f.queue) == cap(f.queue) && f.head > 0 {
+		// Reuse the space of frames already taken before growing, so a
+		// client that keeps a few frames waiting does not grow forever.
+		n := copy(f.queue, f.queue[f.head:])
+		clear(f.queue[n:])
+		f.queue, f.head = f.queue[:n], 0
+	}
+	f.queue = append(f.queue, fr)
+	f.mu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default: // already signalled
+	}
 }
 
-// push never blocks: a client that cannot keep up is dropped.
-func (f *feed) push(fr frame) {
-	select {
-	case f.out <- fr:
-	default:
-		f.drop("buffer_full")
+// pop takes the oldest queued live frame.
+func (f *feed) pop() (frame, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.head == len(f.queue) {
+		return frame{}, false
 	}
+	fr := f.queue[f.head]
+	f.queue[f.head] = frame{} // the event's bytes go with the client's pace
+	f.head++
+	if f.head == len(f.queue) {
+		f.head = 0
+		if cap(f.queue) > idleQueueCap {
+			f.queue = nil // caught up after a burst: give the burst's memory back
+		} else {
+			f.queue = f.queue[:0]
+		}
+	}
+	return fr, true
+}
+
+// queued reports the live frames waiting and the queue's capacity.
+func (f *feed) queued() (n, capacity int) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return len(f.queue) - f.head, cap(f.queue)
 }
 
 func (f *feed) drop(reason string) {
@@ -307,6 +333,7 @@ func (f *feed) next(ctx context.Context, heartbeat <-chan time.Time) (fr frame, 
 			}
 			return fr, false, nil
 		}
+		// A drop, the client leaving or shutdown win over queued frames.
 		select {
 		case <-f.dropped:
 			return frame{}, false, errDropped
@@ -314,9 +341,22 @@ func (f *feed) next(ctx context.Context, heartbeat <-chan time.Time) (fr frame, 
 			return frame{}, false, ctx.Err()
 		case <-f.s.streamsDone:
 			return frame{}, false, errShutdown
-		case <-heartbeat:
-			return frame{}, true, nil
-		case fr = <-f.out:
+		default:
+		}
+		var ok bool
+		if fr, ok = f.pop(); !ok {
+			select {
+			case <-f.dropped:
+				return frame{}, false, errDropped
+			case <-ctx.Done():
+				return frame{}, false, ctx.Err()
+			case <-f.s.streamsDone:
+				return frame{}, false, errShutdown
+			case <-heartbeat:
+				return frame{}, true, nil
+			case <-f.wake:
+			}
+			continue
 		}
 		if fr.Seq == 0 {
 			h := sha256.Sum256(fr.Data)
@@ -336,10 +376,12 @@ func (f *feed) next(ctx context.Context, heartbeat <-chan time.Time) (fr frame, 
 
 var errShutdown = errors.New("server shutting down")
 
-// close ends the feed at once: subscriptions and the replay consumer.
+// close ends the feed at once: it leaves the shared subscriptions and
+// deletes its replay consumer.
 func (f *feed) close() {
-	for _, sub := range f.subs {
-		_ = sub.Unsubscribe()
+	if f.topic != nil {
+		f.s.hub.leave(f.topic, f)
+		f.topic = nil
 	}
 	f.endReplay()
 }

@@ -365,3 +365,147 @@ func TestSSELongReplay(t *testing.T) {
 		t.Fatalf("replayed %d events, want %d in order", len(got), len(want))
 	}
 }
+
+// TestStreamsShareSubscriptions: a mentorado's streams on one notifier
+// share one pair of NATS subscriptions, every stream still gets every
+// event, and the last stream to close removes them.
+func TestStreamsShareSubscriptions(t *testing.T) {
+	e := newEnv(t)
+	a := e.createMentorado("Ana")
+	b := e.createMentorado("Bia")
+	base := e.bus.NC.NumSubscriptions()
+	open := func(m int64) *feed {
+		t.Helper()
+		f, err := e.s.openFeed(t.Context(), m, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return f
+	}
+	as := []*feed{open(a.ID), open(a.ID), open(a.ID)}
+	fb := open(b.ID)
+	if got := e.bus.NC.NumSubscriptions() - base; got != 4 {
+		t.Fatalf("%d subscriptions for 3 streams of one mentorado and 1 of another, want 4 (2 each)", got)
+	}
+	if got := e.s.hub.subscriptions(); got != 2 {
+		t.Fatalf("hub has %d mentorados, want 2", got)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	seq := e.publishMessage(a.ID, "shared-1", "one")
+	e.publishQR(a.ID, "2@shared-qr", time.Now().Add(time.Minute))
+	other := e.publishMessage(b.ID, "shared-b", "two")
+	for i, f := range as {
+		fr, _, err := f.next(ctx, nil)
+		if err != nil || fr.Seq != seq {
+			t.Fatalf("stream %d: frame %d (%v), want %d", i, fr.Seq, err, seq)
+		}
+		fr, _, err = f.next(ctx, nil)
+		if err != nil || fr.Event != "qr" || !strings.Contains(string(fr.Data), "shared-qr") {
+			t.Fatalf("stream %d: frame %+v (%v), want the qr", i, fr, err)
+		}
+	}
+	if fr, _, err := fb.next(ctx, nil); err != nil || fr.Seq != other {
+		t.Fatalf("other mentorado: frame %d (%v), want %d", fr.Seq, err, other)
+	}
+	// Streams leave one by one; the subscriptions stay until the last.
+	as[0].close()
+	as[1].close()
+	if got := e.bus.NC.NumSubscriptions() - base; got != 4 {
+		t.Fatalf("%d subscriptions with one stream of each mentorado left, want 4", got)
+	}
+	seq = e.publishMessage(a.ID, "shared-2", "three")
+	if fr, _, err := as[2].next(ctx, nil); err != nil || fr.Seq != seq {
+		t.Fatalf("remaining stream: frame %d (%v), want %d", fr.Seq, err, seq)
+	}
+	as[2].close()
+	fb.close()
+	if got := e.bus.NC.NumSubscriptions() - base; got != 0 {
+		t.Fatalf("%d subscriptions left after every stream closed", got)
+	}
+	if got := e.s.hub.subscriptions(); got != 0 {
+		t.Fatalf("hub still has %d mentorados", got)
+	}
+	// A new stream subscribes afresh.
+	f := open(a.ID)
+	defer f.close()
+	if fr, _, err := f.next(ctx, nil); err != nil || fr.Event != "qr" {
+		t.Fatalf("new stream: first frame %+v (%v), want the current qr", fr, err)
+	}
+	seq = e.publishMessage(a.ID, "shared-3", "four")
+	if fr, _, err := f.next(ctx, nil); err != nil || fr.Seq != seq {
+		t.Fatalf("stream after resubscribe: frame %d (%v), want %d", fr.Seq, err, seq)
+	}
+}
+
+// TestFeedQueueGrowsOnDemand: a stream's live queue costs nothing while
+// idle, grows to StreamBuffer frames in order, gives a burst's memory back
+// once drained, stays bounded for a client that always lags a little, and
+// drops the client past StreamBuffer.
+func TestFeedQueueGrowsOnDemand(t *testing.T) {
+	s := &Server{cfg: Config{StreamBuffer: 300}}
+	f := &feed{s: s, dropped: make(chan struct{}), wake: make(chan struct{}, 1)}
+	if n, c := f.queued(); n != 0 || c != 0 {
+		t.Fatalf("new feed queue: %d frames, capacity %d; want nothing allocated", n, c)
+	}
+	for i := 1; i <= 300; i++ {
+		f.push(frame{Seq: uint64(i)})
+	}
+	if dropped(f) {
+		t.Fatal("dropped at exactly StreamBuffer frames")
+	}
+	for i := 1; i <= 300; i++ {
+		fr, ok := f.pop()
+		if !ok || fr.Seq != uint64(i) {
+			t.Fatalf("pop %d: %d %v", i, fr.Seq, ok)
+		}
+	}
+	if _, ok := f.pop(); ok {
+		t.Fatal("pop from an empty queue")
+	}
+	if n, c := f.queued(); n != 0 || c != 0 {
+		t.Fatalf("drained queue keeps capacity %d (%d frames)", c, n)
+	}
+	// A client that always has a few frames waiting reuses its queue.
+	next := uint64(1)
+	for i := 1; i <= 10_000; i++ {
+		f.push(frame{Seq: uint64(i)})
+		if i <= 3 {
+			continue
+		}
+		fr, ok := f.pop()
+		if !ok || fr.Seq != next {
+			t.Fatalf("lagging pop: %d %v, want %d", fr.Seq, ok, next)
+		}
+		next++
+		if _, c := f.queued(); c > 2*idleQueueCap {
+			t.Fatalf("queue capacity %d with 3 frames waiting", c)
+		}
+	}
+	// One that stops reading is dropped at the first frame past the buffer.
+	for n, _ := f.queued(); n < s.cfg.StreamBuffer; n, _ = f.queued() {
+		f.push(frame{Seq: 1})
+	}
+	if dropped(f) {
+		t.Fatal("dropped with StreamBuffer frames waiting")
+	}
+	f.push(frame{Seq: 1})
+	if !dropped(f) {
+		t.Fatal("not dropped past StreamBuffer")
+	}
+	if n, c := f.queued(); n != 0 || c != 0 {
+		t.Fatalf("dropped client keeps %d frames, capacity %d", n, c)
+	}
+	if f.reason != "buffer_full" {
+		t.Fatalf("drop reason %q", f.reason)
+	}
+}
+
+func dropped(f *feed) bool {
+	select {
+	case <-f.dropped:
+		return true
+	default:
+		return false
+	}
+}

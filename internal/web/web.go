@@ -41,7 +41,8 @@ type Config struct {
 	// MaxBodyBytes caps request bodies (default 1 MiB); larger bodies get 413.
 	MaxBodyBytes int64
 	// StreamBuffer is how many events may wait for one stream client
-	// (default 256); a client that falls further behind is dropped.
+	// (default 256); a client that falls further behind is dropped. The
+	// queue grows only as events wait, so idle clients hold none of it.
 	StreamBuffer int
 	// StreamWriteTimeout bounds one write to a stream client (default 10 s);
 	// a client that does not take the bytes in time is dropped.
@@ -202,6 +203,7 @@ type Server struct {
 	patterns map[string]bool
 	// streams are the open streams, for revocation and the per-mentorado cap.
 	streams     streamRegistry
+	hub         *liveHub // live subscriptions shared by a mentorado's streams
 	revokeSub   *nats.Subscription
 	sends       *limiterSet
 	streamOpens *limiterSet
@@ -252,6 +254,7 @@ func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger, opts ...Optio
 	}
 	s.sends = newLimiterSet("send", s.cfg.SendRate, s.cfg.SendBurst)
 	s.streamOpens = newLimiterSet("stream open", s.cfg.StreamOpenRate, s.cfg.StreamOpenBurst)
+	s.hub = newLiveHub(s)
 	s.patterns = make(map[string]bool)
 	s.routes = s.routeTable()
 	for _, rt := range s.routes {
