@@ -674,15 +674,6 @@ func findNATSServer(want string) (bin, version string, err error) {
 	return "", "", fmt.Errorf("no nats-server new enough (found %v); go install github.com/nats-io/nats-server/v2@v2.15.2 or set ZAPBUS_NATS_SERVER", seen)
 }
 
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
-}
-
 // createBenchDatabase creates a fresh database on the server at serverDSN
 // and returns its DSN and a function dropping it.
 func createBenchDatabase(ctx context.Context, serverDSN, tag string) (string, func(), error) {
