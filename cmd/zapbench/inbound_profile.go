@@ -253,5 +253,3 @@ func packed(b []byte) []uint64 {
 	}
 	return out
 }
-
-
