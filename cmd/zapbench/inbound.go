@@ -42,14 +42,15 @@ func init() {
 }
 
 type inboundParams struct {
-	oneRates   []int
-	manyRates  []int
-	sessions   int
-	contacts   int // per session in the one-session steps
-	step       time.Duration
-	persister  bool
-	profileDir string
-	logLevel   zerolog.Level
+	oneRates    []int
+	manyRates   []int
+	sessions    int
+	contacts    int // per session in the one-session steps
+	step        time.Duration
+	persister   bool
+	profileDir  string
+	signalCache bool
+	logLevel    zerolog.Level
 }
 
 func runInbound(ctx context.Context, env *Env, args []string) (*Result, error) {
@@ -61,11 +62,12 @@ func runInbound(ctx context.Context, env *Env, args []string) (*Result, error) {
 	step := fs.Duration("step", 5*time.Second, "how long each rate is held")
 	pers := fs.Bool("persister", true, "run the persister in the same process, as the dev binary does")
 	prof := fs.String("cpuprofile-dir", "", "write each step's CPU profile here (go tool pprof)")
+	cache := fs.Bool("signal-cache", true, "the connector's cache in front of whatsmeow's sessions and identity keys (false: whatsmeow's sqlstore as is, for comparison)")
 	level := fs.String("log-level", "error", "log level of the connector and whatsmeow (stderr)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	p := inboundParams{sessions: *sessions, contacts: *contacts, step: *step, persister: *pers, profileDir: *prof}
+	p := inboundParams{sessions: *sessions, contacts: *contacts, step: *step, persister: *pers, profileDir: *prof, signalCache: *cache}
 	var err error
 	if p.oneRates, err = parseRates(*one); err != nil {
 		return nil, err
@@ -144,6 +146,7 @@ func inboundRun(ctx context.Context, env *Env, p inboundParams) (*Result, error)
 	res.Params["contacts_one_session"] = p.contacts
 	res.Params["step_s"] = p.step.Seconds()
 	res.Params["persister_in_process"] = p.persister
+	res.Params["signal_cache"] = p.signalCache
 	res.Params["latency_to"] = "live.wa.<mentorado>.evt.message (the subject the notifier fans out to SSE)"
 	res.Params["nats"] = "embedded nats-server (same process; its CPU is its own profile category)"
 	res.Params["fake"] = "wafake in the same process (its CPU is its own profile category)"
@@ -224,6 +227,7 @@ func inboundRun(ctx context.Context, env *Env, p inboundParams) (*Result, error)
 	if err != nil {
 		return nil, err
 	}
+	factory.NoSignalCache = !p.signalCache
 	conn, err := connector.New(connector.Config{InstanceID: "zapbench", RestoreJitter: time.Millisecond}, db, b, factory, log)
 	if err != nil {
 		return nil, err
