@@ -2,12 +2,19 @@ package connector
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
+	"go.mau.fi/whatsmeow/util/keys"
 )
 
 // The inbound hot path (docs/decisions/0014-signal-store-cache.md).
@@ -48,6 +55,43 @@ type txOverlay struct {
 	sessions   map[string][]byte
 	identities map[string][32]byte
 	evictAll   bool // a delete or migration: forget everything afterwards
+
+	// deferred: no transaction is open; the writes above and events are
+	// kept here and written in one round trip when fn succeeded (flush).
+	deferred bool
+	events   []bufferedEvent
+	// needTxn: fn asked for a write that is not deferred (a prekey used
+	// up, a sender key, a delete): it runs again in whatsmeow's own
+	// transaction.
+	needTxn bool
+}
+
+type bufferedEvent struct {
+	hash      [32]byte
+	plaintext []byte
+	ts        time.Time
+}
+
+// errNeedTxn stops a deferred decryption that needs a write only
+// whatsmeow's transaction makes; DoDecryptionTxn runs it again in one.
+var errNeedTxn = errors.New("connector: this decryption needs whatsmeow's transaction")
+
+// deferredOverlay returns ov when writes are being deferred.
+func deferredOverlay(ctx context.Context) *txOverlay {
+	if ov := overlayOf(ctx); ov != nil && ov.deferred {
+		return ov
+	}
+	return nil
+}
+
+// refuseDeferred marks a deferred decryption as needing a transaction and
+// reports whether the caller must not write.
+func refuseDeferred(ctx context.Context) bool {
+	if ov := deferredOverlay(ctx); ov != nil {
+		ov.needTxn = true
+		return true
+	}
+	return false
 }
 
 func overlayOf(ctx context.Context) *txOverlay {
@@ -149,6 +193,10 @@ type signalStores struct {
 	sess  store.SessionStore
 	buf   store.EventBuffer
 	cache *signalCache
+	// pool and jid write a decryption's state in one round trip (flush);
+	// nil pool: whatsmeow's transaction does, statement by statement.
+	pool *pgxpool.Pool
+	jid  string
 	// clears bounds the plaintext clears running in the background; when
 	// they are all busy a clear runs inline (back-pressure, no queue).
 	clears chan struct{}
@@ -163,16 +211,60 @@ var (
 
 // wrapSignalStores puts the cache in front of dev's stores; a device whose
 // stores are already wrapped, or not yet initialized, is left alone.
-func wrapSignalStores(dev *store.Device, log zerolog.Logger) {
-	if dev == nil || dev.Identities == nil || dev.Sessions == nil || dev.EventBuffer == nil {
+func wrapSignalStores(dev *store.Device, pool *pgxpool.Pool, log zerolog.Logger) {
+	if dev == nil || dev.ID == nil || dev.Identities == nil || dev.Sessions == nil || dev.EventBuffer == nil || dev.PreKeys == nil || dev.SenderKeys == nil {
 		return
 	}
 	if _, done := dev.Sessions.(*signalStores); done {
 		return
 	}
 	w := &signalStores{ids: dev.Identities, sess: dev.Sessions, buf: dev.EventBuffer, cache: newSignalCache(),
-		clears: make(chan struct{}, 4), log: log}
+		pool: pool, jid: dev.ID.String(), clears: make(chan struct{}, 4), log: log}
 	dev.Identities, dev.Sessions, dev.EventBuffer = w, w, w
+	dev.PreKeys = guardedPreKeys{dev.PreKeys}
+	dev.SenderKeys = guardedSenderKeys{dev.SenderKeys}
+}
+
+// guardedPreKeys and guardedSenderKeys refuse writes during a deferred
+// decryption (a prekey message uses up a prekey; a group message may store
+// a sender key), which then runs again in whatsmeow's transaction.
+type guardedPreKeys struct{ store.PreKeyStore }
+
+func (g guardedPreKeys) RemovePreKey(ctx context.Context, id uint32) error {
+	if refuseDeferred(ctx) {
+		return errNeedTxn
+	}
+	return g.PreKeyStore.RemovePreKey(ctx, id)
+}
+
+func (g guardedPreKeys) GetOrGenPreKeys(ctx context.Context, count uint32) ([]*keys.PreKey, error) {
+	if refuseDeferred(ctx) {
+		return nil, errNeedTxn
+	}
+	return g.PreKeyStore.GetOrGenPreKeys(ctx, count)
+}
+
+func (g guardedPreKeys) GenOnePreKey(ctx context.Context) (*keys.PreKey, error) {
+	if refuseDeferred(ctx) {
+		return nil, errNeedTxn
+	}
+	return g.PreKeyStore.GenOnePreKey(ctx)
+}
+
+func (g guardedPreKeys) MarkPreKeysAsUploaded(ctx context.Context, upToID uint32) error {
+	if refuseDeferred(ctx) {
+		return errNeedTxn
+	}
+	return g.PreKeyStore.MarkPreKeysAsUploaded(ctx, upToID)
+}
+
+type guardedSenderKeys struct{ store.SenderKeyStore }
+
+func (g guardedSenderKeys) PutSenderKey(ctx context.Context, group, user string, session []byte) error {
+	if refuseDeferred(ctx) {
+		return errNeedTxn
+	}
+	return g.SenderKeyStore.PutSenderKey(ctx, group, user, session)
 }
 
 // signalContainer wraps the device container so that a device paired in
@@ -181,7 +273,8 @@ func wrapSignalStores(dev *store.Device, log zerolog.Logger) {
 // on the same goroutine before anything else uses them.
 type signalContainer struct {
 	store.DeviceContainer
-	log zerolog.Logger
+	pool *pgxpool.Pool
+	log  zerolog.Logger
 }
 
 func (c *signalContainer) PutDevice(ctx context.Context, dev *store.Device) error {
@@ -191,7 +284,7 @@ func (c *signalContainer) PutDevice(ctx context.Context, dev *store.Device) erro
 			c.DeviceContainer = dev.Container
 			dev.Container = c
 		}
-		wrapSignalStores(dev, c.log)
+		wrapSignalStores(dev, c.pool, c.log)
 	}
 	return err
 }
@@ -216,6 +309,13 @@ func (w *signalStores) PutIdentity(ctx context.Context, address string, key [32]
 	ov := overlayOf(ctx)
 	if have, ok := w.knownIdentity(ov, address); ok && have == key {
 		return nil // Postgres has this key already: the upsert would change nothing
+	}
+	if ov != nil && ov.deferred {
+		if ov.identities == nil {
+			ov.identities = map[string][32]byte{}
+		}
+		ov.identities[address] = key
+		return nil
 	}
 	if err := w.ids.PutIdentity(ctx, address, key); err != nil {
 		w.evict(ctx, func() { delete(w.cache.identities, address) })
@@ -244,11 +344,17 @@ func (w *signalStores) IsTrustedIdentity(ctx context.Context, address string, ke
 }
 
 func (w *signalStores) DeleteIdentity(ctx context.Context, address string) error {
+	if refuseDeferred(ctx) {
+		return errNeedTxn
+	}
 	defer w.evictAllAfter(ctx)
 	return w.ids.DeleteIdentity(ctx, address)
 }
 
 func (w *signalStores) DeleteAllIdentities(ctx context.Context, phone string) error {
+	if refuseDeferred(ctx) {
+		return errNeedTxn
+	}
 	defer w.evictAllAfter(ctx)
 	return w.ids.DeleteAllIdentities(ctx, phone)
 }
@@ -300,6 +406,13 @@ func (w *signalStores) GetManySessions(ctx context.Context, addresses []string) 
 }
 
 func (w *signalStores) PutSession(ctx context.Context, address string, session []byte) error {
+	if ov := deferredOverlay(ctx); ov != nil {
+		if ov.sessions == nil {
+			ov.sessions = map[string][]byte{}
+		}
+		ov.sessions[address] = session
+		return nil
+	}
 	if err := w.sess.PutSession(ctx, address, session); err != nil {
 		w.evict(ctx, func() { delete(w.cache.sessions, address) })
 		return err
@@ -316,6 +429,9 @@ func (w *signalStores) PutSession(ctx context.Context, address string, session [
 }
 
 func (w *signalStores) PutManySessions(ctx context.Context, sessions map[string][]byte) error {
+	if refuseDeferred(ctx) {
+		return errNeedTxn
+	}
 	if err := w.sess.PutManySessions(ctx, sessions); err != nil {
 		w.evict(ctx, func() {
 			for addr := range sessions {
@@ -342,16 +458,25 @@ func (w *signalStores) PutManySessions(ctx context.Context, sessions map[string]
 }
 
 func (w *signalStores) DeleteSession(ctx context.Context, address string) error {
+	if refuseDeferred(ctx) {
+		return errNeedTxn
+	}
 	defer w.evictAllAfter(ctx)
 	return w.sess.DeleteSession(ctx, address)
 }
 
 func (w *signalStores) DeleteAllSessions(ctx context.Context, phone string) error {
+	if refuseDeferred(ctx) {
+		return errNeedTxn
+	}
 	defer w.evictAllAfter(ctx)
 	return w.sess.DeleteAllSessions(ctx, phone)
 }
 
 func (w *signalStores) MigratePNToLID(ctx context.Context, pn, lid types.JID) error {
+	if refuseDeferred(ctx) {
+		return errNeedTxn
+	}
 	// Moves rows in Postgres behind the cache's back: start over.
 	defer w.evictAllAfter(ctx)
 	return w.sess.MigratePNToLID(ctx, pn, lid)
@@ -382,15 +507,38 @@ func (w *signalStores) GetBufferedEvent(ctx context.Context, hash [32]byte) (*st
 }
 
 func (w *signalStores) PutBufferedEvent(ctx context.Context, hash [32]byte, plaintext []byte, ts time.Time) error {
+	if ov := deferredOverlay(ctx); ov != nil {
+		ov.events = append(ov.events, bufferedEvent{hash: hash, plaintext: plaintext, ts: ts})
+		return nil
+	}
 	return w.buf.PutBufferedEvent(ctx, hash, plaintext, ts)
 }
 
 // DoDecryptionTxn runs whatsmeow's decryption transaction (session state
 // and the decrypted plaintext committed together) and lets the cache see
 // its writes only once it committed.
+//
+// With a pool, fn first runs with its writes deferred: the new session,
+// identity and plaintext are kept aside and written together by flush, in
+// one round trip and one implicit transaction, before this returns. A
+// decryption that needs any other write (a prekey message uses up a
+// prekey) is run again in whatsmeow's transaction; nothing of the first
+// run was written.
 func (w *signalStores) DoDecryptionTxn(ctx context.Context, fn func(context.Context) error) error {
 	if overlayOf(ctx) != nil {
 		return w.buf.DoDecryptionTxn(ctx, fn) // nested: the outer one decides
+	}
+	if w.pool != nil {
+		ov := &txOverlay{deferred: true}
+		err := fn(context.WithValue(ctx, overlayKey{}, ov))
+		if !ov.needTxn {
+			if err == nil {
+				err = w.flush(ctx, ov)
+			}
+			w.cache.finish(ov, err == nil)
+			return err
+		}
+		w.cache.finish(ov, false)
 	}
 	ov := &txOverlay{}
 	err := w.buf.DoDecryptionTxn(context.WithValue(ctx, overlayKey{}, ov), fn)
@@ -417,6 +565,43 @@ func (w *signalStores) ClearBufferedEventPlaintext(ctx context.Context, hash [32
 	default:
 		return w.buf.ClearBufferedEventPlaintext(ctx, hash)
 	}
+}
+
+// The statements of whatsmeow's sqlstore (store/sqlstore/store.go) for
+// the rows a decryption writes. TestSignalFlushMatchesSqlstore reads them
+// back through sqlstore, so a whatsmeow upgrade that changes these tables
+// fails there.
+const (
+	flushIdentitySQL = `INSERT INTO whatsmeow_identity_keys (our_jid, their_id, identity) VALUES ($1, $2, $3)
+		ON CONFLICT (our_jid, their_id) DO UPDATE SET identity=excluded.identity`
+	flushSessionSQL = `INSERT INTO whatsmeow_sessions (our_jid, their_id, session) VALUES ($1, $2, $3)
+		ON CONFLICT (our_jid, their_id) DO UPDATE SET session=excluded.session`
+	flushEventSQL = `INSERT INTO whatsmeow_event_buffer (our_jid, ciphertext_hash, plaintext, server_timestamp, insert_timestamp)
+		VALUES ($1, $2, $3, $4, $5)`
+)
+
+// flush writes a deferred decryption's state in one batch: one round trip,
+// one implicit transaction (all or nothing), committed when it returns.
+func (w *signalStores) flush(ctx context.Context, ov *txOverlay) error {
+	b := &pgx.Batch{}
+	for _, addr := range slices.Sorted(maps.Keys(ov.identities)) {
+		k := ov.identities[addr]
+		b.Queue(flushIdentitySQL, w.jid, addr, k[:])
+	}
+	for _, addr := range slices.Sorted(maps.Keys(ov.sessions)) {
+		b.Queue(flushSessionSQL, w.jid, addr, ov.sessions[addr])
+	}
+	now := time.Now().UnixMilli()
+	for _, e := range ov.events {
+		b.Queue(flushEventSQL, w.jid, e.hash[:], e.plaintext, e.ts.Unix(), now)
+	}
+	if b.Len() == 0 {
+		return nil
+	}
+	if err := w.pool.SendBatch(ctx, b).Close(); err != nil {
+		return fmt.Errorf("connector: store decryption state: %w", err)
+	}
+	return nil
 }
 
 func (w *signalStores) DeleteOldBufferedHashes(ctx context.Context) error {

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"go.mau.fi/whatsmeow/proto/waAdv"
+	wastore "go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/store/sqlstore"
 	"go.mau.fi/whatsmeow/types"
 	waLog "go.mau.fi/whatsmeow/util/log"
@@ -37,7 +38,7 @@ func TestSignalCacheFollowsPostgres(t *testing.T) {
 	dev.ID = &jid
 	dev.Account = &waAdv.ADVSignedDeviceIdentity{Details: []byte{1}, AccountSignature: make([]byte, 64), AccountSignatureKey: make([]byte, 32), DeviceSignature: make([]byte, 64)}
 	// Pairing: whatsmeow stores the device through its container.
-	dev.Container = &signalContainer{DeviceContainer: dev.Container, log: testenv.Logger(t)}
+	dev.Container = &signalContainer{DeviceContainer: dev.Container, pool: db.Pool, log: testenv.Logger(t)}
 	if err := dev.Save(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -115,6 +116,85 @@ func TestSignalCacheFollowsPostgres(t *testing.T) {
 		}
 	}
 
+	// A deferred decryption (no transaction; its writes go in one batch)
+	// that fails writes nothing; one that succeeds writes session, identity
+	// and plaintext so that whatsmeow's sqlstore reads them back.
+	if w.pool == nil {
+		t.Fatal("the wrapper has no pool: decryption state is not batched")
+	}
+	const addr2 = "987654321.0:0"
+	var hash1 [32]byte
+	hash1[0] = 7
+	err = w.DoDecryptionTxn(ctx, func(ctx context.Context) error {
+		_ = w.PutSession(ctx, addr2, v1)
+		_ = w.PutBufferedEvent(ctx, hash1, []byte("nada"), time.Now())
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("deferred transaction: %v", err)
+	}
+	if c, s := get(addr2); c != nil || s != nil {
+		t.Fatalf("after a failed deferred decryption: cache %q, postgres %q", c, s)
+	}
+	if b, err := w.buf.GetBufferedEvent(ctx, hash1); err != nil || b != nil {
+		t.Fatalf("after a failed deferred decryption the plaintext is stored: %+v %v", b, err)
+	}
+	err = w.DoDecryptionTxn(ctx, func(ctx context.Context) error {
+		if err := w.PutSession(ctx, addr2, v2); err != nil {
+			return err
+		}
+		if err := w.PutIdentity(ctx, addr2, k2); err != nil {
+			return err
+		}
+		return w.PutBufferedEvent(ctx, hash1, []byte("tudo bem"), time.Now())
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c, s := get(addr2); !bytes.Equal(c, v2) || !bytes.Equal(s, v2) {
+		t.Fatalf("after a deferred decryption: cache %q, postgres %q, want %q", c, s, v2)
+	}
+	if ok, err := w.ids.IsTrustedIdentity(ctx, addr2, k2); err != nil || !ok {
+		t.Fatalf("identity written by flush not read back by sqlstore: %v %v", ok, err)
+	}
+	if ok, err := w.ids.IsTrustedIdentity(ctx, addr2, k1); err != nil || ok {
+		t.Fatalf("sqlstore trusts another key after flush: %v %v", ok, err)
+	}
+	if b, err := w.buf.GetBufferedEvent(ctx, hash1); err != nil || b == nil || string(b.Plaintext) != "tudo bem" {
+		t.Fatalf("plaintext written by flush not read back by sqlstore: %+v %v", b, err)
+	}
+
+	// A decryption that uses up a prekey needs whatsmeow's transaction: it
+	// runs again there, and its writes land once.
+	keysBefore, err := dev.PreKeys.UploadedPreKeyCount(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pk, err := w.guardlessPreKeys(dev).GenOnePreKey(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	runs := 0
+	err = w.DoDecryptionTxn(ctx, func(ctx context.Context) error {
+		runs++
+		if err := dev.PreKeys.RemovePreKey(ctx, pk.KeyID); err != nil {
+			return err
+		}
+		return w.PutSession(ctx, addr2, v3)
+	})
+	if err != nil || runs != 2 {
+		t.Fatalf("prekey decryption: %v after %d runs, want success on the second", err, runs)
+	}
+	if got, err := dev.PreKeys.GetPreKey(ctx, pk.KeyID); err != nil || got != nil {
+		t.Fatalf("prekey %d still there: %v %v", pk.KeyID, got, err)
+	}
+	if c, s := get(addr2); !bytes.Equal(c, v3) || !bytes.Equal(s, v3) {
+		t.Fatalf("after the prekey decryption: cache %q, postgres %q, want %q", c, s, v3)
+	}
+	if n, err := dev.PreKeys.UploadedPreKeyCount(ctx); err != nil || n != keysBefore {
+		t.Fatalf("uploaded prekeys %d → %d (%v)", keysBefore, n, err)
+	}
+
 	// A delete behind the session's cached entry empties the cache.
 	if err := w.DeleteSession(ctx, addr); err != nil {
 		t.Fatal(err)
@@ -142,3 +222,8 @@ func TestSignalCacheFollowsPostgres(t *testing.T) {
 }
 
 const wait = 15 * time.Second
+
+// guardlessPreKeys is the device's prekey store without the guard.
+func (w *signalStores) guardlessPreKeys(dev *wastore.Device) wastore.PreKeyStore {
+	return dev.PreKeys.(guardedPreKeys).PreKeyStore
+}

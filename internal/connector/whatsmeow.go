@@ -70,8 +70,8 @@ func (f *WhatsmeowFactory) NewClient(ctx context.Context, p ClientParams) (Clien
 	if !f.NoSignalCache {
 		// A loaded device is wrapped now; a new one when whatsmeow stores
 		// it at pairing (signalContainer.PutDevice).
-		wrapSignalStores(dev, p.Log)
-		dev.Container = &signalContainer{DeviceContainer: dev.Container, log: p.Log}
+		wrapSignalStores(dev, f.db.Pool, p.Log)
+		dev.Container = &signalContainer{DeviceContainer: dev.Container, pool: f.db.Pool, log: p.Log}
 	}
 	cli := whatsmeow.NewClient(dev, waLog.Zerolog(p.Log.With().Str("component", "whatsmeow").Logger()))
 	// Sessions own the reconnect policy (docs/decisions/0002-reconnect-policy.md).
