@@ -50,6 +50,7 @@ type inboundParams struct {
 	persister   bool
 	profileDir  string
 	signalCache bool
+	burst       int
 	logLevel    zerolog.Level
 }
 
@@ -63,11 +64,12 @@ func runInbound(ctx context.Context, env *Env, args []string) (*Result, error) {
 	pers := fs.Bool("persister", true, "run the persister in the same process, as the dev binary does")
 	prof := fs.String("cpuprofile-dir", "", "write each step's CPU profile here (go tool pprof)")
 	cache := fs.Bool("signal-cache", true, "the connector's cache in front of whatsmeow's sessions and identity keys (false: whatsmeow's sqlstore as is, for comparison)")
+	burst := fs.Int("burst", 2000, "messages handed to the fake at once after the rate steps, to measure how fast a session (and all sessions) drain them; 0: none")
 	level := fs.String("log-level", "error", "log level of the connector and whatsmeow (stderr)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	p := inboundParams{sessions: *sessions, contacts: *contacts, step: *step, persister: *pers, profileDir: *prof, signalCache: *cache}
+	p := inboundParams{sessions: *sessions, contacts: *contacts, step: *step, persister: *pers, profileDir: *prof, signalCache: *cache, burst: *burst}
 	var err error
 	if p.oneRates, err = parseRates(*one); err != nil {
 		return nil, err
@@ -93,6 +95,9 @@ func runInbound(ctx context.Context, env *Env, args []string) (*Result, error) {
 		}
 		if !set["step"] {
 			p.step = 1500 * time.Millisecond
+		}
+		if !set["burst"] {
+			p.burst = 300
 		}
 	}
 	return inboundRun(ctx, env, p)
@@ -147,6 +152,7 @@ func inboundRun(ctx context.Context, env *Env, p inboundParams) (*Result, error)
 	res.Params["step_s"] = p.step.Seconds()
 	res.Params["persister_in_process"] = p.persister
 	res.Params["signal_cache"] = p.signalCache
+	res.Params["burst"] = p.burst
 	res.Params["latency_to"] = "live.wa.<mentorado>.evt.message (the subject the notifier fans out to SSE)"
 	res.Params["nats"] = "embedded nats-server (same process; its CPU is its own profile category)"
 	res.Params["fake"] = "wafake in the same process (its CPU is its own profile category)"
@@ -273,7 +279,7 @@ func inboundRun(ctx context.Context, env *Env, p inboundParams) (*Result, error)
 	allOK := true
 	target := nearest(p.oneRates, 300)
 	for _, rate := range p.oneRates {
-		st, err := rig.step(ctx, p, ids, p.contacts, rate, fmt.Sprintf("one_%d", rate))
+		st, err := rig.step(ctx, p, ids, p.contacts, rate, int(float64(rate)*p.step.Seconds()), fmt.Sprintf("one_%d", rate))
 		if err != nil {
 			return nil, err
 		}
@@ -281,6 +287,22 @@ func inboundRun(ctx context.Context, env *Env, p inboundParams) (*Result, error)
 		st.record(res, fmt.Sprintf("one_%d", rate), rate == target)
 	}
 	res.Metrics["one_best_rate_p99_under_50ms_msgs_per_s"] = bestRate(res, "one", p.oneRates, 50)
+	if p.burst > 0 {
+		// Capacity: every message handed to the fake at once; the session
+		// drains them as fast as it can (robust to a busy machine, unlike
+		// a latency percentile).
+		st, err := rig.step(ctx, p, ids, p.contacts, 1_000_000, p.burst, "one_burst")
+		if err != nil {
+			return nil, err
+		}
+		allOK = allOK && st.complete
+		res.Metrics["one_burst_drain_msgs_per_s"] = st.deliveredPerS
+		res.Metrics["one_burst_cpu_ms_per_msg"] = st.cpuMs
+		res.Metrics["one_burst_pg_backend_cpu_ms_per_msg"] = st.pgCPUMs
+		res.Metrics["one_burst_pg_xacts_per_msg"] = st.xacts
+		res.Metrics["one_burst_pg_updates_per_msg"] = st.upd
+		res.Ratio("one_burst_drain_msgs_per_s", "pg_commit_per_s")
+	}
 
 	// Many sessions: pair the rest, then every session gets a share.
 	if p.sessions > 1 && len(p.manyRates) > 0 {
@@ -293,7 +315,7 @@ func inboundRun(ctx context.Context, env *Env, p inboundParams) (*Result, error)
 		ids = append(ids, more...)
 		target := nearest(p.manyRates, 1000)
 		for _, rate := range p.manyRates {
-			st, err := rig.step(ctx, p, ids, 2, rate, fmt.Sprintf("many_%d", rate))
+			st, err := rig.step(ctx, p, ids, 2, rate, int(float64(rate)*p.step.Seconds()), fmt.Sprintf("many_%d", rate))
 			if err != nil {
 				return nil, err
 			}
@@ -301,6 +323,17 @@ func inboundRun(ctx context.Context, env *Env, p inboundParams) (*Result, error)
 			st.record(res, fmt.Sprintf("many_%d", rate), rate == target)
 		}
 		res.Metrics["many_best_rate_p99_under_100ms_msgs_per_s"] = bestRate(res, "many", p.manyRates, 100)
+		if p.burst > 0 {
+			st, err := rig.step(ctx, p, ids, 2, 1_000_000, p.burst*2, "many_burst")
+			if err != nil {
+				return nil, err
+			}
+			allOK = allOK && st.complete
+			res.Metrics["many_burst_drain_msgs_per_s"] = st.deliveredPerS
+			res.Metrics["many_burst_cpu_ms_per_msg"] = st.cpuMs
+			res.Metrics["many_burst_pg_backend_cpu_ms_per_msg"] = st.pgCPUMs
+			res.Ratio("many_burst_drain_msgs_per_s", "pg_commit_per_s")
+		}
 	}
 	rig.lmu.Lock()
 	dups := 0
@@ -519,7 +552,7 @@ func (st stepResult) record(res *Result, k string, withShares bool) {
 // step drives rate messages/s for p.step, spread round-robin over the
 // sessions and contactsPer contacts of each, waits until every message
 // arrived on the live subject (or a minute), and measures.
-func (rig *inboundRig) step(ctx context.Context, p inboundParams, ids []int64, contactsPer, rate int, name string) (stepResult, error) {
+func (rig *inboundRig) step(ctx context.Context, p inboundParams, ids []int64, contactsPer, rate, n int, name string) (stepResult, error) {
 	st := stepResult{rate: rate}
 	// One worker per (session, contact) keeps a contact's messages in order
 	// (one Signal chain) while the others send in parallel.
@@ -574,7 +607,6 @@ func (rig *inboundRig) step(ctx context.Context, p inboundParams, ids []int64, c
 	startReceived := rig.received
 	rig.lmu.Unlock()
 
-	n := int(float64(rate) * p.step.Seconds())
 	began := time.Now()
 	interval := time.Second / time.Duration(rate)
 	for k := range n {
