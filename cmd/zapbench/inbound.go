@@ -349,7 +349,7 @@ func inboundRun(ctx context.Context, env *Env, p inboundParams) (*Result, error)
 		"latency: from just before the fake contact encrypts and sends the message to its arrival on the live subject the notifier fans out to SSE (the fake's encryption is included)",
 		"pg_*_per_msg: pg_stat_database deltas of the scenario's database over a step, divided by the messages of the step (whatsmeow's store, the connector and the in-process persister)",
 		"cpu_ms_per_msg: this process's CPU (connector, whatsmeow, fake, embedded NATS, persister) per message; pg_backend_cpu_ms_per_msg: the Postgres backends serving the scenario's database",
-		"cpu_pct_*: the step's CPU profile by package: wafake = any stack through the fake server or its phones; nats_server = the embedded server; else the innermost frame among whatsmeow/libsignal, pgx/database/sql, nats client, zapbus; runtime = GC, scheduler and the rest")
+		"cpu_pct_*: the step's CPU profile by package: wafake = any stack through the fake server or its phones; nats_server = the embedded server; else the innermost frame among whatsmeow/libsignal, pgx/database/sql, nats client, zapbench itself (bench), zapbus; runtime = GC, scheduler and the rest")
 	return res, nil
 }
 

@@ -49,13 +49,14 @@ func stopProfile(pb *profileBuffer, dir, name string) map[string]float64 {
 }
 
 // Categories, in the order of the table.
-var profileCategories = []string{"wafake", "whatsmeow", "zapbus", "pgx", "nats_client", "nats_server", "runtime"}
+var profileCategories = []string{"wafake", "whatsmeow", "zapbus", "pgx", "nats_client", "nats_server", "bench", "runtime"}
 
 // categorize names the part of the process a stack (innermost frame first)
 // belongs to. The fake server and its phones use libsignal and protobuf
 // too, so any stack through wafake is the fake's, whatever its leaf; the
 // embedded NATS server likewise. Otherwise the innermost frame of a known
-// package decides (crypto and encoding frames go to their caller).
+// package decides (crypto and encoding frames go to their caller); the
+// harness (zapbench's senders and live-subject ledger) is "bench".
 func categorize(funcs []string) string {
 	for _, f := range funcs {
 		switch {
@@ -73,6 +74,8 @@ func categorize(funcs []string) string {
 			return "pgx"
 		case strings.HasPrefix(f, "github.com/nats-io/"):
 			return "nats_client"
+		case strings.HasPrefix(f, "github.com/zapbus/zapbus/cmd/zapbench."), strings.HasPrefix(f, "main."):
+			return "bench" // the measuring harness itself
 		case strings.HasPrefix(f, "github.com/zapbus/zapbus/"), strings.HasPrefix(f, "github.com/uptrace/bun"):
 			return "zapbus"
 		}
