@@ -27,17 +27,22 @@ import (
 // after the handler. The round trips, not the CPU, bound a session at
 // ~400 messages/s.
 //
-// signalStores wraps a device's identity, session and event-buffer stores:
+// signalStores wraps a device's identity, session and event-buffer stores
+// (and guards its prekey and sender-key stores):
 //   - reads of sessions and identity keys are answered from a write-through
 //     cache of what Postgres has committed for this device (one connector
 //     owns a device at a time: the lease), so HasSession, GetSession and
 //     IsTrustedIdentity cost nothing once a contact is known;
 //   - PutIdentity of the key Postgres already has is skipped (an upsert of
 //     the same value);
-//   - every other write still goes to Postgres, in the same transaction
-//     whatsmeow opened, before whatsmeow acks: a write inside
-//     DoDecryptionTxn enters the cache only after that transaction
-//     committed; a failed write or transaction evicts what it touched;
+//   - a decryption's writes (session, identity, plaintext) are kept aside
+//     while it runs and written together in one batch, one round trip and
+//     one transaction, before DoDecryptionTxn returns, so before the
+//     handler runs and before whatsmeow acks; a decryption that needs
+//     another write (a prekey used up, a sender key) runs again in
+//     whatsmeow's own transaction;
+//   - a write enters the cache only once committed; a failed write or
+//     transaction evicts what it touched;
 //   - ClearBufferedEventPlaintext (dropping the decrypted copy once the
 //     handler succeeded) runs off the serial path: losing it in a crash
 //     only leaves a plaintext that whatsmeow would hand to the handler
