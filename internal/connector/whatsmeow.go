@@ -26,6 +26,11 @@ type WhatsmeowFactory struct {
 	// Configure, when set, is called on every new client before use; the
 	// dev stack and tests point clients at the fake WhatsApp server with it.
 	Configure func(*whatsmeow.Client)
+	// NoSignalCache leaves whatsmeow's sqlstore without the cache in
+	// front of its sessions and identity keys (signalcache.go): every
+	// read is a Postgres round trip again. For comparisons (zapbench
+	// inbound -signal-cache=false); production keeps the cache.
+	NoSignalCache bool
 }
 
 var _ Factory = (*WhatsmeowFactory)(nil)
@@ -61,6 +66,12 @@ func (f *WhatsmeowFactory) NewClient(ctx context.Context, p ClientParams) (Clien
 			return nil, ErrNoDevice
 		}
 		dev = d
+	}
+	if !f.NoSignalCache {
+		// A loaded device is wrapped now; a new one when whatsmeow stores
+		// it at pairing (signalContainer.PutDevice).
+		wrapSignalStores(dev, f.db.Pool, p.Log)
+		dev.Container = &signalContainer{DeviceContainer: dev.Container, pool: f.db.Pool, log: p.Log}
 	}
 	cli := whatsmeow.NewClient(dev, waLog.Zerolog(p.Log.With().Str("component", "whatsmeow").Logger()))
 	// Sessions own the reconnect policy (docs/decisions/0002-reconnect-policy.md).
