@@ -596,7 +596,7 @@ func (rig *inboundRig) step(ctx context.Context, p inboundParams, ids []int64, c
 	if err != nil {
 		return st, err
 	}
-	cpu0 := procCPU()
+	cpu0 := selfCPU()
 	pg0 := rig.pgBackendCPU(ctx)
 	var profBuf *profileBuffer
 	if err := startProfile(&profBuf); err != nil {
@@ -644,7 +644,7 @@ func (rig *inboundRig) step(ctx context.Context, p inboundParams, ids []int64, c
 	}
 measured:
 	shares := stopProfile(profBuf, p.profileDir, name)
-	cpu1 := procCPU()
+	cpu1 := selfCPU()
 	pg1 := rig.pgBackendCPU(ctx)
 	x1, err := rig.pgStats(ctx)
 	if err != nil {
@@ -819,7 +819,8 @@ func procStatCPU(pid int) (time.Duration, bool) {
 	return time.Duration(u+k) * 10 * time.Millisecond, true
 }
 
-func procCPU() time.Duration {
+// selfCPU is the CPU this process has used (user + system).
+func selfCPU() time.Duration {
 	var ru syscall.Rusage
 	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
 		return 0

@@ -89,6 +89,9 @@ var rules = []rule{
 			// The standalone fake WhatsApp process (staging and chaos
 			// runs; dev only, never in the production image).
 			"cmd/wafake": "internal/wafake",
+			// The benchmark command pairs sessions on an in-process fake
+			// (inbound and restore scenarios); it is never deployed.
+			"cmd/zapbench": "internal/wafake",
 			// A test helper package (process runner for start-up tests),
 			// imported only by tests.
 			"internal/startup/startuptest": "internal/testenv",
