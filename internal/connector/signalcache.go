@@ -265,6 +265,19 @@ func (g guardedPreKeys) MarkPreKeysAsUploaded(ctx context.Context, upToID uint32
 
 type guardedSenderKeys struct{ store.SenderKeyStore }
 
+// GetSenderKey refuses already at the load: libsignal's group cipher
+// decrypts the message's ciphertext in place (cipher.DecryptCbc) before it
+// stores the advanced sender key, so a group decryption run twice on the
+// same message fails its signature check the second time ("sender key
+// state failed verification"). Refusing before anything is decrypted
+// leaves the message intact for the run in whatsmeow's transaction.
+func (g guardedSenderKeys) GetSenderKey(ctx context.Context, group, user string) ([]byte, error) {
+	if refuseDeferred(ctx) {
+		return nil, errNeedTxn
+	}
+	return g.SenderKeyStore.GetSenderKey(ctx, group, user)
+}
+
 func (g guardedSenderKeys) PutSenderKey(ctx context.Context, group, user string, session []byte) error {
 	if refuseDeferred(ctx) {
 		return errNeedTxn

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"slices"
 	"testing"
 	"time"
 
@@ -193,6 +194,26 @@ func TestSignalCacheFollowsPostgres(t *testing.T) {
 	}
 	if n, err := dev.PreKeys.UploadedPreKeyCount(ctx); err != nil || n != keysBefore {
 		t.Fatalf("uploaded prekeys %d → %d (%v)", keysBefore, n, err)
+	}
+
+	// A group decryption is refused at the sender key's load, before
+	// libsignal decrypts the ciphertext in place, so the run in
+	// whatsmeow's transaction is the only one that sees the message.
+	if err := dev.SenderKeys.PutSenderKey(ctx, "g1", "u1", []byte("sk")); err != nil {
+		t.Fatal(err)
+	}
+	var loads []string
+	err = w.DoDecryptionTxn(ctx, func(ctx context.Context) error {
+		sk, err := dev.SenderKeys.GetSenderKey(ctx, "g1", "u1")
+		if err != nil {
+			loads = append(loads, "refused")
+			return err
+		}
+		loads = append(loads, string(sk))
+		return nil
+	})
+	if err != nil || !slices.Equal(loads, []string{"refused", "sk"}) {
+		t.Fatalf("group decryption: %v, loads %q, want refused then sk", err, loads)
 	}
 
 	// A delete behind the session's cached entry empties the cache.
