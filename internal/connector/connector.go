@@ -37,7 +37,8 @@ type Config struct {
 	// InstanceID names this connector in leases; unique per process.
 	// Default: hostname plus random suffix.
 	InstanceID string
-	// RestoreConcurrency bounds sessions restored at once (default 8).
+	// RestoreConcurrency bounds the restore logins in flight at once
+	// (default 8): a slot is held until the session is connected or failed.
 	RestoreConcurrency int
 	// RestoreJitter spreads each restore over [0, RestoreJitter) (default 2 s).
 	RestoreJitter time.Duration
