@@ -4,17 +4,16 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"maps"
-	"slices"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/rs/zerolog"
 	"go.mau.fi/whatsmeow/store"
 	"go.mau.fi/whatsmeow/types"
 	"go.mau.fi/whatsmeow/util/keys"
+
+	zstore "github.com/zapbus/zapbus/internal/store"
 )
 
 // The inbound hot path (docs/decisions/0014-signal-store-cache.md).
@@ -585,39 +584,15 @@ func (w *signalStores) ClearBufferedEventPlaintext(ctx context.Context, hash [32
 	}
 }
 
-// The statements of whatsmeow's sqlstore (store/sqlstore/store.go) for
-// the rows a decryption writes. TestSignalFlushMatchesSqlstore reads them
-// back through sqlstore, so a whatsmeow upgrade that changes these tables
-// fails there.
-const (
-	flushIdentitySQL = `INSERT INTO whatsmeow_identity_keys (our_jid, their_id, identity) VALUES ($1, $2, $3)
-		ON CONFLICT (our_jid, their_id) DO UPDATE SET identity=excluded.identity`
-	flushSessionSQL = `INSERT INTO whatsmeow_sessions (our_jid, their_id, session) VALUES ($1, $2, $3)
-		ON CONFLICT (our_jid, their_id) DO UPDATE SET session=excluded.session`
-	flushEventSQL = `INSERT INTO whatsmeow_event_buffer (our_jid, ciphertext_hash, plaintext, server_timestamp, insert_timestamp)
-		VALUES ($1, $2, $3, $4, $5)`
-)
-
 // flush writes a deferred decryption's state in one batch: one round trip,
 // one implicit transaction (all or nothing), committed when it returns.
 func (w *signalStores) flush(ctx context.Context, ov *txOverlay) error {
-	b := &pgx.Batch{}
-	for _, addr := range slices.Sorted(maps.Keys(ov.identities)) {
-		k := ov.identities[addr]
-		b.Queue(flushIdentitySQL, w.jid, addr, k[:])
+	events := make([]zstore.SignalEvent, len(ov.events))
+	for i, e := range ov.events {
+		events[i] = zstore.SignalEvent{Hash: e.hash, Plaintext: e.plaintext, Time: e.ts}
 	}
-	for _, addr := range slices.Sorted(maps.Keys(ov.sessions)) {
-		b.Queue(flushSessionSQL, w.jid, addr, ov.sessions[addr])
-	}
-	now := time.Now().UnixMilli()
-	for _, e := range ov.events {
-		b.Queue(flushEventSQL, w.jid, e.hash[:], e.plaintext, e.ts.Unix(), now)
-	}
-	if b.Len() == 0 {
-		return nil
-	}
-	if err := w.pool.SendBatch(ctx, b).Close(); err != nil {
-		return fmt.Errorf("connector: store decryption state: %w", err)
+	if err := zstore.FlushSignalState(ctx, w.pool, w.jid, ov.identities, ov.sessions, events); err != nil {
+		return fmt.Errorf("connector: %w", err)
 	}
 	return nil
 }
