@@ -219,7 +219,6 @@ func runRestore(ctx context.Context, env *Env, args []string) (*Result, error) {
 	res.Metrics["restore_first_connected_s"] = first.Seconds()
 	res.Metrics["restore_sessions_per_s"] = n / all.Seconds()
 	res.Metrics["peak_rss_bytes"] = peak.rss
-	res.Metrics["peak_rss_bytes_per_session"] = (peak.rss - before.rss) / n
 	res.Metrics["peak_rss_bytes_per_session_whole_process"] = peak.rss / n
 	res.Metrics["peak_goroutines_per_session"] = (peak.goroutines - before.goroutines) / n
 	res.Metrics["settled_heap_bytes_per_session"] = (settled.heap - before.heap) / n
