@@ -127,8 +127,8 @@ func (c *Connector) act(ctx context.Context, s *session, verb event.Verb, req ev
 		msg.Timestamp = sent.Timestamp.UTC()
 	}
 	res.sent(ctx, s, msg)
-	if err := c.publishMessage(ctx, s.m, msg); err != nil {
-		return nil, event.NewCommandError(event.CodeInternal, "%s %s sent but not recorded (retry with the same client_id): %v", verb, id, err)
+	if err := c.recordSent(ctx, s.m, msg); err != nil {
+		return nil, event.NewCommandError(event.CodeInternal, "%s %s sent; recording it is retried in the background (retry with the same client_id to confirm): %v", verb, id, err)
 	}
 	s.groupSeen(msg.ChatJID)
 	return msg, nil

@@ -377,8 +377,8 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 		msg.Timestamp = sent.Timestamp.UTC()
 	}
 	res.sent(ctx, s, msg)
-	if err := c.publishMessage(ctx, s.m, msg); err != nil {
-		return nil, event.NewCommandError(event.CodeInternal, "message %s sent but not recorded (retry with the same client_id): %v", id, err)
+	if err := c.recordSent(ctx, s.m, msg); err != nil {
+		return nil, event.NewCommandError(event.CodeInternal, "message %s sent; recording it is retried in the background (retry with the same client_id to confirm): %v", id, err)
 	}
 	s.groupSeen(msg.ChatJID)
 	if file != nil {

@@ -1,6 +1,7 @@
 package connector_test
 
 import (
+	"context"
 	"strings"
 	"testing"
 	"time"
@@ -116,5 +117,47 @@ func TestSendMaxTextAnyContent(t *testing.T) {
 	}
 	if n := len(e.world.Sent(m)); n != len(contents) {
 		t.Fatalf("WhatsApp got %d messages, want %d", n, len(contents))
+	}
+}
+
+// TestSentMessageRecordedWhenStreamReturns: WhatsApp took the message but
+// its event could not be published (the stream was gone). The caller is
+// told so, and the connector keeps publishing it in the background: once
+// the stream is back the event is stored, without the caller retrying.
+// (The chaos run found a send during a NATS restart that reached the phone
+// and never got a row.)
+func TestSentMessageRecordedWhenStreamReturns(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2*time.Second)
+	m := e.mentorados(1)[0]
+	e.paired(m, "5511900000014")
+	e.start("a", nil, nil)
+	testenv.Eventually(t, wait, func() bool { return e.status(m) == event.StatusConnected }, "restored")
+
+	ctx := context.Background()
+	if err := e.observer.JS.DeleteStream(ctx, bus.StreamEvents); err != nil {
+		t.Fatal(err)
+	}
+	r := e.mustRequest(m, event.VerbSend, event.SendRequest{ClientID: "c1", Phone: "11987654321", Text: "enviada"})
+	if r.Error == nil || !strings.Contains(r.Error.Message, "retried in the background") {
+		t.Fatalf("send while the stream is gone: %+v, want an error saying recording is retried", r.Error)
+	}
+	if sent := e.world.Sent(m); len(sent) != 1 || sent[0].Text != "enviada" {
+		t.Fatalf("WhatsApp got %+v, want the one message", sent)
+	}
+	if err := e.observer.Provision(ctx); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, wait, func() bool {
+		for _, env := range e.stored(bus.StreamEvents, event.EventSubject(m, event.TypeMessage)) {
+			pl, err := env.Payload()
+			if err == nil && pl.(*event.Message).Text == "enviada" {
+				return true
+			}
+		}
+		return false
+	}, "the sent message's event never reached the stream")
+	if sent := e.world.Sent(m); len(sent) != 1 {
+		t.Fatalf("WhatsApp got %d messages, want 1 (nothing sent again)", len(sent))
 	}
 }

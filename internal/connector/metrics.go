@@ -31,6 +31,9 @@ type metrics struct {
 	mediaSends      *prometheus.CounterVec
 	historyMessages prometheus.Counter
 	historyChunks   *prometheus.CounterVec
+	// republishPending counts sent messages whose event is being published
+	// again in the background (republish.go).
+	republishPending prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -96,7 +99,10 @@ func newMetrics() *metrics {
 			Name: "zapbus_connector_history_chunks_total", Help: "History sync chunks, by result (imported, failed, retry).",
 		}, []string{"result"}),
 	}
-	reg.MustRegister(m.historyMessages, m.historyChunks)
+	m.republishPending = prometheus.NewGauge(prometheus.GaugeOpts{
+		Name: "zapbus_connector_unrecorded_sends", Help: "Messages WhatsApp took whose event is still being published again in the background.",
+	})
+	reg.MustRegister(m.historyMessages, m.historyChunks, m.republishPending)
 	reg.MustRegister(m.sessions, m.published, m.publishFailures, m.reconnects, m.commands, m.dropped, m.waEventsIgnored,
 		m.leases, m.fenced, m.takeovers, m.restoreTotal, m.restoreDone,
 		m.mediaDownloads, m.mediaQueued, m.mediaQueueDepth, m.mediaBytes, m.mediaSends,
