@@ -92,6 +92,31 @@ func (a *Account) WaitSettled(ctx context.Context) error {
 	})
 }
 
+// WaitQuiet waits until the client on the live connection has sent
+// nothing for quiet. WaitSettled cannot see a receipt whatsmeow has yet to
+// send (a read receipt after a delivery one, a receipt for a message it
+// is still decrypting); a quiet moment after it is the tests' best sign
+// that no goroutine of the client is about to write to its socket.
+func (a *Account) WaitQuiet(ctx context.Context, quiet time.Duration) error {
+	for {
+		a.s.mu.Lock()
+		c := a.conn
+		a.s.mu.Unlock()
+		if c == nil {
+			return nil
+		}
+		since := time.Since(time.Unix(0, c.lastIn.Load()))
+		if since >= quiet {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(quiet - since):
+		}
+	}
+}
+
 // Paired reports whether the account currently has a companion device.
 func (a *Account) Paired() bool {
 	a.s.mu.Lock()

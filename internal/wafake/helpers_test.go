@@ -204,6 +204,7 @@ func pair(t testing.TB, srv *wafake.Server, phone string, store *sqlstore.Contai
 		if a := srv.Account(phone); a != nil {
 			ctx, cancel := context.WithTimeout(context.Background(), settleTimeout)
 			_ = a.WaitSettled(ctx)
+			_ = a.WaitQuiet(ctx, 150*time.Millisecond)
 			cancel()
 		}
 		cli.Disconnect()

@@ -12,6 +12,7 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/coder/websocket"
@@ -345,6 +346,8 @@ type conn struct {
 	ready    bool // passive/active answered: offline queue flushed
 	refs     []string
 
+	lastIn atomic.Int64 // unix nanoseconds of the last frame from the client
+
 	wmu        sync.Mutex
 	iqWaiters  map[string]chan *waBinary.Node
 	ackWaiters map[string]chan struct{}
@@ -422,6 +425,7 @@ func (c *conn) close() {
 func (c *conn) readLoop() {
 	for {
 		plain, err := c.fc.readPlain(c.ctx)
+		c.lastIn.Store(time.Now().UnixNano())
 		if err != nil {
 			if c.ctx.Err() == nil {
 				c.s.log.Debug().Err(err).Str("conn", c.name).Msg("connection closed")
