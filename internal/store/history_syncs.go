@@ -19,10 +19,16 @@ import (
 // Workers claim due rows with a lease (locked_until) under FOR UPDATE SKIP
 // LOCKED, so two workers never stream the same chunk at once and a crashed
 // worker's chunk comes back when its lease runs out.
-type HistorySyncQueries struct{ q Querier }
+type HistorySyncQueries struct {
+	q  Querier
+	lq leasedQueue
+}
 
 // HistorySyncs returns the queries on history_syncs.
-func (db *DB) HistorySyncs() HistorySyncQueries { return HistorySyncQueries{q: db.Pool} }
+func (db *DB) HistorySyncs() HistorySyncQueries {
+	return HistorySyncQueries{q: db.Pool, lq: leasedQueue{q: db.Pool, table: "history_syncs", what: "history sync",
+		order: "next_at, created_at, synced_at", cols: historySyncColumns}}
+}
 
 // HistorySyncJob is one queued chunk (a row of history_syncs).
 type HistorySyncJob struct {
@@ -59,79 +65,35 @@ func (q HistorySyncQueries) Enqueue(ctx context.Context, h HistorySyncJob) (crea
 
 // Claim takes up to limit due chunks of mentorado m that no live lease
 // holds, leasing them for lease. Oldest first: the phone numbers its
-// chunks, and the first ones hold the most recent chats. The locking
-// SELECT is a MATERIALIZED CTE for the reason given on
-// MediaDownloadQueries.Claim.
+// chunks, and the first ones hold the most recent chats.
 func (q HistorySyncQueries) Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]HistorySyncJob, error) {
-	rows, err := q.q.Query(ctx, `WITH due AS MATERIALIZED (SELECT wa_message_id FROM history_syncs
-			WHERE mentorado_id = $1 AND next_at <= now() AND (locked_until IS NULL OR locked_until <= now())
-			ORDER BY next_at, created_at, synced_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-		UPDATE history_syncs h SET locked_until = now() + make_interval(secs => $3)
-		FROM due
-		WHERE h.mentorado_id = $1 AND h.wa_message_id = due.wa_message_id
-		RETURNING h.mentorado_id, h.wa_message_id, h.notification, h.synced_at, h.attempts, h.next_at, coalesce(h.last_error, ''), h.created_at`,
-		m, limit, lease.Seconds())
-	if err != nil {
-		return nil, fmt.Errorf("store: claim history syncs: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, scanHistorySync)
-	if err != nil {
-		return nil, fmt.Errorf("store: claim history syncs: %w", err)
-	}
-	return out, nil
+	return claim(ctx, q.lq, m, lease, limit, scanHistorySync)
 }
 
 // Retry records a failed attempt: attempts+1, the error, due again after
 // delay (the caller's backoff), lease released. It returns the attempts
 // made so far.
 func (q HistorySyncQueries) Retry(ctx context.Context, m int64, waID, reason string, delay time.Duration) (int, error) {
-	var n int
-	err := q.q.QueryRow(ctx, `UPDATE history_syncs SET attempts = attempts + 1, last_error = $3,
-		next_at = now() + make_interval(secs => $4), locked_until = NULL
-		WHERE mentorado_id = $1 AND wa_message_id = $2 RETURNING attempts`, m, waID, reason, delay.Seconds()).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("store: retry history sync: %w", notFound(err))
-	}
-	return n, nil
+	return q.lq.retry(ctx, m, waID, reason, delay)
 }
 
 // Release gives a claimed chunk back without counting an attempt (its
 // worker is stopping), due at once.
 func (q HistorySyncQueries) Release(ctx context.Context, m int64, waID string) error {
-	_, err := q.q.Exec(ctx, `UPDATE history_syncs SET locked_until = NULL WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
-	if err != nil {
-		return fmt.Errorf("store: release history sync: %w", err)
-	}
-	return nil
+	return q.lq.release(ctx, m, waID)
 }
 
 // Done removes a chunk whose progress event is published.
 func (q HistorySyncQueries) Done(ctx context.Context, m int64, waID string) error {
-	_, err := q.q.Exec(ctx, `DELETE FROM history_syncs WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
-	if err != nil {
-		return fmt.Errorf("store: finish history sync: %w", err)
-	}
-	return nil
+	return q.lq.done(ctx, m, waID)
 }
 
 // Get returns one chunk (ErrNotFound when none is queued).
 func (q HistorySyncQueries) Get(ctx context.Context, m int64, waID string) (HistorySyncJob, error) {
-	rows, err := q.q.Query(ctx, `SELECT `+historySyncColumns+` FROM history_syncs WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
-	if err != nil {
-		return HistorySyncJob{}, fmt.Errorf("store: get history sync: %w", err)
-	}
-	h, err := pgx.CollectExactlyOneRow(rows, scanHistorySync)
-	if err != nil {
-		return HistorySyncJob{}, notFound(err)
-	}
-	return h, nil
+	return get(ctx, q.lq, m, waID, scanHistorySync)
 }
 
 // Pending counts the chunks queued for mentorado m (queue depth).
 func (q HistorySyncQueries) Pending(ctx context.Context, m int64) (int, error) {
-	var n int
-	if err := q.q.QueryRow(ctx, `SELECT count(*) FROM history_syncs WHERE mentorado_id = $1`, m).Scan(&n); err != nil {
-		return 0, fmt.Errorf("store: count history syncs: %w", err)
-	}
-	return n, nil
+	return q.lq.pending(ctx, m)
 }

@@ -20,10 +20,16 @@ import (
 // Workers claim due rows with a lease (locked_until) under FOR UPDATE SKIP
 // LOCKED, so two workers never fetch the same file at once and a crashed
 // worker's rows come back when its lease runs out.
-type MediaDownloadQueries struct{ q Querier }
+type MediaDownloadQueries struct {
+	q  Querier
+	lq leasedQueue
+}
 
 // MediaDownloads returns the queries on media_downloads.
-func (db *DB) MediaDownloads() MediaDownloadQueries { return MediaDownloadQueries{q: db.Pool} }
+func (db *DB) MediaDownloads() MediaDownloadQueries {
+	return MediaDownloadQueries{q: db.Pool, lq: leasedQueue{q: db.Pool, table: "media_downloads", what: "media download",
+		order: "next_at, created_at", cols: mediaDownloadColumns}}
+}
 
 // DownloadJob is one queued download (a row of media_downloads).
 type DownloadJob struct {
@@ -70,53 +76,21 @@ func (q MediaDownloadQueries) Enqueue(ctx context.Context, d DownloadJob) (creat
 // Claim takes up to limit due downloads of mentorado m that no live lease
 // holds, leasing them for lease: until then no other Claim returns them.
 // Oldest due first.
-//
-// The locking SELECT is a MATERIALIZED CTE, run exactly once. As a
-// subquery in UPDATE … FROM the planner may rescan it per joined row; a
-// rescan skips the rows this statement already updated and locks others
-// it never leases, so concurrent claimers skip them and can stop early
-// with work left (seen under load: 38 of 40 claimed).
 func (q MediaDownloadQueries) Claim(ctx context.Context, m int64, lease time.Duration, limit int) ([]DownloadJob, error) {
-	rows, err := q.q.Query(ctx, `WITH due AS MATERIALIZED (SELECT wa_message_id FROM media_downloads
-			WHERE mentorado_id = $1 AND next_at <= now() AND (locked_until IS NULL OR locked_until <= now())
-			ORDER BY next_at, created_at LIMIT $2 FOR UPDATE SKIP LOCKED)
-		UPDATE media_downloads d SET locked_until = now() + make_interval(secs => $3)
-		FROM due
-		WHERE d.mentorado_id = $1 AND d.wa_message_id = due.wa_message_id
-		RETURNING d.mentorado_id, d.wa_message_id, d.chat_jid, d.kind, d.media_id, d.message, d.source, d.attempts, d.next_at, coalesce(d.last_error, ''), d.created_at`,
-		m, limit, lease.Seconds())
-	if err != nil {
-		return nil, fmt.Errorf("store: claim media downloads: %w", err)
-	}
-	out, err := pgx.CollectRows(rows, scanMediaDownload)
-	if err != nil {
-		return nil, fmt.Errorf("store: claim media downloads: %w", err)
-	}
-	return out, nil
+	return claim(ctx, q.lq, m, lease, limit, scanMediaDownload)
 }
 
 // Retry records a failed attempt: attempts+1, the error, due again after
 // delay (the caller's backoff), lease released. It returns the attempts
 // made so far.
 func (q MediaDownloadQueries) Retry(ctx context.Context, m int64, waID, reason string, delay time.Duration) (int, error) {
-	var n int
-	err := q.q.QueryRow(ctx, `UPDATE media_downloads SET attempts = attempts + 1, last_error = $3,
-		next_at = now() + make_interval(secs => $4), locked_until = NULL
-		WHERE mentorado_id = $1 AND wa_message_id = $2 RETURNING attempts`, m, waID, reason, delay.Seconds()).Scan(&n)
-	if err != nil {
-		return 0, fmt.Errorf("store: retry media download: %w", notFound(err))
-	}
-	return n, nil
+	return q.lq.retry(ctx, m, waID, reason, delay)
 }
 
 // Release gives a claimed download back without counting an attempt (its
 // worker is stopping), due at once.
 func (q MediaDownloadQueries) Release(ctx context.Context, m int64, waID string) error {
-	_, err := q.q.Exec(ctx, `UPDATE media_downloads SET locked_until = NULL WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
-	if err != nil {
-		return fmt.Errorf("store: release media download: %w", err)
-	}
-	return nil
+	return q.lq.release(ctx, m, waID)
 }
 
 // UpdateMessage replaces the stored WhatsApp message of a download (a new
@@ -134,31 +108,15 @@ func (q MediaDownloadQueries) UpdateMessage(ctx context.Context, m int64, waID s
 
 // Done removes a download whose file is stored or failed for good.
 func (q MediaDownloadQueries) Done(ctx context.Context, m int64, waID string) error {
-	_, err := q.q.Exec(ctx, `DELETE FROM media_downloads WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
-	if err != nil {
-		return fmt.Errorf("store: finish media download: %w", err)
-	}
-	return nil
+	return q.lq.done(ctx, m, waID)
 }
 
 // Get returns one download (ErrNotFound when none is queued).
 func (q MediaDownloadQueries) Get(ctx context.Context, m int64, waID string) (DownloadJob, error) {
-	rows, err := q.q.Query(ctx, `SELECT `+mediaDownloadColumns+` FROM media_downloads WHERE mentorado_id = $1 AND wa_message_id = $2`, m, waID)
-	if err != nil {
-		return DownloadJob{}, fmt.Errorf("store: get media download: %w", err)
-	}
-	d, err := pgx.CollectExactlyOneRow(rows, scanMediaDownload)
-	if err != nil {
-		return DownloadJob{}, notFound(err)
-	}
-	return d, nil
+	return get(ctx, q.lq, m, waID, scanMediaDownload)
 }
 
 // Pending counts the downloads queued for mentorado m (queue depth).
 func (q MediaDownloadQueries) Pending(ctx context.Context, m int64) (int, error) {
-	var n int
-	if err := q.q.QueryRow(ctx, `SELECT count(*) FROM media_downloads WHERE mentorado_id = $1`, m).Scan(&n); err != nil {
-		return 0, fmt.Errorf("store: count media downloads: %w", err)
-	}
-	return n, nil
+	return q.lq.pending(ctx, m)
 }
