@@ -13,7 +13,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -241,7 +240,7 @@ func runFanout(ctx context.Context, env *Env, args []string) (*Result, error) {
 	}
 
 	fmt.Fprintf(env.Stdout, "fanout: publishing %d events at %d/s\n", total, *rate)
-	cpu0, _ := procCPU(nt.cmd.Process.Pid)
+	cpu0, _ := procStatCPU(nt.cmd.Process.Pid)
 	pubStart := time.Now()
 	expected := make(map[int64]int, len(ts))
 	if err := publishPaced(ctx, b, total, *rate, func(k int) (event.Envelope, error) {
@@ -279,7 +278,7 @@ func runFanout(ctx context.Context, env *Env, args []string) (*Result, error) {
 		time.Sleep(50 * time.Millisecond)
 	}
 	deliverElapsed := time.Since(pubStart)
-	cpu1, _ := procCPU(nt.cmd.Process.Pid)
+	cpu1, _ := procStatCPU(nt.cmd.Process.Pid)
 	peak, _ := nt.peakRSS()
 	loaded, err := nt.sample(ctx)
 	if err != nil {
@@ -313,9 +312,10 @@ func runFanout(ctx context.Context, env *Env, args []string) (*Result, error) {
 	res.Metrics["delivery_max_ms"] = percentileMs(all, 100)
 	res.Metrics["notifier_peak_rss_bytes"] = peak
 	res.Metrics["notifier_goroutines_loaded"] = loaded.goroutines
-	res.Metrics["notifier_cpu_s"] = cpu1 - cpu0
+	cpu := (cpu1 - cpu0).Seconds()
+	res.Metrics["notifier_cpu_s"] = cpu
 	if got > 0 {
-		res.Metrics["notifier_cpu_us_per_frame"] = (cpu1 - cpu0) * 1e6 / float64(got)
+		res.Metrics["notifier_cpu_us_per_frame"] = cpu * 1e6 / float64(got)
 	}
 	live := liveLat.snapshot()
 	res.Baselines["live_subject_p50_ms"] = percentileMs(live, 50)
@@ -675,31 +675,32 @@ func findNATSServer(want string) (bin, version string, err error) {
 }
 
 // createBenchDatabase creates a fresh database on the server at serverDSN
-// and returns its DSN and a function dropping it.
+// and returns its DSN and a function dropping it. Every scenario's
+// database comes from here.
 func createBenchDatabase(ctx context.Context, serverDSN, tag string) (string, func(), error) {
+	name := fmt.Sprintf("zapbench_%s_%d", tag, time.Now().UnixNano())
+	dsn, err := withDatabase(serverDSN, name)
+	if err != nil {
+		return "", nil, err
+	}
 	admin, err := pgx.Connect(ctx, serverDSN)
 	if err != nil {
 		return "", nil, fmt.Errorf("postgres: %w", err)
 	}
-	name := fmt.Sprintf("zapbench_%s_%d", tag, time.Now().UnixNano())
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		admin.Close(ctx)
+	err = store.CreateDatabase(ctx, admin, name)
+	admin.Close(ctx)
+	if err != nil {
 		return "", nil, fmt.Errorf("create database: %w", err)
 	}
-	admin.Close(ctx)
-	u, err := url.Parse(serverDSN)
-	if err != nil || u.Scheme == "" {
-		return "", nil, fmt.Errorf("postgres DSN must be a URL: %v", err)
-	}
-	u.Path = "/" + name
-	dsn := u.String()
 	drop := func() {
-		c, err := pgx.Connect(context.Background(), serverDSN)
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := pgx.Connect(ctx, serverDSN)
 		if err != nil {
 			return
 		}
-		defer c.Close(context.Background())
-		_, _ = c.Exec(context.Background(), "DROP DATABASE IF EXISTS "+name+" WITH (FORCE)")
+		defer c.Close(ctx)
+		_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+pgx.Identifier{name}.Sanitize()+" WITH (FORCE)")
 	}
 	return dsn, drop, nil
 }
@@ -825,22 +826,6 @@ func (p *notifierProcess) peakRSS() (float64, error) {
 		}
 	}
 	return 0, errors.New("no VmHWM")
-}
-
-// procCPU returns the user+system CPU seconds of pid.
-func procCPU(pid int) (float64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	s := string(b)
-	f := strings.Fields(s[strings.LastIndexByte(s, ')')+2:])
-	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
-	}
-	ut, _ := strconv.ParseFloat(f[11], 64)
-	st, _ := strconv.ParseFloat(f[12], 64)
-	return (ut + st) / 100, nil // USER_HZ is 100 on Linux
 }
 
 // scrapeMetrics reads a Prometheus text page into name{labels} → value.

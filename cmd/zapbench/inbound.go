@@ -17,7 +17,6 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -120,13 +119,12 @@ func parseRates(s string) ([]int, error) {
 
 // inboundRig is everything the scenario started.
 type inboundRig struct {
-	env    *Env
-	db     *store.DB
-	dbName string
-	nc     *nats.Conn
-	js     jetstream.JetStream
-	fake   *wafake.Server
-	log    zerolog.Logger
+	env  *Env
+	db   *store.DB
+	nc   *nats.Conn
+	js   jetstream.JetStream
+	fake *wafake.Server
+	log  zerolog.Logger
 
 	mu      sync.Mutex
 	qr      map[int64]string
@@ -162,22 +160,11 @@ func inboundRun(ctx context.Context, env *Env, p inboundParams) (*Result, error)
 		sent: map[string]time.Time{}, seen: map[string]time.Time{}, seenN: map[string]int{}, arrived: make(chan struct{}, 1)}
 
 	// Postgres: a database of our own, dropped at the end.
-	rig.dbName = fmt.Sprintf("zapbench_inbound_%d", time.Now().UnixNano())
-	dsn, err := withDatabase(env.PostgresDSN, rig.dbName)
+	dsn, dropDB, err := createBenchDatabase(ctx, env.PostgresDSN, "inbound")
 	if err != nil {
 		return nil, err
 	}
-	admin, err := pgx.Connect(ctx, env.PostgresDSN)
-	if err != nil {
-		return nil, fmt.Errorf("postgres: %w", err)
-	}
-	defer admin.Close(context.Background())
-	if err := store.CreateDatabase(ctx, admin, rig.dbName); err != nil {
-		return nil, fmt.Errorf("create database: %w", err)
-	}
-	defer func() {
-		_, _ = admin.Exec(context.Background(), "DROP DATABASE IF EXISTS "+pgx.Identifier{rig.dbName}.Sanitize()+" WITH (FORCE)")
-	}()
+	defer dropDB()
 	db, err := store.Open(ctx, dsn)
 	if err != nil {
 		return nil, err

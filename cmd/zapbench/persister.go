@@ -592,26 +592,17 @@ func (n *natsProc) openAs(ctx context.Context, user string) (*bus.Bus, error) {
 
 // benchDB is a fresh database with the migrations applied.
 type benchDB struct {
-	server, name, dsn string
-	db                *store.DB
+	dsn    string
+	db     *store.DB
+	dropDB func()
 }
 
 func createDB(ctx context.Context, serverDSN, label string) (*benchDB, error) {
-	admin, err := pgx.Connect(ctx, serverDSN)
-	if err != nil {
-		return nil, fmt.Errorf("postgres %s: %w", serverDSN, err)
-	}
-	defer admin.Close(context.Background())
-	name := fmt.Sprintf("zapbench_%s_%d_%s", label, time.Now().Unix(), secret()[:6])
-	if _, err := admin.Exec(ctx, "CREATE DATABASE "+name); err != nil {
-		return nil, fmt.Errorf("create database: %w", err)
-	}
-	u, err := url.Parse(serverDSN)
+	dsn, drop, err := createBenchDatabase(ctx, serverDSN, label)
 	if err != nil {
 		return nil, err
 	}
-	u.Path = "/" + name
-	d := &benchDB{server: serverDSN, name: name, dsn: u.String()}
+	d := &benchDB{dsn: dsn, dropDB: drop}
 	d.db, err = store.Open(ctx, d.dsn)
 	if err != nil {
 		d.drop()
@@ -631,14 +622,7 @@ func (d *benchDB) drop() {
 	if d.db != nil {
 		d.db.Close()
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	c, err := pgx.Connect(ctx, d.server)
-	if err != nil {
-		return
-	}
-	defer c.Close(ctx)
-	_, _ = c.Exec(ctx, "DROP DATABASE IF EXISTS "+d.name+" WITH (FORCE)")
+	d.dropDB()
 }
 
 // buildPersister builds cmd/persister into dir.
