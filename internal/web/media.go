@@ -229,10 +229,13 @@ func (s *Server) handleMessageMedia(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer obj.Close()
+	// The type the stored bytes showed when they were stored (media.Sniff),
+	// not the one the sender declared in the message: a file declared as
+	// an image but holding a PDF, or HTML, is served as what it is.
 	info := obj.Info()
-	ct := md.MIME
+	ct := info.MIME
 	if ct == "" {
-		ct = info.MIME
+		ct = md.MIME
 	}
 	if ct == "" {
 		ct = "application/octet-stream"

@@ -253,6 +253,8 @@ func TestGetMessageMedia(t *testing.T) {
 	e.insertMedia(a.ID, mediaRow{WAID: "FAIL", Phone: ph, Kind: "video", MIME: "video/mp4", MediaID: sha([]byte("never")), State: "failed", Error: "410 from the CDN"})
 	e.insertMedia(a.ID, mediaRow{WAID: "GONE", Phone: ph, Kind: "image", MIME: "image/jpeg", MediaID: sha(jpegBytes), State: "stored", Revoked: true})
 	e.insertMessage(a.ID, msgRow{WAID: "TXT", Phone: ph, Text: "oi"})
+	// The sender declared an image; the bytes are a PDF (stored as one).
+	e.insertMedia(a.ID, mediaRow{WAID: "LIE", Phone: ph, Kind: "image", MIME: "image/jpeg", MediaID: sha(pdfBytes), State: "stored"})
 	e.insertMedia(b.ID, mediaRow{WAID: "B-IMG", Phone: ph, Kind: "image", MIME: "image/jpeg", MediaID: sha(jpegBytes), State: "stored"})
 
 	get := func(path string, hdr map[string]string) response {
@@ -269,6 +271,9 @@ func TestGetMessageMedia(t *testing.T) {
 		res.Header.Get("Accept-Ranges") != "bytes" || !strings.HasPrefix(res.Header.Get("Content-Disposition"), "inline") ||
 		!strings.Contains(res.Header.Get("Cache-Control"), "private") {
 		t.Fatalf("image: %d bytes, headers %v", len(res.Body), res.Header)
+	}
+	if res := e.expect(get("/v1/messages/LIE/media", nil), 200); !bytes.Equal(res.Body, pdfBytes) || res.Header.Get("Content-Type") != "application/pdf" {
+		t.Fatalf("a PDF declared as an image is served as %q", res.Header.Get("Content-Type"))
 	}
 	res = e.expect(get("/v1/messages/IMG/media", map[string]string{"Range": "bytes=2-9"}), 206)
 	if !bytes.Equal(res.Body, jpegBytes[2:10]) || res.Header.Get("Content-Range") != fmt.Sprintf("bytes 2-9/%d", len(jpegBytes)) {
