@@ -196,10 +196,16 @@ const (
 	// phone lead LeadID; it was folded into it (its messages moved) and
 	// deleted. MergedLeadID is the deleted lead.
 	LeadMerged LeadChange = "merged"
+	// LeadUpdated: the CRM (the leads API) created or changed the lead:
+	// name, status, tags or custom fields. The event carries the lead as
+	// it is after the change.
+	LeadUpdated LeadChange = "updated"
+	// LeadDeleted: the CRM deleted the lead; its messages stay, unlinked.
+	LeadDeleted LeadChange = "deleted"
 )
 
 // LeadChanges lists every lead change.
-var LeadChanges = []LeadChange{LeadCreated, LeadRenamed, LeadPhone, LeadMerged}
+var LeadChanges = []LeadChange{LeadCreated, LeadRenamed, LeadPhone, LeadMerged, LeadUpdated, LeadDeleted}
 
 // Name sources of a lead, best first (the display-name order).
 const (
@@ -223,6 +229,12 @@ type Lead struct {
 	MergedLeadID int64      `json:"merged_lead_id,omitempty"` // merged: the deleted LID-only lead
 	ChatJID      string     `json:"chat_jid,omitempty"`       // created: the chat of the message that created it
 	WAID         string     `json:"wa_id,omitempty"`          // created: that message
+	// Set on changes made through the leads API (created by the API,
+	// updated): the lead's CRM fields after the change.
+	Source string            `json:"source,omitempty"` // whatsapp (created from a message) or what the CRM said
+	Status string            `json:"status,omitempty"`
+	Tags   []string          `json:"tags,omitempty"`
+	Fields map[string]string `json:"fields,omitempty"`
 }
 
 func (*Lead) EventType() Type { return TypeLead }

@@ -29,7 +29,7 @@ func clean(p Payload) {
 	}
 	switch p := p.(type) {
 	case *Connection:
-		cs(&p.Phone, &p.JID, &p.Reason)
+		cs(&p.Phone, &p.JID, &p.Reason, &p.Connector)
 	case *QR:
 		cs(&p.Code, &p.PairingCode)
 	case *Message:
@@ -53,7 +53,18 @@ func clean(p Payload) {
 	case *HistoryProgress:
 		cs(&p.Sync, &p.Reason)
 	case *Lead:
-		cs(&p.Phone, &p.LID, &p.Name, &p.NameSource, &p.ChatJID, &p.WAID)
+		cs(&p.Phone, &p.LID, &p.Name, &p.NameSource, &p.ChatJID, &p.WAID, &p.Source, &p.Status)
+		for i := range p.Tags {
+			cs(&p.Tags[i])
+		}
+		for k, v := range p.Fields {
+			if ck := Clean(k); ck != k || Clean(v) != v {
+				delete(p.Fields, k)
+				p.Fields[ck] = Clean(v)
+			}
+		}
+	case *Webhook:
+		cs(&p.Reason, &p.Host)
 	}
 }
 

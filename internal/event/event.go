@@ -42,6 +42,7 @@ const (
 	TypeGroup      Type = "group"
 	TypeHistory    Type = "history"
 	TypeLead       Type = "lead"
+	TypeWebhook    Type = "webhook"
 )
 
 // registry is the one table of event types: each type with the payload it
@@ -64,6 +65,7 @@ var registry = []struct {
 	{TypeGroup, func() Payload { return new(Group) }, EventSubject},
 	{TypeHistory, func() Payload { return new(HistoryProgress) }, EventSubject},
 	{TypeLead, func() Payload { return new(Lead) }, EventSubject},
+	{TypeWebhook, func() Payload { return new(Webhook) }, EventSubject},
 }
 
 // Types lists every event type.

@@ -37,6 +37,10 @@ type Connection struct {
 	Reason  string     `json:"reason,omitempty"`   // why the state changed, e.g. "stream error 515"
 	Attempt int        `json:"attempt,omitempty"`  // reconnect attempt number in backoff
 	RetryAt *time.Time `json:"retry_at,omitempty"` // next attempt (backoff) or ban expiry (banned)
+	// Connector is the id of the connector process that holds the session
+	// (the operator console's "owning connector"); empty from publishers
+	// before issue #13.
+	Connector string `json:"connector,omitempty"`
 }
 
 func (*Connection) EventType() Type { return TypeConnection }

@@ -24,6 +24,7 @@ type Mentorado struct {
 	WAPhone        *string    `bun:"wa_phone"`
 	WAJID          *string    `bun:"wa_jid"`
 	WAReason       *string    `bun:"wa_reason"`
+	WAConnector    *string    `bun:"wa_connector"` // connector holding the session (issue #13)
 	WAStatusAt     *time.Time `bun:"wa_status_at"`
 	WAStatusSeq    int64      `bun:"wa_status_seq,notnull"`
 	WAPhoneAt      *time.Time `bun:"wa_phone_at"`
@@ -63,9 +64,12 @@ type Lead struct {
 	NameSeq     int64      `bun:"name_seq,notnull"`
 	NameSource  *string    `bun:"name_source"` // crm | address_book | push | business
 	Source      string     `bun:"source,notnull"`
-	Stage       string     `bun:"stage,notnull"`
-	CreatedAt   time.Time  `bun:"created_at,notnull"`
-	UpdatedAt   time.Time  `bun:"updated_at,notnull"`
+	Stage       string     `bun:"stage,notnull"` // the leads API's "status"
+	Tags        []string   `bun:"tags,array,notnull"`
+	// Fields are the CRM's custom fields (jsonb object of strings).
+	Fields    map[string]string `bun:"fields,type:jsonb,notnull"`
+	CreatedAt time.Time         `bun:"created_at,notnull"`
+	UpdatedAt time.Time         `bun:"updated_at,notnull"`
 }
 
 // Message is one WhatsApp message, or an edit, revoke or reaction acting on

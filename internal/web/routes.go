@@ -32,7 +32,7 @@ func (s *Server) routeTable() []route {
 	admin := func(h http.HandlerFunc) http.Handler { return s.adminAuth(h) }
 	tenant := func(h http.HandlerFunc) http.Handler { return s.mentoradoAuth(h) }
 	stream := func(h http.HandlerFunc) http.Handler { return s.streamAuth(h) }
-	return []route{
+	rs := []route{
 		// Admin.
 		{"POST", "/v1/admin/mentorados", admin(s.handleCreateMentorado)},
 		{"GET", "/v1/admin/mentorados", admin(s.handleListMentorados)},
@@ -89,6 +89,11 @@ func (s *Server) routeTable() []route {
 		{"GET", "/", http.HandlerFunc(s.handleIndex)},
 		{"GET", "/assets/{file}", s.assetHandler()},
 	}
+	// Issue #13: each group of routes lives with its handlers.
+	rs = append(rs, s.webhookRoutes()...) // webhooks.go
+	rs = append(rs, s.leadRoutes()...)    // leads.go
+	rs = append(rs, s.consoleRoutes()...) // console.go
+	return rs
 }
 
 func (s *Server) handleHealthz(w http.ResponseWriter, _ *http.Request) {

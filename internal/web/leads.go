@@ -1,0 +1,6 @@
+package web
+
+// The CRM's leads: /v1/leads.
+func (s *Server) leadRoutes() []route {
+	return nil
+}
