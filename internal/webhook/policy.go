@@ -2,8 +2,16 @@ package webhook
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"net"
 	"net/netip"
 	"net/url"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"code.dny.dev/ssrf"
 )
 
 // Policy says which webhook URLs may be used. Webhook URLs are user input:
@@ -12,6 +20,9 @@ import (
 // metadata addresses are refused, both when the URL is saved (CheckURL) and
 // at every connection (the dialer checks the resolved IP, so a name that
 // later resolves elsewhere — DNS rebinding — is refused too).
+//
+// Any port is allowed: the address, not the port, is what keeps requests
+// off the internal network, and receivers often listen on 8443 or 3000.
 type Policy struct {
 	// AllowNets are networks the operator allows explicitly
 	// (ZAPBUS_WEBHOOK_ALLOW_NETS, e.g. a receiver on the internal
@@ -19,12 +30,195 @@ type Policy struct {
 	AllowNets []netip.Prefix
 	// AllowHTTP allows plain http:// URLs (ZAPBUS_WEBHOOK_ALLOW_HTTP).
 	AllowHTTP bool
+	// Resolver resolves names in CheckURL (nil: net.DefaultResolver).
+	Resolver *net.Resolver
+}
+
+// Errors of CheckURL, for the API to tell a bad URL from a refused one.
+var (
+	// ErrBadURL: not an absolute http(s) URL the dispatcher can call.
+	ErrBadURL = errors.New("webhook URL is not valid")
+	// ErrRefusedAddress: the host is, or resolves to, an address the
+	// policy does not allow (loopback, private, link-local, metadata…).
+	ErrRefusedAddress = errors.New("webhook URL points to an address that is not allowed")
+	// ErrUnresolvable: the host name does not resolve.
+	ErrUnresolvable = errors.New("webhook URL host does not resolve")
+)
+
+// blockedNames are host names refused unless every address they resolve
+// to is in an allowed network: the machine itself and cloud metadata
+// services, whatever they resolve to here.
+var blockedNames = []string{
+	"localhost",
+	"metadata",
+	"metadata.google.internal",
+	"metadata.goog",
+	"instance-data",
+	"instance-data.ec2.internal",
+	"metadata.azure.internal",
+	"kubernetes.default.svc",
+}
+
+func blockedName(host string) bool {
+	host = strings.TrimSuffix(strings.ToLower(host), ".")
+	for _, n := range blockedNames {
+		if host == n || strings.HasSuffix(host, "."+n) {
+			return true
+		}
+	}
+	return false
+}
+
+// ParseAllowNets parses a comma- or space-separated list of networks
+// (CIDR prefixes, or single addresses) for Policy.AllowNets.
+func ParseAllowNets(s string) ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
+		if strings.Contains(f, "/") {
+			p, err := netip.ParsePrefix(f)
+			if err != nil {
+				return nil, fmt.Errorf("webhook: allowed network %q: %w", f, err)
+			}
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(f)
+		if err != nil {
+			return nil, fmt.Errorf("webhook: allowed network %q: not a CIDR prefix or address", f)
+		}
+		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+	}
+	return out, nil
+}
+
+// guardian is the ssrf check under the policy.
+func (p Policy) guardian() *ssrf.Guardian {
+	var v4, v6 []netip.Prefix
+	for _, n := range p.AllowNets {
+		if n.Addr().Is4() {
+			v4 = append(v4, n)
+		} else {
+			v6 = append(v6, n)
+		}
+	}
+	return ssrf.New(ssrf.WithAllowedV4Prefixes(v4...), ssrf.WithAllowedV6Prefixes(v6...), ssrf.WithAnyPort())
+}
+
+// allowed reports whether a is allowed, with the reason when not.
+func allowed(g *ssrf.Guardian, a netip.Addr) error {
+	a = a.Unmap().WithZone("")
+	if err := g.SafeAddr(a); err != nil {
+		return fmt.Errorf("%w: %s", ErrRefusedAddress, a)
+	}
+	return nil
+}
+
+// control is the dialer's Control: it runs after the name was resolved,
+// on the address about to be connected to.
+func control(g *ssrf.Guardian) func(network, address string, _ syscall.RawConn) error {
+	return func(network, address string, _ syscall.RawConn) error {
+		if network != "tcp4" && network != "tcp6" {
+			return fmt.Errorf("%w: network %s", ErrRefusedAddress, network)
+		}
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("%w: %s", ErrRefusedAddress, address)
+		}
+		return allowed(g, ap.Addr())
+	}
 }
 
 // CheckURL validates raw as a webhook URL under the policy: syntax, scheme,
 // no credentials in it, and a host that is allowed (literal IPs are checked
 // as they are; names are resolved with ctx and every address must be
-// allowed). The error is meant for the API user.
+// allowed). The error is meant for the API user: it wraps ErrBadURL,
+// ErrRefusedAddress or ErrUnresolvable.
 func (p Policy) CheckURL(ctx context.Context, raw string) (*url.URL, error) {
-	return url.Parse(raw) // TODO(#13): the policy (helper A)
+	u, err := p.parseURL(raw)
+	if err != nil {
+		return nil, err
+	}
+	host := u.Hostname()
+	g := p.guardian()
+	if a, err := netip.ParseAddr(host); err == nil {
+		if err := allowed(g, a); err != nil {
+			return nil, err
+		}
+		return u, nil
+	}
+	r := p.Resolver
+	if r == nil {
+		r = net.DefaultResolver
+	}
+	addrs, err := r.LookupNetIP(ctx, "ip", host)
+	if err != nil || len(addrs) == 0 {
+		if blockedName(host) {
+			return nil, fmt.Errorf("%w: %s", ErrRefusedAddress, host)
+		}
+		return nil, fmt.Errorf("%w: %s", ErrUnresolvable, host)
+	}
+	for _, a := range addrs {
+		if err := allowed(g, a); err != nil {
+			return nil, fmt.Errorf("%w (%s resolves to it)", err, host)
+		}
+	}
+	if blockedName(host) && !p.inAllowedNets(addrs) {
+		return nil, fmt.Errorf("%w: %s", ErrRefusedAddress, host)
+	}
+	return u, nil
+}
+
+func (p Policy) inAllowedNets(addrs []netip.Addr) bool {
+	for _, a := range addrs {
+		a = a.Unmap().WithZone("")
+		in := false
+		for _, n := range p.AllowNets {
+			if n.Contains(a) {
+				in = true
+				break
+			}
+		}
+		if !in {
+			return false
+		}
+	}
+	return true
+}
+
+// parseURL checks raw's syntax without resolving anything.
+func (p Policy) parseURL(raw string) (*url.URL, error) {
+	if raw == "" {
+		return nil, fmt.Errorf("%w: empty", ErrBadURL)
+	}
+	if len(raw) > 2048 {
+		return nil, fmt.Errorf("%w: longer than 2048 characters", ErrBadURL)
+	}
+	u, err := url.Parse(raw)
+	if err != nil {
+		return nil, fmt.Errorf("%w: cannot parse it", ErrBadURL)
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "https":
+	case "http":
+		if !p.AllowHTTP {
+			return nil, fmt.Errorf("%w: only https URLs are allowed", ErrBadURL)
+		}
+	case "":
+		return nil, fmt.Errorf("%w: must be an absolute https URL", ErrBadURL)
+	default:
+		return nil, fmt.Errorf("%w: scheme %q is not http(s)", ErrBadURL, u.Scheme)
+	}
+	if u.Opaque != "" || u.Host == "" || u.Hostname() == "" {
+		return nil, fmt.Errorf("%w: no host", ErrBadURL)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%w: credentials in the URL are not allowed (put a secret in the path or query, or verify the signature)", ErrBadURL)
+	}
+	if port := u.Port(); port != "" {
+		n, err := strconv.Atoi(port)
+		if err != nil || n < 1 || n > 65535 {
+			return nil, fmt.Errorf("%w: port %q", ErrBadURL, port)
+		}
+	}
+	return u, nil
 }
