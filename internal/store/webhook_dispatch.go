@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -79,7 +80,7 @@ func (q WebhookDispatchQueries) SetState(ctx context.Context, id int64, from, to
 		}
 		changed = tag.RowsAffected() == 1
 		if changed {
-			_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2::text)`, WebhooksChannel, id)
+			_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, WebhooksChannel, strconv.FormatInt(id, 10))
 		}
 		return err
 	})

@@ -97,4 +97,3 @@ func (w *logWriter) run(ctx context.Context) {
 		}
 	}
 }
-

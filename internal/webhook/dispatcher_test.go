@@ -1,0 +1,490 @@
+package webhook_test
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"slices"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	standardwebhooks "github.com/standard-webhooks/standard-webhooks/libraries/go"
+
+	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/testenv"
+	"github.com/zapbus/zapbus/internal/webhook"
+)
+
+func ptr[T any](v T) *T { return &v }
+
+// Every event of the filter is delivered, once per delivery id, in stream
+// order; events of other types and other tenants are not; an admin-level
+// endpoint gets every tenant's events of its types; each request carries
+// the Standard Webhooks headers, and the signature verifies with that
+// project's own library.
+func TestDeliversTheFilterInOrderSigned(t *testing.T) {
+	e := newEnv(t)
+	rc1 := newReceiver(t, nil)
+	rcAll := newReceiver(t, nil)
+	w1 := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc1.URL, EventTypes: []string{"message", "receipt"}})
+	wAll := e.addWebhook(store.Webhook{URL: rcAll.URL, EventTypes: []string{"message"}})
+	e.dispatcher(testConfig(), nil, "d1")
+
+	var want1, wantAll []event.Envelope
+	for i := range 30 {
+		m := int64(i%3 + 1)
+		env, _ := e.publish(m, event.TypeMessage, fmt.Sprintf("M%02d", i))
+		wantAll = append(wantAll, env)
+		if m == 1 {
+			want1 = append(want1, env)
+		}
+		switch i % 5 {
+		case 0:
+			env, _ := e.publish(m, event.TypeReceipt, fmt.Sprintf("M%02d", i))
+			if m == 1 {
+				want1 = append(want1, env)
+			}
+		case 1:
+			e.publish(m, event.TypeContact, fmt.Sprintf("name %d", i)) // not in either filter
+		}
+	}
+	if got := rc1.waitDelivered(t, len(want1)); !slices.Equal(got, ids(want1)) {
+		t.Fatalf("mentorado endpoint got\n%v\nwant\n%v", got, ids(want1))
+	}
+	if got := rcAll.waitDelivered(t, len(wantAll)); !slices.Equal(got, ids(wantAll)) {
+		t.Fatalf("admin endpoint got\n%v\nwant\n%v", got, ids(wantAll))
+	}
+	for _, c := range []struct {
+		rc *receiver
+		w  store.Webhook
+	}{{rc1, w1}, {rcAll, wAll}} {
+		verifier, err := standardwebhooks.NewWebhook(c.w.Secret)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range c.rc.all() {
+			if err := verifier.Verify(r.body, r.header); err != nil {
+				t.Fatalf("signature of %s: %v", r.env.ID, err)
+			}
+			if got, want := r.header.Get("webhook-id"), webhook.DeliveryID(r.env.ID); got != want {
+				t.Fatalf("webhook-id %q, want %q", got, want)
+			}
+			if r.header.Get("Content-Type") != "application/json" || r.header.Get("User-Agent") != webhook.UserAgent {
+				t.Fatalf("headers %v", r.header)
+			}
+			ts, _ := strconv.ParseInt(r.header.Get("webhook-timestamp"), 10, 64)
+			if d := time.Since(time.Unix(ts, 0)); d < -time.Minute || d > time.Minute {
+				t.Fatalf("webhook-timestamp %d is not now", ts)
+			}
+		}
+		// Once per delivery id: no retries happened, so no duplicates.
+		if n := len(c.rc.all()); n != len(c.rc.delivered()) {
+			t.Fatalf("%d requests for %d events", n, len(c.rc.delivered()))
+		}
+	}
+	// The body is the envelope exactly as stored.
+	first := rc1.all()[0]
+	data, _ := want1[0].Encode()
+	if string(first.body) != string(data) {
+		t.Fatalf("body\n%s\nwant\n%s", first.body, data)
+	}
+	// The delivery log has one delivered row per event, with its sequence.
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(e.deliveries(w1.ID)) == len(want1) }, "delivery log")
+	for i, d := range e.deliveries(w1.ID) {
+		if d.Outcome != store.DeliveryDelivered || d.EventID != want1[i].ID || d.Attempt != 1 || d.StatusCode == nil ||
+			*d.StatusCode != 200 || d.StreamSeq == 0 || d.MentoradoID != 1 || d.DeliveryID != webhook.DeliveryID(d.EventID) {
+			t.Fatalf("log row %d: %+v", i, d)
+		}
+	}
+}
+
+// 500s then 200: the event is retried with growing delays (visible in the
+// delivery log), then delivered, and the events behind it follow in order.
+// The endpoint's health shows the run of failures, ended by the success.
+func TestRetriesWithBackoffThenDelivers(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, func(n int, _ received) int {
+		if n <= 3 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	})
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc.URL, EventTypes: []string{"message"}})
+	cfg := testConfig()
+	cfg.Backoff = []time.Duration{100 * time.Millisecond, 300 * time.Millisecond, 900 * time.Millisecond, time.Second}
+	e.dispatcher(cfg, nil, "d1")
+	var want []event.Envelope
+	for i := range 4 {
+		env, _ := e.publish(1, event.TypeMessage, fmt.Sprintf("R%d", i))
+		want = append(want, env)
+	}
+	// While failing, the health columns say so.
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(rc.all()) >= 2 }, "two attempts")
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		h := e.webhookRow(w.ID)
+		return h.ConsecutiveFailures >= 2 && h.FailingSince != nil && h.LastFailureAt != nil
+	}, "health after failures")
+	if got := rc.waitDelivered(t, len(want)); !slices.Equal(got, ids(want)) {
+		t.Fatalf("got %v, want %v", got, ids(want))
+	}
+	reqs := rc.all()
+	for i := range 4 {
+		if reqs[i].env.ID != want[0].ID {
+			t.Fatalf("request %d was %s, not the first event's retry", i, reqs[i].env.ID)
+		}
+		if reqs[i].header.Get("webhook-id") != reqs[0].header.Get("webhook-id") {
+			t.Fatal("webhook-id changed between retries")
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool { return len(e.deliveries(w.ID)) == 7 }, "delivery log rows")
+	log := e.deliveries(w.ID)
+	for i, d := range log[:4] {
+		wantOutcome := store.DeliveryRetry
+		if i == 3 {
+			wantOutcome = store.DeliveryDelivered
+		}
+		if d.Attempt != i+1 || d.Outcome != wantOutcome || d.EventID != want[0].ID {
+			t.Fatalf("log row %d: %+v", i, d)
+		}
+		if i < 3 && (d.StatusCode == nil || *d.StatusCode != 500 || !strings.Contains(d.Error, "HTTP 500")) {
+			t.Fatalf("log row %d: %+v", i, d)
+		}
+		if i > 0 {
+			gap := d.AttemptedAt.Sub(log[i-1].AttemptedAt)
+			min := cfg.Backoff[i-1] * 8 / 10
+			t.Logf("attempt %d after %s (backoff %s ±20%%)", d.Attempt, gap.Round(time.Millisecond), cfg.Backoff[i-1])
+			if gap < min-10*time.Millisecond {
+				t.Fatalf("attempt %d only %s after the previous one; backoff %s", d.Attempt, gap, cfg.Backoff[i-1])
+			}
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		h := e.webhookRow(w.ID)
+		return h.ConsecutiveFailures == 0 && h.FailingSince == nil && h.LastSuccessAt != nil
+	}, "health after the success")
+}
+
+// The receiver down for a while (connection refused), then up: everything
+// is delivered after, in order.
+func TestReceiverDownThenUp(t *testing.T) {
+	e := newEnv(t)
+	addr := freePort(t)
+	rc := &receiver{}
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(2)), URL: "http://" + addr + "/in", EventTypes: []string{"message"}})
+	e.dispatcher(testConfig(), nil, "d1")
+	var want []event.Envelope
+	for i := range 5 {
+		env, _ := e.publish(2, event.TypeMessage, fmt.Sprintf("D%d", i))
+		want = append(want, env)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		n := 0
+		for _, d := range e.deliveries(w.ID) {
+			if d.Outcome == store.DeliveryRetry && d.StatusCode == nil && d.Error != "" {
+				n++
+			}
+		}
+		return n >= 3
+	}, "failed attempts while the receiver is down")
+	srv := &http.Server{Handler: http.HandlerFunc(rc.serve)}
+	l, err := listenAgain(addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = srv.Serve(l) }()
+	t.Cleanup(func() { _ = srv.Close() })
+	if got := rc.waitDelivered(t, len(want)); !slices.Equal(got, ids(want)) {
+		t.Fatalf("got %v, want %v", got, ids(want))
+	}
+}
+
+// 410 Gone disables the endpoint with a webhook event; the event is kept
+// and delivered when the endpoint is resumed.
+func TestGoneDisablesAndResumeDelivers(t *testing.T) {
+	e := newEnv(t)
+	var gone atomic.Bool
+	gone.Store(true)
+	rc := newReceiver(t, func(int, received) int {
+		if gone.Load() {
+			return http.StatusGone
+		}
+		return http.StatusOK
+	})
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc.URL, EventTypes: []string{"message"}})
+	e.dispatcher(testConfig(), nil, "d1")
+	first, _ := e.publish(1, event.TypeMessage, "G1")
+	testenv.Eventually(t, 10*time.Second, func() bool { return e.webhookRow(w.ID).State == string(event.WebhookDisabled) }, "disabled")
+	row := e.webhookRow(w.ID)
+	if !strings.Contains(row.StateReason, "410") {
+		t.Fatalf("reason %q", row.StateReason)
+	}
+	ev := e.webhookEvent(1)
+	if ev.WebhookID != w.ID || ev.State != event.WebhookDisabled || ev.Host != "127.0.0.1" || !strings.Contains(ev.Reason, "410") {
+		t.Fatalf("webhook event %+v", ev)
+	}
+	second, _ := e.publish(1, event.TypeMessage, "G2")
+	n := len(rc.all())
+	gone.Store(false)
+	e.exec(`UPDATE webhooks SET state = 'active', state_reason = '', state_at = now() WHERE id = $1`, w.ID)
+	if got := rc.waitDelivered(t, 2); !slices.Equal(got, []string{first.ID, second.ID}) {
+		t.Fatalf("after resume got %v", got)
+	}
+	if n != 1 {
+		t.Fatalf("%d requests while disabled, want only the one answered 410", n)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		for _, d := range e.deliveries(w.ID) {
+			if d.Outcome == store.DeliveryGone && *d.StatusCode == 410 {
+				return true
+			}
+		}
+		return false
+	}, "gone in the delivery log")
+}
+
+// webhookEvent reads the last webhook event of mentorado m from WA_EVENTS.
+func (e *env) webhookEvent(m int64) *event.Webhook {
+	e.t.Helper()
+	var ev *event.Webhook
+	testenv.Eventually(e.t, 10*time.Second, func() bool {
+		st, err := e.bus.JS.Stream(context.Background(), bus.StreamEvents)
+		if err != nil {
+			return false
+		}
+		msg, err := st.GetLastMsgForSubject(context.Background(), event.EventSubject(m, event.TypeWebhook))
+		if err != nil {
+			return false
+		}
+		_, p, err := event.Decode(msg.Data)
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		ev = p.(*event.Webhook)
+		return true
+	}, "webhook event of mentorado %d", m)
+	return ev
+}
+
+// After the last attempt the event is dead-lettered with the reason and
+// terminated; the next event is delivered.
+func TestLastAttemptDeadLetters(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, func(_ int, r received) int {
+		if strings.HasSuffix(r.env.ID, ":P") {
+			return http.StatusInternalServerError // this one never makes it
+		}
+		return http.StatusOK
+	})
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc.URL, EventTypes: []string{"message"}})
+	cfg := testConfig()
+	cfg.Backoff = []time.Duration{20 * time.Millisecond, 40 * time.Millisecond}
+	e.dispatcher(cfg, nil, "d1")
+	poison, seq := e.publish(1, event.TypeMessage, "P")
+	next, _ := e.publish(1, event.TypeMessage, "N")
+	if got := rc.waitDelivered(t, 1); !slices.Equal(got, []string{next.ID}) {
+		t.Fatalf("delivered %v", got)
+	}
+	if n := len(rc.all()); n != 4 {
+		t.Fatalf("%d requests, want 3 attempts then the next event", n)
+	}
+	st, err := e.bus.JS.Stream(context.Background(), bus.StreamDLQ)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dl, err := st.GetLastMsgForSubject(context.Background(), bus.DLQSubjectWebhooks)
+	if err != nil {
+		t.Fatal(err)
+	}
+	reason := dl.Header.Get(bus.HeaderError)
+	data, _ := poison.Encode()
+	if string(dl.Data) != string(data) || dl.Header.Get(bus.HeaderOriginalSeq) != strconv.FormatUint(seq, 10) ||
+		dl.Header.Get(bus.HeaderWebhook) != strconv.FormatInt(w.ID, 10) ||
+		!strings.Contains(reason, fmt.Sprintf("webhook %d", w.ID)) || !strings.Contains(reason, "HTTP 500") ||
+		!strings.Contains(reason, "attempt 3 of 3") {
+		t.Fatalf("dead letter %v %s", dl.Header, dl.Data)
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		log := e.deliveries(w.ID)
+		return len(log) == 4 && log[2].Outcome == store.DeliveryDead && log[2].Attempt == 3
+	}, "dead in the delivery log")
+}
+
+// An endpoint failing for AutoPauseAfter is paused with a webhook event;
+// the event in flight is kept and delivered after a resume.
+func TestAutoPause(t *testing.T) {
+	e := newEnv(t)
+	var failing atomic.Bool
+	failing.Store(true)
+	rc := newReceiver(t, func(int, received) int {
+		if failing.Load() {
+			return http.StatusServiceUnavailable
+		}
+		return http.StatusOK
+	})
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(3)), URL: rc.URL, EventTypes: []string{"message"}})
+	cfg := testConfig()
+	cfg.AutoPauseAfter = 400 * time.Millisecond
+	e.dispatcher(cfg, nil, "d1")
+	env, _ := e.publish(3, event.TypeMessage, "A")
+	testenv.Eventually(t, 10*time.Second, func() bool { return e.webhookRow(w.ID).State == string(event.WebhookPaused) }, "paused")
+	row := e.webhookRow(w.ID)
+	if !strings.Contains(row.StateReason, "consecutive failures") || !strings.Contains(row.StateReason, "failing for") {
+		t.Fatalf("reason %q", row.StateReason)
+	}
+	ev := e.webhookEvent(3)
+	if ev.State != event.WebhookPaused || ev.Failures < 2 || ev.FailingSince == nil || ev.WebhookID != w.ID {
+		t.Fatalf("webhook event %+v", ev)
+	}
+	failing.Store(false)
+	e.exec(`UPDATE webhooks SET state = 'active', state_reason = '', state_at = now() WHERE id = $1`, w.ID)
+	if got := rc.waitDelivered(t, 1); got[0] != env.ID {
+		t.Fatalf("got %v", got)
+	}
+}
+
+// A paused endpoint gets nothing; resumed, it gets what arrived meanwhile.
+func TestPausedGetsNothingResumedGetsEverything(t *testing.T) {
+	e := newEnv(t)
+	rcActive := newReceiver(t, nil)
+	rcPaused := newReceiver(t, nil)
+	e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rcActive.URL, EventTypes: []string{"message"}})
+	wp := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rcPaused.URL, EventTypes: []string{"message"},
+		State: string(event.WebhookPaused), StateReason: "by the user"})
+	e.dispatcher(testConfig(), nil, "d1")
+	var want []event.Envelope
+	for i := range 5 {
+		env, _ := e.publish(1, event.TypeMessage, fmt.Sprintf("Q%d", i))
+		want = append(want, env)
+	}
+	rcActive.waitDelivered(t, len(want))
+	if n := len(rcPaused.all()); n != 0 {
+		t.Fatalf("paused endpoint got %d requests", n)
+	}
+	e.exec(`UPDATE webhooks SET state = 'active', state_at = now() WHERE id = $1`, wp.ID)
+	if got := rcPaused.waitDelivered(t, len(want)); !slices.Equal(got, ids(want)) {
+		t.Fatalf("resumed endpoint got %v", got)
+	}
+}
+
+// Redeliver: a new generation from a stream sequence sends again from
+// there, with the same delivery ids; the old consumer is deleted.
+func TestRedeliverFromSequence(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc.URL, EventTypes: []string{"message"}})
+	e.dispatcher(testConfig(), nil, "d1")
+	var want []event.Envelope
+	var seqs []uint64
+	for i := range 5 {
+		env, seq := e.publish(1, event.TypeMessage, fmt.Sprintf("X%d", i))
+		want, seqs = append(want, env), append(seqs, seq)
+	}
+	rc.waitDelivered(t, 5)
+	firstIDs := map[string]string{}
+	for _, r := range rc.all() {
+		firstIDs[r.env.ID] = r.header.Get("webhook-id")
+	}
+	e.exec(`UPDATE webhooks SET generation = generation + 1, start_seq = $2 WHERE id = $1`, w.ID, int64(seqs[2]))
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(rc.all()) >= 8 }, "redelivered")
+	again := rc.all()[5:]
+	for i, r := range again {
+		if r.env.ID != want[2+i].ID {
+			t.Fatalf("redelivery %d was %s, want %s", i, r.env.ID, want[2+i].ID)
+		}
+		if r.header.Get("webhook-id") != firstIDs[r.env.ID] {
+			t.Fatal("redelivery changed the webhook-id")
+		}
+	}
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		names, err := e.bus.WebhookConsumerNames(context.Background())
+		return err == nil && slices.Equal(names, []string{bus.WebhookConsumerName(w.ID, 2)})
+	}, "old generation's consumer deleted")
+	// Deleting the row deletes its consumer.
+	e.exec(`DELETE FROM webhooks WHERE id = $1`, w.ID)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		names, err := e.bus.WebhookConsumerNames(context.Background())
+		return err == nil && len(names) == 0
+	}, "deleted webhook's consumer deleted")
+}
+
+// During a secret rotation both secrets sign; each verifies on its own
+// with the Standard Webhooks library. After previous_secret_until only
+// the new one signs.
+func TestSignaturesDuringRotation(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	oldSecret, newSecretStr := newSecret(t), newSecret(t)
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc.URL, EventTypes: []string{"message"},
+		Secret: newSecretStr, PreviousSecret: &oldSecret, PreviousSecretUntil: ptr(time.Now().Add(time.Hour))})
+	e.dispatcher(testConfig(), nil, "d1")
+	e.publish(1, event.TypeMessage, "S1")
+	rc.waitDelivered(t, 1)
+	r := rc.all()[0]
+	if n := len(strings.Fields(r.header.Get("webhook-signature"))); n != 2 {
+		t.Fatalf("%d signatures during the rotation, want 2", n)
+	}
+	for _, s := range []string{oldSecret, newSecretStr} {
+		v, err := standardwebhooks.NewWebhook(s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := v.Verify(r.body, r.header); err != nil {
+			t.Fatalf("verify: %v", err)
+		}
+	}
+	// The rotation window ends.
+	e.exec(`UPDATE webhooks SET previous_secret_until = now() - interval '1 second' WHERE id = $1`, w.ID)
+	// The next reconcile picks it up: deliver until a request shows it.
+	for i := 2; ; i++ {
+		e.publish(1, event.TypeMessage, fmt.Sprintf("S%d", i))
+		all := rc.waitDelivered(t, i)
+		if len(strings.Fields(rc.all()[len(all)-1].header.Get("webhook-signature"))) == 1 {
+			break
+		}
+		if i > 200 {
+			t.Fatal("still two signatures after the rotation window")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	all := rc.all()
+	last := all[len(all)-1]
+	vOld, _ := standardwebhooks.NewWebhook(oldSecret)
+	vNew, _ := standardwebhooks.NewWebhook(newSecretStr)
+	if vNew.Verify(last.body, last.header) != nil || vOld.Verify(last.body, last.header) == nil {
+		t.Fatal("after the window only the new secret must verify")
+	}
+}
+
+// A URL whose address the policy refuses is never called: the attempt is
+// logged as refused (and retried, so fixing the configuration delivers).
+func TestRefusedAtConnectTime(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc.URL, EventTypes: []string{"message"}})
+	cfg := testConfig()
+	cfg.Policy.AllowNets = nil // 127.0.0.1 is not allowed
+	e.dispatcher(cfg, nil, "d1")
+	e.publish(1, event.TypeMessage, "F1")
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		n := 0
+		for _, d := range e.deliveries(w.ID) {
+			if d.Outcome == store.DeliveryRefused && d.StatusCode == nil && strings.Contains(d.Error, "not allowed") {
+				n++
+			}
+		}
+		return n >= 2
+	}, "refused attempts in the log")
+	if n := len(rc.all()); n != 0 {
+		t.Fatalf("receiver got %d requests", n)
+	}
+	for _, d := range e.deliveries(w.ID) {
+		if strings.Contains(d.Error, "s3cr3t") {
+			t.Fatalf("the URL's query is in the log: %q", d.Error)
+		}
+	}
+}
