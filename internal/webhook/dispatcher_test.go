@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -487,4 +488,103 @@ func TestRefusedAtConnectTime(t *testing.T) {
 			t.Fatalf("the URL's query is in the log: %q", d.Error)
 		}
 	}
+}
+
+// Two dispatchers on the same endpoints, with failures, one of them
+// stopping halfway: no event lost, order kept per endpoint, duplicates
+// only from at-least-once.
+func TestTwoDispatchersShareTheWork(t *testing.T) {
+	e := newEnv(t)
+	var n atomic.Int64
+	answer := func(int, received) int {
+		if n.Add(1)%7 == 0 {
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	}
+	var rcs []*receiver
+	var hooks []store.Webhook
+	for m := int64(1); m <= 3; m++ {
+		rc := newReceiver(t, answer)
+		rcs = append(rcs, rc)
+		hooks = append(hooks, e.addWebhook(store.Webhook{MentoradoID: ptr(m), URL: rc.URL, EventTypes: []string{"message", "receipt"}}))
+	}
+	rcAll := newReceiver(t, answer)
+	rcs = append(rcs, rcAll)
+	hooks = append(hooks, e.addWebhook(store.Webhook{URL: rcAll.URL, EventTypes: []string{"message"}}))
+	stop1 := e.dispatcher(testConfig(), e.newBus("d1"), "d1")
+	e.dispatcher(testConfig(), e.newBus("d2"), "d2")
+
+	want := make([][]string, 4)
+	for i := range 120 {
+		m := int64(i%3 + 1)
+		env, _ := e.publish(m, event.TypeMessage, fmt.Sprintf("T%03d", i))
+		want[m-1] = append(want[m-1], env.ID)
+		want[3] = append(want[3], env.ID)
+		if i%4 == 0 {
+			env, _ := e.publish(m, event.TypeReceipt, fmt.Sprintf("T%03d", i))
+			want[m-1] = append(want[m-1], env.ID)
+		}
+		if i == 60 {
+			stop1() // d2 carries on alone
+		}
+	}
+	for i, rc := range rcs {
+		if got := rc.waitDelivered(t, len(want[i])); !slices.Equal(got, want[i]) {
+			t.Fatalf("endpoint %d got\n%v\nwant\n%v", hooks[i].ID, got, want[i])
+		}
+		// A duplicate can only be the event just delivered (its ack was
+		// lost) or one whose attempt failed: never an older one.
+		var last string
+		seen := map[string]bool{}
+		for _, r := range rc.all() {
+			if seen[r.env.ID] && r.env.ID != last {
+				t.Fatalf("endpoint %d: %s sent again after %s", hooks[i].ID, r.env.ID, last)
+			}
+			seen[r.env.ID], last = true, r.env.ID
+		}
+	}
+}
+
+// A dispatcher that dies while the receiver holds its request (its NATS
+// connection gone, so it cannot hand the event back): the other delivers
+// the event after AckWait, then the rest in order.
+func TestDispatcherKilledMidDelivery(t *testing.T) {
+	e := newEnv(t)
+	held := make(chan struct{})
+	release := make(chan struct{})
+	var once sync.Once
+	rc := newReceiver(t, func(n int, _ received) int {
+		if n == 1 {
+			once.Do(func() { close(held) })
+			<-release
+		}
+		return http.StatusOK
+	})
+	t.Cleanup(func() { close(release) })
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc.URL, EventTypes: []string{"message"}})
+	cfg := testConfig()
+	cfg.Timeout = 3 * time.Second // AckWait 4.5 s
+	busA := e.newBus("dA")
+	stopA := e.dispatcher(cfg, busA, "dA")
+	var want []string
+	for i := range 3 {
+		env, _ := e.publish(1, event.TypeMessage, fmt.Sprintf("K%d", i))
+		want = append(want, env.ID)
+	}
+	select {
+	case <-held:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no request reached the receiver")
+	}
+	e.dispatcher(cfg, e.newBus("dB"), "dB")
+	busA.Close() // killed: nothing reaches NATS from it any more
+	stopA()
+	if got := rc.waitDelivered(t, 3); !slices.Equal(got, want) {
+		t.Fatalf("got %v, want %v", got, want)
+	}
+	if reqs := rc.all(); reqs[0].env.ID != want[0] {
+		t.Fatalf("first request after the kill was %s", reqs[0].env.ID)
+	}
+	_ = w
 }

@@ -220,11 +220,12 @@ type received struct {
 // receiver is a webhook receiver on 127.0.0.1. answer decides the status
 // of the n-th request (from 1); nil answers 200.
 type receiver struct {
-	srv    *httptest.Server
-	URL    string
-	mu     sync.Mutex
-	reqs   []received
-	answer func(n int, r received) int
+	srv     *httptest.Server
+	URL     string
+	mu      sync.Mutex
+	reqs    []received // answered, in the order answered
+	arrived int
+	answer  func(n int, r received) int
 }
 
 func newReceiver(t testing.TB, answer func(n int, r received) int) *receiver {
@@ -240,7 +241,8 @@ func (rc *receiver) serve(w http.ResponseWriter, r *http.Request) {
 	got := received{header: r.Header.Clone(), body: body, at: time.Now(), status: http.StatusOK}
 	_ = json.Unmarshal(body, &got.env)
 	rc.mu.Lock()
-	n := len(rc.reqs) + 1
+	rc.arrived++
+	n := rc.arrived
 	answer := rc.answer
 	rc.mu.Unlock()
 	if answer != nil {
