@@ -29,7 +29,7 @@ const UserAgent = "zapbus-webhooks"
 // followed, each attempt bounded by timeout, connections kept alive and
 // reused per host.
 func newClient(p Policy, timeout time.Duration) *http.Client {
-	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, Control: control(p.guardian())}
+	dialer := &net.Dialer{Timeout: timeout, KeepAlive: 30 * time.Second, Control: control(p.guardian()), Resolver: p.Resolver}
 	tr := &http.Transport{
 		Proxy:                 nil,
 		DialContext:           dialer.DialContext,

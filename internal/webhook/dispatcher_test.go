@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/netip"
 	"slices"
 	"strconv"
 	"strings"
@@ -487,6 +488,38 @@ func TestRefusedAtConnectTime(t *testing.T) {
 		if strings.Contains(d.Error, "s3cr3t") {
 			t.Fatalf("the URL's query is in the log: %q", d.Error)
 		}
+	}
+}
+
+// A name that resolves to a refused address (DNS rebinding: it may have
+// resolved elsewhere when the URL was saved) is refused when connecting;
+// the same name with its network allowed is delivered to.
+func TestRefusedAfterResolvingAtConnectTime(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	port := rc.srv.URL[strings.LastIndex(rc.srv.URL, ":"):]
+	dns := fakeDNS(t, map[string][]string{"hooks.example.": {"127.0.0.1"}})
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: "http://hooks.example" + port + "/in", EventTypes: []string{"message"}})
+	cfg := testConfig()
+	cfg.Policy = webhook.Policy{AllowHTTP: true, Resolver: dns}
+	stop := e.dispatcher(cfg, nil, "strict")
+	env, _ := e.publish(1, event.TypeMessage, "RB")
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		for _, d := range e.deliveries(w.ID) {
+			if d.Outcome == store.DeliveryRefused && strings.Contains(d.Error, "127.0.0.1") {
+				return true
+			}
+		}
+		return false
+	}, "refused after resolving")
+	if n := len(rc.all()); n != 0 {
+		t.Fatalf("receiver got %d requests", n)
+	}
+	stop()
+	cfg.Policy.AllowNets = []netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")}
+	e.dispatcher(cfg, nil, "allowing")
+	if got := rc.waitDelivered(t, 1); got[0] != env.ID {
+		t.Fatalf("got %v", got)
 	}
 }
 

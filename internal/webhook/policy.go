@@ -30,7 +30,8 @@ type Policy struct {
 	AllowNets []netip.Prefix
 	// AllowHTTP allows plain http:// URLs (ZAPBUS_WEBHOOK_ALLOW_HTTP).
 	AllowHTTP bool
-	// Resolver resolves names in CheckURL (nil: net.DefaultResolver).
+	// Resolver resolves names, in CheckURL and when connecting (nil:
+	// net.DefaultResolver).
 	Resolver *net.Resolver
 }
 
