@@ -145,6 +145,10 @@ func (d *Dispatcher) handle(ctx context.Context, l *loop, msg jetstream.Msg) (st
 		return false
 	}
 	d.metrics.latency.Observe(a.latency.Seconds())
+	// Settling the attempt finishes even when the loop is being stopped
+	// now: its outcome is known and must not be lost.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), settleTimeout)
+	defer cancel()
 	now := time.Now()
 	row := store.WebhookDelivery{WebhookID: l.id, DeliveryID: deliveryID, EventID: head.ID, EventType: head.Type,
 		MentoradoID: head.MentoradoID, StreamSeq: int64(md.Sequence.Stream), Attempt: attemptN,
@@ -204,7 +208,15 @@ func (d *Dispatcher) handle(ctx context.Context, l *loop, msg jetstream.Msg) (st
 	} else {
 		d.record(row)
 	}
-	if herr == nil && d.cfg.AutoPauseAfter > 0 && h.State == string(event.WebhookActive) {
+	if herr == nil && h.State != string(event.WebhookActive) {
+		// Paused or disabled meanwhile (by another dispatcher or the
+		// user): hand the event back for the resume and stop.
+		if row.Outcome != store.DeliveryDead {
+			_ = msg.Nak()
+		}
+		return true
+	}
+	if herr == nil && d.cfg.AutoPauseAfter > 0 {
 		since := h.FailingSince
 		if h.StateAt.After(since) {
 			since = h.StateAt // resumed since the run began: the clock starts again
@@ -229,6 +241,10 @@ func (d *Dispatcher) handle(ctx context.Context, l *loop, msg jetstream.Msg) (st
 	}
 	return false
 }
+
+// settleTimeout bounds the writes that settle one attempt (health, state,
+// dead letter, webhook event).
+const settleTimeout = 10 * time.Second
 
 // record queues a delivery log row and counts the outcome.
 func (d *Dispatcher) record(row store.WebhookDelivery) {
