@@ -621,3 +621,24 @@ func TestDispatcherKilledMidDelivery(t *testing.T) {
 	}
 	_ = w
 }
+
+// Event types changed without a new generation: the consumer's filter is
+// updated in place and delivery goes on from where it was.
+func TestEventTypesChangeInPlace(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc.URL, EventTypes: []string{"message"}})
+	e.dispatcher(testConfig(), nil, "d1")
+	m1, _ := e.publish(1, event.TypeMessage, "E1")
+	rc.waitDelivered(t, 1)
+	e.exec(`UPDATE webhooks SET event_types = '{message,receipt}' WHERE id = $1`, w.ID)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		info, err := e.bus.JS.Consumer(context.Background(), bus.StreamEvents, bus.WebhookConsumerName(w.ID, 1))
+		return err == nil && len(info.CachedInfo().Config.FilterSubjects) == 2
+	}, "filter updated")
+	r1, _ := e.publish(1, event.TypeReceipt, "E1")
+	m2, _ := e.publish(1, event.TypeMessage, "E2")
+	if got := rc.waitDelivered(t, 3); !slices.Equal(got, []string{m1.ID, r1.ID, m2.ID}) {
+		t.Fatalf("got %v", got)
+	}
+}
