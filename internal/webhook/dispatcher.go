@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -105,7 +106,8 @@ type Dispatcher struct {
 	client  *http.Client
 	logs    *logWriter
 
-	kick chan struct{}
+	kick       chan struct{}
+	reconciled atomic.Pointer[error] // the last reconcile's error (nil pointer: none yet)
 
 	mu      sync.Mutex
 	loops   map[int64]*loop   // running pull loops, by webhook id
@@ -152,7 +154,7 @@ func (d *Dispatcher) Reconcile() {
 // every NOTIFY on store.WebhooksChannel and every ReconcileInterval, keeps
 // one consumer per row and one pull loop per active endpoint. At the end
 // it stops the loops (an event in flight is nak'd, so another dispatcher
-// takes it at once) and flushes the delivery log.
+// takes it at once), flushes the delivery log and returns nil.
 func (d *Dispatcher) Run(ctx context.Context) error {
 	logCtx, stopLogs := context.WithCancel(context.WithoutCancel(ctx))
 	logsDone := make(chan struct{})
@@ -166,7 +168,12 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	defer t.Stop()
 	backoff := 200 * time.Millisecond
 	for {
-		if err := d.reconcile(ctx); err != nil && ctx.Err() == nil {
+		err := d.reconcile(ctx)
+		if err != nil {
+			err = fmt.Errorf("webhook: reconcile: %w", err)
+		}
+		d.reconciled.Store(&err)
+		if err != nil && ctx.Err() == nil {
 			d.log.Warn().Err(err).Msg("reconcile webhooks")
 			bus.Sleep(ctx, backoff)
 			backoff = min(backoff*2, d.cfg.ReconcileInterval)
@@ -197,7 +204,23 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	stopLogs()
 	<-logsDone
 	d.log.Info().Msg("webhook dispatcher stopped")
-	return ctx.Err()
+	return nil
+}
+
+// Ready reports whether the dispatcher is doing its job: Postgres answers,
+// NATS is connected, and the last reconcile succeeded.
+func (d *Dispatcher) Ready(ctx context.Context) error {
+	if err := d.db.Ready(ctx); err != nil {
+		return fmt.Errorf("webhook: postgres: %w", err)
+	}
+	if !d.bus.Connected() {
+		return errors.New("webhook: nats not connected")
+	}
+	last := d.reconciled.Load()
+	if last == nil {
+		return errors.New("webhook: not reconciled yet")
+	}
+	return *last
 }
 
 // listen keeps a LISTEN on the webhooks channel, reconnecting when the

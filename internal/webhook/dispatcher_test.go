@@ -642,3 +642,47 @@ func TestEventTypesChangeInPlace(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+// Ready reports the first reconcile; the registry counts attempts.
+func TestReadyAndMetrics(t *testing.T) {
+	e := newEnv(t)
+	rc := newReceiver(t, nil)
+	e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc.URL, EventTypes: []string{"message"}})
+	d, err := webhook.New(testConfig(), e.db, e.bus, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	if err := d.Ready(ctx); err == nil {
+		t.Fatal("ready before running")
+	}
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	testenv.Eventually(t, 10*time.Second, func() bool { return d.Ready(ctx) == nil }, "ready")
+	e.publish(1, event.TypeMessage, "M")
+	rc.waitDelivered(t, 1)
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		mfs, err := d.Registry().Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, mf := range mfs {
+			if mf.GetName() != "zapbus_webhook_attempts_total" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == store.DeliveryDelivered && m.GetCounter().GetValue() == 1 {
+					return true
+				}
+			}
+		}
+		return false
+	}, "delivered counted")
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run returned %v at the end of its context", err)
+	}
+	if _, err := webhook.New(webhook.Config{Backoff: []time.Duration{-1}}, e.db, e.bus, testenv.Logger(t)); err == nil {
+		t.Fatal("negative backoff accepted")
+	}
+}
