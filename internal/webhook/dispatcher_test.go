@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -685,4 +686,73 @@ func TestReadyAndMetrics(t *testing.T) {
 	if _, err := webhook.New(webhook.Config{Backoff: []time.Duration{-1}}, e.db, e.bus, testenv.Logger(t)); err == nil {
 		t.Fatal("negative backoff accepted")
 	}
+}
+
+// A receiver slower than Timeout and a redirect (never followed) are
+// failures, retried; a huge response body is not read to the end.
+func TestTimeoutAndRedirectAreFailures(t *testing.T) {
+	e := newEnv(t)
+	elsewhere := newReceiver(t, nil)
+	rc := &receiver{answer: func(n int, _ received) int {
+		switch n {
+		case 1:
+			time.Sleep(1500 * time.Millisecond) // beyond the 500 ms timeout
+			return http.StatusOK
+		case 2:
+			return http.StatusFound
+		}
+		return http.StatusOK
+	}}
+	// The redirect's Location, and a big body on the success.
+	rc.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rc.mu.Lock()
+		next := rc.arrived + 1
+		rc.mu.Unlock()
+		switch next {
+		case 2:
+			w.Header().Set("Location", elsewhere.URL)
+		case 3:
+			rc.serve(&bigBody{ResponseWriter: w}, r)
+			return
+		}
+		rc.serve(w, r)
+	}))
+	t.Cleanup(rc.srv.Close)
+	rc.URL = rc.srv.URL + "/hook"
+	w := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc.URL, EventTypes: []string{"message"}})
+	cfg := testConfig()
+	cfg.Timeout = 500 * time.Millisecond
+	e.dispatcher(cfg, nil, "d1")
+	env, _ := e.publish(1, event.TypeMessage, "TO")
+	testenv.Eventually(t, 20*time.Second, func() bool {
+		log := e.deliveries(w.ID)
+		return len(log) == 3 && log[2].Outcome == store.DeliveryDelivered
+	}, "three attempts logged")
+	log := e.deliveries(w.ID)
+	if log[0].Outcome != store.DeliveryRetry || log[0].Error != "timeout" || log[0].StatusCode != nil {
+		t.Fatalf("timeout attempt %+v", log[0])
+	}
+	if log[1].Outcome != store.DeliveryRetry || *log[1].StatusCode != 302 || !strings.Contains(log[1].Error, "redirects are not followed") {
+		t.Fatalf("redirect attempt %+v", log[1])
+	}
+	if log[2].EventID != env.ID || log[2].LatencyMS > 5000 {
+		t.Fatalf("delivered attempt %+v", log[2])
+	}
+	if n := len(elsewhere.all()); n != 0 {
+		t.Fatalf("the redirect was followed (%d requests)", n)
+	}
+}
+
+// bigBody writes 8 MiB after the handler's answer.
+type bigBody struct{ http.ResponseWriter }
+
+func (b *bigBody) Write(p []byte) (int, error) {
+	n, err := b.ResponseWriter.Write(p)
+	chunk := make([]byte, 64<<10)
+	for range 128 {
+		if _, err := b.ResponseWriter.Write(chunk); err != nil {
+			break
+		}
+	}
+	return n, err
 }
