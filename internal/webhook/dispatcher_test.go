@@ -383,7 +383,12 @@ func TestRedeliverFromSequence(t *testing.T) {
 	e.dispatcher(testConfig(), nil, "d1")
 	var want []event.Envelope
 	var seqs []uint64
+	var before3 time.Time
 	for i := range 5 {
+		if i == 3 {
+			before3 = time.Now()
+			time.Sleep(5 * time.Millisecond) // stream timestamps after before3
+		}
 		env, seq := e.publish(1, event.TypeMessage, fmt.Sprintf("X%d", i))
 		want, seqs = append(want, env), append(seqs, seq)
 	}
@@ -407,6 +412,14 @@ func TestRedeliverFromSequence(t *testing.T) {
 		names, err := e.bus.WebhookConsumerNames(context.Background())
 		return err == nil && slices.Equal(names, []string{bus.WebhookConsumerName(w.ID, 2)})
 	}, "old generation's consumer deleted")
+	// From a time: the events stored since.
+	e.exec(`UPDATE webhooks SET generation = 3, start_seq = NULL, start_time = $2 WHERE id = $1`, w.ID, before3)
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(rc.all()) >= 10 }, "redelivered from a time")
+	for i, r := range rc.all()[8:] {
+		if r.env.ID != want[3+i].ID || r.header.Get("webhook-id") != firstIDs[r.env.ID] {
+			t.Fatalf("redelivery from a time %d was %s", i, r.env.ID)
+		}
+	}
 	// Deleting the row deletes its consumer.
 	e.exec(`DELETE FROM webhooks WHERE id = $1`, w.ID)
 	testenv.Eventually(t, 10*time.Second, func() bool {
