@@ -109,6 +109,8 @@ type Dispatcher struct {
 	kick       chan struct{}
 	reconciled atomic.Pointer[error] // the last reconcile's error (nil pointer: none yet)
 
+	running sync.WaitGroup // every pull loop's goroutine
+
 	mu      sync.Mutex
 	loops   map[int64]*loop   // running pull loops, by webhook id
 	ensured map[string]string // consumer name -> fingerprint of the config last applied
@@ -197,9 +199,7 @@ func (d *Dispatcher) Run(ctx context.Context) error {
 	for _, l := range loops {
 		l.cancel()
 	}
-	for _, l := range loops {
-		<-l.done
-	}
+	d.running.Wait() // those too that stopped themselves and are finishing
 	wg.Wait()
 	stopLogs()
 	<-logsDone

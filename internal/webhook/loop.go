@@ -26,7 +26,6 @@ type loop struct {
 	gen    int
 	name   string
 	cancel context.CancelFunc
-	done   chan struct{}
 	ep     atomic.Pointer[endpoint]
 	log    zerolog.Logger
 
@@ -47,10 +46,11 @@ func (l *loop) update(w store.Webhook) {
 func (d *Dispatcher) startLoop(parent context.Context, w store.Webhook) *loop {
 	ctx, cancel := context.WithCancel(parent)
 	l := &loop{id: w.ID, gen: w.Generation, name: bus.WebhookConsumerName(w.ID, w.Generation), cancel: cancel,
-		done: make(chan struct{}), log: d.log.With().Int64("webhook", w.ID).Int("generation", w.Generation).Logger()}
+		log: d.log.With().Int64("webhook", w.ID).Int("generation", w.Generation).Logger()}
 	l.update(w)
+	d.running.Add(1)
 	go func() {
-		defer close(l.done)
+		defer d.running.Done()
 		defer cancel()
 		d.pull(ctx, l)
 	}()
