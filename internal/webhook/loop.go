@@ -172,10 +172,11 @@ func (d *Dispatcher) handle(ctx context.Context, l *loop, msg jetstream.Msg) (st
 	case a.gone():
 		row.Outcome = store.DeliveryGone
 		d.record(row)
-		// Not acked: resuming the endpoint delivers this event again.
-		_ = msg.Nak()
 		reason := fmt.Sprintf("the receiver answered 410 Gone (event %s, delivery %s)", head.ID, deliveryID)
 		d.changeState(ctx, l, ep, event.WebhookDisabled, reason, now, 0, nil)
+		// Not acked: resuming the endpoint delivers this event again. Nak'd
+		// after the state change, so other dispatchers see it disabled.
+		_ = msg.Nak()
 		return true
 	}
 
@@ -222,13 +223,13 @@ func (d *Dispatcher) handle(ctx context.Context, l *loop, msg jetstream.Msg) (st
 			since = h.StateAt // resumed since the run began: the clock starts again
 		}
 		if now.Sub(since) >= d.cfg.AutoPauseAfter {
-			if row.Outcome != store.DeliveryDead {
-				_ = msg.Nak() // kept for the resume
-			}
 			reason := fmt.Sprintf("failing for %s (%d consecutive failures); last: %s",
 				now.Sub(since).Round(time.Second), h.ConsecutiveFailures, truncate(a.err, 200))
 			fs := h.FailingSince
 			d.changeState(ctx, l, ep, event.WebhookPaused, reason, now, h.ConsecutiveFailures, &fs)
+			if row.Outcome != store.DeliveryDead {
+				_ = msg.Nak() // kept for the resume
+			}
 			return true
 		}
 	}
