@@ -769,3 +769,28 @@ func (b *bigBody) Write(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// The LISTEN connection lost: the dispatcher listens again and reconciles
+// (changes made meanwhile included) without waiting for its interval.
+func TestListenReconnects(t *testing.T) {
+	e := newEnv(t)
+	cfg := testConfig()
+	cfg.ReconcileInterval = time.Hour
+	rc1 := newReceiver(t, nil)
+	e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc1.URL, EventTypes: []string{"message"}})
+	e.dispatcher(cfg, nil, "d1")
+	e.publish(1, event.TypeMessage, "L1")
+	rc1.waitDelivered(t, 1)
+	var killed int
+	testenv.Eventually(t, 10*time.Second, func() bool {
+		err := e.db.Pool.QueryRow(context.Background(), `SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity
+			WHERE datname = current_database() AND query LIKE 'LISTEN %'`).Scan(&killed)
+		return err == nil && killed == 1
+	}, "the listening connection")
+	rc2 := newReceiver(t, nil)
+	e.addWebhook(store.Webhook{MentoradoID: ptr(int64(2)), URL: rc2.URL, EventTypes: []string{"message"}})
+	env, _ := e.publish(2, event.TypeMessage, "L2")
+	if got := rc2.waitDelivered(t, 1); got[0] != env.ID {
+		t.Fatalf("got %v", got)
+	}
+}
