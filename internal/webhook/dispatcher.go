@@ -114,6 +114,7 @@ type Dispatcher struct {
 	mu      sync.Mutex
 	loops   map[int64]*loop   // running pull loops, by webhook id
 	ensured map[string]string // consumer name -> fingerprint of the config last applied
+	rowErrs map[int64]string  // the last consumer error logged per webhook
 }
 
 // New returns a dispatcher; Run starts it.
@@ -135,6 +136,7 @@ func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger) (*Dispatcher,
 		kick:    make(chan struct{}, 1),
 		loops:   map[int64]*loop{},
 		ensured: map[string]string{},
+		rowErrs: map[int64]string{},
 	}
 	d.logs = newLogWriter(db, cfg.LogKeep, d.log, d.metrics)
 	return d, nil
@@ -306,7 +308,6 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 		have[n] = true
 	}
 	byID := make(map[int64]*store.Webhook, len(rows))
-	var errs []error
 	counts := map[string]int{}
 	for i := range rows {
 		w := &rows[i]
@@ -318,9 +319,18 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 			continue
 		}
 		if _, err := d.bus.CreateOrUpdateConsumer(ctx, bus.StreamEvents, cc); err != nil {
-			errs = append(errs, fmt.Errorf("webhook %d: consumer %s: %w", w.ID, cc.Durable, err))
+			if ctx.Err() != nil {
+				return ctx.Err()
+			}
+			// One endpoint's problem (e.g. its start changed without a
+			// new generation): logged when it changes, the others go on.
+			if msg := err.Error(); d.rowErrs[w.ID] != msg {
+				d.rowErrs[w.ID] = msg
+				d.log.Error().Err(err).Int64("webhook", w.ID).Str("consumer", cc.Durable).Msg("webhook consumer not created")
+			}
 			continue
 		}
+		delete(d.rowErrs, w.ID)
 		d.ensured[cc.Durable] = fp
 	}
 	for _, n := range names {
@@ -332,7 +342,7 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 			continue
 		}
 		if err := d.bus.DeleteWebhookConsumer(ctx, n); err != nil {
-			errs = append(errs, err)
+			d.log.Warn().Err(err).Str("consumer", n).Msg("webhook consumer not deleted; will retry")
 			continue
 		}
 		delete(d.ensured, n)
@@ -365,7 +375,13 @@ func (d *Dispatcher) reconcile(ctx context.Context) error {
 		l := d.startLoop(ctx, w)
 		d.loops[w.ID] = l
 	}
-	return errors.Join(errs...)
+	for id := range d.rowErrs {
+		if byID[id] == nil {
+			delete(d.rowErrs, id)
+		}
+	}
+	d.metrics.badConsumer.Set(float64(len(d.rowErrs)))
+	return nil
 }
 
 func (d *Dispatcher) ensuredName(w *store.Webhook) bool {

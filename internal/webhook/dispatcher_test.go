@@ -794,3 +794,50 @@ func TestListenReconnects(t *testing.T) {
 		t.Fatalf("got %v", got)
 	}
 }
+
+// A row whose consumer cannot be updated (its start changed without a new
+// generation) is logged; its endpoint keeps delivering from its consumer
+// as it was, the others are not held up, and the dispatcher stays ready.
+func TestOneBadRowHoldsNothingUp(t *testing.T) {
+	e := newEnv(t)
+	rc1, rc2 := newReceiver(t, nil), newReceiver(t, nil)
+	w1 := e.addWebhook(store.Webhook{MentoradoID: ptr(int64(1)), URL: rc1.URL, EventTypes: []string{"message"}})
+	e.addWebhook(store.Webhook{MentoradoID: ptr(int64(2)), URL: rc2.URL, EventTypes: []string{"message"}})
+	d, err := webhook.New(testConfig(), e.db, e.bus, testenv.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() { _ = d.Run(ctx) }()
+	testenv.Eventually(t, 10*time.Second, func() bool { return d.Ready(ctx) == nil }, "ready")
+	e.exec(`UPDATE webhooks SET start_time = start_time - interval '1 hour' WHERE id = $1`, w1.ID)
+	testenv.Eventually(t, 10*time.Second, func() bool { return gauge(t, d, "zapbus_webhook_consumer_errors") == 1 }, "the bad row seen")
+	a, _ := e.publish(1, event.TypeMessage, "B1")
+	b, _ := e.publish(2, event.TypeMessage, "B2")
+	if got := rc1.waitDelivered(t, 1); got[0] != a.ID {
+		t.Fatalf("endpoint 1 got %v", got)
+	}
+	if got := rc2.waitDelivered(t, 1); got[0] != b.ID {
+		t.Fatalf("endpoint 2 got %v", got)
+	}
+	if err := d.Ready(ctx); err != nil {
+		t.Fatalf("not ready: %v", err)
+	}
+}
+
+// gauge reads a gauge without labels from the dispatcher's registry.
+func gauge(t *testing.T, d *webhook.Dispatcher, name string) float64 {
+	t.Helper()
+	mfs, err := d.Registry().Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name {
+			return mf.GetMetric()[0].GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no metric %s", name)
+	return 0
+}

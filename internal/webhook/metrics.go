@@ -14,6 +14,7 @@ type metrics struct {
 	endpoints   *prometheus.GaugeVec
 	deadLetters prometheus.Counter
 	logDropped  prometheus.Counter
+	badConsumer prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -40,8 +41,12 @@ func newMetrics() *metrics {
 			Name: "zapbus_webhook_log_rows_dropped_total",
 			Help: "Delivery log rows not written (queue full or Postgres failing).",
 		}),
+		badConsumer: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "zapbus_webhook_consumer_errors",
+			Help: "Endpoints whose consumer could not be created or updated at the last reconcile (see the log).",
+		}),
 	}
-	m.reg.MustRegister(m.deliveries, m.latency, m.endpoints, m.deadLetters, m.logDropped)
+	m.reg.MustRegister(m.deliveries, m.latency, m.endpoints, m.deadLetters, m.logDropped, m.badConsumer)
 	for _, o := range []string{store.DeliveryDelivered, store.DeliveryRetry, store.DeliveryDead, store.DeliveryGone, store.DeliveryRefused} {
 		m.deliveries.WithLabelValues(o)
 	}
