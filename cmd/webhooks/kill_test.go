@@ -244,7 +244,7 @@ func TestKilledDispatcherLosesNothing(t *testing.T) {
 		c.cmd = exec.Command(os.Args[0], "-test.run=^$")
 		c.cmd.Env = append(os.Environ(), childEnv+"=1", "DATABASE_URL="+dbURL, "NATS_URL="+ns.url("webhooks"),
 			"ZAPBUS_NATS_PROVISION=false", "ZAPBUS_HTTP_ADDR=off", "ZAPBUS_WEBHOOK_NAME="+name,
-			"ZAPBUS_WEBHOOK_ALLOW_NETS=127.0.0.0/8", "ZAPBUS_WEBHOOK_ALLOW_HTTP=true", "ZAPBUS_WEBHOOK_TIMEOUT=20s",
+			"ZAPBUS_WEBHOOK_ALLOW_NETS=127.0.0.0/8", "ZAPBUS_WEBHOOK_ALLOW_HTTP=true", "ZAPBUS_WEBHOOK_TIMEOUT=5s",
 			"ZAPBUS_WEBHOOK_BACKOFF=500ms,1s,2s,2s,2s,2s,2s,2s,2s,2s", "ZAPBUS_WEBHOOK_RECONCILE_INTERVAL=200ms")
 		c.cmd.Stdout, c.cmd.Stderr = c.out, c.out
 		if err := c.cmd.Start(); err != nil {
