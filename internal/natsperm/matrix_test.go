@@ -607,8 +607,10 @@ func TestPermissionMatrix(t *testing.T) {
 			&event.Webhook{WebhookID: 5, State: event.WebhookPaused, Reason: "failing for 24h", Host: "example.com"}))
 		return err
 	})
-	m.allow("webhooks", "dead-letter a delivery (zapbus.dlq.WA_EVENTS)", func(ctx context.Context) error {
-		return hooks.DeadLetter(ctx, bus.StreamEvents, "wa.1.evt.message", 1, []byte("{}"), errors.New("webhook: 12 attempts failed"))
+	m.allow("webhooks", "dead-letter a delivery (zapbus.dlq.webhooks, PubAck from WA_DLQ)", func(ctx context.Context) error {
+		_, err := hooks.JS.PublishMsg(ctx, &nats.Msg{Subject: bus.DLQSubjectPrefix + "webhooks", Data: []byte("{}"),
+			Header: nats.Header{bus.HeaderError: []string{"webhook: 12 attempts failed"}}}, jetstream.WithMsgID("dlq:webhook:1:1"))
+		return err
 	})
 	m.allow("notifier", "look up the persister's lag (CONSUMER.INFO.WA_EVENTS.persister, operator console)", func(ctx context.Context) error {
 		c, err := notif.JS.Consumer(ctx, bus.StreamEvents, pcfg.Durable)
@@ -1017,6 +1019,7 @@ func TestPermissionMatrix(t *testing.T) {
 	m.deny("webhooks", "publish a forged live event (live.wa.2.evt.webhook)", forged("live.wa.2.evt.webhook"))
 	m.deny("webhooks", "publish a command (wa.2.cmd.send)", forged("wa.2.cmd.send"))
 	m.deny("webhooks", "dead-letter as the connector (zapbus.dlq.connector)", forged("zapbus.dlq.connector"))
+	m.deny("webhooks", "dead-letter as the persister (zapbus.dlq.WA_EVENTS)", forged("zapbus.dlq.WA_EVENTS"))
 	m.deny("webhooks", "create a stream (STREAM.CREATE)", rawReq("$JS.API.STREAM.CREATE.HOOKS", `{"name":"HOOKS","subjects":["hooks.>"]}`))
 	m.deny("notifier", "pause the persister's durable (CONSUMER.PAUSE)", rawReq("$JS.API.CONSUMER.PAUSE.WA_EVENTS.persister", `{"pause_until":"2999-01-01T00:00:00Z"}`))
 
