@@ -49,6 +49,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"sort"
 	"strconv"
 	"strings"
 	"syscall"
@@ -56,6 +57,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/bus"
@@ -283,7 +285,8 @@ func runWith(ctx context.Context, args []string, getenv func(string) string, std
 // health is what the process serves once it runs. The dispatcher's own
 // readiness and metrics are used when it has them (a Ready method, a
 // Registry method: optional capabilities); otherwise /readyz follows the
-// NATS connection and /metrics holds the Go runtime's.
+// NATS connection. /metrics always has the Go runtime's and the process's
+// metrics too.
 func health(d *webhook.Dispatcher, b *bus.Bus) startup.Health {
 	h := startup.Health{
 		Ready: func(context.Context) error {
@@ -301,14 +304,36 @@ func health(d *webhook.Dispatcher, b *bus.Bus) startup.Health {
 			return nil
 		}
 	}
+	runtime := prometheus.NewRegistry()
+	runtime.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h.Metrics = runtime
 	if g, ok := any(d).(interface{ Registry() *prometheus.Registry }); ok {
-		h.Metrics = g.Registry()
-	} else {
-		reg := prometheus.NewRegistry()
-		reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-		h.Metrics = reg
+		h.Metrics = firstWins{g.Registry(), runtime}
 	}
 	return h
+}
+
+// firstWins gathers from each in turn, leaving out a metric family an
+// earlier one had (the dispatcher's registry may hold Go collectors too).
+type firstWins []prometheus.Gatherer
+
+func (gs firstWins) Gather() ([]*dto.MetricFamily, error) {
+	var out []*dto.MetricFamily
+	seen := map[string]bool{}
+	for _, g := range gs {
+		mfs, err := g.Gather()
+		if err != nil {
+			return nil, err
+		}
+		for _, mf := range mfs {
+			if !seen[mf.GetName()] {
+				seen[mf.GetName()] = true
+				out = append(out, mf)
+			}
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].GetName() < out[j].GetName() })
+	return out, nil
 }
 
 // prefixes prints a list of networks for the start-up log line.

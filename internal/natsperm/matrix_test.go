@@ -527,7 +527,7 @@ func TestPermissionMatrix(t *testing.T) {
 		return c
 	}
 	m.allow("webhooks", "endpoint consumer with several filters (CONSUMER.CREATE.WA_EVENTS.<name>): fetch, in-progress, nak, ack", func(ctx context.Context) error {
-		c, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_1_g1", "wa.1.evt.connection", "wa.1.evt.message"))
+		c, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_901_g1", "wa.1.evt.connection", "wa.1.evt.message"))
 		if err != nil {
 			return err
 		}
@@ -564,11 +564,12 @@ func TestPermissionMatrix(t *testing.T) {
 		return expect(info.AckFloor.Stream > 0 && len(info.Config.FilterSubjects) == 2, "info %+v", info.Config)
 	})
 	m.allow("webhooks", "endpoint consumer with one filter (CONSUMER.CREATE.WA_EVENTS.<name>.<filter>)", func(ctx context.Context) error {
-		_, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_2_g1", "wa.1.evt.connection"))
+		_, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_902_g1", "wa.1.evt.connection"))
 		return err
 	})
+
 	m.allow("webhooks", "admin-level endpoint consumer (every tenant: wa.*.evt.<type>)", func(ctx context.Context) error {
-		_, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_3_g1", "wa.*.evt.connection", "wa.*.evt.message"))
+		_, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_903_g1", "wa.*.evt.connection", "wa.*.evt.message"))
 		return err
 	})
 	m.allow("webhooks", "list consumers, recreate an endpoint's at a new generation, delete the old one", func(ctx context.Context) error {
@@ -584,7 +585,7 @@ func TestPermissionMatrix(t *testing.T) {
 		if err := names.Err(); err != nil {
 			return err
 		}
-		if !slices.Contains(found, "wh_3_g1") {
+		if !slices.Contains(found, "wh_903_g1") {
 			return fmt.Errorf("names %v", found)
 		}
 		lister := st.ListConsumers(ctx)
@@ -593,13 +594,19 @@ func TestPermissionMatrix(t *testing.T) {
 		if err := lister.Err(); err != nil {
 			return fmt.Errorf("list: %w", err)
 		}
-		if _, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_3_g2", "wa.*.evt.connection", "wa.*.evt.message")); err != nil {
+		if _, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_903_g2", "wa.*.evt.connection", "wa.*.evt.message")); err != nil {
 			return err
 		}
-		if err := hooks.JS.DeleteConsumer(ctx, bus.StreamEvents, "wh_3_g1"); err != nil {
+		if err := hooks.JS.DeleteConsumer(ctx, bus.StreamEvents, "wh_903_g1"); err != nil {
 			return err
 		}
-		return hooks.JS.DeleteConsumer(ctx, bus.StreamEvents, "wh_3_g2")
+		// the others too: the real dispatcher below has endpoints of its own
+		for _, n := range []string{"wh_901_g1", "wh_902_g1", "wh_903_g2"} {
+			if err := hooks.JS.DeleteConsumer(ctx, bus.StreamEvents, n); err != nil {
+				return fmt.Errorf("delete %s: %w", n, err)
+			}
+		}
+		return nil
 	})
 	m.allow("webhooks", "publish a webhook state event (wa.1.evt.webhook)", func(ctx context.Context) error {
 		at := time.Now()
