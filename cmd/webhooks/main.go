@@ -30,9 +30,9 @@
 //	ZAPBUS_WEBHOOK_TIMEOUT               bound on one delivery attempt, connection included, default 10s
 //	                                     (100ms to 5m)
 //	ZAPBUS_WEBHOOK_BACKOFF               delays before each retry, comma-separated, e.g. 1s,5s,30s; default
-//	                                     the engine's schedule of more than 24 hours (12 attempts)
+//	                                     the engine's schedule, retrying for more than 24 hours
 //	ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER      pause an endpoint whose attempts all failed for this long,
-//	                                     default 24h (1m to 720h)
+//	                                     default 24h (1m to 720h, or off)
 //	ZAPBUS_WEBHOOK_LOG_KEEP              delivery attempts kept per endpoint, default 1000 (1 to 1000000)
 //	ZAPBUS_WEBHOOK_RECONCILE_INTERVAL    how often the webhooks table is read again besides the change
 //	                                     notifications, default 10s (100ms to 1h)
@@ -116,7 +116,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	allowHTTP := fs.String("allow-http", str("ZAPBUS_WEBHOOK_ALLOW_HTTP", "false"), "allow plain http:// webhook URLs (ZAPBUS_WEBHOOK_ALLOW_HTTP)")
 	fs.DurationVar(&s.Webhook.Timeout, "timeout", dur("ZAPBUS_WEBHOOK_TIMEOUT", 10*time.Second), "bound on one delivery attempt (ZAPBUS_WEBHOOK_TIMEOUT)")
 	backoff := fs.String("backoff", str("ZAPBUS_WEBHOOK_BACKOFF", ""), "delays before each retry, comma-separated; empty: the engine's default (ZAPBUS_WEBHOOK_BACKOFF)")
-	fs.DurationVar(&s.Webhook.AutoPauseAfter, "auto-pause-after", dur("ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER", 24*time.Hour), "pause an endpoint failing continuously for this long (ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER)")
+	autoPause := fs.String("auto-pause-after", str("ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER", "24h"), "pause an endpoint failing continuously for this long, or off (ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER)")
 	fs.IntVar(&s.Webhook.LogKeep, "log-keep", integer("ZAPBUS_WEBHOOK_LOG_KEEP", 1000), "delivery attempts kept per endpoint (ZAPBUS_WEBHOOK_LOG_KEEP)")
 	fs.DurationVar(&s.Webhook.ReconcileInterval, "reconcile-interval", dur("ZAPBUS_WEBHOOK_RECONCILE_INTERVAL", 10*time.Second), "how often the webhooks table is read again (ZAPBUS_WEBHOOK_RECONCILE_INTERVAL)")
 	fs.StringVar(&s.Webhook.Name, "name", str("ZAPBUS_WEBHOOK_NAME", host), "this instance's name in logs and metrics (ZAPBUS_WEBHOOK_NAME)")
@@ -145,6 +145,12 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if s.Webhook.Backoff, err = ParseBackoff(*backoff); err != nil {
 		return s, fmt.Errorf("ZAPBUS_WEBHOOK_BACKOFF: %w", err)
 	}
+	if *autoPause == "off" {
+		s.Webhook.AutoPauseAfter = -1 // never (webhook.Config: negative)
+	} else if s.Webhook.AutoPauseAfter, err = time.ParseDuration(*autoPause); err != nil ||
+		s.Webhook.AutoPauseAfter < minAutoPause || s.Webhook.AutoPauseAfter > maxAutoPause {
+		return s, fmt.Errorf("ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER: %q, want a duration from %s to %s, or off", *autoPause, minAutoPause, maxAutoPause)
+	}
 	switch {
 	case s.DatabaseURL == "":
 		return s, errors.New("DATABASE_URL is required")
@@ -154,8 +160,6 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		return s, errors.New("ZAPBUS_HTTP_ADDR is empty (use off to disable)")
 	case s.Webhook.Timeout < minTimeout || s.Webhook.Timeout > maxTimeout:
 		return s, fmt.Errorf("ZAPBUS_WEBHOOK_TIMEOUT: %s, want %s to %s", s.Webhook.Timeout, minTimeout, maxTimeout)
-	case s.Webhook.AutoPauseAfter < minAutoPause || s.Webhook.AutoPauseAfter > maxAutoPause:
-		return s, fmt.Errorf("ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER: %s, want %s to %s", s.Webhook.AutoPauseAfter, minAutoPause, maxAutoPause)
 	case s.Webhook.LogKeep < 1 || s.Webhook.LogKeep > maxLogKeep:
 		return s, fmt.Errorf("ZAPBUS_WEBHOOK_LOG_KEEP: %d, want 1 to %d", s.Webhook.LogKeep, maxLogKeep)
 	case s.Webhook.ReconcileInterval < minReconcile || s.Webhook.ReconcileInterval > maxReconcile:
@@ -198,6 +202,7 @@ func ParseAllowNets(v string) ([]netip.Prefix, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%q is not a CIDR or an IP address", f)
 			}
+			a = a.Unmap()
 			p = netip.PrefixFrom(a, a.BitLen())
 		}
 		if p.Bits() == 0 {

@@ -52,6 +52,7 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		{with(), []string{"-timeout", "1h"}, "ZAPBUS_WEBHOOK_TIMEOUT"},
 		{with("ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER", "5s"), nil, "ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER"},
 		{with("ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER", "-1h"), nil, "ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER"},
+		{with("ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER", "never"), nil, "ZAPBUS_WEBHOOK_AUTO_PAUSE_AFTER"},
 		{with("ZAPBUS_WEBHOOK_LOG_KEEP", "0"), nil, "ZAPBUS_WEBHOOK_LOG_KEEP"},
 		{with("ZAPBUS_WEBHOOK_LOG_KEEP", "all"), nil, "ZAPBUS_WEBHOOK_LOG_KEEP"},
 		{with(), []string{"-log-keep", "2000000"}, "ZAPBUS_WEBHOOK_LOG_KEEP"},
@@ -100,11 +101,17 @@ func TestSettingsDefaultsAndOverrides(t *testing.T) {
 		w.LogKeep != 50 || w.Name != "wh-a" || s.ProvisionIfMissing {
 		t.Fatalf("overrides %+v", s)
 	}
-	s, err = loadSettings(nil, env, io.Discard)
+	s, err = loadSettings([]string{"-auto-pause-after", "off"}, env, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
+	if s.Webhook.AutoPauseAfter >= 0 {
+		t.Fatalf("auto-pause off: %s, want negative (never)", s.Webhook.AutoPauseAfter)
+	}
 	want := []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16"), netip.MustParsePrefix("192.168.1.20/32"), netip.MustParsePrefix("fd00::/8")}
+	if got, err := ParseAllowNets("::ffff:10.0.0.7"); err != nil || len(got) != 1 || got[0] != netip.MustParsePrefix("10.0.0.7/32") {
+		t.Fatalf("IPv4-mapped address: %v, %v", got, err)
+	}
 	if len(s.Webhook.Policy.AllowNets) != len(want) {
 		t.Fatalf("allow nets %v, want %v", s.Webhook.Policy.AllowNets, want)
 	}
