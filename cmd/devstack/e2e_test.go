@@ -24,6 +24,7 @@ type stack struct {
 	base    string
 	admin   string
 	logFile string // JSON log lines, debug level
+	dsn     string // its database
 }
 
 // startStack runs the dev binary in-process (sim mode, its own embedded NATS
@@ -86,7 +87,7 @@ func startStackArgs(t *testing.T, extra ...string) *stack {
 		return dash.MatchString(out.String()) && tok.MatchString(out.String())
 	}, "devstack never printed its banner:\n%s", out.String())
 	s := &stack{t: t, base: dash.FindStringSubmatch(out.String())[1], admin: tok.FindStringSubmatch(out.String())[1],
-		logFile: filepath.Join(dir, "devstack.log")}
+		logFile: filepath.Join(dir, "devstack.log"), dsn: dsn}
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		resp, err := http.Get(s.base + "/readyz")
 		if err != nil {

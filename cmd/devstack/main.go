@@ -1,7 +1,12 @@
 // Command devstack runs the whole of zapbus in one process for development:
 // an embedded NATS server (unless NATS_URL is set), the connector, the
-// persister and the notifier, against the local Postgres. It prints the
-// dashboard URL and an admin token.
+// persister, the notifier and the webhook dispatcher, against the local
+// Postgres. It prints the dashboard URL and an admin token.
+//
+// The dispatcher here may call http:// URLs on loopback and private
+// networks (127.0.0.0/8, ::1, 10/8, 172.16/12, 192.168/16, fc00::/7), so a
+// webhook can point at a receiver on the developer's machine; cmd/webhooks
+// allows only public https unless configured otherwise.
 //
 // With -sim, WhatsApp is simulated at the protocol level: the real whatsmeow
 // client talks to zapbus's fake WhatsApp server (internal/wafake), and
@@ -34,6 +39,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"os/signal"
@@ -45,6 +51,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/rs/zerolog"
 	"go.mau.fi/whatsmeow"
@@ -59,6 +66,7 @@ import (
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/wafake"
 	"github.com/zapbus/zapbus/internal/web"
+	"github.com/zapbus/zapbus/internal/webhook"
 )
 
 // DefaultDatabaseURL is the dev database on the machine's Postgres.
@@ -229,6 +237,10 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	hooks, err := webhook.New(devWebhookConfig(), db, b, log)
+	if err != nil {
+		return err
+	}
 	srv, err := web.New(s.webConfig(), db, b, log, web.WithMedia(ms))
 	if err != nil {
 		return err
@@ -237,6 +249,9 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	// persister's are next to it.
 	srv.Mount("GET /metrics/connector", promhttp.HandlerFor(conn.Registry(), promhttp.HandlerOpts{}))
 	srv.Mount("GET /metrics/persister", promhttp.HandlerFor(pers.Registry(), promhttp.HandlerOpts{}))
+	if r, ok := any(hooks).(interface{ Registry() *prometheus.Registry }); ok {
+		srv.Mount("GET /metrics/webhooks", promhttp.HandlerFor(r.Registry(), promhttp.HandlerOpts{}))
+	}
 	// Ready means ready for commands: the in-process connector is running.
 	srv.RequireReady(func(ctx context.Context) error {
 		if err := conn.CheckReady(ctx); err != nil {
@@ -257,6 +272,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fmt.Fprintf(stdout, "  dashboard:   %s/\n", base)
 	fmt.Fprintf(stdout, "  api:         %s/openapi.json\n", base)
 	fmt.Fprintf(stdout, "  metrics:     %s/metrics (notifier), /metrics/connector, /metrics/persister\n", base)
+	fmt.Fprintf(stdout, "  webhooks:    delivered in-process; http:// and loopback/private receivers allowed (dev only)\n")
 	fmt.Fprintf(stdout, "  nats:        %s\n", natsURL)
 	if generated {
 		fmt.Fprintf(stdout, "  admin token: %s\n", s.AdminToken)
@@ -269,9 +285,39 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return conn.Run(gctx) })
 	g.Go(func() error { return pers.Run(gctx) })
+	g.Go(func() error { return runWebhooks(gctx, hooks, log) })
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		return nil
+	}
+	return err
+}
+
+// devNets are the networks the dev binary's dispatcher may call: the
+// machine itself and private networks, so a developer's local receiver
+// works. Never a production setting (cmd/webhooks: ZAPBUS_WEBHOOK_ALLOW_NETS).
+var devNets = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}
+
+// devWebhookConfig is the in-process dispatcher's configuration: the
+// engine's defaults, with http:// and devNets allowed.
+func devWebhookConfig() webhook.Config {
+	cfg := webhook.Config{Policy: webhook.Policy{AllowHTTP: true}, ReconcileInterval: 2 * time.Second, Name: "devstack"}
+	for _, n := range devNets {
+		cfg.Policy.AllowNets = append(cfg.Policy.AllowNets, netip.MustParsePrefix(n))
+	}
+	return cfg
+}
+
+// runWebhooks runs the dispatcher. While internal/webhook is the
+// contract's stub (Run: "not implemented") the rest of the dev stack keeps
+// running without webhook delivery.
+// TODO(#13): drop the tolerance once the engine is merged.
+func runWebhooks(ctx context.Context, d *webhook.Dispatcher, log zerolog.Logger) error {
+	err := d.Run(ctx)
+	if err != nil && strings.Contains(err.Error(), "not implemented") {
+		log.Warn().Err(err).Msg("webhook delivery is not available in this build")
+		<-ctx.Done()
 		return nil
 	}
 	return err

@@ -122,6 +122,8 @@ func Requires(name string) []string {
 		return []string{StreamEvents, StreamDLQ}
 	case "zapbus-notifier":
 		return []string{StreamEvents, StreamQR, StreamMedia}
+	case "zapbus-webhooks":
+		return []string{StreamEvents, StreamDLQ}
 	default:
 		return []string{StreamEvents, StreamQR, StreamDLQ, "KV_" + BucketLeases, "KV_" + BucketSends, StreamMedia}
 	}

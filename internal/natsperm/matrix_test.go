@@ -11,6 +11,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -216,6 +217,7 @@ func TestPermissionMatrix(t *testing.T) {
 	}
 	pers := open("persister", bus.Config{})
 	notif := open("notifier", bus.Config{})
+	hooks := open("webhooks", bus.Config{})
 	m.allow("connector", "lease TTL adopted from the provisioned bucket", func(context.Context) error {
 		return expect(conn2.Config().LeaseTTL == 15*time.Second, "lease TTL %s", conn2.Config().LeaseTTL)
 	})
@@ -510,6 +512,126 @@ func TestPermissionMatrix(t *testing.T) {
 		})
 	})
 
+	// Webhooks: one durable per endpoint (several filter subjects, one,
+	// or an admin-level endpoint's every tenant), fetch in order, ack,
+	// look up, list, delete; its own events and dead letters.
+	whCons := func(name string, filters ...string) jetstream.ConsumerConfig {
+		c := jetstream.ConsumerConfig{Durable: name, AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 1,
+			AckWait: 30 * time.Second, MaxDeliver: 3, BackOff: []time.Duration{time.Second, 2 * time.Second},
+			DeliverPolicy: jetstream.DeliverAllPolicy}
+		if len(filters) == 1 {
+			c.FilterSubject = filters[0]
+		} else {
+			c.FilterSubjects = filters
+		}
+		return c
+	}
+	m.allow("webhooks", "endpoint consumer with several filters (CONSUMER.CREATE.WA_EVENTS.<name>): fetch, in-progress, nak, ack", func(ctx context.Context) error {
+		c, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_901_g1", "wa.1.evt.connection", "wa.1.evt.message"))
+		if err != nil {
+			return err
+		}
+		fetch := func() (jetstream.Msg, error) {
+			batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+			if err != nil {
+				return nil, err
+			}
+			for msg := range batch.Messages() {
+				return msg, nil
+			}
+			return nil, errors.New("nothing fetched")
+		}
+		msg, err := fetch()
+		if err != nil {
+			return err
+		}
+		if err := msg.InProgress(); err != nil {
+			return err
+		}
+		if err := msg.NakWithDelay(10 * time.Millisecond); err != nil {
+			return err
+		}
+		if msg, err = fetch(); err != nil {
+			return fmt.Errorf("after nak: %w", err)
+		}
+		if err := msg.DoubleAck(ctx); err != nil {
+			return err
+		}
+		info, err := c.Info(ctx)
+		if err != nil {
+			return err
+		}
+		return expect(info.AckFloor.Stream > 0 && len(info.Config.FilterSubjects) == 2, "info %+v", info.Config)
+	})
+	m.allow("webhooks", "endpoint consumer with one filter (CONSUMER.CREATE.WA_EVENTS.<name>.<filter>)", func(ctx context.Context) error {
+		_, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_902_g1", "wa.1.evt.connection"))
+		return err
+	})
+
+	m.allow("webhooks", "admin-level endpoint consumer (every tenant: wa.*.evt.<type>)", func(ctx context.Context) error {
+		_, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_903_g1", "wa.*.evt.connection", "wa.*.evt.message"))
+		return err
+	})
+	m.allow("webhooks", "list consumers, recreate an endpoint's at a new generation, delete the old one", func(ctx context.Context) error {
+		st, err := hooks.JS.Stream(ctx, bus.StreamEvents)
+		if err != nil {
+			return err
+		}
+		names := st.ConsumerNames(ctx)
+		var found []string
+		for n := range names.Name() {
+			found = append(found, n)
+		}
+		if err := names.Err(); err != nil {
+			return err
+		}
+		if !slices.Contains(found, "wh_903_g1") {
+			return fmt.Errorf("names %v", found)
+		}
+		lister := st.ListConsumers(ctx)
+		for range lister.Info() {
+		}
+		if err := lister.Err(); err != nil {
+			return fmt.Errorf("list: %w", err)
+		}
+		if _, err := hooks.JS.CreateOrUpdateConsumer(ctx, bus.StreamEvents, whCons("wh_903_g2", "wa.*.evt.connection", "wa.*.evt.message")); err != nil {
+			return err
+		}
+		if err := hooks.JS.DeleteConsumer(ctx, bus.StreamEvents, "wh_903_g1"); err != nil {
+			return err
+		}
+		// the others too: the real dispatcher below has endpoints of its own
+		for _, n := range []string{"wh_901_g1", "wh_902_g1", "wh_903_g2"} {
+			if err := hooks.JS.DeleteConsumer(ctx, bus.StreamEvents, n); err != nil {
+				return fmt.Errorf("delete %s: %w", n, err)
+			}
+		}
+		return nil
+	})
+	m.allow("webhooks", "publish a webhook state event (wa.1.evt.webhook)", func(ctx context.Context) error {
+		at := time.Now()
+		_, err := hooks.Publish(ctx, mustEnv(t, 1, event.WebhookEventID(1, 5, event.WebhookPaused, at),
+			&event.Webhook{WebhookID: 5, State: event.WebhookPaused, Reason: "failing for 24h", Host: "example.com"}))
+		return err
+	})
+	m.allow("webhooks", "dead-letter a delivery (zapbus.dlq.webhooks, PubAck from WA_DLQ)", func(ctx context.Context) error {
+		_, err := hooks.JS.PublishMsg(ctx, &nats.Msg{Subject: bus.DLQSubjectPrefix + "webhooks", Data: []byte("{}"),
+			Header: nats.Header{bus.HeaderError: []string{"webhook: 12 attempts failed"}}}, jetstream.WithMsgID("dlq:webhook:1:1"))
+		return err
+	})
+	m.allow("notifier", "look up the persister's lag (CONSUMER.INFO.WA_EVENTS.persister, operator console)", func(ctx context.Context) error {
+		c, err := notif.JS.Consumer(ctx, bus.StreamEvents, pcfg.Durable)
+		if err != nil {
+			return err
+		}
+		_, err = c.Info(ctx)
+		return err
+	})
+
+	// The real dispatcher (internal/webhook) with the webhooks user: an
+	// endpoint on a local receiver gets a published message.
+	t.Run("real webhook dispatcher", func(t *testing.T) { realDispatcher(t, m, hooks, conn, logs) })
+
 	// The real persister (Run and Replay) with the persister user, on a
 	// fresh database: an undecodable event is dead-lettered and acked.
 	t.Run("real persister", func(t *testing.T) {
@@ -800,7 +922,7 @@ func TestPermissionMatrix(t *testing.T) {
 		_, err = js.UpdateStream(ctx, cfg)
 		return err
 	}
-	for _, u := range []string{"persister", "notifier", "connector", "backend"} {
+	for _, u := range []string{"persister", "notifier", "connector", "backend", "webhooks"} {
 		m.deny(u, "update WA_DLQ with RePublish to wa.2.cmd.send", dlqRepublish)
 	}
 	rawReq := func(subject string, body string) func(ctx context.Context, nc *nats.Conn) error {
@@ -878,10 +1000,40 @@ func TestPermissionMatrix(t *testing.T) {
 	m.deny("persister", "delete the backend team's durable", rawReq("$JS.API.CONSUMER.DELETE.WA_EVENTS.backend", ""))
 	m.deny("notifier", "ack the persister's messages ($JS.ACK.WA_EVENTS.persister)", forged("$JS.ACK.WA_EVENTS.persister.1.1.1.1.0"))
 
+	// Webhooks: only its own consumers, its own events.
+	m.deny("webhooks", "pull from the persister's durable (steal events)", rawReq("$JS.API.CONSUMER.MSG.NEXT.WA_EVENTS.persister", `{"batch":1,"no_wait":true}`))
+	m.deny("webhooks", "pull from the backend team's durable", rawReq("$JS.API.CONSUMER.MSG.NEXT.WA_EVENTS.backend", `{"batch":1,"no_wait":true}`))
+	m.deny("webhooks", "read the persister's durable (CONSUMER.INFO)", rawReq("$JS.API.CONSUMER.INFO.WA_EVENTS.persister", ""))
+	m.deny("webhooks", "ack the persister's messages ($JS.ACK.WA_EVENTS.persister)", forged("$JS.ACK.WA_EVENTS.persister.1.1.1.1.0"))
+	m.deny("webhooks", "ack the backend's messages ($JS.ACK.WA_EVENTS.backend)", forged("$JS.ACK.WA_EVENTS.backend.1.1.1.1.0"))
+	m.deny("webhooks", "delete the persister's durable consumer", delPersister)
+	m.deny("webhooks", "narrow the persister's durable to one tenant (multi-filter form)", createCons(bus.StreamEvents, func() jetstream.ConsumerConfig {
+		c := pcfg
+		c.FilterSubject = ""
+		c.FilterSubjects = []string{event.MentoradoEvents(1), event.MentoradoEvents(2)}
+		return c
+	}()))
+	m.deny("webhooks", "create an ephemeral consumer (legacy CONSUMER.CREATE.WA_EVENTS)", rawReq("$JS.API.CONSUMER.CREATE.WA_EVENTS", `{"stream_name":"WA_EVENTS","config":{"ack_policy":"none"}}`))
+	m.deny("webhooks", "create a consumer on WA_QR (read pairing QRs)", createCons(bus.StreamQR, jetstream.ConsumerConfig{Durable: "wh_9_g1"}))
+	m.deny("webhooks", "create a consumer on KV_WA_SENDS", createCons("KV_WA_SENDS", jetstream.ConsumerConfig{Durable: "wh_9_g1"}))
+	m.deny("webhooks", "read a pairing QR (STREAM.MSG.GET.WA_QR)", qrGet)
+	m.deny("webhooks", "read WA_EVENTS bypassing a consumer (STREAM.MSG.GET)", rawReq("$JS.API.STREAM.MSG.GET.WA_EVENTS", `{"seq":1}`))
+	m.deny("webhooks", "subscribe to live events (live.wa.>)", subscribe("live.wa.>"))
+	m.deny("webhooks", "subscribe to commands (wa.*.cmd.>)", subscribe(event.CommandWildcard))
+	m.deny("webhooks", "subscribe to the notifier's replies (_INBOX_notifier.>)", subscribe("_INBOX_notifier.>"))
+	m.deny("webhooks", "publish a forged event (wa.2.evt.message)", forged("wa.2.evt.message"))
+	m.deny("webhooks", "publish a forged lead event (wa.2.evt.lead)", forged("wa.2.evt.lead"))
+	m.deny("webhooks", "publish a forged live event (live.wa.2.evt.webhook)", forged("live.wa.2.evt.webhook"))
+	m.deny("webhooks", "publish a command (wa.2.cmd.send)", forged("wa.2.cmd.send"))
+	m.deny("webhooks", "dead-letter as the connector (zapbus.dlq.connector)", forged("zapbus.dlq.connector"))
+	m.deny("webhooks", "dead-letter as the persister (zapbus.dlq.WA_EVENTS)", forged("zapbus.dlq.WA_EVENTS"))
+	m.deny("webhooks", "create a stream (STREAM.CREATE)", rawReq("$JS.API.STREAM.CREATE.HOOKS", `{"name":"HOOKS","subjects":["hooks.>"]}`))
+	m.deny("notifier", "pause the persister's durable (CONSUMER.PAUSE)", rawReq("$JS.API.CONSUMER.PAUSE.WA_EVENTS.persister", `{"pause_until":"2999-01-01T00:00:00Z"}`))
+
 	// Media files are for the connector and the notifier only.
 	mediaMeta := "$JS.API.DIRECT.GET.OBJ_WA_MEDIA.$O.WA_MEDIA.M." + base64.URLEncoding.EncodeToString([]byte(media.ObjectName(1, mediaID)))
 	mediaChunk := rawReq("$JS.API.DIRECT.GET.OBJ_WA_MEDIA", `{"seq":1,"next_by_subj":"$O.WA_MEDIA.C.>"}`)
-	for _, u := range []string{"backend", "persister"} {
+	for _, u := range []string{"backend", "persister", "webhooks"} {
 		m.deny(u, "read a media file's description (DIRECT.GET.OBJ_WA_MEDIA.$O.WA_MEDIA.M.…)", rawReq(mediaMeta, ""))
 		m.deny(u, "read media chunks (DIRECT.GET.OBJ_WA_MEDIA)", mediaChunk)
 		m.deny(u, "read media chunks (STREAM.MSG.GET.OBJ_WA_MEDIA)", rawReq("$JS.API.STREAM.MSG.GET.OBJ_WA_MEDIA", `{"seq":1}`))
@@ -921,6 +1073,10 @@ func TestPermissionMatrix(t *testing.T) {
 	m.deny("backend", "delete the persister's durable consumer", delPersister)
 	m.deny("notifier", "purge WA_DLQ", rawReq("$JS.API.STREAM.PURGE.WA_DLQ", ""))
 	m.deny("persister", "purge WA_EVENTS", rawReq("$JS.API.STREAM.PURGE.WA_EVENTS", ""))
+	m.deny("webhooks", "purge WA_EVENTS", rawReq("$JS.API.STREAM.PURGE.WA_EVENTS", ""))
+	m.deny("webhooks", "purge WA_DLQ (erase its dead letters)", rawReq("$JS.API.STREAM.PURGE.WA_DLQ", ""))
+	m.deny("webhooks", "delete stream WA_EVENTS", rawReq("$JS.API.STREAM.DELETE.WA_EVENTS", ""))
+	m.deny("webhooks", "delete a stored message (STREAM.MSG.DELETE.WA_EVENTS)", rawReq("$JS.API.STREAM.MSG.DELETE.WA_EVENTS", `{"seq":1}`))
 	m.deny("persister", "delete stream WA_EVENTS", rawReq("$JS.API.STREAM.DELETE.WA_EVENTS", ""))
 	m.deny("connector", "delete stream WA_QR", rawReq("$JS.API.STREAM.DELETE.WA_QR", ""))
 	m.deny("notifier", "delete the media bucket (STREAM.DELETE.OBJ_WA_MEDIA)", rawReq("$JS.API.STREAM.DELETE.OBJ_WA_MEDIA", ""))
@@ -942,7 +1098,7 @@ func TestPermissionMatrix(t *testing.T) {
 	}
 
 	// The legitimate paths above never touched a denied subject.
-	for _, b := range []*bus.Bus{conn, conn2, pers, notif} {
+	for _, b := range []*bus.Bus{conn, conn2, pers, notif, hooks} {
 		_ = b.NC.Flush()
 	}
 	m.allow("all services", "no permissions violation during the jobs above", func(context.Context) error {

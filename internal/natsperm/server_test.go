@@ -28,6 +28,7 @@ var users = map[string]string{
 	"persister": "NATS_PERSISTER_PASSWORD",
 	"notifier":  "NATS_NOTIFIER_PASSWORD",
 	"backend":   "NATS_BACKEND_PASSWORD",
+	"webhooks":  "NATS_WEBHOOKS_PASSWORD",
 }
 
 // confPath is the repo's nats.conf (never a copy).

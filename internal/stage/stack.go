@@ -6,7 +6,8 @@
 // says how to use it.
 //
 // The processes: nats-server (provisioned with zapbus-admin), the fake,
-// two connectors, two persisters and a notifier. They reach Postgres
+// two connectors, two persisters, a notifier, and Config.Webhooks webhook
+// dispatchers (none by default). They reach Postgres
 // through a TCP proxy (Proxy) in front of the machine's server, in a
 // database of their own, so the chaos run can cut Postgres for them alone.
 package stage
@@ -40,8 +41,11 @@ type Config struct {
 	LeaseTTL    time.Duration // WA_LEASES TTL for connectors and provision; default 15s
 	Connectors  int           // default 2
 	Persisters  int           // default 2
-	LogLevel    string        // services' ZAPBUS_LOG_LEVEL, default info
-	Out         io.Writer     // progress lines; default io.Discard
+	// Webhooks is the number of webhook dispatchers (cmd/webhooks), which
+	// may call receivers on loopback over http; default 0: none.
+	Webhooks int
+	LogLevel string    // services' ZAPBUS_LOG_LEVEL, default info
+	Out      io.Writer // progress lines; default io.Discard
 }
 
 func (c *Config) defaults() error {
@@ -109,6 +113,7 @@ type Stack struct {
 	Fake       *Proc
 	Connectors []*Proc
 	Persisters []*Proc
+	Webhooks   []*Proc
 	Notifier   *Proc
 
 	// Postgres
@@ -175,7 +180,7 @@ func (s *Stack) logf(format string, args ...any) {
 
 func (s *Stack) build(ctx context.Context) error {
 	cmd := exec.CommandContext(ctx, "go", "build", "-o", s.bin+string(filepath.Separator),
-		"./cmd/wafake", "./cmd/connector", "./cmd/persister", "./cmd/notifier", "./cmd/zapbus-admin")
+		"./cmd/wafake", "./cmd/connector", "./cmd/persister", "./cmd/notifier", "./cmd/webhooks", "./cmd/zapbus-admin")
 	cmd.Dir = s.cfg.Root
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return fmt.Errorf("stage: go build: %w\n%s", err, out)
@@ -260,7 +265,7 @@ func (s *Stack) startNATS(ctx context.Context) error {
 	}
 	s.passwords = map[string]string{}
 	var env []string
-	for _, u := range []string{"admin", "connector", "persister", "notifier", "backend"} {
+	for _, u := range []string{"admin", "connector", "persister", "notifier", "backend", "webhooks"} {
 		s.passwords[u] = randomHex(16)
 		env = append(env, fmt.Sprintf("NATS_%s_PASSWORD=%s", strings.ToUpper(u), s.passwords[u]))
 	}
@@ -388,6 +393,20 @@ func (s *Stack) startServices(ctx context.Context) error {
 		s.health[p] = "http://" + addr
 		all = append(all, p)
 	}
+	for i := 1; i <= s.cfg.Webhooks; i++ {
+		addr, err := freeAddr()
+		if err != nil {
+			return err
+		}
+		// Receivers on this machine (a developer's, a rehearsal's) are
+		// allowed, as the dev binary allows them; production allows none.
+		p := s.proc(fmt.Sprintf("webhooks-%d", i), filepath.Join(s.bin, "webhooks"), nil, append(common("webhooks", addr),
+			fmt.Sprintf("ZAPBUS_WEBHOOK_NAME=stage-webhooks-%d", i),
+			"ZAPBUS_WEBHOOK_ALLOW_NETS=127.0.0.0/8,::1", "ZAPBUS_WEBHOOK_ALLOW_HTTP=true")...)
+		s.Webhooks = append(s.Webhooks, p)
+		s.health[p] = "http://" + addr
+		all = append(all, p)
+	}
 	addr, err := freeAddr()
 	if err != nil {
 		return err
@@ -456,7 +475,7 @@ func (s *Stack) Print(w io.Writer) {
 	fmt.Fprintf(w, "zapbus staging stack is up (each service its own process; WhatsApp is the FAKE server)\n")
 	fmt.Fprintf(w, "  notifier:      %s  (dashboard %s/, API %s/openapi.json)\n", s.NotifierURL, s.NotifierURL, s.NotifierURL)
 	fmt.Fprintf(w, "  admin token:   %s\n", s.AdminToken)
-	for _, p := range append(append([]*Proc{}, s.Connectors...), s.Persisters...) {
+	for _, p := range append(append(append([]*Proc{}, s.Connectors...), s.Persisters...), s.Webhooks...) {
 		fmt.Fprintf(w, "  %-13s  %s/readyz  /metrics  (pid %d)\n", p.Name+":", s.health[p], p.Pid())
 	}
 	fmt.Fprintf(w, "  nats:          nats://127.0.0.1:%d (nats.conf users; admin: %s)\n", s.NATSPort, s.AdminNATSURL())
@@ -475,7 +494,7 @@ func (s *Stack) Close() {
 	if s.Notifier != nil {
 		svc = append(svc, s.Notifier)
 	}
-	svc = append(append(svc, s.Connectors...), s.Persisters...)
+	svc = append(append(append(svc, s.Connectors...), s.Persisters...), s.Webhooks...)
 	done := make(chan struct{}, len(svc))
 	for _, p := range svc {
 		go func() { _ = p.Stop(15 * time.Second); done <- struct{}{} }()
