@@ -68,7 +68,7 @@ func (e *testEnv) insertDelivery(webhook, m int64, deliveryID string, seq int64,
 	_, err := e.db.Pool.Exec(context.Background(), `
 INSERT INTO webhook_deliveries (webhook_id, delivery_id, event_id, event_type, mentorado_id, stream_seq, attempt, outcome,
 	status_code, latency_ms, error)
-VALUES ($1, $2, $3, 'message', $4, $5, 1, $6, nullif($7, 0), 12, CASE WHEN $6 = 'delivered' THEN '' ELSE 'HTTP ' || $7 END)`,
+VALUES ($1, $2, $3, 'message', $4, $5, 1, $6, nullif($7, 0), 12, CASE WHEN $6 = 'delivered' THEN '' WHEN $7 = 0 THEN 'connection refused' ELSE 'HTTP ' || $7 END)`,
 		webhook, deliveryID, fmt.Sprintf("%d:msg:%s", m, deliveryID), m, seq, outcome, status)
 	if err != nil {
 		e.t.Fatalf("insert delivery: %v", err)
