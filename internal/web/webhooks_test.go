@@ -501,3 +501,90 @@ func TestWebhookPolicyFromEnv(t *testing.T) {
 		}
 	}
 }
+
+// webhookTenantWalk walks every tenant webhook route with A's token through
+// do (which may also put B's id somewhere in the request: the shared
+// isolation and guard tests): B's endpoint is unknown to A, A's own
+// endpoint works, and B's is unchanged afterwards. It marks the route
+// patterns it walked in covered.
+func (e *testEnv) webhookTenantWalk(t *testing.T, a, b tenant, do func(method, path string, body map[string]any) response, covered map[string]bool) {
+	t.Helper()
+	ctx := context.Background()
+	insert := func(m int64, url, desc string) (id int64, secret string) {
+		t.Helper()
+		if err := e.db.Pool.QueryRow(ctx, `INSERT INTO webhooks (mentorado_id, url, description, event_types, secret)
+			VALUES ($1, $2, $3, '{message}', 'whsec_' || md5(random()::text)) RETURNING id, secret`, m, url, desc).Scan(&id, &secret); err != nil {
+			t.Fatal(err)
+		}
+		return id, secret
+	}
+	bw, bSecret := insert(b.ID, "https://127.0.0.1:9/B-only-hook", "B-only endpoint")
+	e.insertDelivery(bw, b.ID, "B-only-delivery", 3, "delivered", 200)
+	aw, _ := insert(a.ID, whURL, "")
+	e.insertDelivery(aw, a.ID, "A-delivery", 2, "delivered", 200)
+
+	check := func(method, path string, body map[string]any, want ...int) response {
+		t.Helper()
+		res := do(method, path, body)
+		for _, leak := range []string{"B-only", bSecret} {
+			if strings.Contains(string(res.Body), leak) {
+				t.Fatalf("%s %s leaked B's endpoint: %s", method, path, res.Body)
+			}
+		}
+		// A body with B's id in it is refused as unknown fields.
+		if !slices.Contains(want, res.Status) && !(body != nil && res.Status == 400 && res.errorCode(t) == codeBadJSON) {
+			t.Fatalf("%s %s: %d %s, want %v", method, path, res.Status, res.Body, want)
+		}
+		return res
+	}
+	mark := func(method, suffix string) { covered[method+" /v1/webhooks"+suffix] = true }
+
+	if res := check("POST", "/v1/webhooks", map[string]any{"url": whURL, "event_types": []string{"lead"}}, 201); res.Status == 201 {
+		var w apiWebhook
+		res.json(t, &w)
+		var owner *int64
+		if err := e.db.Pool.QueryRow(ctx, `SELECT mentorado_id FROM webhooks WHERE id = $1`, w.ID).Scan(&owner); err != nil || owner == nil || *owner != a.ID {
+			t.Fatalf("A's new endpoint belongs to %v (%v)", owner, err)
+		}
+	}
+	mark("POST", "")
+	var list webhookListResponse
+	check("GET", "/v1/webhooks", nil, 200).json(t, &list)
+	for _, w := range list.Webhooks {
+		if w.ID == bw {
+			t.Fatalf("A lists B's endpoint")
+		}
+	}
+	mark("GET", "")
+
+	bodies := map[string]map[string]any{
+		"PATCH ":              {"description": "A's now"},
+		"POST /redeliver":     {"from_delivery_id": "B-only-delivery"},
+		"POST /pause":         nil,
+		"POST /resume":        nil,
+		"POST /rotate-secret": nil,
+		"GET ":                nil,
+		"GET /deliveries":     nil,
+	}
+	for k, body := range bodies {
+		method, suffix, _ := strings.Cut(k, " ")
+		check(method, "/v1/webhooks/"+itoa(bw)+suffix, body, 404)
+		mark(method, "/{id}"+suffix)
+		want := 200
+		if suffix == "/redeliver" {
+			body = map[string]any{"from_delivery_id": "A-delivery"}
+			want = 202
+		}
+		check(method, "/v1/webhooks/"+itoa(aw)+suffix, body, want)
+	}
+	check("DELETE", "/v1/webhooks/"+itoa(bw), nil, 404)
+	check("DELETE", "/v1/webhooks/"+itoa(aw), nil, 204)
+	mark("DELETE", "/{id}")
+
+	var desc, secret, state string
+	var gen int
+	if err := e.db.Pool.QueryRow(ctx, `SELECT description, secret, state, generation FROM webhooks WHERE id = $1`, bw).
+		Scan(&desc, &secret, &state, &gen); err != nil || desc != "B-only endpoint" || secret != bSecret || state != "active" || gen != 1 {
+		t.Fatalf("B's endpoint changed: %q %v %s %d (%v)", desc, secret == bSecret, state, gen, err)
+	}
+}
