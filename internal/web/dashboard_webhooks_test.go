@@ -129,7 +129,7 @@ func TestDashboardWebhooksInBrowser(t *testing.T) {
 	step("pause and resume",
 		chromedp.Click(chromedp.CSS("#wh-list li.wh-item .wh-pause")),
 		wait(item+`.dataset.state === "paused" && `+item+`.querySelector(".wh-state").textContent === "pausado"`),
-		wait(item+`.textContent.includes("paused by user")`),
+		wait(item+`.querySelector(".wh-health").textContent.startsWith("pausado por você · ")`),
 		// The deliveries stay open across the reload.
 		wait(rows+`.length === 3`),
 		chromedp.Click(chromedp.CSS("#wh-list li.wh-item .wh-pause")),

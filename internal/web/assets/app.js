@@ -1130,7 +1130,9 @@ function webhookItem(w) {
 function webhookHealth(w) {
   const h = w.health || {};
   const parts = [];
-  if (w.state !== "active" && w.state_reason) parts.push(w.state_reason);
+  // The API's own reason is translated; the dispatcher's (automatic pause,
+  // 410) show as they come.
+  if (w.state !== "active" && w.state_reason) parts.push(w.state_reason === "paused by user" ? t("wh.pausedByUser") : w.state_reason);
   if (h.consecutive_failures > 0) {
     parts.push(t("wh.failing", { count: I18N.number(h.consecutive_failures), when: I18N.when(h.failing_since || h.last_failure_at, true) }));
   }
