@@ -23,6 +23,9 @@
 //	ZAPBUS_REPLAY_BATCH, ZAPBUS_REPLAY_MAX_BYTES     events / bytes a resuming stream pulls at a time, default 32 and 524288
 //	ZAPBUS_BODY_READ_TIMEOUT                         bound on reading an authenticated request body, default 10s
 //	ZAPBUS_STREAM_AUTH_RECHECK                       how often open streams' tokens are checked again, default 1m
+//	ZAPBUS_WEBHOOK_ALLOW_NETS                        networks webhook URLs may reach although private (CIDRs, comma-separated)
+//	ZAPBUS_WEBHOOK_ALLOW_HTTP                        true: allow http:// webhook URLs, default false
+//	ZAPBUS_MAX_WEBHOOKS                              webhook endpoints per mentorado, default 20
 //	ZAPBUS_LOG_LEVEL                                 debug, info (default), warn, error
 //
 // Start-up does not depend on order: the notifier listens at once, answers

@@ -2,10 +2,15 @@ package web
 
 import (
 	"flag"
+	"fmt"
+	"net/netip"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/media"
+	"github.com/zapbus/zapbus/internal/webhook"
 )
 
 // Flags binds the notifier's tunables (timeouts, buffers, limits) to fs,
@@ -31,4 +36,37 @@ func (c *Config) Flags(fs *flag.FlagSet, e *config.Env) {
 	// Per-kind file size limits: ZAPBUS_MEDIA_MAX_<KIND>, shared with the
 	// connector (internal/media.LimitsFromEnv).
 	c.MediaLimits = media.LimitsFromEnv(e)
+	fs.IntVar(&c.MaxWebhooks, "max-webhooks", integer("ZAPBUS_MAX_WEBHOOKS", 20), "webhook endpoints per mentorado (ZAPBUS_MAX_WEBHOOKS)")
+	c.WebhookPolicy, c.webhookPolicyErr = WebhookPolicyFromEnv(e)
+}
+
+// WebhookPolicyFromEnv reads the webhook URL policy:
+// ZAPBUS_WEBHOOK_ALLOW_NETS, a comma-separated list of networks (CIDR, or
+// single addresses) allowed although private, loopback or otherwise
+// refused; ZAPBUS_WEBHOOK_ALLOW_HTTP=true allows plain http:// URLs.
+func WebhookPolicyFromEnv(e *config.Env) (webhook.Policy, error) {
+	var p webhook.Policy
+	for _, s := range strings.Split(e.String("ZAPBUS_WEBHOOK_ALLOW_NETS", ""), ",") {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		pfx, err := netip.ParsePrefix(s)
+		if err != nil {
+			a, aerr := netip.ParseAddr(s)
+			if aerr != nil {
+				return p, fmt.Errorf("ZAPBUS_WEBHOOK_ALLOW_NETS: %q is not a network (CIDR) or an address", s)
+			}
+			pfx = netip.PrefixFrom(a, a.BitLen())
+		}
+		p.AllowNets = append(p.AllowNets, pfx.Masked())
+	}
+	if v := strings.TrimSpace(e.String("ZAPBUS_WEBHOOK_ALLOW_HTTP", "")); v != "" {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return p, fmt.Errorf("ZAPBUS_WEBHOOK_ALLOW_HTTP: %q is not true or false", v)
+		}
+		p.AllowHTTP = b
+	}
+	return p, nil
 }

@@ -138,7 +138,7 @@ func (e *testEnv) doAs(f otherTenantIn, other int64, method, path, token string,
 // JSON body): A still sees only A's data, and every command goes to A.
 // A body field the API does not know may be refused (400), never obeyed.
 func TestTenantIDOnlyFromToken(t *testing.T) {
-	e := newEnv(t)
+	e := newWebhookEnv(t)
 	a := e.createMentorado("Ana")
 	b := e.createMentorado("Bia")
 	fc := e.fakeConnector(defaultAnswer)
@@ -294,6 +294,11 @@ func TestTenantIDOnlyFromToken(t *testing.T) {
 				e.wsUntil(t, f, b.ID, tr.Ticket, marker)
 				covered["GET /v1/ws"] = true
 			}
+
+			// Webhook endpoints (webhooks_test.go).
+			e.webhookTenantWalk(t, a, b, func(method, path string, body map[string]any) response {
+				return e.doAs(f, b.ID, method, path, a.Token, body)
+			}, covered)
 
 			for _, s := range fc.Subjects()[seen:] {
 				if !strings.HasPrefix(s, fmt.Sprintf("wa.%d.cmd.", a.ID)) {

@@ -19,7 +19,7 @@ import (
 // while B has data, a live QR, events and a connector: A never reads B's
 // data and every command goes to wa.<A>.cmd.*.
 func TestTenantIsolation(t *testing.T) {
-	e := newEnv(t)
+	e := newWebhookEnv(t)
 	a := e.createMentorado("Ana")
 	b := e.createMentorado("Bia")
 	fc := e.fakeConnector(defaultAnswer)
@@ -219,6 +219,14 @@ func TestTenantIsolation(t *testing.T) {
 			break
 		}
 	}
+
+	// Webhook endpoints (webhooks_test.go).
+	e.webhookTenantWalk(t, a, b, func(method, path string, body map[string]any) response {
+		if body == nil {
+			return e.do(method, path, a.Token, nil)
+		}
+		return e.do(method, path, a.Token, body)
+	}, covered)
 
 	// Every command went to A's subjects.
 	subjects := fc.Subjects()

@@ -23,6 +23,7 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/webhook"
 )
 
 // Config holds the notifier's HTTP settings. Zero values take the defaults.
@@ -83,6 +84,18 @@ type Config struct {
 	// UploadTimeout bounds reading one POST /v1/media body (default 5 min);
 	// JSON bodies keep BodyReadTimeout.
 	UploadTimeout time.Duration
+
+	// WebhookPolicy decides which webhook URLs the API accepts
+	// (ZAPBUS_WEBHOOK_ALLOW_NETS, ZAPBUS_WEBHOOK_ALLOW_HTTP): by default
+	// https URLs of public addresses only. The dispatcher must run with
+	// the same policy.
+	WebhookPolicy webhook.Policy
+	// MaxWebhooks caps the webhook endpoints of one mentorado, and the
+	// admin-level ones (default 20).
+	MaxWebhooks int
+
+	// webhookPolicyErr is a policy setting Flags could not parse.
+	webhookPolicyErr error
 }
 
 // WithDefaults fills zero values.
@@ -144,6 +157,9 @@ func (c Config) WithDefaults() Config {
 	if c.UploadTimeout == 0 {
 		c.UploadTimeout = 5 * time.Minute
 	}
+	if c.MaxWebhooks == 0 {
+		c.MaxWebhooks = 20
+	}
 	if len(c.TicketKey) == 0 && c.AdminToken != "" {
 		k := sha256.Sum256([]byte("zapbus stream tickets\x00" + c.AdminToken))
 		c.TicketKey = k[:]
@@ -179,6 +195,10 @@ func (c Config) Validate() error {
 		return errors.New("web: stream auth recheck below one second")
 	case c.UploadTimeout <= 0:
 		return errors.New("web: upload timeout must be positive")
+	case c.webhookPolicyErr != nil:
+		return c.webhookPolicyErr
+	case c.MaxWebhooks < 1:
+		return errors.New("web: max webhooks must be at least 1")
 	}
 	return nil
 }

@@ -99,6 +99,7 @@ async function signIn(token) {
     showApp(true);
     setStatus(st);
     loadConversations();
+    loadWebhooks();
     openStream();
   } catch (e) {
     if (!e.handled) showError("signin-error", e);
@@ -113,6 +114,12 @@ function signOut(err) {
   clearTimeout(state.retry);
   showApp(false);
   showError("signin-error", err || null);
+  // Nothing of the last session stays on the page, its secret least of all.
+  showSecret("");
+  wh.list = [];
+  wh.open.clear();
+  wh.deliveries.clear();
+  renderWebhooks();
 }
 
 // ---- connection card -----------------------------------------------------
@@ -978,6 +985,9 @@ async function openStream() {
   // Groups changed, leads created, merged or renamed: the list shows them.
   es.addEventListener("group", (ev) => { track(ev); scheduleConversations(); });
   es.addEventListener("lead", (ev) => { track(ev); scheduleConversations(); });
+  // A webhook endpoint changed state without the user (paused after
+  // failing, disabled by a 410): the list shows it.
+  es.addEventListener("webhook", (ev) => { track(ev); scheduleWebhooks(); });
   // A history sync streams its progress, not its messages.
   es.addEventListener("history", (ev) => {
     track(ev);
@@ -1024,6 +1034,227 @@ function renderHistory() {
   p.textContent = text;
 }
 
+// ---- webhooks -------------------------------------------------------------
+
+// The mentorado's webhook endpoints (docs/api.md#webhooks): listed with
+// their state and health, created, paused and resumed, deleted after a
+// confirmation, with the last deliveries of one. The signing secret is in
+// the API's answer to create and rotate only: it is shown once, then
+// forgotten.
+const WH_STATE = {
+  active: () => t("wh.state.active"),
+  paused: () => t("wh.state.paused"),
+  disabled: () => t("wh.state.disabled"),
+};
+const WH_OUTCOME = {
+  delivered: () => t("wh.outcome.delivered"),
+  retry: () => t("wh.outcome.retry"),
+  dead: () => t("wh.outcome.dead"),
+  gone: () => t("wh.outcome.gone"),
+  refused: () => t("wh.outcome.refused"),
+};
+const wh = {
+  list: [], // endpoints as listed (GET /v1/webhooks)
+  open: new Set(), // ids whose deliveries are shown
+  deliveries: new Map(), // id → the last deliveries
+  deleting: null, // the endpoint the delete dialog asks about
+  timer: null,
+};
+
+async function loadWebhooks() {
+  let r;
+  try {
+    r = await api("GET", "/v1/webhooks?limit=200");
+  } catch (e) {
+    showError("wh-error", e);
+    return;
+  }
+  wh.list = r.webhooks;
+  for (const id of [...wh.open]) if (!wh.list.some((w) => w.id === id)) wh.open.delete(id);
+  renderWebhooks();
+  for (const id of wh.open) loadDeliveries(id);
+}
+
+// scheduleWebhooks reloads the list soon (a webhook event: an endpoint
+// was paused or disabled by the dispatcher).
+function scheduleWebhooks() {
+  clearTimeout(wh.timer);
+  wh.timer = setTimeout(loadWebhooks, 300);
+}
+
+function renderWebhooks() {
+  $("wh-list").replaceChildren(...wh.list.map(webhookItem));
+  $("wh-empty").hidden = wh.list.length > 0;
+}
+
+function webhookItem(w) {
+  const li = el("li", "wh-item");
+  li.dataset.id = String(w.id);
+  li.dataset.state = w.state;
+  const head = el("div", "wh-head");
+  const badge = el("span", "badge wh-state", (WH_STATE[w.state] || (() => w.state))());
+  badge.dataset.state = w.state;
+  head.append(badge, el("span", "wh-url", w.url));
+  li.append(head);
+  if (w.description) li.append(el("p", "muted wh-desc", w.description));
+  li.append(el("p", "muted wh-types-line", t("wh.events", { types: w.event_types.join(", ") })));
+  li.append(el("p", "muted wh-health", webhookHealth(w)));
+
+  const actions = el("div", "actions wh-actions");
+  const pause = el("button", "secondary wh-pause", w.state === "active" ? t("wh.pause") : t("wh.resume"));
+  pause.type = "button";
+  pause.addEventListener("click", () => webhookAction(w, w.state === "active" ? "pause" : "resume"));
+  const rotate = el("button", "secondary wh-rotate", t("wh.rotate"));
+  rotate.type = "button";
+  rotate.addEventListener("click", () => webhookAction(w, "rotate-secret"));
+  const shown = wh.open.has(w.id);
+  const log = el("button", "secondary wh-log", shown ? t("wh.hideDeliveries") : t("wh.showDeliveries"));
+  log.type = "button";
+  log.setAttribute("aria-expanded", String(shown));
+  log.addEventListener("click", () => toggleDeliveries(w.id));
+  const del = el("button", "danger wh-delete", t("wh.delete"));
+  del.type = "button";
+  del.addEventListener("click", () => {
+    wh.deleting = w;
+    $("wh-delete-url").textContent = w.url;
+    $("wh-delete-dialog").showModal();
+  });
+  actions.append(pause, rotate, log, del);
+  li.append(actions);
+  if (shown) li.append(deliveryList(w.id));
+  return li;
+}
+
+// webhookHealth says how the endpoint is doing: its state's reason, the
+// current run of failures, the last success.
+function webhookHealth(w) {
+  const h = w.health || {};
+  const parts = [];
+  // The API's own reason is translated; the dispatcher's (automatic pause,
+  // 410) show as they come.
+  if (w.state !== "active" && w.state_reason) parts.push(w.state_reason === "paused by user" ? t("wh.pausedByUser") : w.state_reason);
+  if (h.consecutive_failures > 0) {
+    parts.push(t("wh.failing", { count: I18N.number(h.consecutive_failures), when: I18N.when(h.failing_since || h.last_failure_at, true) }));
+  }
+  parts.push(h.last_success_at ? t("wh.lastSuccess", { when: I18N.when(h.last_success_at, true) }) : t("wh.noSuccess"));
+  return parts.join(" · ");
+}
+
+function deliveryList(id) {
+  const box = el("div", "wh-deliveries");
+  const list = wh.deliveries.get(id);
+  if (!list) {
+    box.append(el("p", "muted", t("wh.loading")));
+    return box;
+  }
+  if (!list.length) {
+    box.append(el("p", "muted", t("wh.noDeliveries")));
+    return box;
+  }
+  const ol = el("ol", "wh-log-list");
+  for (const d of list) {
+    const row = el("li", "wh-delivery");
+    row.dataset.outcome = d.outcome;
+    row.dataset.delivery = d.delivery_id;
+    const when = el("span", "when", I18N.when(d.attempted_at, true));
+    when.title = I18N.full(d.attempted_at);
+    const outcome = el("span", "badge wh-outcome", (WH_OUTCOME[d.outcome] || (() => d.outcome))());
+    outcome.dataset.outcome = d.outcome;
+    const detail = [d.event_type, t("wh.attempt", { n: I18N.number(d.attempt) })];
+    if (d.status_code) detail.push("HTTP " + d.status_code);
+    detail.push(t("wh.latency", { ms: I18N.number(d.latency_ms) }));
+    row.append(when, outcome, el("span", "wh-detail", detail.join(" · ")));
+    if (d.error) row.append(el("span", "wh-error-text", d.error));
+    ol.append(row);
+  }
+  box.append(ol);
+  return box;
+}
+
+async function loadDeliveries(id) {
+  try {
+    const r = await api("GET", "/v1/webhooks/" + id + "/deliveries?limit=20");
+    wh.deliveries.set(id, r.deliveries);
+  } catch (e) {
+    showError("wh-error", e);
+    return;
+  }
+  renderWebhooks();
+}
+
+function toggleDeliveries(id) {
+  if (wh.open.has(id)) {
+    wh.open.delete(id);
+  } else {
+    wh.open.add(id);
+    loadDeliveries(id);
+  }
+  renderWebhooks();
+}
+
+async function webhookAction(w, action) {
+  showError("wh-error", null);
+  try {
+    const r = await api("POST", "/v1/webhooks/" + w.id + "/" + action);
+    if (action === "rotate-secret") showSecret(r.secret);
+  } catch (e) {
+    showError("wh-error", e);
+  }
+  loadWebhooks();
+}
+
+async function createWebhook(ev) {
+  ev.preventDefault();
+  showError("wh-error", null);
+  const types = [...document.querySelectorAll('#wh-types input[name="wh-type"]:checked')].map((c) => c.value);
+  const body = { url: $("wh-url").value.trim(), event_types: types };
+  const desc = $("wh-description").value.trim();
+  if (desc) body.description = desc;
+  $("wh-create").disabled = true;
+  try {
+    const r = await api("POST", "/v1/webhooks", body);
+    showSecret(r.secret);
+    $("wh-url").value = "";
+    $("wh-description").value = "";
+    $("wh-new").open = false;
+  } catch (e) {
+    showError("wh-error", e);
+  } finally {
+    $("wh-create").disabled = false;
+  }
+  loadWebhooks();
+}
+
+// showSecret shows a signing secret once; hiding it forgets it.
+function showSecret(secret) {
+  $("wh-secret").value = secret || "";
+  $("wh-copied").hidden = true;
+  $("wh-secret-box").hidden = !secret;
+}
+
+async function copySecret() {
+  const input = $("wh-secret");
+  input.select();
+  try {
+    await navigator.clipboard.writeText(input.value);
+  } catch (e) {
+    document.execCommand("copy"); // no clipboard API (plain http): the selection
+  }
+  $("wh-copied").hidden = false;
+}
+
+async function deleteWebhook(w) {
+  showError("wh-error", null);
+  try {
+    await api("DELETE", "/v1/webhooks/" + w.id);
+  } catch (e) {
+    showError("wh-error", e);
+  }
+  wh.open.delete(w.id);
+  wh.deliveries.delete(w.id);
+  loadWebhooks();
+}
+
 // ---- language -------------------------------------------------------------
 
 // relabel re-renders what script wrote, in the language just chosen.
@@ -1032,6 +1263,7 @@ function relabel() {
   renderStatus();
   renderConversations();
   renderHistory();
+  renderWebhooks();
   if (state.chat) {
     $("thread-title").textContent = threadTitle();
     renderThread();
@@ -1089,6 +1321,14 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("send-text").addEventListener("keydown", (ev) => {
     if (ev.key === "Enter" && !ev.shiftKey) send(ev);
     if (ev.key === "Escape") setReply(null);
+  });
+  $("wh-form").addEventListener("submit", createWebhook);
+  $("wh-copy").addEventListener("click", copySecret);
+  $("wh-secret-done").addEventListener("click", () => showSecret(""));
+  $("wh-delete-dialog").addEventListener("close", () => {
+    const w = wh.deleting;
+    wh.deleting = null;
+    if (w && $("wh-delete-dialog").returnValue === "confirm") deleteWebhook(w);
   });
   if (state.token) signIn(state.token);
   else showApp(false);
