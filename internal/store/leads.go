@@ -272,7 +272,7 @@ func (q LeadQueries) Create(ctx context.Context, m int64, in LeadInput) (LeadRow
 }
 
 // Existing-lead and adoption statements of Create. $1 mentorado, $2 phone
-// ('' none), $3 LID ('' none).
+// (” none), $3 LID (” none).
 var (
 	sqlLeadLIDPhone = `SELECT phone FROM whatsapp_lid_phones WHERE mentorado_id = $1 AND lid = $2`
 

@@ -295,6 +295,16 @@ func TestTenantIDOnlyFromToken(t *testing.T) {
 				covered["GET /v1/ws"] = true
 			}
 
+			// Leads (issue #13): B's lead is never A's; unknown query
+			// parameters are refused by the list.
+			list := http.StatusOK
+			if f.query != nil {
+				list = http.StatusUnprocessableEntity
+			}
+			for _, pat := range walkLeadRoutes(t, e, b.ID, "551197777000"+fmt.Sprint(len(f.name)), list, call) {
+				covered[pat] = true
+			}
+
 			for _, s := range fc.Subjects()[seen:] {
 				if !strings.HasPrefix(s, fmt.Sprintf("wa.%d.cmd.", a.ID)) {
 					t.Fatalf("A's request with B's id in the %s reached %s", f.name, s)
