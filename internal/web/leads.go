@@ -231,6 +231,8 @@ func parseLeadFilter(q url.Values, extra ...string) (store.LeadFilter, error) {
 	var unknown []string
 	for k, vs := range q {
 		switch {
+		case k == "":
+			// "?=x": no parameter a client meant; ignored.
 		case !slices.Contains(leadFilterParams, k) && !slices.Contains(extra, k):
 			unknown = append(unknown, k)
 		case len(vs) > 1 && k != "tag":

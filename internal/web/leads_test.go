@@ -9,6 +9,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -513,4 +514,43 @@ func walkLeadRoutes(t *testing.T, e *testEnv, other int64, newPhone string, list
 		t.Fatalf("B's lead changed: %s, was %s", after, before)
 	}
 	return []string{"GET /v1/leads", "POST /v1/leads", "GET /v1/leads/{id}", "PATCH /v1/leads/{id}", "DELETE /v1/leads/{id}"}
+}
+
+// FuzzParseLeadList: any query string is a valid list query or a 422 that
+// names a field; what is accepted is within the limits, and a cursor we
+// accepted reads back the same.
+func FuzzParseLeadList(f *testing.F) {
+	c := cursor{T: time.Date(2026, 1, 2, 3, 4, 5, 6000, time.UTC), I: 42}.encode()
+	for _, s := range []string{"", "limit=10&cursor=" + c, "q=ana&phone=%2B55+11+98765-4321&tag=a&tag=b", "created_after=2026-01-01&created_before=2026-02-01T00:00:00Z",
+		"nope=1", "q=a&q=b", "limit=0", "cursor=abc", "tag=", "status=two+words", "phone=12", "source=%00", "%zz", "q=%E2%28%A1"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, raw string) {
+		q, err := url.ParseQuery(raw)
+		if err != nil {
+			return // net/http answers what it cannot parse before the handler
+		}
+		lq, err := parseLeadList(q)
+		if err != nil {
+			fe, ok := err.(*leadFieldError)
+			if !ok || fe.Field == "" || (fe.Code != codeInvalidField && fe.Code != codeUnknownParameter) {
+				t.Fatalf("%q: error %#v", raw, err)
+			}
+			return
+		}
+		if lq.Limit < 1 || lq.Limit > 200 || len(lq.Filter.Tags) > leadMaxTags {
+			t.Fatalf("%q: accepted %+v", raw, lq)
+		}
+		for _, s := range append([]string{lq.Filter.Q, lq.Filter.Source, lq.Filter.Status, lq.Filter.Phone}, lq.Filter.Tags...) {
+			if strings.ContainsRune(s, 0) || !utf8.ValidString(s) {
+				t.Fatalf("%q: accepted text %q", raw, s)
+			}
+		}
+		if lq.After != nil {
+			back, err := parseCursor(cursor{T: lq.After.CreatedAt, I: lq.After.ID}.encode())
+			if err != nil || back.I != lq.After.ID || !back.T.Equal(lq.After.CreatedAt) {
+				t.Fatalf("%q: cursor round trip %+v, %v", raw, back, err)
+			}
+		}
+	})
 }
