@@ -198,8 +198,12 @@ ON CONFLICT DO NOTHING`
 var (
 	// The phone's lead takes the LID and the LID lead's name when that is
 	// better (betterLeadName). Its merged event (MergeDeleteLeadSQL)
-	// carries the name after the merge.
+	// carries the name after the merge. What the CRM gave the LID lead
+	// (leads API, decision 0018) is kept too: its tags join the phone
+	// lead's, its fields fill the keys the phone lead lacks.
 	MergeFillLeadSQL = `UPDATE leads p SET lid = coalesce(p.lid, o.lid),
+	tags = p.tags || ARRAY(SELECT x FROM unnest(o.tags) WITH ORDINALITY AS u(x, i) WHERE x <> ALL(p.tags) ORDER BY i),
+	fields = o.fields || p.fields,
 	name = CASE WHEN ` + betterLeadName("o", "p") + ` THEN o.name ELSE p.name END,
 	name_at = CASE WHEN ` + betterLeadName("o", "p") + ` THEN o.name_at ELSE p.name_at END,
 	name_seq = CASE WHEN ` + betterLeadName("o", "p") + ` THEN o.name_seq ELSE p.name_seq END,

@@ -439,3 +439,29 @@ func TestLeadEventsListener(t *testing.T) {
 		t.Fatalf("no notification: %v", err)
 	}
 }
+
+// A LID-only lead the CRM tagged, merged into the phone's lead when
+// WhatsApp tells the mapping, leaves its tags and fields on the phone lead.
+func TestLeadMergeKeepsCRMData(t *testing.T) {
+	db := openStore(t)
+	ctx := context.Background()
+	m := newMentorado(t, db, "a")
+	lidLead, _, err := db.Leads().Create(ctx, m, store.LeadInput{LID: "333@lid", Source: "api", Status: "new",
+		Tags: []string{"vip", "sp"}, Fields: map[string]string{"plan": "gold", "city": "SP"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	phoneLead, _, err := db.Leads().Create(ctx, m, store.LeadInput{Phone: "5511987654321", Source: "api", Status: "new",
+		Tags: []string{"sp", "new"}, Fields: map[string]string{"city": "Rio"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	exec(t, db, store.MergeFillLeadSQL, []int64{m}, []string{"333@lid"}, []string{"5511987654321"})
+	got, err := db.Leads().Get(ctx, m, phoneLead.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(got.Tags, []string{"sp", "new", "vip"}) || got.Fields["plan"] != "gold" || got.Fields["city"] != "Rio" || got.LID != "333@lid" {
+		t.Fatalf("merged %+v (from %+v)", got, lidLead)
+	}
+}
