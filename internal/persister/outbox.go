@@ -17,6 +17,13 @@ import (
 // it starts and every Config.OutboxInterval. Ids are deterministic
 // (event.LeadEventID), so a row published twice is dropped by JetStream as
 // a duplicate within its window.
+//
+// The leads API (issue #13) writes lead events from the notifier, in the
+// transaction that changed the lead, and NOTIFYs store.LeadEventsChannel.
+// The outbox loop LISTENs on it over a dedicated connection (reconnected
+// with backoff when lost, flushing after each reconnect, since
+// notifications sent meanwhile are gone), so those events go out within a
+// moment; the interval stays the fallback.
 
 // outboxBatch is how many lead events one flush transaction publishes.
 const outboxBatch = 500
@@ -63,11 +70,15 @@ func (p *Persister) kickOutbox() {
 	}
 }
 
-// outbox publishes leftovers at start, then after each kick and every
+// outbox publishes leftovers at start, then after each kick (a commit of
+// this persister, a notification on store.LeadEventsChannel) and every
 // interval, until ctx ends.
 func (p *Persister) outbox(ctx context.Context) {
 	t := time.NewTicker(p.cfg.OutboxInterval)
 	defer t.Stop()
+	listening := make(chan struct{})
+	go func() { defer close(listening); p.listenLeadEvents(ctx) }()
+	defer func() { <-listening }()
 	for {
 		if n, err := p.FlushLeadEvents(ctx); err != nil && ctx.Err() == nil {
 			p.log.Warn().Err(err).Int("published", n).Msg("lead events not all published; will retry")
@@ -78,5 +89,38 @@ func (p *Persister) outbox(ctx context.Context) {
 		case <-p.kick:
 		case <-t.C:
 		}
+	}
+}
+
+// listenLeadEvents kicks the outbox on every notification of
+// store.LeadEventsChannel until ctx ends. A lost connection is opened again
+// after a backoff (RetryMin doubling up to RetryMax); each (re)connection
+// kicks the outbox once, for what was notified while nobody listened.
+func (p *Persister) listenLeadEvents(ctx context.Context) {
+	backoff := p.cfg.RetryMin
+	for ctx.Err() == nil {
+		ln, err := p.db.ListenLeadEvents(ctx)
+		if err == nil {
+			backoff = p.cfg.RetryMin
+			p.kickOutbox()
+			for err == nil {
+				if err = ln.Wait(ctx); err == nil {
+					p.kickOutbox()
+				}
+			}
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = ln.Close(cctx)
+			cancel()
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		p.log.Warn().Err(err).Dur("retry_in", backoff).Msg("lead events listener lost; outbox falls back to its interval meanwhile")
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, p.cfg.RetryMax)
 	}
 }

@@ -198,8 +198,12 @@ ON CONFLICT DO NOTHING`
 var (
 	// The phone's lead takes the LID and the LID lead's name when that is
 	// better (betterLeadName). Its merged event (MergeDeleteLeadSQL)
-	// carries the name after the merge.
+	// carries the name after the merge. What the CRM gave the LID lead
+	// (leads API, decision 0018) is kept too: its tags join the phone
+	// lead's, its fields fill the keys the phone lead lacks.
 	MergeFillLeadSQL = `UPDATE leads p SET lid = coalesce(p.lid, o.lid),
+	tags = p.tags || ARRAY(SELECT x FROM unnest(o.tags) WITH ORDINALITY AS u(x, i) WHERE x <> ALL(p.tags) ORDER BY i),
+	fields = o.fields || p.fields,
 	name = CASE WHEN ` + betterLeadName("o", "p") + ` THEN o.name ELSE p.name END,
 	name_at = CASE WHEN ` + betterLeadName("o", "p") + ` THEN o.name_at ELSE p.name_at END,
 	name_seq = CASE WHEN ` + betterLeadName("o", "p") + ` THEN o.name_seq ELSE p.name_seq END,
@@ -307,4 +311,101 @@ func (db *DB) PendingLeadEvents(ctx context.Context) (int, error) {
 	var n int
 	err := db.Pool.QueryRow(ctx, sqlLeadEventsCount).Scan(&n)
 	return n, err
+}
+
+// LeadEventsChannel is the Postgres NOTIFY channel of the lead_events
+// outbox: the leads API notifies it in the transaction that wrote a lead
+// event (delivered at the commit), and the persister's outbox loop listens
+// on it, so an API change is published within a moment rather than at the
+// next OutboxInterval.
+const LeadEventsChannel = "zapbus_lead_events"
+
+// leadCRMData is event.Lead for lead row l and change with the CRM's
+// fields (source, status, tags, fields): the updated and deleted events.
+func leadCRMData(l, change string) string {
+	return leadData(l, change) + " || jsonb_build_object('source', " + l + ".source, 'status', " + l + ".stage, 'tags', " + l +
+		".tags, 'fields', " + l + ".fields)"
+}
+
+var (
+	// sqlLeadUpdatedEvent writes the updated event of lead $2 of mentorado
+	// $1 as the row is now: key and occurred_at are its updated_at (unix
+	// nanoseconds), which every API change moves forward.
+	sqlLeadUpdatedEvent = `INSERT INTO lead_events (mentorado_id, event_id, occurred_at, data)
+SELECT l.mentorado_id, ` + leadEventID("l", "'updated'", "(round(extract(epoch FROM l.updated_at) * 1000000)::bigint * 1000)::text") + `,
+	l.updated_at, ` + leadCRMData("l", "'updated'") + `
+FROM leads l WHERE l.mentorado_id = $1 AND l.id = $2
+ON CONFLICT DO NOTHING`
+
+	// sqlLeadDeletedEvent writes the deleted event of lead $2 of
+	// mentorado $1 (before the row goes); a lead is deleted once.
+	sqlLeadDeletedEvent = `INSERT INTO lead_events (mentorado_id, event_id, occurred_at, data)
+SELECT l.mentorado_id, ` + leadEventID("l", "'deleted'", "NULL") + `, clock_timestamp(), ` + leadCRMData("l", "'deleted'") + `
+FROM leads l WHERE l.mentorado_id = $1 AND l.id = $2
+ON CONFLICT DO NOTHING`
+
+	sqlNotifyLeadEvents = `SELECT pg_notify('` + LeadEventsChannel + `', '')`
+	sqlListenLeadEvents = `LISTEN ` + LeadEventsChannel
+)
+
+// insertLeadEvent writes lead id's updated event in tx and notifies the
+// outbox's listeners (at the commit).
+func insertLeadEvent(ctx context.Context, tx pgx.Tx, m, id int64, change string) error {
+	if change != "updated" {
+		return fmt.Errorf("store: lead event %q is not written by the API", change)
+	}
+	if _, err := tx.Exec(ctx, sqlLeadUpdatedEvent, m, id); err != nil {
+		return fmt.Errorf("store: lead updated event: %w", err)
+	}
+	return notifyLeadEvents(ctx, tx)
+}
+
+// notifyLeadEvents notifies LeadEventsChannel; Postgres delivers it when
+// tx commits (and never if it rolls back).
+func notifyLeadEvents(ctx context.Context, tx pgx.Tx) error {
+	if _, err := tx.Exec(ctx, sqlNotifyLeadEvents); err != nil {
+		return fmt.Errorf("store: notify lead events: %w", err)
+	}
+	return nil
+}
+
+// LeadEventsListener is a dedicated connection (not one of the pool's)
+// listening on LeadEventsChannel.
+type LeadEventsListener struct{ conn *pgx.Conn }
+
+// ListenLeadEvents opens a connection with the pool's settings and
+// LISTENs on LeadEventsChannel. Close it when done; after an error from
+// Wait, close it and listen again (notifications sent while no listener
+// was connected are lost: flush the outbox after listening).
+func (db *DB) ListenLeadEvents(ctx context.Context) (*LeadEventsListener, error) {
+	cfg := db.Pool.Config().ConnConfig.Copy()
+	if cfg.RuntimeParams == nil {
+		cfg.RuntimeParams = map[string]string{}
+	}
+	cfg.RuntimeParams["application_name"] = LeadEventsListenerName
+	conn, err := pgx.ConnectConfig(ctx, cfg)
+	if err != nil {
+		return nil, fmt.Errorf("store: listen lead events: %w", err)
+	}
+	if _, err := conn.Exec(ctx, sqlListenLeadEvents); err != nil {
+		_ = conn.Close(context.WithoutCancel(ctx))
+		return nil, fmt.Errorf("store: listen lead events: %w", err)
+	}
+	return &LeadEventsListener{conn: conn}, nil
+}
+
+// LeadEventsListenerName is the listener connection's application_name
+// (pg_stat_activity).
+const LeadEventsListenerName = "zapbus lead events listener"
+
+// Wait blocks until a notification arrives (nil), ctx ends or the
+// connection fails.
+func (l *LeadEventsListener) Wait(ctx context.Context) error {
+	_, err := l.conn.WaitForNotification(ctx)
+	return err
+}
+
+// Close closes the connection.
+func (l *LeadEventsListener) Close(ctx context.Context) error {
+	return l.conn.Close(ctx)
 }

@@ -132,16 +132,37 @@ func (q MessageQueries) Conversation(ctx context.Context, m int64, phone string,
 	return q.ChatMessages(ctx, m, PhoneChat(phone), after, n)
 }
 
-// LinkOrphans links mentorado m's messages without a lead to its lead with
-// the same phone and returns how many it linked.
+// LinkOrphans links mentorado m's messages without a lead to the lead of
+// their person and returns how many it linked. A message's person is its
+// phone or, for a LID-only message (phone NULL), the phone its LID maps to
+// in whatsapp_lid_phones; its lead is that phone's lead, else the lead of
+// the phone's Brazilian 9th-digit variant (5511912345678 and 551112345678
+// are one mobile), else, for a LID-only message, the lead carrying its LID
+// (a phone lead first).
+// Group messages link only with the mentorado's group_leads on, as the
+// persister links them (decision 0012). Creating a lead through the API
+// adopts its orphans by the same rule (LeadQueries.Create).
 func (q MessageQueries) LinkOrphans(ctx context.Context, m int64) (int64, error) {
-	tag, err := q.q.Exec(ctx, `
-UPDATE whatsapp_messages m SET lead_id = l.id, updated_at = now()
-FROM leads l
-WHERE m.mentorado_id = $1 AND m.lead_id IS NULL AND m.phone IS NOT NULL
-	AND l.mentorado_id = $1 AND l.phone = m.phone`, m)
+	tag, err := q.q.Exec(ctx, sqlLinkOrphans, m)
 	if err != nil {
 		return 0, fmt.Errorf("link orphans: %w", err)
 	}
 	return tag.RowsAffected(), nil
 }
+
+var sqlLinkOrphans = `WITH o AS (
+	SELECT t.id, coalesce(t.phone, lp.phone) AS p, CASE WHEN t.phone IS NULL THEN t.lid END AS lid
+	FROM whatsapp_messages t
+	LEFT JOIN whatsapp_lid_phones lp ON t.phone IS NULL AND lp.mentorado_id = t.mentorado_id AND lp.lid = t.lid
+	WHERE t.mentorado_id = $1 AND t.lead_id IS NULL AND (t.phone IS NOT NULL OR t.lid IS NOT NULL) AND ` + linkable("t") + `
+),
+x AS (
+	SELECT o.id, coalesce(
+		(SELECT l.id FROM leads l WHERE l.mentorado_id = $1 AND l.phone = o.p),
+		(SELECT l.id FROM leads l WHERE l.mentorado_id = $1 AND l.phone = ` + brazilVariant("o.p") + `),
+		(SELECT l.id FROM leads l WHERE l.mentorado_id = $1 AND l.lid = o.lid ORDER BY l.phone IS NULL, l.id LIMIT 1)
+	) AS lead
+	FROM o
+)
+UPDATE whatsapp_messages t SET lead_id = x.lead, updated_at = now()
+FROM x WHERE t.id = x.id AND x.lead IS NOT NULL`

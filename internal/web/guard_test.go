@@ -299,6 +299,15 @@ func TestTenantIDOnlyFromToken(t *testing.T) {
 			e.webhookTenantWalk(t, a, b, func(method, path string, body map[string]any) response {
 				return e.doAs(f, b.ID, method, path, a.Token, body)
 			}, covered)
+			// Leads (issue #13): B's lead is never A's; unknown query
+			// parameters are refused by the list.
+			list := http.StatusOK
+			if f.query != nil {
+				list = http.StatusUnprocessableEntity
+			}
+			for _, pat := range walkLeadRoutes(t, e, b.ID, "551197777000"+fmt.Sprint(len(f.name)), list, call) {
+				covered[pat] = true
+			}
 
 			for _, s := range fc.Subjects()[seen:] {
 				if !strings.HasPrefix(s, fmt.Sprintf("wa.%d.cmd.", a.ID)) {

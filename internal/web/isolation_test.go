@@ -238,6 +238,15 @@ func TestTenantIsolation(t *testing.T) {
 			t.Fatalf("A's request reached %s", s)
 		}
 	}
+	// Leads (issue #13): B's lead is never A's.
+	for _, pat := range walkLeadRoutes(t, e, b.ID, "5511977770000", 200, func(method, path string, body map[string]any, want int) response {
+		if body == nil {
+			return e.expect(call(method, path, nil), want)
+		}
+		return e.expect(call(method, path, body), want)
+	}) {
+		mark(pat)
+	}
 	// Every mentorado-scoped route was walked.
 	for _, rt := range e.s.routes {
 		if strings.HasPrefix(rt.path, "/v1/") && !strings.HasPrefix(rt.path, "/v1/admin/") && !covered[rt.pattern()] {
