@@ -55,7 +55,7 @@ type planner struct {
 	// event id), for connection_log.
 	connLog map[mkey]connLogRow
 	segs    []*segment
-	cur      *segment
+	cur     *segment
 }
 
 type connRow struct {
