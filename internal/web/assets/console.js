@@ -62,18 +62,6 @@ function stateOf(status, disabled) {
   return status;
 }
 
-function stateLabel(s) {
-  switch (s) {
-    case "connected": return t("console.state.connected");
-    case "pairing": return t("console.state.pairing");
-    case "backoff": return t("console.state.backoff");
-    case "banned": return t("console.state.banned");
-    case "logged_out": return t("console.state.logged_out");
-    case "disabled": return t("console.state.disabled");
-  }
-  return t("console.state.disconnected");
-}
-
 // ---- session ---------------------------------------------------------------
 
 function showConsole(on) {
@@ -196,7 +184,7 @@ function fillRow(tr, m) {
   badge.className = "badge";
   badge.dataset.status = m.state === "disabled" ? "disabled" : m.status;
   badge.dataset.testid = "badge";
-  badge.textContent = m.state === "disabled" ? stateLabel("disabled") : t("status." + m.status);
+  badge.textContent = m.state === "disabled" ? t("console.badge.disabled") : t("status." + m.status);
   st.appendChild(badge);
   if (m.reason && m.state !== "connected") {
     const r = document.createElement("span");
