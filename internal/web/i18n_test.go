@@ -75,7 +75,7 @@ func TestCatalogsHaveTheSameKeys(t *testing.T) {
 // statuses, message kinds and statuses, and every error code the API can
 // answer with.
 func TestDashboardStringsAreInTheCatalogs(t *testing.T) {
-	used := map[string]string{} // key → where it is used
+	used := map[string]string{}                                   // key → where it is used
 	for _, page := range []string{"index.html", "console.html"} { // the dashboard and the operator console
 		html, err := assetsFS.ReadFile("assets/" + page)
 		if err != nil {
