@@ -75,8 +75,9 @@ func TestCatalogsHaveTheSameKeys(t *testing.T) {
 // statuses, message kinds and statuses, and every error code the API can
 // answer with.
 func TestDashboardStringsAreInTheCatalogs(t *testing.T) {
-	used := map[string]string{}                                   // key → where it is used
-	for _, page := range []string{"index.html", "console.html"} { // the dashboard and the operator console
+	used := map[string]string{} // key → where it is used
+	// The dashboard and the operator console.
+	for _, page := range []string{"index.html", "console.html"} {
 		html, err := assetsFS.ReadFile("assets/" + page)
 		if err != nil {
 			t.Fatal(err)
