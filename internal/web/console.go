@@ -293,7 +293,8 @@ func (s *Server) handleAdminStreamTicket(w http.ResponseWriter, _ *http.Request)
 	writeJSON(w, http.StatusCreated, ticketResponse{Ticket: t, ExpiresAt: exp.UTC()})
 }
 
-// consoleStreams counts the open admin streams.
+// consoleStreamsOpen counts the open admin streams of this process (one
+// notifier per process in production).
 var consoleStreamsOpen atomic.Int64
 
 // handleAdminEvents streams every mentorado's connection events as
