@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/target"
 	"github.com/chromedp/chromedp"
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -166,23 +167,45 @@ func TestConsoleInBrowser(t *testing.T) {
 	// A session in backoff connects: the persister stores it and the
 	// stream carries its event; the page changes that row and the counts
 	// in place (the marker survives: no reload).
-	target := ids[3-1] // i = 3: backoff
+	liveID := ids[3-1] // i = 3: backoff
 	if stateOf[3] != "backoff" {
 		t.Fatalf("mentorado 3 is %s", stateOf[3])
 	}
 	step("mark the page", js(`window.__noReload = true`))
 	at := time.Now()
-	e.sql(`UPDATE mentorados SET wa_status = 'connected', wa_status_at = $2, wa_connector = 'connector-live', wa_reason = NULL WHERE id = $1`, target, at)
-	e.publishEvent(target, event.ConnectionEventID(target, event.StatusConnected, at),
+	e.sql(`UPDATE mentorados SET wa_status = 'connected', wa_status_at = $2, wa_connector = 'connector-live', wa_reason = NULL WHERE id = $1`, liveID, at)
+	e.publishEvent(liveID, event.ConnectionEventID(liveID, event.StatusConnected, at),
 		&event.Connection{Status: event.StatusConnected, Phone: "5511990000003", Connector: "connector-live"})
 	want["connected"]++
 	want["backoff"]--
-	row := fmt.Sprintf(`document.querySelector('#fleet-body tr[data-id="%d"]')`, target)
+	row := fmt.Sprintf(`document.querySelector('#fleet-body tr[data-id="%d"]')`, liveID)
 	step("live update",
 		wait(row+`.querySelector(".badge").dataset.status === "connected"`),
 		wait(row+`.textContent.includes("connector-live")`),
 		wait(count("connected")), wait(count("backoff")),
 		wait(`window.__noReload === true`))
+
+	// "Dashboard" opens the mentorado's dashboard in a new tab, signed in
+	// with a pass; neither tab's storage keeps what it should not.
+	newTab := chromedp.WaitNewTarget(ctx, func(i *target.Info) bool { return i.Type == "page" })
+	step("open a dashboard", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#fleet-body tr[data-id="%d"] button[data-action="open"]`, ids[0]))))
+	var tabID target.ID
+	select {
+	case tabID = <-newTab:
+	case <-time.After(20 * time.Second):
+		t.Fatal("no dashboard tab opened")
+	}
+	tctx, cancelTab := chromedp.NewContext(ctx, chromedp.WithTargetID(tabID))
+	defer cancelTab()
+	if err := chromedp.Do(tctx,
+		wait(`document.readyState === "complete" && location.pathname === "/"`),
+		wait(`document.getElementById("app") !== null && !document.getElementById("app").hidden`),
+		wait(`sessionStorage.getItem("zapbus.token").startsWith("zbd_") && sessionStorage.getItem("zapbus.admin") === null`),
+	); err != nil {
+		t.Fatalf("dashboard tab: %v", err)
+	}
+	step("the console keeps only the admin token",
+		wait(`sessionStorage.getItem("zapbus.admin") !== null && sessionStorage.getItem("zapbus.token") === null`))
 
 	// Every word on the page is in its language: no catalog key shows.
 	keys, err := chromedp.Run(ctx, chromedp.Evaluate[[]string](`[...document.querySelectorAll("body *")]
