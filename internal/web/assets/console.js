@@ -289,7 +289,11 @@ function onConnection(env) {
     scheduleReload(1000);
     return;
   }
-  if (m.status_at && new Date(env.occurred_at) < new Date(m.status_at)) return; // older than what is shown
+  if (m.status_at) {
+    const at = new Date(env.occurred_at), shown = new Date(m.status_at);
+    if (at < shown) return; // older than what is shown
+    if (at.getTime() === shown.getTime() && d.status === m.status) return; // read with the fleet already
+  }
   const before = m.state;
   m.status = d.status;
   m.state = stateOf(d.status, m.disabled);
