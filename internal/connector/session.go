@@ -216,7 +216,9 @@ func (s *session) setStatusVia(st event.Status, reason string, push func(event.E
 		s.stopMedia()
 		s.stopHistory()
 	}
-	conn := &event.Connection{Status: st, Phone: s.phone, Reason: reason, RetryAt: s.retryAt}
+	// Connector: this process's id, as its leases name it (the operator
+	// console's owning connector).
+	conn := &event.Connection{Status: st, Phone: s.phone, Reason: reason, RetryAt: s.retryAt, Connector: s.d.cfg.InstanceID}
 	if !s.jid.IsEmpty() {
 		conn.JID = s.jid.String()
 	}

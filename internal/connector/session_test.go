@@ -55,6 +55,11 @@ func TestPairByQRThenReceive(t *testing.T) {
 	got := e.statuses(m)
 	want := []event.Status{event.StatusConnecting, event.StatusQR, event.StatusPairing, event.StatusConnecting, event.StatusConnected}
 	testenv.Eventually(t, wait, func() bool { got = e.statuses(m); return slices.Equal(got, want) }, "connection events %v, want %v", got, want)
+	for _, c := range e.connections(m) {
+		if c.Connector != "a" { // the connector's instance id, as in its leases
+			t.Fatalf("connection event %s names connector %q, want a", c.Status, c.Connector)
+		}
+	}
 
 	id, acked, err := e.world.InjectText(m, "5521912345678", "olá")
 	if err != nil || !acked {

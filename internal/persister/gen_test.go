@@ -254,7 +254,7 @@ func generate(t testing.TB, seed uint64, n, nm int) []genOp {
 				at = at.Add(time.Millisecond)
 			}
 			usedAt[at] = true
-			c := &event.Connection{Status: st, Reason: "r" + string(st)}
+			c := &event.Connection{Status: st, Reason: "r" + string(st), Connector: fmt.Sprintf("connector-%d", at.Second()%3)}
 			if st == event.StatusConnected {
 				c.Phone, c.JID = fmt.Sprintf("55110000000%d", g.id), fmt.Sprintf("55110000000%d:3@s.whatsapp.net", g.id)
 			}

@@ -97,7 +97,8 @@ func dump(t testing.TB, db *store.DB) []string {
 	queries := []string{
 		`SELECT 'mentorado', id::text, wa_status, coalesce(wa_phone,'-'), coalesce(wa_jid,'-'), coalesce(wa_reason,'-'),
 			coalesce(to_char(wa_status_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'), wa_status_seq::text,
-			coalesce(to_char(wa_phone_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'), wa_phone_seq::text FROM mentorados`,
+			coalesce(to_char(wa_phone_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'), wa_phone_seq::text,
+			coalesce(wa_connector,'-') FROM mentorados`,
 		`SELECT 'lead', mentorado_id::text, coalesce(phone,'-'), coalesce(lid,'-'), name, source, stage,
 			coalesce(to_char(name_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS'),'-'), coalesce(name_source, '-') FROM leads`,
 		`SELECT 'msg', t.mentorado_id::text, t.wa_message_id, t.chat_jid, t.sender_jid, coalesce(t.phone,'-'), coalesce(t.lid,'-'),

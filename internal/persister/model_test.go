@@ -48,6 +48,7 @@ func mRank(state string) int {
 
 type mMentorado struct {
 	status, phone, jid, reason string
+	connector                  string // of the newest status event
 	at, phoneAt                time.Time
 	seq, phoneSeq              uint64
 	set                        settings
@@ -193,6 +194,7 @@ func (md *model) apply(data []byte, seq uint64) bool {
 		at := env.OccurredAt
 		if mm.at.IsZero() || at.After(mm.at) || (at.Equal(mm.at) && seq > mm.seq && string(p.Status) != mm.status) {
 			mm.status, mm.reason, mm.at, mm.seq = string(p.Status), p.Reason, at, seq
+			mm.connector = p.Connector
 		}
 		if p.Phone != "" && (mm.phoneAt.IsZero() || at.After(mm.phoneAt) || (at.Equal(mm.phoneAt) && seq > mm.phoneSeq && p.Phone != mm.phone)) {
 			mm.phone, mm.phoneAt, mm.phoneSeq = p.Phone, at, seq
@@ -507,7 +509,7 @@ func (md *model) rows() []string {
 			pat = m.phoneAt.UTC().Format(dumpTime)
 		}
 		out = append(out, strings.Join([]string{"mentorado", fmt.Sprint(id), m.status, dash(m.phone), dash(m.jid),
-			dash(m.reason), at, fmt.Sprint(m.seq), pat, fmt.Sprint(m.phoneSeq)}, "|"))
+			dash(m.reason), at, fmt.Sprint(m.seq), pat, fmt.Sprint(m.phoneSeq), dash(m.connector)}, "|"))
 	}
 	for _, l := range md.leads {
 		if !l.deleted {

@@ -51,13 +51,17 @@ type planner struct {
 	copyRows [][]any
 	lidOnly  map[mkey]bool // LIDs with LID-only rows: stored, or written earlier in the batch
 	conns    map[int64]*connRow
-	segs     []*segment
-	cur      *segment
+	// connLog is every connection event of the batch, once per (mentorado,
+	// event id), for connection_log.
+	connLog map[mkey]connLogRow
+	segs    []*segment
+	cur     *segment
 }
 
 type connRow struct {
 	set            bool // a status event was seen
 	status, reason string
+	connector      string // of the newest status event
 	at             time.Time
 	seq            uint64
 	phone, jid     string // from the newest event with a phone
@@ -133,6 +137,12 @@ func (s settings) createsLead(p *event.Message) bool {
 // (when one exists): every direct message, group messages with group_leads.
 func (s settings) linksLead(p *event.Message) bool {
 	return s.groupLeads || !event.IsGroupJID(p.ChatJID)
+}
+
+// connLogRow is one connection event as connection_log stores it.
+type connLogRow struct {
+	status, reason string
+	at             time.Time
 }
 
 type lidMap struct {
@@ -231,7 +241,7 @@ func newPlanner(lk *lookup) *planner {
 	lk.init()
 	pl := &planner{known: map[mkey]string{}, settings: map[int64]settings{}, leadState: map[mkey]int8{}, leadVers: map[mkey]version{}, pending: lk.pending, related: lk.related,
 		stored: map[mkey]bool{}, leadIDs: map[mkey]int64{},
-		lidOnly: map[mkey]bool{}, conns: map[int64]*connRow{}}
+		lidOnly: map[mkey]bool{}, conns: map[int64]*connRow{}, connLog: map[mkey]connLogRow{}}
 	pl.newSegment()
 	return pl
 }
@@ -303,7 +313,9 @@ func (pl *planner) add(d decoded) {
 		at := d.env.OccurredAt
 		if !c.set || newer(at, d.seq, c.at, c.seq) {
 			c.set, c.status, c.reason, c.at, c.seq = true, string(p.Status), p.Reason, at, d.seq
+			c.connector = p.Connector
 		}
+		pl.connLog[mkey{m, d.env.ID}] = connLogRow{status: string(p.Status), reason: p.Reason, at: at}
 		if p.Phone != "" && (c.phone == "" || newer(at, d.seq, c.phoneAt, c.phoneSeq)) {
 			c.phone, c.jid, c.phoneAt, c.phoneSeq = p.Phone, p.JID, at, d.seq
 		}

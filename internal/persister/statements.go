@@ -75,12 +75,25 @@ func (pl *planner) queue(b *pgx.Batch) {
 		n := len(ids)
 		status, reasons, ats, seqs := make([]string, n), make([]*string, n), make([]time.Time, n), make([]int64, n)
 		phones, jids, phoneAts, phoneSeqs := make([]*string, n), make([]*string, n), make([]time.Time, n), make([]int64, n)
+		connectors := make([]*string, n)
 		for i, id := range ids {
 			c := pl.conns[id]
 			status[i], reasons[i], ats[i], seqs[i] = c.status, nullable(c.reason), c.at, int64(c.seq)
 			phones[i], jids[i], phoneAts[i], phoneSeqs[i] = nullable(c.phone), nullable(c.jid), c.phoneAt, int64(c.phoneSeq)
+			connectors[i] = nullable(c.connector)
 		}
-		b.Queue(store.ConnectionSQL, ids, status, reasons, ats, seqs, phones, jids, phoneAts, phoneSeqs)
+		b.Queue(store.ConnectionSQL, ids, status, reasons, ats, seqs, phones, jids, phoneAts, phoneSeqs, connectors)
+	}
+	if len(pl.connLog) > 0 {
+		keys := sortedKeys(pl.connLog)
+		n := len(keys)
+		ms, ids := columns(keys)
+		status, reasons, ats := make([]string, n), make([]string, n), make([]time.Time, n)
+		for i, k := range keys {
+			r := pl.connLog[k]
+			status[i], reasons[i], ats[i] = r.status, r.reason, r.at
+		}
+		b.Queue(store.ConnectionLogSQL, ms, ids, status, reasons, ats)
 	}
 	for _, s := range pl.segs {
 		s.queue(b, pl)

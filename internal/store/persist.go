@@ -76,10 +76,11 @@ const ConnectionSQL = `UPDATE mentorados m SET
 	wa_phone = CASE WHEN s.phone_newer THEN u.phone ELSE m.wa_phone END,
 	wa_jid = CASE WHEN s.phone_newer THEN coalesce(u.jid, m.wa_jid) ELSE m.wa_jid END,
 	wa_phone_at = CASE WHEN s.phone_newer THEN u.phone_at ELSE m.wa_phone_at END,
-	wa_phone_seq = CASE WHEN s.phone_newer THEN u.phone_seq ELSE m.wa_phone_seq END
+	wa_phone_seq = CASE WHEN s.phone_newer THEN u.phone_seq ELSE m.wa_phone_seq END,
+	wa_connector = CASE WHEN s.newer THEN u.connector ELSE m.wa_connector END
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::timestamptz[], $5::bigint[],
-		$6::text[], $7::text[], $8::timestamptz[], $9::bigint[])
-	AS u(id, status, reason, at, seq, phone, jid, phone_at, phone_seq),
+		$6::text[], $7::text[], $8::timestamptz[], $9::bigint[], $10::text[])
+	AS u(id, status, reason, at, seq, phone, jid, phone_at, phone_seq, connector),
 LATERAL (SELECT
 	(u.status IS NOT NULL AND (u.at > coalesce(m2.wa_status_at, '-infinity'::timestamptz)
 		OR (u.at = m2.wa_status_at AND u.seq > m2.wa_status_seq AND u.status <> m2.wa_status))) AS newer,
@@ -87,6 +88,26 @@ LATERAL (SELECT
 		OR (u.phone_at = m2.wa_phone_at AND u.phone_seq > m2.wa_phone_seq AND u.phone <> m2.wa_phone))) AS phone_newer
 	FROM mentorados m2 WHERE m2.id = u.id) AS s
 WHERE m.id = u.id AND (s.newer OR s.phone_newer)`
+
+// ConnectionLogSQL records every connection event in connection_log (the
+// operator console's reconnects and bans of the last 24 h), idempotent by
+// the event id, and prunes the batch's mentorados' rows older than
+// ConnectionLogRetention on the connection_log_recent index: a mentorado
+// without events keeps its few old rows until its next event. Events
+// already older than the retention (a replay) are not recorded. Arrays:
+// m, event id, status, reason, occurred_at; each (m, event id) once.
+const ConnectionLogSQL = `WITH ins AS (
+	INSERT INTO connection_log (mentorado_id, event_id, status, reason, occurred_at)
+	SELECT u.m, u.id, u.status, u.reason, u.at
+	FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[], $5::timestamptz[]) AS u(m, id, status, reason, at)
+	WHERE u.at >= now() - '` + connectionLogRetention + `'::interval
+	ON CONFLICT DO NOTHING
+)
+DELETE FROM connection_log
+WHERE mentorado_id = ANY($1::bigint[]) AND occurred_at < now() - '` + connectionLogRetention + `'::interval`
+
+// connectionLogRetention is how long connection_log keeps a row.
+const connectionLogRetention = "7 days"
 
 // LID merges, run when a (mentorado, lid) → phone mapping is first learned,
 // before the writes of the event that taught it. Arrays: m, lid, phone, phone JID.

@@ -112,6 +112,21 @@ func (s *Server) adminAuth(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
+// bearerIdentity authenticates a mentorado bearer: a mentorado token, or
+// a dashboard pass an admin issued from the console. It returns the
+// mentorado and the hash of its token (the pass stands for the token it
+// was signed over: rate limits and revocation treat them alike).
+func (s *Server) bearerIdentity(ctx context.Context, tok string) (int64, []byte, error) {
+	if strings.HasPrefix(tok, dashboardPassPrefix) {
+		return s.verifyDashboardPass(ctx, tok)
+	}
+	id, err := s.lookupToken(ctx, tok)
+	if err != nil {
+		return 0, nil, err
+	}
+	return id, hashToken(tok), nil
+}
+
 // lookupToken returns the enabled mentorado owning token.
 func (s *Server) lookupToken(ctx context.Context, token string) (int64, error) {
 	if !strings.HasPrefix(token, tokenPrefix) || len(token) > 128 {
@@ -138,7 +153,7 @@ func (s *Server) mentoradoAuth(h http.HandlerFunc) http.HandlerFunc {
 			s.writeError(w, r, errUnauthorized)
 			return
 		}
-		id, err := s.lookupToken(r.Context(), tok)
+		id, hash, err := s.bearerIdentity(r.Context(), tok)
 		if err != nil {
 			if errors.Is(err, errUnauthorized) {
 				w.Header().Set("WWW-Authenticate", `Bearer realm="zapbus"`)
@@ -147,7 +162,7 @@ func (s *Server) mentoradoAuth(h http.HandlerFunc) http.HandlerFunc {
 			return
 		}
 		s.bodyDeadline(w, r)
-		h(w, r.WithContext(withToken(r.Context(), id, hashToken(tok))))
+		h(w, r.WithContext(withToken(r.Context(), id, hash)))
 	}
 }
 
@@ -160,8 +175,7 @@ func (s *Server) streamAuth(h http.HandlerFunc) http.HandlerFunc {
 			err  error
 		)
 		if tok, ok := bearer(r); ok {
-			id, err = s.lookupToken(r.Context(), tok)
-			hash = hashToken(tok)
+			id, hash, err = s.bearerIdentity(r.Context(), tok)
 		} else if t := r.URL.Query().Get("ticket"); t != "" {
 			id, hash, err = s.verifyTicket(r.Context(), t)
 		} else {
@@ -230,6 +244,120 @@ func (s *Server) verifyTicket(ctx context.Context, t string) (int64, []byte, err
 		return 0, nil, err
 	}
 	if !hmac.Equal(mac, s.ticketMAC(payload, hash)) {
+		return 0, nil, errUnauthorized
+	}
+	return m, hash, nil
+}
+
+// Credentials the operator console issues (docs/decisions/0019):
+//
+//   - Admin stream tickets ("adm_…", POST /v1/admin/stream-tickets) open
+//     GET /v1/admin/events from a browser. An HMAC over the expiry and the
+//     admin token's hash, in their own domain: a tenant ticket is not an
+//     admin ticket nor the other way round, and changing the admin token
+//     voids them.
+//   - Dashboard passes ("zbd_…", POST /v1/admin/mentorados/{id}/dashboard-pass)
+//     let an admin open one mentorado's dashboard: a bearer for that
+//     mentorado's routes only, for DashboardPassTTL, signed over the
+//     mentorado's current token hash like a stream ticket (rotating the
+//     token or disabling the mentorado voids it). Every tenant route stays
+//     scoped to the one mentorado the pass names.
+
+const (
+	adminTicketPrefix   = "adm_"
+	dashboardPassPrefix = "zbd_"
+	// DashboardPassTTL is how long a dashboard pass works.
+	DashboardPassTTL = time.Hour
+)
+
+func (s *Server) adminTicketMAC(payload []byte) []byte {
+	admin := sha256.Sum256([]byte(s.cfg.AdminToken))
+	h := hmac.New(sha256.New, s.cfg.TicketKey)
+	h.Write([]byte("zapbus-admin-ticket-v1\x00"))
+	h.Write(payload)
+	h.Write(admin[:])
+	return h.Sum(nil)
+}
+
+// issueAdminTicket returns a ticket for the admin stream, valid for TicketTTL.
+func (s *Server) issueAdminTicket(now time.Time) (string, time.Time) {
+	exp := now.Add(s.cfg.TicketTTL).Truncate(time.Second)
+	payload := binary.BigEndian.AppendUint64(nil, uint64(exp.Unix()))
+	return adminTicketPrefix + base64.RawURLEncoding.EncodeToString(append(payload, s.adminTicketMAC(payload)...)), exp
+}
+
+// verifyAdminTicket accepts an unexpired admin ticket.
+func (s *Server) verifyAdminTicket(t string, now time.Time) error {
+	rest, ok := strings.CutPrefix(t, adminTicketPrefix)
+	if !ok {
+		return errUnauthorized
+	}
+	raw, err := base64.RawURLEncoding.DecodeString(rest)
+	if err != nil || len(raw) != 8+sha256.Size {
+		return errUnauthorized
+	}
+	payload, mac := raw[:8], raw[8:]
+	if !hmac.Equal(mac, s.adminTicketMAC(payload)) || now.After(time.Unix(int64(binary.BigEndian.Uint64(payload)), 0)) {
+		return errUnauthorized
+	}
+	return nil
+}
+
+// adminStreamAuth accepts the admin bearer or an admin stream ticket.
+func (s *Server) adminStreamAuth(h http.HandlerFunc) http.HandlerFunc {
+	bearerOK := s.adminAuth(h)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if _, ok := bearer(r); ok {
+			bearerOK(w, r)
+			return
+		}
+		if err := s.verifyAdminTicket(r.URL.Query().Get("ticket"), time.Now()); err != nil {
+			s.writeError(w, r, err)
+			return
+		}
+		h(w, r)
+	}
+}
+
+func (s *Server) dashboardPassMAC(payload, tokenHash []byte) []byte {
+	h := hmac.New(sha256.New, s.cfg.TicketKey)
+	h.Write([]byte("zapbus-dashboard-pass-v1\x00"))
+	h.Write(payload)
+	h.Write(tokenHash)
+	return h.Sum(nil)
+}
+
+// issueDashboardPass signs (mentorado, expiry) over m's current token hash.
+func (s *Server) issueDashboardPass(ctx context.Context, m int64, now time.Time) (string, time.Time, error) {
+	hash, err := s.tokenHashOf(ctx, m)
+	if err != nil {
+		return "", time.Time{}, err
+	}
+	exp := now.Add(DashboardPassTTL).Truncate(time.Second)
+	payload := binary.BigEndian.AppendUint64(nil, uint64(m))
+	payload = binary.BigEndian.AppendUint64(payload, uint64(exp.Unix()))
+	raw := append(payload, s.dashboardPassMAC(payload, hash)...)
+	return dashboardPassPrefix + base64.RawURLEncoding.EncodeToString(raw), exp, nil
+}
+
+// verifyDashboardPass returns the mentorado of a valid pass and its
+// current token hash.
+func (s *Server) verifyDashboardPass(ctx context.Context, t string) (int64, []byte, error) {
+	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(t, dashboardPassPrefix))
+	if err != nil || len(raw) != 16+sha256.Size {
+		return 0, nil, errUnauthorized
+	}
+	payload, mac := raw[:16], raw[16:]
+	m := int64(binary.BigEndian.Uint64(payload[:8]))
+	exp := time.Unix(int64(binary.BigEndian.Uint64(payload[8:])), 0)
+	if m <= 0 || time.Now().After(exp) {
+		return 0, nil, errUnauthorized
+	}
+	hash, err := s.tokenHashOf(ctx, m)
+	if err != nil {
+		return 0, nil, err
+	}
+	if !hmac.Equal(mac, s.dashboardPassMAC(payload, hash)) {
 		return 0, nil, errUnauthorized
 	}
 	return m, hash, nil

@@ -76,14 +76,17 @@ func TestCatalogsHaveTheSameKeys(t *testing.T) {
 // answer with.
 func TestDashboardStringsAreInTheCatalogs(t *testing.T) {
 	used := map[string]string{} // key → where it is used
-	html, err := assetsFS.ReadFile("assets/index.html")
-	if err != nil {
-		t.Fatal(err)
+	// The dashboard and the operator console.
+	for _, page := range []string{"index.html", "console.html"} {
+		html, err := assetsFS.ReadFile("assets/" + page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range regexp.MustCompile(`data-i18n(?:-[a-z-]+)?="([^"]*)"`).FindAllSubmatch(html, -1) {
+			used[string(m[1])] = page
+		}
 	}
-	for _, m := range regexp.MustCompile(`data-i18n(?:-[a-z-]+)?="([^"]*)"`).FindAllSubmatch(html, -1) {
-		used[string(m[1])] = "index.html"
-	}
-	for _, name := range []string{"app.js", "i18n.js"} {
+	for _, name := range []string{"app.js", "i18n.js", "console.js"} {
 		js, err := assetsFS.ReadFile("assets/" + name)
 		if err != nil {
 			t.Fatal(err)
@@ -230,18 +233,24 @@ func eachConst(t *testing.T, dir string, fn func(name, typ, val string)) {
 // catalog, so the markup carries keys, not text (the brand name aside), and
 // no literal label, placeholder, alt or title.
 func TestDashboardMarkupHasNoWords(t *testing.T) {
-	b, err := assetsFS.ReadFile("assets/index.html")
+	for _, page := range []string{"index.html", "console.html"} {
+		t.Run(page, func(t *testing.T) { testMarkupHasNoWords(t, page) })
+	}
+}
+
+func testMarkupHasNoWords(t *testing.T, page string) {
+	b, err := assetsFS.ReadFile("assets/" + page)
 	if err != nil {
 		t.Fatal(err)
 	}
 	html := regexp.MustCompile(`(?s)<!doctype[^>]*>`).ReplaceAllString(string(b), "")
 	for _, m := range regexp.MustCompile(`>([^<]+)<`).FindAllStringSubmatch(html, -1) {
 		if text := strings.TrimSpace(m[1]); text != "" && text != "zapbus" {
-			t.Errorf("index.html has hard-coded text %q: use data-i18n", text)
+			t.Errorf("%s has hard-coded text %q: use data-i18n", page, text)
 		}
 	}
 	for _, m := range regexp.MustCompile(`\s(placeholder|aria-label|alt|title)="[^"]*"`).FindAllString(html, -1) {
-		t.Errorf("index.html has a literal attribute%s: use data-i18n-%s", m, strings.SplitN(strings.TrimSpace(m), "=", 2)[0])
+		t.Errorf("%s has a literal attribute%s: use data-i18n-%s", page, m, strings.SplitN(strings.TrimSpace(m), "=", 2)[0])
 	}
 	// Every control is labelled: by a <label for>, or a translated
 	// aria-label, or its own translated text.
