@@ -285,7 +285,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	g, gctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return conn.Run(gctx) })
 	g.Go(func() error { return pers.Run(gctx) })
-	g.Go(func() error { return runWebhooks(gctx, hooks, log) })
+	g.Go(func() error { return hooks.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx, ln) })
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
@@ -307,20 +307,6 @@ func devWebhookConfig() webhook.Config {
 		cfg.Policy.AllowNets = append(cfg.Policy.AllowNets, netip.MustParsePrefix(n))
 	}
 	return cfg
-}
-
-// runWebhooks runs the dispatcher. While internal/webhook is the
-// contract's stub (Run: "not implemented") the rest of the dev stack keeps
-// running without webhook delivery.
-// TODO(#13): drop the tolerance once the engine is merged.
-func runWebhooks(ctx context.Context, d *webhook.Dispatcher, log zerolog.Logger) error {
-	err := d.Run(ctx)
-	if err != nil && strings.Contains(err.Error(), "not implemented") {
-		log.Warn().Err(err).Msg("webhook delivery is not available in this build")
-		<-ctx.Done()
-		return nil
-	}
-	return err
 }
 
 // ensureDatabase creates the database named in dsn when it does not exist.

@@ -136,7 +136,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		return s, err
 	}
 	var err error
-	if s.Webhook.Policy.AllowNets, err = ParseAllowNets(*allowNets); err != nil {
+	if s.Webhook.Policy.AllowNets, err = webhook.ParseAllowNets(*allowNets); err != nil {
 		return s, fmt.Errorf("ZAPBUS_WEBHOOK_ALLOW_NETS: %w", err)
 	}
 	if s.Webhook.Policy.AllowHTTP, err = strconv.ParseBool(strings.TrimSpace(*allowHTTP)); err != nil {
@@ -173,44 +173,6 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	s.LogLevel = lvl
 	return s, nil
-}
-
-// ParseAllowNets parses ZAPBUS_WEBHOOK_ALLOW_NETS: comma-separated CIDRs
-// ("10.0.0.0/8") or single addresses ("192.168.1.20", taken as /32 or
-// /128). Empty allows nothing beyond public addresses. A prefix with host
-// bits set ("10.1.2.3/8") is refused rather than silently widened, and
-// 0.0.0.0/0 or ::/0 is refused: turning the protection off entirely is
-// not what this setting is for.
-func ParseAllowNets(v string) ([]netip.Prefix, error) {
-	var out []netip.Prefix
-	for _, f := range strings.Split(v, ",") {
-		f = strings.TrimSpace(f)
-		if f == "" {
-			continue
-		}
-		var p netip.Prefix
-		if strings.Contains(f, "/") {
-			var err error
-			if p, err = netip.ParsePrefix(f); err != nil {
-				return nil, fmt.Errorf("%q is not a CIDR (e.g. 10.0.0.0/8)", f)
-			}
-			if p != p.Masked() {
-				return nil, fmt.Errorf("%q has host bits set; did you mean %s?", f, p.Masked())
-			}
-		} else {
-			a, err := netip.ParseAddr(f)
-			if err != nil {
-				return nil, fmt.Errorf("%q is not a CIDR or an IP address", f)
-			}
-			a = a.Unmap()
-			p = netip.PrefixFrom(a, a.BitLen())
-		}
-		if p.Bits() == 0 {
-			return nil, fmt.Errorf("%q allows every address; list the networks your receivers are on", f)
-		}
-		out = append(out, p)
-	}
-	return out, nil
 }
 
 // ParseBackoff parses ZAPBUS_WEBHOOK_BACKOFF: comma-separated positive

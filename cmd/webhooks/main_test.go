@@ -7,23 +7,16 @@ import (
 	"net/netip"
 	"os"
 	"strings"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/startup/startuptest"
 	"github.com/zapbus/zapbus/internal/testenv"
+	"github.com/zapbus/zapbus/internal/webhook"
 )
 
 func envOf(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
-
-// engineMissing reports whether err is the contract stub's "not
-// implemented" (internal/webhook before the engine is merged): tests that
-// need deliveries skip then, saying so.
-func engineMissing(err error) bool {
-	return err != nil && strings.Contains(err.Error(), "webhook: not implemented")
-}
 
 func TestSettingsErrorsNameTheSetting(t *testing.T) {
 	with := func(kv ...string) map[string]string {
@@ -109,7 +102,7 @@ func TestSettingsDefaultsAndOverrides(t *testing.T) {
 		t.Fatalf("auto-pause off: %s, want negative (never)", s.Webhook.AutoPauseAfter)
 	}
 	want := []netip.Prefix{netip.MustParsePrefix("10.20.0.0/16"), netip.MustParsePrefix("192.168.1.20/32"), netip.MustParsePrefix("fd00::/8")}
-	if got, err := ParseAllowNets("::ffff:10.0.0.7"); err != nil || len(got) != 1 || got[0] != netip.MustParsePrefix("10.0.0.7/32") {
+	if got, err := webhook.ParseAllowNets("::ffff:10.0.0.7"); err != nil || len(got) != 1 || got[0] != netip.MustParsePrefix("10.0.0.7/32") {
 		t.Fatalf("IPv4-mapped address: %v, %v", got, err)
 	}
 	if len(s.Webhook.Policy.AllowNets) != len(want) {
@@ -136,15 +129,8 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 	env := envOf(map[string]string{"DATABASE_URL": gatedURL, "NATS_URL": natsURL, "ZAPBUS_NATS_PROVISION": "false",
 		"ZAPBUS_HTTP_ADDR": "127.0.0.1:0", "ZAPBUS_WEBHOOK_RECONCILE_INTERVAL": "200ms"})
 
-	var stub atomic.Bool
 	proc := startuptest.Start(t, "webhooks", func(ctx context.Context, out io.Writer) error {
-		err := runWith(ctx, nil, env, out, io.Discard)
-		if engineMissing(err) {
-			stub.Store(true)
-			<-ctx.Done() // keep the Proc's contract: exit only when stopped
-			return nil
-		}
-		return err
+		return runWith(ctx, nil, env, out, io.Discard)
 	})
 	base := proc.BaseURL(startuptest.LoggedHTTPAddr)
 	proc.WaitsForPostgresThenNATS(base, gate, pgAddr)
@@ -173,21 +159,11 @@ func TestRunWaitsForPostgresAndNATS(t *testing.T) {
 		proc.Alive()
 		return strings.Contains(proc.Out.String(), `"message":"delivering"`)
 	}, "the dispatcher never started after its dependencies came back:\n%s", proc.Out)
-	testenv.Eventually(t, 60*time.Second, func() bool {
-		code, _ := startuptest.Get(base + "/readyz")
-		return stub.Load() || code == http.StatusOK
-	}, "the dispatcher never became ready:\n%s", proc.Out)
-	if stub.Load() {
-		t.Skip("internal/webhook is still the contract's stub (Run: not implemented): start-up checked up to Run; readiness and shutdown once the engine is merged")
-	}
 	proc.WaitReady(base)
 	if code, body := startuptest.Get(base + "/metrics"); code != http.StatusOK || !strings.Contains(body, "go_goroutines") {
 		t.Fatalf("metrics %d:\n%s", code, body)
 	}
 	proc.Stop()
-	if stub.Load() {
-		t.Skip("internal/webhook is still the contract's stub (Run: not implemented): shutdown checked once the engine is merged")
-	}
 	if !strings.Contains(proc.Out.String(), `"message":"stopped"`) {
 		t.Fatalf("no clean stop logged:\n%s", proc.Out)
 	}

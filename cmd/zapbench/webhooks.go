@@ -176,12 +176,6 @@ func runWebhooks(ctx context.Context, env *Env, args []string) (*Result, error) 
 		}
 		return hooks >= mentorados, nil
 	})
-	if errors.Is(err, errDispatcherExited) && strings.Contains(p.out.String(), "not implemented") {
-		// The contract's stub (internal/webhook before the engine): report
-		// the baselines, measure nothing. TODO(#13): remove once merged.
-		res.Notes = append(res.Notes, "SKIPPED the dispatcher: internal/webhook is still the contract's stub (Run: not implemented)")
-		return res, nil
-	}
 	if err != nil {
 		return nil, fmt.Errorf("webhook consumers: %w: %s", err, tail(p.out.String(), 2000))
 	}

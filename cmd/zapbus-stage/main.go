@@ -8,7 +8,7 @@
 //	                           exits 1 when a check fails
 //
 // up -mentorados N also creates and pairs N mentorados with fake phones and
-// prints their tokens; -webhooks N also runs N webhook dispatchers
+// prints their tokens; -webhooks N runs N webhook dispatchers (default 1)
 // (cmd/webhooks), allowed to call http receivers on loopback.
 //
 // Flags (both): -dir DIR (work directory; default a new temporary one),
@@ -57,7 +57,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	ttl := fs.Duration("lease-ttl", defTTL, "session lease TTL")
 	level := fs.String("log-level", "info", "services' log level")
 	short := fs.Bool("short", false, "chaos: the short version (CI)")
-	hooks := fs.Int("webhooks", 0, "webhook dispatchers (cmd/webhooks) to run, allowed to call http receivers on loopback")
+	hooks := fs.Int("webhooks", 1, "webhook dispatchers (cmd/webhooks) to run, allowed to call http receivers on loopback")
 	pair := fs.Int("mentorados", 0, "up: create and pair this many mentorados with fake phones, and print their tokens")
 	if err := fs.Parse(args); err != nil {
 		return err

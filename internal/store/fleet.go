@@ -178,11 +178,6 @@ LEFT JOIN LATERAL (
 ) un ON true
 ORDER BY p.id`
 
-// likeEscape makes s a literal LIKE pattern.
-func likeEscape(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
-}
-
 // List returns a page of the fleet in id order.
 func (q FleetQueries) List(ctx context.Context, f FleetFilter) ([]FleetRow, error) {
 	query := strings.TrimSpace(f.Query)

@@ -45,10 +45,12 @@ type WebhookCreate struct {
 	Max int
 }
 
-// WebhookPatch changes the fields given. A change of EventTypes restarts
-// the endpoint's consumer from now (generation+1, start_time now): events
-// of newly added types are delivered from the change on. A change of URL
-// clears the health counters, which were about the old URL.
+// WebhookPatch changes the fields given. A change of EventTypes changes
+// the filter of the endpoint's consumer in place (the dispatcher updates
+// it; the generation stays): the position is kept, so nothing waiting for
+// a retry is skipped, and events of newly added types are delivered from
+// the consumer's current position on. A change of URL clears the health
+// counters, which were about the old URL.
 type WebhookPatch struct {
 	URL         *string
 	Description *string
@@ -163,9 +165,6 @@ UPDATE webhooks w SET
 	url = coalesce($3, w.url),
 	description = coalesce($4, w.description),
 	event_types = coalesce($5, w.event_types),
-	generation = w.generation + CASE WHEN $5::text[] IS NOT NULL AND NOT ($5 @> w.event_types AND w.event_types @> $5) THEN 1 ELSE 0 END,
-	start_time = CASE WHEN $5::text[] IS NOT NULL AND NOT ($5 @> w.event_types AND w.event_types @> $5) THEN now() ELSE w.start_time END,
-	start_seq = CASE WHEN $5::text[] IS NOT NULL AND NOT ($5 @> w.event_types AND w.event_types @> $5) THEN NULL ELSE w.start_seq END,
 	consecutive_failures = CASE WHEN $3::text IS NOT NULL AND $3 <> w.url THEN 0 ELSE w.consecutive_failures END,
 	failing_since = CASE WHEN $3::text IS NOT NULL AND $3 <> w.url THEN NULL ELSE w.failing_since END,
 	updated_at = now()

@@ -136,13 +136,12 @@ func TestWebhookAPIQueries(t *testing.T) {
 	if w.Description != "crm" || w.Generation != 1 || !w.StartTime.Equal(start) || w.ConsecutiveFailures != 5 {
 		t.Fatalf("after description %+v", w)
 	}
-	before := time.Now()
 	w, err = q.Update(ctx, &a, w1.ID, store.WebhookPatch{EventTypes: []string{"message", "lead"}})
 	if err != nil {
 		t.Fatal(err)
 	}
 	expectWebhookNotify(t, ln, w1.ID)
-	if w.Generation != 2 || w.StartTime.Before(before.Add(-time.Second)) || !slices.Equal(w.EventTypes, []string{"message", "lead"}) {
+	if w.Generation != 1 || !w.StartTime.Equal(start) || !slices.Equal(w.EventTypes, []string{"message", "lead"}) {
 		t.Fatalf("after event types %+v", w)
 	}
 	url := "https://a.example/new"
@@ -151,7 +150,7 @@ func TestWebhookAPIQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectWebhookNotify(t, ln, w1.ID)
-	if w.URL != url || w.ConsecutiveFailures != 0 || w.FailingSince != nil || w.Generation != 2 {
+	if w.URL != url || w.ConsecutiveFailures != 0 || w.FailingSince != nil || w.Generation != 1 {
 		t.Fatalf("after url %+v", w)
 	}
 
@@ -210,7 +209,7 @@ func TestWebhookAPIQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectWebhookNotify(t, ln, w1.ID)
-	if w.Generation != 3 || w.StartSeq == nil || *w.StartSeq != 102 {
+	if w.Generation != 2 || w.StartSeq == nil || *w.StartSeq != 102 {
 		t.Fatalf("after redeliver from seq %+v", w)
 	}
 	w, err = q.Redeliver(ctx, &a, w1.ID, nil, start)
@@ -218,7 +217,7 @@ func TestWebhookAPIQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	expectWebhookNotify(t, ln, w1.ID)
-	if w.Generation != 4 || w.StartSeq != nil || !w.StartTime.Equal(start) {
+	if w.Generation != 3 || w.StartSeq != nil || !w.StartTime.Equal(start) {
 		t.Fatalf("after redeliver from time %+v", w)
 	}
 

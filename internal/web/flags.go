@@ -3,7 +3,6 @@ package web
 import (
 	"flag"
 	"fmt"
-	"net/netip"
 	"strconv"
 	"strings"
 	"time"
@@ -46,21 +45,11 @@ func (c *Config) Flags(fs *flag.FlagSet, e *config.Env) {
 // refused; ZAPBUS_WEBHOOK_ALLOW_HTTP=true allows plain http:// URLs.
 func WebhookPolicyFromEnv(e *config.Env) (webhook.Policy, error) {
 	var p webhook.Policy
-	for _, s := range strings.Split(e.String("ZAPBUS_WEBHOOK_ALLOW_NETS", ""), ",") {
-		s = strings.TrimSpace(s)
-		if s == "" {
-			continue
-		}
-		pfx, err := netip.ParsePrefix(s)
-		if err != nil {
-			a, aerr := netip.ParseAddr(s)
-			if aerr != nil {
-				return p, fmt.Errorf("ZAPBUS_WEBHOOK_ALLOW_NETS: %q is not a network (CIDR) or an address", s)
-			}
-			pfx = netip.PrefixFrom(a, a.BitLen())
-		}
-		p.AllowNets = append(p.AllowNets, pfx.Masked())
+	nets, err := webhook.ParseAllowNets(e.String("ZAPBUS_WEBHOOK_ALLOW_NETS", ""))
+	if err != nil {
+		return p, fmt.Errorf("ZAPBUS_WEBHOOK_ALLOW_NETS: %w", err)
 	}
+	p.AllowNets = nets
 	if v := strings.TrimSpace(e.String("ZAPBUS_WEBHOOK_ALLOW_HTTP", "")); v != "" {
 		b, err := strconv.ParseBool(v)
 		if err != nil {

@@ -154,7 +154,7 @@ func (s *Server) assetHandler() http.Handler {
 	files := http.FileServerFS(sub)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		name := r.PathValue("file")
-		if _, err := fs.Stat(sub, name); errors.Is(err, fs.ErrNotExist) || name == "index.html" {
+		if _, err := fs.Stat(sub, name); errors.Is(err, fs.ErrNotExist) || name == "index.html" || name == "console.html" {
 			s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "no such asset"))
 			return
 		}

@@ -70,24 +70,39 @@ func blockedName(host string) bool {
 	return false
 }
 
-// ParseAllowNets parses a comma- or space-separated list of networks
-// (CIDR prefixes, or single addresses) for Policy.AllowNets.
+// ParseAllowNets parses ZAPBUS_WEBHOOK_ALLOW_NETS for Policy.AllowNets:
+// networks separated by commas or spaces, each a CIDR prefix ("10.0.0.0/8")
+// or a single address ("192.168.1.20", taken as /32 or /128; an
+// IPv4-mapped IPv6 address is its IPv4 address). Empty allows nothing
+// beyond public addresses. A prefix with host bits set ("10.1.2.3/8") is
+// refused rather than silently widened, and 0.0.0.0/0 or ::/0 is refused:
+// turning the protection off entirely is not what this setting is for.
+// The notifier (saving URLs) and the dispatcher (connecting) both parse it
+// here, so they apply one policy.
 func ParseAllowNets(s string) ([]netip.Prefix, error) {
 	var out []netip.Prefix
 	for _, f := range strings.FieldsFunc(s, func(r rune) bool { return r == ',' || r == ' ' || r == '\t' || r == '\n' }) {
+		var p netip.Prefix
 		if strings.Contains(f, "/") {
-			p, err := netip.ParsePrefix(f)
-			if err != nil {
-				return nil, fmt.Errorf("webhook: allowed network %q: %w", f, err)
+			var err error
+			if p, err = netip.ParsePrefix(f); err != nil {
+				return nil, fmt.Errorf("%q is not a CIDR (e.g. 10.0.0.0/8)", f)
 			}
-			out = append(out, p.Masked())
-			continue
+			if p != p.Masked() {
+				return nil, fmt.Errorf("%q has host bits set; did you mean %s?", f, p.Masked())
+			}
+		} else {
+			a, err := netip.ParseAddr(f)
+			if err != nil {
+				return nil, fmt.Errorf("%q is not a CIDR or an IP address", f)
+			}
+			a = a.Unmap().WithZone("")
+			p = netip.PrefixFrom(a, a.BitLen())
 		}
-		a, err := netip.ParseAddr(f)
-		if err != nil {
-			return nil, fmt.Errorf("webhook: allowed network %q: not a CIDR prefix or address", f)
+		if p.Bits() == 0 {
+			return nil, fmt.Errorf("%q allows every address; list the networks your receivers are on", f)
 		}
-		out = append(out, netip.PrefixFrom(a.Unmap(), a.Unmap().BitLen()))
+		out = append(out, p)
 	}
 	return out, nil
 }

@@ -116,7 +116,7 @@ func TestParseAllowNets(t *testing.T) {
 	if got, err := webhook.ParseAllowNets(""); err != nil || len(got) != 0 {
 		t.Fatalf("empty: %v %v", got, err)
 	}
-	for _, bad := range []string{"10.0.0.0/33", "nonsense", "10.0.0/8"} {
+	for _, bad := range []string{"10.0.0.0/33", "nonsense", "10.0.0/8", "10.1.2.3/8", "0.0.0.0/0", "::/0"} {
 		if _, err := webhook.ParseAllowNets(bad); err == nil {
 			t.Fatalf("%q accepted", bad)
 		}
