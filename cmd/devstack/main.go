@@ -237,7 +237,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
-	hooks, err := webhook.New(devWebhookConfig(), db, b, log)
+	hooks, err := webhook.New(s.devWebhookConfig(), db, b, log)
 	if err != nil {
 		return err
 	}
@@ -299,14 +299,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 // works. Never a production setting (cmd/webhooks: ZAPBUS_WEBHOOK_ALLOW_NETS).
 var devNets = []string{"127.0.0.0/8", "::1/128", "10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7"}
 
-// devWebhookConfig is the in-process dispatcher's configuration: the
-// engine's defaults, with http:// and devNets allowed.
-func devWebhookConfig() webhook.Config {
-	cfg := webhook.Config{Policy: webhook.Policy{AllowHTTP: true}, ReconcileInterval: 2 * time.Second, Name: "devstack"}
+// devWebhookPolicy is the dev stack's webhook URL policy, for the API
+// (saving a URL) and the in-process dispatcher (connecting) alike: what
+// the environment allows (ZAPBUS_WEBHOOK_ALLOW_NETS), plus http:// and
+// devNets.
+func devWebhookPolicy(env webhook.Policy) webhook.Policy {
+	p := webhook.Policy{AllowHTTP: true, AllowNets: append([]netip.Prefix(nil), env.AllowNets...), Resolver: env.Resolver}
 	for _, n := range devNets {
-		cfg.Policy.AllowNets = append(cfg.Policy.AllowNets, netip.MustParsePrefix(n))
+		p.AllowNets = append(p.AllowNets, netip.MustParsePrefix(n))
 	}
-	return cfg
+	return p
+}
+
+// devWebhookConfig is the in-process dispatcher's configuration: the
+// engine's defaults under the dev policy.
+func (s settings) devWebhookConfig() webhook.Config {
+	return webhook.Config{Policy: devWebhookPolicy(s.Web.WebhookPolicy), ReconcileInterval: 2 * time.Second, Name: "devstack"}
 }
 
 // ensureDatabase creates the database named in dsn when it does not exist.
@@ -404,5 +412,6 @@ func randomToken() string {
 func (s settings) webConfig() web.Config {
 	c := s.Web
 	c.AdminToken = s.AdminToken
+	c.WebhookPolicy = devWebhookPolicy(s.Web.WebhookPolicy)
 	return c
 }

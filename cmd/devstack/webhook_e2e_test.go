@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -10,7 +9,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/testenv"
 )
 
@@ -37,15 +35,10 @@ func TestWebhookToLocalReceiver(t *testing.T) {
 	if code := s.do("POST", "/v1/admin/mentorados", s.admin, map[string]string{"name": "Ana"}, &created); code != http.StatusCreated {
 		t.Fatalf("create mentorado: %d", code)
 	}
-	ctx := context.Background()
-	db, err := store.Open(ctx, s.dsn)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer db.Close()
-	if _, err := db.Pool.Exec(ctx, `INSERT INTO webhooks (mentorado_id, url, event_types, secret) VALUES ($1, $2, '{connection}', $3)`,
-		created.ID, recv.URL+"/hook", "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"); err != nil {
-		t.Fatal(err)
+	// Through the API: the dev stack's notifier accepts the plain-http
+	// loopback URL its dispatcher may call.
+	if code := s.do("POST", "/v1/webhooks", created.Token, map[string]any{"url": recv.URL + "/hook", "event_types": []string{"connection"}}, nil); code != http.StatusCreated {
+		t.Fatalf("create webhook: %d", code)
 	}
 	if code := s.do("POST", "/v1/whatsapp/connect", created.Token, map[string]string{"method": "qr"}, nil); code != http.StatusAccepted {
 		t.Fatalf("connect: %d", code)
