@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -27,19 +26,7 @@ import (
 // ZAPBUS_CONSOLE_SCREENSHOT=docs/console.png go test -run TestConsoleInBrowser ./internal/web
 // writes the README's screenshot.
 func TestConsoleInBrowser(t *testing.T) {
-	exe := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			exe = p
-			break
-		}
-	}
-	if exe == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no chromium on PATH")
-		}
-		t.Skip("no chromium on PATH: apt-get install chromium")
-	}
+	exe := chromiumPath(t)
 	e := newEnv(t)
 	ctx0 := context.Background()
 
@@ -96,38 +83,13 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1520, 1000))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer cancelCtx()
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	wait := func(expr string) chromedp.Action[chromedp.Void] {
-		poll := chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))
-		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			if _, err := poll(ctx, tg); err != nil {
-				return chromedp.Void{}, fmt.Errorf("waiting for %s: %w", expr, err)
-			}
-			return chromedp.Void{}, nil
-		}
-	}
+	br := newBrowser(t, exe, 1520, 1000, 90*time.Second, "body")
+	ctx, wait, step := br.ctx, br.wait, br.step
 	js := func(expr string) chromedp.Action[chromedp.Void] {
 		return chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
 			_, err := chromedp.Evaluate[bool]("(() => {"+expr+"; return true })()")(ctx, tg)
 			return err
 		})
-	}
-	step := func(name string, acts ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, acts...); err != nil {
-			html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
-			if len(html) > 4000 {
-				html = html[:4000]
-			}
-			t.Fatalf("%s: %v\n%s", name, err, html)
-		}
 	}
 	rowCount := `document.querySelectorAll("#fleet-body tr").length`
 	count := func(state string) string {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
-	"os/exec"
 	"testing"
 	"time"
 
@@ -20,19 +18,7 @@ import (
 // names its senders, the send box sends to the chat, and a history sync
 // shows as one progress line.
 func TestDashboardChatsInBrowser(t *testing.T) {
-	exe := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			exe = p
-			break
-		}
-	}
-	if exe == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no chromium on PATH")
-		}
-		t.Skip("no chromium on PATH: apt-get install chromium")
-	}
+	exe := chromiumPath(t)
 	e := newEnv(t)
 	a := e.createMentorado("Ana")
 	e.seedChatsAPI(a.ID)
@@ -47,30 +33,8 @@ func TestDashboardChatsInBrowser(t *testing.T) {
 			Timestamp: time.Now(), Status: event.MessageSent}}
 	})
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(900, 900))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer cancelCtx()
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	wait := func(expr string) chromedp.Action[chromedp.Void] {
-		poll := chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))
-		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			if _, err := poll(ctx, tg); err != nil {
-				return chromedp.Void{}, fmt.Errorf("waiting for %s: %w", expr, err)
-			}
-			return chromedp.Void{}, nil
-		}
-	}
-	step := func(name string, acts ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, acts...); err != nil {
-			html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("body")))
-			t.Fatalf("%s: %v\n%s", name, err, html)
-		}
-	}
+	br := newBrowser(t, exe, 900, 900, 60*time.Second, "body")
+	wait, step := br.wait, br.step
 	group := `document.querySelector('#conversations li[data-kind="group"]')`
 	lid := `document.querySelector('#conversations li[data-chat="` + tLID + `"]')`
 	thread := `document.getElementById("thread").textContent`

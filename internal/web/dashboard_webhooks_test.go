@@ -2,9 +2,7 @@ package web
 
 import (
 	"context"
-	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -18,19 +16,7 @@ import (
 // its state, its secret is shown once, its deliveries are listed, pause and
 // resume change its badge, and delete asks first.
 func TestDashboardWebhooksInBrowser(t *testing.T) {
-	exe := ""
-	for _, name := range []string{"chromium", "chromium-browser", "google-chrome"} {
-		if p, err := exec.LookPath(name); err == nil {
-			exe = p
-			break
-		}
-	}
-	if exe == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("no chromium on PATH")
-		}
-		t.Skip("no chromium on PATH: apt-get install chromium")
-	}
+	exe := chromiumPath(t)
 	e := newWebhookEnv(t)
 	e.fakeConnector(defaultAnswer)
 	a := e.createMentorado("Ana")
@@ -38,30 +24,8 @@ func TestDashboardWebhooksInBrowser(t *testing.T) {
 	other := e.createMentorado("Bia")
 	e.createWebhook("/v1/webhooks", other.Token, map[string]any{"url": "https://127.0.0.1:9/bia", "event_types": []string{"message"}})
 
-	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(exe), chromedp.NoSandbox, chromedp.DisableGPU,
-		chromedp.UserDataDir(t.TempDir()), chromedp.WindowSize(1000, 1200))
-	actx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
-	defer cancelAlloc()
-	ctx, cancelCtx := chromedp.NewContext(actx, chromedp.WithLogf(t.Logf))
-	defer cancelCtx()
-	ctx, cancel := context.WithTimeout(ctx, 90*time.Second)
-	defer cancel()
-	wait := func(expr string) chromedp.Action[chromedp.Void] {
-		poll := chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second))
-		return func(ctx context.Context, tg *chromedp.Target) (chromedp.Void, error) {
-			if _, err := poll(ctx, tg); err != nil {
-				return chromedp.Void{}, fmt.Errorf("waiting for %s: %w", expr, err)
-			}
-			return chromedp.Void{}, nil
-		}
-	}
-	step := func(name string, acts ...chromedp.Action[chromedp.Void]) {
-		t.Helper()
-		if err := chromedp.Do(ctx, acts...); err != nil {
-			html, _ := chromedp.Run(ctx, chromedp.OuterHTML(chromedp.CSS("#webhooks")))
-			t.Fatalf("%s: %v\n%s", name, err, html)
-		}
-	}
+	br := newBrowser(t, exe, 1000, 1200, 90*time.Second, "#webhooks")
+	ctx, wait, step := br.ctx, br.wait, br.step
 	item := `document.querySelector("#wh-list li.wh-item")`
 
 	step("sign in", chromedp.Navigate(e.srv.URL+"/"), chromedp.WaitVisible(chromedp.ID("token-input")),
