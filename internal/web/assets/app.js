@@ -1061,14 +1061,19 @@ const wh = {
   timer: null,
 };
 
+// Answers can arrive out of order (a reload after a pause still in
+// flight when the delete's reload returns): only the newest request's
+// answer is rendered, so a deleted endpoint never comes back.
 async function loadWebhooks() {
+  const seq = (wh.loadSeq = (wh.loadSeq || 0) + 1);
   let r;
   try {
     r = await api("GET", "/v1/webhooks?limit=200");
   } catch (e) {
-    showError("wh-error", e);
+    if (seq === wh.loadSeq) showError("wh-error", e);
     return;
   }
+  if (seq !== wh.loadSeq) return;
   wh.list = r.webhooks;
   for (const id of [...wh.open]) if (!wh.list.some((w) => w.id === id)) wh.open.delete(id);
   renderWebhooks();
@@ -1174,9 +1179,10 @@ function deliveryList(id) {
 async function loadDeliveries(id) {
   try {
     const r = await api("GET", "/v1/webhooks/" + id + "/deliveries?limit=20");
+    if (!wh.open.has(id)) return; // closed or deleted meanwhile
     wh.deliveries.set(id, r.deliveries);
   } catch (e) {
-    showError("wh-error", e);
+    if (wh.open.has(id)) showError("wh-error", e);
     return;
   }
   renderWebhooks();
@@ -1326,6 +1332,9 @@ document.addEventListener("DOMContentLoaded", async () => {
   $("wh-copy").addEventListener("click", copySecret);
   $("wh-secret-done").addEventListener("click", () => showSecret(""));
   $("wh-delete-dialog").addEventListener("close", () => {
+    // "close" is dispatched as a task: a cancel's event can arrive after
+    // the dialog was opened again for the next delete. It is stale then.
+    if ($("wh-delete-dialog").open) return;
     const w = wh.deleting;
     wh.deleting = null;
     if (w && $("wh-delete-dialog").returnValue === "confirm") deleteWebhook(w);
