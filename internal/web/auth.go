@@ -204,31 +204,44 @@ func (s *Server) tokenHashOf(ctx context.Context, m int64) ([]byte, error) {
 	return hash, nil
 }
 
-// issueTicket signs (mentorado, expiry) together with the current token hash.
+// issueTicket signs a stream ticket for m: valid TicketTTL, and only while
+// m's token is the one it was issued under.
 func (s *Server) issueTicket(ctx context.Context, m int64, now time.Time) (string, time.Time, error) {
-	hash, err := s.tokenHashOf(ctx, m)
-	if err != nil {
-		return "", time.Time{}, err
-	}
 	exp := now.Add(s.cfg.TicketTTL).Truncate(time.Second)
-	payload := make([]byte, 16)
-	binary.BigEndian.PutUint64(payload[:8], uint64(m))
-	binary.BigEndian.PutUint64(payload[8:], uint64(exp.Unix()))
-	mac := s.ticketMAC(payload, hash)
-	return base64.RawURLEncoding.EncodeToString(append(payload, mac...)), exp, nil
-}
-
-func (s *Server) ticketMAC(payload, tokenHash []byte) []byte {
-	h := hmac.New(sha256.New, s.cfg.TicketKey)
-	h.Write([]byte("zapbus-ticket-v1\x00"))
-	h.Write(payload)
-	h.Write(tokenHash)
-	return h.Sum(nil)
+	t, err := s.signMentorado(ctx, ticketPurpose, m, exp)
+	return t, exp, err
 }
 
 // verifyTicket returns the mentorado of a valid ticket and the hash of the
 // token it was issued with (still that mentorado's current token).
 func (s *Server) verifyTicket(ctx context.Context, t string) (int64, []byte, error) {
+	return s.verifyMentorado(ctx, ticketPurpose, t)
+}
+
+// Purposes of the credentials signed by signMentorado: one per kind, so a
+// credential of one kind never verifies as another.
+const (
+	ticketPurpose        = "zapbus-ticket-v1"
+	dashboardPassPurpose = "zapbus-dashboard-pass-v1"
+)
+
+// signMentorado signs (m, exp) for purpose, bound to m's current token
+// hash: base64url of the 16-byte payload and an HMAC-SHA256 under
+// TicketKey over the purpose, the payload and the hash. Rotating the token
+// (or disabling the mentorado) voids every credential signed before.
+func (s *Server) signMentorado(ctx context.Context, purpose string, m int64, exp time.Time) (string, error) {
+	hash, err := s.tokenHashOf(ctx, m)
+	if err != nil {
+		return "", err
+	}
+	payload := binary.BigEndian.AppendUint64(nil, uint64(m))
+	payload = binary.BigEndian.AppendUint64(payload, uint64(exp.Unix()))
+	return base64.RawURLEncoding.EncodeToString(append(payload, s.mentoradoMAC(purpose, payload, hash)...)), nil
+}
+
+// verifyMentorado returns the mentorado of a valid, unexpired credential
+// signed for purpose and its current token hash.
+func (s *Server) verifyMentorado(ctx context.Context, purpose, t string) (int64, []byte, error) {
 	raw, err := base64.RawURLEncoding.DecodeString(t)
 	if err != nil || len(raw) != 16+sha256.Size {
 		return 0, nil, errUnauthorized
@@ -243,10 +256,18 @@ func (s *Server) verifyTicket(ctx context.Context, t string) (int64, []byte, err
 	if err != nil {
 		return 0, nil, err
 	}
-	if !hmac.Equal(mac, s.ticketMAC(payload, hash)) {
+	if !hmac.Equal(mac, s.mentoradoMAC(purpose, payload, hash)) {
 		return 0, nil, errUnauthorized
 	}
 	return m, hash, nil
+}
+
+func (s *Server) mentoradoMAC(purpose string, payload, tokenHash []byte) []byte {
+	h := hmac.New(sha256.New, s.cfg.TicketKey)
+	h.Write([]byte(purpose + "\x00"))
+	h.Write(payload)
+	h.Write(tokenHash)
+	return h.Sum(nil)
 }
 
 // Credentials the operator console issues (docs/decisions/0019):
@@ -319,46 +340,18 @@ func (s *Server) adminStreamAuth(h http.HandlerFunc) http.HandlerFunc {
 	}
 }
 
-func (s *Server) dashboardPassMAC(payload, tokenHash []byte) []byte {
-	h := hmac.New(sha256.New, s.cfg.TicketKey)
-	h.Write([]byte("zapbus-dashboard-pass-v1\x00"))
-	h.Write(payload)
-	h.Write(tokenHash)
-	return h.Sum(nil)
-}
-
 // issueDashboardPass signs (mentorado, expiry) over m's current token hash.
 func (s *Server) issueDashboardPass(ctx context.Context, m int64, now time.Time) (string, time.Time, error) {
-	hash, err := s.tokenHashOf(ctx, m)
+	exp := now.Add(DashboardPassTTL).Truncate(time.Second)
+	t, err := s.signMentorado(ctx, dashboardPassPurpose, m, exp)
 	if err != nil {
 		return "", time.Time{}, err
 	}
-	exp := now.Add(DashboardPassTTL).Truncate(time.Second)
-	payload := binary.BigEndian.AppendUint64(nil, uint64(m))
-	payload = binary.BigEndian.AppendUint64(payload, uint64(exp.Unix()))
-	raw := append(payload, s.dashboardPassMAC(payload, hash)...)
-	return dashboardPassPrefix + base64.RawURLEncoding.EncodeToString(raw), exp, nil
+	return dashboardPassPrefix + t, exp, nil
 }
 
 // verifyDashboardPass returns the mentorado of a valid pass and its
 // current token hash.
 func (s *Server) verifyDashboardPass(ctx context.Context, t string) (int64, []byte, error) {
-	raw, err := base64.RawURLEncoding.DecodeString(strings.TrimPrefix(t, dashboardPassPrefix))
-	if err != nil || len(raw) != 16+sha256.Size {
-		return 0, nil, errUnauthorized
-	}
-	payload, mac := raw[:16], raw[16:]
-	m := int64(binary.BigEndian.Uint64(payload[:8]))
-	exp := time.Unix(int64(binary.BigEndian.Uint64(payload[8:])), 0)
-	if m <= 0 || time.Now().After(exp) {
-		return 0, nil, errUnauthorized
-	}
-	hash, err := s.tokenHashOf(ctx, m)
-	if err != nil {
-		return 0, nil, err
-	}
-	if !hmac.Equal(mac, s.dashboardPassMAC(payload, hash)) {
-		return 0, nil, errUnauthorized
-	}
-	return m, hash, nil
+	return s.verifyMentorado(ctx, dashboardPassPurpose, strings.TrimPrefix(t, dashboardPassPrefix))
 }

@@ -341,20 +341,8 @@ func (s *Server) handleAdminEvents(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With().Str("transport", "admin_sse").Logger()
 	log.Debug().Msg("admin stream opened")
 
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	write := func(b []byte) error {
-		_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout))
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
-	if err := write([]byte("retry: 2000\n: connected\n\n")); err != nil {
+	write, err := s.openSSE(w)
+	if err != nil {
 		return
 	}
 	ticker := time.NewTicker(s.cfg.Heartbeat)

@@ -47,20 +47,8 @@ func (s *Server) handleEvents(w http.ResponseWriter, r *http.Request) {
 	log := s.log.With().Int64("mentorado", m).Str("transport", "sse").Logger()
 	log.Debug().Uint64("last_event_id", last).Msg("stream opened")
 
-	h := w.Header()
-	h.Set("Content-Type", "text/event-stream")
-	h.Set("Cache-Control", "no-store")
-	h.Set("X-Accel-Buffering", "no")
-	w.WriteHeader(http.StatusOK)
-	rc := http.NewResponseController(w)
-	write := func(b []byte) error {
-		_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout))
-		if _, err := w.Write(b); err != nil {
-			return err
-		}
-		return rc.Flush()
-	}
-	if err := write([]byte("retry: 2000\n: connected\n\n")); err != nil {
+	write, err := s.openSSE(w)
+	if err != nil {
 		return
 	}
 	ticker := time.NewTicker(s.cfg.Heartbeat)
@@ -120,4 +108,25 @@ func encodeSSE(buf *bytes.Buffer, fr frame) {
 		buf.WriteByte('\n')
 	}
 	buf.WriteByte('\n')
+}
+
+// openSSE answers 200 with the event-stream headers and the first frame
+// (the client's retry delay), and returns the writer of later frames: each
+// write is bounded by StreamWriteTimeout and flushed. An error means the
+// client is gone.
+func (s *Server) openSSE(w http.ResponseWriter) (write func([]byte) error, err error) {
+	h := w.Header()
+	h.Set("Content-Type", "text/event-stream")
+	h.Set("Cache-Control", "no-store")
+	h.Set("X-Accel-Buffering", "no")
+	w.WriteHeader(http.StatusOK)
+	rc := http.NewResponseController(w)
+	write = func(b []byte) error {
+		_ = rc.SetWriteDeadline(time.Now().Add(s.cfg.StreamWriteTimeout))
+		if _, err := w.Write(b); err != nil {
+			return err
+		}
+		return rc.Flush()
+	}
+	return write, write([]byte("retry: 2000\n: connected\n\n"))
 }
