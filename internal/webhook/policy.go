@@ -147,8 +147,12 @@ func control(g *ssrf.Guardian) func(network, address string, _ syscall.RawConn) 
 // CheckURL validates raw as a webhook URL under the policy: syntax, scheme,
 // no credentials in it, and a host that is allowed (literal IPs are checked
 // as they are; names are resolved with ctx and every address must be
-// allowed). The error is meant for the API user: it wraps ErrBadURL,
-// ErrRefusedAddress or ErrUnresolvable.
+// allowed). A name that does not resolve now is accepted — its DNS may not
+// be set up yet, and the notifier's resolver need not be the dispatcher's —
+// because the address is checked again at every connection, which is the
+// check that counts; only names under .invalid (RFC 6761: never resolves)
+// are refused as unresolvable. The error is meant for the API user: it
+// wraps ErrBadURL, ErrRefusedAddress or ErrUnresolvable.
 func (p Policy) CheckURL(ctx context.Context, raw string) (*url.URL, error) {
 	u, err := p.parseURL(raw)
 	if err != nil {
@@ -168,10 +172,13 @@ func (p Policy) CheckURL(ctx context.Context, raw string) (*url.URL, error) {
 	}
 	addrs, err := r.LookupNetIP(ctx, "ip", host)
 	if err != nil || len(addrs) == 0 {
-		if blockedName(host) {
+		switch {
+		case blockedName(host):
 			return nil, fmt.Errorf("%w: %s", ErrRefusedAddress, host)
+		case host == "invalid" || strings.HasSuffix(strings.TrimSuffix(host, "."), ".invalid"):
+			return nil, fmt.Errorf("%w: %s", ErrUnresolvable, host)
 		}
-		return nil, fmt.Errorf("%w: %s", ErrUnresolvable, host)
+		return u, nil
 	}
 	for _, a := range addrs {
 		if err := allowed(g, a); err != nil {

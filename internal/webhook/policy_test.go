@@ -16,6 +16,10 @@ func TestCheckURL(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	strict := webhook.Policy{}
+	// A resolver with no DNS server: every lookup fails.
+	noDNS := &net.Resolver{PreferGo: true, Dial: func(context.Context, string, string) (net.Conn, error) {
+		return nil, errors.New("no DNS here")
+	}}
 	lax := webhook.Policy{AllowHTTP: true, AllowNets: []netip.Prefix{netip.MustParsePrefix("127.0.0.0/8"),
 		netip.MustParsePrefix("10.1.0.0/16"), netip.MustParsePrefix("::1/128")}}
 	cases := []struct {
@@ -56,6 +60,10 @@ func TestCheckURL(t *testing.T) {
 		{"other private net", lax, "https://10.2.0.1/hook", webhook.ErrRefusedAddress},
 		{"v6 loopback not in allowed nets", webhook.Policy{AllowNets: lax.AllowNets[:1]}, "https://[::1]:8080/", webhook.ErrRefusedAddress},
 		{"unresolvable", strict, "https://no-such-host.invalid/hook", webhook.ErrUnresolvable},
+		// Not resolvable now (no such name, or no DNS at all): accepted,
+		// the connection checks the address.
+		{"not resolvable yet", webhook.Policy{Resolver: noDNS}, "https://crm.example.com/hook", nil},
+		{"localhost without DNS", webhook.Policy{Resolver: noDNS}, "https://localhost/hook", webhook.ErrRefusedAddress},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
