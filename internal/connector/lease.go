@@ -269,6 +269,36 @@ func (c *Connector) releaseIdle(ctx context.Context, snapshot map[int64]*lease) 
 	}
 }
 
+// watchUpdates takes over the session of each lease deleted or expired,
+// until ctx ends or the watcher's channel closes. It waits on ctx too: a
+// watcher whose subscription was cut (NATS restarting) need not close its
+// channel when ctx ends, and shutdown must not hang on it.
+func (c *Connector) watchUpdates(ctx context.Context, updates <-chan jetstream.KeyValueEntry) {
+	for {
+		var e jetstream.KeyValueEntry
+		select {
+		case <-ctx.Done():
+			return
+		case u, ok := <-updates:
+			if !ok {
+				return
+			}
+			e = u
+		}
+		if e == nil {
+			continue
+		}
+		if e.Operation() != jetstream.KeyValueDelete && e.Operation() != jetstream.KeyValuePurge {
+			continue
+		}
+		var m int64
+		if _, err := fmt.Sscanf(e.Key(), "%d", &m); err != nil || m <= 0 {
+			continue
+		}
+		go c.takeOver(ctx, m)
+	}
+}
+
 // watchLoop takes over sessions whose lease was deleted or expired.
 func (c *Connector) watchLoop(ctx context.Context) {
 	for ctx.Err() == nil {
@@ -282,19 +312,7 @@ func (c *Connector) watchLoop(ctx context.Context) {
 			}
 			continue
 		}
-		for e := range w.Updates() {
-			if e == nil {
-				continue
-			}
-			if e.Operation() != jetstream.KeyValueDelete && e.Operation() != jetstream.KeyValuePurge {
-				continue
-			}
-			var m int64
-			if _, err := fmt.Sscanf(e.Key(), "%d", &m); err != nil || m <= 0 {
-				continue
-			}
-			go c.takeOver(ctx, m)
-		}
+		c.watchUpdates(ctx, w.Updates())
 		_ = w.Stop()
 	}
 }
