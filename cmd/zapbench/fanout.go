@@ -97,16 +97,12 @@ func runFanout(ctx context.Context, env *Env, args []string) (*Result, error) {
 	defer ns.stop()
 	res.Params["nats_server"] = ns.version
 
-	dsn, dropDB, err := createBenchDatabase(ctx, env.PostgresDSN, "fanout")
+	bdb, err := createDB(ctx, env.PostgresDSN, "fanout")
 	if err != nil {
 		return nil, err
 	}
-	defer dropDB()
-	db, err := store.Open(ctx, dsn)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
+	defer bdb.drop()
+	dsn, db := bdb.dsn, bdb.db
 	b, err := bus.Open(ctx, ns.url, "zapbench", bus.Config{Provision: true}, zerolog.Nop())
 	if err != nil {
 		return nil, err
@@ -710,7 +706,7 @@ type notifierProcess struct {
 	cmd  *exec.Cmd
 	addr string
 	done chan struct{}
-	log  *bytes.Buffer
+	log  *lockedBuf
 }
 
 func startNotifier(ctx context.Context, bin, dir, dsn, natsURL string) (*notifierProcess, error) {
@@ -732,8 +728,10 @@ func startNotifier(ctx context.Context, bin, dir, dsn, natsURL string) (*notifie
 		"ZAPBUS_STREAM_OPEN_RATE=off",
 		"ZAPBUS_LOG_LEVEL=warn",
 	)
-	logBuf := &bytes.Buffer{}
-	cmd.Stdout, cmd.Stderr = &syncWriter{w: logBuf}, &syncWriter{w: logBuf}
+	// One writer for both: exec copies them in one goroutine, and reads
+	// of the log (on failure) are locked against those writes.
+	logBuf := &lockedBuf{}
+	cmd.Stdout, cmd.Stderr = logBuf, logBuf
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start notifier: %w", err)
 	}
@@ -761,17 +759,6 @@ func startNotifier(ctx context.Context, bin, dir, dsn, natsURL string) (*notifie
 			return nil, errors.New("notifier not ready after 60 s")
 		}
 	}
-}
-
-type syncWriter struct {
-	mu sync.Mutex
-	w  io.Writer
-}
-
-func (s *syncWriter) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.w.Write(p)
 }
 
 func (p *notifierProcess) stop() {

@@ -160,16 +160,12 @@ func inboundRun(ctx context.Context, env *Env, p inboundParams) (*Result, error)
 		sent: map[string]time.Time{}, seen: map[string]time.Time{}, seenN: map[string]int{}, arrived: make(chan struct{}, 1)}
 
 	// Postgres: a database of our own, dropped at the end.
-	dsn, dropDB, err := createBenchDatabase(ctx, env.PostgresDSN, "inbound")
+	bdb, err := createDB(ctx, env.PostgresDSN, "inbound")
 	if err != nil {
 		return nil, err
 	}
-	defer dropDB()
-	db, err := store.Open(ctx, dsn)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
+	defer bdb.drop()
+	db := bdb.db
 	rig.db = db
 
 	// NATS: embedded, JetStream on a temporary directory.

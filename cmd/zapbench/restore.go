@@ -75,16 +75,12 @@ func runRestore(ctx context.Context, env *Env, args []string) (*Result, error) {
 	}
 	defer ns.stop()
 	res.Params["nats_server"] = ns.version
-	dsn, dropDB, err := createBenchDatabase(ctx, env.PostgresDSN, "restore")
+	bdb, err := createDB(ctx, env.PostgresDSN, "restore")
 	if err != nil {
 		return nil, err
 	}
-	defer dropDB()
-	db, err := store.Open(ctx, dsn)
-	if err != nil {
-		return nil, err
-	}
-	defer db.Close()
+	defer bdb.drop()
+	db := bdb.db
 
 	log := zerolog.New(os.Stderr).Level(zerolog.ErrorLevel).With().Timestamp().Logger()
 	fake, err := wafake.NewServer(zerolog.Nop())
