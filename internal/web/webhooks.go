@@ -2,10 +2,7 @@ package web
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"net/http"
 	"slices"
 	"strconv"
@@ -16,6 +13,7 @@ import (
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/webhook"
 )
 
 // Webhook endpoints (docs/api.md#webhooks): /v1/webhooks for a mentorado's
@@ -197,16 +195,6 @@ func webhookStoreError(err error) error {
 	return err
 }
 
-// webhookNewSecret is a Standard Webhooks secret: "whsec_" and the base64
-// of 32 random bytes.
-func webhookNewSecret() (string, error) {
-	b := make([]byte, 32)
-	if _, err := rand.Read(b); err != nil {
-		return "", fmt.Errorf("webhook secret: %w", err)
-	}
-	return "whsec_" + base64.StdEncoding.EncodeToString(b), nil
-}
-
 // webhookID is the {id} path value.
 func webhookID(r *http.Request) (int64, error) {
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
@@ -332,7 +320,7 @@ func (s *Server) webhookCreateInput(ctx context.Context, req webhookCreateReques
 			return in, err
 		}
 	}
-	if in.Secret, err = webhookNewSecret(); err != nil {
+	if in.Secret, err = webhook.NewSecret(); err != nil {
 		return in, err
 	}
 	return in, nil
@@ -384,8 +372,8 @@ func (s *Server) handleWebhookGet(w http.ResponseWriter, r *http.Request, m *int
 }
 
 // handleWebhookUpdate changes the url, event types or description given.
-// New event types restart the endpoint's consumer from now: events of the
-// added types are delivered from the change on.
+// New event types change the consumer's filter in place: its position is
+// kept (store.WebhookPatch).
 func (s *Server) handleWebhookUpdate(w http.ResponseWriter, r *http.Request, m *int64) {
 	id, err := webhookID(r)
 	if err != nil {
@@ -456,7 +444,7 @@ func (s *Server) handleWebhookRotate(w http.ResponseWriter, r *http.Request, m *
 		s.writeError(w, r, err)
 		return
 	}
-	secret, err := webhookNewSecret()
+	secret, err := webhook.NewSecret()
 	if err != nil {
 		s.writeError(w, r, err)
 		return
