@@ -79,6 +79,11 @@ var rules = []rule{
 		deny: []string{"go.mau.fi/whatsmeow", "internal/waconv", "internal/connector"},
 	},
 	{
+		name: "outbound (outbox, pacer, campaigns) never sees WhatsApp: the session gives it a Sender",
+		from: under("internal/outbound"),
+		deny: []string{"go.mau.fi/whatsmeow", "internal/waconv", "internal/connector", "internal/web", "internal/persister"},
+	},
+	{
 		name: "no production package depends on the test helpers testenv or wafake",
 		from: func(p string) bool { return p != "internal/testenv" && p != "internal/wafake" },
 		deny: []string{"internal/testenv", "internal/wafake"},

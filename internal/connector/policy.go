@@ -96,7 +96,7 @@ type Clock interface {
 }
 
 // Timer is a stoppable pending call.
-type Timer interface{ Stop() bool }
+type Timer = interface{ Stop() bool }
 
 // RealClock is the wall clock.
 type RealClock struct{}

@@ -68,6 +68,9 @@ type SendRequest struct {
 	Caption  string `json:"caption,omitempty"`
 	FileName string `json:"file_name,omitempty"`
 	ReplyTo  string `json:"reply_to,omitempty"`
+	// TTLSeconds bounds how long the send may wait in the outbox (queued)
+	// before it expires; 0 means the mentorado's default.
+	TTLSeconds int `json:"ttl_seconds,omitempty"`
 
 	// Resolved by the notifier from the stored message ReplyTo names.
 	ReplyToSender string `json:"reply_to_sender,omitempty"` // author JID of the quoted message
@@ -157,6 +160,9 @@ func (r SendRequest) Validate() *CommandError {
 	}
 	if ce := checkOptionalText("reply_to", r.ReplyTo, MaxClientIDRunes); ce != nil {
 		return ce
+	}
+	if r.TTLSeconds < 0 || r.TTLSeconds > MaxTTLSeconds {
+		return NewCommandError(CodeTTL, "ttl_seconds must be 1 to %d (or 0 for the default)", MaxTTLSeconds)
 	}
 	return CheckClientID(r.ClientID)
 }
@@ -280,7 +286,13 @@ const (
 
 	CodeInvalidChat = "invalid_chat" // chat is not a phone JID, LID or group JID
 	CodeNotInGroup  = "not_in_group" // the mentorado's number left (or is not in) the group
+
+	CodeDailyCap = "daily_cap_reached" // the mentorado's daily cap of unsolicited sends is used up
+	CodeTTL      = "invalid_ttl"       // ttl_seconds out of range
 )
+
+// MaxTTLSeconds bounds SendRequest.TTLSeconds (7 days).
+const MaxTTLSeconds = 7 * 24 * 3600
 
 // CommandError is a typed command failure.
 type CommandError struct {

@@ -43,6 +43,8 @@ const (
 	TypeHistory    Type = "history"
 	TypeLead       Type = "lead"
 	TypeWebhook    Type = "webhook"
+	TypeCampaign   Type = "campaign"
+	TypeSending    Type = "sending"
 )
 
 // registry is the one table of event types: each type with the payload it
@@ -66,6 +68,8 @@ var registry = []struct {
 	{TypeHistory, func() Payload { return new(HistoryProgress) }, EventSubject},
 	{TypeLead, func() Payload { return new(Lead) }, EventSubject},
 	{TypeWebhook, func() Payload { return new(Webhook) }, EventSubject},
+	{TypeCampaign, func() Payload { return new(Campaign) }, EventSubject},
+	{TypeSending, func() Payload { return new(Sending) }, EventSubject},
 }
 
 // Types lists every event type.

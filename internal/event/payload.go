@@ -115,6 +115,9 @@ var Kinds = []Kind{KindText, KindImage, KindVideo, KindAudio, KindPTT, KindDocum
 // MessageStatus is the delivery state of a message. Outbound messages move
 // pending → sent → delivered → read → played, never backwards; failed is
 // terminal. Inbound messages are received, then read once read on a device.
+// A send accepted while the session could not send it at once is queued
+// (the outbox), then sent, or expired (its TTL passed) or failed (e.g. the
+// user disconnected): both terminal, with StatusReason saying why.
 type MessageStatus string
 
 // Message statuses.
@@ -126,13 +129,15 @@ const (
 	MessageRead      MessageStatus = "read"
 	MessagePlayed    MessageStatus = "played"
 	MessageFailed    MessageStatus = "failed"
+	MessageQueued    MessageStatus = "queued"
+	MessageExpired   MessageStatus = "expired"
 )
 
 // Rank orders statuses; a status may only replace one of lower rank.
 // Failed outranks everything, so it is terminal.
 func (s MessageStatus) Rank() int {
 	switch s {
-	case MessagePending:
+	case MessagePending, MessageQueued:
 		return 0
 	case MessageSent, MessageReceived:
 		return 1
@@ -142,7 +147,7 @@ func (s MessageStatus) Rank() int {
 		return 3
 	case MessagePlayed:
 		return 4
-	case MessageFailed:
+	case MessageFailed, MessageExpired:
 		return 9
 	}
 	return -1
@@ -169,6 +174,11 @@ type Message struct {
 	// History is set on messages imported from the phone's history sync
 	// (the same id as if seen live: stored once either way).
 	History *History `json:"history,omitempty"`
+	// Outbound messages sent through zapbus: the client_id of the send
+	// request, the campaign that sent it, and why it failed or expired.
+	ClientID     string `json:"client_id,omitempty"`
+	CampaignID   int64  `json:"campaign_id,omitempty"`
+	StatusReason string `json:"status_reason,omitempty"`
 }
 
 // MediaKinds are the message kinds that carry a file.

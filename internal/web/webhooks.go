@@ -33,7 +33,7 @@ const (
 // webhookEventTypes are the event types an endpoint may subscribe to (QR
 // codes are not delivered: they are short-lived secrets for the dashboard).
 var webhookEventTypes = []event.Type{event.TypeMessage, event.TypeReceipt, event.TypeConnection, event.TypeContact,
-	event.TypeMedia, event.TypeGroup, event.TypeHistory, event.TypeLead, event.TypeWebhook}
+	event.TypeMedia, event.TypeGroup, event.TypeHistory, event.TypeLead, event.TypeWebhook, event.TypeCampaign, event.TypeSending}
 
 // webhookMaxStartAge is how far back a new endpoint may start (the
 // stream's retention is longer; older starts are refused rather than

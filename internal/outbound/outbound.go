@@ -1,0 +1,245 @@
+// Package outbound sends at scale without getting numbers banned (issue
+// #14, docs/decisions/0020-outbox-pacing-campaigns.md): the per-mentorado
+// durable outbox, the per-number pacer, campaigns and opt-outs.
+//
+// It knows nothing of WhatsApp: the connector session that owns a
+// mentorado runs one Worker while connected and gives it a Sender (resolve
+// a number, show typing, send with a chosen id). The notifier uses the
+// settings, pacing profiles and templates to validate API input; the
+// persister uses MatchOptOut on inbound replies.
+package outbound
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"github.com/rs/zerolog"
+	"time"
+
+	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
+)
+
+// ErrNotImplemented marks scaffold stubs; nothing returns it once #14 lands.
+var ErrNotImplemented = errors.New("outbound: not implemented")
+
+// Settings are a mentorado's sending settings: the defaults (Defaults)
+// overlaid with the mentorado's stored overrides, bounded by the
+// operator's Limits. JSON names are the API's.
+type Settings struct {
+	// Conversational sends (to someone who wrote in the last 24 h): a
+	// token bucket of ChatPerMinute tokens a minute holding ChatBurst.
+	ChatPerMinute float64 `json:"chat_per_minute"`
+	ChatBurst     int     `json:"chat_burst"`
+	// Unsolicited sends (anyone else, and every campaign message): a
+	// random gap between BulkMinGapSeconds and BulkMaxGapSeconds after the
+	// previous one, and at most DailyCap a UTC day.
+	BulkMinGapSeconds float64 `json:"bulk_min_gap_seconds"`
+	BulkMaxGapSeconds float64 `json:"bulk_max_gap_seconds"`
+	DailyCap          int     `json:"daily_cap"`
+	// Typing shows "typing…" before queued and campaign messages, for a
+	// time that grows with the text (TypingMinSeconds to TypingMaxSeconds).
+	Typing           bool    `json:"typing"`
+	TypingMinSeconds float64 `json:"typing_min_seconds"`
+	TypingMaxSeconds float64 `json:"typing_max_seconds"`
+	// PauseAfterErrors consecutive send errors pause bulk sending.
+	PauseAfterErrors int `json:"pause_after_errors"`
+	// QueueTTLSeconds is how long a queued send waits before it expires,
+	// unless the send says otherwise.
+	QueueTTLSeconds int `json:"queue_ttl_seconds"`
+	// OptOutKeywords: an inbound reply that is one of these (case,
+	// accents, surrounding spaces and punctuation ignored) opts the
+	// contact out of campaigns.
+	OptOutKeywords []string `json:"opt_out_keywords"`
+}
+
+// Limits are the operator's maxima (environment ZAPBUS_SEND_*): no
+// mentorado setting and no campaign pacing may go beyond them.
+type Limits struct {
+	MaxChatPerMinute  float64 `json:"max_chat_per_minute"`
+	MaxChatBurst      int     `json:"max_chat_burst"`
+	MinBulkGapSeconds float64 `json:"min_bulk_gap_seconds"`
+	MaxDailyCap       int     `json:"max_daily_cap"`
+	MaxQueueTTL       int     `json:"max_queue_ttl_seconds"`
+}
+
+// Defaults are the settings of a mentorado that set none (values and
+// their sources in docs/decisions/0020-outbox-pacing-campaigns.md).
+func Defaults() Settings { return Settings{} }
+
+// DefaultLimits are the operator maxima when the environment sets none.
+func DefaultLimits() Limits { return Limits{} }
+
+// LimitsFromEnv reads the operator maxima from the environment
+// (ZAPBUS_SEND_MAX_CHAT_PER_MINUTE, …; docs/operations.md), falling back
+// to DefaultLimits.
+func LimitsFromEnv(getenv func(string) string) (Limits, error) {
+	return DefaultLimits(), ErrNotImplemented
+}
+
+// FieldError is a setting or campaign field that is out of bounds; the
+// API answers 422 naming Field.
+type FieldError struct {
+	Field string
+	Msg   string
+}
+
+func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
+
+// Apply overlays a JSON merge-patch of settings on s and checks the result
+// against l (a *FieldError when out of bounds, or an unknown field).
+func (s Settings) Apply(patch json.RawMessage, l Limits) (Settings, error) {
+	return s, ErrNotImplemented
+}
+
+// Check validates s against l.
+func (s Settings) Check(l Limits) error { return ErrNotImplemented }
+
+// LoadSettings reads mentorado m's settings (Defaults overlaid with its
+// stored overrides) and whether its bulk sending is paused.
+func LoadSettings(ctx context.Context, db *store.DB, m int64) (Settings, store.SendSettingsRow, error) {
+	return Defaults(), store.SendSettingsRow{}, ErrNotImplemented
+}
+
+// Pacing is how a campaign spaces its messages: a named profile, or a
+// custom gap. Both gaps are seconds; each message waits a uniformly random
+// gap in [MinGapSeconds, MaxGapSeconds] after the previous bulk message.
+type Pacing struct {
+	Profile       string  `json:"profile,omitempty"`
+	MinGapSeconds float64 `json:"min_gap_seconds"`
+	MaxGapSeconds float64 `json:"max_gap_seconds"`
+}
+
+// Profiles are the named pacing profiles (careful, standard, fast).
+func Profiles() map[string]Pacing { return nil }
+
+// ResolvePacing reads a campaign's pacing from the API: a profile name (a
+// JSON string), a custom object, or nothing (the mentorado's bulk gap). A
+// gap below l.MinBulkGapSeconds is a *FieldError.
+func ResolvePacing(raw json.RawMessage, s Settings, l Limits) (Pacing, error) {
+	return Pacing{}, ErrNotImplemented
+}
+
+// Vars are a recipient's template variables.
+type Vars struct {
+	Name   string            // the lead's (or contact's) name
+	Phone  string            // E.164 digits
+	Fields map[string]string // the lead's custom fields
+}
+
+// CheckTemplate validates a campaign text: {{name}}, {{first_name}},
+// {{phone}} and {{field.<key>}}, each with an optional fallback
+// ({{first_name|amigo}}). An unknown variable or a malformed brace is a
+// *FieldError on field.
+func CheckTemplate(field, tmpl string) error { return ErrNotImplemented }
+
+// Render fills tmpl for one recipient (tmpl passed CheckTemplate).
+func Render(tmpl string, v Vars) string { return tmpl }
+
+// MatchOptOut reports whether an inbound text opts its sender out: the
+// whole message is one of keywords, ignoring case, accents, surrounding
+// spaces and punctuation. It returns the keyword matched.
+func MatchOptOut(keywords []string, text string) (string, bool) { return "", false }
+
+// Publisher stores an event (the connector's publish path: JetStream, with
+// the event id as Nats-Msg-Id).
+type Publisher interface {
+	Publish(ctx context.Context, env event.Envelope) error
+}
+
+// Sender is what a Worker needs from the session that owns the mentorado.
+// Implemented by the connector over the real whatsmeow client.
+type Sender interface {
+	// Resolve asks WhatsApp whether phone (normalised E.164 digits) is on
+	// WhatsApp, trying the Brazilian 9th-digit variants; it returns the
+	// chat JID to send to, or "" when the number is not on WhatsApp.
+	Resolve(ctx context.Context, phone string) (jid string, err error)
+	// Typing shows (on) or clears "typing…" in chat jid.
+	Typing(ctx context.Context, jid string, on bool) error
+	// Send sends req now with WhatsApp message id waID and publishes its
+	// message event (status sent, with meta's client and campaign ids);
+	// a *event.CommandError says why WhatsApp refused it.
+	Send(ctx context.Context, req event.SendRequest, waID string, meta SendMeta) (*event.Message, error)
+}
+
+// SendMeta is what a queued or campaign send adds to its message event.
+type SendMeta struct {
+	ClientID   string
+	CampaignID int64
+}
+
+// Clock is the time source (the connector's, so tests drive the pacer
+// with a fake clock). connector.Clock satisfies it.
+type Clock interface {
+	Now() time.Time
+	AfterFunc(d time.Duration, f func()) interface{ Stop() bool }
+}
+
+// WorkerConfig builds a Worker.
+type WorkerConfig struct {
+	DB        *store.DB
+	Mentorado int64
+	Sender    Sender
+	Publisher Publisher
+	Clock     Clock
+	Limits    Limits
+	Log       zerolog.Logger
+	// Poll is how often the worker looks for campaign and settings
+	// changes made through the API (default 2 s, on Clock).
+	Poll time.Duration
+	// Seed seeds the jitter (0: random).
+	Seed uint64
+}
+
+// Worker is one mentorado's sender while its session is connected: it
+// sends the outbox in order (chat lane, first) and runs its campaigns
+// (campaign lane) under the pacer.
+type Worker struct{ cfg WorkerConfig }
+
+// NewWorker builds the worker; Run starts it.
+func NewWorker(cfg WorkerConfig) *Worker { return &Worker{cfg: cfg} }
+
+// Run sends until ctx ends (the session disconnected or moved).
+func (w *Worker) Run(ctx context.Context) error { return ErrNotImplemented }
+
+// Wake makes Run look at the outbox now (a send was queued).
+func (w *Worker) Wake() {}
+
+// TryNow reports whether a send to chat jid may go at once, synchronously:
+// nothing queued ahead of it and a pacer token free (which it takes). An
+// unsolicited send over the daily cap is a *event.CommandError
+// (CodeDailyCap).
+func (w *Worker) TryNow(ctx context.Context, jid string) (bool, error) {
+	return false, ErrNotImplemented
+}
+
+// ObserveInbound records that chat jid wrote at time at: sends to it are
+// conversational for 24 h.
+func (w *Worker) ObserveInbound(jid string, at time.Time) {}
+
+// PauseBulk pauses mentorado m's bulk sending (a temporary ban): running
+// campaigns pause with reason, and a sending event is published.
+func (w *Worker) PauseBulk(ctx context.Context, reason string, until *time.Time) error {
+	return ErrNotImplemented
+}
+
+// Enqueue queues req for mentorado m under WhatsApp id waID (the session
+// is connecting, in backoff, paced or behind queued sends): it stores the
+// outbox row and publishes the message event with status queued. own is
+// the mentorado's own JID (the message's sender). A retried request with
+// the same client_id returns the message queued first.
+func Enqueue(ctx context.Context, db *store.DB, pub Publisher, m int64, own string, req event.SendRequest, waID string, now time.Time, s Settings) (*event.Message, error) {
+	return nil, ErrNotImplemented
+}
+
+// FailQueued fails every queued send of m at once with reason (the user
+// disconnected or logged out), publishing each failed event.
+func FailQueued(ctx context.Context, db *store.DB, pub Publisher, m int64, reason string) (int, error) {
+	return 0, ErrNotImplemented
+}
+
+// Sweep expires queued sends past their TTL, across mentorados, publishing
+// each expired event. Any number of connectors may run it.
+func Sweep(ctx context.Context, db *store.DB, pub Publisher, now time.Time) (int, error) {
+	return 0, ErrNotImplemented
+}
