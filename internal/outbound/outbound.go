@@ -217,10 +217,21 @@ func (w *Worker) TryNow(ctx context.Context, jid string) (bool, error) {
 // conversational for 24 h.
 func (w *Worker) ObserveInbound(jid string, at time.Time) {}
 
-// PauseBulk pauses mentorado m's bulk sending (a temporary ban): running
-// campaigns pause with reason, and a sending event is published.
-func (w *Worker) PauseBulk(ctx context.Context, reason string, until *time.Time) error {
+// PauseBulk pauses mentorado m's bulk sending (reason temporary_ban, with
+// until; or send_errors, with errs, the run of errors): it records the
+// pause in send_settings, pauses m's running campaigns with reason and
+// publishes a sending event. The session calls it on a temporary ban (its
+// worker is not running then); the worker calls it itself after
+// PauseAfterErrors consecutive send errors.
+func PauseBulk(ctx context.Context, db *store.DB, pub Publisher, m int64, reason string, until *time.Time, errs int, now time.Time) error {
 	return ErrNotImplemented
+}
+
+// Lookup finds mentorado m's outbox send with client id clientID: its
+// message as queued (status queued, or the final status) and its outbox
+// state; nil when there is none. A retried send checks it first.
+func Lookup(ctx context.Context, db *store.DB, m int64, clientID string) (*event.Message, string, error) {
+	return nil, "", ErrNotImplemented
 }
 
 // Enqueue queues req for mentorado m under WhatsApp id waID (the session
