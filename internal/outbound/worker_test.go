@@ -169,7 +169,7 @@ func TestTryNow(t *testing.T) {
 }
 
 // TestCampaignPacingSkipsAndCompletion: a campaign sends under its pacing
-// (gaps on the fake clock within [min, max], typing before each), skips
+// profile (gaps on the fake clock within [min, max], typing before each), skips
 // opted-out (9th-digit variant), not-on-WhatsApp and duplicate recipients,
 // and completes.
 func TestCampaignPacingSkipsAndCompletion(t *testing.T) {
@@ -179,7 +179,7 @@ func TestCampaignPacingSkipsAndCompletion(t *testing.T) {
 	h.sender.jids["5511900000004"] = ""                                                                             // not on WhatsApp
 	h.sender.jids["551187654321"] = "5511987654321@s.whatsapp.net"                                                  // the same account as 5511987654321
 	exec(t, h.db, `INSERT INTO opt_outs (mentorado_id, phone, source) VALUES ($1, '551187650005', 'keyword')`, h.m) // 5511987650005 without its 9th digit
-	pacing := Pacing{MinGapSeconds: 10, MaxGapSeconds: 30}
+	pacing := Profiles()["standard"]
 	c := addCampaign(t, h.db, h.m, event.CampaignScheduled, pacing, phones...)
 	exec(t, h.db, `UPDATE campaigns SET start_at = $2 WHERE id = $1`, c, t0.Add(time.Hour))
 	h.clock.auto(t)
@@ -197,10 +197,15 @@ func TestCampaignPacingSkipsAndCompletion(t *testing.T) {
 	if started := queryOne[time.Time](t, h.db, `SELECT started_at FROM campaigns WHERE id = $1`, c); started.Before(t0.Add(time.Hour)) {
 		t.Fatalf("started at %v", started)
 	}
+	gaps := map[time.Duration]bool{}
 	for i := 1; i < len(sends); i++ {
-		if g := secs(sends[i].at.Sub(sends[i-1].at)); g < 10 || g > 30 {
-			t.Fatalf("gap %d: %.2f s, want 10 to 30", i, g)
+		gaps[sends[i].at.Sub(sends[i-1].at)] = true
+		if g := secs(sends[i].at.Sub(sends[i-1].at)); g < pacing.MinGapSeconds || g > pacing.MaxGapSeconds {
+			t.Fatalf("gap %d: %.2f s, want %g to %g (standard)", i, g, pacing.MinGapSeconds, pacing.MaxGapSeconds)
 		}
+	}
+	if len(gaps) < 3 {
+		t.Fatalf("gaps %v: want them random, not one fixed delay", gaps)
 	}
 	typings := h.sender.typings()
 	for _, s := range sends {
