@@ -375,33 +375,39 @@ func TestErrorsFailRetryAndPause(t *testing.T) {
 }
 
 // TestPauseAndCancelBySQL: the lane stops when the API pauses or cancels a
-// campaign, and goes on after a resume.
+// campaign, and goes on after a resume. The clock freezes right after a
+// chosen delivery, so the state changes land between two items.
 func TestPauseAndCancelBySQL(t *testing.T) {
 	h := newHarness(t, `{"typing": false}`)
 	c := addCampaign(t, h.db, h.m, event.CampaignRunning, Pacing{MinGapSeconds: 10, MaxGapSeconds: 10},
 		"5511900000001", "5511900000002", "5511900000003", "5511900000004", "5511900000005")
+	h.sender.holdAt = 2
 	h.clock.auto(t)
 	h.run(h.worker(2 * time.Second))
-	h.waitFor("two sends", func() bool { return len(h.sender.delivered()) >= 2 })
+	h.waitFor("two sends", func() bool { return len(h.sender.delivered()) == 2 })
 	h.clock.hold(t)
 	exec(t, h.db, `UPDATE campaigns SET state = 'paused' WHERE id = $1`, c)
-	n := len(h.sender.delivered())
 	later := h.clock.Now().Add(10 * time.Minute)
 	h.clock.release()
 	h.waitFor("ten minutes of fake time", func() bool { return h.clock.Now().After(later) })
-	if got := len(h.sender.delivered()); got != n {
-		t.Fatalf("%d sends while paused (had %d)", got, n)
+	if got := len(h.sender.delivered()); got != 2 {
+		t.Fatalf("%d sends while paused, want 2", got)
 	}
+
+	h.clock.hold(t)
+	h.sender.mu.Lock()
+	h.sender.holdAt = 3
+	h.sender.mu.Unlock()
 	exec(t, h.db, `UPDATE campaigns SET state = 'running' WHERE id = $1`, c)
-	h.waitFor("a send after the resume", func() bool { return len(h.sender.delivered()) == n+1 })
+	h.clock.release()
+	h.waitFor("a send after the resume", func() bool { return len(h.sender.delivered()) == 3 })
 	h.clock.hold(t)
 	exec(t, h.db, `UPDATE campaigns SET state = 'cancelled' WHERE id = $1`, c)
-	n = len(h.sender.delivered())
 	later = h.clock.Now().Add(10 * time.Minute)
 	h.clock.release()
 	h.waitFor("ten more minutes", func() bool { return h.clock.Now().After(later) })
-	if got := len(h.sender.delivered()); got != n || got == 5 {
-		t.Fatalf("%d sends after the cancel (had %d)", got, n)
+	if got := len(h.sender.delivered()); got != 3 {
+		t.Fatalf("%d sends after the cancel, want 3", got)
 	}
 	if st := queryOne[string](t, h.db, `SELECT state FROM campaigns WHERE id = $1`, c); st != "cancelled" {
 		t.Fatalf("campaign %s", st)
