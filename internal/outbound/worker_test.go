@@ -413,3 +413,56 @@ func TestPauseAndCancelBySQL(t *testing.T) {
 		t.Fatalf("campaign %s", st)
 	}
 }
+
+// TestWakeSendsWithoutWaitingForThePoll: a send queued while the worker
+// sleeps goes at once on Wake, with no time passing.
+func TestWakeSendsWithoutWaitingForThePoll(t *testing.T) {
+	h := newHarness(t, `{"typing": false}`)
+	h.inbound(talker, t0.Add(-time.Hour))
+	w := h.worker(time.Hour)
+	h.run(w)
+	h.clock.hold(t) // asleep until the next poll, an hour away; nothing advances the clock
+	h.enqueue("W1", event.SendRequest{Phone: talker, Text: "w"})
+	w.Wake()
+	h.waitFor("W1 sent", func() bool { return len(h.sender.delivered()) == 1 })
+	if at := h.sender.delivered()[0].at; !at.Equal(t0) {
+		t.Fatalf("sent at %v, want at once (%v)", at, t0)
+	}
+}
+
+// TestBulkPauseHoldsCampaignsNotChats: while bulk sending is paused (a
+// temporary ban reported by the session) no campaign starts or sends, but
+// replies still go; clearing the pause publishes the resume and the
+// campaign starts.
+func TestBulkPauseHoldsCampaignsNotChats(t *testing.T) {
+	h := newHarness(t, `{"typing": false}`)
+	h.inbound(talker, t0.Add(-time.Hour))
+	until := t0.Add(time.Hour)
+	if err := PauseBulk(context.Background(), h.db, h.pub, h.m, ReasonTemporaryBan, &until, 0, t0); err != nil {
+		t.Fatal(err)
+	}
+	c := addCampaign(t, h.db, h.m, event.CampaignScheduled, Profiles()["fast"], "5511900000001", "5511900000002")
+	h.enqueue("R1", event.SendRequest{Phone: talker, Text: "reply"})
+	h.clock.auto(t)
+	h.run(h.worker(2 * time.Second))
+	h.waitFor("the reply", func() bool { return len(h.sender.delivered()) == 1 })
+	later := h.clock.Now().Add(10 * time.Minute)
+	h.waitFor("ten minutes of fake time", func() bool { return h.clock.Now().After(later) })
+	if n := len(h.sender.delivered()); n != 1 {
+		t.Fatalf("%d sends while bulk sending is paused", n)
+	}
+	if st := queryOne[string](t, h.db, `SELECT state FROM campaigns WHERE id = $1`, c); st != "scheduled" {
+		t.Fatalf("campaign %s while paused", st)
+	}
+	exec(t, h.db, `UPDATE send_settings SET bulk_paused_at = NULL, bulk_paused_reason = NULL WHERE mentorado_id = $1`, h.m)
+	h.waitFor("completed", func() bool {
+		return queryOne[string](t, h.db, `SELECT state FROM campaigns WHERE id = $1`, c) == "completed"
+	})
+	ss := h.pub.sendings(t)
+	if len(ss) != 2 || ss[0].Reason != ReasonTemporaryBan || ss[1].Bulk != event.BulkActive || ss[1].Reason != ReasonResumed {
+		t.Fatalf("sending events %+v", ss)
+	}
+	if n := len(h.sender.delivered()); n != 3 {
+		t.Fatalf("%d sends, want the reply and two campaign messages", n)
+	}
+}
