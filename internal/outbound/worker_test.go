@@ -341,7 +341,11 @@ func TestErrorsFailRetryAndPause(t *testing.T) {
 	h.sender.failAll = errors.New("server said 503")
 	h.sender.mu.Unlock()
 	c := addCampaign(t, h.db, h.m, event.CampaignRunning, Pacing{MinGapSeconds: 5, MaxGapSeconds: 5}, "5511900000001", "5511900000002")
-	h.waitFor("bulk paused", func() bool { return len(h.pub.sendings(t)) == 1 })
+	// The event is published before the pause commits: wait for both.
+	h.waitFor("bulk paused", func() bool {
+		return len(h.pub.sendings(t)) == 1 &&
+			queryOne[string](t, h.db, `SELECT state || ':' || coalesce(pause_reason, '') FROM campaigns WHERE id = $1`, c) == "paused:send_errors"
+	})
 	ss := h.pub.sendings(t)
 	if ss[0].Bulk != event.BulkPaused || ss[0].Reason != ReasonSendErrors || ss[0].Errors != 3 {
 		t.Fatalf("sending event %+v", ss[0])
