@@ -10,6 +10,16 @@
 // it (ErrNotInGroup, as whatsmeow returns), InjectGroupText delivers a
 // group message built as whatsmeow builds it.
 //
+// Sending at scale (issue #14): IsOnWhatsApp answers from a registry —
+// every number is on WhatsApp unless NotOnWhatsApp / SetRegistered(n,
+// false); SetRegistered(n, true) registers a Brazilian mobile under exactly
+// that form (the other 9th-digit form answers "out"); SetStrict(true) makes
+// only registered and Canonical numbers "in". SendChatPresence is recorded
+// (ChatStates); FailSends / FailSendsTo make the next sends fail
+// (ServerError(479) is what whatsmeow returns for the server's error ack);
+// Sent and ChatState carry At on a settable clock (SetClock) and a Seq
+// that orders them.
+//
 // It is not on the production path: the real whatsmeow client is the
 // connector's default factory.
 package sim
