@@ -33,6 +33,7 @@ type Account struct {
 	inbox       []*inboundMsg // stanzas for the client, in order
 	appState    *appStateData // nil until SetAddressBook
 	peerReqs    []*waE2E.PeerDataOperationRequestMessage
+	presence    string // the client's last <presence type>: available, unavailable
 
 	deliverMu sync.Mutex // serialises deliveries so the client sees inbox order
 }

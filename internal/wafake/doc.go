@@ -128,6 +128,8 @@
 // (Contact.ChatStates) and per account (Server.ChatStates) with its time
 // on the server's clock and its Seq, so a test can assert that typing
 // preceded a message. They are not relayed to other clients.
+// cli.SendPresence (<presence type="available"|"unavailable">) is recorded
+// too: Account.Presence.
 //
 // # Media
 //

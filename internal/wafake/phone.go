@@ -122,10 +122,34 @@ func (s *Server) handleChatState(c *conn, n *waBinary.Node) {
 	s.seq++
 	cs.At, cs.Seq = s.nowLocked(), s.seq
 	s.chatLog = append(s.chatLog, cs)
-	if u := s.lookupLocked(to, false); u != nil {
+	if u := s.lookupLocked(to, true); u != nil { // typing may come before the first message
 		u.chatStates = append(u.chatStates, cs)
 	}
 	s.notifyLocked()
+}
+
+// handlePresence records the client's own presence (cli.SendPresence:
+// <presence type="available"|"unavailable" name=…/>); subscriptions
+// (type="subscribe") are ignored. Nothing is answered.
+func (s *Server) handlePresence(c *conn, n *waBinary.Node) {
+	typ := attrString(n, "type")
+	if typ != "available" && typ != "unavailable" {
+		return
+	}
+	s.mu.Lock()
+	if c.acct != nil {
+		c.acct.presence = typ
+		s.notifyLocked()
+	}
+	s.mu.Unlock()
+}
+
+// Presence is the presence the account's client last sent
+// (cli.SendPresence): "available", "unavailable", or "" if none.
+func (a *Account) Presence() string {
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	return a.presence
 }
 
 // ChatStates returns the chat states clients sent to this contact (1:1),

@@ -308,6 +308,11 @@ func TestChatPresence(t *testing.T) {
 	bob := srv.Contact("5511988880540")
 	ctx := ctxT(t)
 
+	s.cli.Store.PushName = "Ana"
+	if err := s.cli.SendPresence(ctx, types.PresenceAvailable); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitTimeout, func() bool { return s.acct.Presence() == "available" }, "presence recorded")
 	if err := s.cli.SendChatPresence(ctx, bob.JID(), types.ChatPresenceComposing, types.ChatPresenceMediaText); err != nil {
 		t.Fatal(err)
 	}
