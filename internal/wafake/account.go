@@ -535,9 +535,10 @@ func (s *Server) handleUsync(c *conn, n *waBinary.Node) {
 			contactQuery, _ = req.GetChildByTag("contact").Content.([]byte)
 			num := strings.TrimPrefix(strings.TrimSuffix(string(contactQuery), "@"+types.LegacyUserServer), "+")
 			jid, in, u = s.contactQueryLocked(num)
-		} else {
+		} else if jid.Server != types.DefaultUserServer || !s.offWhatsAppLocked(jid.User) {
 			u = s.lookupLocked(jid, true)
 		}
+		// else: a phone number that is not on WhatsApp has no devices
 		var devices []uint16
 		var lid types.JID
 		if u != nil {

@@ -18,7 +18,9 @@ import (
 // (Received.At, ChatState.At, RefusedSend.At), so that a test driving its
 // code with a fake clock can check the gaps between messages in that
 // clock's time. nil restores the wall clock. Protocol timestamps (the "t"
-// of stanzas) stay on the wall clock.
+// of stanzas) stay on the wall clock. The fake calls now with its lock
+// held: it must not block on anything that waits for the fake (a fake
+// clock that fires its timers outside its own lock is fine).
 func (s *Server) SetClock(now func() time.Time) {
 	s.mu.Lock()
 	s.clock = now
