@@ -166,10 +166,13 @@ type leadRow struct {
 }
 
 type msgRow struct {
-	m       *event.Message // the first event of this id in the segment
-	phone   string         // counterpart phone, resolved through the LID mapping
+	// m is the first event of this id in the segment, or the sent event of
+	// a send first seen queued (adopts).
+	m       *event.Message
+	phone   string // counterpart phone, resolved through the LID mapping
 	rank    int
 	status  string
+	reason  string // status_reason of the winning status (expired, failed)
 	links   bool // may link to the counterpart's lead (settings.linksLead)
 	history bool // every event of it in the segment came from the history sync
 }
@@ -368,15 +371,19 @@ func (pl *planner) add(d decoded) {
 		k := mkey{m, p.WAID}
 		rank := p.Status.Rank()
 		if row := pl.cur.msgs[k]; row != nil {
+			if adopts(row.status, p.Status) {
+				row.m, row.phone, row.links = p, ph, set.linksLead(p)
+			}
 			if rank > row.rank {
-				row.rank, row.status = rank, string(p.Status)
+				row.rank, row.status, row.reason = rank, string(p.Status), p.StatusReason
 			}
 			if row.phone == "" {
 				row.phone = ph
 			}
 			row.history = row.history && p.History != nil
 		} else {
-			pl.cur.msgs[k] = &msgRow{m: p, phone: ph, rank: rank, status: string(p.Status), links: set.linksLead(p), history: p.History != nil}
+			pl.cur.msgs[k] = &msgRow{m: p, phone: ph, rank: rank, status: string(p.Status), reason: p.StatusReason,
+				links: set.linksLead(p), history: p.History != nil}
 		}
 		if set.createsLead(p) {
 			var l *leadRow
@@ -431,6 +438,16 @@ func (pl *planner) add(d decoded) {
 			pl.cur.media[k] = &mediaRow{rank: mediaRank(p.State), state: string(p.State), size: p.Size, err: p.Reason}
 		}
 	}
+}
+
+// adopts reports whether a message event with status st replaces the
+// routing (chat, phone, LID, lead, time) of a row still queued in the
+// outbox: the send WhatsApp took, whose number may have resolved to
+// another JID than the one queued (store.MessagesUpsertSQL does the same
+// for a stored row).
+func adopts(row string, st event.MessageStatus) bool {
+	r := st.Rank()
+	return row == string(event.MessageQueued) && r >= 1 && r <= 4
 }
 
 // participantsJSON is a group's participants as whatsapp_groups stores them.

@@ -340,6 +340,7 @@ func (s *segment) write(k mkey) store.MessageWrite {
 		Kind: string(msg.Kind), Body: msg.Text, Caption: msg.Caption,
 		ReplyToID: nullable(msg.ReplyToID), TargetID: nullable(msg.TargetID),
 		Status: r.status, StatusRank: int16(r.rank), SentAt: msg.Timestamp, History: r.history,
+		StatusReason: nullable(r.reason),
 	}
 	if md := msg.Media; md != nil {
 		w.MediaID, w.MediaMIME, w.MediaFileName = &md.ID, &md.MIME, nullable(md.FileName)
