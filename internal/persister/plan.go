@@ -173,8 +173,8 @@ type msgRow struct {
 	rank    int
 	status  string
 	reason  string // status_reason of the winning status (expired, failed)
-	links   bool // may link to the counterpart's lead (settings.linksLead)
-	history bool // every event of it in the segment came from the history sync
+	links   bool   // may link to the counterpart's lead (settings.linksLead)
+	history bool   // every event of it in the segment came from the history sync
 }
 
 // groupRow is the newest snapshot of a group in the segment.
