@@ -204,6 +204,7 @@ type Persister struct {
 	metrics *metrics
 	kick    chan struct{}    // a commit wrote lead events: flush the outbox
 	clock   func() time.Time // nil: time.Now (tests)
+	optOuts optOutCache
 
 	// Test hooks.
 	hookMu       sync.Mutex                  // beforeCommit runs in concurrent transactions

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/phone"
 )
 
@@ -51,6 +52,9 @@ type planner struct {
 	copyRows [][]any
 	lidOnly  map[mkey]bool // LIDs with LID-only rows: stored, or written earlier in the batch
 	conns    map[int64]*connRow
+	// optOutKeywords are the opt-out keywords of the batch's mentorados
+	// that have inbound texts (optouts.go).
+	optOutKeywords map[int64][]string
 	// connLog is every connection event of the batch, once per (mentorado,
 	// event id), for connection_log.
 	connLog map[mkey]connLogRow
@@ -223,6 +227,7 @@ type segment struct {
 	media        map[mkey]*mediaRow // media events
 	mediaMsgs    map[mkey]bool      // media messages: a media event may wait for them
 	targets      map[mkey]bool
+	optOuts      map[mkey]optOutRow // (mentorado, phone) → the first reply that opts it out
 	pendingKeys  map[mkey]bool
 	leadState    map[mkey]int8
 }
@@ -233,6 +238,7 @@ func newSegment() *segment {
 		contacts: map[mkey]*contactRow{}, contactNames: map[mkey]time.Time{}, groups: map[mkey]*groupRow{}, leadsPhone: map[mkey]*leadRow{}, leadsLID: map[mkey]*leadRow{},
 		msgs: map[mkey]*msgRow{}, rcpts: map[mkey]*rcptRow{},
 		media: map[mkey]*mediaRow{}, mediaMsgs: map[mkey]bool{}, targets: map[mkey]bool{}, pendingKeys: map[mkey]bool{},
+		optOuts: map[mkey]optOutRow{},
 	}
 }
 
@@ -419,6 +425,13 @@ func (pl *planner) add(d decoded) {
 		}
 		if pl.pending[k] {
 			pl.cur.pendingKeys[k] = true
+		}
+		if ph != "" && optOutCandidate(p) {
+			if kw, ok := outbound.MatchOptOut(pl.optOutKeywords[m], p.Text); ok {
+				if _, seen := pl.cur.optOuts[mkey{m, ph}]; !seen {
+					pl.cur.optOuts[mkey{m, ph}] = optOutRow{keyword: kw, waID: p.WAID}
+				}
+			}
 		}
 		if p.Media != nil {
 			pl.cur.mediaMsgs[k] = true

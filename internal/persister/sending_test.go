@@ -174,3 +174,116 @@ func TestOutboxStatuses(t *testing.T) {
 		})
 	}
 }
+
+// inMsg is mentorado m's inbound text from ph (or LID lid) in chat.
+func inMsg(t testing.TB, m int64, id, ph, lid, chat, text string, hist bool, at time.Time) event.Envelope {
+	t.Helper()
+	sender := chat
+	if ph != "" {
+		sender = ph + "@s.whatsapp.net"
+	} else if lid != "" {
+		sender = lid
+	}
+	msg := &event.Message{WAID: id, ChatJID: chat, SenderJID: sender, Phone: ph, LID: lid, Direction: event.DirectionIn,
+		Kind: event.KindText, Text: text, Timestamp: at, Status: event.MessageReceived}
+	if hist {
+		msg.History = &event.History{Sync: "recent", SyncedAt: at.Add(time.Hour)}
+	}
+	return mustEnv(t, m, event.MessageEventID(m, id), at, msg)
+}
+
+// TestOptOutKeywords: a live direct reply that is one of the mentorado's
+// opt-out keywords (the defaults, or its own) opts its sender out in the
+// transaction that stores it; partial matches, groups, history, outbound
+// messages and LID-only senders do not; the first opt-out of a phone stays;
+// a reply applied again after the opt-out was removed does not opt out
+// again; a transaction that does not commit leaves neither.
+func TestOptOutKeywords(t *testing.T) {
+	p := newTestPersister(t, 2)
+	ctx := context.Background()
+	if _, err := p.db.Pool.Exec(ctx, `INSERT INTO send_settings (mentorado_id, settings) VALUES (2, '{"opt_out_keywords":["CHEGA"]}')`); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.db.Pool.Exec(ctx, `INSERT INTO opt_outs (mentorado_id, phone, source) VALUES (1, '5511911110009', 'api')`); err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	dm := func(ph string) string { return ph + "@s.whatsapp.net" }
+	var seq uint64
+	applyBatches(t, p, &seq, []event.Envelope{
+		inMsg(t, 1, "IN1", "5511911110001", "", dm("5511911110001"), "  Sair! ", false, at),
+		inMsg(t, 1, "IN2", "5511911110002", "", dm("5511911110002"), "sair por favor", false, at),
+		inMsg(t, 1, "IN3", "5511911110003", "", "120363000000000001@g.us", "STOP", false, at),
+		inMsg(t, 1, "IN4", "5511911110004", "", dm("5511911110004"), "parar", true, at),
+		outMsg(t, "OUT5", "5511911110005", event.MessageSent, "", at), // text is not a keyword; below one that is
+		inMsg(t, 1, "IN6", "", "99887766@lid", "99887766@lid", "SAIR", false, at),
+		inMsg(t, 2, "IN7", "5511911110007", "", dm("5511911110007"), "sair", false, at),
+		inMsg(t, 2, "IN8", "5511911110008", "", dm("5511911110008"), "Chega.", false, at),
+		inMsg(t, 1, "IN9", "5511911110009", "", dm("5511911110009"), "não quero mais", false, at),
+		// Two in a row from one phone: the first stays.
+		inMsg(t, 1, "IN10", "5511911110010", "", dm("5511911110010"), "Parar", false, at),
+		inMsg(t, 1, "IN11", "5511911110010", "", dm("5511911110010"), "STOP", false, at.Add(time.Second)),
+	}, []event.Envelope{
+		inMsg(t, 1, "IN12", "5511911110010", "", dm("5511911110010"), "cancelar", false, at.Add(2*time.Second)),
+		mustEnv(t, 1, event.MessageEventID(1, "OUT13"), at, &event.Message{WAID: "OUT13", ChatJID: dm("5511911110013"),
+			SenderJID: "5511987654321@s.whatsapp.net", Phone: "5511911110013", Direction: event.DirectionOut, Kind: event.KindText,
+			Text: "SAIR", Timestamp: at, Status: event.MessageSent}),
+	})
+	optOuts := func() []string {
+		t.Helper()
+		rows, err := p.db.Pool.Query(ctx, `SELECT mentorado_id || '|' || phone || '|' || source || '|' || coalesce(keyword, '-') || '|' || coalesce(wa_message_id, '-')
+			FROM opt_outs ORDER BY mentorado_id, phone`)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer rows.Close()
+		var out []string
+		for rows.Next() {
+			var s string
+			if err := rows.Scan(&s); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, s)
+		}
+		return out
+	}
+	want := []string{
+		"1|5511911110001|keyword|SAIR|IN1",
+		"1|5511911110009|api|-|-",
+		"1|5511911110010|keyword|PARAR|IN10",
+		"2|5511911110008|keyword|CHEGA|IN8",
+	}
+	diffLines(t, "opt-outs", want, optOuts())
+
+	// Removed (an opt-in), then the same reply again (redelivery, replay):
+	// no new opt-out.
+	if _, err := p.db.Pool.Exec(ctx, `DELETE FROM opt_outs WHERE phone = '5511911110001'`); err != nil {
+		t.Fatal(err)
+	}
+	applyBatches(t, p, &seq, []event.Envelope{inMsg(t, 1, "IN1", "5511911110001", "", dm("5511911110001"), "  Sair! ", false, at)})
+	diffLines(t, "after a redelivered reply", want[1:], optOuts())
+
+	// The LID sender's phone becomes known: its next reply opts it out
+	// under the phone.
+	applyBatches(t, p, &seq, []event.Envelope{
+		mustEnv(t, 1, "contact-lid", at, &event.Contact{JID: "99887766@lid", LID: "99887766@lid", Phone: "5511911110006"}),
+		inMsg(t, 1, "IN14", "", "99887766@lid", "99887766@lid", "sair", false, at.Add(time.Minute)),
+	})
+	want = []string{"1|5511911110006|keyword|SAIR|IN14", want[1], want[2], want[3]}
+	diffLines(t, "after the LID's phone is known", want, optOuts())
+
+	// A batch that does not commit writes neither the reply nor its opt-out.
+	p.beforeCommit = func(context.Context) error { return fmt.Errorf("injected") }
+	if _, err := p.Apply(ctx, []Item{item(t, inMsg(t, 1, "IN15", "5511911110015", "", dm("5511911110015"), "stop", false, at), 1000)}); err == nil {
+		t.Fatal("apply succeeded with a failing commit hook")
+	}
+	p.beforeCommit = nil
+	var n int
+	if err := p.db.Pool.QueryRow(ctx, `SELECT (SELECT count(*) FROM whatsapp_messages WHERE wa_message_id = 'IN15') +
+		(SELECT count(*) FROM opt_outs WHERE phone = '5511911110015')`).Scan(&n); err != nil || n != 0 {
+		t.Fatalf("rolled back batch left %d rows (%v)", n, err)
+	}
+	applyBatches(t, p, &seq, []event.Envelope{inMsg(t, 1, "IN15", "5511911110015", "", dm("5511911110015"), "stop", false, at)})
+	want = []string{want[0], want[1], want[2], "1|5511911110015|keyword|STOP|IN15", want[3]}
+	diffLines(t, "after the retry", want, optOuts())
+}

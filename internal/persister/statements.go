@@ -227,6 +227,23 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 			delete(s.rcpts, k)
 		}
 	}
+	// Opt-outs by replies this segment stores for the first time: a
+	// redelivered or replayed reply does not opt its sender out again
+	// (after an opt-in through the API, say).
+	if len(s.optOuts) > 0 {
+		var ms []int64
+		var phones, kws, ids []string
+		for _, k := range sortedKeys(s.optOuts) {
+			o := s.optOuts[k]
+			if stored[mkey{k.m, o.waID}] {
+				continue
+			}
+			ms, phones, kws, ids = append(ms, k.m), append(phones, k.s), append(kws, o.keyword), append(ids, o.waID)
+		}
+		if len(ms) > 0 {
+			b.Queue(store.OptOutsSQL, ms, phones, kws, ids)
+		}
+	}
 	storedBefore := map[mkey]bool{}
 	for k := range s.mediaMsgs {
 		storedBefore[k] = stored[k]

@@ -524,3 +524,13 @@ UPDATE whatsapp_messages t SET media_state = d.state, media_size = coalesce(d.me
 WHERE t.mentorado_id = d.mentorado_id AND t.wa_message_id = d.wa_message_id AND t.media_state IS NOT NULL
 	AND d.state_rank > ` + mediaRank
 )
+
+// OptOutsSQL records contacts who opted out of campaigns by replying with
+// one of the mentorado's opt-out keywords (issue #14), in the transaction
+// that stores the reply: source keyword, the keyword matched and the
+// reply's WhatsApp id. A contact opted out already (by keyword or through
+// the API) keeps its first opt-out. Arrays: m, phone, keyword, wa id.
+const OptOutsSQL = `INSERT INTO opt_outs (mentorado_id, phone, source, keyword, wa_message_id)
+SELECT u.m, u.phone, 'keyword', u.keyword, u.id
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, phone, keyword, id)
+ON CONFLICT DO NOTHING`
