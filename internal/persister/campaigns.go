@@ -2,6 +2,7 @@ package persister
 
 import (
 	"context"
+	"errors"
 	"time"
 
 	"github.com/zapbus/zapbus/internal/event"
@@ -40,6 +41,9 @@ const (
 // the last window, publishing their changed progress. It returns how many
 // events it published.
 func (p *Persister) ReportCampaigns(ctx context.Context, window time.Duration) (int, error) {
+	if p.bus == nil {
+		return 0, errors.New("persister: reporting campaigns needs a bus")
+	}
 	n, err := p.db.ReportCampaigns(ctx, p.now().Add(-window), p.publishCampaign)
 	p.metrics.campaignEvents.Add(float64(n))
 	return n, err
@@ -76,8 +80,14 @@ func (p *Persister) campaigns(ctx context.Context) {
 		if now := time.Now(); now.Sub(lastFull) >= p.cfg.CampaignFinishedInterval {
 			window, lastFull = CampaignWindow, now
 		}
-		if n, err := p.ReportCampaigns(ctx, window); err != nil && ctx.Err() == nil {
-			p.log.Warn().Err(err).Int("published", n).Msg("campaign progress not all published; will retry")
+		// While NATS is away nothing can be published: skip the pass (and
+		// its queries) rather than time out on every tick.
+		if p.bus.Connected() {
+			if n, err := p.ReportCampaigns(ctx, window); err != nil && ctx.Err() == nil {
+				p.log.Warn().Err(err).Int("published", n).Msg("campaign progress not all published; will retry")
+			}
+		} else {
+			lastFull = time.Time{} // a full pass once it is back
 		}
 		select {
 		case <-ctx.Done():

@@ -232,3 +232,39 @@ func TestCampaignProgress(t *testing.T) {
 		t.Fatalf("old campaign published = %v (%v)", oldPublished, err)
 	}
 }
+
+// TestCampaignReporterRuns: Run reports campaigns by itself, and a state
+// change comes out as a new event.
+func TestCampaignReporterRuns(t *testing.T) {
+	db := openDB(t, 1)
+	b := newBus(t, testenv.NATS(t))
+	cfg := testConfig
+	cfg.CampaignInterval = 20 * time.Millisecond
+	p, err := New(cfg, db, b, testenv.Logger(t).Level(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	var camp int64
+	if err := db.Pool.QueryRow(ctx, `INSERT INTO campaigns (mentorado_id, name, state, message, pacing, start_at)
+		VALUES (1, 'Natal', 'scheduled', '{}', '{}', now() + interval '1 day') RETURNING id`).Scan(&camp); err != nil {
+		t.Fatal(err)
+	}
+	r := start(t, p)
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(campaignEvents(t, b)) == 1 }, "no campaign event")
+	if _, err := db.Pool.Exec(ctx, `UPDATE campaigns SET state = 'cancelled', updated_at = now(), finished_at = now() WHERE id = $1`, camp); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(campaignEvents(t, b)) == 2 }, "no event for the cancel")
+	r.stop(t)
+	evs := campaignEvents(t, b)
+	for i, want := range []event.CampaignState{event.CampaignScheduled, event.CampaignCancelled} {
+		_, pl, err := event.Decode(mustEncode(t, evs[i]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c := pl.(*event.Campaign); c.CampaignID != camp || c.State != want || c.Counts != (event.CampaignCounts{}) {
+			t.Fatalf("event %d: %+v, want %s", i, c, want)
+		}
+	}
+}
