@@ -58,7 +58,7 @@ func newMetrics() *metrics {
 	}
 	m.reg.MustRegister(m.applied, m.batchSize, m.batchSeconds, m.dlq, m.transient, m.lag, m.leadEvents, m.campaignEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, t := range []string{"connection", "message", "receipt", "contact", "media", "group", "history", "lead"} {
+	for _, t := range []string{"connection", "message", "receipt", "contact", "media", "group", "history", "lead", "campaign", "sending"} {
 		m.applied.WithLabelValues(t)
 	}
 	return m

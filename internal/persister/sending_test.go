@@ -287,3 +287,26 @@ func TestOptOutKeywords(t *testing.T) {
 	want = []string{want[0], want[1], want[2], "1|5511911110015|keyword|STOP|IN15", want[3]}
 	diffLines(t, "after the retry", want, optOuts())
 }
+
+// TestCampaignAndSendingEventsAcked: the persister consumes every event
+// type, its own campaign events and the connector's sending events
+// included: they apply (nothing to write) and are never poison.
+func TestCampaignAndSendingEventsAcked(t *testing.T) {
+	p := newTestPersister(t, 1)
+	at := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	c := &event.Campaign{CampaignID: 7, Name: "Black Friday", State: event.CampaignRunning, Counts: event.CampaignCounts{Total: 2, Pending: 1, Sent: 1}}
+	s := &event.Sending{Bulk: event.BulkPaused, Reason: "temporary_ban"}
+	items := []Item{
+		item(t, mustEnv(t, 1, event.CampaignEventID(1, c), at, c), 1),
+		item(t, mustEnv(t, 1, event.SendingEventID(1, event.BulkPaused, at), at, s), 2),
+	}
+	poison, err := p.Apply(context.Background(), items)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range poison {
+		if e != nil {
+			t.Fatalf("event %d poison: %v", i, e)
+		}
+	}
+}
