@@ -130,19 +130,34 @@ func TestOutboxStatuses(t *testing.T) {
 		}
 	})
 
-	t.Run("a receipt that raised the queued row first keeps the queued routing", func(t *testing.T) {
-		id := "3EB0EARLY"
-		q := outMsg(t, id, queuedTo, event.MessageQueued, "", queuedAt)
-		s := outMsg(t, id, sentTo, event.MessageSent, "", sentAt)
-		rc := mustEnv(t, 1, "rc-early", sentAt, &event.Receipt{MessageIDs: []string{id}, ChatJID: sentTo + "@s.whatsapp.net", Kind: event.ReceiptDelivered, Timestamp: sentAt})
-		// The receipt finds the queued row: it may raise it (WhatsApp took
-		// the message), and the sent event still brings its routing.
-		applyBatches(t, p, &seq, []event.Envelope{q}, []event.Envelope{rc}, []event.Envelope{s})
-		got := msgState(t, p, id)
-		if want := fmt.Sprintf("delivered/2|-|%s@s.whatsapp.net|%s|%s@s.whatsapp.net|%s|%d", queuedTo, queuedTo, queuedTo, queuedTo, queuedAt.Unix()); got != want {
-			// Documented limit: a receipt that raised the queued row first
-			// leaves the queued routing (it is no longer queued).
-			t.Fatalf("got  %s\nwant %s", got, want)
+	t.Run("a receipt before the sent event waits for it", func(t *testing.T) {
+		for i, batches := range [][][]event.Envelope{nil, nil, nil} {
+			id := fmt.Sprintf("3EB0EARLY%d", i)
+			q := outMsg(t, id, queuedTo, event.MessageQueued, "", queuedAt)
+			s := outMsg(t, id, sentTo, event.MessageSent, "", sentAt)
+			rc := mustEnv(t, 1, "rc-"+id, sentAt, &event.Receipt{MessageIDs: []string{id}, ChatJID: sentTo + "@s.whatsapp.net", Kind: event.ReceiptDelivered, Timestamp: sentAt})
+			switch i {
+			case 0: // three batches
+				batches = [][]event.Envelope{{q}, {rc}, {s}}
+			case 1: // queued and the receipt in one batch
+				batches = [][]event.Envelope{{q, rc}, {s}}
+			case 2: // then the queued event again with the sent one
+				batches = [][]event.Envelope{{q}, {rc, q}, {q, s}}
+			}
+			applyBatches(t, p, &seq, batches[:len(batches)-1]...)
+			wantQueued := fmt.Sprintf("queued/0|-|%s@s.whatsapp.net|%s|%s@s.whatsapp.net|%s|%d", queuedTo, queuedTo, queuedTo, queuedTo, queuedAt.Unix())
+			if got := msgState(t, p, id); got != wantQueued {
+				t.Fatalf("order %d before the sent event: got  %s\nwant %s", i, got, wantQueued)
+			}
+			applyBatches(t, p, &seq, batches[len(batches)-1])
+			want := fmt.Sprintf("delivered/2|-|%s@s.whatsapp.net|%s|%s@s.whatsapp.net|%s|%d", sentTo, sentTo, sentTo, sentTo, sentAt.Unix())
+			if got := msgState(t, p, id); got != want {
+				t.Fatalf("order %d: got  %s\nwant %s", i, got, want)
+			}
+			var pending int
+			if err := p.db.Pool.QueryRow(ctx, `SELECT count(*) FROM whatsapp_pending_receipts WHERE wa_message_id = $1`, id).Scan(&pending); err != nil || pending != 0 {
+				t.Fatalf("order %d: %d pending receipts left (%v)", i, pending, err)
+			}
 		}
 	})
 

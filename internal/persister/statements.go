@@ -218,9 +218,11 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 	// A receipt for a message this segment writes is folded into the
 	// message's row, which is then written once: status only moves up in
 	// rank, so the row ends as the insert followed by the receipt's update
-	// would leave it, without a second row version.
+	// would leave it, without a second row version. A receipt for a
+	// message still queued in the segment waits for its sent event
+	// instead (store.PendingReceiptsSQL).
 	for k, r := range s.rcpts {
-		if row := s.msgs[k]; row != nil {
+		if row := s.msgs[k]; row != nil && row.status != string(event.MessageQueued) {
 			if r.rank > row.rank {
 				row.rank, row.status = r.rank, r.status
 			}

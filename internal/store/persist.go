@@ -424,12 +424,16 @@ func CopyMessages(ctx context.Context, tx pgx.Tx, rows [][]any) error {
 
 // Receipts: status only moves up in rank. A receipt for a message not
 // stored yet waits in whatsapp_pending_receipts and is applied (and
-// removed) when the message lands.
+// removed) when the message lands. A message still queued in the outbox
+// (issue #14) counts as not landed: its receipt (which can only come
+// after WhatsApp took it) waits for the sent event, so the row first takes
+// the sent event's routing (MessagesUpsertSQL), then the receipt.
 const (
 	ApplyPendingSQL = `WITH k AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
 d AS (
 	DELETE FROM whatsapp_pending_receipts p USING k
 	WHERE p.mentorado_id = k.m AND p.wa_message_id = k.id
+		AND NOT EXISTS (SELECT 1 FROM whatsapp_messages q WHERE q.mentorado_id = k.m AND q.wa_message_id = k.id AND q.status = 'queued')
 	RETURNING p.mentorado_id, p.wa_message_id, p.status, p.status_rank
 )
 UPDATE whatsapp_messages t SET status = d.status, status_rank = d.status_rank, updated_at = now() FROM d
@@ -437,12 +441,12 @@ WHERE t.mentorado_id = d.mentorado_id AND t.wa_message_id = d.wa_message_id AND 
 
 	ReceiptsSQL = `UPDATE whatsapp_messages t SET status = u.status, status_rank = u.rank, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[]) AS u(m, id, status, rank)
-WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id AND u.rank > t.status_rank`
+WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id AND u.rank > t.status_rank AND t.status <> 'queued'`
 
 	PendingReceiptsSQL = `INSERT INTO whatsapp_pending_receipts AS p (mentorado_id, wa_message_id, status, status_rank)
 SELECT u.m, u.id, u.status, u.rank
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[]) AS u(m, id, status, rank)
-WHERE NOT EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id)
+WHERE NOT EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id AND t.status <> 'queued')
 ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET status = excluded.status, status_rank = excluded.status_rank
 WHERE excluded.status_rank > p.status_rank`
 )
