@@ -109,6 +109,7 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&s.Persister.MaxWait, "max-wait", dur("ZAPBUS_PERSISTER_MAX_WAIT", 500*time.Millisecond), "how long a fetch waits to fill a batch (ZAPBUS_PERSISTER_MAX_WAIT)")
 	fs.DurationVar(&s.Persister.AckWait, "ack-wait", dur("ZAPBUS_PERSISTER_ACK_WAIT", persister.DefaultAckWait), "redelivery after this long without an ack, e.g. when a persister died mid-batch (ZAPBUS_PERSISTER_ACK_WAIT)")
 	fs.DurationVar(&s.Persister.OutboxInterval, "outbox-interval", dur("ZAPBUS_PERSISTER_OUTBOX_INTERVAL", persister.DefaultOutboxInterval), "how often lead events left unpublished (a crash, NATS down) are published again (ZAPBUS_PERSISTER_OUTBOX_INTERVAL)")
+	fs.DurationVar(&s.Persister.CampaignInterval, "campaign-interval", dur("ZAPBUS_PERSISTER_CAMPAIGN_INTERVAL", persister.DefaultCampaignInterval), "how often campaign progress events are published for changed campaigns (ZAPBUS_PERSISTER_CAMPAIGN_INTERVAL)")
 	fs.IntVar(&s.Persister.Partitions, "partitions", integer("ZAPBUS_PERSISTER_PARTITIONS", persister.DefaultPartitions), "concurrent transactions per batch, split by mentorado (ZAPBUS_PERSISTER_PARTITIONS)")
 	fs.StringVar(&s.Persister.Consumer, "consumer", str("ZAPBUS_PERSISTER_CONSUMER", "persister"), "durable consumer name (ZAPBUS_PERSISTER_CONSUMER)")
 	level := fs.String("log-level", str("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
@@ -150,6 +151,8 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_ACK_WAIT: %s, want 1s to 1h", s.Persister.AckWait)
 	case s.Persister.OutboxInterval < time.Second || s.Persister.OutboxInterval > time.Hour:
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_OUTBOX_INTERVAL: %s, want 1s to 1h", s.Persister.OutboxInterval)
+	case s.Persister.CampaignInterval < 100*time.Millisecond || s.Persister.CampaignInterval > time.Minute:
+		return s, fmt.Errorf("ZAPBUS_PERSISTER_CAMPAIGN_INTERVAL: %s, want 100ms to 1m", s.Persister.CampaignInterval)
 	case s.Persister.Partitions < 1 || s.Persister.Partitions > 64:
 		return s, fmt.Errorf("ZAPBUS_PERSISTER_PARTITIONS: %d, want 1 to 64", s.Persister.Partitions)
 	case s.Persister.Consumer == "" || strings.ContainsAny(s.Persister.Consumer, ".*> \t"):

@@ -39,6 +39,7 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 		{base, []string{"replay", "--since", "1h", "--wait", "0s"}, "--wait"},
 		{base, []string{"-consumer", "a.b"}, "ZAPBUS_PERSISTER_CONSUMER"},
 		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_PERSISTER_OUTBOX_INTERVAL": "10ms"}, nil, "ZAPBUS_PERSISTER_OUTBOX_INTERVAL"},
+		{map[string]string{"DATABASE_URL": "postgres://x/y", "ZAPBUS_PERSISTER_CAMPAIGN_INTERVAL": "10ms"}, nil, "ZAPBUS_PERSISTER_CAMPAIGN_INTERVAL"},
 		{base, []string{"replay"}, "--since"},
 		{base, []string{"replay", "--since", "1h", "--from-seq", "3"}, "--since"},
 		{base, []string{"rewind"}, "unknown command"},
@@ -55,7 +56,7 @@ func TestSettingsErrorsNameTheSetting(t *testing.T) {
 	}
 	s, err = loadSettings(nil, envOf(base), io.Discard)
 	if err != nil || s.HTTPAddr != DefaultHTTPAddr || s.Persister.Batch != persister.DefaultBatch || s.Persister.AckWait != persister.DefaultAckWait ||
-		s.Persister.OutboxInterval != persister.DefaultOutboxInterval {
+		s.Persister.OutboxInterval != persister.DefaultOutboxInterval || s.Persister.CampaignInterval != persister.DefaultCampaignInterval {
 		t.Fatalf("defaults %+v, %v", s, err)
 	}
 }

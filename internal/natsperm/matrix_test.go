@@ -505,6 +505,15 @@ func TestPermissionMatrix(t *testing.T) {
 		_, err = pers.Publish(ctx, env)
 		return err
 	})
+	m.allow("persister", "publish a campaign progress event (wa.1.evt.campaign, its reporter)", func(ctx context.Context) error {
+		c := &event.Campaign{CampaignID: 7, Name: "Black Friday", State: event.CampaignRunning, Counts: event.CampaignCounts{Total: 3, Pending: 2, Sent: 1}}
+		env, err := event.New(1, event.CampaignEventID(1, c), time.Now(), c)
+		if err != nil {
+			return err
+		}
+		_, err = pers.Publish(ctx, env)
+		return err
+	})
 	m.allow("persister", "replay: ordered consumer over WA_EVENTS", func(ctx context.Context) error {
 		return fetchOne(ctx, pers, jetstream.OrderedConsumerConfig{
 			FilterSubjects: []string{event.EventsWildcard},
@@ -1058,6 +1067,9 @@ func TestPermissionMatrix(t *testing.T) {
 	m.deny("connector", "publish a forged live event (live.wa.2.evt.message)", forged("live.wa.2.evt.message"))
 	m.deny("persister", "publish a forged event (wa.2.evt.message)", forged("wa.2.evt.message"))
 	m.deny("persister", "publish a forged group event (wa.2.evt.group)", forged("wa.2.evt.group"))
+	m.deny("persister", "publish a forged sending event (wa.2.evt.sending)", forged("wa.2.evt.sending"))
+	m.deny("persister", "publish a forged receipt (wa.2.evt.receipt)", forged("wa.2.evt.receipt"))
+	m.deny("persister", "publish under the campaign subject's prefix (wa.2.evt.campaign.x)", forged("wa.2.evt.campaign.x"))
 	m.deny("notifier", "publish a forged event (wa.2.evt.message)", forged("wa.2.evt.message"))
 	m.deny("notifier", "publish a forged QR (wa.2.qr)", forged("wa.2.qr"))
 	m.deny("backend", "publish a command (wa.2.cmd.send)", forged("wa.2.cmd.send"))

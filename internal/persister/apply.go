@@ -228,6 +228,7 @@ func (p *Persister) applyDecoded(ctx context.Context, evs []decoded, poison []er
 // it wrote to *leads once committed.
 func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error, leads *int) error {
 	wrote := 0
+	keywords := p.optOutKeywords(ctx, evs)
 	err := p.db.InTx(ctx, func(tx pgx.Tx) error {
 		wrote = 0
 		var lk lookup
@@ -237,6 +238,7 @@ func (p *Persister) tx(ctx context.Context, evs []decoded, poison []error, leads
 		b := &pgx.Batch{}
 		lk.queue(b)
 		pl := newPlanner(&lk)
+		pl.optOutKeywords = keywords
 		err := lk.read(ctx, tx.SendBatch(ctx, b), pl)
 		if err != nil {
 			return err

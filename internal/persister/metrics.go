@@ -14,6 +14,8 @@ type metrics struct {
 	transient    prometheus.Counter
 	lag          prometheus.Gauge
 	leadEvents   prometheus.Counter
+	// campaignEvents counts campaign progress events published.
+	campaignEvents prometheus.Counter
 }
 
 func newMetrics() *metrics {
@@ -49,10 +51,14 @@ func newMetrics() *metrics {
 			Name: "zapbus_persister_lead_events_published_total",
 			Help: "Lead events published from the outbox (lead_events).",
 		}),
+		campaignEvents: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "zapbus_persister_campaign_events_published_total",
+			Help: "Campaign progress events published (a campaign's state, reason or counts changed).",
+		}),
 	}
-	m.reg.MustRegister(m.applied, m.batchSize, m.batchSeconds, m.dlq, m.transient, m.lag, m.leadEvents,
+	m.reg.MustRegister(m.applied, m.batchSize, m.batchSeconds, m.dlq, m.transient, m.lag, m.leadEvents, m.campaignEvents,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	for _, t := range []string{"connection", "message", "receipt", "contact", "media", "group", "history", "lead"} {
+	for _, t := range []string{"connection", "message", "receipt", "contact", "media", "group", "history", "lead", "campaign", "sending"} {
 		m.applied.WithLabelValues(t)
 	}
 	return m

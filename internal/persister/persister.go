@@ -104,6 +104,12 @@ type Config struct {
 	// crash between a commit and its publish, NATS down) are published
 	// again (default 30 s); a commit that wrote some publishes at once.
 	OutboxInterval time.Duration
+	// CampaignInterval is how often the campaign progress reporter looks
+	// for changed campaigns (default 1 s; campaigns.go), and
+	// CampaignFinishedInterval how often it also looks at campaigns that
+	// finished in the last 48 h (default 15 s).
+	CampaignInterval         time.Duration
+	CampaignFinishedInterval time.Duration
 }
 
 // WithDefaults fills zero values.
@@ -134,6 +140,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.Partitions == 0 {
 		c.Partitions = DefaultPartitions
+	}
+	if c.CampaignInterval == 0 {
+		c.CampaignInterval = DefaultCampaignInterval
+	}
+	if c.CampaignFinishedInterval == 0 {
+		c.CampaignFinishedInterval = max(DefaultCampaignFinishedInterval, c.CampaignInterval)
 	}
 	return c
 }
@@ -175,6 +187,10 @@ func (c Config) Validate() error {
 		return fmt.Errorf("persister: partitions %d: want 1 to 64", c.Partitions)
 	case c.OutboxInterval < 0:
 		return fmt.Errorf("persister: outbox interval %s is negative", c.OutboxInterval)
+	case c.CampaignInterval < 10*time.Millisecond || c.CampaignInterval > time.Hour:
+		return fmt.Errorf("persister: campaign interval %s: want 10ms to 1h", c.CampaignInterval)
+	case c.CampaignFinishedInterval < c.CampaignInterval:
+		return fmt.Errorf("persister: campaign finished interval %s below the campaign interval %s", c.CampaignFinishedInterval, c.CampaignInterval)
 	}
 	return nil
 }
@@ -186,7 +202,9 @@ type Persister struct {
 	bus     *bus.Bus
 	log     zerolog.Logger
 	metrics *metrics
-	kick    chan struct{} // a commit wrote lead events: flush the outbox
+	kick    chan struct{}    // a commit wrote lead events: flush the outbox
+	clock   func() time.Time // nil: time.Now (tests)
+	optOuts optOutCache
 
 	// Test hooks.
 	hookMu       sync.Mutex                  // beforeCommit runs in concurrent transactions
@@ -265,9 +283,12 @@ func (p *Persister) Run(ctx context.Context) error {
 	octx, stopOutbox := context.WithCancel(ctx)
 	outboxDone := make(chan struct{})
 	go func() { defer close(outboxDone); p.outbox(octx) }()
+	campaignsDone := make(chan struct{})
+	go func() { defer close(campaignsDone); p.campaigns(octx) }()
 	err = p.consume(ctx, cons)
 	stopOutbox()
 	<-outboxDone
+	<-campaignsDone
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		return nil
 	}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/phone"
 )
 
@@ -51,6 +52,9 @@ type planner struct {
 	copyRows [][]any
 	lidOnly  map[mkey]bool // LIDs with LID-only rows: stored, or written earlier in the batch
 	conns    map[int64]*connRow
+	// optOutKeywords are the opt-out keywords of the batch's mentorados
+	// that have inbound texts (optouts.go).
+	optOutKeywords map[int64][]string
 	// connLog is every connection event of the batch, once per (mentorado,
 	// event id), for connection_log.
 	connLog map[mkey]connLogRow
@@ -166,12 +170,15 @@ type leadRow struct {
 }
 
 type msgRow struct {
-	m       *event.Message // the first event of this id in the segment
-	phone   string         // counterpart phone, resolved through the LID mapping
+	// m is the first event of this id in the segment, or the sent event of
+	// a send first seen queued (adopts).
+	m       *event.Message
+	phone   string // counterpart phone, resolved through the LID mapping
 	rank    int
 	status  string
-	links   bool // may link to the counterpart's lead (settings.linksLead)
-	history bool // every event of it in the segment came from the history sync
+	reason  string // status_reason of the winning status (expired, failed)
+	links   bool   // may link to the counterpart's lead (settings.linksLead)
+	history bool   // every event of it in the segment came from the history sync
 }
 
 // groupRow is the newest snapshot of a group in the segment.
@@ -220,6 +227,7 @@ type segment struct {
 	media        map[mkey]*mediaRow // media events
 	mediaMsgs    map[mkey]bool      // media messages: a media event may wait for them
 	targets      map[mkey]bool
+	optOuts      map[mkey]optOutRow // (mentorado, phone) → the first reply that opts it out
 	pendingKeys  map[mkey]bool
 	leadState    map[mkey]int8
 }
@@ -230,6 +238,7 @@ func newSegment() *segment {
 		contacts: map[mkey]*contactRow{}, contactNames: map[mkey]time.Time{}, groups: map[mkey]*groupRow{}, leadsPhone: map[mkey]*leadRow{}, leadsLID: map[mkey]*leadRow{},
 		msgs: map[mkey]*msgRow{}, rcpts: map[mkey]*rcptRow{},
 		media: map[mkey]*mediaRow{}, mediaMsgs: map[mkey]bool{}, targets: map[mkey]bool{}, pendingKeys: map[mkey]bool{},
+		optOuts: map[mkey]optOutRow{},
 	}
 }
 
@@ -368,15 +377,19 @@ func (pl *planner) add(d decoded) {
 		k := mkey{m, p.WAID}
 		rank := p.Status.Rank()
 		if row := pl.cur.msgs[k]; row != nil {
+			if adopts(row.status, p.Status) {
+				row.m, row.phone, row.links = p, ph, set.linksLead(p)
+			}
 			if rank > row.rank {
-				row.rank, row.status = rank, string(p.Status)
+				row.rank, row.status, row.reason = rank, string(p.Status), p.StatusReason
 			}
 			if row.phone == "" {
 				row.phone = ph
 			}
 			row.history = row.history && p.History != nil
 		} else {
-			pl.cur.msgs[k] = &msgRow{m: p, phone: ph, rank: rank, status: string(p.Status), links: set.linksLead(p), history: p.History != nil}
+			pl.cur.msgs[k] = &msgRow{m: p, phone: ph, rank: rank, status: string(p.Status), reason: p.StatusReason,
+				links: set.linksLead(p), history: p.History != nil}
 		}
 		if set.createsLead(p) {
 			var l *leadRow
@@ -413,6 +426,13 @@ func (pl *planner) add(d decoded) {
 		if pl.pending[k] {
 			pl.cur.pendingKeys[k] = true
 		}
+		if ph != "" && optOutCandidate(p) {
+			if kw, ok := outbound.MatchOptOut(pl.optOutKeywords[m], p.Text); ok {
+				if _, seen := pl.cur.optOuts[mkey{m, ph}]; !seen {
+					pl.cur.optOuts[mkey{m, ph}] = optOutRow{keyword: kw, waID: p.WAID}
+				}
+			}
+		}
 		if p.Media != nil {
 			pl.cur.mediaMsgs[k] = true
 		}
@@ -431,6 +451,16 @@ func (pl *planner) add(d decoded) {
 			pl.cur.media[k] = &mediaRow{rank: mediaRank(p.State), state: string(p.State), size: p.Size, err: p.Reason}
 		}
 	}
+}
+
+// adopts reports whether a message event with status st replaces the
+// routing (chat, phone, LID, lead, time) of a row still queued in the
+// outbox: the send WhatsApp took, whose number may have resolved to
+// another JID than the one queued (store.MessagesUpsertSQL does the same
+// for a stored row).
+func adopts(row string, st event.MessageStatus) bool {
+	r := st.Rank()
+	return row == string(event.MessageQueued) && r >= 1 && r <= 4
 }
 
 // participantsJSON is a group's participants as whatsapp_groups stores them.

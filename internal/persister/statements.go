@@ -218,13 +218,32 @@ func (s *segment) queue(b *pgx.Batch, pl *planner) {
 	// A receipt for a message this segment writes is folded into the
 	// message's row, which is then written once: status only moves up in
 	// rank, so the row ends as the insert followed by the receipt's update
-	// would leave it, without a second row version.
+	// would leave it, without a second row version. A receipt for a
+	// message still queued in the segment waits for its sent event
+	// instead (store.PendingReceiptsSQL).
 	for k, r := range s.rcpts {
-		if row := s.msgs[k]; row != nil {
+		if row := s.msgs[k]; row != nil && row.status != string(event.MessageQueued) {
 			if r.rank > row.rank {
 				row.rank, row.status = r.rank, r.status
 			}
 			delete(s.rcpts, k)
+		}
+	}
+	// Opt-outs by replies this segment stores for the first time: a
+	// redelivered or replayed reply does not opt its sender out again
+	// (after an opt-in through the API, say).
+	if len(s.optOuts) > 0 {
+		var ms []int64
+		var phones, kws, ids []string
+		for _, k := range sortedKeys(s.optOuts) {
+			o := s.optOuts[k]
+			if stored[mkey{k.m, o.waID}] {
+				continue
+			}
+			ms, phones, kws, ids = append(ms, k.m), append(phones, k.s), append(kws, o.keyword), append(ids, o.waID)
+		}
+		if len(ms) > 0 {
+			b.Queue(store.OptOutsSQL, ms, phones, kws, ids)
 		}
 	}
 	storedBefore := map[mkey]bool{}
@@ -340,6 +359,7 @@ func (s *segment) write(k mkey) store.MessageWrite {
 		Kind: string(msg.Kind), Body: msg.Text, Caption: msg.Caption,
 		ReplyToID: nullable(msg.ReplyToID), TargetID: nullable(msg.TargetID),
 		Status: r.status, StatusRank: int16(r.rank), SentAt: msg.Timestamp, History: r.history,
+		StatusReason: nullable(r.reason),
 	}
 	if md := msg.Media; md != nil {
 		w.MediaID, w.MediaMIME, w.MediaFileName = &md.ID, &md.MIME, nullable(md.FileName)

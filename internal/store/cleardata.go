@@ -10,6 +10,9 @@ import (
 // Cleared counts what ClearWhatsAppData deleted.
 type Cleared struct {
 	Messages, Contacts, Leads int64
+	// Outbox counts the sends that were waiting in the outbox (issue #14),
+	// OptOuts the opt-outs that inbound replies had made (source keyword).
+	Outbox, OptOuts int64
 }
 
 // ClearWhatsAppData deletes mentorado m's WhatsApp data in one transaction
@@ -18,6 +21,19 @@ type Cleared struct {
 // the persister's private tables (pending receipts and media events, LID
 // mappings) and the groups' snapshots, whose rows would otherwise outlive
 // the messages they describe.
+//
+// Sending (issue #14): the outbox goes too (sends still waiting would
+// otherwise go out after the clear and reappear in an empty thread; they
+// end without an event, their queued rows are deleted with the other
+// messages), and so do the opt-outs that inbound replies made (source
+// keyword: derived from the deleted messages; those made through the API
+// stay, like the CRM's leads). Campaigns and their recipients stay: the
+// API created them, they are the record of what was sent to whom, and a
+// recipient's wa_message_id is what keeps a resend after a crash from
+// sending twice. Their messages are gone, so a sent recipient counts as
+// sent but no longer as delivered or read (nor failed, for a message that
+// failed after it was sent). The daily send counters and the sending
+// settings stay: clearing data must not reset the daily cap.
 func (db *DB) ClearWhatsAppData(ctx context.Context, m int64) (Cleared, error) {
 	var out Cleared
 	err := db.WithMentoradoLock(ctx, m, func(tx pgx.Tx) error {
@@ -46,6 +62,14 @@ func (db *DB) ClearWhatsAppData(ctx context.Context, m int64) (Cleared, error) {
 			return fmt.Errorf("delete leads: %w", err)
 		}
 		out.Leads = tag.RowsAffected()
+		if tag, err = tx.Exec(ctx, `DELETE FROM outbox WHERE mentorado_id = $1`, m); err != nil {
+			return fmt.Errorf("delete outbox: %w", err)
+		}
+		out.Outbox = tag.RowsAffected()
+		if tag, err = tx.Exec(ctx, `DELETE FROM opt_outs WHERE mentorado_id = $1 AND source = 'keyword'`, m); err != nil {
+			return fmt.Errorf("delete opt-outs: %w", err)
+		}
+		out.OptOuts = tag.RowsAffected()
 		return nil
 	})
 	return out, err

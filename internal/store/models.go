@@ -119,6 +119,10 @@ type Message struct {
 	MediaThumbnail []byte  `bun:"media_thumbnail"`
 	MediaState     *string `bun:"media_state"`
 	MediaError     *string `bun:"media_error"`
+
+	// StatusReason says why an outbound message expired or failed (the
+	// outbox, issue #14; the persister writes it).
+	StatusReason *string `bun:"status_reason"`
 }
 
 // PendingReceipt is a receipt that arrived before its message

@@ -247,7 +247,7 @@ var messageColumns = []struct{ name, typ string }{
 	{"status", "text"}, {"status_rank", "smallint"}, {"lead_id", "bigint"}, {"sent_at", "timestamptz"},
 	{"media_id", "text"}, {"media_mime", "text"}, {"media_size", "bigint"}, {"media_file_name", "text"},
 	{"media_seconds", "integer"}, {"media_width", "integer"}, {"media_height", "integer"}, {"media_round", "boolean"},
-	{"media_thumbnail", "bytea"}, {"media_state", "text"}, {"history", "boolean"},
+	{"media_thumbnail", "bytea"}, {"media_state", "text"}, {"history", "boolean"}, {"status_reason", "text"},
 }
 
 // MessageColumns are the whatsapp_messages columns the persister writes, in
@@ -266,7 +266,7 @@ var MessageColumns = func() []string {
 //
 //	INSERT INTO whatsapp_messages AS t (mentorado_id, …, history)
 //	SELECT u.mentorado_id, …, coalesce(u.lead_id, <the lead of u.phone, else of u.lid>), …, u.history
-//	FROM unnest($1::bigint[], …, $28::boolean[]) AS u(mentorado_id, …, history)
+//	FROM unnest($1::bigint[], …, $29::text[]) AS u(mentorado_id, …, status_reason)
 var MessagesInsertSQL = func() string {
 	var cols, sel, params strings.Builder
 	for i, c := range messageColumns {
@@ -294,23 +294,39 @@ var MessagesInsertSQL = func() string {
 }()
 
 // MessagesUpsertSQL is MessagesInsertSQL for messages that may be stored
-// already: status only moves up, a missing phone or lead is filled. The
-// content, media metadata and media_state stay: a redelivered or replayed
-// message never moves its file back to pending. A message seen live and in
-// the history sync is one row, history only while every copy was history:
-// live wins, whatever the order.
+// already: status only moves up (with the status_reason of the status that
+// wins: why a send expired or failed), a missing phone or lead is filled.
+// The content, media metadata and media_state stay: a redelivered or
+// replayed message never moves its file back to pending. A message seen
+// live and in the history sync is one row, history only while every copy
+// was history: live wins, whatever the order.
+//
+// An outbound message still queued (the outbox, issue #14) that is now
+// sent takes the sent event's routing (outboxAdopt): chat_jid, phone, LID
+// (so chat), lead and sent_at, since the number may have resolved to
+// another JID when it was sent (the Brazilian 9th digit) and the thread
+// orders by when it went out. A queued event applied after its sent one
+// (redelivery) changes nothing: rank 0 never wins.
 var MessagesUpsertSQL = MessagesInsertSQL + `
 ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET
 	status = CASE WHEN excluded.status_rank > t.status_rank THEN excluded.status ELSE t.status END,
 	status_rank = greatest(t.status_rank, excluded.status_rank),
-	phone = coalesce(t.phone, excluded.phone),
-	lead_id = coalesce(t.lead_id, excluded.lead_id),
+	status_reason = CASE WHEN excluded.status_rank > t.status_rank THEN excluded.status_reason ELSE t.status_reason END,
+	chat_jid = CASE WHEN ` + outboxAdopt + ` THEN excluded.chat_jid ELSE t.chat_jid END,
+	phone = CASE WHEN ` + outboxAdopt + ` THEN excluded.phone ELSE coalesce(t.phone, excluded.phone) END,
+	lid = CASE WHEN ` + outboxAdopt + ` THEN excluded.lid ELSE t.lid END,
+	lead_id = CASE WHEN ` + outboxAdopt + ` THEN excluded.lead_id ELSE coalesce(t.lead_id, excluded.lead_id) END,
+	sent_at = CASE WHEN ` + outboxAdopt + ` THEN excluded.sent_at ELSE t.sent_at END,
 	history = t.history AND excluded.history,
 	updated_at = now()
 WHERE excluded.status_rank > t.status_rank
 	OR (t.phone IS NULL AND excluded.phone IS NOT NULL)
 	OR (t.lead_id IS NULL AND excluded.lead_id IS NOT NULL)
 	OR (t.history AND NOT excluded.history)`
+
+// outboxAdopt is true when the stored row t is a queued send and the
+// proposed row is one WhatsApp took (sent, delivered, read, played).
+const outboxAdopt = `(t.status = 'queued' AND excluded.status_rank BETWEEN 1 AND 4)`
 
 // MessageWrite is one whatsapp_messages row as the persister writes it.
 type MessageWrite struct {
@@ -330,7 +346,8 @@ type MessageWrite struct {
 	MediaSeconds, MediaWidth, MediaHeight         *int32
 	MediaRound                                    bool
 	MediaThumbnail                                []byte
-	History                                       bool // from the phone's history sync
+	History                                       bool    // from the phone's history sync
+	StatusReason                                  *string // why an outbound message expired or failed
 }
 
 // Values is w as a COPY row of MessageColumns.
@@ -338,7 +355,7 @@ func (w *MessageWrite) Values() []any {
 	return []any{w.MentoradoID, w.WAMessageID, w.ChatJID, w.SenderJID, w.Phone, w.LID, w.PushName, w.Direction,
 		w.Kind, w.Body, w.Caption, w.ReplyToID, w.TargetID, w.Status, w.StatusRank, w.LeadID, w.SentAt,
 		w.MediaID, w.MediaMIME, w.MediaSize, w.MediaFileName, w.MediaSeconds, w.MediaWidth, w.MediaHeight,
-		w.MediaRound, w.MediaThumbnail, w.MediaState, w.History}
+		w.MediaRound, w.MediaThumbnail, w.MediaState, w.History, w.StatusReason}
 }
 
 // MessageArrays collects MessageWrites as the parallel arrays that
@@ -354,6 +371,7 @@ type MessageArrays struct {
 	leads                                 []*int64
 	sent                                  []time.Time
 	mediaIDs, mimes, fileNames, states    []*string
+	reasons                               []*string
 	sizes                                 []*int64
 	seconds, widths, heights              []*int32
 	rounds, histories                     []bool
@@ -370,7 +388,7 @@ func NewMessageArrays(n int) *MessageArrays {
 		ranks: make([]int16, 0, n), leads: make([]*int64, 0, n), sent: make([]time.Time, 0, n),
 		mediaIDs: make([]*string, 0, n), mimes: make([]*string, 0, n), fileNames: make([]*string, 0, n), states: make([]*string, 0, n),
 		sizes: make([]*int64, 0, n), seconds: make([]*int32, 0, n), widths: make([]*int32, 0, n), heights: make([]*int32, 0, n),
-		rounds: make([]bool, 0, n), thumbs: make([][]byte, 0, n), histories: make([]bool, 0, n),
+		rounds: make([]bool, 0, n), thumbs: make([][]byte, 0, n), histories: make([]bool, 0, n), reasons: make([]*string, 0, n),
 	}
 }
 
@@ -384,7 +402,7 @@ func (a *MessageArrays) Add(w *MessageWrite) {
 	a.mediaIDs, a.mimes, a.sizes, a.fileNames = append(a.mediaIDs, w.MediaID), append(a.mimes, w.MediaMIME), append(a.sizes, w.MediaSize), append(a.fileNames, w.MediaFileName)
 	a.seconds, a.widths, a.heights = append(a.seconds, w.MediaSeconds), append(a.widths, w.MediaWidth), append(a.heights, w.MediaHeight)
 	a.rounds, a.thumbs, a.states = append(a.rounds, w.MediaRound), append(a.thumbs, w.MediaThumbnail), append(a.states, w.MediaState)
-	a.histories = append(a.histories, w.History)
+	a.histories, a.reasons = append(a.histories, w.History), append(a.reasons, w.StatusReason)
 }
 
 // Len is the number of messages added.
@@ -394,7 +412,7 @@ func (a *MessageArrays) Len() int { return len(a.ms) }
 func (a *MessageArrays) Args() []any {
 	return []any{a.ms, a.ids, a.chats, a.senders, a.phones, a.lids, a.pushes, a.dirs,
 		a.kinds, a.bodies, a.captions, a.replies, a.targets, a.statuses, a.ranks, a.leads, a.sent,
-		a.mediaIDs, a.mimes, a.sizes, a.fileNames, a.seconds, a.widths, a.heights, a.rounds, a.thumbs, a.states, a.histories}
+		a.mediaIDs, a.mimes, a.sizes, a.fileNames, a.seconds, a.widths, a.heights, a.rounds, a.thumbs, a.states, a.histories, a.reasons}
 }
 
 // CopyMessages copies rows (MessageWrite.Values) into whatsapp_messages
@@ -406,12 +424,16 @@ func CopyMessages(ctx context.Context, tx pgx.Tx, rows [][]any) error {
 
 // Receipts: status only moves up in rank. A receipt for a message not
 // stored yet waits in whatsapp_pending_receipts and is applied (and
-// removed) when the message lands.
+// removed) when the message lands. A message still queued in the outbox
+// (issue #14) counts as not landed: its receipt (which can only come
+// after WhatsApp took it) waits for the sent event, so the row first takes
+// the sent event's routing (MessagesUpsertSQL), then the receipt.
 const (
 	ApplyPendingSQL = `WITH k AS (SELECT * FROM unnest($1::bigint[], $2::text[]) AS k(m, id)),
 d AS (
 	DELETE FROM whatsapp_pending_receipts p USING k
 	WHERE p.mentorado_id = k.m AND p.wa_message_id = k.id
+		AND NOT EXISTS (SELECT 1 FROM whatsapp_messages q WHERE q.mentorado_id = k.m AND q.wa_message_id = k.id AND q.status = 'queued')
 	RETURNING p.mentorado_id, p.wa_message_id, p.status, p.status_rank
 )
 UPDATE whatsapp_messages t SET status = d.status, status_rank = d.status_rank, updated_at = now() FROM d
@@ -419,12 +441,12 @@ WHERE t.mentorado_id = d.mentorado_id AND t.wa_message_id = d.wa_message_id AND 
 
 	ReceiptsSQL = `UPDATE whatsapp_messages t SET status = u.status, status_rank = u.rank, updated_at = now()
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[]) AS u(m, id, status, rank)
-WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id AND u.rank > t.status_rank`
+WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id AND u.rank > t.status_rank AND t.status <> 'queued'`
 
 	PendingReceiptsSQL = `INSERT INTO whatsapp_pending_receipts AS p (mentorado_id, wa_message_id, status, status_rank)
 SELECT u.m, u.id, u.status, u.rank
 FROM unnest($1::bigint[], $2::text[], $3::text[], $4::smallint[]) AS u(m, id, status, rank)
-WHERE NOT EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id)
+WHERE NOT EXISTS (SELECT 1 FROM whatsapp_messages t WHERE t.mentorado_id = u.m AND t.wa_message_id = u.id AND t.status <> 'queued')
 ON CONFLICT (mentorado_id, wa_message_id) DO UPDATE SET status = excluded.status, status_rank = excluded.status_rank
 WHERE excluded.status_rank > p.status_rank`
 )
@@ -506,3 +528,13 @@ UPDATE whatsapp_messages t SET media_state = d.state, media_size = coalesce(d.me
 WHERE t.mentorado_id = d.mentorado_id AND t.wa_message_id = d.wa_message_id AND t.media_state IS NOT NULL
 	AND d.state_rank > ` + mediaRank
 )
+
+// OptOutsSQL records contacts who opted out of campaigns by replying with
+// one of the mentorado's opt-out keywords (issue #14), in the transaction
+// that stores the reply: source keyword, the keyword matched and the
+// reply's WhatsApp id. A contact opted out already (by keyword or through
+// the API) keeps its first opt-out. Arrays: m, phone, keyword, wa id.
+const OptOutsSQL = `INSERT INTO opt_outs (mentorado_id, phone, source, keyword, wa_message_id)
+SELECT u.m, u.phone, 'keyword', u.keyword, u.id
+FROM unnest($1::bigint[], $2::text[], $3::text[], $4::text[]) AS u(m, phone, keyword, id)
+ON CONFLICT DO NOTHING`
