@@ -64,7 +64,7 @@ func commandError(ce *event.CommandError) *apiError {
 		ae.Status = http.StatusConflict
 	case event.CodeNotOnWhatsApp:
 		ae.Status = http.StatusUnprocessableEntity
-	case event.CodeInvalidPhone, event.CodeTextTooLong, event.CodeBadRequest, event.CodeInvalidChat:
+	case event.CodeInvalidPhone, event.CodeTextTooLong, event.CodeBadRequest, event.CodeInvalidChat, event.CodeTTL:
 		ae.Status = http.StatusBadRequest
 	case event.CodeMediaNotFound, event.CodeMessageUnknown:
 		ae.Status = http.StatusNotFound
@@ -76,6 +76,8 @@ func commandError(ce *event.CommandError) *apiError {
 		ae.Status = http.StatusConflict
 	case event.CodeNotOwner, event.CodeUnavailable:
 		ae.Status, ae.RetryAfter = http.StatusServiceUnavailable, 1
+	case event.CodeDailyCap: // the mentorado's daily cap of unsolicited sends (issue #14)
+		ae.Status = http.StatusTooManyRequests
 	case event.CodeUnknown: // the mentorado was deleted after authenticating
 		ae.Status = http.StatusNotFound
 	case event.CodeDisabled: // the mentorado was disabled after authenticating
