@@ -11,10 +11,10 @@ package outbound
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"github.com/rs/zerolog"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/store"
@@ -63,20 +63,6 @@ type Limits struct {
 	MaxQueueTTL       int     `json:"max_queue_ttl_seconds"`
 }
 
-// Defaults are the settings of a mentorado that set none (values and
-// their sources in docs/decisions/0020-outbox-pacing-campaigns.md).
-func Defaults() Settings { return Settings{} }
-
-// DefaultLimits are the operator maxima when the environment sets none.
-func DefaultLimits() Limits { return Limits{} }
-
-// LimitsFromEnv reads the operator maxima from the environment
-// (ZAPBUS_SEND_MAX_CHAT_PER_MINUTE, …; docs/operations.md), falling back
-// to DefaultLimits.
-func LimitsFromEnv(getenv func(string) string) (Limits, error) {
-	return DefaultLimits(), ErrNotImplemented
-}
-
 // FieldError is a setting or campaign field that is out of bounds; the
 // API answers 422 naming Field.
 type FieldError struct {
@@ -85,21 +71,6 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
-
-// Apply overlays a JSON merge-patch of settings on s and checks the result
-// against l (a *FieldError when out of bounds, or an unknown field).
-func (s Settings) Apply(patch json.RawMessage, l Limits) (Settings, error) {
-	return s, ErrNotImplemented
-}
-
-// Check validates s against l.
-func (s Settings) Check(l Limits) error { return ErrNotImplemented }
-
-// LoadSettings reads mentorado m's settings (Defaults overlaid with its
-// stored overrides) and whether its bulk sending is paused.
-func LoadSettings(ctx context.Context, db *store.DB, m int64) (Settings, store.SendSettingsRow, error) {
-	return Defaults(), store.SendSettingsRow{}, ErrNotImplemented
-}
 
 // Pacing is how a campaign spaces its messages: a named profile, or a
 // custom gap. Both gaps are seconds; each message waits a uniformly random
@@ -110,36 +81,12 @@ type Pacing struct {
 	MaxGapSeconds float64 `json:"max_gap_seconds"`
 }
 
-// Profiles are the named pacing profiles (careful, standard, fast).
-func Profiles() map[string]Pacing { return nil }
-
-// ResolvePacing reads a campaign's pacing from the API: a profile name (a
-// JSON string), a custom object, or nothing (the mentorado's bulk gap). A
-// gap below l.MinBulkGapSeconds is a *FieldError.
-func ResolvePacing(raw json.RawMessage, s Settings, l Limits) (Pacing, error) {
-	return Pacing{}, ErrNotImplemented
-}
-
 // Vars are a recipient's template variables.
 type Vars struct {
 	Name   string            // the lead's (or contact's) name
 	Phone  string            // E.164 digits
 	Fields map[string]string // the lead's custom fields
 }
-
-// CheckTemplate validates a campaign text: {{name}}, {{first_name}},
-// {{phone}} and {{field.<key>}}, each with an optional fallback
-// ({{first_name|amigo}}). An unknown variable or a malformed brace is a
-// *FieldError on field.
-func CheckTemplate(field, tmpl string) error { return ErrNotImplemented }
-
-// Render fills tmpl for one recipient (tmpl passed CheckTemplate).
-func Render(tmpl string, v Vars) string { return tmpl }
-
-// MatchOptOut reports whether an inbound text opts its sender out: the
-// whole message is one of keywords, ignoring case, accents, surrounding
-// spaces and punctuation. It returns the keyword matched.
-func MatchOptOut(keywords []string, text string) (string, bool) { return "", false }
 
 // Publisher stores an event (the connector's publish path: JetStream, with
 // the event id as Nats-Msg-Id).
