@@ -1,7 +1,6 @@
 package web
 
 import (
-	"bytes"
 	"encoding/json"
 	"net/http"
 	"net/url"
@@ -80,36 +79,14 @@ func (s *Server) handleGetSending(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, out)
 }
 
-// sendingMergePatch applies a JSON merge-patch (RFC 7386) of settings to
-// the stored overrides: a value replaces the override, null removes it
-// (back to the default).
-func sendingMergePatch(stored, patch map[string]json.RawMessage) map[string]json.RawMessage {
-	out := make(map[string]json.RawMessage, len(stored)+len(patch))
-	for k, v := range stored {
-		out[k] = v
-	}
-	for k, v := range patch {
-		if bytes.Equal(bytes.TrimSpace(v), []byte("null")) {
-			delete(out, k)
-			continue
-		}
-		out[k] = v
-	}
-	return out
-}
-
 // handlePatchSending changes the mentorado's settings by a merge-patch:
 // 200 with the state as GET shows it, 422 invalid_field naming a setting
 // that is unknown or beyond the operator's limits.
 func (s *Server) handlePatchSending(w http.ResponseWriter, r *http.Request) {
 	m := mustMentorado(r)
-	var patch map[string]json.RawMessage
+	var patch json.RawMessage
 	if err := s.decodeJSON(w, r, &patch); err != nil {
 		s.writeError(w, r, err)
-		return
-	}
-	if patch == nil {
-		s.writeError(w, r, errorf(http.StatusBadRequest, codeBadJSON, "the body must be a JSON object"))
 		return
 	}
 	row, err := s.db.SendSettings(r.Context(), m)
@@ -117,21 +94,10 @@ func (s *Server) handlePatchSending(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, err)
 		return
 	}
-	stored := map[string]json.RawMessage{}
-	if len(row.Settings) > 0 {
-		if err := json.Unmarshal(row.Settings, &stored); err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-	}
-	merged, err := json.Marshal(sendingMergePatch(stored, patch))
-	if err != nil {
-		s.writeError(w, r, err)
-		return
-	}
 	// The overrides over the defaults, as LoadSettings will read them,
 	// must pass the operator's limits.
-	if _, err := outbound.Defaults().Apply(merged, s.cfg.SendLimits); err != nil {
+	merged, _, err := outbound.PatchOverrides(row.Settings, patch, s.cfg.SendLimits)
+	if err != nil {
 		s.writeCampaignError(w, r, err)
 		return
 	}
