@@ -559,3 +559,39 @@ func (e *testEnv) seedCampaignTenant(b tenant) {
 		}
 	}
 }
+
+// FuzzCampaignLeadFilter: any JSON object is an accepted lead filter or a
+// 422 naming a field under recipients.lead_filter; any list of phones is
+// normalised E.164 digits without duplicates, or a 422 listing bad ones.
+func FuzzCampaignLeadFilter(f *testing.F) {
+	for _, s := range []string{`{}`, `{"tag":["a","b"],"status":"new"}`, `{"nope":1}`, `{"q":"%_"}`, `{"created_after":"2026-01-01"}`,
+		`{"tag":7}`, `{"phone":"+55 11 98888-0001"}`, `{"":"x"}`} {
+		f.Add(s, "5511988880001,+55 (11) 98888-0001,12")
+	}
+	f.Fuzz(func(t *testing.T, raw, phones string) {
+		var m map[string]json.RawMessage
+		if json.Unmarshal([]byte(raw), &m) == nil && m != nil {
+			if _, err := campaignLeadFilter(m); err != nil {
+				fe, ok := err.(*leadFieldError)
+				if !ok || !strings.HasPrefix(fe.Field, "recipients.lead_filter") || (fe.Code != codeInvalidField && fe.Code != codeUnknownParameter) {
+					t.Fatalf("%q: error %#v", raw, err)
+				}
+			}
+		}
+		out, err := campaignPhones(strings.Split(phones, ","))
+		if err != nil {
+			le, ok := err.(*campaignListError)
+			if !ok || le.Field != "recipients.phones" || len(le.Invalid) == 0 || len(le.Invalid) > campaignMaxListed {
+				t.Fatalf("%q: error %#v", phones, err)
+			}
+			return
+		}
+		seen := map[string]bool{}
+		for _, p := range out {
+			if seen[p] || p == "" || strings.Trim(p, "0123456789") != "" {
+				t.Fatalf("%q: phones %v", phones, out)
+			}
+			seen[p] = true
+		}
+	})
+}
