@@ -2,6 +2,7 @@ package web
 
 import (
 	"encoding/json"
+	"flag"
 	"fmt"
 	"net/http"
 	"slices"
@@ -9,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/testenv"
 )
@@ -594,4 +596,42 @@ func FuzzCampaignLeadFilter(f *testing.F) {
 			seen[p] = true
 		}
 	})
+}
+
+// TestSendLimitsFromEnv: the operator's maxima come from ZAPBUS_SEND_*
+// through Flags (a bad value is an error naming the variable) and bound
+// what the API accepts: a pacing profile under the minimum gap, a setting
+// over a maximum, a send TTL over the queue maximum.
+func TestSendLimitsFromEnv(t *testing.T) {
+	env := func(kv map[string]string) (Config, error) {
+		var c Config
+		c.AdminToken = testAdminToken
+		c.Flags(flag.NewFlagSet("notifier", flag.ContinueOnError), config.NewEnv(func(k string) string { return kv[k] }))
+		return c, c.Validate()
+	}
+	c, err := env(map[string]string{"ZAPBUS_SEND_MIN_BULK_GAP_SECONDS": "10", "ZAPBUS_SEND_MAX_DAILY_CAP": "300", "ZAPBUS_SEND_MAX_QUEUE_TTL_SECONDS": "60"})
+	if err != nil || c.SendLimits.MinBulkGapSeconds != 10 || c.SendLimits.MaxDailyCap != 300 || c.SendLimits.MaxQueueTTL != 60 {
+		t.Fatalf("limits %+v (%v)", c.SendLimits, err)
+	}
+	if _, err := env(map[string]string{"ZAPBUS_SEND_MAX_DAILY_CAP": "lots"}); err == nil || !strings.Contains(err.Error(), "ZAPBUS_SEND_MAX_DAILY_CAP") {
+		t.Fatalf("bad limit: %v", err)
+	}
+
+	e := newEnv(t, func(cfg *Config) { cfg.SendLimits = c.SendLimits })
+	a := e.createMentorado("Ana")
+	e.fakeConnector(defaultAnswer)
+	body := map[string]any{"name": "x", "message": map[string]any{"text": "oi"}, "recipients": map[string]any{"phones": []string{"5511988880001"}}, "pacing": "fast"}
+	var ce campaignError
+	e.expect(e.do("POST", "/v1/campaigns", a.Token, body), 422).json(t, &ce)
+	if ce.Error.Field != "pacing" || !strings.Contains(ce.Error.Message, "10") {
+		t.Fatalf("fast under a 10 s minimum: %+v", ce.Error)
+	}
+	body["pacing"] = "standard"
+	e.expect(e.do("POST", "/v1/campaigns", a.Token, body), 201)
+	e.expect(e.do("PATCH", "/v1/sending", a.Token, `{"daily_cap": 301}`), 422)
+	e.expect(e.do("PATCH", "/v1/sending", a.Token, `{"daily_cap": 300, "queue_ttl_seconds": 60}`), 200)
+	if code := e.expect(e.do("POST", "/v1/messages", a.Token, map[string]any{"phone": "5511988880001", "text": "oi", "ttl_seconds": 61}), 400).errorCode(t); code != event.CodeTTL {
+		t.Fatalf("ttl over the queue maximum: %s", code)
+	}
+	e.expect(e.do("POST", "/v1/messages", a.Token, map[string]any{"phone": "5511988880001", "text": "oi", "ttl_seconds": 60}), 201)
 }
