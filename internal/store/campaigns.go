@@ -341,17 +341,22 @@ const (
 
 // ResumeBulk clears mentorado m's bulk pause and resumes the campaigns the
 // system paused (reason temporary_ban or send_errors), in one transaction.
-// It returns whether bulk sending was paused and the campaigns resumed.
-func (q CampaignQueries) ResumeBulk(ctx context.Context, m int64, now time.Time) (bool, []int64, error) {
-	var was bool
+// It returns when the pause it ended began (nil when bulk sending was not
+// paused) and the campaigns resumed.
+func (q CampaignQueries) ResumeBulk(ctx context.Context, m int64, now time.Time) (*time.Time, []int64, error) {
+	var pausedAt *time.Time
 	var ids []int64
 	err := q.db.InTx(ctx, func(tx pgx.Tx) error {
-		tag, err := tx.Exec(ctx, `UPDATE send_settings SET bulk_paused_at = NULL, bulk_paused_reason = NULL, updated_at = $2
-			WHERE mentorado_id = $1 AND bulk_paused_at IS NOT NULL`, m, now)
-		if err != nil {
+		err := tx.QueryRow(ctx, `SELECT bulk_paused_at FROM send_settings WHERE mentorado_id = $1 FOR UPDATE`, m).Scan(&pausedAt)
+		if err != nil && !errors.Is(err, pgx.ErrNoRows) {
 			return err
 		}
-		was = tag.RowsAffected() > 0
+		if pausedAt != nil {
+			if _, err := tx.Exec(ctx, `UPDATE send_settings SET bulk_paused_at = NULL, bulk_paused_reason = NULL, updated_at = $2
+				WHERE mentorado_id = $1`, m, now); err != nil {
+				return err
+			}
+		}
 		rows, err := tx.Query(ctx, `UPDATE campaigns SET state = CASE WHEN started_at IS NULL THEN 'scheduled' ELSE 'running' END,
 			pause_reason = NULL, updated_at = $2
 			WHERE mentorado_id = $1 AND state = 'paused' AND pause_reason = ANY($3) RETURNING id`,
@@ -363,10 +368,10 @@ func (q CampaignQueries) ResumeBulk(ctx context.Context, m int64, now time.Time)
 		return err
 	})
 	if err != nil {
-		return false, nil, fmt.Errorf("store: resume bulk: %w", err)
+		return nil, nil, fmt.Errorf("store: resume bulk: %w", err)
 	}
 	slices.Sort(ids)
-	return was, ids, nil
+	return pausedAt, ids, nil
 }
 
 // UnsolicitedOn is mentorado m's count of unsolicited sends on UTC day.

@@ -127,7 +127,7 @@ func TestResumeBulkAndOptOuts(t *testing.T) {
 	theirs := mk(other, "temporary_ban", true)
 	exec(t, db, `INSERT INTO send_settings (mentorado_id, bulk_paused_at, bulk_paused_reason) VALUES ($1, now(), 'temporary_ban'), ($2, now(), 'temporary_ban')`, m, other)
 	was, ids, err := q.ResumeBulk(ctx, m, now)
-	if err != nil || !was || !slices.Equal(ids, []int64{ban, errs}) {
+	if err != nil || was == nil || !slices.Equal(ids, []int64{ban, errs}) {
 		t.Fatalf("resume: %v %v %v", was, ids, err)
 	}
 	for id, want := range map[int64]event.CampaignState{ban: event.CampaignRunning, errs: event.CampaignScheduled, user: event.CampaignPaused} {
@@ -141,7 +141,7 @@ func TestResumeBulkAndOptOuts(t *testing.T) {
 	if st, _ := db.SendSettings(ctx, other); st.PausedAt == nil {
 		t.Fatal("the other mentorado's bulk pause ended")
 	}
-	if was, ids, _ := q.ResumeBulk(ctx, m, now); was || len(ids) != 0 {
+	if was, ids, _ := q.ResumeBulk(ctx, m, now); was != nil || len(ids) != 0 {
 		t.Fatalf("second resume %v %v", was, ids)
 	}
 

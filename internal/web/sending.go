@@ -110,17 +110,20 @@ func (s *Server) handlePatchSending(w http.ResponseWriter, r *http.Request) {
 
 // handleResumeSending ends the mentorado's bulk pause and resumes the
 // campaigns the system paused (a ban, a run of send errors); it publishes
-// a sending event when bulk sending was paused.
+// a sending event when bulk sending was paused. The event's id is that of
+// the resume of this pause (SendingEventID at the time the pause began),
+// so a worker that publishes the same resume with the same id makes one
+// event of the two.
 func (s *Server) handleResumeSending(w http.ResponseWriter, r *http.Request) {
 	m := mustMentorado(r)
 	now := time.Now()
-	was, ids, err := s.db.Campaigns().ResumeBulk(r.Context(), m, now)
+	pausedAt, ids, err := s.db.Campaigns().ResumeBulk(r.Context(), m, now)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	if was || len(ids) > 0 {
-		env, err := event.New(m, event.SendingEventID(m, event.BulkActive, now), now,
+	if pausedAt != nil {
+		env, err := event.New(m, event.SendingEventID(m, event.BulkActive, *pausedAt), now,
 			&event.Sending{Bulk: event.BulkActive, Reason: "resumed"})
 		if err == nil {
 			_, err = s.bus.Publish(r.Context(), env)
