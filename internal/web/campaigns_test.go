@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -461,8 +462,12 @@ func TestSendQueuedAndTTL(t *testing.T) {
 	if len(fc.Subjects()) != before {
 		t.Fatal("a bad ttl reached the connector")
 	}
-	if code := send(map[string]any{"phone": "5511988880001", "text": "cap"}, 429).errorCode(t); code != event.CodeDailyCap {
+	capped := send(map[string]any{"phone": "5511988880001", "text": "cap"}, 429)
+	if code := capped.errorCode(t); code != event.CodeDailyCap {
 		t.Fatalf("cap: %s", code)
+	}
+	if ra, err := strconv.Atoi(capped.Header.Get("Retry-After")); err != nil || ra < 1 || ra > 86400 {
+		t.Fatalf("cap: Retry-After %q", capped.Header.Get("Retry-After"))
 	}
 
 	e.insertMessage(a.ID, msgRow{WAID: "X-1", Phone: "5511988880002", Direction: "out", Status: "expired", Text: "old"})
