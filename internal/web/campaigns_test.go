@@ -640,3 +640,26 @@ func TestSendLimitsFromEnv(t *testing.T) {
 	}
 	e.expect(e.do("POST", "/v1/messages", a.Token, map[string]any{"phone": "5511988880001", "text": "oi", "ttl_seconds": 60}), 201)
 }
+
+// TestCampaignMaxRecipients: 100,000 phones (a body over the API's usual
+// 1 MiB) make one campaign with every recipient stored.
+func TestCampaignMaxRecipients(t *testing.T) {
+	if raceEnabled {
+		// 100,000 phone normalisations take over a minute under the race
+		// detector; the concurrency here is the other tests'.
+		t.Skip("CPU-bound; runs without -race")
+	}
+	e := newEnv(t)
+	a := e.createMentorado("Ana")
+	phones := make([]string, campaignMaxRecipients)
+	for i := range phones {
+		phones[i] = fmt.Sprintf("+55 11 9%08d", i)
+	}
+	c := e.createCampaign(a.Token, map[string]any{"name": "big", "message": map[string]any{"text": "oi {{first_name|você}}"},
+		"recipients": map[string]any{"phones": phones}})
+	var n, distinct int
+	if err := e.db.Pool.QueryRow(t.Context(), `SELECT count(*), count(DISTINCT phone) FROM campaign_recipients WHERE campaign_id = $1 AND text = 'oi você'`, c.ID).
+		Scan(&n, &distinct); err != nil || n != campaignMaxRecipients || distinct != n || c.Counts.Total != n {
+		t.Fatalf("%d recipients (%d distinct), total %d (%v)", n, distinct, c.Counts.Total, err)
+	}
+}
