@@ -141,6 +141,33 @@ func TestDashboardCampaignsInBrowser(t *testing.T) {
 		t.Fatal("the banner's resume did not end the bulk pause")
 	}
 
+	// A draft to the leads with a tag, through the form; then deleted. A
+	// filter that matches nobody says so.
+	e.setLead(lead, "new", []string{"vip"}, map[string]string{})
+	draft := `document.querySelector('#camp-list li.camp-item[data-state="draft"]')`
+	step("a draft to a tag",
+		chromedp.Click(chromedp.CSS("#camp-new summary")), chromedp.WaitVisible(chromedp.ID("camp-name")),
+		chromedp.SendKeys(chromedp.ID("camp-name"), "Sem ninguém"),
+		chromedp.SendKeys(chromedp.ID("camp-text"), "oi"),
+		chromedp.Click(chromedp.ID("camp-to-filter")), chromedp.WaitVisible(chromedp.ID("camp-tag")),
+		chromedp.SendKeys(chromedp.ID("camp-tag"), "ninguem"),
+		chromedp.Click(chromedp.ID("camp-create")),
+		wait(`document.getElementById("camp-error").textContent !== ""`),
+		wait(`document.querySelectorAll("#camp-list li.camp-item").length === 1`),
+		chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			_, err := chromedp.Evaluate[bool](`(() => { document.getElementById("camp-tag").value = ""; return true })()`)(ctx, tg)
+			return err
+		}),
+		chromedp.SendKeys(chromedp.ID("camp-tag"), "vip"),
+		chromedp.Click(chromedp.ID("camp-draft")),
+		chromedp.Click(chromedp.ID("camp-create")),
+		wait(`document.querySelectorAll("#camp-list li.camp-item").length === 2`),
+		wait(draft+` !== null && `+draft+`.querySelector(".camp-state").textContent === "rascunho"`),
+		wait(draft+`.querySelector("progress.camp-progress").dataset.total === "1"`),
+		wait(`document.getElementById("camp-error").textContent === ""`),
+		chromedp.Click(chromedp.CSS(`#camp-list li.camp-item[data-state="draft"] .camp-delete`)),
+		wait(`document.querySelectorAll("#camp-list li.camp-item").length === 1`))
+
 	// The thread shows queued and expired sends with the reason.
 	e.insertMessage(a.ID, msgRow{WAID: "EXP-1", Phone: "5511977770000", Direction: "out", Status: "expired", Text: "tarde demais",
 		At: time.Now().Add(-time.Minute)})
