@@ -44,6 +44,12 @@ type MessageRow struct {
 	// SenderName is the best name of who wrote an inbound message
 	// (address book, then push name); only ChatMessages fills it.
 	SenderName string
+	// Outbound messages sent through zapbus (issue #14): why one failed or
+	// expired, the client_id of a queued send, the campaign that sent it
+	// ("" and 0 when not set).
+	StatusReason string
+	ClientID     string
+	CampaignID   int64
 }
 
 // MediaRow is the file of a media message as the API shows it; numbers
@@ -75,7 +81,9 @@ const messageRowColumns = `m.id, m.wa_message_id, coalesce(m.phone, ''), coalesc
 	m.body, m.caption, coalesce(m.reply_to_id, ''), coalesce(m.target_id, ''), m.status, m.edited, m.revoked, m.lead_id, m.sent_at,
 	m.chat_jid, m.sender_jid, m.media_state, coalesce(m.media_id, ''), coalesce(m.media_mime, ''), coalesce(m.media_file_name, ''),
 	coalesce(m.media_size, 0), coalesce(m.media_seconds, 0), coalesce(m.media_width, 0), coalesce(m.media_height, 0), m.media_round,
-	m.media_thumbnail IS NOT NULL, coalesce(m.media_error, ''), m.chat, m.history`
+	m.media_thumbnail IS NOT NULL, coalesce(m.media_error, ''), m.chat, m.history, coalesce(m.status_reason, ''),
+	coalesce((SELECT o.client_id FROM outbox o WHERE o.mentorado_id = m.mentorado_id AND o.wa_message_id = m.wa_message_id), ''),
+	coalesce((SELECT cr.campaign_id FROM campaign_recipients cr WHERE cr.mentorado_id = m.mentorado_id AND cr.wa_message_id = m.wa_message_id), 0)`
 
 // rowScan holds a MessageRow being scanned; done finishes it.
 type rowScan struct {
@@ -91,7 +99,8 @@ func messageRowDest(r *MessageRow, extra ...any) ([]any, func()) {
 	dest := append([]any{&r.ID, &r.WAMessageID, &r.Phone, &r.LID, &r.PushName, &r.Direction, &r.Kind,
 		&r.Body, &r.Caption, &r.ReplyToID, &r.TargetID, &r.Status, &r.Edited, &r.Revoked, &r.LeadID, &r.SentAt,
 		&r.ChatJID, &r.SenderJID, &sc.mediaState, &sc.md.ID, &sc.md.MIME, &sc.md.FileName, &sc.md.Size, &sc.md.Seconds,
-		&sc.md.Width, &sc.md.Height, &sc.md.Round, &sc.md.HasThumbnail, &sc.md.Error, &r.Chat, &r.History}, extra...)
+		&sc.md.Width, &sc.md.Height, &sc.md.Round, &sc.md.HasThumbnail, &sc.md.Error, &r.Chat, &r.History,
+		&r.StatusReason, &r.ClientID, &r.CampaignID}, extra...)
 	return dest, func() {
 		r.Media = nil
 		if sc.mediaState != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"time"
 
 	"github.com/nats-io/nats.go"
 
@@ -64,7 +65,7 @@ func commandError(ce *event.CommandError) *apiError {
 		ae.Status = http.StatusConflict
 	case event.CodeNotOnWhatsApp:
 		ae.Status = http.StatusUnprocessableEntity
-	case event.CodeInvalidPhone, event.CodeTextTooLong, event.CodeBadRequest, event.CodeInvalidChat:
+	case event.CodeInvalidPhone, event.CodeTextTooLong, event.CodeBadRequest, event.CodeInvalidChat, event.CodeTTL:
 		ae.Status = http.StatusBadRequest
 	case event.CodeMediaNotFound, event.CodeMessageUnknown:
 		ae.Status = http.StatusNotFound
@@ -76,6 +77,11 @@ func commandError(ce *event.CommandError) *apiError {
 		ae.Status = http.StatusConflict
 	case event.CodeNotOwner, event.CodeUnavailable:
 		ae.Status, ae.RetryAfter = http.StatusServiceUnavailable, 1
+	case event.CodeDailyCap: // the mentorado's daily cap of unsolicited sends (issue #14)
+		// The cap is per UTC day: retry when the next one begins.
+		now := time.Now().UTC()
+		next := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
+		ae.Status, ae.RetryAfter = http.StatusTooManyRequests, max(1, int(next.Sub(now).Seconds()))
 	case event.CodeUnknown: // the mentorado was deleted after authenticating
 		ae.Status = http.StatusNotFound
 	case event.CodeDisabled: // the mentorado was disabled after authenticating

@@ -9,6 +9,7 @@ import (
 
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/media"
+	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/webhook"
 )
 
@@ -37,6 +38,8 @@ func (c *Config) Flags(fs *flag.FlagSet, e *config.Env) {
 	c.MediaLimits = media.LimitsFromEnv(e)
 	fs.IntVar(&c.MaxWebhooks, "max-webhooks", integer("ZAPBUS_MAX_WEBHOOKS", 20), "webhook endpoints per mentorado (ZAPBUS_MAX_WEBHOOKS)")
 	c.WebhookPolicy, c.webhookPolicyErr = WebhookPolicyFromEnv(e)
+	// The operator's sending maxima (issue #14), shared with the connector.
+	c.SendLimits, c.sendLimitsErr = outbound.LimitsFromEnv(func(k string) string { return e.String(k, "") })
 }
 
 // WebhookPolicyFromEnv reads the webhook URL policy:

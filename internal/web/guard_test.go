@@ -155,6 +155,7 @@ func TestTenantIDOnlyFromToken(t *testing.T) {
 	e.publishQR(b.ID, "2@B-qr-secret", time.Now().Add(time.Minute))
 	e.publishMessage(b.ID, "B-evt", "B secret event")
 	marker := e.publishMessage(a.ID, "A-evt", "A marker")
+	e.seedCampaignTenant(b)
 
 	bCounts := func() string {
 		var msgs, linked, contacts, leads int
@@ -306,6 +307,10 @@ func TestTenantIDOnlyFromToken(t *testing.T) {
 				list = http.StatusUnprocessableEntity
 			}
 			for _, pat := range walkLeadRoutes(t, e, b.ID, "551197777000"+fmt.Sprint(len(f.name)), list, call) {
+				covered[pat] = true
+			}
+			// Campaigns, sending settings and opt-outs (issue #14).
+			for _, pat := range walkCampaignRoutes(t, e, b.ID, f.body != nil, call) {
 				covered[pat] = true
 			}
 

@@ -120,10 +120,16 @@ func (s *Server) decodeJSON(w http.ResponseWriter, r *http.Request, v any) error
 
 // decodeBody is decodeJSON; optional accepts an empty body.
 func (s *Server) decodeBody(w http.ResponseWriter, r *http.Request, v any, optional bool) error {
+	return s.decodeBodyLimit(w, r, v, optional, s.cfg.MaxBodyBytes)
+}
+
+// decodeBodyLimit is decodeBody with its own cap on the body (a campaign's
+// list of phones is larger than other requests).
+func (s *Server) decodeBodyLimit(w http.ResponseWriter, r *http.Request, v any, optional bool, limit int64) error {
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return errorf(http.StatusUnsupportedMediaType, codeBadRequest, "content type must be application/json")
 	}
-	body := http.MaxBytesReader(w, r.Body, s.cfg.MaxBodyBytes)
+	body := http.MaxBytesReader(w, r.Body, limit)
 	dec := json.NewDecoder(body)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(v); err != nil {

@@ -247,6 +247,16 @@ func TestTenantIsolation(t *testing.T) {
 	}) {
 		mark(pat)
 	}
+	// Campaigns, sending settings and opt-outs (issue #14).
+	e.seedCampaignTenant(b)
+	for _, pat := range walkCampaignRoutes(t, e, b.ID, false, func(method, path string, body map[string]any, want int) response {
+		if body == nil {
+			return e.expect(call(method, path, nil), want)
+		}
+		return e.expect(call(method, path, body), want)
+	}) {
+		mark(pat)
+	}
 	// Every mentorado-scoped route was walked.
 	for _, rt := range e.s.routes {
 		if strings.HasPrefix(rt.path, "/v1/") && !strings.HasPrefix(rt.path, "/v1/admin/") && !covered[rt.pattern()] {

@@ -43,6 +43,11 @@ type apiMessage struct {
 	History   bool          `json:"history,omitempty"`
 	Media     *apiMedia     `json:"media,omitempty"`
 	Reactions []apiReaction `json:"reactions,omitempty"`
+	// Outbound messages sent through zapbus (issue #14): why a message
+	// failed or expired, the send's client_id, the campaign that sent it.
+	StatusReason string `json:"status_reason,omitempty"`
+	ClientID     string `json:"client_id,omitempty"`
+	CampaignID   int64  `json:"campaign_id,omitempty"`
 }
 
 // apiMedia is the file of a media message. URL serves it once State is
@@ -75,6 +80,7 @@ func fromEventMessage(m *event.Message) apiMessage {
 		ID: m.WAID, Phone: m.Phone, LID: m.LID, PushName: m.PushName, Direction: string(m.Direction),
 		Kind: string(m.Kind), Text: m.Text, Caption: m.Caption, ReplyToID: m.ReplyToID, TargetID: m.TargetID,
 		Status: string(m.Status), SentAt: m.Timestamp.UTC(), SenderJID: m.SenderJID, History: m.History != nil,
+		StatusReason: m.StatusReason, ClientID: m.ClientID, CampaignID: m.CampaignID,
 	}
 	out.Chat = chatOfMessage(m)
 	out.ChatKind = string(chatKindOf(out.Chat))
@@ -111,10 +117,15 @@ type sendRequest struct {
 	FileName string     `json:"file_name,omitempty"`
 	ReplyTo  string     `json:"reply_to,omitempty"`
 	ClientID string     `json:"client_id,omitempty"`
+	// TTLSeconds bounds how long the send may wait queued (0: the
+	// mentorado's default; 1 to event.MaxTTLSeconds).
+	TTLSeconds int `json:"ttl_seconds,omitempty"`
 }
 
 // handleSend validates, then asks the owning connector to send; the reply
-// carries the message as published (status sent).
+// carries the message as published: status sent (201), or queued (202)
+// when the connector put it in the outbox (the session is connecting, in
+// backoff, paced or behind earlier queued sends).
 func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 	m := mustMentorado(r)
 	var req sendRequest
@@ -125,13 +136,17 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 	// The connector checks the same rules (event.SendRequest.Validate);
 	// checking here answers without a round trip, before anything is sent.
 	cmd := event.SendRequest{ClientID: req.ClientID, Kind: req.Kind, Text: req.Text, MediaID: req.MediaID,
-		Caption: req.Caption, FileName: req.FileName, ReplyTo: req.ReplyTo}
+		Caption: req.Caption, FileName: req.FileName, ReplyTo: req.ReplyTo, TTLSeconds: req.TTLSeconds}
 	if err := sendTarget(req, &cmd); err != nil {
 		s.writeError(w, r, err)
 		return
 	}
 	if ce := cmd.Validate(); ce != nil {
 		s.writeError(w, r, errorf(http.StatusBadRequest, ce.Code, "%s", ce.Message))
+		return
+	}
+	if lim := s.cfg.SendLimits.MaxQueueTTL; lim > 0 && cmd.TTLSeconds > lim {
+		s.writeError(w, r, errorf(http.StatusBadRequest, event.CodeTTL, "ttl_seconds may be at most %d here", lim))
 		return
 	}
 	if cmd.Kind.IsMedia() {
@@ -155,7 +170,11 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, fmt.Errorf("send reply without message"))
 		return
 	}
-	writeJSON(w, http.StatusCreated, fromEventMessage(reply.Message))
+	status := http.StatusCreated
+	if reply.Message.Status == event.MessageQueued {
+		status = http.StatusAccepted
+	}
+	writeJSON(w, status, fromEventMessage(reply.Message))
 }
 
 // sendTarget addresses cmd from exactly one of the request's phone and
@@ -245,6 +264,7 @@ func fromMessageRow(r store.MessageRow) apiMessage {
 		Text: r.Body, Caption: r.Caption, ReplyToID: r.ReplyToID, TargetID: r.TargetID, Status: r.Status,
 		Edited: r.Edited, Revoked: r.Revoked, LeadID: r.LeadID, SentAt: r.SentAt.UTC(),
 		Chat: r.Chat, ChatKind: string(chatKindOf(r.Chat)), SenderJID: r.SenderJID, SenderName: r.SenderName, History: r.History,
+		StatusReason: r.StatusReason, ClientID: r.ClientID, CampaignID: r.CampaignID,
 	}
 	switch {
 	case r.Revoked:

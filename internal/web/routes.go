@@ -93,6 +93,9 @@ func (s *Server) routeTable() []route {
 	rs = append(rs, s.webhookRoutes()...) // webhooks.go
 	rs = append(rs, s.leadRoutes()...)    // leads.go
 	rs = append(rs, s.consoleRoutes()...) // console.go
+	// Issue #14: campaigns, sending settings and opt-outs.
+	rs = append(rs, s.campaignRoutes()...) // campaigns.go
+	rs = append(rs, s.sendingRoutes()...)  // sending.go
 	return rs
 }
 

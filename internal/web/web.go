@@ -22,6 +22,7 @@ import (
 
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/media"
+	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/webhook"
 )
@@ -94,6 +95,13 @@ type Config struct {
 	// admin-level ones (default 20).
 	MaxWebhooks int
 
+	// SendLimits are the operator's sending maxima (ZAPBUS_SEND_*,
+	// outbound.LimitsFromEnv): no mentorado setting, campaign pacing or
+	// send TTL may go beyond them (zero: outbound.DefaultLimits).
+	SendLimits outbound.Limits
+
+	// sendLimitsErr is a limit Flags could not parse.
+	sendLimitsErr error
 	// webhookPolicyErr is a policy setting Flags could not parse.
 	webhookPolicyErr error
 }
@@ -160,6 +168,9 @@ func (c Config) WithDefaults() Config {
 	if c.MaxWebhooks == 0 {
 		c.MaxWebhooks = 20
 	}
+	if c.SendLimits == (outbound.Limits{}) {
+		c.SendLimits = outbound.DefaultLimits()
+	}
 	if len(c.TicketKey) == 0 && c.AdminToken != "" {
 		k := sha256.Sum256([]byte("zapbus stream tickets\x00" + c.AdminToken))
 		c.TicketKey = k[:]
@@ -197,6 +208,8 @@ func (c Config) Validate() error {
 		return errors.New("web: upload timeout must be positive")
 	case c.webhookPolicyErr != nil:
 		return c.webhookPolicyErr
+	case c.sendLimitsErr != nil:
+		return c.sendLimitsErr
 	case c.MaxWebhooks < 1:
 		return errors.New("web: max webhooks must be at least 1")
 	}

@@ -100,6 +100,7 @@ async function signIn(token) {
     setStatus(st);
     loadConversations();
     loadWebhooks();
+    loadCampaigns(); // campaigns.js
     openStream();
   } catch (e) {
     if (!e.handled) showError("signin-error", e);
@@ -120,6 +121,7 @@ function signOut(err) {
   wh.open.clear();
   wh.deliveries.clear();
   renderWebhooks();
+  resetCampaigns();
 }
 
 // ---- connection card -----------------------------------------------------
@@ -377,7 +379,12 @@ function messageItem(m) {
   time.dateTime = m.sent_at;
   time.title = I18N.full(m.sent_at);
   meta.append(time);
-  if (m.direction === "out" && m.status) meta.append(" · " + t("msgstatus." + m.status));
+  if (m.direction === "out" && m.status) {
+    li.dataset.status = m.status;
+    meta.append(" · " + t("msgstatus." + m.status));
+    // Why a send failed or expired (issue #14: the outbox).
+    if (m.status_reason) meta.append(" " + t("msg.statusReason", { reason: m.status_reason }));
+  }
   li.append(meta);
   if (!m.revoked) li.append(messageActions(m));
   return li;
@@ -955,6 +962,7 @@ async function openStream() {
         id: d.wa_id, chat, phone: d.phone, lid: d.lid, sender_jid: d.sender_jid, push_name: d.push_name,
         direction: d.direction, kind: d.kind, text: d.text, caption: d.caption,
         reply_to_id: d.reply_to_id, status: d.status, sent_at: d.timestamp, media: liveMedia(d),
+        status_reason: d.status_reason, client_id: d.client_id, campaign_id: d.campaign_id,
       });
       upsertConversation(d);
       if (d.direction === "in" && chat === state.chat && document.visibilityState === "visible") {
@@ -988,6 +996,9 @@ async function openStream() {
   // A webhook endpoint changed state without the user (paused after
   // failing, disabled by a 410): the list shows it.
   es.addEventListener("webhook", (ev) => { track(ev); scheduleWebhooks(); });
+  // A campaign's progress, and bulk sending paused or resumed (campaigns.js).
+  es.addEventListener("campaign", (ev) => { track(ev); onCampaignEvent(JSON.parse(ev.data).data); });
+  es.addEventListener("sending", (ev) => { track(ev); loadSending(); scheduleCampaigns(); });
   // A history sync streams its progress, not its messages.
   es.addEventListener("history", (ev) => {
     track(ev);
@@ -1270,6 +1281,7 @@ function relabel() {
   renderConversations();
   renderHistory();
   renderWebhooks();
+  renderCampaigns();
   if (state.chat) {
     $("thread-title").textContent = threadTitle();
     renderThread();
