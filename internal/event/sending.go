@@ -77,12 +77,15 @@ func (c *Campaign) Validate() error {
 	return nil
 }
 
-// CampaignEventID is <mentorado>:campaign:<id>:<state>:<digest of the
-// counts and reason>: the same progress published twice (two persisters,
-// a restart) is one event.
-func CampaignEventID(mentorado int64, c *Campaign) string {
+// CampaignEventID is <mentorado>:campaign:<id>:<seq>:<state>:<digest of
+// the counts and reason>, seq being the number of the campaign's progress
+// event (the reporter keeps it with what it published): the same progress
+// published twice (two persisters, a retried pass) is one event, while a
+// state that comes back with the same counts (paused, resumed, paused
+// again within JetStream's duplicate window) is a new one.
+func CampaignEventID(mentorado int64, c *Campaign, seq int64) string {
 	h := sha256.Sum256(fmt.Appendf(nil, "%+v|%s", c.Counts, c.Reason))
-	return fmt.Sprintf("%d:campaign:%d:%s:%s", mentorado, c.CampaignID, c.State, hex.EncodeToString(h[:8]))
+	return fmt.Sprintf("%d:campaign:%d:%d:%s:%s", mentorado, c.CampaignID, seq, c.State, hex.EncodeToString(h[:8]))
 }
 
 // BulkState says whether a mentorado's bulk (campaign) sending may go on.

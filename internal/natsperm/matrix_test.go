@@ -507,7 +507,7 @@ func TestPermissionMatrix(t *testing.T) {
 	})
 	m.allow("persister", "publish a campaign progress event (wa.1.evt.campaign, its reporter)", func(ctx context.Context) error {
 		c := &event.Campaign{CampaignID: 7, Name: "Black Friday", State: event.CampaignRunning, Counts: event.CampaignCounts{Total: 3, Pending: 2, Sent: 1}}
-		env, err := event.New(1, event.CampaignEventID(1, c), time.Now(), c)
+		env, err := event.New(1, event.CampaignEventID(1, c, 1), time.Now(), c)
 		if err != nil {
 			return err
 		}

@@ -21,7 +21,7 @@ import (
 // too, whose counts still move with receipts (delivered, read).
 //
 // One persister at a time runs a pass (an advisory lock; the others skip
-// theirs), and the event id is event.CampaignEventID (the state and a
+// theirs), and the event id is event.CampaignEventID (a sequence, the state and a
 // digest of the counts and reason): the same progress published twice is
 // one event on the stream.
 
@@ -59,7 +59,7 @@ func (p *Persister) now() time.Time {
 // publishCampaign publishes one campaign's progress.
 func (p *Persister) publishCampaign(ctx context.Context, cp store.CampaignProgress) error {
 	c := cp.Campaign
-	env, err := event.New(cp.MentoradoID, event.CampaignEventID(cp.MentoradoID, &c), p.now(), &c)
+	env, err := event.New(cp.MentoradoID, event.CampaignEventID(cp.MentoradoID, &c, cp.Seq), p.now(), &c)
 	if err != nil {
 		// Not valid (cannot happen with the schema's states): skip it
 		// rather than stop every campaign's progress.

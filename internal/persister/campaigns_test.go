@@ -3,6 +3,7 @@ package persister
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -131,7 +132,7 @@ func TestCampaignProgress(t *testing.T) {
 			t.Fatal(err)
 		}
 		c := pl.(*event.Campaign)
-		if env.MentoradoID != 1 || env.ID != event.CampaignEventID(1, c) || c.CampaignID != camp || c.Name != "Black Friday" {
+		if env.MentoradoID != 1 || !strings.HasPrefix(env.ID, fmt.Sprintf("1:campaign:%d:", camp)) || !strings.HasSuffix(env.ID, strings.SplitN(event.CampaignEventID(1, c, 0), ":", 5)[4]) || c.CampaignID != camp || c.Name != "Black Friday" {
 			t.Fatalf("event %s: %+v", env.ID, c)
 		}
 		return c

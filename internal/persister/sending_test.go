@@ -312,7 +312,7 @@ func TestCampaignAndSendingEventsAcked(t *testing.T) {
 	c := &event.Campaign{CampaignID: 7, Name: "Black Friday", State: event.CampaignRunning, Counts: event.CampaignCounts{Total: 2, Pending: 1, Sent: 1}}
 	s := &event.Sending{Bulk: event.BulkPaused, Reason: "temporary_ban"}
 	items := []Item{
-		item(t, mustEnv(t, 1, event.CampaignEventID(1, c), at, c), 1),
+		item(t, mustEnv(t, 1, event.CampaignEventID(1, c, 1), at, c), 1),
 		item(t, mustEnv(t, 1, event.SendingEventID(1, event.BulkPaused, at), at, s), 2),
 	}
 	poison, err := p.Apply(context.Background(), items)

@@ -19,6 +19,9 @@ import (
 type CampaignProgress struct {
 	MentoradoID int64
 	Campaign    event.Campaign
+	// Seq numbers the campaign's progress events (1 for the first); it is
+	// part of the event id (event.CampaignEventID).
+	Seq int64
 }
 
 // campaignReported is what campaigns.published holds: the part of the
@@ -27,6 +30,7 @@ type campaignReported struct {
 	State  event.CampaignState  `json:"state"`
 	Reason string               `json:"reason,omitempty"`
 	Counts event.CampaignCounts `json:"counts"`
+	Seq    int64                `json:"seq"`
 }
 
 // campaignProgressCandidatesSQL lists the campaigns whose progress may have
@@ -118,10 +122,14 @@ func (db *DB) ReportCampaigns(ctx context.Context, since time.Time, publish func
 		var doneJSON []string
 		for _, c := range cands {
 			c.p.Campaign.Counts = counts[c.p.Campaign.CampaignID]
-			now := campaignReported{State: c.p.Campaign.State, Reason: c.p.Campaign.Reason, Counts: c.p.Campaign.Counts}
-			if c.last != nil && *c.last == now {
-				continue
+			now := campaignReported{State: c.p.Campaign.State, Reason: c.p.Campaign.Reason, Counts: c.p.Campaign.Counts, Seq: 1}
+			if c.last != nil {
+				if now.State == c.last.State && now.Reason == c.last.Reason && now.Counts == c.last.Counts {
+					continue
+				}
+				now.Seq = c.last.Seq + 1
 			}
+			c.p.Seq = now.Seq
 			if pubErr = publish(ctx, c.p); pubErr != nil {
 				break
 			}

@@ -10,9 +10,8 @@ import (
 // Cleared counts what ClearWhatsAppData deleted.
 type Cleared struct {
 	Messages, Contacts, Leads int64
-	// Outbox counts the sends that were waiting in the outbox (issue #14),
-	// OptOuts the opt-outs that inbound replies had made (source keyword).
-	Outbox, OptOuts int64
+	// Outbox counts the sends that were waiting in the outbox (issue #14).
+	Outbox int64
 }
 
 // ClearWhatsAppData deletes mentorado m's WhatsApp data in one transaction
@@ -25,9 +24,9 @@ type Cleared struct {
 // Sending (issue #14): the outbox goes too (sends still waiting would
 // otherwise go out after the clear and reappear in an empty thread; they
 // end without an event, their queued rows are deleted with the other
-// messages), and so do the opt-outs that inbound replies made (source
-// keyword: derived from the deleted messages; those made through the API
-// stay, like the CRM's leads). Campaigns and their recipients stay: the
+// messages). Opt-outs stay, those inbound replies made (source keyword)
+// too: they record a person's wish not to get bulk messages, which
+// deleting the message history does not undo. Campaigns and their recipients stay: the
 // API created them, they are the record of what was sent to whom, and a
 // recipient's wa_message_id is what keeps a resend after a crash from
 // sending twice. Their messages are gone, so a sent recipient counts as
@@ -66,10 +65,6 @@ func (db *DB) ClearWhatsAppData(ctx context.Context, m int64) (Cleared, error) {
 			return fmt.Errorf("delete outbox: %w", err)
 		}
 		out.Outbox = tag.RowsAffected()
-		if tag, err = tx.Exec(ctx, `DELETE FROM opt_outs WHERE mentorado_id = $1 AND source = 'keyword'`, m); err != nil {
-			return fmt.Errorf("delete opt-outs: %w", err)
-		}
-		out.OptOuts = tag.RowsAffected()
 		return nil
 	})
 	return out, err

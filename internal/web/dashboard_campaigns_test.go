@@ -87,10 +87,12 @@ func TestDashboardCampaignsInBrowser(t *testing.T) {
 	e.insertMessage(a.ID, msgRow{WAID: "CAMP-1", Phone: "5511988880001", Direction: "out", Status: "delivered", Text: "Oi Ana"})
 	exec(`UPDATE campaign_recipients SET state = 'sent', wa_message_id = 'CAMP-1', sent_at = now() WHERE campaign_id = $1 AND phone = '5511988880001'`, id)
 	exec(`UPDATE campaign_recipients SET state = 'skipped', reason = 'opted_out' WHERE campaign_id = $1 AND phone = '5511988880002'`, id)
+	var seq int64
 	progress := func(st event.CampaignState, reason string, c event.CampaignCounts) {
 		t.Helper()
+		seq++
 		p := &event.Campaign{CampaignID: id, Name: "Black Friday", State: st, Reason: reason, Counts: c}
-		e.publishEvent(a.ID, event.CampaignEventID(a.ID, p), p)
+		e.publishEvent(a.ID, event.CampaignEventID(a.ID, p, seq), p)
 	}
 	progress(event.CampaignRunning, "", event.CampaignCounts{Total: 3, Pending: 1, Sent: 1, Delivered: 1, Skipped: 1})
 	step("the bar moves with the campaign events",

@@ -109,30 +109,17 @@ func (s *Server) handlePatchSending(w http.ResponseWriter, r *http.Request) {
 }
 
 // handleResumeSending ends the mentorado's bulk pause and resumes the
-// campaigns the system paused (a ban, a run of send errors); it publishes
-// a sending event when bulk sending was paused. The event's id is that of
-// the resume of this pause (SendingEventID at the time the pause began),
-// so a worker that publishes the same resume with the same id makes one
-// event of the two.
+// campaigns the system paused (a ban, a run of send errors). The notifier
+// publishes no event (its NATS user may not): the session's outbound
+// worker sees the pause cleared at its next poll and publishes the
+// sending event (resumed).
 func (s *Server) handleResumeSending(w http.ResponseWriter, r *http.Request) {
 	m := mustMentorado(r)
 	now := time.Now()
-	pausedAt, ids, err := s.db.Campaigns().ResumeBulk(r.Context(), m, now)
+	_, ids, err := s.db.Campaigns().ResumeBulk(r.Context(), m, now)
 	if err != nil {
 		s.writeError(w, r, err)
 		return
-	}
-	if pausedAt != nil {
-		env, err := event.New(m, event.SendingEventID(m, event.BulkActive, *pausedAt), now,
-			&event.Sending{Bulk: event.BulkActive, Reason: "resumed"})
-		if err == nil {
-			_, err = s.bus.Publish(r.Context(), env)
-		}
-		if err != nil {
-			// The pause is cleared in Postgres, which is what the worker
-			// reads; the event only tells listeners.
-			s.log.Warn().Err(err).Int64("mentorado", m).Msg("publish sending resumed event")
-		}
 	}
 	if ids == nil {
 		ids = []int64{}
