@@ -68,6 +68,8 @@ type Config struct {
 	Media MediaConfig
 	// History configures the import of the phone's history sync.
 	History HistoryConfig
+	// Sending configures the outbox workers and the TTL sweeper.
+	Sending SendingConfig
 }
 
 // WithDefaults fills zero values; leaseTTL comes from the bus configuration.
@@ -110,6 +112,7 @@ func (c Config) WithDefaults(leaseTTL time.Duration) Config {
 	c.Policy = c.Policy.WithDefaults()
 	c.Media = c.Media.WithDefaults()
 	c.History = c.History.WithDefaults()
+	c.Sending = c.Sending.WithDefaults()
 	return c
 }
 
@@ -278,7 +281,8 @@ func (c *Connector) run(ctx context.Context) error {
 	}
 	bg, cancelBG := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); c.sweepLoop(bg) }()
 	go func() { defer wg.Done(); c.renewLoop(bg) }()
 	go func() { defer wg.Done(); c.watchLoop(bg) }()
 	go func() { defer wg.Done(); c.scanLoop(bg) }()
