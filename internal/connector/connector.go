@@ -153,6 +153,11 @@ type Option func(*Connector)
 // WithClock replaces the session clock (reconnect delays, ban waits).
 func WithClock(c Clock) Option { return func(x *Connector) { x.clock = c } }
 
+// WithSendingClock replaces the clock of the outbox workers' pacer and of
+// the TTL sweeper (default: the session clock), so a test drives pacing
+// with a fake clock while sessions reconnect on another.
+func WithSendingClock(c Clock) Option { return func(x *Connector) { x.sendClock = c } }
+
 // WithRand replaces the jitter source (a float in [0,1)).
 func WithRand(r func() float64) Option { return func(x *Connector) { x.rand = r } }
 
@@ -175,10 +180,12 @@ type Connector struct {
 	devices  devices
 	log      zerolog.Logger
 	clock    Clock
-	rand     func() float64
-	convert  ConvertFunc
-	metrics  *metrics
-	media    media.Store
+	// sendClock paces the outbox workers (nil: clock).
+	sendClock Clock
+	rand      func() float64
+	convert   ConvertFunc
+	metrics   *metrics
+	media     media.Store
 
 	kv     jetstream.KeyValue
 	sends  jetstream.KeyValue
@@ -220,6 +227,9 @@ func New(cfg Config, db *store.DB, b *bus.Bus, f Factory, log zerolog.Logger, op
 	c.rand = newLockedRand(uint64(time.Now().UnixNano())).Float64
 	for _, o := range opts {
 		o(c)
+	}
+	if c.sendClock == nil {
+		c.sendClock = c.clock
 	}
 	return c, nil
 }

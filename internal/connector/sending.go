@@ -62,6 +62,7 @@ type sendingDeps struct {
 	db     *store.DB
 	pub    outbound.Publisher
 	cfg    SendingConfig
+	clock  Clock // the pacer's
 	sender func(s *session) outbound.Sender
 }
 
@@ -70,6 +71,7 @@ func (c *Connector) sendingDeps() *sendingDeps {
 		db:     c.db,
 		pub:    eventPublisher{c},
 		cfg:    c.cfg.Sending,
+		clock:  c.sendClock,
 		sender: func(s *session) outbound.Sender { return sessionSender{c: c, s: s} },
 	}
 }
@@ -106,7 +108,7 @@ func (s *session) startOutbound() {
 		Mentorado: s.m,
 		Sender:    sd.sender(s),
 		Publisher: sd.pub,
-		Clock:     s.d.clock,
+		Clock:     sd.clock,
 		Limits:    sd.cfg.Limits,
 		Log:       s.log.With().Str("part", "outbound").Logger(),
 		Poll:      sd.cfg.Poll,
@@ -156,10 +158,9 @@ func (s *session) observeInbound(envs []event.Envelope) {
 		if !ok || msg.Direction != event.DirectionIn || msg.History != nil {
 			continue
 		}
-		at := msg.Timestamp
-		if at.IsZero() {
-			at = s.d.clock.Now()
-		}
+		// When it arrived on the pacer's clock (the message's own
+		// timestamp is WhatsApp's).
+		at := s.d.sending.clock.Now()
 		seen := map[string]bool{}
 		for _, j := range []string{msg.ChatJID, msg.LID, phoneJID(msg.Phone)} {
 			if j != "" && !seen[j] {
@@ -208,7 +209,7 @@ func (s *session) pauseBulk(reason string, until *time.Time) {
 	}
 	tctx, cancel := s.withTimeout(s.ctx)
 	defer cancel()
-	if err := outbound.PauseBulk(tctx, sd.db, sd.pub, s.m, reason, until, 0, s.d.clock.Now()); err != nil {
+	if err := outbound.PauseBulk(tctx, sd.db, sd.pub, s.m, reason, until, 0, sd.clock.Now()); err != nil {
 		s.log.Error().Err(err).Str("reason", reason).Msg("pause bulk sending")
 	}
 }
@@ -228,7 +229,7 @@ func (c *Connector) sweepLoop(ctx context.Context) {
 		case <-t.C:
 		}
 		sctx, cancel := context.WithTimeout(ctx, c.cfg.CommandTimeout)
-		n, err := outbound.Sweep(sctx, c.db, eventPublisher{c}, c.clock.Now())
+		n, err := outbound.Sweep(sctx, c.db, eventPublisher{c}, c.sendClock.Now())
 		cancel()
 		switch {
 		case err != nil && ctx.Err() == nil:
@@ -351,7 +352,7 @@ func (c *Connector) enqueue(ctx context.Context, s *session, snap *snapshot, req
 		return nil, fmt.Errorf("sending settings: %w", err)
 	}
 	id := newMessageID(snap)
-	msg, err := outbound.Enqueue(ctx, c.db, eventPublisher{c}, s.m, snap.jid.ToNonAD().String(), req, id, c.clock.Now(), settings)
+	msg, err := outbound.Enqueue(ctx, c.db, eventPublisher{c}, s.m, snap.jid.ToNonAD().String(), req, id, c.sendClock.Now(), settings)
 	if err != nil {
 		return nil, err
 	}
