@@ -11,10 +11,10 @@ package outbound
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
-	"github.com/rs/zerolog"
 	"time"
+
+	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/store"
@@ -63,20 +63,6 @@ type Limits struct {
 	MaxQueueTTL       int     `json:"max_queue_ttl_seconds"`
 }
 
-// Defaults are the settings of a mentorado that set none (values and
-// their sources in docs/decisions/0020-outbox-pacing-campaigns.md).
-func Defaults() Settings { return Settings{} }
-
-// DefaultLimits are the operator maxima when the environment sets none.
-func DefaultLimits() Limits { return Limits{} }
-
-// LimitsFromEnv reads the operator maxima from the environment
-// (ZAPBUS_SEND_MAX_CHAT_PER_MINUTE, …; docs/operations.md), falling back
-// to DefaultLimits.
-func LimitsFromEnv(getenv func(string) string) (Limits, error) {
-	return DefaultLimits(), ErrNotImplemented
-}
-
 // FieldError is a setting or campaign field that is out of bounds; the
 // API answers 422 naming Field.
 type FieldError struct {
@@ -85,21 +71,6 @@ type FieldError struct {
 }
 
 func (e *FieldError) Error() string { return e.Field + ": " + e.Msg }
-
-// Apply overlays a JSON merge-patch of settings on s and checks the result
-// against l (a *FieldError when out of bounds, or an unknown field).
-func (s Settings) Apply(patch json.RawMessage, l Limits) (Settings, error) {
-	return s, ErrNotImplemented
-}
-
-// Check validates s against l.
-func (s Settings) Check(l Limits) error { return ErrNotImplemented }
-
-// LoadSettings reads mentorado m's settings (Defaults overlaid with its
-// stored overrides) and whether its bulk sending is paused.
-func LoadSettings(ctx context.Context, db *store.DB, m int64) (Settings, store.SendSettingsRow, error) {
-	return Defaults(), store.SendSettingsRow{}, ErrNotImplemented
-}
 
 // Pacing is how a campaign spaces its messages: a named profile, or a
 // custom gap. Both gaps are seconds; each message waits a uniformly random
@@ -110,36 +81,12 @@ type Pacing struct {
 	MaxGapSeconds float64 `json:"max_gap_seconds"`
 }
 
-// Profiles are the named pacing profiles (careful, standard, fast).
-func Profiles() map[string]Pacing { return nil }
-
-// ResolvePacing reads a campaign's pacing from the API: a profile name (a
-// JSON string), a custom object, or nothing (the mentorado's bulk gap). A
-// gap below l.MinBulkGapSeconds is a *FieldError.
-func ResolvePacing(raw json.RawMessage, s Settings, l Limits) (Pacing, error) {
-	return Pacing{}, ErrNotImplemented
-}
-
 // Vars are a recipient's template variables.
 type Vars struct {
 	Name   string            // the lead's (or contact's) name
 	Phone  string            // E.164 digits
 	Fields map[string]string // the lead's custom fields
 }
-
-// CheckTemplate validates a campaign text: {{name}}, {{first_name}},
-// {{phone}} and {{field.<key>}}, each with an optional fallback
-// ({{first_name|amigo}}). An unknown variable or a malformed brace is a
-// *FieldError on field.
-func CheckTemplate(field, tmpl string) error { return ErrNotImplemented }
-
-// Render fills tmpl for one recipient (tmpl passed CheckTemplate).
-func Render(tmpl string, v Vars) string { return tmpl }
-
-// MatchOptOut reports whether an inbound text opts its sender out: the
-// whole message is one of keywords, ignoring case, accents, surrounding
-// spaces and punctuation. It returns the keyword matched.
-func MatchOptOut(keywords []string, text string) (string, bool) { return "", false }
 
 // Publisher stores an event (the connector's publish path: JetStream, with
 // the event id as Nats-Msg-Id).
@@ -216,41 +163,3 @@ func (w *Worker) TryNow(ctx context.Context, jid string) (bool, error) {
 // ObserveInbound records that chat jid wrote at time at: sends to it are
 // conversational for 24 h.
 func (w *Worker) ObserveInbound(jid string, at time.Time) {}
-
-// PauseBulk pauses mentorado m's bulk sending (reason temporary_ban, with
-// until; or send_errors, with errs, the run of errors): it records the
-// pause in send_settings, pauses m's running campaigns with reason and
-// publishes a sending event. The session calls it on a temporary ban (its
-// worker is not running then); the worker calls it itself after
-// PauseAfterErrors consecutive send errors.
-func PauseBulk(ctx context.Context, db *store.DB, pub Publisher, m int64, reason string, until *time.Time, errs int, now time.Time) error {
-	return ErrNotImplemented
-}
-
-// Lookup finds mentorado m's outbox send with client id clientID: its
-// message as queued (status queued, or the final status) and its outbox
-// state; nil when there is none. A retried send checks it first.
-func Lookup(ctx context.Context, db *store.DB, m int64, clientID string) (*event.Message, string, error) {
-	return nil, "", ErrNotImplemented
-}
-
-// Enqueue queues req for mentorado m under WhatsApp id waID (the session
-// is connecting, in backoff, paced or behind queued sends): it stores the
-// outbox row and publishes the message event with status queued. own is
-// the mentorado's own JID (the message's sender). A retried request with
-// the same client_id returns the message queued first.
-func Enqueue(ctx context.Context, db *store.DB, pub Publisher, m int64, own string, req event.SendRequest, waID string, now time.Time, s Settings) (*event.Message, error) {
-	return nil, ErrNotImplemented
-}
-
-// FailQueued fails every queued send of m at once with reason (the user
-// disconnected or logged out), publishing each failed event.
-func FailQueued(ctx context.Context, db *store.DB, pub Publisher, m int64, reason string) (int, error) {
-	return 0, ErrNotImplemented
-}
-
-// Sweep expires queued sends past their TTL, across mentorados, publishing
-// each expired event. Any number of connectors may run it.
-func Sweep(ctx context.Context, db *store.DB, pub Publisher, now time.Time) (int, error) {
-	return 0, ErrNotImplemented
-}

@@ -106,6 +106,9 @@ type OutboxRow struct {
 	ExpiresAt   time.Time
 	CreatedAt   time.Time
 	SentAt      *time.Time
+	// OwnJID is the mentorado's own JID when the send was queued: the
+	// queued message's sender (stored beside the request).
+	OwnJID string
 }
 
 // campaignCountsSQL counts recipients by outcome; a sent recipient counts
