@@ -130,4 +130,3 @@ func (e *env) messageStatuses(m int64) map[string][]event.MessageStatus {
 	}
 	return out
 }
-

@@ -76,7 +76,9 @@ func TestQueuedSendsFailOnDisconnectAndLogout(t *testing.T) {
 	clk := newFakeClock()
 	e.start("a", nil, []connector.Option{connector.WithClock(clk)}, func(c *connector.Config) { c.Sending.SweepInterval = -1 })
 	testenv.Eventually(t, wait, e.allConnected(ids), "restored")
-	testenv.Eventually(t, wait, func() bool { return e.status(ids[0]) == event.StatusConnected && e.status(ids[1]) == event.StatusConnected }, "connected")
+	testenv.Eventually(t, wait, func() bool {
+		return e.status(ids[0]) == event.StatusConnected && e.status(ids[1]) == event.StatusConnected
+	}, "connected")
 
 	for _, tc := range []struct {
 		m      int64
