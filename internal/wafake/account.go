@@ -313,7 +313,9 @@ func (s *Server) lookupLocked(j types.JID, create bool) *Contact {
 		return u
 	}
 	if create && j.Server == types.DefaultUserServer && isDigits(j.User) {
-		return s.userLocked(j.User)
+		u := s.userLocked(j.User)
+		u.onDemand = true // a client used the number; the test did not create it
+		return u
 	}
 	return nil
 }
@@ -332,6 +334,7 @@ func isDigits(v string) bool {
 
 func (s *Server) accountLocked(phone string) *Account {
 	u := s.userLocked(phone)
+	u.onDemand = false
 	if u.account == nil {
 		// The primary phone's Signal identity key is the ADV account key:
 		// whatsmeow stores it as the identity of <lid>:0 when pairing.
@@ -521,15 +524,19 @@ func (s *Server) handleUsync(c *conn, n *waBinary.Node) {
 		}
 		jid, ok := req.Attrs["jid"].(types.JID)
 		var contactQuery []byte
-		if !ok {
-			// IsOnWhatsApp: <user><contact>+5511…@c.us</contact></user>
-			raw, _ := req.GetChildByTag("contact").Content.([]byte)
-			contactQuery = raw
-			num := strings.TrimPrefix(strings.TrimSuffix(string(raw), "@"+types.LegacyUserServer), "+")
-			jid = types.NewJID(num, types.DefaultUserServer)
-		}
+		isContact := !ok
 		s.mu.Lock()
-		u := s.lookupLocked(jid, true)
+		var u *Contact
+		in := false
+		if isContact {
+			// IsOnWhatsApp: <user><contact>+5511…@c.us</contact></user>,
+			// answered from the registry (registry.go).
+			contactQuery, _ = req.GetChildByTag("contact").Content.([]byte)
+			num := strings.TrimPrefix(strings.TrimSuffix(string(contactQuery), "@"+types.LegacyUserServer), "+")
+			jid, in, u = s.contactQueryLocked(num)
+		} else {
+			u = s.lookupLocked(jid, true)
+		}
 		var devices []uint16
 		var lid types.JID
 		if u != nil {
@@ -566,7 +573,7 @@ func (s *Server) handleUsync(c *conn, n *waBinary.Node) {
 				content = append(content, ln)
 			case "contact":
 				typ := "out"
-				if u != nil {
+				if in || (!isContact && u != nil) {
 					typ = "in"
 				}
 				content = append(content, waBinary.Node{Tag: "contact", Attrs: waBinary.Attrs{"type": typ}, Content: contactQuery})

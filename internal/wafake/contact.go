@@ -27,9 +27,14 @@ type Contact struct {
 	account  *Account
 	received []Received
 	next     int
-	pushName string
-	usePN    bool
-	lidOnly  bool // messages carry no sender_pn; lookups do not reveal the phone
+	// phone.go: arrivals per "chat|id" (a repeated id is recorded once),
+	// the chat states clients sent
+	deliveries map[string]int
+	chatStates []ChatState
+	pushName   string
+	usePN      bool
+	onDemand   bool // created because a client used the number, not by the test (registry.go)
+	lidOnly    bool // messages carry no sender_pn; lookups do not reveal the phone
 	// Which address the account's client uses for this contact's session.
 	// The client encrypts to the LID when it knows the PN→LID mapping and
 	// to the PN otherwise; a reply must come from the matching address.
@@ -49,7 +54,11 @@ type Received struct {
 	To        types.JID // the "to" attribute the client used (PN or LID chat, or the group)
 	Chat      types.JID // the group for a group message; empty for a 1:1 message
 	Type      string    // the stanza's type attribute ("text", "media", …)
-	Timestamp time.Time
+	Timestamp time.Time // wall clock
+	// At is when the phone received it on the server's clock (SetClock);
+	// Seq orders it among every message and chat state the server saw.
+	At  time.Time
+	Seq int64
 	// Media is the attachment (image, video, ptv, audio, document,
 	// sticker) as the contact's phone downloaded it from the fake CDN by
 	// its direct path: FileEncSHA256, MAC, FileSHA256 and FileLength
@@ -95,11 +104,14 @@ func (m *inboundMsg) receipted() bool {
 
 // Contact returns the person with this phone number (E.164 digits), created
 // on first use. Sending to an unknown phone number from a client creates one
-// too, so every number "is on WhatsApp".
+// too, so by default every number "is on WhatsApp" (registry.go for
+// numbers that are not).
 func (s *Server) Contact(phone string) *Contact {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	return s.userLocked(phone)
+	u := s.userLocked(phone)
+	u.onDemand = false
+	return u
 }
 
 // Phone is the contact's phone number.
@@ -468,6 +480,13 @@ func (s *Server) handleClientAck(c *conn, n *waBinary.Node) {
 func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 	id := attrString(n, "id")
 	to, _ := n.Attrs["to"].(types.JID)
+	s.mu.Lock()
+	code, refused := s.refuseLocked(c.acct, n, to)
+	s.mu.Unlock()
+	if refused {
+		s.refuse(c, n, to, code)
+		return
+	}
 	if to.Server == types.GroupServer {
 		s.handleClientGroupMessage(c, n, to)
 		return
@@ -557,7 +576,7 @@ func (s *Server) handleClientMessage(c *conn, n *waBinary.Node) {
 			if t.jid.Server == types.DefaultUserServer && !u.lidKnown[a] {
 				u.pnSession[a] = true
 			}
-			u.received = append(u.received, Received{
+			s.receiveLocked(u, Received{
 				ID: id, Text: messageText(&msg), Message: &msg, From: a.user.phone, FromJID: senderLID,
 				To: to, Type: attrString(n, "type"), Timestamp: time.Now(),
 				Media: media, MediaErr: mediaErr,

@@ -87,6 +87,48 @@
 // per message: Receipts, WaitReceiptType(ctx, id, "read"). The privacy
 // query MarkRead makes is answered with read receipts on.
 //
+// # Sending at scale: registry, pacing, repeats, refusals, typing
+//
+// IsOnWhatsApp (usync <contact>+<n>@c.us</contact>) is answered from a
+// registry (registry.go). By default every number is "in" (created on
+// demand) except that a Brazilian mobile is one person under one form:
+// when the other form of the number (with or without the 9th digit,
+// phone.BrazilVariants) is a known contact, this form answers "out", so a
+// client that asks for both variants and takes the JID of the "in" answer
+// reaches the registered form (SetBrazilAliasing(true): the other form
+// answers "in" with the registered form's JID instead, as the real server
+// is reported to do for some numbers). SetRegistered(phone, false) takes
+// a number off WhatsApp ("out"; true puts it back); SetStrictRegistry(true)
+// makes only the numbers the test created registered (Contact, accounts,
+// SetRegistered(…, true), address book entries), not those a client merely
+// queried or sent to. Only IsOnWhatsApp is affected: a send to an
+// unregistered number is still answered.
+//
+// The contacts' phones stamp what they receive on the server's clock
+// (SetClock(func() time.Time); nil: wall clock): Received.At, and Seq, a
+// server-wide order of messages and chat states. SentBy(accountPhone)
+// lists an account's received messages in arrival order across contacts,
+// so a test driving a pacer with a fake clock checks the gaps between At.
+// A phone shows a repeated message id once: a message whose id the contact
+// already has (same chat) is not recorded again in Messages / WaitMessage /
+// SentBy, only counted: Contact.Deliveries(id) (DeliveriesIn for a group),
+// Server.Repeats across contacts.
+//
+// Account.FailSends(n, code) refuses the account's clients' next n
+// messages (not peer messages to its own phone), FailSendsTo(phone, n,
+// code) those to one contact: the fake answers <ack class="message"
+// error=code> (SendErrorInvalidStanza 479, SendErrorRateLimited 421,
+// SendErrorReachout 463; 0 means 479), whatsmeow's SendMessage returns an
+// error wrapping whatsmeow.ErrServerReturnedError ("server returned error
+// 479"), and the contact gets nothing. Account.Refused lists them.
+//
+// Chat states: cli.SendChatPresence sends <chatstate to=…><composing/> (or
+// <paused/>, composing media="audio" for recording); the real server
+// answers nothing and neither does the fake. It records each per contact
+// (Contact.ChatStates) and per account (Server.ChatStates) with its time
+// on the server's clock and its Seq, so a test can assert that typing
+// preceded a message. They are not relayed to other clients.
+//
 // # Media
 //
 // The fake is also WhatsApp's media CDN. The media_conn IQ (xmlns w:m)
@@ -292,7 +334,7 @@
 // group messages to other fake accounts' clients, retries of group
 // messages, link preview and sticker pack media, newsletters, media sent by
 // a client being re-uploaded on retry (only contacts' phones re-upload),
-// presence and chat states (ignored), more than one companion device per
+// presence (ignored) and relaying chat states, more than one companion device per
 // account. Contacts' Signal state lives in memory: after the fake restarts,
 // a client's old sessions are repaired through retry receipts (which need
 // the message in whatsmeow's in-memory recent-message cache).

@@ -766,7 +766,7 @@ func (s *Server) handleClientGroupMessage(c *conn, n *waBinary.Node, to types.JI
 			}
 			media, mediaErr := s.fetchMedia(id, &msg)
 			s.mu.Lock()
-			u.received = append(u.received, Received{
+			s.receiveLocked(u, Received{
 				ID: id, Text: messageText(&msg), Message: &msg, From: a.user.phone, FromJID: sender,
 				To: g.jid, Chat: g.jid, Type: attrString(n, "type"), Timestamp: time.Now(),
 				Media: media, MediaErr: mediaErr,

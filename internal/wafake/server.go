@@ -96,6 +96,21 @@ type Server struct {
 
 	closeImmediately bool
 	noAutoProvision  bool
+
+	// registry.go: who is on WhatsApp
+	unregistered   map[string]bool
+	strictRegistry bool
+	brazilAlias    bool
+
+	// phone.go: the contacts' phones
+	clock   func() time.Time
+	seq     int64      // orders Received and ChatState across contacts
+	sentLog []Received // every message contacts received, in arrival order
+	chatLog []ChatState
+	failAll map[*Account][]int            // codes for the account's next sends
+	failTo  map[*Account]map[string][]int // per contact phone
+	refused []refusal
+	repeats int
 }
 
 // NewServer starts a fake server listening on 127.0.0.1:0. Stanzas are
@@ -133,6 +148,10 @@ func NewServerAt(log zerolog.Logger, addr string) (*Server, error) {
 		mediaAuth: base64.RawURLEncoding.EncodeToString(randomBytes(24)),
 		blobs:     map[string]*blob{},
 		media:     map[string]*mediaMsg{},
+
+		unregistered: map[string]bool{},
+		failAll:      map[*Account][]int{},
+		failTo:       map[*Account]map[string][]int{},
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	mux := http.NewServeMux()
@@ -547,6 +566,8 @@ func (s *Server) handleNode(c *conn, n *waBinary.Node) {
 		s.handleClientReceipt(c, n)
 	case "message":
 		s.handleClientMessage(c, n)
+	case "chatstate":
+		s.handleChatState(c, n)
 	}
 }
 
