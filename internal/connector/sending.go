@@ -306,6 +306,11 @@ func (ss sessionSender) Send(ctx context.Context, req event.SendRequest, waID st
 		return nil, err
 	}
 	to := chat
+	if to.IsEmpty() && meta.CampaignID != 0 && req.Chat != "" {
+		// A campaign recipient's chat is what Resolve answered: no second
+		// lookup.
+		to, _ = types.ParseJID(req.Chat)
+	}
 	if to.IsEmpty() {
 		if to, err = resolvePhone(ctx, snap.cli, number); err != nil {
 			return nil, err
@@ -313,6 +318,10 @@ func (ss sessionSender) Send(ctx context.Context, req event.SendRequest, waID st
 	}
 	return c.sendNow(ctx, s, snap, req, to, waID, meta, nil)
 }
+
+// NewMessageID is a WhatsApp message id from the session's client (the
+// worker picks a campaign recipient's before it sends).
+func (ss sessionSender) NewMessageID() string { return newMessageID(ss.s.snapshot()) }
 
 // resolvePhone asks WhatsApp for the account of number, trying the
 // Brazilian 9th-digit variants; not_on_whatsapp when there is none.
