@@ -137,29 +137,3 @@ type WorkerConfig struct {
 	// Seed seeds the jitter (0: random).
 	Seed uint64
 }
-
-// Worker is one mentorado's sender while its session is connected: it
-// sends the outbox in order (chat lane, first) and runs its campaigns
-// (campaign lane) under the pacer.
-type Worker struct{ cfg WorkerConfig }
-
-// NewWorker builds the worker; Run starts it.
-func NewWorker(cfg WorkerConfig) *Worker { return &Worker{cfg: cfg} }
-
-// Run sends until ctx ends (the session disconnected or moved).
-func (w *Worker) Run(ctx context.Context) error { return ErrNotImplemented }
-
-// Wake makes Run look at the outbox now (a send was queued).
-func (w *Worker) Wake() {}
-
-// TryNow reports whether a send to chat jid may go at once, synchronously:
-// nothing queued ahead of it and a pacer token free (which it takes). An
-// unsolicited send over the daily cap is a *event.CommandError
-// (CodeDailyCap).
-func (w *Worker) TryNow(ctx context.Context, jid string) (bool, error) {
-	return false, ErrNotImplemented
-}
-
-// ObserveInbound records that chat jid wrote at time at: sends to it are
-// conversational for 24 h.
-func (w *Worker) ObserveInbound(jid string, at time.Time) {}

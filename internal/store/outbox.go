@@ -151,23 +151,20 @@ func (q OutboxQueries) MarkSent(ctx context.Context, id int64, at time.Time) err
 	return nil
 }
 
-// Requeue puts send id back to queued (the session went away before
-// WhatsApp took it); the attempt does not count.
-func (q OutboxQueries) Requeue(ctx context.Context, id int64) error {
-	_, err := q.db.Pool.Exec(ctx, `UPDATE outbox SET state = 'queued', attempts = greatest(attempts - 1, 0), updated_at = now()
-		WHERE id = $1 AND state = 'sending'`, id)
+// Requeue puts send id back to queued: the session went away before
+// WhatsApp took it (countAttempt false: the attempt does not count), or
+// the attempt failed and will be retried (countAttempt true, reason the
+// error's code).
+func (q OutboxQueries) Requeue(ctx context.Context, id int64, reason string, countAttempt bool) error {
+	var r *string
+	if reason != "" {
+		r = &reason
+	}
+	_, err := q.db.Pool.Exec(ctx, `UPDATE outbox SET state = 'queued', reason = coalesce($2, reason),
+		attempts = CASE WHEN $3 THEN attempts ELSE greatest(attempts - 1, 0) END, updated_at = now()
+		WHERE id = $1 AND state = 'sending'`, id, r, countAttempt)
 	if err != nil {
 		return fmt.Errorf("store: outbox requeue: %w", err)
-	}
-	return nil
-}
-
-// RecordError notes a failed attempt's error on send id, which stays to be
-// retried.
-func (q OutboxQueries) RecordError(ctx context.Context, id int64, reason string) error {
-	_, err := q.db.Pool.Exec(ctx, `UPDATE outbox SET reason = $2, updated_at = now() WHERE id = $1`, id, reason)
-	if err != nil {
-		return fmt.Errorf("store: outbox record error: %w", err)
 	}
 	return nil
 }
@@ -365,11 +362,14 @@ func (q OutboxQueries) CampaignState(ctx context.Context, id int64) (event.Campa
 }
 
 // CompleteCampaign moves running campaign id to completed when no
-// recipient is pending or sending; it reports whether it did.
+// recipient is pending or sending, and all its total recipients are
+// stored (a campaign whose recipients are still being inserted outside
+// one transaction is not complete); it reports whether it did.
 func (q OutboxQueries) CompleteCampaign(ctx context.Context, id int64, now time.Time) (bool, error) {
-	tag, err := q.db.Pool.Exec(ctx, `UPDATE campaigns SET state = 'completed', finished_at = $2, updated_at = now()
-		WHERE id = $1 AND state = 'running' AND NOT EXISTS (
-			SELECT 1 FROM campaign_recipients WHERE campaign_id = $1 AND state IN ('pending', 'sending'))`, id, now)
+	tag, err := q.db.Pool.Exec(ctx, `UPDATE campaigns c SET state = 'completed', finished_at = $2, updated_at = now()
+		WHERE c.id = $1 AND c.state = 'running'
+		AND NOT EXISTS (SELECT 1 FROM campaign_recipients WHERE campaign_id = $1 AND state IN ('pending', 'sending'))
+		AND (SELECT count(*) FROM campaign_recipients WHERE campaign_id = $1) >= c.total`, id, now)
 	if err != nil {
 		return false, fmt.Errorf("store: complete campaign: %w", err)
 	}
