@@ -290,9 +290,6 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 		}
 		if s.d.sending != nil {
 			queued, _, err := outbound.Lookup(ctx, c.db, s.m, req.ClientID)
-			if errors.Is(err, outbound.ErrNotImplemented) { // TEMP until outbound lands
-				err = nil
-			}
 			if err != nil {
 				return nil, fmt.Errorf("look up queued send: %w", err)
 			}
@@ -319,9 +316,6 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 		now := false
 		if w := s.worker(); w != nil {
 			now, err = w.TryNow(ctx, to.ToNonAD().String())
-			if errors.Is(err, outbound.ErrNotImplemented) { // TEMP until outbound lands
-				now, err = true, nil
-			}
 			if err != nil {
 				return nil, err
 			}
