@@ -61,6 +61,10 @@ func TestRealKill9MidTraffic(t *testing.T) {
 			kill9NATSEnv+"="+re.natsURL,
 			kill9FakeEnv+"="+re.srv.Addr(),
 			kill9RootEnv+"="+hex.EncodeToString(whatsmeow.WACertPubKey[:]),
+			// Replies are not what this test is about: unpaced.
+			outbound.EnvMinBulkGapSeconds+"=0",
+			outbound.EnvMaxChatBurst+"=1000",
+			outbound.EnvMaxChatPerMinute+"=600",
 		)
 		f, err := os.Create(filepath.Join(dir, name+".log"))
 		if err != nil {
