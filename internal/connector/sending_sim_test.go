@@ -192,3 +192,31 @@ func TestSweeperExpiresQueuedSends(t *testing.T) {
 		return got != nil && got.Status == event.MessageExpired && got.StatusReason == outbound.ReasonTTLExpired
 	}, "expired event")
 }
+
+// An unsolicited send over the mentorado's daily cap is refused at once
+// (daily_cap_reached), not queued; the sends before it went out.
+func TestSendDailyCap(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2*time.Second)
+	m := e.mentorados(1)[0]
+	e.sendSettings(m, `{"bulk_min_gap_seconds": 0, "bulk_max_gap_seconds": 0, "daily_cap": 2}`)
+	e.paired(m, "5511900001412")
+	e.start("a", nil, nil)
+	testenv.Eventually(t, wait, func() bool { return e.status(m) == event.StatusConnected }, "connected")
+	for i := range 2 {
+		r := e.mustRequest(m, event.VerbSend, event.SendRequest{Phone: fmt.Sprintf("55119666677%02d", i), Text: "oferta"})
+		if r.Error != nil || r.Message == nil || r.Message.Status != event.MessageSent {
+			t.Fatalf("send %d under the cap: %+v", i, r)
+		}
+	}
+	r := e.mustRequest(m, event.VerbSend, event.SendRequest{Phone: "5511966667799", Text: "oferta"})
+	if r.Error == nil || r.Error.Code != event.CodeDailyCap {
+		t.Fatalf("send over the cap: %+v, want %s", r, event.CodeDailyCap)
+	}
+	if n := len(e.world.Sent(m)); n != 2 {
+		t.Fatalf("WhatsApp got %d messages, want 2", n)
+	}
+	if n := len(e.outboxStates(m)); n != 0 {
+		t.Fatalf("%d sends queued", n)
+	}
+}
