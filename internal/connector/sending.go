@@ -29,6 +29,13 @@ import (
 // the outbox (outbound.Enqueue) while the session is connecting, in
 // backoff, or paced; a user's disconnect or logout fails what is queued.
 
+// Why queued sends fail when the user ends the session (the status_reason
+// of their failed message events).
+const (
+	ReasonDisconnectedByUser = "disconnected_by_user"
+	ReasonLoggedOut          = "logged_out"
+)
+
 // SendingConfig configures the outbox worker of each session and the
 // connector's TTL sweeper. Zero values take defaults.
 type SendingConfig struct {

@@ -14,6 +14,7 @@ import (
 	"go.mau.fi/whatsmeow/types/events"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/outbound"
 )
 
 // pairing modes of a session without a device.
@@ -515,7 +516,7 @@ func (s *session) ban(expire time.Duration, reason string) {
 	// Bulk sending waits for more than the ban: campaigns pause until
 	// someone resumes them.
 	until := at
-	s.pauseBulk("temporary_ban", &until)
+	s.pauseBulk(outbound.ReasonTemporaryBan, &until)
 }
 
 // loggedOut clears the device everywhere and stops.
@@ -537,7 +538,7 @@ func (s *session) loggedOut(ctx context.Context, reason string) {
 	s.attempt = 0
 	s.setStatus(event.StatusLoggedOut, reason)
 	// Never send to anyone for a number the user unpaired.
-	s.failQueued(ctx, "logged_out")
+	s.failQueued(ctx, ReasonLoggedOut)
 }
 
 // terminate ends the session in a final state.
@@ -551,7 +552,7 @@ func (s *session) terminate(st event.Status, reason string) {
 func (s *session) onDisconnectCmd(ctx context.Context) event.StatusReply {
 	s.setDesired(ctx, false)
 	s.terminate(event.StatusDisconnected, "disconnect command")
-	s.failQueued(ctx, "disconnected_by_user")
+	s.failQueued(ctx, ReasonDisconnectedByUser)
 	return s.snapshot().reply
 }
 
