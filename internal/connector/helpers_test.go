@@ -145,7 +145,9 @@ func (e *env) start(name string, f connector.Factory, opts []connector.Option, c
 		InstanceID:    name,
 		RestoreJitter: time.Millisecond,
 		Policy:        connector.Policy{Jitter: -1},
-		Sending:       connector.SendingConfig{Limits: unpacedLimits},
+		// Workers poll for API changes rarely: a test with many sessions
+		// does not load Postgres with idle polls (a send wakes them).
+		Sending: connector.SendingConfig{Limits: unpacedLimits, Poll: time.Minute},
 	}
 	for _, o := range cfgOpts {
 		o(&cfg)
