@@ -321,7 +321,14 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 			}
 		}
 		if !now {
-			return c.enqueue(ctx, s, snap, req)
+			// Paced: queued to the account the number resolved to, so
+			// the queued message names its chat and the worker paces it
+			// as the chat TryNow saw.
+			q := req
+			if chat.IsEmpty() {
+				q.Chat, q.Phone = to.ToNonAD().String(), ""
+			}
+			return c.enqueue(ctx, s, snap, q)
 		}
 	}
 	id := snap.cli.GenerateMessageID()
