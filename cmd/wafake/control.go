@@ -28,6 +28,8 @@ import (
 //	POST /v1/redeliver   {"id"}                        the server delivers the same stanza again
 //	POST /v1/receipt     {"account","from","message_id","kind"}
 //	POST /v1/disconnect  {"account","reason"}          401 | 402 | 440 (replaced) | 515 | drop | device_removed
+//	POST /v1/registered  {"phone","registered"}        IsOnWhatsApp answers (digits, the exact form: 9th digit)
+//	POST /v1/fail-sends  {"account","count","code","to"} refuse the account's next sends (to one contact)
 //	GET  /v1/accounts                                  [{"phone","paired","connected"}]
 //	GET  /v1/ledger                                    see Ledger
 //	GET  /healthz                                      no token
@@ -63,6 +65,9 @@ type ReceivedMessage struct {
 	Contact string    `json:"contact"`
 	Text    string    `json:"text"`
 	At      time.Time `json:"at"`
+	// Deliveries is how many times the id reached the phone (a repeated
+	// id is listed once, as a phone shows it).
+	Deliveries int `json:"deliveries"`
 }
 
 // Ledger is everything the fake phones sent and received.
@@ -97,6 +102,8 @@ func (c *control) routes() http.Handler {
 	auth("POST /v1/redeliver", c.redeliver)
 	auth("POST /v1/receipt", c.receipt)
 	auth("POST /v1/disconnect", c.disconnect)
+	auth("POST /v1/registered", c.registered)
+	auth("POST /v1/fail-sends", c.failSends)
 	auth("GET /v1/accounts", c.accounts)
 	auth("GET /v1/ledger", c.ledger)
 	return mux
@@ -341,10 +348,63 @@ func (c *control) ledger(w http.ResponseWriter, _ *http.Request) {
 			}
 			seen[ct] = true
 			for _, m := range c.fake.Contact(ct).Messages() {
-				l.Received = append(l.Received, ReceivedMessage{ID: m.ID, Account: m.From, Contact: ct, Text: m.Text, At: m.Timestamp})
+				l.Received = append(l.Received, ReceivedMessage{ID: m.ID, Account: m.From, Contact: ct, Text: m.Text, At: m.Timestamp,
+					Deliveries: c.fake.Contact(ct).DeliveriesIn(m.Chat, m.ID)})
 			}
 		}
 	}
 	slices.SortFunc(l.Received, func(a, b ReceivedMessage) int { return a.At.Compare(b.At) })
 	writeJSON(w, http.StatusOK, l)
+}
+
+// registered sets whether a number is on WhatsApp. The number is taken as
+// given (E.164 digits, an optional +): the form matters for the Brazilian
+// 9th digit, so it is not normalized.
+func (c *control) registered(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Phone      string `json:"phone"`
+		Registered bool   `json:"registered"`
+	}
+	if !readJSON(w, r, &req) {
+		return
+	}
+	req.Phone = strings.TrimPrefix(req.Phone, "+")
+	if len(req.Phone) < 8 || len(req.Phone) > 15 || strings.Trim(req.Phone, "0123456789") != "" {
+		writeError(w, http.StatusBadRequest, "invalid_phone", "phone must be 8 to 15 digits (E.164, the exact form)")
+		return
+	}
+	c.fake.SetRegistered(req.Phone, req.Registered)
+	writeJSON(w, http.StatusOK, map[string]any{"phone": req.Phone, "registered": req.Registered})
+}
+
+// failSends makes the server refuse an account's next sends with an error
+// ack (code 479 by default), to one contact when "to" is set.
+func (c *control) failSends(w http.ResponseWriter, r *http.Request) {
+	var req struct {
+		Account string `json:"account"`
+		Count   int    `json:"count"`
+		Code    int    `json:"code"`
+		To      string `json:"to"`
+	}
+	if !readJSON(w, r, &req) || !phones(w, &req.Account) {
+		return
+	}
+	if req.To != "" && !phones(w, &req.To) {
+		return
+	}
+	if req.Count < 1 || req.Count > 100000 || req.Code < 0 || req.Code > 999 {
+		writeError(w, http.StatusBadRequest, "bad_request", "count must be 1 to 100000, code 0 (479) to 999")
+		return
+	}
+	a := c.fake.Account(req.Account)
+	if a == nil {
+		writeError(w, http.StatusNotFound, "not_paired", "the fake server does not know this account")
+		return
+	}
+	if req.To != "" {
+		a.FailSendsTo(req.To, req.Count, req.Code)
+	} else {
+		a.FailSends(req.Count, req.Code)
+	}
+	writeJSON(w, http.StatusOK, map[string]bool{"ok": true})
 }

@@ -131,4 +131,16 @@ func TestControlAPI(t *testing.T) {
 	if code, _ := do("POST", "/v1/redeliver", "secret-token", map[string]string{"id": "nope"}); code != http.StatusNotFound {
 		t.Errorf("redeliver of an unknown message: %d", code)
 	}
+	if code, _ := do("POST", "/v1/registered", "secret-token", map[string]any{"phone": "55 11 8765", "registered": false}); code != http.StatusBadRequest {
+		t.Errorf("registered with a bad phone: %d", code)
+	}
+	if code, got := do("POST", "/v1/registered", "secret-token", map[string]any{"phone": "+551187654321", "registered": true}); code != http.StatusOK || got["phone"] != "551187654321" {
+		t.Errorf("registered: %d %v", code, got)
+	}
+	if code, _ := do("POST", "/v1/fail-sends", "secret-token", map[string]any{"account": "5511970000001", "count": 2}); code != http.StatusNotFound {
+		t.Errorf("fail-sends for an unknown account: %d", code)
+	}
+	if code, _ := do("POST", "/v1/fail-sends", "secret-token", map[string]any{"account": "5511970000001", "count": 0}); code != http.StatusBadRequest {
+		t.Errorf("fail-sends with count 0: %d", code)
+	}
 }

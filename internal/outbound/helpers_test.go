@@ -280,6 +280,9 @@ type fakeSender struct {
 	errs    []error // the next sends fail with these, in order
 	failAll error   // every send fails with it
 	block   bool    // the next send blocks until its ctx ends
+	// holdAt freezes the clock when the delivery with this number (1, 2,
+	// …) is made: the worker then sleeps right after it, between items.
+	holdAt int
 }
 
 func (s *fakeSender) Resolve(_ context.Context, phone string) (string, error) {
@@ -320,6 +323,17 @@ func (s *fakeSender) Send(ctx context.Context, req event.SendRequest, waID strin
 	s.sends = append(s.sends, rec)
 	if err != nil {
 		return nil, err
+	}
+	n := 0
+	for _, r := range s.sends {
+		if r.ok {
+			n++
+		}
+	}
+	if n == s.holdAt {
+		s.clock.mu.Lock()
+		s.clock.held = true
+		s.clock.mu.Unlock()
 	}
 	return &event.Message{WAID: waID, Timestamp: rec.at, Status: event.MessageSent}, nil
 }

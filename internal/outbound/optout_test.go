@@ -1,6 +1,10 @@
 package outbound
 
-import "testing"
+import (
+	"strings"
+	"testing"
+	"unicode"
+)
 
 func TestMatchOptOut(t *testing.T) {
 	kw := DefaultOptOutKeywords()
@@ -18,4 +22,19 @@ func TestMatchOptOut(t *testing.T) {
 	if k, ok := MatchOptOut([]string{"Tchau Já"}, "TCHAU JA"); !ok || k != "Tchau Já" {
 		t.Errorf("custom keyword with an accent: %q %v", k, ok)
 	}
+}
+
+// FuzzMatchOptOut: any keyword surrounded by spaces, punctuation and emoji,
+// in any case, still matches; nothing panics.
+func FuzzMatchOptOut(f *testing.F) {
+	f.Add("sair", "  ", "!!")
+	f.Add("STOP", "🚫", ".")
+	f.Fuzz(func(t *testing.T, kw, pre, post string) {
+		if optOutFold(kw) == "" || strings.ContainsFunc(pre+post, func(r rune) bool { return unicode.IsLetter(r) || unicode.IsDigit(r) }) {
+			return
+		}
+		if _, ok := MatchOptOut([]string{kw}, pre+strings.ToUpper(kw)+post); !ok && len(pre+kw+post) <= 200 && strings.ToLower(strings.ToUpper(kw)) == strings.ToLower(kw) {
+			t.Fatalf("%q around %q did not match", pre+post, kw)
+		}
+	})
 }

@@ -96,6 +96,15 @@ type Publisher interface {
 
 // Sender is what a Worker needs from the session that owns the mentorado.
 // Implemented by the connector over the real whatsmeow client.
+//
+// The worker shows typing before queued and campaign messages and does not
+// clear it after a send (the message clears it on the recipient's phone);
+// it calls Typing(jid, false) only when the send then fails. A Sender that
+// also has NewMessageID() string (whatsmeow's GenerateMessageID) gives the
+// ids of campaign messages; otherwise the worker makes ids of the same
+// shape (3EB0 and 18 hex digits). A *event.CommandError with code
+// not_connected from Send or Resolve means the session is going away: the
+// item goes back to the queue uncounted.
 type Sender interface {
 	// Resolve asks WhatsApp whether phone (normalised E.164 digits) is on
 	// WhatsApp, trying the Brazilian 9th-digit variants; it returns the

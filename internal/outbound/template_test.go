@@ -1,6 +1,9 @@
 package outbound
 
-import "testing"
+import (
+	"strings"
+	"testing"
+)
 
 func TestRender(t *testing.T) {
 	v := Vars{Name: "  Maria Silva ", Phone: "5511987654321", Fields: map[string]string{"cidade": "Recife"}}
@@ -34,4 +37,21 @@ func TestCheckTemplateRejects(t *testing.T) {
 			t.Errorf("%q: field %q", tmpl, f)
 		}
 	}
+}
+
+// FuzzTemplate: whatever a campaign text is, CheckTemplate answers, and a
+// text it accepts renders without panicking and without a leftover "{{".
+func FuzzTemplate(f *testing.F) {
+	for _, s := range []string{"Oi {{first_name|amigo}}", "{{field.cidade}}", "{{", "}}", "{{{name}}}", "a{b}c", "{{ phone }}"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, tmpl string) {
+		if CheckTemplate("text", tmpl) != nil {
+			return
+		}
+		out := Render(tmpl, Vars{Name: "Ana Lima", Phone: "5511987654321", Fields: map[string]string{"x": "y"}})
+		if strings.Contains(out, "{{") {
+			t.Fatalf("Render(%q) = %q keeps a variable", tmpl, out)
+		}
+	})
 }

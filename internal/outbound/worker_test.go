@@ -169,7 +169,7 @@ func TestTryNow(t *testing.T) {
 }
 
 // TestCampaignPacingSkipsAndCompletion: a campaign sends under its pacing
-// (gaps on the fake clock within [min, max], typing before each), skips
+// profile (gaps on the fake clock within [min, max], typing before each), skips
 // opted-out (9th-digit variant), not-on-WhatsApp and duplicate recipients,
 // and completes.
 func TestCampaignPacingSkipsAndCompletion(t *testing.T) {
@@ -179,7 +179,7 @@ func TestCampaignPacingSkipsAndCompletion(t *testing.T) {
 	h.sender.jids["5511900000004"] = ""                                                                             // not on WhatsApp
 	h.sender.jids["551187654321"] = "5511987654321@s.whatsapp.net"                                                  // the same account as 5511987654321
 	exec(t, h.db, `INSERT INTO opt_outs (mentorado_id, phone, source) VALUES ($1, '551187650005', 'keyword')`, h.m) // 5511987650005 without its 9th digit
-	pacing := Pacing{MinGapSeconds: 10, MaxGapSeconds: 30}
+	pacing := Profiles()["standard"]
 	c := addCampaign(t, h.db, h.m, event.CampaignScheduled, pacing, phones...)
 	exec(t, h.db, `UPDATE campaigns SET start_at = $2 WHERE id = $1`, c, t0.Add(time.Hour))
 	h.clock.auto(t)
@@ -197,10 +197,15 @@ func TestCampaignPacingSkipsAndCompletion(t *testing.T) {
 	if started := queryOne[time.Time](t, h.db, `SELECT started_at FROM campaigns WHERE id = $1`, c); started.Before(t0.Add(time.Hour)) {
 		t.Fatalf("started at %v", started)
 	}
+	gaps := map[time.Duration]bool{}
 	for i := 1; i < len(sends); i++ {
-		if g := secs(sends[i].at.Sub(sends[i-1].at)); g < 10 || g > 30 {
-			t.Fatalf("gap %d: %.2f s, want 10 to 30", i, g)
+		gaps[sends[i].at.Sub(sends[i-1].at)] = true
+		if g := secs(sends[i].at.Sub(sends[i-1].at)); g < pacing.MinGapSeconds || g > pacing.MaxGapSeconds {
+			t.Fatalf("gap %d: %.2f s, want %g to %g (standard)", i, g, pacing.MinGapSeconds, pacing.MaxGapSeconds)
 		}
+	}
+	if len(gaps) < 3 {
+		t.Fatalf("gaps %v: want them random, not one fixed delay", gaps)
 	}
 	typings := h.sender.typings()
 	for _, s := range sends {
@@ -336,7 +341,11 @@ func TestErrorsFailRetryAndPause(t *testing.T) {
 	h.sender.failAll = errors.New("server said 503")
 	h.sender.mu.Unlock()
 	c := addCampaign(t, h.db, h.m, event.CampaignRunning, Pacing{MinGapSeconds: 5, MaxGapSeconds: 5}, "5511900000001", "5511900000002")
-	h.waitFor("bulk paused", func() bool { return len(h.pub.sendings(t)) == 1 })
+	// The event is published before the pause commits: wait for both.
+	h.waitFor("bulk paused", func() bool {
+		return len(h.pub.sendings(t)) == 1 &&
+			queryOne[string](t, h.db, `SELECT state || ':' || coalesce(pause_reason, '') FROM campaigns WHERE id = $1`, c) == "paused:send_errors"
+	})
 	ss := h.pub.sendings(t)
 	if ss[0].Bulk != event.BulkPaused || ss[0].Reason != ReasonSendErrors || ss[0].Errors != 3 {
 		t.Fatalf("sending event %+v", ss[0])
@@ -370,35 +379,94 @@ func TestErrorsFailRetryAndPause(t *testing.T) {
 }
 
 // TestPauseAndCancelBySQL: the lane stops when the API pauses or cancels a
-// campaign, and goes on after a resume.
+// campaign, and goes on after a resume. The clock freezes right after a
+// chosen delivery, so the state changes land between two items.
 func TestPauseAndCancelBySQL(t *testing.T) {
 	h := newHarness(t, `{"typing": false}`)
 	c := addCampaign(t, h.db, h.m, event.CampaignRunning, Pacing{MinGapSeconds: 10, MaxGapSeconds: 10},
 		"5511900000001", "5511900000002", "5511900000003", "5511900000004", "5511900000005")
+	h.sender.holdAt = 2
 	h.clock.auto(t)
 	h.run(h.worker(2 * time.Second))
-	h.waitFor("two sends", func() bool { return len(h.sender.delivered()) >= 2 })
+	h.waitFor("two sends", func() bool { return len(h.sender.delivered()) == 2 })
 	h.clock.hold(t)
 	exec(t, h.db, `UPDATE campaigns SET state = 'paused' WHERE id = $1`, c)
-	n := len(h.sender.delivered())
 	later := h.clock.Now().Add(10 * time.Minute)
 	h.clock.release()
 	h.waitFor("ten minutes of fake time", func() bool { return h.clock.Now().After(later) })
-	if got := len(h.sender.delivered()); got != n {
-		t.Fatalf("%d sends while paused (had %d)", got, n)
+	if got := len(h.sender.delivered()); got != 2 {
+		t.Fatalf("%d sends while paused, want 2", got)
 	}
+
+	h.clock.hold(t)
+	h.sender.mu.Lock()
+	h.sender.holdAt = 3
+	h.sender.mu.Unlock()
 	exec(t, h.db, `UPDATE campaigns SET state = 'running' WHERE id = $1`, c)
-	h.waitFor("a send after the resume", func() bool { return len(h.sender.delivered()) == n+1 })
+	h.clock.release()
+	h.waitFor("a send after the resume", func() bool { return len(h.sender.delivered()) == 3 })
 	h.clock.hold(t)
 	exec(t, h.db, `UPDATE campaigns SET state = 'cancelled' WHERE id = $1`, c)
-	n = len(h.sender.delivered())
 	later = h.clock.Now().Add(10 * time.Minute)
 	h.clock.release()
 	h.waitFor("ten more minutes", func() bool { return h.clock.Now().After(later) })
-	if got := len(h.sender.delivered()); got != n || got == 5 {
-		t.Fatalf("%d sends after the cancel (had %d)", got, n)
+	if got := len(h.sender.delivered()); got != 3 {
+		t.Fatalf("%d sends after the cancel, want 3", got)
 	}
 	if st := queryOne[string](t, h.db, `SELECT state FROM campaigns WHERE id = $1`, c); st != "cancelled" {
 		t.Fatalf("campaign %s", st)
+	}
+}
+
+// TestWakeSendsWithoutWaitingForThePoll: a send queued while the worker
+// sleeps goes at once on Wake, with no time passing.
+func TestWakeSendsWithoutWaitingForThePoll(t *testing.T) {
+	h := newHarness(t, `{"typing": false}`)
+	h.inbound(talker, t0.Add(-time.Hour))
+	w := h.worker(time.Hour)
+	h.run(w)
+	h.clock.hold(t) // asleep until the next poll, an hour away; nothing advances the clock
+	h.enqueue("W1", event.SendRequest{Phone: talker, Text: "w"})
+	w.Wake()
+	h.waitFor("W1 sent", func() bool { return len(h.sender.delivered()) == 1 })
+	if at := h.sender.delivered()[0].at; !at.Equal(t0) {
+		t.Fatalf("sent at %v, want at once (%v)", at, t0)
+	}
+}
+
+// TestBulkPauseHoldsCampaignsNotChats: while bulk sending is paused (a
+// temporary ban reported by the session) no campaign starts or sends, but
+// replies still go; clearing the pause publishes the resume and the
+// campaign starts.
+func TestBulkPauseHoldsCampaignsNotChats(t *testing.T) {
+	h := newHarness(t, `{"typing": false}`)
+	h.inbound(talker, t0.Add(-time.Hour))
+	until := t0.Add(time.Hour)
+	if err := PauseBulk(context.Background(), h.db, h.pub, h.m, ReasonTemporaryBan, &until, 0, t0); err != nil {
+		t.Fatal(err)
+	}
+	c := addCampaign(t, h.db, h.m, event.CampaignScheduled, Profiles()["fast"], "5511900000001", "5511900000002")
+	h.enqueue("R1", event.SendRequest{Phone: talker, Text: "reply"})
+	h.clock.auto(t)
+	h.run(h.worker(2 * time.Second))
+	h.waitFor("the reply", func() bool { return len(h.sender.delivered()) == 1 })
+	later := h.clock.Now().Add(10 * time.Minute)
+	h.waitFor("ten minutes of fake time", func() bool { return h.clock.Now().After(later) })
+	if n := len(h.sender.delivered()); n != 1 {
+		t.Fatalf("%d sends while bulk sending is paused", n)
+	}
+	if st := queryOne[string](t, h.db, `SELECT state FROM campaigns WHERE id = $1`, c); st != "scheduled" {
+		t.Fatalf("campaign %s while paused", st)
+	}
+	exec(t, h.db, `UPDATE send_settings SET bulk_paused_at = NULL, bulk_paused_reason = NULL WHERE mentorado_id = $1`, h.m)
+	h.waitFor("completed", func() bool {
+		return queryOne[string](t, h.db, `SELECT state FROM campaigns WHERE id = $1`, c) == "completed"
+	})
+	ss := h.pub.sendings(t)
+	if len(ss) != 2 || ss[0].Reason != ReasonTemporaryBan || ss[1].Bulk != event.BulkActive || ss[1].Reason != ReasonResumed {
+		t.Fatalf("sending events %+v", ss)
+	}
+	if n := len(h.sender.delivered()); n != 3 {
+		t.Fatalf("%d sends, want the reply and two campaign messages", n)
 	}
 }

@@ -33,6 +33,7 @@ type Account struct {
 	inbox       []*inboundMsg // stanzas for the client, in order
 	appState    *appStateData // nil until SetAddressBook
 	peerReqs    []*waE2E.PeerDataOperationRequestMessage
+	presence    string // the client's last <presence type>: available, unavailable
 
 	deliverMu sync.Mutex // serialises deliveries so the client sees inbox order
 }
@@ -534,9 +535,10 @@ func (s *Server) handleUsync(c *conn, n *waBinary.Node) {
 			contactQuery, _ = req.GetChildByTag("contact").Content.([]byte)
 			num := strings.TrimPrefix(strings.TrimSuffix(string(contactQuery), "@"+types.LegacyUserServer), "+")
 			jid, in, u = s.contactQueryLocked(num)
-		} else {
+		} else if jid.Server != types.DefaultUserServer || !s.offWhatsAppLocked(jid.User) {
 			u = s.lookupLocked(jid, true)
 		}
+		// else: a phone number that is not on WhatsApp has no devices
 		var devices []uint16
 		var lid types.JID
 		if u != nil {

@@ -101,8 +101,10 @@
 // a number off WhatsApp ("out"; true puts it back); SetStrictRegistry(true)
 // makes only the numbers the test created registered (Contact, accounts,
 // SetRegistered(…, true), address book entries), not those a client merely
-// queried or sent to. Only IsOnWhatsApp is affected: a send to an
-// unregistered number is still answered.
+// queried or sent to. A client that sends to a number that is "out"
+// anyway gets an empty device list for it (usync devices): SendMessage
+// succeeds and the message reaches no contact, like the "ghost chat" of a
+// wrong 9th-digit form on the real WhatsApp.
 //
 // The contacts' phones stamp what they receive on the server's clock
 // (SetClock(func() time.Time); nil: wall clock): Received.At, and Seq, a
@@ -128,6 +130,8 @@
 // (Contact.ChatStates) and per account (Server.ChatStates) with its time
 // on the server's clock and its Seq, so a test can assert that typing
 // preceded a message. They are not relayed to other clients.
+// cli.SendPresence (<presence type="available"|"unavailable">) is recorded
+// too: Account.Presence.
 //
 // # Media
 //

@@ -18,7 +18,9 @@ import (
 // (Received.At, ChatState.At, RefusedSend.At), so that a test driving its
 // code with a fake clock can check the gaps between messages in that
 // clock's time. nil restores the wall clock. Protocol timestamps (the "t"
-// of stanzas) stay on the wall clock.
+// of stanzas) stay on the wall clock. The fake calls now with its lock
+// held: it must not block on anything that waits for the fake (a fake
+// clock that fires its timers outside its own lock is fine).
 func (s *Server) SetClock(now func() time.Time) {
 	s.mu.Lock()
 	s.clock = now
@@ -122,10 +124,34 @@ func (s *Server) handleChatState(c *conn, n *waBinary.Node) {
 	s.seq++
 	cs.At, cs.Seq = s.nowLocked(), s.seq
 	s.chatLog = append(s.chatLog, cs)
-	if u := s.lookupLocked(to, false); u != nil {
+	if u := s.lookupLocked(to, true); u != nil { // typing may come before the first message
 		u.chatStates = append(u.chatStates, cs)
 	}
 	s.notifyLocked()
+}
+
+// handlePresence records the client's own presence (cli.SendPresence:
+// <presence type="available"|"unavailable" name=…/>); subscriptions
+// (type="subscribe") are ignored. Nothing is answered.
+func (s *Server) handlePresence(c *conn, n *waBinary.Node) {
+	typ := attrString(n, "type")
+	if typ != "available" && typ != "unavailable" {
+		return
+	}
+	s.mu.Lock()
+	if c.acct != nil {
+		c.acct.presence = typ
+		s.notifyLocked()
+	}
+	s.mu.Unlock()
+}
+
+// Presence is the presence the account's client last sent
+// (cli.SendPresence): "available", "unavailable", or "" if none.
+func (a *Account) Presence() string {
+	a.s.mu.Lock()
+	defer a.s.mu.Unlock()
+	return a.presence
 }
 
 // ChatStates returns the chat states clients sent to this contact (1:1),

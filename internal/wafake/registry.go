@@ -19,8 +19,9 @@ import (
 // SetRegistered says whether phone (E.164 digits) is on WhatsApp. false:
 // contact queries for it answer "out" (whatever else the test did with the
 // number); true: it is a known contact (created if needed), "in" even in
-// strict mode. Only IsOnWhatsApp is affected: a client that sends to an
-// unregistered number anyway is still answered.
+// strict mode. A client that sends to an unregistered number anyway gets
+// an empty device list for it: the message is acked and reaches no one
+// (the "ghost chat" of a wrong 9th-digit form).
 func (s *Server) SetRegistered(phone string, registered bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -85,4 +86,22 @@ func (s *Server) contactQueryLocked(num string) (types.JID, bool, *Contact) {
 	u = s.userLocked(num)
 	u.onDemand = true
 	return u.pn, true, u
+}
+
+// offWhatsAppLocked reports whether the registry answers "out" for num,
+// without creating anything.
+func (s *Server) offWhatsAppLocked(num string) bool {
+	if s.unregistered[num] {
+		return true
+	}
+	u := s.users[num]
+	if u != nil && s.registeredLocked(u) {
+		return false
+	}
+	for _, v := range phone.BrazilVariants(num)[1:] {
+		if w := s.users[v]; w != nil && s.registeredLocked(w) {
+			return true
+		}
+	}
+	return u != nil || s.strictRegistry
 }

@@ -106,6 +106,14 @@ func TestIsOnWhatsApp(t *testing.T) {
 		t.Fatalf("registered form got %+v %v", m, err)
 	}
 
+	// The wrong form is a ghost chat: acked, received by no one.
+	if _, err := s.cli.SendMessage(ctx, types.NewJID("5511987650502", types.DefaultUserServer), &waE2E.Message{Conversation: proto.String("ghost")}); err != nil {
+		t.Fatal(err)
+	}
+	if sent := srv.SentBy(s.phone); len(sent) != 1 || sent[0].ID != resp.ID {
+		t.Fatalf("after a send to the wrong form, received: %+v", sent)
+	}
+
 	// Aliasing: the other form answers in, with the registered JID.
 	srv.SetBrazilAliasing(true)
 	got = onWhatsApp(t, s, "5511987650502")
@@ -137,12 +145,16 @@ func TestIsOnWhatsAppStrict(t *testing.T) {
 	if got["14155550512"].IsIn {
 		t.Errorf("number the test never created: %+v", got["14155550512"])
 	}
-	// A number the client sent to (created on demand) is still not registered.
+	// A message to a number that is not on WhatsApp is acked and reaches
+	// no one; the number stays unregistered.
 	if _, err := s.cli.SendMessage(ctxT(t), types.NewJID("14155550513", types.DefaultUserServer), &waE2E.Message{Conversation: proto.String("x")}); err != nil {
 		t.Fatal(err)
 	}
+	if sent := srv.SentBy(s.phone); len(sent) != 0 {
+		t.Errorf("a message to an unregistered number arrived: %+v", sent)
+	}
 	if r := onWhatsApp(t, s, "14155550513")["14155550513"]; r.IsIn {
-		t.Errorf("on-demand contact in strict mode: %+v", r)
+		t.Errorf("number sent to, strict mode: %+v", r)
 	}
 	// Contact() registers it.
 	srv.Contact("14155550513")
@@ -308,6 +320,11 @@ func TestChatPresence(t *testing.T) {
 	bob := srv.Contact("5511988880540")
 	ctx := ctxT(t)
 
+	s.cli.Store.PushName = "Ana"
+	if err := s.cli.SendPresence(ctx, types.PresenceAvailable); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, waitTimeout, func() bool { return s.acct.Presence() == "available" }, "presence recorded")
 	if err := s.cli.SendChatPresence(ctx, bob.JID(), types.ChatPresenceComposing, types.ChatPresenceMediaText); err != nil {
 		t.Fatal(err)
 	}

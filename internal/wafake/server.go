@@ -568,6 +568,8 @@ func (s *Server) handleNode(c *conn, n *waBinary.Node) {
 		s.handleClientMessage(c, n)
 	case "chatstate":
 		s.handleChatState(c, n)
+	case "presence":
+		s.handlePresence(c, n)
 	}
 }
 

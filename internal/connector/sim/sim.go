@@ -10,6 +10,16 @@
 // it (ErrNotInGroup, as whatsmeow returns), InjectGroupText delivers a
 // group message built as whatsmeow builds it.
 //
+// Sending at scale (issue #14): IsOnWhatsApp answers from a registry —
+// every number is on WhatsApp unless NotOnWhatsApp / SetRegistered(n,
+// false); SetRegistered(n, true) registers a Brazilian mobile under exactly
+// that form (the other 9th-digit form answers "out"); SetStrict(true) makes
+// only registered and Canonical numbers "in". SendChatPresence is recorded
+// (ChatStates); FailSends / FailSendsTo make the next sends fail
+// (ServerError(479) is what whatsmeow returns for the server's error ack);
+// Sent and ChatState carry At on a settable clock (SetClock) and a Seq
+// that orders them.
+//
 // It is not on the production path: the real whatsmeow client is the
 // connector's default factory.
 package sim
@@ -31,6 +41,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/phone"
 )
 
 // Interval is a span during which a client of a mentorado was connected.
@@ -45,6 +56,17 @@ type Sent struct {
 	To      types.JID
 	Text    string
 	Message *waE2E.Message // as sent: reactions, edits, revokes, quotes
+	At      time.Time      // on the world's clock (SetClock)
+	Seq     int64          // orders Sent and ChatState of one world
+}
+
+// ChatState is a chat presence a client sent (SendChatPresence).
+type ChatState struct {
+	To    types.JID
+	State types.ChatPresence // composing or paused
+	Media types.ChatPresenceMedia
+	At    time.Time // on the world's clock (SetClock)
+	Seq   int64     // orders chat states and Sent of one world (Sent.Seq)
 }
 
 // Read is a read receipt a client sent (MarkRead).
@@ -67,6 +89,12 @@ type World struct {
 	connectErr map[int64]error
 	notOnWA    map[string]bool
 	canonical  map[string]string
+	registered map[string]bool // numbers registered under exactly this form
+	strict     bool            // only registered (or canonical) numbers are on WhatsApp
+	sendErrs   map[int64][]error
+	sendErrsTo map[int64]map[string][]error // by the chat's user (phone)
+	clock      func() time.Time
+	seq        int64
 	groups     map[int64]map[types.JID]*simGroup // per mentorado: the groups its number is or was in
 	groupErrs  map[int64][]error                 // the next GetGroupInfo calls fail with these
 	groupCalls map[int64]int
@@ -87,6 +115,9 @@ func NewWorld() *World {
 		connectErr: map[int64]error{},
 		notOnWA:    map[string]bool{},
 		canonical:  map[string]string{},
+		registered: map[string]bool{},
+		sendErrs:   map[int64][]error{},
+		sendErrsTo: map[int64]map[string][]error{},
 		groups:     map[int64]map[types.JID]*simGroup{},
 		groupErrs:  map[int64][]error{},
 		groupCalls: map[int64]int{},
@@ -144,6 +175,7 @@ type Client struct {
 	pairPhone string
 	sent      []Sent
 	reads     []Read
+	states    []ChatState
 
 	hmu      sync.RWMutex
 	handlers []handler
@@ -366,7 +398,11 @@ func (c *Client) PairPhone(_ context.Context, phone string, _ bool, _ whatsmeow.
 }
 
 // IsOnWhatsApp answers from the world's directory: every number is on
-// WhatsApp unless marked otherwise, under its canonical form.
+// WhatsApp unless marked otherwise (NotOnWhatsApp, SetRegistered), under
+// its canonical form (Canonical). A Brazilian mobile registered under one
+// form (SetRegistered(phone, true)) answers "in" only for that form: the
+// other form (phone.BrazilVariants) is "out", as on the fake server. In
+// strict mode (SetStrict) only registered and canonical numbers are in.
 func (c *Client) IsOnWhatsApp(_ context.Context, phones []string) ([]types.IsOnWhatsAppResponse, error) {
 	c.w.mu.Lock()
 	defer c.w.mu.Unlock()
@@ -376,14 +412,41 @@ func (c *Client) IsOnWhatsApp(_ context.Context, phones []string) ([]types.IsOnW
 	var out []types.IsOnWhatsAppResponse
 	for _, p := range phones {
 		d := strings.TrimPrefix(p, "+")
-		canon := d
-		if v, ok := c.w.canonical[d]; ok {
-			canon = v
-		}
-		in := !c.w.notOnWA[d] && !c.w.notOnWA[canon]
+		canon, in := c.w.lookupLocked(d)
 		out = append(out, types.IsOnWhatsAppResponse{Query: p, JID: types.NewJID(canon, types.DefaultUserServer), IsIn: in})
 	}
 	return out, nil
+}
+
+// lookupLocked answers a contact query for number d: the form to answer
+// with and whether it is on WhatsApp.
+func (w *World) lookupLocked(d string) (string, bool) {
+	if canon, ok := w.canonical[d]; ok {
+		return canon, !w.notOnWA[d] && !w.notOnWA[canon]
+	}
+	switch {
+	case w.notOnWA[d]:
+		return d, false
+	case w.registered[d]:
+		return d, true
+	}
+	for _, v := range phone.BrazilVariants(d)[1:] {
+		if w.registered[v] && !w.notOnWA[v] {
+			return d, false // registered under the other form
+		}
+	}
+	return d, !w.strict
+}
+
+// SendChatPresence records a chat state (typing) like whatsmeow sends it.
+func (c *Client) SendChatPresence(_ context.Context, jid types.JID, state types.ChatPresence, media types.ChatPresenceMedia) error {
+	c.w.mu.Lock()
+	defer c.w.mu.Unlock()
+	if !c.loggedIn {
+		return whatsmeow.ErrNotConnected
+	}
+	c.states = append(c.states, ChatState{To: jid, State: state, Media: media, At: c.w.nowLocked(), Seq: c.w.seqLocked()})
+	return nil
 }
 
 // GenerateMessageID returns a fresh message id.
@@ -411,11 +474,14 @@ func (c *Client) SendMessage(_ context.Context, to types.JID, msg *waE2E.Message
 	if id == "" {
 		id = fmt.Sprintf("3EB0SIM%012X", c.w.msgSeq.Add(1))
 	}
+	if err := c.w.sendErrLocked(c.m, to); err != nil {
+		return whatsmeow.SendResponse{}, err
+	}
 	text := msg.GetConversation()
 	if text == "" {
 		text = msg.GetExtendedTextMessage().GetText()
 	}
-	c.sent = append(c.sent, Sent{ID: id, To: to, Text: text, Message: msg})
+	c.sent = append(c.sent, Sent{ID: id, To: to, Text: text, Message: msg, At: c.w.nowLocked(), Seq: c.w.seqLocked()})
 	return whatsmeow.SendResponse{ID: id, Timestamp: time.Now()}, nil
 }
 
@@ -806,7 +872,7 @@ func (w *World) Reads(m int64) []Read {
 	return out
 }
 
-// Sent returns what m's clients sent.
+// Sent returns what m's clients sent, in order.
 func (w *World) Sent(m int64) []Sent {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -814,5 +880,101 @@ func (w *World) Sent(m int64) []Sent {
 	for _, c := range w.clients[m] {
 		out = append(out, c.sent...)
 	}
+	slices.SortStableFunc(out, func(a, b Sent) int { return int(a.Seq - b.Seq) })
+	return out
+}
+
+// SetRegistered says whether number (E.164 digits) is on WhatsApp under
+// exactly this form. true: "in" (even in strict mode), and for a Brazilian
+// mobile the other form (with or without the 9th digit) answers "out";
+// false: "out", like NotOnWhatsApp.
+func (w *World) SetRegistered(number string, registered bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if registered {
+		delete(w.notOnWA, number)
+		w.registered[number] = true
+		return
+	}
+	delete(w.registered, number)
+	w.notOnWA[number] = true
+}
+
+// SetStrict makes only registered (SetRegistered) and canonical
+// (Canonical) numbers be on WhatsApp. Default false: every number is,
+// unless marked otherwise.
+func (w *World) SetStrict(v bool) {
+	w.mu.Lock()
+	w.strict = v
+	w.mu.Unlock()
+}
+
+// ServerError is the error whatsmeow's SendMessage returns when the
+// server refuses a message with <ack error=code> (e.g. 479, 421, 463): it
+// wraps whatsmeow.ErrServerReturnedError.
+func ServerError(code int) error {
+	return fmt.Errorf("%w %d", whatsmeow.ErrServerReturnedError, code)
+}
+
+// FailSends makes m's next sends fail, one per error (ServerError(479)
+// for a refusal like the real server's). Failed sends are not in Sent.
+func (w *World) FailSends(m int64, errs ...error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.sendErrs[m] = append(w.sendErrs[m], errs...)
+}
+
+// FailSendsTo is FailSends for m's sends to the chat whose user is phone
+// only (checked first).
+func (w *World) FailSendsTo(m int64, phone string, errs ...error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.sendErrsTo[m] == nil {
+		w.sendErrsTo[m] = map[string][]error{}
+	}
+	w.sendErrsTo[m][phone] = append(w.sendErrsTo[m][phone], errs...)
+}
+
+func (w *World) sendErrLocked(m int64, to types.JID) error {
+	if q := w.sendErrsTo[m][to.User]; len(q) > 0 {
+		w.sendErrsTo[m][to.User] = q[1:]
+		return q[0]
+	}
+	if q := w.sendErrs[m]; len(q) > 0 {
+		w.sendErrs[m] = q[1:]
+		return q[0]
+	}
+	return nil
+}
+
+// SetClock sets the clock that stamps Sent.At and ChatState.At (nil: the
+// wall clock).
+func (w *World) SetClock(now func() time.Time) {
+	w.mu.Lock()
+	w.clock = now
+	w.mu.Unlock()
+}
+
+func (w *World) nowLocked() time.Time {
+	if w.clock != nil {
+		return w.clock()
+	}
+	return time.Now()
+}
+
+func (w *World) seqLocked() int64 {
+	w.seq++
+	return w.seq
+}
+
+// ChatStates returns the chat presences m's clients sent, in order.
+func (w *World) ChatStates(m int64) []ChatState {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var out []ChatState
+	for _, c := range w.clients[m] {
+		out = append(out, c.states...)
+	}
+	slices.SortFunc(out, func(a, b ChatState) int { return int(a.Seq - b.Seq) })
 	return out
 }
