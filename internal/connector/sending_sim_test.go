@@ -220,3 +220,41 @@ func TestSendDailyCap(t *testing.T) {
 		t.Fatalf("%d sends queued", n)
 	}
 }
+
+// Sends queued behind the pacer while connected fail when WhatsApp logs
+// the device out (the 401 event, not the command): logged_out.
+func TestQueuedSendsFailOnLoggedOutEvent(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2*time.Second)
+	m := e.mentorados(1)[0]
+	e.sendSettings(m, `{"bulk_min_gap_seconds": 100, "bulk_max_gap_seconds": 100, "typing": false}`)
+	e.paired(m, "5511900001413")
+	e.start("a", nil, nil)
+	testenv.Eventually(t, wait, func() bool { return e.status(m) == event.StatusConnected }, "connected")
+	var queued []*event.Message
+	for i := range 3 {
+		r := e.mustRequest(m, event.VerbSend, event.SendRequest{Phone: "5511966667788", Text: fmt.Sprintf("oferta %d", i)})
+		if r.Error != nil || r.Message == nil {
+			t.Fatalf("send %d: %+v", i, r)
+		}
+		if want := event.MessageQueued; i > 0 && r.Message.Status != want {
+			t.Fatalf("send %d is %s, want %s behind the bulk gap", i, r.Message.Status, want)
+		}
+		if i > 0 {
+			queued = append(queued, r.Message)
+		}
+	}
+	if err := e.world.Kick(m, &events.LoggedOut{Reason: events.ConnectFailureLoggedOut}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, wait, func() bool { return e.status(m) == event.StatusLoggedOut }, "logged out")
+	for _, q := range queued {
+		testenv.Eventually(t, wait, func() bool {
+			st, reason := e.outboxRow(m, q.WAID)
+			return st == store.OutboxFailed && reason == connector.ReasonLoggedOut
+		}, "queued send %s failed", q.WAID)
+	}
+	if n := len(e.world.Sent(m)); n != 1 {
+		t.Fatalf("WhatsApp got %d messages, want only the first", n)
+	}
+}
