@@ -216,6 +216,11 @@ func (s *session) pauseBulk(reason string, until *time.Time) {
 	}
 	tctx, cancel := s.withTimeout(s.ctx)
 	defer cancel()
+	// A login refused while the ban lasts is a ban again: paused once
+	// (until someone resumes), not once per reconnect attempt.
+	if row, err := sd.db.SendSettings(tctx, s.m); err == nil && row.PausedAt != nil {
+		return
+	}
 	if err := outbound.PauseBulk(tctx, sd.db, sd.pub, s.m, reason, until, 0, sd.clock.Now()); err != nil {
 		s.log.Error().Err(err).Str("reason", reason).Msg("pause bulk sending")
 	}

@@ -157,6 +157,17 @@ func TestTemporaryBanPausesBulk(t *testing.T) {
 	if want := clk.Now().Add(2 * time.Hour); s.Bulk != event.BulkPaused || s.Reason != outbound.ReasonTemporaryBan || s.Until == nil || !s.Until.Equal(want) {
 		t.Fatalf("sending event %+v, want paused until %s", s, want)
 	}
+
+	// Banned again before anyone resumed: still one pause, one event.
+	clk.Advance(2 * time.Hour)
+	testenv.Eventually(t, wait, func() bool { return e.status(m) == event.StatusConnected }, "connected after the ban")
+	if err := e.world.Kick(m, &events.TemporaryBan{Code: events.TempBanSentToTooManyPeople, Expire: time.Hour}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, wait, func() bool { return e.status(m) == event.StatusBanned }, "banned again")
+	if n := len(e.stored(bus.StreamEvents, event.EventSubject(m, event.TypeSending))); n != 1 {
+		t.Fatalf("%d sending events after a second ban while paused, want 1", n)
+	}
 }
 
 // The connector's sweeper expires queued sends whose TTL passed on the
