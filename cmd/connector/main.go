@@ -22,6 +22,12 @@
 //	                                     STICKER), e.g. 16MiB; defaults in internal/media (Limits)
 //	ZAPBUS_HISTORY_MAX_ATTEMPTS          attempts at a history sync chunk before it fails for good, default 8
 //	ZAPBUS_HISTORY_MAX_AGE               a history sync chunk not imported this long after it was announced fails, default 72h
+//	ZAPBUS_SEND_MAX_CHAT_PER_MINUTE,     the operator maxima of every mentorado's sending settings
+//	ZAPBUS_SEND_MAX_CHAT_BURST,          (defaults and meaning in internal/outbound, DefaultLimits;
+//	ZAPBUS_SEND_MIN_BULK_GAP_SECONDS,    docs/decisions/0020-outbox-pacing-campaigns.md)
+//	ZAPBUS_SEND_MAX_DAILY_CAP,
+//	ZAPBUS_SEND_MAX_QUEUE_TTL_SECONDS
+//	ZAPBUS_SEND_SWEEP_INTERVAL           how often queued sends past their TTL expire, default 30s
 //	ZAPBUS_WA_FAKE_ADDR                  STAGING ONLY: talk to the fake WhatsApp (cmd/wafake) at host:port
 //	ZAPBUS_WA_FAKE_ROOT_KEY              STAGING ONLY: the fake's root public key (hex, cmd/wafake prints it)
 //
@@ -57,6 +63,7 @@ import (
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/media"
+	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/wafakeclient"
@@ -113,8 +120,17 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	s.Connector.Media.Limits = media.LimitsFromEnv(env)
 	fs.IntVar(&s.Connector.History.MaxAttempts, "history-max-attempts", integer("ZAPBUS_HISTORY_MAX_ATTEMPTS", 8), "attempts per history sync chunk (ZAPBUS_HISTORY_MAX_ATTEMPTS)")
 	fs.DurationVar(&s.Connector.History.MaxAge, "history-max-age", dur("ZAPBUS_HISTORY_MAX_AGE", 72*time.Hour), "give up history sync chunks older than this (ZAPBUS_HISTORY_MAX_AGE)")
+	fs.DurationVar(&s.Connector.Sending.SweepInterval, "send-sweep-interval", dur("ZAPBUS_SEND_SWEEP_INTERVAL", 30*time.Second), "how often queued sends past their TTL expire (ZAPBUS_SEND_SWEEP_INTERVAL)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
+	}
+	limits, lerr := outbound.LimitsFromEnv(getenv)
+	if lerr != nil {
+		return s, lerr
+	}
+	s.Connector.Sending.Limits = limits
+	if s.Connector.Sending.SweepInterval <= 0 {
+		return s, errors.New("ZAPBUS_SEND_SWEEP_INTERVAL: want a positive duration")
 	}
 	var perr error
 	s.Provision, s.ProvisionIfMissing, perr = bus.ProvisionFromEnv(getenv, s.NATSURL)

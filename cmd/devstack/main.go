@@ -60,6 +60,7 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/persister"
 	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/startup"
@@ -229,7 +230,12 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return fmt.Errorf("media store: %w", err)
 	}
-	conn, err := connector.New(connector.Config{}, db, b, factory, log, connector.WithMedia(ms))
+	// The operator's sending maxima, as cmd/connector reads them.
+	limits, err := outbound.LimitsFromEnv(os.Getenv)
+	if err != nil {
+		return err
+	}
+	conn, err := connector.New(connector.Config{Sending: connector.SendingConfig{Limits: limits}}, db, b, factory, log, connector.WithMedia(ms))
 	if err != nil {
 		return err
 	}

@@ -15,6 +15,7 @@ import (
 	"go.mau.fi/whatsmeow/types"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/phone"
 )
 
@@ -260,10 +261,13 @@ func sendKey(m int64, clientID string) string {
 	return fmt.Sprintf("%d.%s", m, hex.EncodeToString(h[:]))
 }
 
-// send delivers a text message: validate, resolve the number with the
-// server (which settles the Brazilian 9th digit), send with a pre-generated
-// id, publish the outbound event with status sent, return it. A ClientID
-// makes it idempotent through WA_SENDS.
+// send runs a send command: validate; with a client id, answer an earlier
+// send of it (WA_SENDS, then the outbox); then send at once when the
+// session is connected and its worker says TryNow (nothing queued ahead, a
+// pacer token free), queue it in the outbox when the session is
+// connecting, in backoff or paced (status queued: the web answers 202),
+// and answer not_connected otherwise. The number is resolved with the
+// server, which settles the Brazilian 9th digit.
 func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest) (*event.Message, error) {
 	if err := req.Validate(); err != nil {
 		return nil, err
@@ -277,11 +281,6 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 	if chat.Server == types.GroupServer && s.groups.hasLeft(chat.String()) {
 		return nil, event.NewCommandError(event.CodeNotInGroup, "the number left group %s", chat)
 	}
-	snap, err := connectedClient(s)
-	if err != nil {
-		return nil, err
-	}
-	cli := snap.cli
 
 	var key string
 	if req.ClientID != "" {
@@ -289,59 +288,109 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 		if done, err := c.sendReplay(ctx, key, req.ClientID); done != nil || err != nil {
 			return done, err
 		}
+		if s.d.sending != nil {
+			queued, _, err := outbound.Lookup(ctx, c.db, s.m, req.ClientID)
+			if err != nil {
+				return nil, fmt.Errorf("look up queued send: %w", err)
+			}
+			if queued != nil {
+				return queued, nil
+			}
+		}
 	}
 
+	snap := s.snapshot()
+	if snap.reply.Status != event.StatusConnected || snap.cli == nil {
+		if s.d.sending != nil && queueable(snap) {
+			return c.enqueue(ctx, s, snap, req)
+		}
+		return nil, event.NewCommandError(event.CodeNotConnected, "session is %s", snap.reply.Status)
+	}
+	to := chat
+	if to.IsEmpty() {
+		if to, err = resolvePhone(ctx, snap.cli, number); err != nil {
+			return nil, err
+		}
+	}
+	if s.d.sending != nil {
+		now := false
+		if w := s.worker(); w != nil {
+			now, err = w.TryNow(ctx, to.ToNonAD().String())
+			if err != nil {
+				return nil, err
+			}
+		}
+		if !now {
+			// Paced: queued to the account the number resolved to, so
+			// the queued message names its chat and the worker paces it
+			// as the chat TryNow saw.
+			q := req
+			if chat.IsEmpty() {
+				q.Chat, q.Phone = to.ToNonAD().String(), ""
+			}
+			return c.enqueue(ctx, s, snap, q)
+		}
+	}
+	id := snap.cli.GenerateMessageID()
+	res, done, err := c.reserve(ctx, key, req.ClientID, id, "send")
+	if done != nil || err != nil {
+		return done, err
+	}
+	return c.sendNow(ctx, s, snap, req, to, id, outbound.SendMeta{ClientID: req.ClientID}, res)
+}
+
+// sendNow sends req to chat to under WhatsApp id id now and publishes its
+// message event (status sent, with meta's client and campaign ids): the
+// sync path of a send command and the worker's Sender.Send. res is the
+// sync path's WA_SENDS reservation (released when nothing was sent,
+// recorded as sent after); nil for the worker, whose send is recorded in
+// WA_SENDS after it went out when it has a client id.
+func (c *Connector) sendNow(ctx context.Context, s *session, snap *snapshot, req event.SendRequest, to types.JID, id string, meta outbound.SendMeta, res *reservation) (*event.Message, error) {
+	cli := snap.cli
+	release := func() {
+		if res != nil {
+			res.release(ctx)
+		}
+	}
 	kind := req.Kind
 	if kind == "" {
 		kind = event.KindText
 	}
 	var file *outFile
 	var mc mediaClient
+	var err error
 	if kind.IsMedia() {
 		var ok bool
 		if mc, ok = cli.(mediaClient); !ok {
+			release()
 			return nil, event.NewCommandError(event.CodeUnavailable, "this session cannot send media")
 		}
 		if file, err = c.loadOutFile(ctx, s.m, req); err != nil {
+			release()
 			return nil, err
-		}
-	}
-
-	to := chat
-	if to.IsEmpty() {
-		resp, err := cli.IsOnWhatsApp(ctx, plusAll(phone.BrazilVariants(number)))
-		if err != nil {
-			return nil, fmt.Errorf("check number: %w", err)
-		}
-		for _, r := range resp {
-			if r.IsIn {
-				to = r.JID
-				break
-			}
-		}
-		if to.IsEmpty() {
-			return nil, event.NewCommandError(event.CodeNotOnWhatsApp, "number is not on WhatsApp")
 		}
 	}
 	counterPhone, counterLID, err := chatCounterpart(ctx, cli, to)
 	if err != nil {
+		release()
 		return nil, err
 	}
 
-	id := cli.GenerateMessageID()
 	msg := &event.Message{
-		WAID:      id,
-		ChatJID:   to.String(),
-		SenderJID: snap.jid.ToNonAD().String(),
-		Phone:     counterPhone,
-		LID:       counterLID,
-		Direction: event.DirectionOut,
-		Kind:      kind,
-		Text:      req.Text,
-		Caption:   req.Caption,
-		ReplyToID: req.ReplyTo,
-		Timestamp: c.clock.Now().UTC(),
-		Status:    event.MessageSent,
+		WAID:       id,
+		ChatJID:    to.String(),
+		SenderJID:  snap.jid.ToNonAD().String(),
+		Phone:      counterPhone,
+		LID:        counterLID,
+		Direction:  event.DirectionOut,
+		Kind:       kind,
+		Text:       req.Text,
+		Caption:    req.Caption,
+		ReplyToID:  req.ReplyTo,
+		Timestamp:  c.clock.Now().UTC(),
+		Status:     event.MessageSent,
+		ClientID:   meta.ClientID,
+		CampaignID: meta.CampaignID,
 	}
 	if file != nil {
 		msg.Media = &event.Media{ID: file.info.ID, MIME: file.info.MIME, Size: file.info.Size, FileName: req.FileName}
@@ -352,38 +401,49 @@ func (c *Connector) send(ctx context.Context, s *session, req event.SendRequest)
 	// What WhatsApp receives must be recordable: check the event fits
 	// before anything is sent, never after.
 	if err := c.checkRecordable(s.m, msg); err != nil {
+		release()
 		return nil, err
-	}
-	res, done, err := c.reserve(ctx, key, req.ClientID, id, "send")
-	if done != nil || err != nil {
-		return done, err
 	}
 	ci := replyContext(req)
 	content := textMessage(req.Text, ci)
 	if file != nil {
 		content, err = mediaMessage(ctx, mc, req, file, ci)
 		if err != nil {
-			res.release(ctx)
+			release()
 			return nil, err
 		}
 		c.metrics.mediaBytes.WithLabelValues("out").Add(float64(len(file.data)))
 	}
 	sent, err := cli.SendMessage(ctx, to, content, whatsmeow.SendRequestExtra{ID: id})
 	if err != nil {
-		res.release(ctx)
+		release()
 		return nil, sendError("send", err)
 	}
 	if !sent.Timestamp.IsZero() {
 		msg.Timestamp = sent.Timestamp.UTC()
 	}
-	res.sent(ctx, s, msg)
+	if res != nil {
+		res.sent(ctx, s, msg)
+	} else {
+		c.recordQueuedSent(ctx, s, s.m, msg)
+	}
 	if err := c.recordSent(ctx, s.m, msg); err != nil {
+		if res == nil {
+			// The worker's send went out: its event is republished in the
+			// background; failing here would make the worker retry it.
+			s.log.Warn().Err(err).Str("id", id).Msg("sent message not recorded yet; retried in the background")
+			return msg, nil
+		}
 		return nil, event.NewCommandError(event.CodeInternal, "message %s sent; recording it is retried in the background (retry with the same client_id to confirm): %v", id, err)
 	}
 	s.groupSeen(msg.ChatJID)
 	if file != nil {
 		c.metrics.mediaSends.WithLabelValues(string(kind)).Inc()
 		if err := c.publishMediaStored(ctx, s.m, msg); err != nil {
+			if res == nil {
+				s.log.Warn().Err(err).Str("id", id).Msg("sent media message's media event not recorded")
+				return msg, nil
+			}
 			return nil, event.NewCommandError(event.CodeInternal, "message %s sent but its media event not recorded (retry with the same client_id): %v", id, err)
 		}
 	}

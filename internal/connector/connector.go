@@ -68,6 +68,8 @@ type Config struct {
 	Media MediaConfig
 	// History configures the import of the phone's history sync.
 	History HistoryConfig
+	// Sending configures the outbox workers and the TTL sweeper.
+	Sending SendingConfig
 }
 
 // WithDefaults fills zero values; leaseTTL comes from the bus configuration.
@@ -110,6 +112,7 @@ func (c Config) WithDefaults(leaseTTL time.Duration) Config {
 	c.Policy = c.Policy.WithDefaults()
 	c.Media = c.Media.WithDefaults()
 	c.History = c.History.WithDefaults()
+	c.Sending = c.Sending.WithDefaults()
 	return c
 }
 
@@ -150,6 +153,11 @@ type Option func(*Connector)
 // WithClock replaces the session clock (reconnect delays, ban waits).
 func WithClock(c Clock) Option { return func(x *Connector) { x.clock = c } }
 
+// WithSendingClock replaces the clock of the outbox workers' pacer and of
+// the TTL sweeper (default: the session clock), so a test drives pacing
+// with a fake clock while sessions reconnect on another.
+func WithSendingClock(c Clock) Option { return func(x *Connector) { x.sendClock = c } }
+
 // WithRand replaces the jitter source (a float in [0,1)).
 func WithRand(r func() float64) Option { return func(x *Connector) { x.rand = r } }
 
@@ -172,10 +180,12 @@ type Connector struct {
 	devices  devices
 	log      zerolog.Logger
 	clock    Clock
-	rand     func() float64
-	convert  ConvertFunc
-	metrics  *metrics
-	media    media.Store
+	// sendClock paces the outbox workers (nil: clock).
+	sendClock Clock
+	rand      func() float64
+	convert   ConvertFunc
+	metrics   *metrics
+	media     media.Store
 
 	kv     jetstream.KeyValue
 	sends  jetstream.KeyValue
@@ -217,6 +227,9 @@ func New(cfg Config, db *store.DB, b *bus.Bus, f Factory, log zerolog.Logger, op
 	c.rand = newLockedRand(uint64(time.Now().UnixNano())).Float64
 	for _, o := range opts {
 		o(c)
+	}
+	if c.sendClock == nil {
+		c.sendClock = c.clock
 	}
 	return c, nil
 }
@@ -278,7 +291,8 @@ func (c *Connector) run(ctx context.Context) error {
 	}
 	bg, cancelBG := context.WithCancel(ctx)
 	var wg sync.WaitGroup
-	wg.Add(3)
+	wg.Add(4)
+	go func() { defer wg.Done(); c.sweepLoop(bg) }()
 	go func() { defer wg.Done(); c.renewLoop(bg) }()
 	go func() { defer wg.Done(); c.watchLoop(bg) }()
 	go func() { defer wg.Done(); c.scanLoop(bg) }()

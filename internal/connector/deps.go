@@ -34,6 +34,8 @@ type sessionDeps struct {
 	// storeCheck tells whether whatsmeow's device store (Postgres)
 	// answers; nil: never checked (storedown.go).
 	storeCheck func(context.Context) error
+	// sending runs the outbox worker; nil: none (state-machine tests).
+	sending *sendingDeps
 }
 
 // deviceStore is the session's access to its wa_devices row.
@@ -74,5 +76,6 @@ func (c *Connector) sessionDeps() sessionDeps {
 		ledger:     c.db.MediaObjects(),
 		histories:  c.db.HistorySyncs(),
 		storeCheck: c.db.Ready,
+		sending:    c.sendingDeps(),
 	}
 }

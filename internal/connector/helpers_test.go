@@ -16,6 +16,7 @@ import (
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/connector/sim"
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/testenv"
 )
@@ -68,13 +69,25 @@ func (e *env) newBus(name string) *bus.Bus {
 	return b
 }
 
-// mentorados inserts n mentorados and returns their ids.
+// unpacedSettings are the sending settings of the tests' mentorados: the
+// pacer lets every send go at once (the tests of the pacer, outbox and
+// campaigns set their own, sending_test.go).
+const unpacedSettings = `{"chat_per_minute": 100000, "chat_burst": 100000, "bulk_min_gap_seconds": 0, "bulk_max_gap_seconds": 0, "daily_cap": 1000000}`
+
+// unpacedLimits are the operator maxima of the tests' connectors: they
+// allow unpacedSettings.
+var unpacedLimits = outbound.Limits{MaxChatPerMinute: 100000, MaxChatBurst: 100000, MinBulkGapSeconds: 0, MaxDailyCap: 1000000, MaxQueueTTL: event.MaxTTLSeconds}
+
+// mentorados inserts n mentorados (sending unpaced) and returns their ids.
 func (e *env) mentorados(n int) []int64 {
 	e.t.Helper()
 	var ids []int64
 	for i := range n {
 		var id int64
 		if err := e.db.Pool.QueryRow(context.Background(), "INSERT INTO mentorados (name) VALUES ($1) RETURNING id", fmt.Sprintf("m%d", i)).Scan(&id); err != nil {
+			e.t.Fatal(err)
+		}
+		if _, err := e.db.Pool.Exec(context.Background(), "INSERT INTO send_settings (mentorado_id, settings) VALUES ($1, $2)", id, unpacedSettings); err != nil {
 			e.t.Fatal(err)
 		}
 		ids = append(ids, id)
@@ -132,6 +145,9 @@ func (e *env) start(name string, f connector.Factory, opts []connector.Option, c
 		InstanceID:    name,
 		RestoreJitter: time.Millisecond,
 		Policy:        connector.Policy{Jitter: -1},
+		// Workers poll for API changes rarely: a test with many sessions
+		// does not load Postgres with idle polls (a send wakes them).
+		Sending: connector.SendingConfig{Limits: unpacedLimits, Poll: time.Minute},
 	}
 	for _, o := range cfgOpts {
 		o(&cfg)

@@ -106,6 +106,8 @@ func (s *session) publishInbound(ctx context.Context, cli Client, evt any) bool 
 	}
 	// Groups met for the first time are described in the background.
 	s.published(envs)
+	// Who wrote gets conversational pacing.
+	s.observeInbound(envs)
 	return true
 }
 

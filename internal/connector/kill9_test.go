@@ -19,6 +19,7 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/testenv"
 )
@@ -60,6 +61,10 @@ func TestRealKill9MidTraffic(t *testing.T) {
 			kill9NATSEnv+"="+re.natsURL,
 			kill9FakeEnv+"="+re.srv.Addr(),
 			kill9RootEnv+"="+hex.EncodeToString(whatsmeow.WACertPubKey[:]),
+			// Replies are not what this test is about: unpaced.
+			outbound.EnvMinBulkGapSeconds+"=0",
+			outbound.EnvMaxChatBurst+"=1000",
+			outbound.EnvMaxChatPerMinute+"=600",
 		)
 		f, err := os.Create(filepath.Join(dir, name+".log"))
 		if err != nil {
@@ -314,7 +319,15 @@ func TestKill9ChildConnector(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.NoSignalCache = os.Getenv("ZAPBUS_KILL9_NOCACHE") != ""
-	c, err := connector.New(connector.Config{InstanceID: "kill9-" + name, RestoreJitter: time.Millisecond, Policy: connector.Policy{Jitter: -1}}, db, b, f, log)
+	// The sending tests (sending_test.go) lower the operator's minimum
+	// bulk gap so a child paces in wall time quickly.
+	limits, err := outbound.LimitsFromEnv(os.Getenv)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := connector.Config{InstanceID: "kill9-" + name, RestoreJitter: time.Millisecond, Policy: connector.Policy{Jitter: -1},
+		Sending: connector.SendingConfig{Limits: limits, Poll: 200 * time.Millisecond}}
+	c, err := connector.New(cfg, db, b, f, log)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 	"go.mau.fi/whatsmeow/types/events"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/outbound"
 )
 
 // pairing modes of a session without a device.
@@ -88,6 +89,9 @@ type session struct {
 
 	history   atomic.Pointer[historyWorker] // the history sync worker while connected (history.go)
 	historyWG sync.WaitGroup                // running history workers
+
+	outbound   atomic.Pointer[outWorker] // the outbox worker while connected (sending.go)
+	outboundWG sync.WaitGroup            // running outbox workers
 }
 
 type connectResult struct {
@@ -125,6 +129,7 @@ func (s *session) start(ctx context.Context) {
 
 func (s *session) run(ctx context.Context) {
 	defer close(s.quit)
+	defer s.stopOutbound()
 	defer s.stopMedia()
 	defer s.stopHistory()
 	defer s.stopGroups()
@@ -212,7 +217,9 @@ func (s *session) setStatusVia(st event.Status, reason string, push func(event.E
 	if st == event.StatusConnected {
 		s.startMedia()
 		s.startHistory()
+		s.startOutbound()
 	} else {
+		s.stopOutbound()
 		s.stopMedia()
 		s.stopHistory()
 	}
@@ -289,6 +296,7 @@ func (s *session) dropClient() {
 		s.qrCancel()
 		s.qrCancel = nil
 	}
+	s.stopOutbound()
 	s.stopMedia()
 	s.stopHistory()
 	if s.cli == nil {
@@ -505,6 +513,10 @@ func (s *session) ban(expire time.Duration, reason string) {
 	s.attempt = 0
 	s.setStatus(event.StatusBanned, reason)
 	s.schedule(expire, s.reconnect)
+	// Bulk sending waits for more than the ban: campaigns pause until
+	// someone resumes them.
+	until := at
+	s.pauseBulk(outbound.ReasonTemporaryBan, &until)
 }
 
 // loggedOut clears the device everywhere and stops.
@@ -525,6 +537,8 @@ func (s *session) loggedOut(ctx context.Context, reason string) {
 	s.desired = false
 	s.attempt = 0
 	s.setStatus(event.StatusLoggedOut, reason)
+	// Never send to anyone for a number the user unpaired.
+	s.failQueued(ctx, ReasonLoggedOut)
 }
 
 // terminate ends the session in a final state.
@@ -538,6 +552,7 @@ func (s *session) terminate(st event.Status, reason string) {
 func (s *session) onDisconnectCmd(ctx context.Context) event.StatusReply {
 	s.setDesired(ctx, false)
 	s.terminate(event.StatusDisconnected, "disconnect command")
+	s.failQueued(ctx, ReasonDisconnectedByUser)
 	return s.snapshot().reply
 }
 
@@ -588,6 +603,9 @@ func (s *session) stop(ctx context.Context, reason string) {
 	// Media downloads in flight release their jobs to the queue.
 	s.waitUntil(ctx, &s.mediaWG, "media downloads")
 	s.waitUntil(ctx, &s.historyWG, "history sync import")
+	// The worker's send in flight ends before the lease is given back:
+	// the next owner re-sends a row left in sending with the same id.
+	s.waitUntil(ctx, &s.outboundWG, "outbox worker")
 	s.waitUntil(ctx, &s.groups.wg, "group fetches")
 	select {
 	case cli := <-cliCh:
