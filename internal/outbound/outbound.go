@@ -141,7 +141,7 @@ type WorkerConfig struct {
 	Limits    Limits
 	Log       zerolog.Logger
 	// Poll is how often the worker looks for campaign and settings
-	// changes made through the API (default 2 s, on Clock).
+	// changes made through the API (DefaultPoll, on Clock).
 	Poll time.Duration
 	// Seed seeds the jitter (0: random).
 	Seed uint64

@@ -51,10 +51,18 @@ type Worker struct {
 	retryAt time.Time
 }
 
+// DefaultPoll is how often an idle worker looks for campaign and settings
+// changes made through the API. A queued send wakes it at once (Wake), and
+// a pause or cancel takes effect at the next claim whatever the poll (the
+// claim checks the campaign's state); the poll bounds how soon a resume,
+// a new campaign or a scheduled start is seen. Each poll is a few
+// queries, so 1,000 idle sessions cost about 1,000 queries a second at 5 s.
+const DefaultPoll = 5 * time.Second
+
 // NewWorker builds the worker; Run starts it.
 func NewWorker(cfg WorkerConfig) *Worker {
 	if cfg.Poll <= 0 {
-		cfg.Poll = 2 * time.Second
+		cfg.Poll = DefaultPoll
 	}
 	if cfg.Limits == (Limits{}) {
 		cfg.Limits = DefaultLimits()
@@ -179,6 +187,18 @@ func (w *Worker) TryNow(ctx context.Context, jid string) (bool, error) {
 // commit and the send) is sent again with the same WhatsApp id.
 func (w *Worker) Run(ctx context.Context) error {
 	log := w.cfg.Log.With().Int64("mentorado", w.cfg.Mentorado).Str("component", "outbound").Logger()
+	// The bulk gap runs from the last send before this worker (the
+	// session reconnected, or moved here): a flapping connection must not
+	// let a bulk send out at each reconnect.
+	if last, err := w.cfg.DB.Outbox().LastBulkSend(ctx, w.cfg.Mentorado); err != nil {
+		log.Warn().Err(err).Msg("read the last bulk send")
+	} else if !last.IsZero() {
+		w.mu.Lock()
+		if w.lastBulk.IsZero() {
+			w.lastBulk, w.gapU = last, w.rng.Float64()
+		}
+		w.mu.Unlock()
+	}
 	nextPoll := time.Time{}
 	for ctx.Err() == nil {
 		now := w.cfg.Clock.Now()

@@ -31,6 +31,20 @@ type outboxRequest struct {
 	OwnJID string `json:"outbox_own_jid,omitempty"`
 }
 
+// LastBulkSend is when mentorado m's worker last sent a campaign message
+// or a queued send (zero when never): a new worker's bulk gap runs from
+// it.
+func (q OutboxQueries) LastBulkSend(ctx context.Context, m int64) (time.Time, error) {
+	var t *time.Time
+	err := q.db.Pool.QueryRow(ctx, `SELECT greatest(
+	(SELECT max(sent_at) FROM campaign_recipients WHERE mentorado_id = $1 AND state = 'sent'),
+	(SELECT max(sent_at) FROM outbox WHERE mentorado_id = $1 AND state = 'sent'))`, m).Scan(&t)
+	if err != nil || t == nil {
+		return time.Time{}, err
+	}
+	return *t, nil
+}
+
 const outboxColumns = `id, mentorado_id, wa_message_id, coalesce(client_id, ''), request, state, coalesce(reason, ''), attempts, expires_at, created_at, sent_at`
 
 func scanOutbox(row pgx.CollectableRow) (OutboxRow, error) {
