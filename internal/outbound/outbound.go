@@ -33,10 +33,14 @@ type Settings struct {
 	ChatBurst     int     `json:"chat_burst"`
 	// Unsolicited sends (anyone else, and every campaign message): a
 	// random gap between BulkMinGapSeconds and BulkMaxGapSeconds after the
-	// previous one, and at most DailyCap a UTC day.
+	// previous one, and at most DailyCap a UTC day. A send through the API
+	// to someone who has not written may take one of UnsolicitedBurst
+	// tokens instead of waiting for the gap; a token comes back after
+	// each drawn gap. Campaigns always keep the gap.
 	BulkMinGapSeconds float64 `json:"bulk_min_gap_seconds"`
 	BulkMaxGapSeconds float64 `json:"bulk_max_gap_seconds"`
 	DailyCap          int     `json:"daily_cap"`
+	UnsolicitedBurst  int     `json:"unsolicited_burst"`
 	// Typing shows "typing…" before queued and campaign messages, for a
 	// time that grows with the text (TypingMinSeconds to TypingMaxSeconds).
 	Typing           bool    `json:"typing"`

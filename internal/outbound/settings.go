@@ -24,6 +24,7 @@ func Defaults() Settings {
 		BulkMinGapSeconds: 20,
 		BulkMaxGapSeconds: 60,
 		DailyCap:          200,
+		UnsolicitedBurst:  3,
 		Typing:            true,
 		TypingMinSeconds:  1,
 		TypingMaxSeconds:  6,
@@ -250,6 +251,8 @@ func (s Settings) Check(l Limits) error {
 		return fe("bulk_max_gap_seconds", "must be bulk_min_gap_seconds (%g) to %d", s.BulkMinGapSeconds, maxGapSeconds)
 	case s.DailyCap < 0 || s.DailyCap > l.MaxDailyCap:
 		return fe("daily_cap", "must be 0 to %d", l.MaxDailyCap)
+	case s.UnsolicitedBurst < 1 || s.UnsolicitedBurst > l.MaxChatBurst:
+		return fe("unsolicited_burst", "must be 1 to %d", l.MaxChatBurst)
 	case bad(s.TypingMinSeconds) || s.TypingMinSeconds < 0 || s.TypingMinSeconds > maxTypingSeconds:
 		return fe("typing_min_seconds", "must be 0 to %d", maxTypingSeconds)
 	case bad(s.TypingMaxSeconds) || s.TypingMaxSeconds < s.TypingMinSeconds || s.TypingMaxSeconds > maxTypingSeconds:
@@ -277,6 +280,7 @@ func (s Settings) Clamp(l Limits) Settings {
 	s.BulkMinGapSeconds = min(max(s.BulkMinGapSeconds, l.MinBulkGapSeconds), maxGapSeconds)
 	s.BulkMaxGapSeconds = min(max(s.BulkMaxGapSeconds, s.BulkMinGapSeconds), maxGapSeconds)
 	s.DailyCap = min(max(s.DailyCap, 0), l.MaxDailyCap)
+	s.UnsolicitedBurst = min(max(s.UnsolicitedBurst, 1), l.MaxChatBurst)
 	s.TypingMinSeconds = min(max(s.TypingMinSeconds, 0), maxTypingSeconds)
 	s.TypingMaxSeconds = min(max(s.TypingMaxSeconds, s.TypingMinSeconds), maxTypingSeconds)
 	s.PauseAfterErrors = min(max(s.PauseAfterErrors, 1), maxPauseAfterErrors)

@@ -38,6 +38,11 @@ type Worker struct {
 	// lane that loops while it waits does not draw again)
 	lastBulk time.Time
 	gapU     float64
+	// unsolicited bucket (chat-lane sends to someone who has not
+	// written): tokens, when counted, and the gap the next token takes
+	uTokens float64
+	uAt     time.Time
+	uGap    float64
 	// resolveAt spaces number lookups when recipients are skipped
 	// without a send (not on WhatsApp), which take no bulk gap
 	resolveAt time.Time
@@ -168,11 +173,11 @@ func (w *Worker) TryNow(ctx context.Context, jid string) (bool, error) {
 		w.mu.Unlock()
 		return false, event.NewCommandError(event.CodeDailyCap, "the daily cap of %d unsolicited sends is used up (resets at 00:00 UTC)", capN)
 	}
-	if w.bulkDueLocked(w.settingsPacing()).After(now) {
+	if w.unsolicitedWaitLocked(now) > 0 {
 		w.mu.Unlock()
 		return false, nil
 	}
-	w.tookBulkLocked(now)
+	w.tookUnsolicitedLocked(now)
 	w.mu.Unlock()
 	if err := w.countUnsolicited(ctx, now); err != nil {
 		// The send may go; only the stored count lags (the memory one
@@ -334,6 +339,41 @@ func (w *Worker) chatWaitLocked(now time.Time) time.Duration {
 		return 0
 	}
 	return time.Duration((1 - w.tokens) / rate * float64(time.Second))
+}
+
+// unsolicitedWaitLocked refills the unsolicited bucket and returns how
+// long until it holds a token (0: now). A token comes back after each gap
+// drawn in [bulk_min_gap_seconds, bulk_max_gap_seconds].
+func (w *Worker) unsolicitedWaitLocked(now time.Time) time.Duration {
+	burst := float64(w.settings.UnsolicitedBurst)
+	if w.uGap <= 0 {
+		w.uGap = w.drawGapLocked(w.settingsPacing())
+	}
+	if w.uAt.IsZero() {
+		w.uTokens = burst
+	} else if el := now.Sub(w.uAt).Seconds(); el > 0 {
+		w.uTokens = min(burst, w.uTokens+el/w.uGap)
+	}
+	w.uAt = now
+	if w.uTokens >= 1 {
+		return 0
+	}
+	return time.Duration((1 - w.uTokens) * w.uGap * float64(time.Second))
+}
+
+// tookUnsolicitedLocked takes a token of the unsolicited bucket (after
+// unsolicitedWaitLocked said one is there), draws the next token's gap,
+// and starts the campaign lane's gap.
+func (w *Worker) tookUnsolicitedLocked(now time.Time) {
+	w.uTokens--
+	w.uGap = w.drawGapLocked(w.settingsPacing())
+	w.tookBulkLocked(now)
+}
+
+// drawGapLocked draws a gap of pacing p, in seconds.
+func (w *Worker) drawGapLocked(p Pacing) float64 {
+	lo, hi := p.MinGapSeconds, max(p.MaxGapSeconds, p.MinGapSeconds)
+	return max(lo+w.rng.Float64()*(hi-lo), 0.001)
 }
 
 // settingsPacing is the mentorado's bulk gap (unsolicited chat sends).
@@ -513,7 +553,7 @@ func (w *Worker) chatLane(ctx context.Context) (wait time.Duration, busy bool, e
 		if count >= w.settings.DailyCap {
 			pace = untilTomorrow(now)
 		} else {
-			pace = waitUntil(now, w.bulkDueLocked(w.settingsPacing()).Add(-typing))
+			pace = w.unsolicitedWaitLocked(now) - typing
 		}
 		w.mu.Unlock()
 	}
@@ -529,19 +569,15 @@ func (w *Worker) chatLane(ctx context.Context) (wait time.Duration, busy bool, e
 		return 0, true, err
 	}
 	w.mu.Lock()
+	sendAt := now.Add(typing)
 	if conv {
 		w.chatWaitLocked(now)
 		w.tokens--
+	} else {
+		sendAt = now.Add(max(typing, w.unsolicitedWaitLocked(now)))
+		w.tookUnsolicitedLocked(now)
 	}
 	w.mu.Unlock()
-	sendAt := now.Add(typing)
-	if !conv {
-		w.mu.Lock()
-		if due := w.bulkDueLocked(w.settingsPacing()); due.After(sendAt) {
-			sendAt = due
-		}
-		w.mu.Unlock()
-	}
 	if !w.typeThenWait(ctx, jid, typing, sendAt) {
 		return 0, true, nil // ctx ended: the row stays in sending, sent again with its id
 	}
@@ -552,7 +588,7 @@ func (w *Worker) chatLane(ctx context.Context) (wait time.Duration, busy bool, e
 	sentAt := w.cfg.Clock.Now()
 	if !conv {
 		w.mu.Lock()
-		w.tookBulkLocked(sentAt)
+		w.tookBulkLocked(sentAt) // a campaign message keeps its gap after it
 		w.mu.Unlock()
 	}
 	bg := context.WithoutCancel(ctx)

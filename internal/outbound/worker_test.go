@@ -65,7 +65,7 @@ func TestChatLaneOrderAndExpiry(t *testing.T) {
 // 60/ChatPerMinute s) and never wait for the bulk gap; unsolicited sends
 // are spaced by the random bulk gap and counted against the day.
 func TestBudgets(t *testing.T) {
-	h := newHarness(t, `{"typing": false, "chat_per_minute": 12, "chat_burst": 2, "bulk_min_gap_seconds": 20, "bulk_max_gap_seconds": 60}`)
+	h := newHarness(t, `{"typing": false, "chat_per_minute": 12, "chat_burst": 2, "unsolicited_burst": 1, "bulk_min_gap_seconds": 20, "bulk_max_gap_seconds": 60}`)
 	w := h.worker(time.Minute)
 	w.ObserveInbound(talker+"@s.whatsapp.net", t0.Add(-23*time.Hour)) // in memory only
 	h.enqueue("U1", event.SendRequest{Phone: stranger, Text: "u1"})
@@ -104,7 +104,7 @@ func TestBudgets(t *testing.T) {
 // UTC day; TryNow refuses a sync one with daily_cap_reached, also after a
 // restart (the count is written through).
 func TestDailyCap(t *testing.T) {
-	h := newHarness(t, `{"typing": false, "daily_cap": 2, "bulk_min_gap_seconds": 5, "bulk_max_gap_seconds": 5}`)
+	h := newHarness(t, `{"typing": false, "daily_cap": 2, "unsolicited_burst": 1, "bulk_min_gap_seconds": 5, "bulk_max_gap_seconds": 5}`)
 	for _, id := range []string{"D1", "D2", "D3"} {
 		h.enqueue(id, event.SendRequest{Phone: stranger, Text: id, TTLSeconds: 2 * 86400})
 	}
@@ -136,10 +136,39 @@ func TestDailyCap(t *testing.T) {
 	}
 }
 
+// TestUnsolicitedBurst: sync sends to people who have not written take
+// the unsolicited burst at once, then one token comes back per gap; a
+// campaign message after them still waits its gap.
+func TestUnsolicitedBurst(t *testing.T) {
+	h := newHarness(t, `{"unsolicited_burst": 3, "bulk_min_gap_seconds": 30, "bulk_max_gap_seconds": 30}`)
+	w := h.worker(time.Minute)
+	ctx := context.Background()
+	sj := stranger + "@s.whatsapp.net"
+	for i, c := range []struct {
+		advance time.Duration
+		want    bool
+	}{
+		{0, true}, {0, true}, {0, true}, {0, false}, {29 * time.Second, false}, {time.Second, true}, {0, false},
+	} {
+		h.clock.mu.Lock()
+		h.clock.now = h.clock.now.Add(c.advance)
+		h.clock.mu.Unlock()
+		if ok, err := w.TryNow(ctx, sj); ok != c.want || err != nil {
+			t.Fatalf("case %d: %v %v, want %v", i, ok, err, c.want)
+		}
+	}
+	w.mu.Lock()
+	due := w.bulkDueLocked(Pacing{MinGapSeconds: 30, MaxGapSeconds: 30})
+	w.mu.Unlock()
+	if want := h.clock.Now().Add(30 * time.Second); !due.Equal(want) {
+		t.Fatalf("a campaign message may go at %v, want %v (its gap after the last unsolicited send)", due, want)
+	}
+}
+
 // TestTryNow: a sync send goes at once only with nothing queued and a
 // token free.
 func TestTryNow(t *testing.T) {
-	h := newHarness(t, `{"chat_per_minute": 6, "chat_burst": 1, "bulk_min_gap_seconds": 30, "bulk_max_gap_seconds": 30}`)
+	h := newHarness(t, `{"chat_per_minute": 6, "chat_burst": 1, "unsolicited_burst": 1, "bulk_min_gap_seconds": 30, "bulk_max_gap_seconds": 30}`)
 	w := h.worker(time.Minute)
 	ctx := context.Background()
 	h.inbound(talker, t0.Add(-time.Minute))

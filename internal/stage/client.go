@@ -166,6 +166,9 @@ func (s *Stack) PairMentorado(ctx context.Context, name, account string) (Mentor
 		return Mentorado{}, err
 	}
 	m := Mentorado{ID: created.ID, Token: created.Token, Account: account}
+	if _, err := call(ctx, http.MethodPatch, s.NotifierURL+"/v1/sending", m.Token, stageSendSettings, nil); err != nil {
+		return m, fmt.Errorf("sending settings of %d: %w", m.ID, err)
+	}
 	var st struct {
 		Status      string `json:"status"`
 		PairingCode string `json:"pairing_code"`

@@ -362,11 +362,23 @@ func (s *Stack) startFake(ctx context.Context) error {
 	return nil
 }
 
+// stageSendLimits are operator maxima that let the stage's mentorados send
+// unpaced (PairMentorado sets them so): its traffic is synthetic, to a
+// fake WhatsApp, and what it checks (nothing lost, nothing twice through
+// crashes) would otherwise wait for the pacer's gaps.
+var stageSendLimits = []string{"ZAPBUS_SEND_MIN_BULK_GAP_SECONDS=0", "ZAPBUS_SEND_MAX_CHAT_PER_MINUTE=600",
+	"ZAPBUS_SEND_MAX_CHAT_BURST=1000", "ZAPBUS_SEND_MAX_DAILY_CAP=1000000"}
+
+// stageSendSettings are the sending settings PairMentorado gives each
+// mentorado (within stageSendLimits).
+var stageSendSettings = map[string]any{"chat_per_minute": 600, "chat_burst": 1000, "unsolicited_burst": 1000,
+	"bulk_min_gap_seconds": 0, "bulk_max_gap_seconds": 0, "daily_cap": 1000000, "typing": false}
+
 func (s *Stack) startServices(ctx context.Context) error {
 	dsn := s.ServiceDSN()
 	common := func(user, addr string) []string {
-		return []string{"DATABASE_URL=" + dsn, "NATS_URL=" + s.natsURL(user), "ZAPBUS_HTTP_ADDR=" + addr,
-			"ZAPBUS_NATS_PROVISION=false", "ZAPBUS_LOG_LEVEL=" + s.cfg.LogLevel}
+		return append([]string{"DATABASE_URL=" + dsn, "NATS_URL=" + s.natsURL(user), "ZAPBUS_HTTP_ADDR=" + addr,
+			"ZAPBUS_NATS_PROVISION=false", "ZAPBUS_LOG_LEVEL=" + s.cfg.LogLevel}, stageSendLimits...)
 	}
 	var all []*Proc
 	for i := 1; i <= s.cfg.Connectors; i++ {
