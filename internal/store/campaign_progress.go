@@ -160,24 +160,3 @@ func (db *DB) ReportCampaigns(ctx context.Context, since time.Time, publish func
 	return published, nil
 }
 
-// campaignCounts is CampaignCounts inside tx.
-func campaignCounts(ctx context.Context, tx pgx.Tx, ids []int64) (map[int64]event.CampaignCounts, error) {
-	rows, err := tx.Query(ctx, campaignCountsSQL, ids)
-	if err != nil {
-		return nil, fmt.Errorf("counts: %w", err)
-	}
-	out := make(map[int64]event.CampaignCounts, len(ids))
-	for rows.Next() {
-		var id int64
-		var c event.CampaignCounts
-		if err := rows.Scan(&id, &c.Total, &c.Pending, &c.Sent, &c.Delivered, &c.Read, &c.Failed, &c.Skipped, &c.Cancelled); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("counts: %w", err)
-		}
-		out[id] = c
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("counts: %w", err)
-	}
-	return out, nil
-}

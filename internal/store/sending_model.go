@@ -132,9 +132,18 @@ GROUP BY r.campaign_id`
 // CampaignCounts returns the counts of each campaign in ids (a campaign
 // with no recipients is absent: all zero).
 func (db *DB) CampaignCounts(ctx context.Context, ids []int64) (map[int64]event.CampaignCounts, error) {
-	rows, err := db.Pool.Query(ctx, campaignCountsSQL, ids)
+	out, err := campaignCounts(ctx, db.Pool, ids)
 	if err != nil {
-		return nil, fmt.Errorf("store: campaign counts: %w", err)
+		return nil, fmt.Errorf("store: campaign %w", err)
+	}
+	return out, nil
+}
+
+// campaignCounts runs campaignCountsSQL on q (the pool, or a transaction).
+func campaignCounts(ctx context.Context, q Querier, ids []int64) (map[int64]event.CampaignCounts, error) {
+	rows, err := q.Query(ctx, campaignCountsSQL, ids)
+	if err != nil {
+		return nil, fmt.Errorf("counts: %w", err)
 	}
 	out := make(map[int64]event.CampaignCounts, len(ids))
 	for rows.Next() {
@@ -142,12 +151,12 @@ func (db *DB) CampaignCounts(ctx context.Context, ids []int64) (map[int64]event.
 		var c event.CampaignCounts
 		if err := rows.Scan(&id, &c.Total, &c.Pending, &c.Sent, &c.Delivered, &c.Read, &c.Failed, &c.Skipped, &c.Cancelled); err != nil {
 			rows.Close()
-			return nil, fmt.Errorf("store: campaign counts: %w", err)
+			return nil, fmt.Errorf("counts: %w", err)
 		}
 		out[id] = c
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("store: campaign counts: %w", err)
+		return nil, fmt.Errorf("counts: %w", err)
 	}
 	return out, nil
 }

@@ -456,12 +456,17 @@ func (s *Server) handleGetCampaign(w http.ResponseWriter, r *http.Request) {
 		s.writeCampaignError(w, r, err)
 		return
 	}
+	s.writeCampaign(w, r, http.StatusOK, c)
+}
+
+// writeCampaign answers with campaign c and its counts.
+func (s *Server) writeCampaign(w http.ResponseWriter, r *http.Request, status int, c store.CampaignRow) {
 	out, err := s.withCounts(r, []store.CampaignRow{c})
 	if err != nil {
 		s.writeError(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, out[0])
+	writeJSON(w, status, out[0])
 }
 
 // campaignChange is a lifecycle route: 200 with the campaign as changed,
@@ -479,12 +484,7 @@ func (s *Server) campaignChange(ch store.CampaignChange) http.HandlerFunc {
 			s.writeCampaignError(w, r, err)
 			return
 		}
-		out, err := s.withCounts(r, []store.CampaignRow{c})
-		if err != nil {
-			s.writeError(w, r, err)
-			return
-		}
-		writeJSON(w, http.StatusOK, out[0])
+		s.writeCampaign(w, r, http.StatusOK, c)
 	}
 }
 
