@@ -159,4 +159,3 @@ func (db *DB) ReportCampaigns(ctx context.Context, since time.Time, publish func
 	}
 	return published, nil
 }
-
