@@ -238,7 +238,7 @@ func TestQueuedSendsFailOnLoggedOutEvent(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2*time.Second)
 	m := e.mentorados(1)[0]
-	e.sendSettings(m, `{"bulk_min_gap_seconds": 100, "bulk_max_gap_seconds": 100, "typing": false}`)
+	e.sendSettings(m, `{"unsolicited_burst": 1, "bulk_min_gap_seconds": 100, "bulk_max_gap_seconds": 100, "typing": false}`)
 	e.paired(m, "5511900001413")
 	e.start("a", nil, nil)
 	testenv.Eventually(t, wait, func() bool { return e.status(m) == event.StatusConnected }, "connected")

@@ -228,7 +228,7 @@ func TestRealKillWithQueuedSends(t *testing.T) {
 	m := re.mentorados(1)[0]
 	const me, them = "5511955551402", "5511966661402"
 	// Unsolicited sends, paced by a short gap: after the first, they queue.
-	re.sendSettings(m, `{"bulk_min_gap_seconds": 0.5, "bulk_max_gap_seconds": 0.7, "typing": false}`)
+	re.sendSettings(m, `{"unsolicited_burst": 1, "bulk_min_gap_seconds": 0.5, "bulk_max_gap_seconds": 0.7, "typing": false}`)
 	pairThenHandOver(t, re, m, me)
 	dir := t.TempDir()
 	defer dumpChildLogs(t, dir, "first", "second")

@@ -198,6 +198,11 @@ func (w *Worker) Run(ctx context.Context) error {
 	if last, err := w.cfg.DB.Outbox().LastBulkSend(ctx, w.cfg.Mentorado); err != nil {
 		log.Warn().Err(err).Msg("read the last bulk send")
 	} else if !last.IsZero() {
+		// A time ahead of this worker's clock (another process's clock,
+		// skewed) counts as now: one gap, never a longer wait.
+		if now := w.cfg.Clock.Now(); last.After(now) {
+			last = now
+		}
 		w.mu.Lock()
 		if w.lastBulk.IsZero() {
 			w.lastBulk, w.gapU = last, w.rng.Float64()
