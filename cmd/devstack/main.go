@@ -289,7 +289,21 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fmt.Fprintf(stdout, "create a mentorado:\n  curl -s -H 'Authorization: Bearer <admin token>' -H 'Content-Type: application/json' -d '{\"name\":\"Ana\"}' %s/v1/admin/mentorados\n", base)
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return conn.Run(gctx) })
+	// The connector stops after the simulated phones' clients answered
+	// what the fake delivered (receipts, acks): whatsmeow sends those
+	// from goroutines, and a Disconnect racing one is a data race inside
+	// whatsmeow's socket (internal/wafake/doc.go, "Data races").
+	connCtx, stopConn := context.WithCancel(context.WithoutCancel(gctx))
+	defer stopConn()
+	g.Go(func() error {
+		<-gctx.Done()
+		if fake != nil {
+			settleFake(fake, 3*time.Second)
+		}
+		stopConn()
+		return nil
+	})
+	g.Go(func() error { return conn.Run(connCtx) })
 	g.Go(func() error { return pers.Run(gctx) })
 	g.Go(func() error { return hooks.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx, ln) })
@@ -420,4 +434,14 @@ func (s settings) webConfig() web.Config {
 	c.AdminToken = s.AdminToken
 	c.WebhookPolicy = devWebhookPolicy(s.Web.WebhookPolicy)
 	return c
+}
+
+// settleFake waits, at most d in all, until the clients of the fake's
+// accounts have answered everything delivered on their live connections.
+func settleFake(fake *wafake.Server, d time.Duration) {
+	ctx, cancel := context.WithTimeout(context.Background(), d)
+	defer cancel()
+	for _, a := range fake.Accounts() {
+		_ = a.WaitSettled(ctx)
+	}
 }
