@@ -54,29 +54,8 @@ func TestRealKill9MidTraffic(t *testing.T) {
 
 	dir := t.TempDir()
 	child := func(name string) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^TestKill9ChildConnector$", "-test.count=1")
-		cmd.Env = append(os.Environ(),
-			kill9ChildEnv+"="+name,
-			kill9DSNEnv+"="+re.db.Pool.Config().ConnString(),
-			kill9NATSEnv+"="+re.natsURL,
-			kill9FakeEnv+"="+re.srv.Addr(),
-			kill9RootEnv+"="+hex.EncodeToString(whatsmeow.WACertPubKey[:]),
-			// Replies are not what this test is about: unpaced.
-			outbound.EnvMinBulkGapSeconds+"=0",
-			outbound.EnvMaxChatBurst+"=1000",
-			outbound.EnvMaxChatPerMinute+"=600",
-		)
-		f, err := os.Create(filepath.Join(dir, name+".log"))
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { f.Close() })
-		cmd.Stdout, cmd.Stderr = f, f
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-		return cmd
+		// Replies are not what this test is about: unpaced.
+		return sendChild(t, re, dir, name, outbound.EnvMaxChatBurst+"=1000", outbound.EnvMaxChatPerMinute+"=600")
 	}
 	connected := func(what string) {
 		t.Helper()

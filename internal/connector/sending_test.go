@@ -164,18 +164,18 @@ func TestRealQueuedAcrossReconnect(t *testing.T) {
 
 // sendChild starts a connector child process (TestKill9ChildConnector)
 // for re, with the operator's minimum bulk gap lowered so it paces in
-// wall time quickly.
-func sendChild(t *testing.T, re *realEnv, dir, name string) *exec.Cmd {
+// wall time quickly, and extra environment (operator limits) on top.
+func sendChild(t *testing.T, re *realEnv, dir, name string, extraEnv ...string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestKill9ChildConnector$", "-test.count=1")
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(append(os.Environ(),
 		kill9ChildEnv+"="+name,
 		kill9DSNEnv+"="+re.db.Pool.Config().ConnString(),
 		kill9NATSEnv+"="+re.natsURL,
 		kill9FakeEnv+"="+re.srv.Addr(),
 		kill9RootEnv+"="+hex.EncodeToString(whatsmeow.WACertPubKey[:]),
 		outbound.EnvMinBulkGapSeconds+"=0",
-	)
+	), extraEnv...)
 	f, err := os.Create(filepath.Join(dir, name+".log"))
 	if err != nil {
 		t.Fatal(err)
