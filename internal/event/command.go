@@ -68,6 +68,10 @@ type SendRequest struct {
 	Caption  string `json:"caption,omitempty"`
 	FileName string `json:"file_name,omitempty"`
 	ReplyTo  string `json:"reply_to,omitempty"`
+	// Template is the Meta message template of a template send (Kind
+	// template): the only kind Meta delivers outside the 24-hour window.
+	// Other providers answer not_supported.
+	Template *Template `json:"template,omitempty"`
 	// TTLSeconds bounds how long the send may wait in the outbox (queued)
 	// before it expires; 0 means the mentorado's default.
 	TTLSeconds int `json:"ttl_seconds,omitempty"`
@@ -128,12 +132,25 @@ func (r SendRequest) Validate() *CommandError {
 	case r.Chat != "" && KindOfChat(r.Chat) == "":
 		return NewCommandError(CodeInvalidChat, "chat must be a phone JID (<digits>@s.whatsapp.net), a LID (<digits>@lid) or a group (<id>@g.us)")
 	}
+	if r.Template != nil && r.Kind != KindTemplate {
+		return NewCommandError(CodeBadRequest, "template is for kind template")
+	}
 	switch {
 	case r.Kind == "" || r.Kind == KindText:
 		if r.MediaID != "" || r.Caption != "" || r.FileName != "" {
 			return NewCommandError(CodeBadRequest, "media_id, caption and file_name are for media kinds")
 		}
 		if ce := CheckSendText(r.Text); ce != nil {
+			return ce
+		}
+	case r.Kind == KindTemplate:
+		if r.Template == nil {
+			return NewCommandError(CodeBadRequest, "a template send needs template {name, language, params}")
+		}
+		if r.Text != "" || r.MediaID != "" || r.Caption != "" || r.FileName != "" {
+			return NewCommandError(CodeBadRequest, "a template send has only template")
+		}
+		if ce := r.Template.Validate(); ce != nil {
 			return ce
 		}
 	case r.Kind.IsMedia():
@@ -156,7 +173,7 @@ func (r SendRequest) Validate() *CommandError {
 			return ce
 		}
 	default:
-		return NewCommandError(CodeBadRequest, "kind %q cannot be sent; want text or one of image, video, audio, ptt, document, sticker", r.Kind)
+		return NewCommandError(CodeBadRequest, "kind %q cannot be sent; want text, template or one of image, video, audio, ptt, document, sticker", r.Kind)
 	}
 	if ce := checkOptionalText("reply_to", r.ReplyTo, MaxClientIDRunes); ce != nil {
 		return ce
@@ -289,6 +306,14 @@ const (
 
 	CodeDailyCap = "daily_cap_reached" // the mentorado's daily cap of unsolicited sends is used up
 	CodeTTL      = "invalid_ttl"       // ttl_seconds out of range
+
+	// Providers (issue #16).
+	CodeOutsideWindow = "outside_window"          // Meta: no message from this chat in the last 24 h; only a template may be sent
+	CodeRateLimited   = "rate_limited"            // the provider refused for rate; retry later (Retry-After when it said)
+	CodeNotSupported  = "not_supported"           // the active provider cannot do this (e.g. edit on Meta)
+	CodeProviderError = "provider_error"          // the provider answered an error that is not ours to fix
+	CodeNoProvider    = "provider_not_configured" // the mentorado has no configured provider of this kind
+	CodeWrongProvider = "wrong_provider"          // the command reached a driver that is not the mentorado's active provider
 )
 
 // MaxTTLSeconds bounds SendRequest.TTLSeconds (7 days).

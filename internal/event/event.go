@@ -103,6 +103,10 @@ type Envelope struct {
 	MentoradoID int64           `json:"mentorado_id"`
 	OccurredAt  time.Time       `json:"occurred_at"`
 	Data        json.RawMessage `json:"data"`
+	// Provider is the provider that published the event (issue #16):
+	// meta, whatsapp_web or zapi. Empty from publishers before issue #16
+	// and from zapbus's own events (lead, webhook, campaign, sending).
+	Provider Provider `json:"provider,omitempty"`
 }
 
 // Payload is implemented by the typed payloads.
@@ -170,6 +174,7 @@ func Decode(b []byte) (Envelope, Payload, error) {
 		MentoradoID int64           `json:"mentorado_id"`
 		OccurredAt  *time.Time      `json:"occurred_at"`
 		Data        json.RawMessage `json:"data"`
+		Provider    Provider        `json:"provider"`
 	}
 	if err := json.Unmarshal(b, &raw); err != nil {
 		return Envelope{}, nil, &Error{Kind: ErrMalformed, Msg: err.Error()}
@@ -191,8 +196,10 @@ func Decode(b []byte) (Envelope, Payload, error) {
 		return Envelope{}, nil, missing("occurred_at")
 	case len(raw.Data) == 0 || bytes.Equal(raw.Data, []byte("null")):
 		return Envelope{}, nil, missing("data")
+	case raw.Provider != "" && !raw.Provider.Valid():
+		return Envelope{}, nil, invalid("provider", fmt.Sprintf("%q, want meta, whatsapp_web or zapi", raw.Provider))
 	}
-	env := Envelope{V: *raw.V, ID: raw.ID, Type: raw.Type, MentoradoID: raw.MentoradoID, OccurredAt: *raw.OccurredAt, Data: raw.Data}
+	env := Envelope{V: *raw.V, ID: raw.ID, Type: raw.Type, MentoradoID: raw.MentoradoID, OccurredAt: *raw.OccurredAt, Data: raw.Data, Provider: raw.Provider}
 	p, err := env.Payload()
 	if err != nil {
 		return Envelope{}, nil, err

@@ -107,10 +107,13 @@ const (
 	KindRevoke   Kind = "revoke"
 	KindPoll     Kind = "poll"
 	KindOther    Kind = "other"
+	// KindTemplate is a Meta message template sent through the Cloud API
+	// (issue #16); Text holds Template.Text().
+	KindTemplate Kind = "template"
 )
 
 // Kinds lists every message kind.
-var Kinds = []Kind{KindText, KindImage, KindVideo, KindAudio, KindPTT, KindDocument, KindSticker, KindLocation, KindContact, KindReaction, KindEdit, KindRevoke, KindPoll, KindOther}
+var Kinds = []Kind{KindText, KindImage, KindVideo, KindAudio, KindPTT, KindDocument, KindSticker, KindLocation, KindContact, KindReaction, KindEdit, KindRevoke, KindPoll, KindOther, KindTemplate}
 
 // MessageStatus is the delivery state of a message. Outbound messages move
 // pending → sent → delivered → read → played, never backwards; failed is

@@ -31,15 +31,18 @@ func (db *DB) Mentorados() MentoradoQueries { return MentoradoQueries{db: db} }
 
 // Create inserts a tenant with the hash of its first API token and returns
 // its id.
+// A new mentorado runs on WhatsApp Web (its provider_configs row) until an
+// admin configures another provider (issue #16).
 func (q MentoradoQueries) Create(ctx context.Context, name string, tokenHash []byte) (int64, error) {
-	m := &Mentorado{Name: name, TokenHash: tokenHash}
-	_, err := q.db.Bun.NewInsert().Model(m).
-		Column("name", "token_hash", "token_created_at").Value("token_created_at", "now()").
-		Returning("id").Exec(ctx)
+	var id int64
+	err := q.db.Pool.QueryRow(ctx, `
+WITH m AS (INSERT INTO mentorados (name, token_hash, token_created_at) VALUES ($1, $2, now()) RETURNING id),
+p AS (INSERT INTO provider_configs (mentorado_id, provider) SELECT id, 'whatsapp_web' FROM m)
+SELECT id FROM m`, name, tokenHash).Scan(&id)
 	if err != nil {
 		return 0, fmt.Errorf("store: create mentorado: %w", err)
 	}
-	return m.ID, nil
+	return id, nil
 }
 
 // RotateToken replaces mentorado id's token hash and returns the hash it

@@ -36,6 +36,28 @@ type Mentorado struct {
 	GroupLeads      bool   `bun:"group_leads,notnull"`
 	HistoryLeads    string `bun:"history_leads,notnull"` // none | recent | all
 	HistoryLeadDays int32  `bun:"history_lead_days,notnull"`
+
+	// ActiveProvider is the admin's choice of active provider; nil means
+	// the priority rule (issue #16).
+	ActiveProvider *string `bun:"active_provider"`
+}
+
+// ProviderConfig is one configured provider of a mentorado
+// (provider_configs, issue #16); queries in providers.go.
+type ProviderConfig struct {
+	bun.BaseModel `bun:"table:provider_configs"`
+
+	MentoradoID        int64      `bun:"mentorado_id,pk"`
+	Provider           string     `bun:"provider,pk"`
+	Settings           []byte     `bun:"settings,type:jsonb,notnull"`
+	Credentials        []byte     `bun:"credentials"`
+	KeyID              *string    `bun:"key_id"`
+	ExternalID         *string    `bun:"external_id"`
+	LastWebhookAt      *time.Time `bun:"last_webhook_at"`
+	LastWebhookError   *string    `bun:"last_webhook_error"`
+	LastWebhookErrorAt *time.Time `bun:"last_webhook_error_at"`
+	CreatedAt          time.Time  `bun:"created_at,notnull"`
+	UpdatedAt          time.Time  `bun:"updated_at,notnull"`
 }
 
 // Device is the connector's record of a mentorado's whatsmeow device and
@@ -188,7 +210,8 @@ type LIDPhone struct {
 
 // models lists every model, for the schema test.
 var models = []any{(*Mentorado)(nil), (*Device)(nil), (*Lead)(nil), (*Message)(nil),
-	(*PendingReceipt)(nil), (*PendingMedia)(nil), (*Contact)(nil), (*LIDPhone)(nil), (*Group)(nil)}
+	(*PendingReceipt)(nil), (*PendingMedia)(nil), (*Contact)(nil), (*LIDPhone)(nil), (*Group)(nil),
+	(*ProviderConfig)(nil)}
 
 // Group is a group the mentorado's number is or was in (whatsapp_groups):
 // the newest group event's snapshot, versioned by (InfoAt, InfoSeq).

@@ -82,6 +82,14 @@ func commandError(ce *event.CommandError) *apiError {
 		now := time.Now().UTC()
 		next := time.Date(now.Year(), now.Month(), now.Day()+1, 0, 0, 0, 0, time.UTC)
 		ae.Status, ae.RetryAfter = http.StatusTooManyRequests, max(1, int(next.Sub(now).Seconds()))
+	case event.CodeOutsideWindow, event.CodeNotSupported, event.CodeNoProvider: // issue #16
+		ae.Status = http.StatusUnprocessableEntity
+	case event.CodeRateLimited:
+		ae.Status, ae.RetryAfter = http.StatusTooManyRequests, 5
+	case event.CodeProviderError:
+		ae.Status = http.StatusBadGateway
+	case event.CodeWrongProvider:
+		ae.Status, ae.RetryAfter = http.StatusServiceUnavailable, 1
 	case event.CodeUnknown: // the mentorado was deleted after authenticating
 		ae.Status = http.StatusNotFound
 	case event.CodeDisabled: // the mentorado was disabled after authenticating
