@@ -133,6 +133,10 @@ type Inbound struct {
 	// gets its Media.ID filled once the file is stored (the gateway does
 	// that and adds the media event).
 	Media []MediaRef
+	// Rejected says why parts of the delivery were dropped (e.g. an entry
+	// for a number that is not this mentorado's): the gateway records it
+	// as webhook health and still answers 200 for the rest.
+	Rejected []string
 }
 
 // MediaRef is a file a provider holds for a received message.
@@ -194,6 +198,14 @@ type Reader interface {
 // body to answer with, or ErrUnauthenticated.
 type Verifier interface {
 	VerifyWebhook(acc Account, query map[string][]string) (challenge string, err error)
+}
+
+// Windowed is a provider that delivers free-form messages only to chats
+// that wrote within Window (Meta: the 24-hour customer-service window);
+// outside it only templates go. The gateway refuses other sends up front
+// with outside_window.
+type Windowed interface {
+	Window() time.Duration
 }
 
 // Errors of Webhook and VerifyWebhook.
