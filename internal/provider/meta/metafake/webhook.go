@@ -49,10 +49,11 @@ func (n *Number) delivery(value map[string]any) []byte {
 func (n *Number) inbound(from, name string, msg map[string]any) (string, []byte) {
 	wamid := WAMID(from, fmt.Sprintf("IN%s%08d", n.acc.PhoneNumberID[max(0, len(n.acc.PhoneNumberID)-6):], n.seq.Add(1)))
 	msg["from"], msg["id"], msg["timestamp"] = from, wamid, n.stamp()
-	value := map[string]any{"messages": []any{msg}}
-	if name != "" {
-		value["contacts"] = []any{map[string]any{"profile": map[string]string{"name": name}, "wa_id": from}}
+	if name == "" { // Meta always names the sender: its WhatsApp profile name
+		name = "Cliente " + from[max(0, len(from)-4):]
 	}
+	value := map[string]any{"messages": []any{msg},
+		"contacts": []any{map[string]any{"profile": map[string]string{"name": name}, "wa_id": from}}}
 	return wamid, n.delivery(value)
 }
 
@@ -85,7 +86,8 @@ func testJPEG(i int64) []byte {
 	return append(b, 0xFF, 0xD9)
 }
 
-// InboundImage is an image message with caption; the fake serves the
+// InboundImage is an image message with caption from "Cliente <last 4
+// digits>" (every builder given no name uses that); the fake serves the
 // image (GET /{media-id}), so the driver can fetch it. Its id and bytes
 // are Uploaded(mediaID) — the id is the message's image.id.
 func (n *Number) InboundImage(from, caption string) (wamid string, body []byte) {
