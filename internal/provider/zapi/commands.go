@@ -385,4 +385,3 @@ func (d *Driver) FetchMedia(ctx context.Context, acc provider.Account, ref provi
 	}
 	return data, typ, nil
 }
-
