@@ -338,3 +338,10 @@ func TestWebhookReplaySameIDs(t *testing.T) {
 		t.Fatalf("only %d events compared", n)
 	}
 }
+
+func newServer(t *testing.T, h http.Handler) string {
+	t.Helper()
+	s := httptest.NewServer(h)
+	t.Cleanup(s.Close)
+	return s.URL
+}

@@ -22,7 +22,7 @@
 //     Z-API's storage URLs).
 //
 // Knobs: FailNext(n, status) answers the next n calls with status;
-// Outage(true) drops every connection without an answer until
+// Outage(true) breaks every connection (garbage instead of an HTTP answer) until
 // Outage(false); Attempts(endpoint) and TotalAttempts count calls as they
 // arrive (before knobs apply).
 //

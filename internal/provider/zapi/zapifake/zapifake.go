@@ -184,7 +184,8 @@ func (s *Server) FailNext(n, status int) {
 	s.failN, s.failStatus = n, status
 }
 
-// Outage makes every REST call fail at the connection (no answer) while on.
+// Outage makes every REST call fail at the connection (a broken
+// answer, then the connection closes) while on.
 func (s *Server) Outage(on bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -263,7 +264,11 @@ func (s *Server) rest(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case outage:
 		if hj, ok := w.(http.Hijacker); ok {
+			// A broken answer, not a bare close: Go's transport retries
+			// an idempotent request by itself when a reused connection
+			// closes before any byte, which would blur attempt counts.
 			if c, _, err := hj.Hijack(); err == nil {
+				_, _ = c.Write([]byte("OUTAGE\r\n\r\n"))
 				_ = c.Close()
 				return
 			}
