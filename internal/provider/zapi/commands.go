@@ -77,8 +77,14 @@ func (d *Driver) Connect(ctx context.Context, acc provider.Account, req event.Co
 // valueAnswer is the {"value": …} answer of qr-code, phone-code and the
 // instance calls.
 type valueAnswer struct {
-	Value     any  `json:"value"`
-	Connected bool `json:"connected"`
+	Value     any    `json:"value"`
+	Connected bool   `json:"connected"`
+	Error     string `json:"error"`
+}
+
+// alreadyConnected reports whether the answer says the instance is paired.
+func (v valueAnswer) alreadyConnected() bool {
+	return v.Connected || strings.Contains(strings.ToLower(v.Error), "already connected")
 }
 
 func (v valueAnswer) str() string {
@@ -95,7 +101,7 @@ func (d *Driver) QR(ctx context.Context, acc provider.Account) (string, time.Tim
 	}
 	code := v.str()
 	switch {
-	case v.Connected:
+	case v.alreadyConnected():
 		return "", time.Time{}, event.NewCommandError(event.CodeAlreadyPaired, "the z-api instance is already connected")
 	case code == "":
 		return "", time.Time{}, event.NewCommandError(event.CodeProviderError, "z-api answered no QR code")
@@ -118,7 +124,7 @@ func (d *Driver) PairingCode(ctx context.Context, acc provider.Account, phone st
 		return "", err
 	}
 	switch {
-	case v.Connected:
+	case v.alreadyConnected():
 		return "", event.NewCommandError(event.CodeAlreadyPaired, "the z-api instance is already connected")
 	case v.str() == "":
 		return "", event.NewCommandError(event.CodeProviderError, "z-api answered no pairing code")
