@@ -3,6 +3,7 @@ package zapi
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/provider"
 )
 
@@ -369,7 +371,7 @@ func (d *Driver) FetchMedia(ctx context.Context, acc provider.Account, ref provi
 	case resp.StatusCode != http.StatusOK:
 		return nil, "", event.NewCommandError(event.CodeUnavailable, "z-api media download answered %d", resp.StatusCode)
 	case max > 0 && resp.ContentLength > max:
-		return nil, "", event.NewCommandError(event.CodeMediaTooLarge, "file of %d bytes, limit %d", resp.ContentLength, max)
+		return nil, "", tooLarge("file of %d bytes, limit %d", resp.ContentLength, max)
 	}
 	rd := io.Reader(resp.Body)
 	if max > 0 {
@@ -380,7 +382,7 @@ func (d *Driver) FetchMedia(ctx context.Context, acc provider.Account, ref provi
 		return nil, "", event.NewCommandError(event.CodeUnavailable, "z-api media download failed: %s", transportError(err))
 	}
 	if max > 0 && int64(len(data)) > max {
-		return nil, "", event.NewCommandError(event.CodeMediaTooLarge, "file over %d bytes", max)
+		return nil, "", tooLarge("file over %d bytes", max)
 	}
 	typ := ref.MIME
 	if typ == "" {
@@ -390,4 +392,10 @@ func (d *Driver) FetchMedia(ctx context.Context, acc provider.Account, ref provi
 		typ = http.DetectContentType(data)
 	}
 	return data, typ, nil
+}
+
+// tooLarge is media_too_large that is also media.ErrTooLarge, which the
+// gateway reports as too_large rather than a failed download.
+func tooLarge(format string, args ...any) error {
+	return errors.Join(event.NewCommandError(event.CodeMediaTooLarge, format, args...), media.ErrTooLarge)
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/provider"
 	"github.com/zapbus/zapbus/internal/provider/zapi"
 	"github.com/zapbus/zapbus/internal/provider/zapi/zapifake"
@@ -414,6 +415,9 @@ func TestFetchMedia(t *testing.T) {
 	}
 	_, _, err = d.FetchMedia(ctx, acc, ref, int64(len(want)-1))
 	wantCode(t, err, event.CodeMediaTooLarge)
+	if !errors.Is(err, media.ErrTooLarge) {
+		t.Fatalf("%v is not media.ErrTooLarge", err)
+	}
 	missing := ref
 	missing.URL = srv.URL() + "/media/gone.png"
 	_, _, err = d.FetchMedia(ctx, acc, missing, 1<<20)
