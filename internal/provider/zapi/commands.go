@@ -399,3 +399,20 @@ func (d *Driver) FetchMedia(ctx context.Context, acc provider.Account, ref provi
 func tooLarge(format string, args ...any) error {
 	return errors.Join(event.NewCommandError(event.CodeMediaTooLarge, format, args...), media.ErrTooLarge)
 }
+
+// SetWebhooks points every webhook of the instance (received, sent by me,
+// status, connected, disconnected, presence) at webhookURL with PUT
+// update-every-webhooks, notifySentByMe on, so messages sent from the phone
+// reach zapbus too. webhookURL holds the webhook secret: it goes only in
+// the request body, never in an error or a log. Z-API refuses URLs that
+// are not HTTPS.
+func (d *Driver) SetWebhooks(ctx context.Context, acc provider.Account, webhookURL string) error {
+	var v valueAnswer
+	if err := d.call(ctx, acc, http.MethodPut, "update-every-webhooks", map[string]any{"value": webhookURL, "notifySentByMe": true}, &v); err != nil {
+		return err
+	}
+	if ok, isBool := v.Value.(bool); isBool && !ok {
+		return event.NewCommandError(event.CodeProviderError, "z-api did not update the instance's webhooks")
+	}
+	return nil
+}

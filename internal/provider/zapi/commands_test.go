@@ -94,6 +94,13 @@ func TestPairing(t *testing.T) {
 	if err != nil || st.Status != event.StatusDisconnected || !strings.Contains(st.Reason, "logged out") || inst.IsConnected() {
 		t.Fatalf("logout %+v, %v", st, err)
 	}
+	hook := "https://gateway.example/providers/zapi/42/webhook/" + secret
+	if err := d.SetWebhooks(ctx, acc, hook); err != nil {
+		t.Fatal(err)
+	}
+	if u, sentByMe := inst.Webhook(); u != hook || !sentByMe {
+		t.Fatalf("fake has webhook %q, sent by me %v", u, sentByMe)
+	}
 	if srv.Attempts("disconnect") != 2 {
 		t.Fatalf("disconnect calls %d", srv.Attempts("disconnect"))
 	}
@@ -362,6 +369,7 @@ func TestSecretsStayOut(t *testing.T) {
 	errs = append(errs, err)
 	_, _, err = d.QR(ctx, good)
 	errs = append(errs, err)
+	errs = append(errs, d.SetWebhooks(ctx, good, "https://gw.example/providers/zapi/42/webhook/WEBHOOKSECRET-SECRET-3"))
 	srv.Outage(false)
 	srv.FailNext(2, http.StatusBadGateway)
 	_, err = d.Disconnect(ctx, good)
