@@ -112,15 +112,19 @@ func (c *Connector) onCommand(msg *nats.Msg, relayed bool) {
 			return
 		}
 	}
-	if l == nil {
+	if l == nil || verb == string(event.VerbConnect) {
 		// Issue #16: a mentorado whose active provider is Meta or Z-API is
-		// served by the provider gateways; never take its session.
+		// served by the provider gateways: never take its session, and
+		// never connect one this connector still holds (the notifier
+		// disconnected it before the switch).
 		p, err := c.db.Providers().Active(ctx, m)
 		if err != nil {
+			c.decCommands(l)
 			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnavailable, "cannot look up the mentorado's provider: %v", err)})
 			return
 		}
 		if p == event.ProviderMeta || p == event.ProviderZAPI {
+			c.decCommands(l)
 			c.relayProvider(ctx, msg, p, m, event.Verb(verb))
 			return
 		}

@@ -108,6 +108,17 @@ VALUES ($1, 'meta', '{}', '\x00', 'k1', '106540352242922'), ($2, 'whatsapp_web',
 		t.Fatalf("WhatsApp got %d messages", n)
 	}
 
+	// w moves to Meta while this connector still holds its session: a
+	// connect is not run on whatsmeow but relayed (no gateway here).
+	if _, err := e.db.Pool.Exec(ctx, `INSERT INTO provider_configs (mentorado_id, provider, settings, credentials, key_id, external_id)
+VALUES ($1, 'meta', '{}', '\x00', 'k1', '106540352242923')`, w); err != nil {
+		t.Fatal(err)
+	}
+	r = e.mustRequest(w, event.VerbConnect, event.ConnectRequest{})
+	if r.Error == nil || !strings.Contains(r.Error.Message, "no provider gateway running for meta") {
+		t.Fatalf("connect of a held session after the switch: %+v", r)
+	}
+
 	// Every event the connector published names whatsapp_web.
 	envs := e.stored(bus.StreamEvents, event.MentoradoEvents(w))
 	if len(envs) == 0 {
