@@ -13,6 +13,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/zapbus/zapbus/internal/bus"
+	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/testenv"
 )
@@ -137,4 +138,33 @@ VALUES ($1, 'meta', '{}', '\x00', 'k1', '106540352242923')`, w); err != nil {
 func itoa(n int64) string {
 	b, _ := json.Marshal(n)
 	return string(b)
+}
+
+// TestGatewayMentoradoNotRestored: a paired device that should be
+// connected is not restored when its mentorado's active provider is Meta
+// (the switch's disconnect did not reach a connector, say).
+func TestGatewayMentoradoNotRestored(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, 2*time.Second)
+	ids := e.mentorados(2) // restored in id order, one at a time below
+	m, w := ids[0], ids[1]
+	e.paired(m, "5511900000031")
+	e.paired(w, "5511900000032")
+	ctx := context.Background()
+	if _, err := e.db.Pool.Exec(ctx, `INSERT INTO provider_configs (mentorado_id, provider, settings, credentials, key_id, external_id)
+VALUES ($1, 'meta', '{}', '\x00', 'k1', '106540352242931')`, m); err != nil {
+		t.Fatal(err)
+	}
+	e.start("a", nil, nil, func(c *connector.Config) { c.RestoreConcurrency = 1 })
+	testenv.Eventually(t, wait, func() bool { return e.status(w) == event.StatusConnected }, "w restored")
+	kv, err := e.observer.JS.KeyValue(ctx, bus.BucketLeases)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kv.Get(ctx, itoa(m)); !errors.Is(err, jetstream.ErrKeyNotFound) {
+		t.Fatalf("the meta mentorado's session was claimed: %v", err)
+	}
+	if n := len(e.stored(bus.StreamEvents, event.MentoradoEvents(m))); n != 0 {
+		t.Fatalf("%d events of the meta mentorado's whatsmeow session", n)
+	}
 }
