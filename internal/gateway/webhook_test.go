@@ -238,10 +238,10 @@ func TestWebhookMentoradoIsolation(t *testing.T) {
 func TestWebhookUnknownTargets(t *testing.T) {
 	e := newMetaEnv(t)
 	cases := []string{
-		"/providers/meta/3/webhook",         // mentorado without meta
-		"/providers/meta/99/webhook",        // no such mentorado
-		"/providers/zapi/1/webhook",         // no zapi driver here
-		"/providers/meta/abc/webhook",       // not an id
+		"/providers/meta/3/webhook",          // mentorado without meta
+		"/providers/meta/99/webhook",         // no such mentorado
+		"/providers/zapi/1/webhook",          // no zapi driver here
+		"/providers/meta/abc/webhook",        // not an id
 		"/providers/meta/1/webhook/a-secret", // secrets in the path are Z-API's
 	}
 	var first string
