@@ -21,6 +21,8 @@
 //	NATS_URL            default: embedded server on a random loopback port
 //	ZAPBUS_HTTP_ADDR    default 127.0.0.1:8080
 //	ZAPBUS_ADMIN_TOKEN  (or _FILE) default: generated and printed once
+//	ZAPBUS_CREDENTIALS_KEYS  (or _FILE) providers' credentials keyring; default: an in-memory key
+//	                    generated at start (credentials saved in one run do not open in the next)
 //	ZAPBUS_DATA_DIR     embedded NATS storage, default $TMPDIR/zapbus-devstack-<database>
 //	                    (plus -<host>-<port> unless Postgres is local on 5432); locked
 //	                    while in use, so a second devstack on the same directory stops
@@ -63,6 +65,7 @@ import (
 	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/persister"
 	"github.com/zapbus/zapbus/internal/redact"
+	"github.com/zapbus/zapbus/internal/secretbox"
 	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/wafake"
@@ -141,6 +144,15 @@ func loadSettings(args []string, getenv func(string) string, out io.Writer) (set
 	if s.AdminToken != "" && len(s.AdminToken) < 16 {
 		return s, errors.New("ZAPBUS_ADMIN_TOKEN: must be at least 16 characters")
 	}
+	// Provider credentials keyring (issue #16); run generates an
+	// in-memory one when none is set.
+	switch keys, err := secretbox.Load(getenv); {
+	case errors.Is(err, secretbox.ErrNoKey):
+	case err != nil:
+		return s, err
+	default:
+		s.Web.CredentialKeys = keys
+	}
 	return s, nil
 }
 
@@ -168,6 +180,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if s.AdminToken == "" {
 		s.AdminToken = randomToken()
 		generated = true
+	}
+	if s.Web.CredentialKeys == nil {
+		// Credentials configured in this run cannot be opened by the next
+		// one unless ZAPBUS_CREDENTIALS_KEYS is set; fine for development.
+		line, err := secretbox.Generate()
+		if err == nil {
+			s.Web.CredentialKeys, err = secretbox.Parse(line)
+		}
+		if err != nil {
+			return fmt.Errorf("credentials keyring: %w", err)
+		}
+		log.Info().Str("key_id", s.Web.CredentialKeys.Primary()).
+			Msg("no ZAPBUS_CREDENTIALS_KEYS: generated an in-memory credentials key; provider credentials saved now will not open after a restart")
 	}
 
 	// Wait for Postgres like the services do (internal/startup), with the
