@@ -37,6 +37,7 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/media"
+	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/provider"
 	"github.com/zapbus/zapbus/internal/store"
 )
@@ -88,6 +89,23 @@ type Config struct {
 	ShutdownTimeout time.Duration
 	// Now is the clock (tests); default time.Now.
 	Now func() time.Time
+
+	// CampaignPoll is how often the gateway looks for gateway-hosted
+	// mentorados with campaigns to run, and how often their workers look
+	// for campaign and settings changes (default outbound.DefaultPoll;
+	// ZAPBUS_GATEWAY_CAMPAIGN_POLL). Negative: this gateway runs no
+	// campaigns.
+	CampaignPoll time.Duration
+	// CampaignIdle is how long a campaign worker with no campaign to run
+	// keeps its mentorado's lock before it stops (default 1 min;
+	// ZAPBUS_GATEWAY_CAMPAIGN_IDLE).
+	CampaignIdle time.Duration
+	// SendLimits are the operator's sending maxima, as the connector's
+	// (outbound.LimitsFromEnv, ZAPBUS_SEND_*); zero: outbound.DefaultLimits.
+	SendLimits outbound.Limits
+	// SendClock is the campaign pacer's clock (tests pass a fake one);
+	// default the wall clock.
+	SendClock outbound.Clock
 }
 
 // WithDefaults fills zero values.
@@ -107,6 +125,14 @@ func (c Config) WithDefaults() Config {
 	def(&c.QRRefresh, 15*time.Second)
 	def(&c.RetryAfter, 30*time.Second)
 	def(&c.ShutdownTimeout, 10*time.Second)
+	def(&c.CampaignPoll, outbound.DefaultPoll)
+	def(&c.CampaignIdle, time.Minute)
+	if c.SendLimits == (outbound.Limits{}) {
+		c.SendLimits = outbound.DefaultLimits()
+	}
+	if c.SendClock == nil {
+		c.SendClock = realClock{}
+	}
 	if c.Now == nil {
 		c.Now = time.Now
 	}
@@ -119,7 +145,7 @@ func (c Config) Validate() error {
 	case c.MaxBody < 0:
 		return errors.New("gateway: negative body limit")
 	case c.PublishTimeout < 0 || c.CommandTimeout < 0 || c.MediaTimeout < 0 || c.PairTimeout < 0 ||
-		c.QRRefresh < 0 || c.RetryAfter < 0 || c.ShutdownTimeout < 0:
+		c.QRRefresh < 0 || c.RetryAfter < 0 || c.ShutdownTimeout < 0 || c.CampaignIdle < 0:
 		return errors.New("gateway: durations must not be negative")
 	}
 	return nil
@@ -155,6 +181,8 @@ type Gateway struct {
 	states  map[stateKey]*connState // last connection state published per (mentorado, provider)
 	pairing map[stateKey]context.CancelFunc
 	running bool
+
+	campaigns *campaignRunner
 }
 
 // New returns a gateway for deps.Drivers (at least one; one per provider).
@@ -201,6 +229,7 @@ func newGateway(deps Deps, cfg Config, accts accounts) (*Gateway, error) {
 		}
 		g.drivers[p] = d
 	}
+	g.campaigns = newCampaignRunner(g)
 	g.handler = g.routes()
 	return g, nil
 }
@@ -248,6 +277,15 @@ func (g *Gateway) Run(ctx context.Context) error {
 		return fmt.Errorf("gateway: subscribe: %w", err)
 	}
 	g.log.Info().Int("drivers", len(g.drivers)).Msg("serving provider commands")
+	if g.cfg.CampaignPoll > 0 {
+		// The campaigns of mentorados on this gateway's providers
+		// (campaigns.go); stopped with the commands at shutdown.
+		g.inflight.Add(1)
+		go func() {
+			defer g.inflight.Done()
+			g.campaigns.run(ctx)
+		}()
+	}
 	<-ctx.Done()
 	unsubscribe()
 	g.mu.Lock()

@@ -39,6 +39,7 @@ type env struct {
 	gw      *Gateway
 	srv     *httptest.Server
 	cancel  context.CancelFunc
+	done    chan struct{} // closed when the gateway's Run returned
 }
 
 func newEnv(t *testing.T, d provider.Driver, cfg Config) *env {
@@ -94,7 +95,14 @@ func newEnv(t *testing.T, d provider.Driver, cfg Config) *env {
 	rctx, cancel := context.WithCancel(ctx)
 	e.cancel = cancel
 	done := make(chan error, 1)
-	go func() { done <- e.gw.Run(rctx) }()
+	e.done = make(chan struct{})
+	go func() {
+		defer close(e.done)
+		if err := e.gw.Run(rctx); err != nil {
+			done <- err
+		}
+		close(done)
+	}()
 	t.Cleanup(func() {
 		cancel()
 		if err := <-done; err != nil {

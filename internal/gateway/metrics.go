@@ -20,6 +20,7 @@ type metrics struct {
 	mediaFetches    *prometheus.CounterVec
 	commands        *prometheus.CounterVec
 	connection      *prometheus.CounterVec
+	campaignWorkers prometheus.Gauge
 }
 
 func newMetrics() *metrics {
@@ -57,8 +58,12 @@ func newMetrics() *metrics {
 			Name: "zapbus_gateway_connection_changes_total",
 			Help: "Connection events published from driver calls, by provider and status.",
 		}, []string{"provider", "status"}),
+		campaignWorkers: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "zapbus_gateway_campaign_workers",
+			Help: "Campaign workers this gateway runs (mentorados whose campaign lock it holds).",
+		}),
 	}
-	m.reg.MustRegister(m.webhooks, m.rejected, m.duplicates, m.published, m.publishFailures, m.mediaFetches, m.commands, m.connection,
+	m.reg.MustRegister(m.webhooks, m.rejected, m.duplicates, m.published, m.publishFailures, m.mediaFetches, m.commands, m.connection, m.campaignWorkers,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -27,6 +27,24 @@ import (
 // providers queue themselves, and a send the provider refused is answered
 // with its error.
 func (g *Gateway) send(ctx context.Context, d provider.Driver, acc provider.Account, req event.SendRequest) (*event.Message, error) {
+	return g.sendMessage(ctx, d, acc, req, sendMeta{})
+}
+
+// sendMeta is what a campaign send (the gateway's campaign worker) adds
+// to a send command.
+type sendMeta struct {
+	// idemID is the WA_SENDS id of the send when it is not the request's
+	// client_id: a campaign recipient's, from the id the worker committed
+	// before the send, so a recipient sent again after a crash or a
+	// handover is answered with its first send instead of going out twice.
+	idemID string
+	// campaignID is set on the message event.
+	campaignID int64
+}
+
+// sendMessage is a send command's path, shared by the send command and
+// the campaign worker's Sender.
+func (g *Gateway) sendMessage(ctx context.Context, d provider.Driver, acc provider.Account, req event.SendRequest, meta sendMeta) (*event.Message, error) {
 	if ce := req.Validate(); ce != nil {
 		return nil, ce
 	}
@@ -74,7 +92,11 @@ func (g *Gateway) send(ctx context.Context, d provider.Driver, acc provider.Acco
 			return nil, err
 		}
 	}
-	return g.idempotent(ctx, acc, event.VerbSend, req.ClientID, func(ctx context.Context) (*event.Message, error) {
+	idemID := req.ClientID
+	if meta.idemID != "" {
+		idemID = meta.idemID
+	}
+	return g.idempotent(ctx, acc, event.VerbSend, idemID, func(ctx context.Context) (*event.Message, error) {
 		msg, err := d.Send(ctx, acc, provider.SendRequest{SendRequest: req, To: number, ChatJID: chatJID, Media: file, ReplyToID: req.ReplyTo})
 		g.observeCall(ctx, acc, err)
 		if err != nil {
@@ -84,6 +106,7 @@ func (g *Gateway) send(ctx context.Context, d provider.Driver, acc provider.Acco
 			return nil, fmt.Errorf("%s driver returned no message id", acc.Provider)
 		}
 		g.complete(acc, msg, req, kind, number, chatJID, file)
+		msg.CampaignID = meta.campaignID
 		return msg, nil
 	})
 }

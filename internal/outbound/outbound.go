@@ -149,4 +149,8 @@ type WorkerConfig struct {
 	Poll time.Duration
 	// Seed seeds the jitter (0: random).
 	Seed uint64
+	// CampaignsOnly runs the campaign lane alone (the provider gateway's
+	// workers: its sends go out at once, so the outbox stays the
+	// connector's).
+	CampaignsOnly bool
 }

@@ -106,7 +106,14 @@ var permanentCodes = map[string]bool{
 	event.CodeNotOnWhatsApp: true, event.CodeInvalidPhone: true, event.CodeInvalidChat: true,
 	event.CodeMediaNotFound: true, event.CodeMediaType: true, event.CodeMediaTooLarge: true,
 	event.CodeNotInGroup: true, event.CodeBadRequest: true, event.CodeTextTooLong: true,
+	event.CodeOutsideWindow: true, event.CodeNotSupported: true,
 }
+
+// refusedCodes are the send errors of a send refused before it reached
+// the provider (the provider gateway's Meta 24-hour window check): nothing
+// went out, so the send takes no bulk gap and does not count toward the
+// bulk pause, which watches the provider's answers.
+var refusedCodes = map[string]bool{event.CodeOutsideWindow: true}
 
 // Wake makes Run look at the outbox now (a send was queued).
 func (w *Worker) Wake() {
@@ -248,9 +255,11 @@ func (w *Worker) step(ctx context.Context) (time.Duration, error) {
 	if retry > 0 {
 		return retry, nil
 	}
-	wait, busy, err := w.chatLane(ctx)
-	if err != nil || busy {
-		return wait, err
+	if !w.cfg.CampaignsOnly {
+		wait, busy, err := w.chatLane(ctx)
+		if err != nil || busy {
+			return wait, err
+		}
 	}
 	return w.campaignLane(ctx)
 }
@@ -788,18 +797,30 @@ func (w *Worker) sendRecipient(ctx context.Context, c store.CampaignRow, r store
 		return 0, nil
 	}
 	sentAt := w.cfg.Clock.Now()
-	w.mu.Lock()
-	w.tookBulkLocked(sentAt)
-	w.mu.Unlock()
+	code, gone, permanent := sendErr(err)
+	refused := err != nil && refusedCodes[code]
+	if !refused {
+		w.mu.Lock()
+		w.tookBulkLocked(sentAt)
+		w.mu.Unlock()
+	}
 	if err == nil {
 		w.sendOK()
 		if msg != nil && !msg.Timestamp.IsZero() {
 			sentAt = msg.Timestamp
 		}
-		return 0, errors.Join(out.FinishRecipient(bg, r.ID, store.RecipientSent, "", &sentAt), w.countUnsolicited(bg, sentAt))
+		var ferr error
+		if msg != nil && msg.WAID != "" && msg.WAID != waID {
+			// A provider that chooses its own message ids (Meta, Z-API
+			// through the provider gateway): the recipient keeps the id
+			// its message event and receipts carry.
+			ferr = out.FinishRecipientSentAs(bg, r.ID, msg.WAID, sentAt)
+		} else {
+			ferr = out.FinishRecipient(bg, r.ID, store.RecipientSent, "", &sentAt)
+		}
+		return 0, errors.Join(ferr, w.countUnsolicited(bg, sentAt))
 	}
 	w.typingOff(bg, jid, typing)
-	code, gone, permanent := sendErr(err)
 	if gone {
 		w.holdLane(w.cfg.Poll)
 		return 0, out.RequeueRecipient(bg, r.ID, "", false)
@@ -811,6 +832,9 @@ func (w *Worker) sendRecipient(ctx context.Context, c store.CampaignRow, r store
 	} else {
 		w.holdLane(retryBackoff(r.Attempts + 1))
 		ferr = out.RequeueRecipient(bg, r.ID, code, true)
+	}
+	if refused {
+		return 0, ferr
 	}
 	return 0, errors.Join(ferr, w.sendFailed(ctx))
 }

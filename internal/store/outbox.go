@@ -456,6 +456,20 @@ func (q OutboxQueries) FinishRecipient(ctx context.Context, id int64, state, rea
 	return nil
 }
 
+// FinishRecipientSentAs moves recipient id from pending or sending to sent
+// at sentAt with the message id the provider gave it, replacing the one
+// chosen before the send (providers that choose their own ids: Meta,
+// Z-API), so the recipient's status follows its message's receipts.
+func (q OutboxQueries) FinishRecipientSentAs(ctx context.Context, id int64, waID string, sentAt time.Time) error {
+	_, err := q.db.Pool.Exec(ctx, `UPDATE campaign_recipients SET state = 'sent', reason = NULL, sent_at = $3,
+		wa_message_id = $2, updated_at = now()
+		WHERE id = $1 AND state IN ('pending', 'sending')`, id, waID, sentAt)
+	if err != nil {
+		return fmt.Errorf("store: finish recipient: %w", err)
+	}
+	return nil
+}
+
 // RequeueRecipient puts recipient id back to pending (the session went
 // away before WhatsApp took it), keeping its WhatsApp id; the attempt does
 // not count. With reason, it records the error of a failed attempt.
