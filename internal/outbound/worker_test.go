@@ -3,12 +3,14 @@ package outbound
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"testing"
 	"time"
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/store"
+	"github.com/zapbus/zapbus/internal/testenv"
 )
 
 const (
@@ -497,5 +499,80 @@ func TestBulkPauseHoldsCampaignsNotChats(t *testing.T) {
 	}
 	if n := len(h.sender.delivered()); n != 3 {
 		t.Fatalf("%d sends, want the reply and two campaign messages", n)
+	}
+}
+
+// providerSender is a Sender whose provider chooses its own message ids
+// (the provider gateway's: Meta, Z-API) and refuses some chats up front
+// with outside_window (Meta's 24-hour window).
+type providerSender struct {
+	*fakeSender
+	outside map[string]bool // jid → refused
+}
+
+func (s providerSender) Send(ctx context.Context, req event.SendRequest, waID string, meta SendMeta) (*event.Message, error) {
+	if s.outside[req.Chat] {
+		s.mu.Lock()
+		s.sends = append(s.sends, sendRec{at: s.clock.Now(), waID: waID, req: req, meta: meta})
+		s.mu.Unlock()
+		return nil, event.NewCommandError(event.CodeOutsideWindow, "outside the window")
+	}
+	msg, err := s.fakeSender.Send(ctx, req, waID, meta)
+	if msg != nil {
+		msg.WAID = "wamid.PROVIDER-" + waID
+	}
+	return msg, err
+}
+
+// TestCampaignsOnlyProviderIDsAndRefusals: the gateway's worker
+// (CampaignsOnly) leaves the outbox alone; a recipient keeps the id the
+// provider gave its message, not the one chosen before the send; a send
+// refused up front (outside_window) fails its recipient at once, takes no
+// bulk gap and never pauses bulk sending, however many there are.
+func TestCampaignsOnlyProviderIDsAndRefusals(t *testing.T) {
+	h := newHarness(t, `{"typing": false}`)
+	h.enqueue("3EB0OUTBOX", event.SendRequest{Phone: "5511955550000", Text: "queued"})
+	phones := []string{"5511955550001"}
+	ps := providerSender{fakeSender: h.sender, outside: map[string]bool{}}
+	for i := range 7 { // more than pause_after_errors (5)
+		p := fmt.Sprintf("55119555501%02d", i)
+		phones = append(phones, p)
+		ps.outside[p+"@s.whatsapp.net"] = true
+	}
+	phones = append(phones, "5511955550002")
+	pacing := Profiles()["standard"]
+	c := addCampaign(t, h.db, h.m, event.CampaignRunning, pacing, phones...)
+	h.clock.auto(t)
+	w := NewWorker(WorkerConfig{DB: h.db, Mentorado: h.m, Sender: ps, Publisher: h.pub, Clock: h.clock,
+		Limits: DefaultLimits(), Log: testenv.Logger(t), Poll: 2 * time.Second, Seed: 7, CampaignsOnly: true})
+	h.run(w)
+	h.waitFor("completed", func() bool {
+		return queryOne[string](t, h.db, `SELECT state FROM campaigns WHERE id = $1`, c) == "completed"
+	})
+	sends := h.sender.delivered()
+	if len(sends) != 2 {
+		t.Fatalf("%d sends, want 2: %v", len(sends), waIDs(sends))
+	}
+	for _, s := range sends {
+		if s.req.Text == "queued" {
+			t.Fatal("a CampaignsOnly worker sent the outbox")
+		}
+		got := queryOne[string](t, h.db, `SELECT wa_message_id FROM campaign_recipients WHERE campaign_id = $1 AND phone = $2`, c, phoneOf(s.req.Chat))
+		if got != "wamid.PROVIDER-"+s.waID {
+			t.Fatalf("recipient %s kept id %q, want the provider's", s.req.Chat, got)
+		}
+	}
+	if g := secs(sends[1].at.Sub(sends[0].at)); g > pacing.MaxGapSeconds {
+		t.Fatalf("%.0f s between the two sends: the refusals between them took gaps", g)
+	}
+	if n := queryOne[int](t, h.db, `SELECT count(*) FROM campaign_recipients WHERE campaign_id = $1 AND state = 'failed'
+		AND reason = 'outside_window' AND attempts = 1`, c); n != 7 {
+		t.Fatalf("%d recipients failed outside_window after one attempt, want 7", n)
+	}
+	if queryOne[*time.Time](t, h.db, `SELECT bulk_paused_at FROM send_settings WHERE mentorado_id = $1`, h.m) != nil {
+		t.Fatal("refusals paused bulk sending")
+	}
+	if st := queryOne[string](t, h.db, `SELECT state FROM outbox WHERE wa_message_id = '3EB0OUTBOX'`); st != "queued" {
+		t.Fatalf("outbox send %s, want left queued", st)
 	}
 }
