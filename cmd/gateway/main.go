@@ -24,6 +24,11 @@
 //	ZAPBUS_GATEWAY_COMMAND_TIMEOUT       bound on one command, default 30s
 //	ZAPBUS_GATEWAY_MAX_BODY              largest webhook body, default 1MiB
 //	ZAPBUS_MEDIA_MAX_<KIND>              largest file per kind, as the connector's
+//	ZAPBUS_SEND_MAX_CHAT_PER_MINUTE, …   the operator's sending maxima, as the connector's (campaigns
+//	  (ZAPBUS_SEND_MAX_*, _MIN_BULK_GAP_SECONDS)  of meta/zapi mentorados run here, under the same pacer)
+//	ZAPBUS_GATEWAY_CAMPAIGN_POLL         how often campaigns to run are looked for, default 5s; 0 or
+//	                                     negative: this gateway runs no campaigns
+//	ZAPBUS_GATEWAY_CAMPAIGN_IDLE         a campaign worker with nothing to send stops after this, default 1m
 //	ZAPBUS_SHUTDOWN_TIMEOUT              graceful shutdown bound, default 10s
 //	ZAPBUS_LOG_LEVEL                     debug, info (default), warn, error
 //
@@ -52,6 +57,7 @@ import (
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/gateway"
 	"github.com/zapbus/zapbus/internal/media"
+	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/provider"
 	"github.com/zapbus/zapbus/internal/provider/meta"
 	"github.com/zapbus/zapbus/internal/provider/zapi"
@@ -103,6 +109,8 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	fs.DurationVar(&s.Gateway.ShutdownTimeout, "shutdown-timeout", dur("ZAPBUS_SHUTDOWN_TIMEOUT", 10*time.Second), "graceful shutdown bound (ZAPBUS_SHUTDOWN_TIMEOUT)")
 	s.Gateway.MaxBody = env.Bytes("ZAPBUS_GATEWAY_MAX_BODY", 1<<20)
 	s.Gateway.MediaLimits = media.LimitsFromEnv(env)
+	fs.DurationVar(&s.Gateway.CampaignPoll, "campaign-poll", dur("ZAPBUS_GATEWAY_CAMPAIGN_POLL", outbound.DefaultPoll), "how often campaigns to run are looked for; <=0 runs none (ZAPBUS_GATEWAY_CAMPAIGN_POLL)")
+	fs.DurationVar(&s.Gateway.CampaignIdle, "campaign-idle", dur("ZAPBUS_GATEWAY_CAMPAIGN_IDLE", time.Minute), "an idle campaign worker stops after this (ZAPBUS_GATEWAY_CAMPAIGN_IDLE)")
 	level := fs.String("log-level", str("ZAPBUS_LOG_LEVEL", "info"), "log level (ZAPBUS_LOG_LEVEL)")
 	if err := fs.Parse(args); err != nil {
 		return s, err
@@ -110,7 +118,13 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if fs.NArg() > 0 {
 		return s, fmt.Errorf("unexpected arguments %q", fs.Args())
 	}
+	if s.Gateway.CampaignPoll <= 0 {
+		s.Gateway.CampaignPoll = -1 // no campaigns (zero would be the default)
+	}
 	var err error
+	if s.Gateway.SendLimits, err = outbound.LimitsFromEnv(getenv); err != nil {
+		return s, err
+	}
 	if s.Provision, s.ProvisionIfMissing, err = bus.ProvisionFromEnv(getenv, s.NATSURL); err != nil {
 		return s, err
 	}
@@ -130,6 +144,8 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 		return s, errors.New("ZAPBUS_ZAPI_URL is empty")
 	case s.Gateway.CommandTimeout <= 0:
 		return s, errors.New("ZAPBUS_GATEWAY_COMMAND_TIMEOUT: want a positive duration")
+	case s.Gateway.CampaignIdle <= 0:
+		return s, errors.New("ZAPBUS_GATEWAY_CAMPAIGN_IDLE: want a positive duration")
 	case s.Gateway.MaxBody < 64<<10 || s.Gateway.MaxBody > 64<<20:
 		return s, fmt.Errorf("ZAPBUS_GATEWAY_MAX_BODY: %d bytes, want 64KiB to 64MiB", s.Gateway.MaxBody)
 	}
