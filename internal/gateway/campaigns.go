@@ -3,13 +3,11 @@ package gateway
 import (
 	"context"
 	"errors"
-	"fmt"
 	"sort"
 	"strconv"
 	"sync"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/event"
@@ -57,10 +55,11 @@ type campaignRunner struct {
 	g   *Gateway
 	log zerolog.Logger
 
-	conn *pgx.Conn // the lock connection; only the runner's goroutine uses it
+	conn *store.CampaignLocks // the lock connection; only the runner's goroutine uses it
 
 	mu      sync.Mutex
 	workers map[int64]*campaignWorker
+	starts  int // workers started (tests)
 }
 
 // campaignWorker is one mentorado's running worker.
@@ -143,8 +142,8 @@ func (r *campaignRunner) pass(ctx context.Context) {
 		if r.running(d.ID) {
 			continue
 		}
-		var ok bool
-		if err := r.conn.QueryRow(pctx, store.GatewayCampaignLockSQL, d.ID).Scan(&ok); err != nil {
+		ok, err := r.conn.TryLock(pctx, d.ID)
+		if err != nil {
 			if ctx.Err() == nil {
 				r.log.Warn().Err(err).Int64("mentorado", d.ID).Msg("take campaign lock")
 				r.lost()
@@ -194,18 +193,21 @@ func (r *campaignRunner) mustStop(ctx context.Context, w *campaignWorker, now ti
 // worker stops before a new connection is opened.
 func (r *campaignRunner) ensureConn(ctx context.Context) error {
 	if r.conn != nil {
-		if _, err := r.conn.Exec(ctx, "SELECT 1"); err == nil {
+		err := r.conn.Ping(ctx)
+		if err == nil {
 			return nil
-		} else if ctx.Err() != nil {
+		}
+		// Lost, or too slow to trust (the check timed out): either way
+		// its locks cannot be relied on.
+		r.log.Warn().Err(err).Msg("campaign lock connection failed: stopping campaign workers")
+		r.lost()
+		if ctx.Err() != nil {
 			return err
-		} else {
-			r.log.Warn().Err(err).Msg("campaign lock connection lost: stopping campaign workers")
-			r.lost()
 		}
 	}
-	conn, err := pgx.ConnectConfig(ctx, r.g.db.Pool.Config().ConnConfig.Copy())
+	conn, err := r.g.db.OpenCampaignLocks(ctx)
 	if err != nil {
-		return fmt.Errorf("connect: %w", err)
+		return err
 	}
 	r.conn = conn
 	return nil
@@ -273,6 +275,7 @@ func (r *campaignRunner) start(ctx context.Context, m int64, p event.Provider) {
 	})
 	r.mu.Lock()
 	r.workers[m] = w
+	r.starts++
 	r.mu.Unlock()
 	g.metrics.campaignWorkers.Inc()
 	log.Info().Msg("campaign worker started")
@@ -293,7 +296,7 @@ func (r *campaignRunner) stop(ctx context.Context, w *campaignWorker, reason str
 		return
 	}
 	if r.conn != nil {
-		if _, err := r.conn.Exec(ctx, store.GatewayCampaignUnlockSQL, w.m); err != nil {
+		if err := r.conn.Unlock(ctx, w.m); err != nil {
 			r.log.Warn().Err(err).Int64("mentorado", w.m).Msg("release campaign lock")
 			r.lost()
 		}

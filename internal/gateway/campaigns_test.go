@@ -136,19 +136,14 @@ func TestCampaignZAPI(t *testing.T) {
 func (e *env) lockFree(m int64) bool {
 	e.t.Helper()
 	ctx := context.Background()
-	conn, err := e.db.Pool.Acquire(ctx)
+	locks, err := e.db.OpenCampaignLocks(ctx)
 	if err != nil {
 		e.t.Fatal(err)
 	}
-	defer conn.Release()
-	var ok bool
-	if err := conn.QueryRow(ctx, store.GatewayCampaignLockSQL, m).Scan(&ok); err != nil {
+	defer locks.Close(ctx)
+	ok, err := locks.TryLock(ctx, m)
+	if err != nil {
 		e.t.Fatal(err)
-	}
-	if ok {
-		if _, err := conn.Exec(ctx, store.GatewayCampaignUnlockSQL, m); err != nil {
-			e.t.Fatal(err)
-		}
 	}
 	return ok
 }
@@ -371,5 +366,93 @@ func TestCampaignProviderSwitchStopsWorker(t *testing.T) {
 	time.Sleep(5 * cfg.CampaignPoll)
 	if got := len(fake.Sent()); got != n {
 		t.Fatalf("Z-API got %d sends after the switch (had %d)", got, n)
+	}
+}
+
+// lockHolder is the backend pid holding mentorado m's campaign lock (0:
+// none).
+func (e *env) lockHolder(m int64) int {
+	e.t.Helper()
+	var pid int
+	err := e.db.Pool.QueryRow(context.Background(), `SELECT coalesce((SELECT pid FROM pg_locks WHERE locktype = 'advisory'
+		AND classid = $1 AND objid = $2 AND objsubid = 2 AND granted), 0)`, store.GatewayCampaignLockClass, m).Scan(&pid)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return pid
+}
+
+func (r *campaignRunner) startCount() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.starts
+}
+
+// TestCampaignLockConnectionLost: when the connection holding the lock
+// dies, the worker stops (its lock is gone); the gateway reconnects,
+// takes the lock again with a new worker, and the campaign completes with
+// every recipient sent once. A disabled mentorado's worker stops.
+func TestCampaignLockConnectionLost(t *testing.T) {
+	fake := zapifake.New(t)
+	inst := fake.AddInstance(zapifake.InstanceConfig{Connected: true})
+	drv := zapi.New(zapi.Config{BaseURL: fake.URL(), MediaHTTP: http.DefaultClient, Backoff: time.Millisecond})
+	cfg := campaignConfig()
+	cfg.CampaignIdle = time.Hour
+	e := newEnv(t, drv, cfg)
+	e.configure(1, provider.Account{Provider: event.ProviderZAPI, ZAPI: inst.Credentials("s3cret-hook")})
+	e.fastPacing(1)
+	ctx := context.Background()
+	var phones []string
+	for i := range 10 {
+		phones = append(phones, fmt.Sprintf("55119555500%02d", i))
+	}
+	in := store.CampaignInput{Name: "lost", State: event.CampaignScheduled,
+		Message: store.CampaignMessage{Kind: event.KindText, Text: "oi"},
+		Pacing:  json.RawMessage(`{"min_gap_seconds":0.08,"max_gap_seconds":0.12}`)}
+	for _, p := range phones {
+		in.Recipients = append(in.Recipients, store.RecipientInput{Phone: p, Text: "oi " + p})
+	}
+	c, err := e.db.Campaigns().Create(ctx, 1, in)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(fake.Sent()) >= 2 }, "no sends")
+	first := e.lockHolder(1)
+	if first == 0 || e.gw.campaigns.startCount() != 1 {
+		t.Fatalf("lock holder %d, %d workers started", first, e.gw.campaigns.startCount())
+	}
+	if _, err := e.db.Pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, first); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool { return e.gw.campaigns.startCount() == 2 }, "no new worker after the lock connection died")
+	if pid := e.lockHolder(1); pid == 0 || pid == first {
+		t.Fatalf("lock held by %d after the connection %d died", pid, first)
+	}
+	e.waitCampaign(1, c.ID, event.CampaignCompleted)
+	count := map[string]int{}
+	for _, s := range fake.Sent() {
+		count[s.Phone]++
+	}
+	for _, p := range phones {
+		if count[p] != 1 {
+			t.Fatalf("%s sent %d times", p, count[p])
+		}
+	}
+
+	// Disabled: the worker (kept by a second campaign) stops.
+	c2 := e.startCampaign(1, "5511955559999")
+	e.waitCampaign(1, c2, event.CampaignCompleted)
+	if _, err := e.db.Campaigns().Create(ctx, 1, store.CampaignInput{Name: "later", State: event.CampaignScheduled,
+		Message: store.CampaignMessage{Kind: event.KindText, Text: "oi"}, Pacing: json.RawMessage(`{"min_gap_seconds":3600,"max_gap_seconds":3600}`),
+		Recipients: []store.RecipientInput{{Phone: "5511955558888", Text: "oi"}, {Phone: "5511955557777", Text: "oi"}}}); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(e.gw.campaigns.mentorados()) == 1 }, "no worker")
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE mentorados SET disabled_at = now() WHERE id = 1`); err != nil {
+		t.Fatal(err)
+	}
+	testenv.Eventually(t, 20*time.Second, func() bool { return len(e.gw.campaigns.mentorados()) == 0 }, "disabled mentorado's worker still running")
+	if !e.lockFree(1) {
+		t.Fatal("disabled mentorado's lock still held")
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/jackc/pgx/v5"
+
 	"github.com/zapbus/zapbus/internal/event"
 )
 
@@ -23,12 +25,56 @@ import (
 // hashtextextended keys) in Postgres's lock space.
 const GatewayCampaignLockClass = 31331
 
-// GatewayCampaignLockSQL and GatewayCampaignUnlockSQL take and release a
+// gatewayCampaignLockSQL and gatewayCampaignUnlockSQL take and release a
 // mentorado's campaign lock ($1 bigint: the mentorado id) on a session.
 var (
-	GatewayCampaignLockSQL   = `SELECT pg_try_advisory_lock(` + strconv.Itoa(GatewayCampaignLockClass) + `, ($1::bigint % 2147483647)::int)`
-	GatewayCampaignUnlockSQL = `SELECT pg_advisory_unlock(` + strconv.Itoa(GatewayCampaignLockClass) + `, ($1::bigint % 2147483647)::int)`
+	gatewayCampaignLockSQL   = `SELECT pg_try_advisory_lock(` + strconv.Itoa(GatewayCampaignLockClass) + `, ($1::bigint % 2147483647)::int)`
+	gatewayCampaignUnlockSQL = `SELECT pg_advisory_unlock(` + strconv.Itoa(GatewayCampaignLockClass) + `, ($1::bigint % 2147483647)::int)`
 )
+
+// CampaignLocks is a connection of its own (outside the pool) holding
+// gateway campaign locks: session advisory locks live as long as the
+// session, so they must not sit on a pooled connection that others use.
+// Not safe for concurrent use. When the connection fails its locks are
+// gone: Ping says so.
+type CampaignLocks struct{ conn *pgx.Conn }
+
+// OpenCampaignLocks opens a lock connection with the pool's settings.
+func (db *DB) OpenCampaignLocks(ctx context.Context) (*CampaignLocks, error) {
+	conn, err := pgx.ConnectConfig(ctx, db.Pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return nil, fmt.Errorf("store: campaign lock connection: %w", err)
+	}
+	return &CampaignLocks{conn: conn}, nil
+}
+
+// Ping checks the connection (and so that its locks still hold).
+func (l *CampaignLocks) Ping(ctx context.Context) error {
+	if err := l.conn.Ping(ctx); err != nil {
+		return fmt.Errorf("store: campaign lock connection: %w", err)
+	}
+	return nil
+}
+
+// TryLock takes mentorado m's campaign lock if no other session holds it.
+func (l *CampaignLocks) TryLock(ctx context.Context, m int64) (bool, error) {
+	var ok bool
+	if err := l.conn.QueryRow(ctx, gatewayCampaignLockSQL, m).Scan(&ok); err != nil {
+		return false, fmt.Errorf("store: campaign lock: %w", err)
+	}
+	return ok, nil
+}
+
+// Unlock releases mentorado m's campaign lock.
+func (l *CampaignLocks) Unlock(ctx context.Context, m int64) error {
+	if _, err := l.conn.Exec(ctx, gatewayCampaignUnlockSQL, m); err != nil {
+		return fmt.Errorf("store: campaign unlock: %w", err)
+	}
+	return nil
+}
+
+// Close closes the connection, releasing every lock it holds.
+func (l *CampaignLocks) Close(ctx context.Context) error { return l.conn.Close(ctx) }
 
 // GatewayCampaignMentorado is a mentorado with campaigns to send whose
 // active provider is a gateway's.
