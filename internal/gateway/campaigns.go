@@ -100,6 +100,15 @@ func (r *campaignRunner) pass(ctx context.Context) {
 	}
 	pctx, cancel := context.WithTimeout(ctx, r.g.cfg.CommandTimeout)
 	defer cancel()
+	if len(r.held()) > 0 {
+		// First of all: do the locks of the running workers still hold?
+		if err := r.ensureConn(pctx); err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn().Err(err).Msg("campaign lock connection")
+			}
+			return
+		}
+	}
 	var providers []event.Provider
 	for p := range r.g.drivers {
 		providers = append(providers, p)
@@ -115,11 +124,13 @@ func (r *campaignRunner) pass(ctx context.Context) {
 	if len(due) == 0 && len(r.held()) == 0 {
 		return // nothing to run: no lock connection needed yet
 	}
-	if err := r.ensureConn(pctx); err != nil {
-		if ctx.Err() == nil {
-			r.log.Warn().Err(err).Msg("campaign lock connection")
+	if r.conn == nil {
+		if err := r.ensureConn(pctx); err != nil {
+			if ctx.Err() == nil {
+				r.log.Warn().Err(err).Msg("campaign lock connection")
+			}
+			return
 		}
-		return
 	}
 	want := make(map[int64]event.Provider, len(due))
 	for _, d := range due {
