@@ -456,3 +456,46 @@ func TestCampaignLockConnectionLost(t *testing.T) {
 		t.Fatal("disabled mentorado's lock still held")
 	}
 }
+
+// TestCampaignResendAfterCrash: a gateway that sent a recipient's message
+// and died before marking it sent leaves the recipient in sending with
+// the id the worker committed; the next worker's send is answered from
+// WA_SENDS with the first message (Z-API gets it once) and the recipient
+// ends sent with Z-API's id.
+func TestCampaignResendAfterCrash(t *testing.T) {
+	fake := zapifake.New(t)
+	inst := fake.AddInstance(zapifake.InstanceConfig{Connected: true})
+	drv := zapi.New(zapi.Config{BaseURL: fake.URL(), MediaHTTP: http.DefaultClient, Backoff: time.Millisecond})
+	e := newEnv(t, drv, campaignConfig())
+	e.configure(1, provider.Account{Provider: event.ProviderZAPI, ZAPI: inst.Credentials("s3cret-hook")})
+	e.fastPacing(1)
+	ctx := context.Background()
+	c, err := e.db.Campaigns().Create(ctx, 1, store.CampaignInput{Name: "crash", State: event.CampaignDraft,
+		Message: store.CampaignMessage{Kind: event.KindText, Text: "oi"}, Pacing: json.RawMessage(`{"min_gap_seconds":0.01,"max_gap_seconds":0.02}`),
+		Recipients: []store.RecipientInput{{Phone: "5511966660001", Text: "oi"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The gateway that died: it committed 3EB0CRASHED, sent, and stopped
+	// (the campaign is a draft meanwhile, so no worker runs yet).
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE campaign_recipients SET state = 'sending', wa_message_id = '3EB0CRASHED',
+		jid = '5511966660001@s.whatsapp.net', attempts = 1 WHERE campaign_id = $1`, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	first, err := campaignSender{g: e.gw, m: 1, p: event.ProviderZAPI}.Send(ctx,
+		event.SendRequest{Chat: "5511966660001@s.whatsapp.net", Kind: event.KindText, Text: "oi"}, "3EB0CRASHED", outbound.SendMeta{CampaignID: c.ID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.db.Pool.Exec(ctx, `UPDATE campaigns SET state = 'running', started_at = now() WHERE id = $1`, c.ID); err != nil {
+		t.Fatal(err)
+	}
+	e.waitCampaign(1, c.ID, event.CampaignCompleted)
+	if n := len(fake.Sent()); n != 1 {
+		t.Fatalf("Z-API got %d sends, want the first only", n)
+	}
+	rs := e.recipients(1, c.ID)
+	if rs[0].State != store.RecipientSent || rs[0].WAMessageID != first.WAID || first.WAID != fake.Sent()[0].MessageID {
+		t.Fatalf("recipient %+v, first send %s", rs[0], first.WAID)
+	}
+}
