@@ -4,7 +4,9 @@
 //
 // It knows nothing of WhatsApp: the connector session that owns a
 // mentorado runs one Worker while connected and gives it a Sender (resolve
-// a number, show typing, send with a chosen id). The notifier uses the
+// a number, show typing, send with a chosen id); for a mentorado on Meta
+// or Z-API (issue #16) a provider gateway runs it, campaign lane only,
+// with a Sender over the provider's API. The notifier uses the
 // settings, pacing profiles and templates to validate API input; the
 // persister uses MatchOptOut on inbound replies.
 package outbound
@@ -118,7 +120,11 @@ type Sender interface {
 	Typing(ctx context.Context, jid string, on bool) error
 	// Send sends req now with WhatsApp message id waID and publishes its
 	// message event (status sent, with meta's client and campaign ids);
-	// a *event.CommandError says why WhatsApp refused it.
+	// a *event.CommandError says why WhatsApp refused it. A provider that
+	// chooses its own ids (Meta, Z-API) answers a message with its id,
+	// which the campaign recipient then keeps instead of waID; waID still
+	// names the attempt (the gateway's idempotency key), so a send
+	// repeated after a crash is not sent twice.
 	Send(ctx context.Context, req event.SendRequest, waID string, meta SendMeta) (*event.Message, error)
 }
 
