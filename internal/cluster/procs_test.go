@@ -81,7 +81,7 @@ func newProcCluster(t testing.TB, bin string, n int) *procCluster {
 		c.nodes = append(c.nodes, &procNode{name: fmt.Sprintf("n%d", i+1), port: freePort(t), route: freePort(t)})
 	}
 	c.passwords = map[string]string{}
-	for _, user := range []string{"admin", "connector", "persister", "notifier", "backend", "webhooks", "route"} {
+	for _, user := range []string{"admin", "connector", "persister", "notifier", "backend", "webhooks", "gateway", "route"} {
 		c.passwords[user] = fmt.Sprintf("%s-%x", user, rand.Uint64())
 	}
 	base, err := os.ReadFile(filepath.Join("..", "..", "nats.conf"))
