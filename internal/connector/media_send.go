@@ -2,9 +2,7 @@ package connector
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"io"
 	"time"
 
 	"go.mau.fi/whatsmeow"
@@ -28,28 +26,9 @@ func (c *Connector) loadOutFile(ctx context.Context, m int64, req event.SendRequ
 	if c.media == nil {
 		return nil, event.NewCommandError(event.CodeUnavailable, "this connector has no media store")
 	}
-	obj, err := c.media.Open(ctx, m, req.MediaID)
-	if errors.Is(err, media.ErrNotFound) {
-		return nil, event.NewCommandError(event.CodeMediaNotFound, "no file %s; upload it first (POST /v1/media)", req.MediaID)
-	}
+	info, data, err := media.ReadForSend(ctx, c.media, m, req.Kind, req.MediaID, c.cfg.Media.Limits)
 	if err != nil {
-		return nil, fmt.Errorf("open media: %w", err)
-	}
-	defer obj.Close()
-	info := obj.Info()
-	if err := media.CheckKind(req.Kind, info.MIME); err != nil {
-		return nil, event.NewCommandError(event.CodeMediaType, "%v", err)
-	}
-	limit := c.cfg.Media.limit(req.Kind)
-	if info.Size > limit {
-		return nil, event.NewCommandError(event.CodeMediaTooLarge, "%d bytes is over the %s limit of %d", info.Size, req.Kind, limit)
-	}
-	data, err := io.ReadAll(io.LimitReader(obj, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read media: %w", err)
-	}
-	if int64(len(data)) > limit {
-		return nil, event.NewCommandError(event.CodeMediaTooLarge, "file is over the %s limit of %d bytes", req.Kind, limit)
+		return nil, err
 	}
 	return &outFile{info: info, data: data}, nil
 }

@@ -3,6 +3,8 @@ package event
 import (
 	"fmt"
 	"slices"
+	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 )
@@ -412,4 +414,18 @@ func checkPhone(field, p string) error {
 		}
 	}
 	return nil
+}
+
+// PlaceText is the text of a location message, the same from every
+// provider: its name and address when shared, each on a line of its own,
+// then "lat,lng".
+func PlaceText(name, address string, lat, lng float64) string {
+	var parts []string
+	for _, s := range []string{name, address} {
+		if s != "" {
+			parts = append(parts, s)
+		}
+	}
+	parts = append(parts, strconv.FormatFloat(lat, 'f', -1, 64)+","+strconv.FormatFloat(lng, 'f', -1, 64))
+	return strings.Join(parts, "\n")
 }

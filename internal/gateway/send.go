@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"strings"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -170,28 +169,9 @@ func (g *Gateway) loadFile(ctx context.Context, m int64, req event.SendRequest) 
 	if g.media == nil {
 		return nil, event.NewCommandError(event.CodeUnavailable, "this gateway has no media store")
 	}
-	obj, err := g.media.Open(ctx, m, req.MediaID)
-	if errors.Is(err, media.ErrNotFound) {
-		return nil, event.NewCommandError(event.CodeMediaNotFound, "no file %s; upload it first (POST /v1/media)", req.MediaID)
-	}
+	info, data, err := media.ReadForSend(ctx, g.media, m, req.Kind, req.MediaID, g.cfg.MediaLimits)
 	if err != nil {
-		return nil, fmt.Errorf("open media: %w", err)
-	}
-	defer obj.Close()
-	info := obj.Info()
-	if err := media.CheckKind(req.Kind, info.MIME); err != nil {
-		return nil, event.NewCommandError(event.CodeMediaType, "%v", err)
-	}
-	limit := g.cfg.MediaLimits.For(req.Kind)
-	if info.Size > limit {
-		return nil, event.NewCommandError(event.CodeMediaTooLarge, "%d bytes is over the %s limit of %d", info.Size, req.Kind, limit)
-	}
-	data, err := io.ReadAll(io.LimitReader(obj, limit+1))
-	if err != nil {
-		return nil, fmt.Errorf("read media: %w", err)
-	}
-	if int64(len(data)) > limit {
-		return nil, event.NewCommandError(event.CodeMediaTooLarge, "file is over the %s limit of %d bytes", req.Kind, limit)
+		return nil, err
 	}
 	mime := info.MIME
 	if req.Kind == event.KindPTT {

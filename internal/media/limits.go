@@ -1,6 +1,10 @@
 package media
 
 import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
 	"strings"
 
 	"github.com/zapbus/zapbus/internal/config"
@@ -100,4 +104,36 @@ func (l Limits) Max() int64 {
 		m = max(m, l.For(k))
 	}
 	return m
+}
+
+// ReadForSend reads the file a send names (mentorado m's id) and checks it
+// fits the kind: an unknown id is media_not_found, a wrong type
+// unsupported_media, a file over the kind's limit media_too_large — each
+// an *event.CommandError, so nothing is sent on any of them. The
+// connector and the provider gateway send files through it.
+func ReadForSend(ctx context.Context, s Store, m int64, kind event.Kind, id string, limits Limits) (Info, []byte, error) {
+	obj, err := s.Open(ctx, m, id)
+	if errors.Is(err, ErrNotFound) {
+		return Info{}, nil, event.NewCommandError(event.CodeMediaNotFound, "no file %s; upload it first (POST /v1/media)", id)
+	}
+	if err != nil {
+		return Info{}, nil, fmt.Errorf("open media: %w", err)
+	}
+	defer obj.Close()
+	info := obj.Info()
+	if err := CheckKind(kind, info.MIME); err != nil {
+		return Info{}, nil, event.NewCommandError(event.CodeMediaType, "%v", err)
+	}
+	limit := limits.For(kind)
+	if info.Size > limit {
+		return Info{}, nil, event.NewCommandError(event.CodeMediaTooLarge, "%d bytes is over the %s limit of %d", info.Size, kind, limit)
+	}
+	data, err := io.ReadAll(io.LimitReader(obj, limit+1))
+	if err != nil {
+		return Info{}, nil, fmt.Errorf("read media: %w", err)
+	}
+	if int64(len(data)) > limit {
+		return Info{}, nil, event.NewCommandError(event.CodeMediaTooLarge, "file is over the %s limit of %d bytes", kind, limit)
+	}
+	return info, data, nil
 }

@@ -3,7 +3,6 @@ package waconv
 import (
 	"context"
 	"fmt"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -206,10 +205,10 @@ func classify(m *waE2E.Message) (content, bool) {
 		c.kind, inner = event.KindSticker, m.StickerMessage
 	case m.LocationMessage != nil:
 		l := m.GetLocationMessage()
-		c.kind, c.text, c.caption, inner = event.KindLocation, place(l.GetName(), l.GetAddress(), l.GetDegreesLatitude(), l.GetDegreesLongitude()), l.GetComment(), l
+		c.kind, c.text, c.caption, inner = event.KindLocation, event.PlaceText(l.GetName(), l.GetAddress(), l.GetDegreesLatitude(), l.GetDegreesLongitude()), l.GetComment(), l
 	case m.LiveLocationMessage != nil:
 		l := m.GetLiveLocationMessage()
-		c.kind, c.text, c.caption, inner = event.KindLocation, place("", "", l.GetDegreesLatitude(), l.GetDegreesLongitude()), l.GetCaption(), l
+		c.kind, c.text, c.caption, inner = event.KindLocation, event.PlaceText("", "", l.GetDegreesLatitude(), l.GetDegreesLongitude()), l.GetCaption(), l
 	case m.ContactMessage != nil:
 		c.kind, c.text, inner = event.KindContact, m.GetContactMessage().GetDisplayName(), m.ContactMessage
 	case m.ContactsArrayMessage != nil:
@@ -298,19 +297,6 @@ func contextInfo(m proto.Message) *waE2E.ContextInfo {
 	}
 	ci, _ := r.Get(fd).Message().Interface().(*waE2E.ContextInfo)
 	return ci
-}
-
-// place describes a location: its name and address when shared, and the
-// coordinates.
-func place(name, address string, lat, lng float64) string {
-	var parts []string
-	for _, s := range []string{name, address} {
-		if s != "" {
-			parts = append(parts, s)
-		}
-	}
-	parts = append(parts, strconv.FormatFloat(lat, 'f', -1, 64)+","+strconv.FormatFloat(lng, 'f', -1, 64))
-	return strings.Join(parts, "\n")
 }
 
 // truncate keeps at most n runes of s.

@@ -361,7 +361,7 @@ func (c *converter) message(wm *whMessage, pushName string) (*event.Message, *pr
 		msg.Kind, msg.TargetID, msg.Text = event.KindReaction, wm.Reaction.MessageID, wm.Reaction.Emoji
 	case "location":
 		if l := wm.Location; l != nil {
-			msg.Kind, msg.Text = event.KindLocation, place(l.Name, l.Address, l.Latitude, l.Longitude)
+			msg.Kind, msg.Text = event.KindLocation, event.PlaceText(l.Name, l.Address, l.Latitude, l.Longitude)
 		}
 	case "contacts":
 		names := make([]string, 0, len(wm.Contacts))
@@ -459,19 +459,6 @@ func (c *converter) status(s *whStatus, display string) {
 		return
 	}
 	c.add(env)
-}
-
-// place renders a location as waconv does: name, address and
-// "lat,lng" on lines of their own.
-func place(name, address string, lat, lng float64) string {
-	var parts []string
-	for _, s := range []string{name, address} {
-		if s != "" {
-			parts = append(parts, s)
-		}
-	}
-	parts = append(parts, strconv.FormatFloat(lat, 'f', -1, 64)+","+strconv.FormatFloat(lng, 'f', -1, 64))
-	return strings.Join(parts, "\n")
 }
 
 func firstNonEmpty(s ...string) string {

@@ -110,9 +110,11 @@ type zReact struct {
 }
 
 type zPlace struct {
-	Name    string `json:"name"`
-	Address string `json:"address"`
-	URL     string `json:"url"`
+	Name      string   `json:"name"`
+	Address   string   `json:"address"`
+	URL       string   `json:"url"`
+	Latitude  *float64 `json:"latitude"`
+	Longitude *float64 `json:"longitude"`
 }
 
 type zVCard struct {
@@ -373,7 +375,12 @@ func (d *Driver) received(acc provider.Account, cb *callback, in *provider.Inbou
 	case cb.Sticker != nil:
 		m.Kind, ref = event.KindSticker, mediaRef(cb.Sticker)
 	case cb.Location != nil:
-		m.Kind, m.Text = event.KindLocation, strings.TrimSpace(strings.Join(nonEmpty(cb.Location.Name, cb.Location.Address, cb.Location.URL), "\n"))
+		l := cb.Location
+		if l.Latitude != nil && l.Longitude != nil {
+			m.Kind, m.Text = event.KindLocation, event.PlaceText(l.Name, l.Address, *l.Latitude, *l.Longitude)
+		} else {
+			m.Kind, m.Text = event.KindLocation, strings.TrimSpace(strings.Join(nonEmpty(l.Name, l.Address, l.URL), "\n"))
+		}
 	case cb.Contact != nil:
 		m.Kind, m.Text = event.KindContact, cb.Contact.DisplayName
 	case cb.Poll != nil:

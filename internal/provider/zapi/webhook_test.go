@@ -213,6 +213,15 @@ func TestWebhookPayloads(t *testing.T) {
 			t.Fatalf("reply %+v", *m)
 		}
 	})
+	t.Run("location", func(t *testing.T) {
+		in := deliver(t, d, acc, readTestdata(t, "received_location.json"))
+		m := payload[*event.Message](t, in.Events[0])
+		// The same text as a location received on WhatsApp Web or Meta.
+		want := "MASP\nAv. Paulista, 1578 - Bela Vista, São Paulo - SP\n-23.5489,-46.6388"
+		if m.Kind != event.KindLocation || m.Text != want {
+			t.Fatalf("location %q %q, want %q", m.Kind, m.Text, want)
+		}
+	})
 	t.Run("sent from the phone", func(t *testing.T) {
 		in := deliver(t, d, acc, readTestdata(t, "received_fromme.json"))
 		if len(in.Events) != 1 {
