@@ -146,12 +146,9 @@ func loadSettings(args []string, getenv func(string) string, out io.Writer) (set
 	}
 	// Provider credentials keyring (issue #16); run generates an
 	// in-memory one when none is set.
-	switch keys, err := secretbox.Load(getenv); {
-	case errors.Is(err, secretbox.ErrNoKey):
-	case err != nil:
-		return s, err
-	default:
-		s.Web.CredentialKeys = keys
+	var kerr error
+	if s.Web.CredentialKeys, kerr = secretbox.LoadOptional(getenv); kerr != nil {
+		return s, kerr
 	}
 	return s, nil
 }

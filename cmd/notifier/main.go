@@ -105,12 +105,9 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	}
 	// Provider credentials keyring (issue #16): without one only
 	// whatsapp_web can be configured.
-	switch keys, err := secretbox.Load(getenv); {
-	case errors.Is(err, secretbox.ErrNoKey):
-	case err != nil:
-		return s, err
-	default:
-		s.Web.CredentialKeys = keys
+	var kerr error
+	if s.Web.CredentialKeys, kerr = secretbox.LoadOptional(getenv); kerr != nil {
+		return s, kerr
 	}
 	var perr error
 	s.Provision, s.ProvisionIfMissing, perr = bus.ProvisionFromEnv(getenv, s.NATSURL)

@@ -54,6 +54,16 @@ var ErrUnknownKey = errors.New("secretbox: unknown key id")
 // another aad.
 var ErrOpen = errors.New("secretbox: sealed data does not authenticate (wrong key or aad, or tampered)")
 
+// LoadOptional is Load for services that run without a keyring (the
+// notifier then configures only whatsapp_web): no key set gives nil, nil.
+func LoadOptional(getenv func(string) string) (*Keyring, error) {
+	k, err := Load(getenv)
+	if errors.Is(err, ErrNoKey) {
+		return nil, nil
+	}
+	return k, err
+}
+
 // Load reads the keyring from getenv: ZAPBUS_CREDENTIALS_KEYS, or the file
 // ZAPBUS_CREDENTIALS_KEYS_FILE names: "id:base64key[,id:base64key…]", the
 // first the primary; each key 32 bytes. Setting both is an error; setting

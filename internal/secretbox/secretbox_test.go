@@ -116,6 +116,15 @@ func TestLoadErrors(t *testing.T) {
 	if _, err := Load(env(nil)); !errors.Is(err, ErrNoKey) {
 		t.Fatalf("none: %v", err)
 	}
+	if k, err := LoadOptional(env(nil)); k != nil || err != nil {
+		t.Fatalf("optional, none: %v %v", k, err)
+	}
+	if k, err := LoadOptional(env(map[string]string{EnvKeysFile: file})); err != nil || k.Primary() != "f1" {
+		t.Fatalf("optional, file: %v %v", k, err)
+	}
+	if _, err := LoadOptional(env(map[string]string{EnvKeys: "a:" + secret, EnvKeysFile: file})); err == nil {
+		t.Fatal("optional: both set must still fail")
+	}
 	short := base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{9}, 16))
 	for _, c := range []struct {
 		name string
