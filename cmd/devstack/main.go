@@ -211,6 +211,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer b.Close()
 
 	var fake *wafake.Server
+	var gate *webGate
 	var configure func(*whatsmeow.Client)
 	if s.Sim {
 		fake, err = wafake.NewServer(log.With().Str("component", "wafake").Logger())
@@ -218,7 +219,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		defer fake.Close()
-		configure = fake.Configure
+		gate = newWebGate(fake)
+		configure = gate.configure
 	}
 	factory, err := connector.NewWhatsmeowFactory(ctx, db, log, configure)
 	if err != nil {
@@ -266,7 +268,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return nil
 	})
 	if fake != nil {
-		mountSim(srv, &simulator{fake: fake, db: db, bus: b, admin: s.AdminToken, log: log})
+		mountSim(srv, &simulator{fake: fake, gate: gate, db: db, bus: b, admin: s.AdminToken, log: log})
 	}
 	ln, err := net.Listen("tcp", s.HTTPAddr)
 	if err != nil {

@@ -24,6 +24,7 @@ import (
 type simulator struct {
 	web   *web.Server // reads request bodies by the API's rules
 	fake  *wafake.Server
+	gate  *webGate // the fake WhatsApp server's outage switch
 	db    *store.DB
 	bus   *bus.Bus
 	admin string
@@ -47,6 +48,8 @@ func mountSim(srv *web.Server, s *simulator) {
 	route("revoke", s.revoke)
 	mountSimChats(route, s)
 	srv.Mount("GET /v1/dev/sim/{mentorado}/received", s.auth(srv, s.received))
+	route("outage", s.outage)
+	srv.Mount("GET /v1/dev/sim/{mentorado}/outage", s.auth(srv, s.outage))
 }
 
 func (s *simulator) auth(srv *web.Server, h func(http.ResponseWriter, *http.Request, int64)) http.Handler {
