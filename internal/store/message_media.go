@@ -94,3 +94,28 @@ ORDER BY target_id, count(*) DESC, emoji`, m, ids)
 func (q MessageQueries) Unread(ctx context.Context, m int64, phone string, n int) ([]UnreadRow, error) {
 	return q.ChatUnread(ctx, m, PhoneChat(phone), n)
 }
+
+// Settled returns which of waIDs mentorado m already has stored as
+// messages whose file is not still awaited (no media, or media stored or
+// failed): what the provider gateway skips when a provider delivers a
+// webhook again after JetStream's duplicate window (issue #16). A media
+// message still pending is not settled, so a retry can bring its file.
+func (q MessageQueries) Settled(ctx context.Context, m int64, waIDs []string) (map[string]bool, error) {
+	out := map[string]bool{}
+	if len(waIDs) == 0 {
+		return out, nil
+	}
+	rows, err := q.q.Query(ctx, `SELECT wa_message_id FROM whatsapp_messages
+WHERE mentorado_id = $1 AND wa_message_id = ANY($2) AND coalesce(media_state, '') <> 'pending'`, m, waIDs)
+	if err != nil {
+		return nil, fmt.Errorf("store: settled messages: %w", err)
+	}
+	ids, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return nil, fmt.Errorf("store: settled messages: %w", err)
+	}
+	for _, id := range ids {
+		out[id] = true
+	}
+	return out, nil
+}

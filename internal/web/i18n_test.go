@@ -86,7 +86,7 @@ func TestDashboardStringsAreInTheCatalogs(t *testing.T) {
 			used[string(m[1])] = page
 		}
 	}
-	for _, name := range []string{"app.js", "i18n.js", "console.js", "campaigns.js"} {
+	for _, name := range []string{"app.js", "i18n.js", "console.js", "campaigns.js", "provider.js"} {
 		js, err := assetsFS.ReadFile("assets/" + name)
 		if err != nil {
 			t.Fatal(err)

@@ -117,6 +117,9 @@ type sendRequest struct {
 	FileName string     `json:"file_name,omitempty"`
 	ReplyTo  string     `json:"reply_to,omitempty"`
 	ClientID string     `json:"client_id,omitempty"`
+	// Template is the Meta message template of kind template (issue #16):
+	// Meta only; other providers answer 422 not_supported.
+	Template *event.Template `json:"template,omitempty"`
 	// TTLSeconds bounds how long the send may wait queued (0: the
 	// mentorado's default; 1 to event.MaxTTLSeconds).
 	TTLSeconds int `json:"ttl_seconds,omitempty"`
@@ -136,7 +139,7 @@ func (s *Server) handleSend(w http.ResponseWriter, r *http.Request) {
 	// The connector checks the same rules (event.SendRequest.Validate);
 	// checking here answers without a round trip, before anything is sent.
 	cmd := event.SendRequest{ClientID: req.ClientID, Kind: req.Kind, Text: req.Text, MediaID: req.MediaID,
-		Caption: req.Caption, FileName: req.FileName, ReplyTo: req.ReplyTo, TTLSeconds: req.TTLSeconds}
+		Caption: req.Caption, FileName: req.FileName, ReplyTo: req.ReplyTo, Template: req.Template, TTLSeconds: req.TTLSeconds}
 	if err := sendTarget(req, &cmd); err != nil {
 		s.writeError(w, r, err)
 		return

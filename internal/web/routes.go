@@ -96,6 +96,8 @@ func (s *Server) routeTable() []route {
 	// Issue #14: campaigns, sending settings and opt-outs.
 	rs = append(rs, s.campaignRoutes()...) // campaigns.go
 	rs = append(rs, s.sendingRoutes()...)  // sending.go
+	// Issue #16: the tenant's view of its WhatsApp provider.
+	rs = append(rs, s.providerRoutes()...) // provider.go
 	return rs
 }
 

@@ -94,7 +94,9 @@ async function signIn(token) {
   state.token = token.trim();
   showError("signin-error", null);
   try {
-    const st = await api("GET", "/v1/whatsapp/status");
+    // The provider first (provider.js): it decides which connection
+    // controls make sense. A failure there still shows the page.
+    const [st] = await Promise.all([api("GET", "/v1/whatsapp/status"), loadProvider()]);
     sessionStorage.setItem(TOKEN_KEY, state.token);
     showApp(true);
     setStatus(st);
@@ -122,6 +124,7 @@ function signOut(err) {
   wh.deliveries.clear();
   renderWebhooks();
   resetCampaigns();
+  resetProvider(); // provider.js
 }
 
 // ---- connection card -----------------------------------------------------
@@ -142,7 +145,7 @@ function setStatus(st) {
   state.st = { status: st.status, phone: st.phone || "", jid: st.jid || "", since: since ? st.since : "", pairing_code: st.pairing_code || "" };
   if (prev && prev.pairing_code && !state.st.pairing_code && st.status === "pairing") state.st.pairing_code = prev.pairing_code;
   renderStatus();
-  if (st.status === "qr" && (!prev || prev.status !== "qr" || !state.qrURL)) refreshQR();
+  if (st.status === "qr" && activeProvider() !== "meta" && (!prev || prev.status !== "qr" || !state.qrURL)) refreshQR();
 }
 
 // sinceOf is the time of a status, or null for none (a session that never
@@ -154,7 +157,10 @@ function sinceOf(iso) {
 
 function renderStatus() {
   const st = state.st;
-  if (!st) return;
+  if (!st) {
+    $("verify").hidden = true;
+    return;
+  }
   const s = st.status;
   const badge = $("status-badge");
   badge.textContent = t("status." + s) === "status." + s ? s : t("status." + s);
@@ -164,18 +170,24 @@ function renderStatus() {
   if (st.since) parts.push(t("conn.since", { when: I18N.when(st.since, true) }));
   $("status-detail").textContent = parts.join(" · ");
   $("status-detail").title = st.since ? I18N.full(st.since) : "";
+  // Meta's Cloud API (provider.js) has no QR code, pairing or unpairing:
+  // the number is configured by the operator, and "Verificar conexão"
+  // checks its credentials. Z-API pairs by QR like WhatsApp Web.
+  const meta = activeProvider() === "meta";
   // The QR is only for the qr state: once paired (or stopped) it is gone,
   // even if a fetch of it is still on its way.
-  if (s !== "qr") hideQR();
+  if (s !== "qr" || meta) hideQR();
   const hint = "hint." + s;
-  $("qr-hint").textContent = t(hint) === hint ? "" : t(hint);
+  if (meta) $("qr-hint").textContent = s === "connected" ? t("prov.metaConnected") : t("prov.metaHint");
+  else $("qr-hint").textContent = t(hint) === hint ? "" : t(hint);
   $("qr-hint").hidden = s === "qr" && !!state.qrURL;
   const paired = !!(st.jid || st.phone) && s !== "logged_out";
-  $("connect").hidden = !CONNECTABLE.includes(s);
+  $("connect").hidden = meta || !CONNECTABLE.includes(s);
+  $("verify").hidden = !meta;
   $("disconnect").hidden = !RUNNING.includes(s);
-  $("logout").hidden = !paired;
-  $("pairing").hidden = !CONNECTABLE.includes(s);
-  if (s === "pairing" && st.pairing_code) showPairingCode(st.pairing_code);
+  $("logout").hidden = meta || !paired;
+  $("pairing").hidden = meta || !CONNECTABLE.includes(s);
+  if (s === "pairing" && st.pairing_code && !meta) showPairingCode(st.pairing_code);
   else $("pairing-code").hidden = true;
 }
 
@@ -371,6 +383,8 @@ function messageItem(m) {
   }
   const hasMedia = !m.revoked && !!m.media;
   if (hasMedia) li.append(mediaBlock(m));
+  // A Meta message template (issue #16) says so above its text.
+  if (m.kind === "template" && !m.revoked) li.append(el("span", "tpl-tag", t("msg.template")));
   const text = messageText(m, hasMedia);
   if (text) li.append(el("span", "body", text));
   if (!m.revoked && m.reactions && m.reactions.length) li.append(reactionChips(m));
@@ -694,6 +708,7 @@ async function openThread(chat, name, participants) {
   if (chat !== state.chat) {
     setReply(null);
     setFile(null);
+    $("tpl-form").hidden = true; // provider.js
   }
   state.chat = chat;
   state.phone = phoneOfChat(chat);
@@ -706,6 +721,7 @@ async function openThread(chat, name, participants) {
   $("send-text").disabled = false;
   $("send-button").disabled = false;
   $("attach-button").disabled = false;
+  $("tpl-open").hidden = !canSendTemplate() || !$("tpl-form").hidden;
   showError("send-error", null);
   for (const b of $("conversations").querySelectorAll("button.conv")) {
     if (b.parentElement.dataset.chat === chat) b.setAttribute("aria-current", "true");
@@ -913,6 +929,9 @@ async function send(ev) {
     }
   } catch (e) {
     showError("send-error", e);
+    // Meta refuses free-form messages to a chat that did not write in 24
+    // hours: only an approved template goes (provider.js).
+    if (e.code === "outside_window") showTemplateForm(true);
   } finally {
     $("send-button").disabled = false;
   }
@@ -938,6 +957,7 @@ async function openStream() {
     track(ev);
     const env = JSON.parse(ev.data);
     setStatus({ status: env.data.status, phone: env.data.phone, jid: env.data.jid, since: env.occurred_at });
+    noteProviderActivity(); // provider.js: webhook health
   });
   es.addEventListener("qr", (ev) => {
     const env = JSON.parse(ev.data);
@@ -965,6 +985,7 @@ async function openStream() {
         status_reason: d.status_reason, client_id: d.client_id, campaign_id: d.campaign_id,
       });
       upsertConversation(d);
+      if (d.direction === "in") noteProviderActivity(); // provider.js: webhook health
       if (d.direction === "in" && chat === state.chat && document.visibilityState === "visible") {
         clearTimeout(state.readTimer);
         state.readTimer = setTimeout(() => markRead(chat), 500);
@@ -1282,6 +1303,7 @@ function relabel() {
   renderHistory();
   renderWebhooks();
   renderCampaigns();
+  renderProvider(); // provider.js
   if (state.chat) {
     $("thread-title").textContent = threadTitle();
     renderThread();
