@@ -43,7 +43,7 @@ func startStackArgs(t *testing.T, extra ...string) *stack {
 	out := &testenv.Buffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"-http-addr", "127.0.0.1:0", "-data-dir", dir,
+		done <- run(ctx, append([]string{"-http-addr", "127.0.0.1:0", "-gateway-addr", "127.0.0.1:0", "-data-dir", dir,
 			"-log", filepath.Join(dir, "devstack.log"), "-log-level", "debug"}, extra...),
 			func(k string) string {
 				if k == "DATABASE_URL" {

@@ -22,13 +22,16 @@ import (
 
 // simulator drives the fake WhatsApp server on behalf of the dev endpoints.
 type simulator struct {
-	web   *web.Server // reads request bodies by the API's rules
-	fake  *wafake.Server
-	gate  *webGate // the fake WhatsApp server's outage switch
-	db    *store.DB
-	bus   *bus.Bus
-	admin string
-	log   zerolog.Logger
+	web  *web.Server // reads request bodies by the API's rules
+	fake *wafake.Server
+	gate *webGate // the fake WhatsApp server's outage switch
+	// providers are the simulated Meta and Z-API: the sim endpoints drive
+	// them for a mentorado whose active provider is one of them.
+	providers *providerSim
+	db        *store.DB
+	bus       *bus.Bus
+	admin     string
+	log       zerolog.Logger
 }
 
 // mountSim adds the sim-mode endpoints. Each is authenticated: the admin
@@ -49,6 +52,7 @@ func mountSim(srv *web.Server, s *simulator) {
 	mountSimChats(route, s)
 	srv.Mount("GET /v1/dev/sim/{mentorado}/received", s.auth(srv, s.received))
 	route("outage", s.outage)
+	route("provider-account", s.providerAccount)
 	srv.Mount("GET /v1/dev/sim/{mentorado}/outage", s.auth(srv, s.outage))
 }
 
@@ -86,6 +90,12 @@ func (s *simulator) scan(w http.ResponseWriter, r *http.Request, m int64) {
 		Phone string `json:"phone"`
 	}
 	if !s.web.ReadJSON(w, r, &req) {
+		return
+	}
+	if sa, handled := s.simAccountOf(w, r, m); handled {
+		if sa != nil {
+			s.providerScan(w, r, sa)
+		}
 		return
 	}
 	ph := SimPhone(m)
@@ -186,6 +196,12 @@ func (s *simulator) receipt(w http.ResponseWriter, r *http.Request, m int64) {
 	}
 	if req.MessageID == "" {
 		web.WriteError(w, http.StatusBadRequest, "bad_request", "message_id is required")
+		return
+	}
+	if sa, handled := s.simAccountOf(w, r, m); handled {
+		if sa != nil {
+			s.providerReceipt(w, r, sa, req.Phone, req.MessageID, req.Kind)
+		}
 		return
 	}
 	c, acct, ok := s.contactOf(w, r, m, req.Phone)

@@ -149,6 +149,12 @@ func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
 	if !s.readInbound(w, r, &req) {
 		return
 	}
+	if sa, handled := s.simAccountOf(w, r, m); handled {
+		if sa != nil {
+			s.providerInbound(w, r, sa, req)
+		}
+		return
+	}
 	kind := req.Kind
 	if kind == "" {
 		kind = "text"
@@ -326,6 +332,12 @@ func (s *simulator) received(w http.ResponseWriter, r *http.Request, m int64) {
 		return
 	}
 	withData := r.URL.Query().Get("data") == "true"
+	if sa, handled := s.simAccountOf(w, r, m); handled {
+		if sa != nil {
+			s.providerReceived(w, sa, number)
+		}
+		return
+	}
 	acct, _ := s.accountPhone(r.Context(), m)
 	out := []simReceived{}
 	for _, rc := range s.fake.Contact(number).Messages() {
