@@ -124,6 +124,8 @@ func Requires(name string) []string {
 		return []string{StreamEvents, StreamQR, StreamMedia}
 	case "zapbus-webhooks":
 		return []string{StreamEvents, StreamDLQ}
+	case "zapbus-gateway":
+		return []string{StreamEvents, StreamQR, "KV_" + BucketSends, StreamMedia}
 	default:
 		return []string{StreamEvents, StreamQR, StreamDLQ, "KV_" + BucketLeases, "KV_" + BucketSends, StreamMedia}
 	}

@@ -40,7 +40,8 @@ type env struct {
 	cancel  context.CancelFunc
 }
 
-func newEnv(t *testing.T, drv *fakeDriver, cfg Config) *env {
+func newEnv(t *testing.T, d provider.Driver, cfg Config) *env {
+	drv := d.(interface{ fake() *fakeDriver }).fake()
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, testenv.Postgres(t))
@@ -72,7 +73,7 @@ func newEnv(t *testing.T, drv *fakeDriver, cfg Config) *env {
 	if cfg.QRRefresh == 0 {
 		cfg.QRRefresh = 20 * time.Millisecond
 	}
-	e.gw, err = newGateway(Deps{DB: db, Bus: e.bus, Media: ms, Drivers: []provider.Driver{drv}, Log: testenv.Logger(t)}, cfg, e.accts)
+	e.gw, err = newGateway(Deps{DB: db, Bus: e.bus, Media: ms, Drivers: []provider.Driver{d}, Log: testenv.Logger(t)}, cfg, e.accts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,6 +187,12 @@ type fakeDelivery struct {
 }
 
 func (d *fakeDriver) Provider() event.Provider { return d.p }
+
+func (d *fakeDriver) fake() *fakeDriver { return d }
+
+func storeRow(m int64, p event.Provider) store.ProviderRow {
+	return store.ProviderRow{MentoradoID: m, Provider: p}
+}
 
 func (d *fakeDriver) Status(ctx context.Context, acc provider.Account) (event.StatusReply, error) {
 	d.mu.Lock()

@@ -227,11 +227,14 @@ func (g *Gateway) startPairing(d provider.Driver, acc provider.Account, qp provi
 				return
 			case <-t.C:
 			}
+			// Only the end of the pairing is a change to publish: the
+			// provider says disconnected until the code is scanned.
 			st, err := d.Status(ctx, acc)
-			g.observe(ctx, acc, st, err)
 			if err == nil && st.Status == event.StatusConnected {
+				g.observe(ctx, acc, st, nil)
 				return
 			}
+			g.observeCall(ctx, acc, err)
 			if qp == nil || ctx.Err() != nil {
 				continue
 			}

@@ -26,6 +26,7 @@ import (
 	"github.com/zapbus/zapbus/internal/connector"
 	"github.com/zapbus/zapbus/internal/connector/sim"
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/gateway"
 	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/persister"
 	"github.com/zapbus/zapbus/internal/store"
@@ -218,6 +219,7 @@ func TestPermissionMatrix(t *testing.T) {
 	pers := open("persister", bus.Config{})
 	notif := open("notifier", bus.Config{})
 	hooks := open("webhooks", bus.Config{})
+	gw := open("gateway", bus.Config{})
 	m.allow("connector", "lease TTL adopted from the provisioned bucket", func(context.Context) error {
 		return expect(conn2.Config().LeaseTTL == 15*time.Second, "lease TTL %s", conn2.Config().LeaseTTL)
 	})
@@ -449,6 +451,79 @@ func TestPermissionMatrix(t *testing.T) {
 		}
 		_, err := revokes.NextMsg(5 * time.Second)
 		return err
+	})
+
+	// Provider gateway (issue #16): it serves commands for mentorados on
+	// meta or zapi in its queue group, asked by the notifier or relayed by
+	// a connector, and publishes what the providers report.
+	gwSub, err := gw.NC.QueueSubscribe(event.ProviderCommandWildcard(event.ProviderMeta), gateway.QueueGroup, func(msg *nats.Msg) {
+		_ = msg.Respond([]byte(`{"status":{"status":"connected"}}`))
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gwSub.Unsubscribe()
+	if err := gw.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	m.allow("notifier+gateway", "command for a meta mentorado (zapbus.provider.meta.wa.1.cmd.status), reply on the notifier's inbox", func(ctx context.Context) error {
+		msg, err := notif.NC.RequestWithContext(ctx, event.ProviderCommandSubject(event.ProviderMeta, 1, event.VerbStatus), []byte("{}"))
+		if err != nil {
+			return err
+		}
+		return expect(strings.Contains(string(msg.Data), "connected") && strings.HasPrefix(msg.Subject, "_INBOX_notifier."), "reply %q on %s", msg.Data, msg.Subject)
+	})
+	m.allow("connector+gateway", "relay a command to the gateway (zapbus.provider.meta.wa.1.cmd.send), reply on the connector's inbox", func(ctx context.Context) error {
+		msg, err := conn.NC.RequestWithContext(ctx, event.ProviderCommandSubject(event.ProviderMeta, 1, event.VerbSend), []byte("{}"))
+		if err != nil {
+			return err
+		}
+		return expect(strings.HasPrefix(msg.Subject, "_INBOX_connector."), "reply on %s", msg.Subject)
+	})
+	m.allow("gateway", "publish an event and a QR (PubAck from WA_EVENTS and WA_QR)", func(ctx context.Context) error {
+		env := mustEnv(t, 1, "1:conn:gw", &event.Connection{Status: event.StatusConnected})
+		env.Provider = event.ProviderZAPI
+		if _, err := gw.Publish(ctx, env); err != nil {
+			return err
+		}
+		q := &event.QR{Code: "zapi-qr", ExpiresAt: time.Now().Add(time.Minute).UTC()}
+		qenv := mustEnv(t, 1, event.QREventID(1, q), q)
+		qenv.Provider = event.ProviderZAPI
+		_, err := gw.Publish(ctx, qenv)
+		return err
+	})
+	m.allow("gateway", "sends: create, get, update, delete (WA_SENDS)", func(ctx context.Context) error {
+		kv, err := gw.KeyValue(ctx, bus.BucketSends)
+		if err != nil {
+			return err
+		}
+		rev, err := kv.Create(ctx, "k-gw", []byte("pending"))
+		if err != nil {
+			return err
+		}
+		if rev, err = kv.Update(ctx, "k-gw", []byte("sent"), rev); err != nil {
+			return err
+		}
+		if _, err := kv.Get(ctx, "k-gw"); err != nil {
+			return err
+		}
+		return kv.Delete(ctx, "k-gw", jetstream.LastRevision(rev))
+	})
+	m.allow("gateway", "media: store a received file, read a file to send (WA_MEDIA)", func(ctx context.Context) error {
+		ms, err := gw.MediaStore(ctx)
+		if err != nil {
+			return err
+		}
+		if _, _, err := ms.Put(ctx, 1, strings.NewReader("\x89PNG from meta"), "image/png", 1<<20); err != nil {
+			return fmt.Errorf("put: %w", err)
+		}
+		o, err := ms.Open(ctx, 1, mediaID)
+		if err != nil {
+			return err
+		}
+		defer o.Close()
+		got, err := io.ReadAll(o)
+		return expect(err == nil && bytes.Equal(got, mediaFile), "read %d bytes: %v", len(got), err)
 	})
 
 	// Persister: durable consumer, ack, dead letter, replay.
@@ -931,7 +1006,7 @@ func TestPermissionMatrix(t *testing.T) {
 		_, err = js.UpdateStream(ctx, cfg)
 		return err
 	}
-	for _, u := range []string{"persister", "notifier", "connector", "backend", "webhooks"} {
+	for _, u := range []string{"persister", "notifier", "connector", "backend", "webhooks", "gateway"} {
 		m.deny(u, "update WA_DLQ with RePublish to wa.2.cmd.send", dlqRepublish)
 	}
 	rawReq := func(subject string, body string) func(ctx context.Context, nc *nats.Conn) error {
@@ -1039,7 +1114,32 @@ func TestPermissionMatrix(t *testing.T) {
 	m.deny("webhooks", "create a stream (STREAM.CREATE)", rawReq("$JS.API.STREAM.CREATE.HOOKS", `{"name":"HOOKS","subjects":["hooks.>"]}`))
 	m.deny("notifier", "pause the persister's durable (CONSUMER.PAUSE)", rawReq("$JS.API.CONSUMER.PAUSE.WA_EVENTS.persister", `{"pause_until":"2999-01-01T00:00:00Z"}`))
 
-	// Media files are for the connector and the notifier only.
+	// Gateway: its commands and its events, nothing of WhatsApp Web's.
+	m.deny("gateway", "subscribe to WhatsApp Web's commands (wa.*.cmd.>)", subscribe(event.CommandWildcard))
+	m.deny("gateway", "subscribe to the notifier's replies (_INBOX_notifier.>)", subscribe("_INBOX_notifier.>"))
+	m.deny("gateway", "subscribe to live events (live.wa.>)", subscribe("live.wa.>"))
+	m.deny("gateway", "subscribe to relayed connector commands (zapbus.connector.>)", subscribe("zapbus.connector.>"))
+	m.deny("gateway", "publish a command (wa.2.cmd.send)", forged("wa.2.cmd.send"))
+	m.deny("gateway", "relay a command to a connector (zapbus.connector.B.>)", forged("zapbus.connector.B.wa.2.cmd.send"))
+	m.deny("gateway", "publish a forged reply into a notifier inbox", forged(cmdInbox))
+	m.deny("gateway", "publish a forged live event (live.wa.2.evt.message)", forged("live.wa.2.evt.message"))
+	m.deny("gateway", "revoke tokens (zapbus.notifier.revoke)", forged("zapbus.notifier.revoke"))
+	m.deny("gateway", "write a lease ($KV.WA_LEASES.m1)", forged("$KV.WA_LEASES.m1"))
+	m.deny("gateway", "read a lease (DIRECT.GET.KV_WA_LEASES)", rawReq("$JS.API.DIRECT.GET.KV_WA_LEASES.$KV.WA_LEASES.m1", ""))
+	m.deny("gateway", "dead-letter (zapbus.dlq.connector)", forged("zapbus.dlq.connector"))
+	m.deny("gateway", "read a pairing QR (STREAM.MSG.GET.WA_QR)", qrGet)
+	m.deny("gateway", "read WA_EVENTS (STREAM.MSG.GET)", rawReq("$JS.API.STREAM.MSG.GET.WA_EVENTS", `{"seq":1}`))
+	m.deny("gateway", "create a consumer on WA_EVENTS", createCons(bus.StreamEvents, jetstream.ConsumerConfig{Durable: "gw", FilterSubject: event.EventsWildcard}))
+	m.deny("gateway", "pull from the persister's durable (steal events)", rawReq("$JS.API.CONSUMER.MSG.NEXT.WA_EVENTS.persister", `{"batch":1,"no_wait":true}`))
+	m.deny("gateway", "create a stream (STREAM.CREATE)", rawReq("$JS.API.STREAM.CREATE.GW", `{"name":"GW","subjects":["gw.>"]}`))
+	for _, u := range []string{"backend", "persister", "webhooks"} {
+		m.deny(u, "command a meta mentorado (zapbus.provider.meta.wa.2.cmd.send)", forged(event.ProviderCommandSubject(event.ProviderMeta, 2, event.VerbSend)))
+	}
+	m.deny("notifier", "serve provider commands (subscribe zapbus.provider.>)", subscribe("zapbus.provider.>"))
+	m.deny("connector", "serve provider commands (subscribe zapbus.provider.>)", subscribe("zapbus.provider.>"))
+	m.deny("notifier", "publish outside provider command subjects (zapbus.provider.meta.x)", forged("zapbus.provider.meta.x"))
+
+	// Media files are for the connector, the notifier and the gateway only.
 	mediaMeta := "$JS.API.DIRECT.GET.OBJ_WA_MEDIA.$O.WA_MEDIA.M." + base64.URLEncoding.EncodeToString([]byte(media.ObjectName(1, mediaID)))
 	mediaChunk := rawReq("$JS.API.DIRECT.GET.OBJ_WA_MEDIA", `{"seq":1,"next_by_subj":"$O.WA_MEDIA.C.>"}`)
 	for _, u := range []string{"backend", "persister", "webhooks"} {
@@ -1091,6 +1191,9 @@ func TestPermissionMatrix(t *testing.T) {
 	m.deny("webhooks", "delete a stored message (STREAM.MSG.DELETE.WA_EVENTS)", rawReq("$JS.API.STREAM.MSG.DELETE.WA_EVENTS", `{"seq":1}`))
 	m.deny("persister", "delete stream WA_EVENTS", rawReq("$JS.API.STREAM.DELETE.WA_EVENTS", ""))
 	m.deny("connector", "delete stream WA_QR", rawReq("$JS.API.STREAM.DELETE.WA_QR", ""))
+	m.deny("gateway", "purge WA_EVENTS", rawReq("$JS.API.STREAM.PURGE.WA_EVENTS", ""))
+	m.deny("gateway", "delete stream WA_EVENTS", rawReq("$JS.API.STREAM.DELETE.WA_EVENTS", ""))
+	m.deny("gateway", "delete stream KV_WA_SENDS", rawReq("$JS.API.STREAM.DELETE.KV_WA_SENDS", ""))
 	m.deny("notifier", "delete the media bucket (STREAM.DELETE.OBJ_WA_MEDIA)", rawReq("$JS.API.STREAM.DELETE.OBJ_WA_MEDIA", ""))
 	m.deny("connector", "delete a lease's history (STREAM.PURGE.KV_WA_LEASES)", rawReq("$JS.API.STREAM.PURGE.KV_WA_LEASES", ""))
 	m.deny("notifier", "delete a stored message (STREAM.MSG.DELETE.WA_EVENTS)", rawReq("$JS.API.STREAM.MSG.DELETE.WA_EVENTS", `{"seq":1}`))
@@ -1110,7 +1213,7 @@ func TestPermissionMatrix(t *testing.T) {
 	}
 
 	// The legitimate paths above never touched a denied subject.
-	for _, b := range []*bus.Bus{conn, conn2, pers, notif, hooks} {
+	for _, b := range []*bus.Bus{conn, conn2, pers, notif, hooks, gw} {
 		_ = b.NC.Flush()
 	}
 	m.allow("all services", "no permissions violation during the jobs above", func(context.Context) error {

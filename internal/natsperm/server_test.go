@@ -29,6 +29,7 @@ var users = map[string]string{
 	"notifier":  "NATS_NOTIFIER_PASSWORD",
 	"backend":   "NATS_BACKEND_PASSWORD",
 	"webhooks":  "NATS_WEBHOOKS_PASSWORD",
+	"gateway":   "NATS_GATEWAY_PASSWORD",
 }
 
 // confPath is the repo's nats.conf (never a copy).

@@ -153,6 +153,7 @@ func TestTenantIDOnlyFromToken(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.publishQR(b.ID, "2@B-qr-secret", time.Now().Add(time.Minute))
+	e.putMeta(b.ID, bPhone, "B-waba-secret", bPhone) // provider_test.go
 	e.publishMessage(b.ID, "B-evt", "B secret event")
 	marker := e.publishMessage(a.ID, "A-evt", "A marker")
 	e.seedCampaignTenant(b)
@@ -196,6 +197,11 @@ func TestTenantIDOnlyFromToken(t *testing.T) {
 				t.Fatalf("A's status shows %+v", st)
 			}
 			call("GET", "/v1/whatsapp/qr.png", nil, 404) // B's QR is not A's
+			var pr providerResponse
+			call("GET", "/v1/whatsapp/provider", nil, 200).json(t, &pr)
+			if activeOf(pr) != event.ProviderWeb || strings.Join(providersOf(pr), ",") != "whatsapp_web*" {
+				t.Fatalf("A's provider with B's id in the %s: %v", f.name, providersOf(pr))
+			}
 			call("POST", "/v1/messages", map[string]any{"phone": shared, "text": "hi"}, 201)
 
 			var cr conversationsResponse

@@ -36,6 +36,10 @@ func TestTenantIsolation(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.publishQR(b.ID, "2@B-qr-secret", time.Now().Add(time.Minute))
+	e.putMeta(b.ID, "5511944440000", "B-waba-secret", "5511944440000") // provider_test.go
+	if err := e.db.Providers().MarkWebhook(t.Context(), b.ID, event.ProviderMeta, "B's secret webhook error"); err != nil {
+		t.Fatal(err)
+	}
 
 	covered := map[string]bool{}
 	call := func(method, path string, body any) response {
@@ -65,6 +69,12 @@ func TestTenantIsolation(t *testing.T) {
 	mark("GET /v1/whatsapp/status")
 	e.expect(call("GET", "/v1/whatsapp/qr.png", nil), 404) // B's QR is not A's
 	mark("GET /v1/whatsapp/qr.png")
+	// B runs on Meta; A still on WhatsApp Web, and sees nothing of B's.
+	if pr := e.getProvider(t, a.Token); activeOf(pr) != event.ProviderWeb || strings.Join(providersOf(pr), ",") != "whatsapp_web*" {
+		t.Fatalf("A's provider %v", providersOf(pr))
+	}
+	e.expect(call("GET", "/v1/whatsapp/provider", nil), 200)
+	mark("GET /v1/whatsapp/provider")
 	e.expect(call("POST", "/v1/messages", map[string]string{"phone": shared, "text": "hi"}), 201)
 	mark("POST /v1/messages")
 

@@ -44,7 +44,8 @@ const Window = 24 * time.Hour
 type Config struct {
 	// BaseURL is the Graph API root with its version (DefaultBaseURL).
 	BaseURL string
-	// HTTP is the client for every call (default: 30 s timeout).
+	// HTTP is the client for every call (default: 2 min timeout, enough
+	// for a 100 MB download; callers bound calls with their context).
 	HTTP *http.Client
 	// Retries is how many attempts a call makes in all before it gives up
 	// on a rate limit, a 5xx or a network error (default 3).
@@ -102,7 +103,7 @@ func New(cfg Config) *Driver {
 		d.base = DefaultBaseURL
 	}
 	if d.http == nil {
-		d.http = &http.Client{Timeout: 30 * time.Second}
+		d.http = &http.Client{Timeout: 2 * time.Minute}
 	}
 	if d.attempts <= 0 {
 		d.attempts = 3

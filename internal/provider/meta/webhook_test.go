@@ -336,3 +336,16 @@ func TestWebhookRejectsBadMessagesKeepsRest(t *testing.T) {
 		t.Errorf("events %d, want the good message and its contact", len(in.Events))
 	}
 }
+
+func TestWebhookIgnoresOtherFields(t *testing.T) {
+	d := meta.New(meta.Config{})
+	body := []byte(`{"object":"whatsapp_business_account","entry":[{"id":"102290129340398","changes":[{"field":"message_template_status_update",
+"value":{"event":"APPROVED","message_template_id":1234,"message_template_name":"lembrete_consulta","message_template_language":"pt_BR","reason":"NONE"}}]}]}`)
+	in := webhook(t, d, account(mentorado), body)
+	if len(in.Events) != 0 || len(in.Rejected) != 0 || len(in.Media) != 0 {
+		t.Errorf("template status update gave %+v", in)
+	}
+	if _, err := d.Webhook(context.Background(), account(mentorado), nil, body); !errors.Is(err, provider.ErrUnauthenticated) {
+		t.Errorf("no request (no header): %v", err)
+	}
+}
