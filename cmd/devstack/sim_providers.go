@@ -682,7 +682,7 @@ func (ps *providerSim) startDemos(ctx context.Context, api http.Handler, demos [
 			}
 		case event.ProviderMeta:
 			var code int
-			code, err = callAPI(api, "POST", "/v1/whatsapp/connect", d.Token, map[string]string{}, nil)
+			code, err = callAPI(api, "POST", "/v1/whatsapp/connect", d.Token, map[string]string{"method": "qr"}, nil)
 			if err == nil && code/100 != 2 {
 				err = fmt.Errorf("connect answered %d", code)
 			}
