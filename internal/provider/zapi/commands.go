@@ -3,6 +3,7 @@ package zapi
 import (
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"mime"
@@ -13,6 +14,7 @@ import (
 	"time"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/provider"
 )
 
@@ -77,8 +79,14 @@ func (d *Driver) Connect(ctx context.Context, acc provider.Account, req event.Co
 // valueAnswer is the {"value": …} answer of qr-code, phone-code and the
 // instance calls.
 type valueAnswer struct {
-	Value     any  `json:"value"`
-	Connected bool `json:"connected"`
+	Value     any    `json:"value"`
+	Connected bool   `json:"connected"`
+	Error     string `json:"error"`
+}
+
+// alreadyConnected reports whether the answer says the instance is paired.
+func (v valueAnswer) alreadyConnected() bool {
+	return v.Connected || strings.Contains(strings.ToLower(v.Error), "already connected")
 }
 
 func (v valueAnswer) str() string {
@@ -95,7 +103,7 @@ func (d *Driver) QR(ctx context.Context, acc provider.Account) (string, time.Tim
 	}
 	code := v.str()
 	switch {
-	case v.Connected:
+	case v.alreadyConnected():
 		return "", time.Time{}, event.NewCommandError(event.CodeAlreadyPaired, "the z-api instance is already connected")
 	case code == "":
 		return "", time.Time{}, event.NewCommandError(event.CodeProviderError, "z-api answered no QR code")
@@ -118,7 +126,7 @@ func (d *Driver) PairingCode(ctx context.Context, acc provider.Account, phone st
 		return "", err
 	}
 	switch {
-	case v.Connected:
+	case v.alreadyConnected():
 		return "", event.NewCommandError(event.CodeAlreadyPaired, "the z-api instance is already connected")
 	case v.str() == "":
 		return "", event.NewCommandError(event.CodeProviderError, "z-api answered no pairing code")
@@ -363,7 +371,7 @@ func (d *Driver) FetchMedia(ctx context.Context, acc provider.Account, ref provi
 	case resp.StatusCode != http.StatusOK:
 		return nil, "", event.NewCommandError(event.CodeUnavailable, "z-api media download answered %d", resp.StatusCode)
 	case max > 0 && resp.ContentLength > max:
-		return nil, "", event.NewCommandError(event.CodeMediaTooLarge, "file of %d bytes, limit %d", resp.ContentLength, max)
+		return nil, "", tooLarge("file of %d bytes, limit %d", resp.ContentLength, max)
 	}
 	rd := io.Reader(resp.Body)
 	if max > 0 {
@@ -374,7 +382,7 @@ func (d *Driver) FetchMedia(ctx context.Context, acc provider.Account, ref provi
 		return nil, "", event.NewCommandError(event.CodeUnavailable, "z-api media download failed: %s", transportError(err))
 	}
 	if max > 0 && int64(len(data)) > max {
-		return nil, "", event.NewCommandError(event.CodeMediaTooLarge, "file over %d bytes", max)
+		return nil, "", tooLarge("file over %d bytes", max)
 	}
 	typ := ref.MIME
 	if typ == "" {
@@ -384,4 +392,27 @@ func (d *Driver) FetchMedia(ctx context.Context, acc provider.Account, ref provi
 		typ = http.DetectContentType(data)
 	}
 	return data, typ, nil
+}
+
+// tooLarge is media_too_large that is also media.ErrTooLarge, which the
+// gateway reports as too_large rather than a failed download.
+func tooLarge(format string, args ...any) error {
+	return errors.Join(event.NewCommandError(event.CodeMediaTooLarge, format, args...), media.ErrTooLarge)
+}
+
+// SetWebhooks points every webhook of the instance (received, sent by me,
+// status, connected, disconnected, presence) at webhookURL with PUT
+// update-every-webhooks, notifySentByMe on, so messages sent from the phone
+// reach zapbus too. webhookURL holds the webhook secret: it goes only in
+// the request body, never in an error or a log. Z-API refuses URLs that
+// are not HTTPS.
+func (d *Driver) SetWebhooks(ctx context.Context, acc provider.Account, webhookURL string) error {
+	var v valueAnswer
+	if err := d.call(ctx, acc, http.MethodPut, "update-every-webhooks", map[string]any{"value": webhookURL, "notifySentByMe": true}, &v); err != nil {
+		return err
+	}
+	if ok, isBool := v.Value.(bool); isBool && !ok {
+		return event.NewCommandError(event.CodeProviderError, "z-api did not update the instance's webhooks")
+	}
+	return nil
 }

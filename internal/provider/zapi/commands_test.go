@@ -13,6 +13,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/provider"
 	"github.com/zapbus/zapbus/internal/provider/zapi"
 	"github.com/zapbus/zapbus/internal/provider/zapi/zapifake"
@@ -92,6 +93,13 @@ func TestPairing(t *testing.T) {
 	st, err = d.Logout(ctx, acc)
 	if err != nil || st.Status != event.StatusDisconnected || !strings.Contains(st.Reason, "logged out") || inst.IsConnected() {
 		t.Fatalf("logout %+v, %v", st, err)
+	}
+	hook := "https://gateway.example/providers/zapi/42/webhook/" + secret
+	if err := d.SetWebhooks(ctx, acc, hook); err != nil {
+		t.Fatal(err)
+	}
+	if u, sentByMe := inst.Webhook(); u != hook || !sentByMe {
+		t.Fatalf("fake has webhook %q, sent by me %v", u, sentByMe)
 	}
 	if srv.Attempts("disconnect") != 2 {
 		t.Fatalf("disconnect calls %d", srv.Attempts("disconnect"))
@@ -361,6 +369,7 @@ func TestSecretsStayOut(t *testing.T) {
 	errs = append(errs, err)
 	_, _, err = d.QR(ctx, good)
 	errs = append(errs, err)
+	errs = append(errs, d.SetWebhooks(ctx, good, "https://gw.example/providers/zapi/42/webhook/WEBHOOKSECRET-SECRET-3"))
 	srv.Outage(false)
 	srv.FailNext(2, http.StatusBadGateway)
 	_, err = d.Disconnect(ctx, good)
@@ -414,6 +423,9 @@ func TestFetchMedia(t *testing.T) {
 	}
 	_, _, err = d.FetchMedia(ctx, acc, ref, int64(len(want)-1))
 	wantCode(t, err, event.CodeMediaTooLarge)
+	if !errors.Is(err, media.ErrTooLarge) {
+		t.Fatalf("%v is not media.ErrTooLarge", err)
+	}
 	missing := ref
 	missing.URL = srv.URL() + "/media/gone.png"
 	_, _, err = d.FetchMedia(ctx, acc, missing, 1<<20)

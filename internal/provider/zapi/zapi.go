@@ -205,14 +205,14 @@ func (d *Driver) do(ctx context.Context, acc provider.Account, method, endpoint 
 	}
 	log := d.log.With().Int64("mentorado", acc.Mentorado).Str("call", what).Logger()
 	var last *event.CommandError
+	var asked time.Duration // a 429's Retry-After
 	for attempt := 1; attempt <= d.retries; attempt++ {
 		if attempt > 1 {
 			wait := d.backoff << min(attempt-2, 3)
-			if last != nil && last.Code == event.CodeRateLimited {
-				if ra := retryAfter(last); ra > 0 && ra < 30*time.Second {
-					wait = ra
-				}
+			if asked > 0 && asked < 30*time.Second {
+				wait = asked
 			}
+			asked = 0
 			t := time.NewTimer(wait)
 			select {
 			case <-ctx.Done():
@@ -232,7 +232,12 @@ func (d *Driver) do(ctx context.Context, acc provider.Account, method, endpoint 
 		}
 		switch {
 		case status == http.StatusTooManyRequests:
-			last = event.NewCommandError(event.CodeRateLimited, "z-api rate limited %s%s", what, retryAfterNote(hdr))
+			asked = retryAfter(hdr)
+			note := ""
+			if asked > 0 {
+				note = fmt.Sprintf("; retry after %ds", int(asked.Seconds()))
+			}
+			last = event.NewCommandError(event.CodeRateLimited, "z-api rate limited %s%s", what, note)
 			log.Warn().Int("attempt", attempt).Msg("z-api rate limited")
 			continue
 		case status >= 500:
@@ -385,7 +390,8 @@ func classify(z *provider.ZAPICredentials, what string, status int, answer []byt
 }
 
 // errorBody finds a refusal in a 2xx answer (Z-API answers some with 200
-// and {"error": "..."}).
+// and {"error": "..."}). Calls whose answers carry "error" as information
+// (GET status: "You are already connected.") use callLenient instead.
 func errorBody(z *provider.ZAPICredentials, what string, answer []byte) *event.CommandError {
 	var e zerror
 	if json.Unmarshal(answer, &e) != nil || e.Error == "" {
@@ -398,28 +404,13 @@ func errorBody(z *provider.ZAPICredentials, what string, answer []byte) *event.C
 	case notConnected(t):
 		return event.NewCommandError(event.CodeNotConnected, "the z-api instance is not connected to WhatsApp: %s", t)
 	}
-	// Status answers carry "error" with connected:true ("You are already
-	// connected."): not a refusal. Callers that care read it themselves.
-	return nil
+	return event.NewCommandError(event.CodeProviderError, "z-api refused %s: %s", what, t)
 }
 
-func retryAfterNote(h http.Header) string {
-	if v := h.Get("Retry-After"); v != "" {
-		if s, err := strconv.Atoi(v); err == nil && s >= 0 {
-			return fmt.Sprintf("; retry after %ds", s)
-		}
-	}
-	return ""
-}
-
-// retryAfter reads back the wait retryAfterNote put in a rate-limit error.
-func retryAfter(ce *event.CommandError) time.Duration {
-	_, after, ok := strings.Cut(ce.Message, "; retry after ")
-	if !ok {
-		return 0
-	}
-	s, err := strconv.Atoi(strings.TrimSuffix(after, "s"))
-	if err != nil {
+// retryAfter is a 429's Retry-After in seconds (0 when absent or a date).
+func retryAfter(h http.Header) time.Duration {
+	s, err := strconv.Atoi(strings.TrimSpace(h.Get("Retry-After")))
+	if err != nil || s <= 0 {
 		return 0
 	}
 	return time.Duration(s) * time.Second

@@ -11,7 +11,9 @@
 //     not found"}) and the Client-Token header (else 400 {"error": "<sent
 //     value or null> not allowed"}, as Z-API does — which echoes what was
 //     sent, so tests can see the driver scrubs it);
-//   - GET status, device, qr-code, phone-code/{phone}, disconnect;
+//   - GET status, device, qr-code, phone-code/{phone}, disconnect; PUT
+//     update-every-webhooks (Instance.Webhook reads it back; the fake does
+//     not deliver by itself: tests call Deliver);
 //   - POST send-text, send-image, send-video, send-audio,
 //     send-document/{ext}, send-sticker, send-reaction,
 //     send-remove-reaction, read-message; DELETE messages. Sends need the

@@ -114,6 +114,16 @@ type Instance struct {
 	Phone       string
 	connected   bool
 	qr          string
+	webhook     string
+	sentByMe    bool
+}
+
+// Webhook is the URL set with update-every-webhooks ("" before) and
+// whether notifySentByMe was on.
+func (in *Instance) Webhook() (url string, notifySentByMe bool) {
+	in.s.mu.Lock()
+	defer in.s.mu.Unlock()
+	return in.webhook, in.sentByMe
 }
 
 // AddInstance registers an instance.
@@ -355,6 +365,19 @@ func (s *Server) rest(w http.ResponseWriter, r *http.Request) {
 		}
 		s.record(Sent{Instance: in.ID, Endpoint: endpoint, Phone: q.Get("phone"), Body: map[string]any{"messageId": q.Get("messageId"), "owner": q.Get("owner")}})
 		w.WriteHeader(http.StatusNoContent)
+	case endpoint == "update-every-webhooks" && r.Method == http.MethodPut:
+		var body struct {
+			Value          string `json:"value"`
+			NotifySentByMe bool   `json:"notifySentByMe"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil || body.Value == "" {
+			zerr(w, http.StatusBadRequest, "value is required")
+			return
+		}
+		s.mu.Lock()
+		in.webhook, in.sentByMe = body.Value, body.NotifySentByMe
+		s.mu.Unlock()
+		writeJSON(w, 200, map[string]any{"value": true})
 	case r.Method == http.MethodPost:
 		s.post(w, r, in, endpoint, connected)
 	default:
