@@ -113,7 +113,7 @@ func TestCommandRouting(t *testing.T) {
 func TestSendWindow(t *testing.T) {
 	drv := &fakeDriver{p: event.ProviderMeta, window: 24 * time.Hour}
 	e := newEnv(t, windowedDriver{drv}, Config{})
-	e.configure(1, metaAccount("pn-101", "secret-a"))
+	e.configure(1, metaAccount("101", "secret-a"))
 	ctx := context.Background()
 	text := event.SendRequest{Phone: "5511988887777", Text: "oi"}
 	if r := e.command(1, event.VerbSend, text); r.Error == nil || r.Error.Code != event.CodeOutsideWindow {

@@ -22,6 +22,7 @@ import (
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/phone"
 	"github.com/zapbus/zapbus/internal/provider"
+	"github.com/zapbus/zapbus/internal/secretbox"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/testenv"
 )
@@ -33,7 +34,7 @@ type env struct {
 	db      *store.DB
 	bus     *bus.Bus
 	natsURL string
-	accts   *testAccounts
+	configs *provider.Configs
 	drv     *fakeDriver
 	gw      *Gateway
 	srv     *httptest.Server
@@ -41,7 +42,10 @@ type env struct {
 }
 
 func newEnv(t *testing.T, d provider.Driver, cfg Config) *env {
-	drv := d.(interface{ fake() *fakeDriver }).fake()
+	var drv *fakeDriver
+	if f, ok := d.(interface{ fake() *fakeDriver }); ok {
+		drv = f.fake()
+	}
 	t.Helper()
 	ctx := context.Background()
 	db, err := store.Open(ctx, testenv.Postgres(t))
@@ -69,11 +73,19 @@ func newEnv(t *testing.T, d provider.Driver, cfg Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	e.accts = &testAccounts{db: db, creds: map[stateKey]provider.Account{}}
+	line, err := secretbox.Generate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	keys, err := secretbox.Parse(line)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.configs = provider.NewConfigs(db, keys)
 	if cfg.QRRefresh == 0 {
 		cfg.QRRefresh = 20 * time.Millisecond
 	}
-	e.gw, err = newGateway(Deps{DB: db, Bus: e.bus, Media: ms, Drivers: []provider.Driver{d}, Log: testenv.Logger(t)}, cfg, e.accts)
+	e.gw, err = New(Deps{DB: db, Bus: e.bus, Configs: e.configs, Media: ms, Drivers: []provider.Driver{d}, Log: testenv.Logger(t)}, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -93,70 +105,27 @@ func newEnv(t *testing.T, d provider.Driver, cfg Config) *env {
 	testenv.Eventually(t, 10*time.Second, func() bool {
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		_, err := e.bus.Request(ctx, event.ProviderCommandSubject(drv.p, 999, event.VerbStatus), nil)
+		_, err := e.bus.Request(ctx, event.ProviderCommandSubject(d.Provider(), 999, event.VerbStatus), nil)
 		return err == nil
 	}, "gateway not serving commands")
 	return e
 }
 
-// configure makes p a configured provider of m (its row in
-// provider_configs, so it is the active one by priority) with acc's
-// credentials.
+// configure stores acc as mentorado m's configuration of its provider
+// (sealed, as the admin API stores it): the active one by priority.
 func (e *env) configure(m int64, acc provider.Account) {
 	e.t.Helper()
 	acc.Mentorado = m
-	ext := ""
-	switch {
-	case acc.Meta != nil:
-		ext = acc.Meta.PhoneNumberID
-	case acc.ZAPI != nil:
-		ext = acc.ZAPI.InstanceID
-	}
-	if err := e.db.Providers().Put(context.Background(), store.ProviderRow{MentoradoID: m, Provider: acc.Provider, Settings: provider.Settings(acc), Sealed: []byte("sealed"), KeyID: "k1", ExternalID: ext}); err != nil {
+	if err := e.configs.Put(context.Background(), acc); err != nil {
 		e.t.Fatal(err)
 	}
-	e.accts.put(acc)
 }
 
 func metaAccount(pnid, secret string) provider.Account {
 	return provider.Account{Provider: event.ProviderMeta, Meta: &provider.MetaCredentials{
-		PhoneNumberID: pnid, WABAID: "waba-" + pnid, DisplayPhone: "5511900000" + pnid[len(pnid)-3:],
+		PhoneNumberID: pnid, WABAID: "9" + pnid, DisplayPhone: "5511900000" + pnid,
 		AccessToken: "token-" + pnid, AppSecret: secret, VerifyToken: "verify-" + pnid,
 	}}
-}
-
-// testAccounts stands in for provider.Configs.Account until sealed
-// credentials can be opened on this branch: Active is the real query,
-// Account answers ErrNotFound exactly when the provider_configs row is
-// missing and otherwise returns the credentials the test configured.
-// TODO(#16): use provider.Configs once p-config's Account is merged.
-type testAccounts struct {
-	db    *store.DB
-	mu    sync.Mutex
-	creds map[stateKey]provider.Account
-}
-
-func (a *testAccounts) put(acc provider.Account) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.creds[stateKey{acc.Mentorado, acc.Provider}] = acc
-}
-
-func (a *testAccounts) Active(ctx context.Context, m int64) (event.Provider, error) {
-	return a.db.Providers().Active(ctx, m)
-}
-
-func (a *testAccounts) Account(ctx context.Context, m int64, p event.Provider) (provider.Account, error) {
-	if _, err := a.db.Providers().Get(ctx, m, p); err != nil {
-		return provider.Account{}, err
-	}
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	acc, ok := a.creds[stateKey{m, p}]
-	if !ok {
-		return provider.Account{}, errors.New("no credentials")
-	}
-	return acc, nil
 }
 
 // fakeDriver is a small provider: its webhooks are JSON
@@ -317,6 +286,14 @@ func (d qrDriver) QR(ctx context.Context, acc provider.Account) (string, time.Ti
 	return fmt.Sprintf("qr-code-%d", d.qrCodes), time.Time{}, nil
 }
 
+// provider is the gateway's one provider (tests run one driver).
+func (g *Gateway) provider() event.Provider {
+	for p := range g.drivers {
+		return p
+	}
+	return ""
+}
+
 // post delivers a webhook body to path with headers.
 func (e *env) post(path string, body []byte, headers map[string]string) (int, string) {
 	e.t.Helper()
@@ -383,7 +360,7 @@ func (e *env) command(m int64, v event.Verb, body any) event.Reply {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	msg, err := e.bus.Request(ctx, event.ProviderCommandSubject(e.drv.p, m, v), data)
+	msg, err := e.bus.Request(ctx, event.ProviderCommandSubject(e.gw.provider(), m, v), data)
 	if err != nil {
 		e.t.Fatalf("command %s: %v", v, err)
 	}

@@ -18,8 +18,8 @@ import (
 func newMetaEnv(t *testing.T) *env {
 	t.Helper()
 	e := newEnv(t, &fakeDriver{p: event.ProviderMeta}, Config{})
-	e.configure(1, metaAccount("pn-101", "secret-a"))
-	e.configure(2, metaAccount("pn-202", "secret-b"))
+	e.configure(1, metaAccount("101", "secret-a"))
+	e.configure(2, metaAccount("202", "secret-b"))
 	return e
 }
 
@@ -27,7 +27,7 @@ func signedA() map[string]string { return map[string]string{"X-Test-Signature": 
 
 func TestWebhookStoredBeforeAnswer(t *testing.T) {
 	e := newMetaEnv(t)
-	code, body := e.post("/providers/meta/1/webhook", delivery("pn-101", "wamid.in1", "5511988887777", "oi"), signedA())
+	code, body := e.post("/providers/meta/1/webhook", delivery("101", "wamid.in1", "5511988887777", "oi"), signedA())
 	if code != http.StatusOK {
 		t.Fatalf("status %d: %s", code, body)
 	}
@@ -50,7 +50,7 @@ func TestWebhookStoredBeforeAnswer(t *testing.T) {
 
 func TestWebhookMediaFetchedIntoStore(t *testing.T) {
 	e := newMetaEnv(t)
-	body := `{"number":"pn-101","messages":[{"id":"wamid.img","from":"5511988887777","text":"look","media":"file-1"}]}`
+	body := `{"number":"101","messages":[{"id":"wamid.img","from":"5511988887777","text":"look","media":"file-1"}]}`
 	if code, b := e.post("/providers/meta/1/webhook", []byte(body), signedA()); code != http.StatusOK {
 		t.Fatalf("status %d: %s", code, b)
 	}
@@ -90,7 +90,7 @@ func TestWebhookMediaFetchedIntoStore(t *testing.T) {
 func TestWebhookMediaFetchFailsPublishesWithoutMedia(t *testing.T) {
 	e := newMetaEnv(t)
 	e.drv.set(func(d *fakeDriver) { d.fetchFails = true })
-	body := `{"number":"pn-101","messages":[{"id":"wamid.img","from":"5511988887777","media":"file-1"}]}`
+	body := `{"number":"101","messages":[{"id":"wamid.img","from":"5511988887777","media":"file-1"}]}`
 	if code, b := e.post("/providers/meta/1/webhook", []byte(body), signedA()); code != http.StatusOK {
 		t.Fatalf("status %d: %s", code, b)
 	}
@@ -112,7 +112,7 @@ func TestWebhookPublishFailureIs503(t *testing.T) {
 	if err := e.bus.JS.DeleteStream(ctx, bus.StreamEvents); err != nil {
 		t.Fatal(err)
 	}
-	code, _ := e.post("/providers/meta/1/webhook", delivery("pn-101", "wamid.in1", "5511988887777", "oi"), signedA())
+	code, _ := e.post("/providers/meta/1/webhook", delivery("101", "wamid.in1", "5511988887777", "oi"), signedA())
 	if code != http.StatusServiceUnavailable {
 		t.Fatalf("status %d, want 503", code)
 	}
@@ -127,7 +127,7 @@ func TestWebhookPublishFailureIs503(t *testing.T) {
 	if err := e.bus.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if code, b := e.post("/providers/meta/1/webhook", delivery("pn-101", "wamid.in1", "5511988887777", "oi"), signedA()); code != http.StatusOK {
+	if code, b := e.post("/providers/meta/1/webhook", delivery("101", "wamid.in1", "5511988887777", "oi"), signedA()); code != http.StatusOK {
 		t.Fatalf("retry: status %d: %s", code, b)
 	}
 	if evs := e.events(); len(evs) != 1 {
@@ -137,7 +137,7 @@ func TestWebhookPublishFailureIs503(t *testing.T) {
 
 func TestWebhookBadAuthentication(t *testing.T) {
 	e := newMetaEnv(t)
-	code, body := e.post("/providers/meta/1/webhook", delivery("pn-101", "wamid.in1", "5511988887777", "oi"),
+	code, body := e.post("/providers/meta/1/webhook", delivery("101", "wamid.in1", "5511988887777", "oi"),
 		map[string]string{"X-Test-Signature": "secret-b"})
 	if code != http.StatusUnauthorized {
 		t.Fatalf("status %d: %s", code, body)
@@ -167,7 +167,7 @@ func TestWebhookBadAuthentication(t *testing.T) {
 func TestWebhookReplayStoredOnce(t *testing.T) {
 	e := newMetaEnv(t)
 	ctx := context.Background()
-	body := delivery("pn-101", "wamid.in1", "5511988887777", "oi", "wamid.in2", "5511988887777", "tudo bem?")
+	body := delivery("101", "wamid.in1", "5511988887777", "oi", "wamid.in2", "5511988887777", "tudo bem?")
 	for i := range 2 {
 		if code, b := e.post("/providers/meta/1/webhook", body, signedA()); code != http.StatusOK {
 			t.Fatalf("delivery %d: status %d: %s", i, code, b)
@@ -190,7 +190,7 @@ func TestWebhookReplayStoredOnce(t *testing.T) {
 	if err := e.bus.Provision(ctx); err != nil {
 		t.Fatal(err)
 	}
-	late := delivery("pn-101", "wamid.in1", "5511988887777", "oi", "wamid.in2", "5511988887777", "tudo bem?", "wamid.in3", "5511988887777", "?")
+	late := delivery("101", "wamid.in1", "5511988887777", "oi", "wamid.in2", "5511988887777", "tudo bem?", "wamid.in3", "5511988887777", "?")
 	if code, b := e.post("/providers/meta/1/webhook", late, signedA()); code != http.StatusOK {
 		t.Fatalf("late retry: status %d: %s", code, b)
 	}
@@ -208,7 +208,7 @@ func TestWebhookMentoradoIsolation(t *testing.T) {
 	ctx := context.Background()
 	// A's URL and A's signature, B's phone number id: the driver drops
 	// the entry; nothing is written for B (nor A), and A's health says why.
-	code, body := e.post("/providers/meta/1/webhook", delivery("pn-202", "wamid.x", "5511988887777", "oi"), signedA())
+	code, body := e.post("/providers/meta/1/webhook", delivery("202", "wamid.x", "5511988887777", "oi"), signedA())
 	if code != http.StatusOK {
 		t.Fatalf("status %d: %s", code, body)
 	}
@@ -216,7 +216,7 @@ func TestWebhookMentoradoIsolation(t *testing.T) {
 		t.Fatalf("stored %v", evs)
 	}
 	a, _ := e.db.Providers().Get(ctx, 1, event.ProviderMeta)
-	if !strings.Contains(a.LastWebhookError, "pn-202") {
+	if !strings.Contains(a.LastWebhookError, "202") {
 		t.Fatalf("A's webhook health %+v", a)
 	}
 	b, _ := e.db.Providers().Get(ctx, 2, event.ProviderMeta)
@@ -226,7 +226,7 @@ func TestWebhookMentoradoIsolation(t *testing.T) {
 	// A driver that gets it wrong: an event of B on A's URL is refused
 	// whole (500) and nothing is published.
 	e.drv.set(func(d *fakeDriver) { d.rogue = 2 })
-	code, _ = e.post("/providers/meta/1/webhook", delivery("pn-101", "wamid.y", "5511988887777", "oi"), signedA())
+	code, _ = e.post("/providers/meta/1/webhook", delivery("101", "wamid.y", "5511988887777", "oi"), signedA())
 	if code != http.StatusInternalServerError {
 		t.Fatalf("rogue event: status %d, want 500", code)
 	}
@@ -246,7 +246,7 @@ func TestWebhookUnknownTargets(t *testing.T) {
 	}
 	var first string
 	for _, path := range cases {
-		code, body := e.post(path, delivery("pn-101"), signedA())
+		code, body := e.post(path, delivery("101"), signedA())
 		if code != http.StatusNotFound {
 			t.Errorf("%s: status %d, want 404", path, code)
 		}
@@ -273,11 +273,11 @@ func TestWebhookVerifyHandshake(t *testing.T) {
 		b, _ := io.ReadAll(resp.Body)
 		return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
 	}
-	code, ct, body := get("hub.mode=subscribe&hub.verify_token=verify-pn-101&hub.challenge=12345")
+	code, ct, body := get("hub.mode=subscribe&hub.verify_token=verify-101&hub.challenge=12345")
 	if code != http.StatusOK || body != "12345" || !strings.HasPrefix(ct, "text/plain") {
 		t.Fatalf("handshake: %d %q %q", code, ct, body)
 	}
-	if code, _, _ := get("hub.mode=subscribe&hub.verify_token=verify-pn-202&hub.challenge=12345"); code != http.StatusForbidden {
+	if code, _, _ := get("hub.mode=subscribe&hub.verify_token=verify-202&hub.challenge=12345"); code != http.StatusForbidden {
 		t.Fatalf("wrong token: status %d, want 403", code)
 	}
 }
