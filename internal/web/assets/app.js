@@ -125,6 +125,25 @@ function signOut(err) {
   renderWebhooks();
   resetCampaigns();
   resetProvider(); // provider.js
+  // The next sign-in may be another mentorado's: this one's status (which
+  // would hide an older-looking one), stream position and open chat go.
+  state.st = null;
+  state.lastEventId = "";
+  hideQR();
+  $("status-badge").textContent = "";
+  $("status-badge").dataset.status = "unknown";
+  $("status-detail").textContent = "";
+  state.chat = state.phone = state.kind = state.name = "";
+  state.thread = new Map();
+  state.recent = new Map();
+  state.convs = [];
+  setReply(null);
+  setFile(null);
+  renderConversations();
+  renderThread();
+  $("thread-title").textContent = t("chat.pick");
+  $("thread-title").classList.add("muted");
+  for (const id of ["send-text", "send-button", "attach-button"]) $(id).disabled = true;
 }
 
 // ---- connection card -----------------------------------------------------
