@@ -21,6 +21,8 @@
 //	NATS_URL            default: embedded server on a random loopback port
 //	ZAPBUS_HTTP_ADDR    default 127.0.0.1:8080
 //	ZAPBUS_ADMIN_TOKEN  (or _FILE) default: generated and printed once
+//	ZAPBUS_CREDENTIALS_KEYS  (or _FILE) providers' credentials keyring; default: an in-memory key
+//	                    generated at start (credentials saved in one run do not open in the next)
 //	ZAPBUS_DATA_DIR     embedded NATS storage, default $TMPDIR/zapbus-devstack-<database>
 //	                    (plus -<host>-<port> unless Postgres is local on 5432); locked
 //	                    while in use, so a second devstack on the same directory stops
@@ -152,6 +154,15 @@ func loadSettings(args []string, getenv func(string) string, out io.Writer) (set
 	if s.AdminToken != "" && len(s.AdminToken) < 16 {
 		return s, errors.New("ZAPBUS_ADMIN_TOKEN: must be at least 16 characters")
 	}
+	// Provider credentials keyring (issue #16); run generates an
+	// in-memory one when none is set.
+	switch keys, err := secretbox.Load(getenv); {
+	case errors.Is(err, secretbox.ErrNoKey):
+	case err != nil:
+		return s, err
+	default:
+		s.Web.CredentialKeys = keys
+	}
 	return s, nil
 }
 
@@ -175,18 +186,24 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	log := zerolog.New(redact.Writer(logw)).Level(s.LogLevel).With().Timestamp().Str("service", "devstack").Logger()
 
-	// Provider credentials are sealed with ZAPBUS_CREDENTIALS_KEYS; without
-	// it the dev binary makes a key that lives as long as the process
-	// (credentials configured with it cannot be opened after a restart).
-	keys, devKey, err := devKeyring(getenv)
-	if err != nil {
-		return err
-	}
-
 	generated := false
 	if s.AdminToken == "" {
 		s.AdminToken = randomToken()
 		generated = true
+	}
+	devKey := s.Web.CredentialKeys == nil
+	if devKey {
+		// Credentials configured in this run cannot be opened by the next
+		// one unless ZAPBUS_CREDENTIALS_KEYS is set; fine for development.
+		line, err := secretbox.Generate()
+		if err == nil {
+			s.Web.CredentialKeys, err = secretbox.Parse(line)
+		}
+		if err != nil {
+			return fmt.Errorf("credentials keyring: %w", err)
+		}
+		log.Info().Str("key_id", s.Web.CredentialKeys.Primary()).
+			Msg("no ZAPBUS_CREDENTIALS_KEYS: generated an in-memory credentials key; provider credentials saved now will not open after a restart")
 	}
 
 	// Wait for Postgres like the services do (internal/startup), with the
@@ -274,7 +291,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	}
 	// The provider gateway (Meta, Z-API): in -sim mode its drivers talk
 	// to the in-process fakes.
-	configs := provider.NewConfigs(db, keys)
+	configs := provider.NewConfigs(db, s.Web.CredentialKeys)
 	var psim *providerSim
 	metaCfg := meta.Config{Log: log.With().Str("component", "meta").Logger()}
 	zapiCfg := zapi.Config{Log: log.With().Str("component", "zapi").Logger()}
@@ -527,21 +544,6 @@ func settleFake(fake *wafake.Server, d time.Duration) {
 	for _, a := range fake.Accounts() {
 		_ = a.WaitSettled(ctx)
 	}
-}
-
-// devKeyring is the credentials keyring from the environment or, when
-// none is set, a fresh in-memory key (devKey true).
-func devKeyring(getenv func(string) string) (keys *secretbox.Keyring, devKey bool, err error) {
-	keys, err = secretbox.Load(getenv)
-	if !errors.Is(err, secretbox.ErrNoKey) {
-		return keys, false, err
-	}
-	line, err := secretbox.Generate()
-	if err != nil {
-		return nil, false, err
-	}
-	keys, err = secretbox.Parse(line)
-	return keys, true, err
 }
 
 // serveGateway serves the provider gateway's webhooks on ln until ctx ends.

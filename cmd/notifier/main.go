@@ -26,6 +26,9 @@
 //	ZAPBUS_WEBHOOK_ALLOW_NETS                        networks webhook URLs may reach although private (CIDRs, comma-separated)
 //	ZAPBUS_WEBHOOK_ALLOW_HTTP                        true: allow http:// webhook URLs, default false
 //	ZAPBUS_MAX_WEBHOOKS                              webhook endpoints per mentorado, default 20
+//	ZAPBUS_CREDENTIALS_KEYS (or ZAPBUS_CREDENTIALS_KEYS_FILE)  providers' credentials keyring,
+//	                                                 "id:base64key[,id:base64key…]" (first seals); without
+//	                                                 it meta and zapi cannot be configured (docs/operations.md)
 //	ZAPBUS_LOG_LEVEL                                 debug, info (default), warn, error
 //
 // Start-up does not depend on order: the notifier listens at once, answers
@@ -51,6 +54,7 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/redact"
+	"github.com/zapbus/zapbus/internal/secretbox"
 	"github.com/zapbus/zapbus/internal/startup"
 	"github.com/zapbus/zapbus/internal/web"
 )
@@ -99,6 +103,15 @@ func loadSettings(args []string, getenv func(string) string, stderr io.Writer) (
 	if err := fs.Parse(args); err != nil {
 		return s, err
 	}
+	// Provider credentials keyring (issue #16): without one only
+	// whatsapp_web can be configured.
+	switch keys, err := secretbox.Load(getenv); {
+	case errors.Is(err, secretbox.ErrNoKey):
+	case err != nil:
+		return s, err
+	default:
+		s.Web.CredentialKeys = keys
+	}
 	var perr error
 	s.Provision, s.ProvisionIfMissing, perr = bus.ProvisionFromEnv(getenv, s.NATSURL)
 	if perr != nil {
@@ -141,6 +154,11 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		return err
 	}
 	log := zerolog.New(redact.Writer(stdout)).Level(s.LogLevel).With().Timestamp().Str("service", "notifier").Logger()
+	if s.Web.CredentialKeys == nil {
+		log.Warn().Msg("no credentials keyring (ZAPBUS_CREDENTIALS_KEYS or ZAPBUS_CREDENTIALS_KEYS_FILE): meta and zapi providers cannot be configured")
+	} else {
+		log.Info().Str("primary_key", s.Web.CredentialKeys.Primary()).Msg("credentials keyring loaded")
+	}
 
 	// Listen at once: /healthz answers and /readyz says what start-up
 	// still waits for, until Postgres and NATS are up and the API takes

@@ -39,6 +39,7 @@ func TestSettingsErrorsNameTheVariable(t *testing.T) {
 		{"bad send rate", map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef", "ZAPBUS_SEND_RATE": "fast"}, nil, "ZAPBUS_SEND_RATE"},
 		{"bad stream cap", map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef", "ZAPBUS_MAX_STREAMS_PER_MENTORADO": "0"}, nil, "ZAPBUS_MAX_STREAMS_PER_MENTORADO"},
 		{"bad body timeout", map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef", "ZAPBUS_BODY_READ_TIMEOUT": "-1s"}, nil, "ZAPBUS_BODY_READ_TIMEOUT"},
+		{"short credentials key", map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef", "ZAPBUS_CREDENTIALS_KEYS": "k1:AAAA"}, nil, "ZAPBUS_CREDENTIALS_KEYS"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
@@ -73,6 +74,15 @@ func TestSettingsErrorsNameTheVariable(t *testing.T) {
 	}
 	if s.Web.SendRate != 0.5 || s.Web.SendBurst != 3 || s.Web.StreamOpenRate != -1 || s.Web.MaxStreamsPerMentorado != 4 || s.Web.ReplayBatch != 8 {
 		t.Fatalf("limits %+v", s.Web)
+	}
+	if s.Web.CredentialKeys != nil {
+		t.Fatal("a keyring without ZAPBUS_CREDENTIALS_KEYS")
+	}
+	// The credentials keyring reaches web.Config.
+	s, err = loadSettings(nil, envOf(map[string]string{"DATABASE_URL": "postgres://x", "ZAPBUS_ADMIN_TOKEN": "0123456789abcdef",
+		"ZAPBUS_CREDENTIALS_KEYS": "new:AgICAgICAgICAgICAgICAgICAgICAgICAgICAgICAgI=,old:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="}), &bytes.Buffer{})
+	if err != nil || s.Web.CredentialKeys == nil || s.Web.CredentialKeys.Primary() != "new" {
+		t.Fatalf("keyring %v %v", s.Web.CredentialKeys, err)
 	}
 }
 

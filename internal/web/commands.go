@@ -6,16 +6,36 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 
 	"github.com/zapbus/zapbus/internal/event"
+	"github.com/zapbus/zapbus/internal/store"
 )
 
-// command sends a request to the connector owning mentorado m on
-// wa.<m>.cmd.<verb> and returns its reply, mapping failures to API errors.
+// command sends a request to whatever serves mentorado m's active
+// provider and returns its reply, mapping failures to API errors: the
+// connector owning the session on wa.<m>.cmd.<verb> for whatsapp_web (or
+// no provider configured), the provider gateways on
+// zapbus.provider.<p>.wa.<m>.cmd.<verb> for meta and zapi (issue #16). The
+// active provider is cached per mentorado for providerCacheTTL; a
+// wrong_provider reply (the cache was stale) drops the entry and the
+// command is sent once more.
 func (s *Server) command(ctx context.Context, m int64, verb event.Verb, req any) (*event.Reply, error) {
+	p := s.activeProvider(ctx, m)
+	reply, err := s.commandOn(ctx, p, m, verb, req)
+	var ae *apiError
+	if errors.As(err, &ae) && ae.Code == event.CodeWrongProvider {
+		s.forgetProvider(m)
+		return s.commandOn(ctx, s.activeProvider(ctx, m), m, verb, req)
+	}
+	return reply, err
+}
+
+// commandOn sends the command to the subject of provider p.
+func (s *Server) commandOn(ctx context.Context, p event.Provider, m int64, verb event.Verb, req any) (*event.Reply, error) {
 	timeout := s.cfg.CommandTimeout
 	if verb == event.VerbSend {
 		timeout = s.cfg.SendTimeout
@@ -28,17 +48,26 @@ func (s *Server) command(ctx context.Context, m int64, verb event.Verb, req any)
 		}
 		data = b
 	}
+	subject, server := event.CommandSubject(m, verb), "the connector"
+	gateway := p == event.ProviderMeta || p == event.ProviderZAPI
+	if gateway {
+		subject, server = event.ProviderCommandSubject(p, m, verb), "the "+string(p)+" provider gateway"
+	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	msg, err := s.bus.Request(ctx, event.CommandSubject(m, verb), data)
+	msg, err := s.bus.Request(ctx, subject, data)
 	switch {
+	case errors.Is(err, nats.ErrNoResponders) && gateway:
+		s.metrics.commands.WithLabelValues(string(verb), "no_responders").Inc()
+		return nil, &apiError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
+			Message: "no provider gateway is running for " + string(p) + "; retry shortly", RetryAfter: 2}
 	case errors.Is(err, nats.ErrNoResponders):
 		s.metrics.commands.WithLabelValues(string(verb), "no_responders").Inc()
 		return nil, &apiError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
 			Message: "no connector is serving this mentorado right now; retry shortly", RetryAfter: 2}
 	case errors.Is(err, context.DeadlineExceeded) || errors.Is(err, nats.ErrTimeout):
 		s.metrics.commands.WithLabelValues(string(verb), "timeout").Inc()
-		return nil, errorf(http.StatusGatewayTimeout, codeTimeout, "the connector did not answer within %s", timeout)
+		return nil, errorf(http.StatusGatewayTimeout, codeTimeout, "%s did not answer within %s", server, timeout)
 	case err != nil:
 		s.metrics.commands.WithLabelValues(string(verb), "error").Inc()
 		return nil, &apiError{Status: http.StatusServiceUnavailable, Code: codeUnavailable,
@@ -55,6 +84,59 @@ func (s *Server) command(ctx context.Context, m int64, verb event.Verb, req any)
 	}
 	s.metrics.commands.WithLabelValues(string(verb), "ok").Inc()
 	return &reply, nil
+}
+
+// providerCacheTTL bounds how long command routing trusts a cached
+// active provider. An admin change on this notifier drops the entry at
+// once; one on another notifier is seen within the TTL, and a command
+// that reaches the wrong driver meanwhile is answered wrong_provider and
+// re-routed.
+const providerCacheTTL = 2 * time.Second
+
+// providerCache is the per-mentorado cache of active providers.
+type providerCache struct {
+	mu sync.Mutex
+	m  map[int64]cachedProvider
+}
+
+type cachedProvider struct {
+	p  event.Provider
+	at time.Time
+}
+
+// activeProvider is mentorado m's active provider, from the cache when it
+// is fresh. A failed look-up (or a mentorado that does not exist) routes
+// to the connector, which answers as before issue #16.
+func (s *Server) activeProvider(ctx context.Context, m int64) event.Provider {
+	now := time.Now()
+	c := &s.provCache
+	c.mu.Lock()
+	e, ok := c.m[m]
+	c.mu.Unlock()
+	if ok && now.Sub(e.at) < providerCacheTTL {
+		return e.p
+	}
+	p, err := s.db.Providers().Active(ctx, m)
+	if err != nil {
+		if !errors.Is(err, store.ErrNotFound) {
+			s.log.Warn().Err(err).Int64("mentorado", m).Msg("look up active provider; routing to the connector")
+		}
+		return ""
+	}
+	c.mu.Lock()
+	if c.m == nil || len(c.m) > 100_000 {
+		c.m = make(map[int64]cachedProvider)
+	}
+	c.m[m] = cachedProvider{p: p, at: now}
+	c.mu.Unlock()
+	return p
+}
+
+// forgetProvider drops m's cached active provider.
+func (s *Server) forgetProvider(m int64) {
+	s.provCache.mu.Lock()
+	delete(s.provCache.m, m)
+	s.provCache.mu.Unlock()
 }
 
 // commandError maps a connector's error code to an HTTP error.

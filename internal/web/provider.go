@@ -40,7 +40,7 @@ type apiProviderWebhook struct {
 	LastErrorAt *time.Time `json:"last_error_at"`
 }
 
-type apiProvider struct {
+type apiTenantProvider struct {
 	Provider event.Provider      `json:"provider"`
 	Active   bool                `json:"active"`
 	Settings map[string]string   `json:"settings"`
@@ -51,7 +51,7 @@ type providerResponse struct {
 	// Active is null when no provider is configured (the connector then
 	// serves the mentorado on WhatsApp Web, as before issue #16).
 	Active    *event.Provider `json:"active"`
-	Providers []apiProvider   `json:"providers"`
+	Providers []apiTenantProvider   `json:"providers"`
 }
 
 // fromProviderRows is the API's view of a mentorado's provider rows and
@@ -63,12 +63,12 @@ func fromProviderRows(rows []store.ProviderRow, override event.Provider) provide
 		configured = append(configured, r.Provider)
 	}
 	active := event.PickProvider(configured, override)
-	out := providerResponse{Providers: []apiProvider{}}
+	out := providerResponse{Providers: []apiTenantProvider{}}
 	if active != "" {
 		out.Active = &active
 	}
 	for _, r := range rows {
-		p := apiProvider{Provider: r.Provider, Active: r.Provider == active, Settings: map[string]string{}}
+		p := apiTenantProvider{Provider: r.Provider, Active: r.Provider == active, Settings: map[string]string{}}
 		var all map[string]any
 		if len(r.Settings) > 0 && json.Unmarshal(r.Settings, &all) == nil {
 			for _, k := range publicSettings[r.Provider] {

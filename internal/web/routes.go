@@ -98,6 +98,8 @@ func (s *Server) routeTable() []route {
 	rs = append(rs, s.sendingRoutes()...)  // sending.go
 	// Issue #16: the tenant's view of its WhatsApp provider.
 	rs = append(rs, s.providerRoutes()...) // provider.go
+	// Issue #16: providers.
+	rs = append(rs, s.providerAdminRoutes()...) // admin_providers.go
 	return rs
 }
 

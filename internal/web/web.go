@@ -23,6 +23,8 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/media"
 	"github.com/zapbus/zapbus/internal/outbound"
+	"github.com/zapbus/zapbus/internal/provider"
+	"github.com/zapbus/zapbus/internal/secretbox"
 	"github.com/zapbus/zapbus/internal/store"
 	"github.com/zapbus/zapbus/internal/webhook"
 )
@@ -99,6 +101,12 @@ type Config struct {
 	// outbound.LimitsFromEnv): no mentorado setting, campaign pacing or
 	// send TTL may go beyond them (zero: outbound.DefaultLimits).
 	SendLimits outbound.Limits
+
+	// CredentialKeys seal and open providers' credentials (issue #16,
+	// secretbox.Load: ZAPBUS_CREDENTIALS_KEYS or
+	// ZAPBUS_CREDENTIALS_KEYS_FILE). Nil: only whatsapp_web can be
+	// configured; configuring meta or zapi answers 503.
+	CredentialKeys *secretbox.Keyring
 
 	// sendLimitsErr is a limit Flags could not parse.
 	sendLimitsErr error
@@ -240,6 +248,10 @@ type Server struct {
 	revokeSub   *nats.Subscription
 	sends       *limiterSet
 	streamOpens *limiterSet
+	// providers are the mentorados' provider configurations (issue #16)
+	// and provCache the active provider per mentorado for command routing.
+	providers *provider.Configs
+	provCache providerCache
 	// readyChecks are what else /readyz waits for (RequireReady).
 	readyChecks []func(context.Context) error
 }
@@ -277,6 +289,7 @@ func New(cfg Config, db *store.DB, b *bus.Bus, log zerolog.Logger, opts ...Optio
 		metrics:     newMetrics(),
 		streamsDone: make(chan struct{}),
 	}
+	s.providers = provider.NewConfigs(db, s.cfg.CredentialKeys)
 	for _, o := range opts {
 		o(s)
 	}
