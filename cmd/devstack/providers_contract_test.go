@@ -5,6 +5,10 @@ import (
 	"bytes"
 	"cmp"
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"image"
 	"image/color"
@@ -12,6 +16,7 @@ import (
 	"net/http"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -72,7 +77,9 @@ func TestProviderContract(t *testing.T) {
 
 // contractHarnesses are the providers the contract runs for.
 func contractHarnesses() []providerHarness {
-	return []providerHarness{webHarness{}}
+	return []providerHarness{webHarness{},
+		metaHarness{accounts: map[int64]fakeAccount{}},
+		zapiHarness{accounts: map[int64]fakeAccount{}, hooks: map[int64]string{}}}
 }
 
 type apiMsg struct {
@@ -327,17 +334,25 @@ func runProviderContract(t *testing.T, s *stack, h providerHarness) {
 	}, "status never showed the outage: %+v", st)
 	t.Logf("%s: outage: %d attempts, status %s (%s)", h.name(), s.simOutage(t, m, nil).Attempts, st.Status, st.Reason)
 	s.simOutage(t, m, &up)
-	testenv.Eventually(t, 2*wait, func() bool { return s.status(t, tok).Status == "connected" }, "never recovered")
-	if want.queued {
-		testenv.Eventually(t, wait, func() bool {
-			return slices.ContainsFunc(s.simReceivedOf(t, m, contact), func(r simReceived) bool { return r.ID == out.ID })
-		}, "the send queued during the outage never reached the fake")
-	}
 	var again struct {
 		ID string `json:"id"`
 	}
-	if code := s.do("POST", "/v1/messages", tok, map[string]string{"phone": contact, "text": "Voltou"}, &again); code != http.StatusCreated {
-		t.Fatalf("send after recovery: %d", code)
+	if want.queued {
+		// The session reconnects on its own and sends what it queued.
+		testenv.Eventually(t, 2*wait, func() bool { return s.status(t, tok).Status == "connected" }, "never recovered")
+		testenv.Eventually(t, wait, func() bool {
+			return slices.ContainsFunc(s.simReceivedOf(t, m, contact), func(r simReceived) bool { return r.ID == out.ID })
+		}, "the send queued during the outage never reached the fake")
+		if code := s.do("POST", "/v1/messages", tok, map[string]string{"phone": contact, "text": "Voltou"}, &again); code != http.StatusCreated {
+			t.Fatalf("send after recovery: %d", code)
+		}
+	} else {
+		// A stateless provider recovers with the next call that works:
+		// the client's retry of the send.
+		testenv.Eventually(t, wait, func() bool {
+			return s.do("POST", "/v1/messages", tok, map[string]string{"phone": contact, "text": "Voltou"}, &again) == http.StatusCreated
+		}, "sends never worked again after the outage")
+		testenv.Eventually(t, wait, func() bool { return s.status(t, tok).Status == "connected" }, "status never back to connected")
 	}
 	testenv.Eventually(t, wait, func() bool {
 		return slices.ContainsFunc(s.simReceivedOf(t, m, contact), func(r simReceived) bool { return r.ID == again.ID })
@@ -429,3 +444,234 @@ func readSSE(resp *http.Response) <-chan sseEvent {
 	}()
 	return ch
 }
+
+// fakeAccount is an account the sim made on a provider's fake
+// (POST /v1/dev/sim/{m}/provider-account).
+type fakeAccount struct {
+	Provider    string            `json:"provider"`
+	Credentials map[string]string `json:"credentials"`
+	WebhookURL  string            `json:"webhook_url"`
+}
+
+// gatewayBase is the provider gateway's base URL in a webhook URL.
+func (a fakeAccount) gatewayBase() string {
+	base, _, _ := strings.Cut(a.WebhookURL, "/providers/")
+	return base
+}
+
+// newProviderMentorado creates a mentorado, makes it an account on the
+// fake of p and configures p with it through the admin API. It returns
+// the id, token, the account and the configured provider's admin view
+// (for Z-API, with the webhook URL holding the secret).
+func newProviderMentorado(t *testing.T, s *stack, name, p, phone string) (int64, string, fakeAccount, string) {
+	t.Helper()
+	var created struct {
+		ID    int64  `json:"id"`
+		Token string `json:"token"`
+	}
+	if code := s.do("POST", "/v1/admin/mentorados", s.admin, map[string]string{"name": name}, &created); code != http.StatusCreated {
+		t.Fatalf("create mentorado: %d", code)
+	}
+	var acc fakeAccount
+	if code := s.do("POST", fmt.Sprintf("/v1/dev/sim/%d/provider-account", created.ID), s.admin,
+		map[string]string{"provider": p, "phone": phone}, &acc); code != http.StatusCreated {
+		t.Fatalf("fake %s account: %d", p, code)
+	}
+	creds := map[string]string{}
+	for k, v := range acc.Credentials {
+		if k != "webhook_secret" && v != "" {
+			creds[k] = v
+		}
+	}
+	var put struct {
+		Provider   string `json:"provider"`
+		WebhookURL string `json:"webhook_url"`
+	}
+	if code := s.do("PUT", fmt.Sprintf("/v1/admin/mentorados/%d/providers/%s", created.ID, p), s.admin, creds, &put); code/100 != 2 || put.Provider != p {
+		t.Fatalf("PUT provider %s: %d %+v", p, code, put)
+	}
+	return created.ID, created.Token, acc, put.WebhookURL
+}
+
+// adminProviders is GET /v1/admin/mentorados/{id}/providers.
+type adminProviders struct {
+	Active    *string `json:"active"`
+	Providers []struct {
+		Provider string `json:"provider"`
+		Active   bool   `json:"active"`
+		Webhook  struct {
+			LastError string `json:"last_error"`
+		} `json:"webhook"`
+	} `json:"providers"`
+}
+
+func (s *stack) adminProviders(t *testing.T, m int64) adminProviders {
+	t.Helper()
+	var out adminProviders
+	if code := s.do("GET", fmt.Sprintf("/v1/admin/mentorados/%d/providers", m), s.admin, nil, &out); code != http.StatusOK {
+		t.Fatalf("admin GET providers: %d", code)
+	}
+	return out
+}
+
+// tenantProvider is GET /v1/whatsapp/provider's active provider.
+func (s *stack) tenantProvider(t *testing.T, tok string) string {
+	t.Helper()
+	var out struct {
+		Active *string `json:"active"`
+	}
+	if code := s.do("GET", "/v1/whatsapp/provider", tok, nil, &out); code != http.StatusOK {
+		t.Fatalf("GET /v1/whatsapp/provider: %d", code)
+	}
+	if out.Active == nil {
+		return ""
+	}
+	return *out.Active
+}
+
+// post sends body to a URL with headers and returns the status.
+func post(t *testing.T, u string, body []byte, header ...string) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, u, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("POST %s: %v", u, err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// metaSign is Meta's X-Hub-Signature-256 of body under secret.
+func metaSign(secret string, body []byte) string {
+	m := hmac.New(sha256.New, []byte(secret))
+	m.Write(body)
+	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+}
+
+// metaInboundText is a Meta messages webhook (the shape of Meta's
+// example, internal/provider/meta/testdata) for phoneNumberID: a text
+// from contact.
+func metaInboundText(phoneNumberID, display, contact, wamid, text string) []byte {
+	b, _ := json.Marshal(map[string]any{"object": "whatsapp_business_account", "entry": []any{map[string]any{
+		"id": "102290129340398", "changes": []any{map[string]any{"field": "messages", "value": map[string]any{
+			"messaging_product": "whatsapp",
+			"metadata":          map[string]string{"display_phone_number": display, "phone_number_id": phoneNumberID},
+			"contacts":          []any{map[string]any{"profile": map[string]string{"name": "Forjado"}, "wa_id": contact}},
+			"messages": []any{map[string]any{"from": contact, "id": wamid, "timestamp": fmt.Sprint(time.Now().Unix()),
+				"type": "text", "text": map[string]string{"body": text}}},
+		}}}}}})
+	return b
+}
+
+// metaHarness is Meta's Cloud API: the gateway's meta driver against
+// metafake, webhooks signed with the app secret.
+type metaHarness struct{ accounts map[int64]fakeAccount }
+
+func (metaHarness) name() string { return "meta" }
+
+func (h metaHarness) setup(t *testing.T, s *stack, name string) (int64, string) {
+	t.Helper()
+	m, tok, acc, _ := newProviderMentorado(t, s, name, "meta", "")
+	h.accounts[m] = acc
+	// Meta and WhatsApp Web (every new mentorado's) configured: Meta is
+	// active by priority.
+	if a := s.adminProviders(t, m); a.Active == nil || *a.Active != "meta" || len(a.Providers) != 2 {
+		t.Fatalf("admin view after configuring meta: %+v", a)
+	}
+	return m, tok
+}
+
+func (metaHarness) connect(t *testing.T, s *stack, m int64, tok string) {
+	t.Helper()
+	// Meta has no pairing: connect checks the credentials against the
+	// Graph API and reports the number connected.
+	if code := s.do("POST", "/v1/whatsapp/connect", tok, map[string]string{"method": "qr"}, nil); code/100 != 2 {
+		t.Fatalf("connect: %d", code)
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool { return s.status(t, tok).Status == "connected" }, "never connected")
+}
+
+func (h metaHarness) badDelivery(t *testing.T, s *stack, m int64, contact string) (int, string) {
+	acc := h.accounts[m]
+	body := metaInboundText(acc.Credentials["phone_number_id"], acc.Credentials["display_phone"], contact, "wamid.FORGED"+randomSuffix(), "forjada")
+	return post(t, acc.WebhookURL, body, "X-Hub-Signature-256", metaSign("not-the-app-secret", body)), ""
+}
+
+func (h metaHarness) malformedDelivery(t *testing.T, s *stack, m int64) (int, string) {
+	acc := h.accounts[m]
+	body := []byte(`{"object":"whatsapp_business_account","entry":"not a list"}`)
+	return post(t, acc.WebhookURL, body, "X-Hub-Signature-256", metaSign(acc.Credentials["app_secret"], body)), ""
+}
+
+func (metaHarness) outageSend() outageExpectation {
+	return outageExpectation{status: http.StatusServiceUnavailable, code: "unavailable"}
+}
+
+// zapiHarness is Z-API: the gateway's zapi driver against zapifake,
+// webhooks authenticated by the per-mentorado secret in the URL.
+type zapiHarness struct {
+	accounts map[int64]fakeAccount
+	hooks    map[int64]string // webhook URL with the secret
+}
+
+func (zapiHarness) name() string { return "zapi" }
+
+func (h zapiHarness) setup(t *testing.T, s *stack, name string) (int64, string) {
+	t.Helper()
+	m, tok, acc, hook := newProviderMentorado(t, s, name, "zapi", "")
+	if hook == "" || !strings.Contains(hook, "/providers/zapi/") {
+		t.Fatalf("PUT zapi answered webhook_url %q", hook)
+	}
+	h.accounts[m] = acc
+	h.hooks[m] = acc.gatewayBase() + hook
+	// A Z-API-only mentorado: its WhatsApp Web configuration removed.
+	if code := s.do("DELETE", fmt.Sprintf("/v1/admin/mentorados/%d/providers/whatsapp_web", m), s.admin, nil, nil); code/100 != 2 {
+		t.Fatalf("DELETE whatsapp_web: %d", code)
+	}
+	if a := s.adminProviders(t, m); a.Active == nil || *a.Active != "zapi" {
+		t.Fatalf("admin view after configuring zapi: %+v", a)
+	}
+	return m, tok
+}
+
+func (zapiHarness) connect(t *testing.T, s *stack, m int64, tok string) {
+	t.Helper()
+	if code := s.do("POST", "/v1/whatsapp/connect", tok, map[string]string{"method": "qr"}, nil); code/100 != 2 {
+		t.Fatalf("connect: %d", code)
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool { return s.status(t, tok).Status == "qr" }, "no QR")
+	if code := s.do("POST", fmt.Sprintf("/v1/dev/sim/%d/scan", m), s.admin, nil, nil); code != http.StatusOK {
+		t.Fatalf("scan: %d", code)
+	}
+	testenv.Eventually(t, 30*time.Second, func() bool { return s.status(t, tok).Status == "connected" }, "never connected")
+}
+
+// zapiReceivedText is a Z-API ReceivedCallback (the shape of Z-API's
+// documented example, internal/provider/zapi/testdata) for instance.
+func zapiReceivedText(instance, contact, id, text string) []byte {
+	b, _ := json.Marshal(map[string]any{"type": "ReceivedCallback", "instanceId": instance, "messageId": id, "phone": contact,
+		"fromMe": false, "isGroup": false, "momment": time.Now().UnixMilli(), "status": "RECEIVED", "senderName": "Forjado",
+		"text": map[string]string{"message": text}})
+	return b
+}
+
+func (h zapiHarness) badDelivery(t *testing.T, s *stack, m int64, contact string) (int, string) {
+	acc := h.accounts[m]
+	body := zapiReceivedText(acc.Credentials["instance_id"], contact, "3EB0FORGED"+randomSuffix(), "forjada")
+	base, _, _ := strings.Cut(h.hooks[m], "/webhook/")
+	return post(t, base+"/webhook/not-the-secret", body), ""
+}
+
+func (h zapiHarness) malformedDelivery(t *testing.T, s *stack, m int64) (int, string) {
+	return post(t, h.hooks[m], []byte(`{"type":`)), ""
+}
+
+func (zapiHarness) outageSend() outageExpectation {
+	return outageExpectation{status: http.StatusServiceUnavailable, code: "unavailable"}
+}
+
+func randomSuffix() string { return strings.ToUpper(strconv.FormatInt(time.Now().UnixNano(), 16)) }
