@@ -495,14 +495,16 @@ func newProviderMentorado(t *testing.T, s *stack, name, p, phone string) (int64,
 
 // adminProviders is GET /v1/admin/mentorados/{id}/providers.
 type adminProviders struct {
-	Active    *string `json:"active"`
-	Providers []struct {
-		Provider string `json:"provider"`
-		Active   bool   `json:"active"`
-		Webhook  struct {
-			LastError string `json:"last_error"`
-		} `json:"webhook"`
-	} `json:"providers"`
+	Active    *string             `json:"active"`
+	Providers []adminProviderView `json:"providers"`
+}
+
+type adminProviderView struct {
+	Provider string `json:"provider"`
+	Active   bool   `json:"active"`
+	Webhook  struct {
+		LastError string `json:"last_error"`
+	} `json:"webhook"`
 }
 
 func (s *stack) adminProviders(t *testing.T, m int64) adminProviders {
