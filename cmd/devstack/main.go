@@ -395,7 +395,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if len(demos) > 0 {
 		g.Go(func() error {
 			// Once the stack answers: the demo numbers come up.
-			for code, _ := callAPI(srv.Handler(), "GET", "/readyz", "", nil, nil); code != http.StatusOK; code, _ = callAPI(srv.Handler(), "GET", "/readyz", "", nil, nil) {
+			for conn.CheckReady(gctx) != nil || gw.CheckReady(gctx) != nil {
 				select {
 				case <-gctx.Done():
 					return nil

@@ -19,9 +19,15 @@ func (s *stack) sendTo(t *testing.T, m int64, tok, contact, text string) string 
 	var sent struct {
 		ID string `json:"id"`
 	}
-	testenv.Eventually(t, 30*time.Second, func() bool {
-		return s.do("POST", "/v1/messages", tok, map[string]string{"phone": contact, "text": text}, &sent) == http.StatusCreated
-	}, "send %q never accepted", text)
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(100 * time.Millisecond) {
+		code := s.do("POST", "/v1/messages", tok, map[string]string{"phone": contact, "text": text}, &sent)
+		if code == http.StatusCreated {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("send %q never accepted: last answer %d", text, code)
+		}
+	}
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		return slices.ContainsFunc(s.simReceivedOf(t, m, contact), func(r simReceived) bool { return r.ID == sent.ID && r.Text == text })
 	}, "send %q never reached the active provider's fake", text)
@@ -48,7 +54,8 @@ func (s *stack) inboundFrom(t *testing.T, m int64, tok, contact, text string) st
 func TestProviderPriority(t *testing.T) {
 	s := startStack(t)
 	const contact = "5521977770099"
-	m, tok := s.pairedMentorado(t, "Prioridade", "5521988880011")
+	const webPhone = "5521988880011"
+	m, tok := s.pairedMentorado(t, "Prioridade", webPhone)
 	if a := s.adminProviders(t, m); a.Active == nil || *a.Active != "whatsapp_web" {
 		t.Fatalf("a new mentorado's providers: %+v", a)
 	}
@@ -90,13 +97,16 @@ func TestProviderPriority(t *testing.T) {
 	if p := s.tenantProvider(t, tok); p != "whatsapp_web" {
 		t.Fatalf("GET /v1/whatsapp/provider: active %q, want whatsapp_web", p)
 	}
+	// The stored status may still be Meta's last one (connected, Meta's
+	// number) until the WhatsApp Web session reports: wait for its phone.
+	t.Logf("status right after removing meta: %+v", s.status(t, tok))
 	testenv.Eventually(t, 30*time.Second, func() bool {
-		if s.status(t, tok).Status == "connected" {
-			return true
-		}
-		s.do("POST", "/v1/whatsapp/connect", tok, map[string]string{"method": "qr"}, nil)
-		return false
-	}, "WhatsApp Web never reconnected")
+		return s.do("POST", "/v1/whatsapp/connect", tok, map[string]string{"method": "qr"}, nil)/100 == 2
+	}, "connect on WhatsApp Web never accepted")
+	testenv.Eventually(t, 30*time.Second, func() bool {
+		st := s.status(t, tok)
+		return st.Status == "connected" && st.Phone == webPhone
+	}, "WhatsApp Web never reconnected: %+v", s.status(t, tok))
 	webOut2 := s.sendTo(t, m, tok, contact, "De volta ao WhatsApp Web") // reaches wafake
 
 	// One chat for the contact, holding both providers' messages.
