@@ -113,6 +113,18 @@ func TestNotifierSettingsReachTheDevBinary(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
+	if c.CredentialKeys != nil {
+		t.Fatal("a keyring without ZAPBUS_CREDENTIALS_KEYS (run generates one)")
+	}
+	env["ZAPBUS_CREDENTIALS_KEYS"] = "dev1:AQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQEBAQE="
+	if s, err := loadSettings(nil, func(k string) string { return env[k] }, io.Discard); err != nil || s.webConfig().CredentialKeys.Primary() != "dev1" {
+		t.Fatalf("keyring: %v", err)
+	}
+	env["ZAPBUS_CREDENTIALS_KEYS"] = "dev1:AQEB"
+	if _, err := loadSettings(nil, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "ZAPBUS_CREDENTIALS_KEYS") {
+		t.Fatalf("short key: %v", err)
+	}
+	delete(env, "ZAPBUS_CREDENTIALS_KEYS")
 	env["ZAPBUS_STREAM_OPEN_RATE"] = "quick"
 	if _, err := loadSettings(nil, func(k string) string { return env[k] }, io.Discard); err == nil || !strings.Contains(err.Error(), "ZAPBUS_STREAM_OPEN_RATE") {
 		t.Fatalf("bad rate: %v", err)

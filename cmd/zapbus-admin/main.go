@@ -1,7 +1,10 @@
 // Command zapbus-admin holds the operator steps that need the NATS admin
-// credential. Today that is one:
+// credential or run once per cluster:
 //
-//	zapbus-admin provision   create or update zapbus's streams and KV buckets
+//	zapbus-admin provision         create or update zapbus's streams and KV buckets
+//	zapbus-admin providers keygen  print a new provider credentials key line (id:base64key)
+//	zapbus-admin providers rekey   re-seal every provider's stored credentials with the
+//	                               primary key (DATABASE_URL, ZAPBUS_CREDENTIALS_KEYS[_FILE])
 //
 // Services run with least-privilege NATS users (nats.conf) that cannot
 // create or change streams: they only check at start that theirs exist.
@@ -53,12 +56,23 @@ func main() {
 }
 
 const usage = `usage: zapbus-admin provision [flags]
+       zapbus-admin providers keygen
+       zapbus-admin providers rekey
 
 provision creates or updates zapbus's streams (WA_EVENTS, WA_QR, WA_DLQ), KV
 buckets (WA_LEASES, WA_SENDS) and media object store (WA_MEDIA). Run it with
-the NATS admin user.`
+the NATS admin user.
+
+providers keygen prints a new credentials key line (id:base64key) for
+ZAPBUS_CREDENTIALS_KEYS; providers rekey re-seals every provider's stored
+credentials with the keyring's primary key and prints how many it re-sealed
+(DATABASE_URL, ZAPBUS_CREDENTIALS_KEYS or ZAPBUS_CREDENTIALS_KEYS_FILE; key
+rotation: docs/operations.md).`
 
 func run(ctx context.Context, args []string, getenv func(string) string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "providers" {
+		return runProviders(ctx, args[1:], getenv, stdout)
+	}
 	if len(args) == 0 || args[0] != "provision" {
 		return errors.New(usage)
 	}

@@ -34,7 +34,13 @@ const relayPrefix = "zapbus.connector."
 //   - nobody owns it: it takes the lease (kv.Create) and executes;
 //   - another connector owns it: it relays the request to the owner's
 //     private subject and passes the owner's reply back, or replies
-//     unavailable when the owner does not answer.
+//     unavailable when the owner does not answer;
+//   - nobody owns it and the mentorado's active provider is meta or zapi
+//     (issue #16): it relays the request to the provider gateways
+//     (event.ProviderCommandSubject) and passes their reply back, without
+//     taking a lease; unavailable when no gateway runs.
+//
+// A template send never reaches whatsmeow: not_supported.
 //
 // With no connector running a request fails fast with no responders.
 func (c *Connector) subscribe() ([]*nats.Subscription, error) {
@@ -106,6 +112,29 @@ func (c *Connector) onCommand(msg *nats.Msg, relayed bool) {
 			return
 		}
 	}
+	if l == nil || verb == string(event.VerbConnect) {
+		// Issue #16: a mentorado whose active provider is Meta or Z-API is
+		// served by the provider gateways: never take its session, and
+		// never connect one this connector still holds (the notifier
+		// disconnected it before the switch).
+		p, err := c.db.Providers().Active(ctx, m)
+		if err != nil {
+			c.decCommands(l)
+			c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnavailable, "cannot look up the mentorado's provider: %v", err)})
+			return
+		}
+		if p == event.ProviderMeta || p == event.ProviderZAPI {
+			c.decCommands(l)
+			c.relayProvider(ctx, msg, p, m, event.Verb(verb))
+			return
+		}
+	}
+	if verb == string(event.VerbSend) && isTemplateSend(msg.Data) {
+		// Templates are Meta's; WhatsApp Web cannot send one.
+		c.decCommands(l)
+		c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeNotSupported, "template messages need the meta provider; this mentorado runs on whatsapp_web")})
+		return
+	}
 	if l == nil {
 		l, err = c.claim(ctx, m)
 		var oe *ownedElsewhere
@@ -146,6 +175,33 @@ func (c *Connector) relay(ctx context.Context, msg *nats.Msg, owner string) {
 	if err := msg.Respond(resp.Data); err != nil {
 		c.log.Warn().Err(err).Msg("respond relayed command")
 	}
+}
+
+// relayProvider forwards a command for a mentorado whose active provider
+// is p (meta or zapi) to the provider gateways and passes their reply back.
+func (c *Connector) relayProvider(ctx context.Context, msg *nats.Msg, p event.Provider, m int64, verb event.Verb) {
+	fwd := &nats.Msg{Subject: event.ProviderCommandSubject(p, m, verb), Data: msg.Data, Header: msg.Header}
+	resp, err := c.natsConn().RequestMsgWithContext(ctx, fwd)
+	switch {
+	case errors.Is(err, nats.ErrNoResponders):
+		c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnavailable, "no provider gateway running for %s, retry shortly", p)})
+		return
+	case err != nil:
+		c.log.Warn().Err(err).Str("provider", string(p)).Str("subject", msg.Subject).Msg("relay command to the provider gateway")
+		c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeUnavailable, "provider gateway for %s did not answer, retry shortly", p)})
+		return
+	}
+	if err := msg.Respond(resp.Data); err != nil {
+		c.log.Warn().Err(err).Msg("respond relayed command")
+	}
+}
+
+// isTemplateSend reports whether a send command's body is a template send.
+func isTemplateSend(data []byte) bool {
+	var req struct {
+		Kind event.Kind `json:"kind"`
+	}
+	return json.Unmarshal(data, &req) == nil && req.Kind == event.KindTemplate
 }
 
 func (c *Connector) respond(msg *nats.Msg, r event.Reply) {
@@ -622,7 +678,7 @@ func (c *Connector) publishMessage(ctx context.Context, m int64, msg *event.Mess
 func (c *Connector) publish(ctx context.Context, env event.Envelope) error {
 	var last error
 	for range 3 {
-		if _, last = c.bus.Publish(ctx, env); last == nil {
+		if _, last = c.bus.Publish(ctx, webEnvelope(env)); last == nil {
 			c.metrics.published.WithLabelValues(string(env.Type)).Inc()
 			return nil
 		}
@@ -632,6 +688,19 @@ func (c *Connector) publish(ctx context.Context, env event.Envelope) error {
 		}
 	}
 	return last
+}
+
+// webEnvelope marks an event as published by the WhatsApp Web provider
+// (issue #16): every envelope the connector publishes goes through it.
+// zapbus's own events (the outbox worker's sending and campaign events)
+// name no provider (docs/events.md).
+func webEnvelope(env event.Envelope) event.Envelope {
+	switch env.Type {
+	case event.TypeLead, event.TypeWebhook, event.TypeCampaign, event.TypeSending:
+		return env
+	}
+	env.Provider = event.ProviderWeb
+	return env
 }
 
 func plusAll(nums []string) []string {

@@ -114,7 +114,7 @@ func (s *session) publishInbound(ctx context.Context, cli Client, evt any) bool 
 // publishEnv publishes one event of the session and counts it (published
 // or failed, by type). Callers bound ctx and decide what a failure means.
 func (s *session) publishEnv(ctx context.Context, env event.Envelope) error {
-	if _, err := s.d.publisher.Publish(ctx, env); err != nil {
+	if _, err := s.d.publisher.Publish(ctx, webEnvelope(env)); err != nil {
 		s.d.metrics.publishFailures.WithLabelValues(string(env.Type)).Inc()
 		return err
 	}

@@ -106,7 +106,7 @@ func (o *outbox) run(ctx context.Context) {
 // publish retries until JetStream acknowledges it (or, for an ifLatest
 // item, says a newer connection event is stored); false when giving up.
 func (o *outbox) publish(ctx context.Context, it outItem) bool {
-	env := it.env
+	env := webEnvelope(it.env)
 	delay := 100 * time.Millisecond
 	for {
 		pctx, cancel := context.WithTimeout(ctx, o.timeout)

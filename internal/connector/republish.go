@@ -37,7 +37,7 @@ func (c *Connector) publishLater(m int64, env event.Envelope) {
 			case <-time.After(delay):
 			}
 			pctx, cancel := context.WithTimeout(ctx, c.cfg.PublishTimeout)
-			_, err := c.bus.Publish(pctx, env)
+			_, err := c.bus.Publish(pctx, webEnvelope(env))
 			cancel()
 			if err == nil {
 				c.metrics.published.WithLabelValues(string(env.Type)).Inc()

@@ -30,7 +30,16 @@ import (
 
 // claimAndRestore takes m when nobody owns it and connects it when its
 // desired state is connected. It returns the session when it claimed it.
+// A mentorado whose active provider is meta or zapi (issue #16) is not
+// restored: the provider gateways serve it, and its whatsmeow session
+// stays down even when it was not told to disconnect.
 func (c *Connector) claimAndRestore(ctx context.Context, m int64) (*session, error) {
+	switch p, err := c.db.Providers().Active(ctx, m); {
+	case err != nil:
+		return nil, err
+	case p == event.ProviderMeta || p == event.ProviderZAPI:
+		return nil, nil
+	}
 	l, err := c.claim(ctx, m)
 	if err != nil {
 		var oe *ownedElsewhere

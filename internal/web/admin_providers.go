@@ -167,9 +167,9 @@ func noKeyring() *apiError {
 		Message: "no credentials keyring is configured on this notifier: set ZAPBUS_CREDENTIALS_KEYS or ZAPBUS_CREDENTIALS_KEYS_FILE (docs/operations.md) to configure meta or zapi"}
 }
 
-// leavingWeb says whether a change from configured/override to
-// configured2/override2 moves mentorado m's active provider away from
-// WhatsApp Web.
+// leavingWeb says whether a change that leaves the mentorado with the
+// providers configured and the override moves its active provider (in
+// before) away from WhatsApp Web.
 func leavingWeb(before provider.Overview, configured []event.Provider, override event.Provider) bool {
 	return before.Active == event.ProviderWeb && event.PickProvider(configured, override) != event.ProviderWeb
 }
@@ -200,7 +200,7 @@ func (s *Server) disconnectWeb(ctx context.Context, m int64) *sessionResult {
 			}
 		}
 	}
-	s.log.Info().Int64("mentorado", m).Str("session", res.State).Msg("whatsapp web session disconnected: active provider moves away")
+	s.log.Info().Int64("mentorado", m).Str("session", res.State).Msg("disconnect the whatsapp web session: the active provider moves away from it")
 	return res
 }
 
