@@ -52,7 +52,7 @@ func TestMain(m *testing.M) {
 // natsUsers are nats.conf's users and their password variables.
 var natsUsers = map[string]string{"admin": "NATS_ADMIN_PASSWORD", "connector": "NATS_CONNECTOR_PASSWORD",
 	"persister": "NATS_PERSISTER_PASSWORD", "notifier": "NATS_NOTIFIER_PASSWORD", "backend": "NATS_BACKEND_PASSWORD",
-	"webhooks": "NATS_WEBHOOKS_PASSWORD"}
+	"webhooks": "NATS_WEBHOOKS_PASSWORD", "gateway": "NATS_GATEWAY_PASSWORD"}
 
 // confNATS is a nats-server process (the binary ZAPBUS_NATS_SERVER names)
 // running the repo's nats.conf with fresh passwords.

@@ -496,7 +496,7 @@ type natsProc struct {
 
 var natsUsers = map[string]string{"admin": "NATS_ADMIN_PASSWORD", "connector": "NATS_CONNECTOR_PASSWORD",
 	"persister": "NATS_PERSISTER_PASSWORD", "notifier": "NATS_NOTIFIER_PASSWORD", "backend": "NATS_BACKEND_PASSWORD",
-	"webhooks": "NATS_WEBHOOKS_PASSWORD"}
+	"webhooks": "NATS_WEBHOOKS_PASSWORD", "gateway": "NATS_GATEWAY_PASSWORD"}
 
 func (n *natsProc) url(user string) string {
 	return (&url.URL{Scheme: "nats", User: url.UserPassword(user, n.passwords[user]), Host: n.hostPort}).String()

@@ -14,6 +14,7 @@ import (
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/phone"
+	"github.com/zapbus/zapbus/internal/sendkv"
 )
 
 // readClient marks messages read; *whatsmeow.Client has it.
@@ -36,8 +37,7 @@ func connectedClient(s *session) (*snapshot, error) {
 // namespace per verb, so a send and a reaction with the same client id do
 // not answer for each other.
 func actionKey(m int64, verb event.Verb, clientID string) (key, recordID string) {
-	recordID = string(verb) + ":" + clientID
-	return sendKey(m, recordID), recordID
+	return sendkv.ActionKey(m, verb, clientID)
 }
 
 // act runs a react, edit or revoke command: it sends the protocol message

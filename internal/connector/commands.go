@@ -2,8 +2,6 @@ package connector
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/phone"
+	"github.com/zapbus/zapbus/internal/sendkv"
 )
 
 // QueueGroup is the queue group every connector serves commands in.
@@ -300,22 +299,11 @@ func (c *Connector) execute(ctx context.Context, s *session, verb event.Verb, da
 	return event.Reply{Error: event.NewCommandError(event.CodeBadRequest, "unknown verb %q", verb)}
 }
 
-// sendRecord is what WA_SENDS keeps per client id. ClientID is the id as
-// the client sent it: the key is only its digest.
-type sendRecord struct {
-	ClientID string         `json:"client_id"`
-	State    string         `json:"state"` // pending | sent
-	WAID     string         `json:"wa_id"`
-	Message  *event.Message `json:"message,omitempty"`
-}
+// sendRecord is what WA_SENDS keeps per client id, and sendKey its key
+// (internal/sendkv: the provider gateway writes the same records).
+type sendRecord = sendkv.Record
 
-// sendKey is <mentorado>.<sha256 hex of the client id>: any printable id
-// makes a valid KV key, and distinct ids never share one (mapping unsafe
-// characters to '_' made "order 7", "order.7" and "order_7" one key).
-func sendKey(m int64, clientID string) string {
-	h := sha256.Sum256([]byte(clientID))
-	return fmt.Sprintf("%d.%s", m, hex.EncodeToString(h[:]))
-}
+func sendKey(m int64, clientID string) string { return sendkv.Key(m, clientID) }
 
 // send runs a send command: validate; with a client id, answer an earlier
 // send of it (WA_SENDS, then the outbox); then send at once when the

@@ -119,7 +119,11 @@ func (g *Gateway) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			g.metrics.webhooks.WithLabelValues(r.PathValue("provider"), "too_large").Inc()
+			p := event.Provider(r.PathValue("provider"))
+			if g.drivers[p] == nil {
+				p = "" // never a label from a stranger's URL
+			}
+			g.metrics.webhooks.WithLabelValues(string(p), "too_large").Inc()
 			writeError(w, http.StatusRequestEntityTooLarge, "too_large", fmt.Sprintf("body over %d bytes", g.cfg.MaxBody))
 			return
 		}

@@ -265,7 +265,7 @@ func (s *Stack) startNATS(ctx context.Context) error {
 	}
 	s.passwords = map[string]string{}
 	var env []string
-	for _, u := range []string{"admin", "connector", "persister", "notifier", "backend", "webhooks"} {
+	for _, u := range []string{"admin", "connector", "persister", "notifier", "backend", "webhooks", "gateway"} {
 		s.passwords[u] = randomHex(16)
 		env = append(env, fmt.Sprintf("NATS_%s_PASSWORD=%s", strings.ToUpper(u), s.passwords[u]))
 	}
