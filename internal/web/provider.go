@@ -50,8 +50,8 @@ type apiTenantProvider struct {
 type providerResponse struct {
 	// Active is null when no provider is configured (the connector then
 	// serves the mentorado on WhatsApp Web, as before issue #16).
-	Active    *event.Provider `json:"active"`
-	Providers []apiTenantProvider   `json:"providers"`
+	Active    *event.Provider     `json:"active"`
+	Providers []apiTenantProvider `json:"providers"`
 }
 
 // fromProviderRows is the API's view of a mentorado's provider rows and

@@ -237,7 +237,7 @@ func TestProviderRouteIsolation(t *testing.T) {
 // template is refused with 400 naming the field before any command; the
 // provider's not_supported and outside_window answer 422.
 func TestSendTemplate(t *testing.T) {
-	e := newEnv(t)
+	e := newEnv(t, func(c *Config) { c.SendRate = -1 }) // more sends than a burst
 	a := e.createMentorado("Ana")
 	fc := e.fakeConnector(func(m int64, verb event.Verb, body []byte) event.Reply {
 		var req event.SendRequest

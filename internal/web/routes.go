@@ -96,9 +96,8 @@ func (s *Server) routeTable() []route {
 	// Issue #14: campaigns, sending settings and opt-outs.
 	rs = append(rs, s.campaignRoutes()...) // campaigns.go
 	rs = append(rs, s.sendingRoutes()...)  // sending.go
-	// Issue #16: the tenant's view of its WhatsApp provider.
-	rs = append(rs, s.providerRoutes()...) // provider.go
-	// Issue #16: providers.
+	// Issue #16: providers; the tenant's view and the operator's.
+	rs = append(rs, s.providerRoutes()...)      // provider.go
 	rs = append(rs, s.providerAdminRoutes()...) // admin_providers.go
 	return rs
 }
