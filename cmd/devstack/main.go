@@ -1,7 +1,8 @@
 // Command devstack runs the whole of zapbus in one process for development:
 // an embedded NATS server (unless NATS_URL is set), the connector, the
-// persister, the notifier and the webhook dispatcher, against the local
-// Postgres. It prints the dashboard URL and an admin token.
+// provider gateway (Meta and Z-API, issue #16), the persister, the notifier
+// and the webhook dispatcher, against the local Postgres. It prints the
+// dashboard URL and an admin token.
 //
 // The dispatcher here may call http:// URLs on loopback and private
 // networks (127.0.0.0/8, ::1, 10/8, 172.16/12, 192.168/16, fc00::/7), so a
@@ -15,11 +16,26 @@
 // the contact, list what the contact received with the sha256 of each file,
 // kick the session). Those endpoints do not exist without -sim.
 //
+// -sim also runs fakes of Meta's Graph API and of Z-API in-process
+// (internal/provider/meta/metafake, internal/provider/zapi/zapifake), the
+// gateway's drivers pointed at them, and sets up two demo mentorados,
+// "Meta demo" and "Z-API demo", whose tokens it prints. For a mentorado
+// whose active provider is Meta or Z-API the same sim endpoints drive that
+// provider's fake: inbound and receipt build the provider's webhook and
+// deliver it to the gateway (Meta's signed with the app secret), received
+// lists what the fake accepted, scan pairs a Z-API instance;
+// …/provider-account makes a fake account to configure through the admin
+// API, and …/outage {"down":true|false} takes the mentorado's provider down
+// (WhatsApp Web: the fake server refuses connections) and reports the
+// attempts made since.
+//
 // Settings (environment, overridable by flags):
 //
 //	DATABASE_URL        default postgres://postgres@127.0.0.1:5432/zapbus_dev (created if missing)
 //	NATS_URL            default: embedded server on a random loopback port
 //	ZAPBUS_HTTP_ADDR    default 127.0.0.1:8080
+//	ZAPBUS_GATEWAY_ADDR default 127.0.0.1:8090: the provider gateway's webhooks
+//	                    (/providers/{meta|zapi}/{mentorado}/webhook…)
 //	ZAPBUS_ADMIN_TOKEN  (or _FILE) default: generated and printed once
 //	ZAPBUS_CREDENTIALS_KEYS  (or _FILE) providers' credentials keyring; default: an in-memory key
 //	                    generated at start (credentials saved in one run do not open in the next)
