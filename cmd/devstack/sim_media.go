@@ -149,12 +149,6 @@ func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
 	if !s.readInbound(w, r, &req) {
 		return
 	}
-	if sa, handled := s.simAccountOf(w, r, m); handled {
-		if sa != nil {
-			s.providerInbound(w, r, sa, req)
-		}
-		return
-	}
 	kind := req.Kind
 	if kind == "" {
 		kind = "text"
@@ -181,6 +175,13 @@ func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
 		return
 	case req.Group != "" && req.ReplyTo != "":
 		web.WriteError(w, http.StatusBadRequest, "bad_request", "reply_to is for direct chats in the simulator")
+		return
+	}
+	// A mentorado on Meta or Z-API: that provider's fake delivers it.
+	if sa, handled := s.simAccountOf(w, r, m); handled {
+		if sa != nil {
+			s.providerInbound(w, r, sa, req)
+		}
 		return
 	}
 	var group types.JID
