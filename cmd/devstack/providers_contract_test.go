@@ -208,6 +208,9 @@ func runProviderContract(t *testing.T, s *stack, h providerHarness) {
 	if ev.ID == "" {
 		t.Fatal("inbound text pushed without a stream id (not stored in JetStream)")
 	}
+	if p := envelopeProvider(ev); p != h.name() {
+		t.Errorf("inbound text's envelope names provider %q, want %q", p, h.name())
+	}
 	testenv.Eventually(t, wait, func() bool { return findMsg(s.pthread(t, tok, contact), in.ID) != nil }, "inbound text never stored")
 	if got := findMsg(s.pthread(t, tok, contact), in.ID); got.Direction != "in" || got.Text != "Oi, quero saber da mentoria" || got.Chat != contact+"@s.whatsapp.net" {
 		t.Fatalf("stored inbound text %+v", got)
@@ -276,15 +279,28 @@ func runProviderContract(t *testing.T, s *stack, h providerHarness) {
 
 	// 4. Bad deliveries are rejected and store nothing.
 	before := len(s.pthread(t, tok, contact))
-	if code, skip := h.badDelivery(t, s, m, contact); skip != "" {
-		t.Logf("%s: unauthenticated delivery skipped: %s", h.name(), skip)
-	} else if code != http.StatusUnauthorized {
-		t.Errorf("unauthenticated delivery: %d, want 401", code)
+	badCode, badSkip := h.badDelivery(t, s, m, contact)
+	if badSkip != "" {
+		t.Logf("%s: unauthenticated delivery skipped: %s", h.name(), badSkip)
+	} else if badCode != http.StatusUnauthorized {
+		t.Errorf("unauthenticated delivery: %d, want 401", badCode)
 	}
 	if code, skip := h.malformedDelivery(t, s, m); skip != "" {
 		t.Logf("%s: malformed delivery skipped: %s", h.name(), skip)
 	} else if code != http.StatusBadRequest {
 		t.Errorf("malformed delivery: %d, want 400", code)
+	}
+	if badSkip == "" {
+		// The refusals are recorded as webhook health (never the secret).
+		var active adminProviderView
+		for _, p := range s.adminProviders(t, m).Providers {
+			if p.Active {
+				active = p
+			}
+		}
+		if active.Provider != h.name() || active.Webhook.LastError == "" {
+			t.Errorf("admin view after refused deliveries: %+v, want %s with its last webhook error", active, h.name())
+		}
 	}
 	// A good message after them: once it is stored, exactly one more
 	// message is in the thread.
@@ -416,6 +432,15 @@ func init() {
 	var b bytes.Buffer
 	_ = jpeg.Encode(&b, img, &jpeg.Options{Quality: 80})
 	contractImage = b.Bytes()
+}
+
+// envelopeProvider is the provider an SSE event's envelope names.
+func envelopeProvider(ev sseEvent) string {
+	var env struct {
+		Provider string `json:"provider"`
+	}
+	_ = json.Unmarshal([]byte(ev.Data), &env)
+	return env.Provider
 }
 
 // readSSE parses an open event stream onto a channel.
