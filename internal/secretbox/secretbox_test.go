@@ -168,3 +168,36 @@ func TestGenerate(t *testing.T) {
 		t.Fatal("String shows the key")
 	}
 }
+
+// FuzzParse: any keyring text parses or fails without panicking, and a
+// failure never quotes a key.
+func FuzzParse(f *testing.F) {
+	f.Add("k1:" + key(1))
+	f.Add("a:" + key(1) + ",b:" + key(2))
+	f.Add("a:AAAA,,")
+	f.Fuzz(func(t *testing.T, s string) {
+		k, err := Parse(s)
+		if err != nil {
+			var ids []string // ids are named in errors; they are not secret
+			for _, part := range strings.Split(s, ",") {
+				id, _, _ := strings.Cut(part, ":")
+				ids = append(ids, id)
+			}
+			for _, part := range strings.Split(s, ",") {
+				_, b64, ok := strings.Cut(part, ":")
+				b64 = strings.TrimSpace(b64)
+				if ok && len(b64) >= 12 && strings.Contains(err.Error(), b64) && !strings.Contains(strings.Join(ids, ","), b64) {
+					t.Fatalf("error quotes key material: %v", err)
+				}
+			}
+			return
+		}
+		sealed, id, err := k.Seal([]byte("x"), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, err := k.Open(sealed, id, nil); err != nil || string(got) != "x" {
+			t.Fatal(got, err)
+		}
+	})
+}
