@@ -84,6 +84,13 @@ var rules = []rule{
 		deny: []string{"go.mau.fi/whatsmeow", "internal/waconv", "internal/connector", "internal/web", "internal/persister"},
 	},
 	{
+		name: "the provider gateway and its drivers never see WhatsApp Web: no whatsmeow, waconv or connector (issue #16)",
+		from: func(p string) bool {
+			return under("internal/gateway")(p) || under("internal/provider")(p) || under("internal/sendkv")(p) || p == "cmd/gateway"
+		},
+		deny: []string{"go.mau.fi/whatsmeow", "internal/waconv", "internal/connector", "internal/web", "internal/persister"},
+	},
+	{
 		name: "no production package depends on the test helpers testenv or wafake",
 		from: func(p string) bool { return p != "internal/testenv" && p != "internal/wafake" },
 		deny: []string{"internal/testenv", "internal/wafake"},

@@ -31,7 +31,14 @@ type stateKey struct {
 type connState struct {
 	status event.Status
 	phone  string
+	at     time.Time // when this gateway published it
 }
+
+// stateFresh is how long a state this gateway published is trusted over
+// the stored one: long enough for the persister to store it, short
+// enough that what another gateway (or a webhook it took) published
+// since wins.
+const stateFresh = 30 * time.Second
 
 // observe records what a status-returning driver call showed.
 func (g *Gateway) observe(ctx context.Context, acc provider.Account, st event.StatusReply, err error) {
@@ -68,7 +75,7 @@ func (g *Gateway) state(ctx context.Context, acc provider.Account) connState {
 	g.mu.Lock()
 	cur := g.states[k]
 	g.mu.Unlock()
-	if cur != nil {
+	if cur != nil && g.now().Sub(cur.at) < stateFresh {
 		return *cur
 	}
 	var st connState
@@ -110,8 +117,13 @@ func (g *Gateway) setState(ctx context.Context, acc provider.Account, c *event.C
 	}
 	g.metrics.connection.WithLabelValues(string(acc.Provider), string(c.Status)).Inc()
 	g.log.Info().Int64("mentorado", acc.Mentorado).Str("provider", string(acc.Provider)).Str("status", string(c.Status)).Str("reason", c.Reason).Msg("connection state")
+	g.remember(acc, c)
+}
+
+// remember records c as the last state this gateway published for acc.
+func (g *Gateway) remember(acc provider.Account, c *event.Connection) {
 	g.mu.Lock()
-	g.states[stateKey{acc.Mentorado, acc.Provider}] = &connState{status: c.Status, phone: c.Phone}
+	g.states[stateKey{acc.Mentorado, acc.Provider}] = &connState{status: c.Status, phone: c.Phone, at: g.now()}
 	g.mu.Unlock()
 }
 

@@ -188,6 +188,16 @@ func (g *Gateway) handleWebhook(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	for _, env := range envs {
+		// A connection change the provider reported (Z-API's connected
+		// and disconnected webhooks) is the state the next driver call
+		// compares with.
+		if env.Type == event.TypeConnection {
+			if pl, err := env.Payload(); err == nil {
+				g.remember(acc, pl.(*event.Connection))
+			}
+		}
+	}
 	g.metrics.webhooks.WithLabelValues(string(p), "accepted").Inc()
 	g.markWebhook(r.Context(), acc, "")
 	if len(in.Rejected) > 0 {

@@ -41,6 +41,21 @@ func TestZAPIEndToEnd(t *testing.T) {
 		return len(c) > 0 && c[len(c)-1].Status == event.StatusConnected
 	}, "connected not published after the scan")
 
+	// Z-API says the phone went away (a webhook); the next status the
+	// instance reports (connected again) is a change to publish.
+	if code, err := fake.Deliver(ctx, e.srv.URL+"/providers/zapi/1/webhook/s3cret-hook", inst.Disconnected()); err != nil || code != http.StatusOK {
+		t.Fatalf("disconnected webhook: %d %v", code, err)
+	}
+	if c := connections(t, e.events()); c[len(c)-1].Status != event.StatusDisconnected {
+		t.Fatalf("after the disconnected webhook: %+v", c[len(c)-1])
+	}
+	if r := e.command(1, event.VerbStatus, nil); r.Error != nil || r.Status.Status != event.StatusConnected {
+		t.Fatalf("status: %+v", r)
+	}
+	if c := connections(t, e.events()); c[len(c)-1].Status != event.StatusConnected {
+		t.Fatalf("status after the webhook not published: %+v", c[len(c)-1])
+	}
+
 	id, body := inst.ReceivedImage("5544999999999", "foto")
 	if code, err := fake.Deliver(ctx, e.srv.URL+"/providers/zapi/1/webhook/s3cret-hook", body); err != nil || code != http.StatusOK {
 		t.Fatalf("delivery: %d %v", code, err)
