@@ -41,15 +41,20 @@ func mountSim(srv *web.Server, s *simulator) {
 	route := func(name string, h func(w http.ResponseWriter, r *http.Request, m int64)) {
 		srv.Mount("POST /v1/dev/sim/{mentorado}/"+name, s.auth(srv, h))
 	}
+	// What only the fake WhatsApp server simulates: a mentorado whose
+	// active provider is Meta or Z-API gets a clear 409.
+	webRoute := func(name string, h func(w http.ResponseWriter, r *http.Request, m int64)) {
+		route(name, s.webOnly(name, h))
+	}
 	route("scan", s.scan)
-	route("pair-code", s.pairCode)
+	webRoute("pair-code", s.pairCode)
 	route("inbound", s.inbound)
 	route("receipt", s.receipt)
-	route("disconnect", s.disconnect)
-	route("react", s.react)
-	route("edit", s.edit)
-	route("revoke", s.revoke)
-	mountSimChats(route, s)
+	webRoute("disconnect", s.disconnect)
+	webRoute("react", s.react)
+	webRoute("edit", s.edit)
+	webRoute("revoke", s.revoke)
+	mountSimChats(webRoute, s)
 	srv.Mount("GET /v1/dev/sim/{mentorado}/received", s.auth(srv, s.received))
 	route("outage", s.outage)
 	route("provider-account", s.providerAccount)

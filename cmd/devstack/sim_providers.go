@@ -152,6 +152,19 @@ func (s *simulator) activeProvider(ctx context.Context, m int64) (string, error)
 	return string(p), nil
 }
 
+// webOnly guards a sim endpoint that only the fake WhatsApp server
+// simulates.
+func (s *simulator) webOnly(name string, h func(http.ResponseWriter, *http.Request, int64)) func(http.ResponseWriter, *http.Request, int64) {
+	return func(w http.ResponseWriter, r *http.Request, m int64) {
+		p, err := s.activeProvider(r.Context(), m)
+		if err == nil && event.Provider(p) != event.ProviderWeb {
+			web.WriteError(w, http.StatusConflict, "not_simulated", "the simulator's "+name+" is WhatsApp Web only; this mentorado's active provider is "+p)
+			return
+		}
+		h(w, r, m)
+	}
+}
+
 // setOutage starts or ends provider p's simulated outage; false when p
 // is not simulated here.
 func (s *simulator) setOutage(p string, down bool) bool {
