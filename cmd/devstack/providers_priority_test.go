@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -194,5 +196,40 @@ func TestProviderIsolation(t *testing.T) {
 	}
 	if th := s.pthread(t, zbtok, contact); len(th) != 1 || th[0].ID != zbIn {
 		t.Fatalf("Z-API B's thread %+v", th)
+	}
+}
+
+// TestDemoMentorados: in -sim mode the banner names a Meta and a Z-API
+// demo mentorado with their tokens; each one's contact writes in with the
+// printed command's request, the message is stored, and a reply reaches
+// that provider's fake.
+func TestDemoMentorados(t *testing.T) {
+	s := startStack(t)
+	demo := regexp.MustCompile(`(Meta demo|Z-API demo):\s+mentorado (\d+) on (\w+) \(simulated\), token: (\S+)`)
+	found := demo.FindAllStringSubmatch(s.banner, -1)
+	if len(found) != 2 {
+		t.Fatalf("banner names %d demo mentorados, want 2:\n%s", len(found), s.banner)
+	}
+	for _, d := range found {
+		name, provider, tok := d[1], d[3], d[4]
+		m, _ := strconv.ParseInt(d[2], 10, 64)
+		t.Run(provider, func(t *testing.T) {
+			if p := s.tenantProvider(t, tok); p != provider || (name == "Meta demo") != (provider == "meta") {
+				t.Fatalf("%s: active provider %q, banner says %q", name, p, provider)
+			}
+			// The printed command: its contact writes in, with the demo's own token.
+			if !strings.Contains(s.banner, fmt.Sprintf("Bearer %s' -H 'Content-Type: application/json' -d '{\"phone\":\"5511912345678\",\"text\":\"Oi!\"}' %s/v1/dev/sim/%d/inbound", tok, s.base, m)) {
+				t.Fatalf("banner lacks %s's inbound command:\n%s", name, s.banner)
+			}
+			var in struct {
+				ID string `json:"id"`
+			}
+			if code := s.do("POST", fmt.Sprintf("/v1/dev/sim/%d/inbound", m), tok, map[string]string{"phone": "5511912345678", "text": "Oi!"}, &in); code != http.StatusAccepted {
+				t.Fatalf("%s inbound: %d", name, code)
+			}
+			testenv.Eventually(t, 30*time.Second, func() bool { return findMsg(s.pthread(t, tok, "5511912345678"), in.ID) != nil }, "%s: inbound never stored", name)
+			testenv.Eventually(t, 30*time.Second, func() bool { return s.status(t, tok).Status == "connected" }, "%s never connected", name)
+			s.sendTo(t, m, tok, "5511912345678", "Olá da demo")
+		})
 	}
 }
