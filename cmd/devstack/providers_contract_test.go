@@ -15,6 +15,7 @@ import (
 	"image/jpeg"
 	"net/http"
 	"net/url"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -70,9 +71,45 @@ var contractImage []byte
 
 func TestProviderContract(t *testing.T) {
 	s := startStack(t)
-	for _, h := range contractHarnesses() {
+	hs := contractHarnesses()
+	for _, h := range hs {
 		t.Run(h.name(), func(t *testing.T) { runProviderContract(t, s, h) })
 	}
+	// The providers' credentials and webhook secrets never reach the log,
+	// at any level.
+	secrets := map[string]string{}
+	for _, h := range hs {
+		var accs map[int64]fakeAccount
+		switch h := h.(type) {
+		case metaHarness:
+			accs = h.accounts
+		case zapiHarness:
+			accs = h.accounts
+			for m, hook := range h.hooks {
+				_, secrets[fmt.Sprintf("zapi %d webhook_secret", m)], _ = strings.Cut(hook, "/webhook/")
+			}
+		}
+		for m, a := range accs {
+			for _, k := range []string{"access_token", "app_secret", "verify_token", "instance_token", "client_token"} {
+				if v := a.Credentials[k]; v != "" {
+					secrets[fmt.Sprintf("%s %d %s", a.Provider, m, k)] = v
+				}
+			}
+		}
+	}
+	b, err := os.ReadFile(s.logFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(secrets) < 6 || len(b) == 0 { // meta: 3, zapi: 2 and the webhook secret
+		t.Fatalf("%d secrets to look for in %d bytes of log: the check is not working", len(secrets), len(b))
+	}
+	for what, v := range secrets {
+		if strings.Contains(string(b), v) {
+			t.Errorf("the log holds %s", what)
+		}
+	}
+	t.Logf("%d provider secrets absent from %d bytes of log (debug included)", len(secrets), len(b))
 }
 
 // contractHarnesses are the providers the contract runs for.
