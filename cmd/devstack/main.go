@@ -22,8 +22,9 @@
 // "Meta demo" and "Z-API demo", whose tokens it prints. For a mentorado
 // whose active provider is Meta or Z-API the same sim endpoints drive that
 // provider's fake: inbound and receipt build the provider's webhook and
-// deliver it to the gateway (Meta's signed with the app secret), received
-// lists what the fake accepted, scan pairs a Z-API instance;
+// deliver it to the gateway (Meta's signed with the app secret), redeliver
+// sends one again as a provider's retry does, received lists what the fake
+// accepted, scan pairs a Z-API instance;
 // …/provider-account makes a fake account to configure through the admin
 // API, and …/outage {"down":true|false} takes the mentorado's provider down
 // (WhatsApp Web: the fake server refuses connections) and reports the

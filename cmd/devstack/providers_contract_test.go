@@ -253,6 +253,11 @@ func runProviderContract(t *testing.T, s *stack, h providerHarness) {
 		t.Fatalf("stored inbound text %+v", got)
 	}
 	t.Logf("%s: inbound text stored and pushed live", h.name())
+	// The provider delivers it again (a webhook retry, a resent stanza):
+	// still one message (checked once the next inbound is stored).
+	if code := s.do("POST", fmt.Sprintf("/v1/dev/sim/%d/redeliver", m), s.admin, map[string]string{"message_id": in.ID}, nil); code != http.StatusAccepted {
+		t.Fatalf("redeliver: %d", code)
+	}
 
 	// 2. An inbound image with a caption: pushed, stored, its file served.
 	var img struct {
@@ -275,8 +280,12 @@ func runProviderContract(t *testing.T, s *stack, h providerHarness) {
 	if !bytes.Equal(body, contractImage) {
 		t.Fatalf("served image: %d bytes, want the %d sent", len(body), len(contractImage))
 	}
-	if got := findMsg(s.pthread(t, tok, contact), img.ID); got == nil || got.Kind != "image" || got.Caption != "Comprovante" {
+	th := s.pthread(t, tok, contact)
+	if got := findMsg(th, img.ID); got == nil || got.Kind != "image" || got.Caption != "Comprovante" {
 		t.Fatalf("stored image %+v", got)
+	}
+	if len(th) != 2 {
+		t.Fatalf("thread after the text, its redelivery and the image: %+v, want 2 messages", th)
 	}
 	t.Logf("%s: inbound image stored, pushed and its file served", h.name())
 

@@ -58,6 +58,7 @@ func mountSim(srv *web.Server, s *simulator) {
 	srv.Mount("GET /v1/dev/sim/{mentorado}/received", s.auth(srv, s.received))
 	route("outage", s.outage)
 	route("provider-account", s.providerAccount)
+	route("redeliver", s.redeliver)
 	srv.Mount("GET /v1/dev/sim/{mentorado}/outage", s.auth(srv, s.outage))
 }
 

@@ -219,6 +219,14 @@ type providerSim struct {
 	zapiBase  int
 	metaDown  bool
 	zapiDown  bool
+	// delivered are the inbound webhooks delivered, by message id, for
+	// redeliver (the providers retry byte-identical bodies).
+	delivered map[string]delivered
+}
+
+type delivered struct {
+	sa   *simAccount
+	body []byte
 }
 
 // fakeLog adapts a zerolog logger to the fakes' Logf (debug level: the
@@ -234,6 +242,7 @@ func newProviderSim(log zerolog.Logger, configs *provider.Configs) *providerSim 
 		configs:   configs,
 		numbers:   map[string]*metafake.Number{},
 		instances: map[string]*zapifake.Instance{},
+		delivered: map[string]delivered{},
 	}
 }
 
@@ -414,6 +423,9 @@ func (s *simulator) providerInbound(w http.ResponseWriter, r *http.Request, sa *
 		}
 	}
 	status, err := s.providers.deliver(r.Context(), sa, body)
+	s.providers.mu.Lock()
+	s.providers.delivered[id] = delivered{sa: sa, body: body}
+	s.providers.mu.Unlock()
 	out := map[string]any{"id": id}
 	if kind == "image" {
 		sum := sha256.Sum256(req.Data)
@@ -704,4 +716,40 @@ func (ps *providerSim) startDemos(ctx context.Context, api http.Handler, demos [
 			log.Warn().Err(err).Str("mentorado", d.Name).Msg("demo mentorado not brought up")
 		}
 	}
+}
+
+// redeliver: {"message_id"} — the provider delivers a message the contact
+// sent again, as a provider retrying a webhook does (byte-identical body)
+// or WhatsApp resending a stanza (WhatsApp Web: the identical stanza).
+func (s *simulator) redeliver(w http.ResponseWriter, r *http.Request, m int64) {
+	var req struct {
+		MessageID string `json:"message_id"`
+	}
+	if !s.web.ReadJSON(w, r, &req) {
+		return
+	}
+	if req.MessageID == "" {
+		web.WriteError(w, http.StatusBadRequest, "bad_request", "message_id is required")
+		return
+	}
+	if sa, handled := s.simAccountOf(w, r, m); handled {
+		if sa == nil {
+			return
+		}
+		s.providers.mu.Lock()
+		d, ok := s.providers.delivered[req.MessageID]
+		s.providers.mu.Unlock()
+		if !ok || d.sa.acc.Mentorado != m || d.sa.acc.Provider != sa.acc.Provider {
+			web.WriteError(w, http.StatusNotFound, "not_found", "no message with this id was delivered to this mentorado by its provider")
+			return
+		}
+		status, err := s.providers.deliver(r.Context(), sa, d.body)
+		writeDelivered(w, status, err, map[string]any{"id": req.MessageID})
+		return
+	}
+	if err := s.fake.Redeliver(r.Context(), req.MessageID); err != nil {
+		web.WriteError(w, http.StatusNotFound, "not_found", err.Error())
+		return
+	}
+	web.WriteJSON(w, http.StatusAccepted, map[string]any{"id": req.MessageID, "deliveries": s.fake.Deliveries(req.MessageID)})
 }
