@@ -25,6 +25,7 @@ type stack struct {
 	admin   string
 	logFile string // JSON log lines, debug level
 	dsn     string // its database
+	banner  string // what it printed at start
 }
 
 // startStack runs the dev binary in-process (sim mode, its own embedded NATS
@@ -43,7 +44,7 @@ func startStackArgs(t *testing.T, extra ...string) *stack {
 	out := &testenv.Buffer{}
 	done := make(chan error, 1)
 	go func() {
-		done <- run(ctx, append([]string{"-http-addr", "127.0.0.1:0", "-data-dir", dir,
+		done <- run(ctx, append([]string{"-http-addr", "127.0.0.1:0", "-gateway-addr", "127.0.0.1:0", "-data-dir", dir,
 			"-log", filepath.Join(dir, "devstack.log"), "-log-level", "debug"}, extra...),
 			func(k string) string {
 				if k == "DATABASE_URL" {
@@ -87,7 +88,7 @@ func startStackArgs(t *testing.T, extra ...string) *stack {
 		return dash.MatchString(out.String()) && tok.MatchString(out.String())
 	}, "devstack never printed its banner:\n%s", out.String())
 	s := &stack{t: t, base: dash.FindStringSubmatch(out.String())[1], admin: tok.FindStringSubmatch(out.String())[1],
-		logFile: filepath.Join(dir, "devstack.log"), dsn: dsn}
+		logFile: filepath.Join(dir, "devstack.log"), dsn: dsn, banner: out.String()}
 	testenv.Eventually(t, 30*time.Second, func() bool {
 		resp, err := http.Get(s.base + "/readyz")
 		if err != nil {

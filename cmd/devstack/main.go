@@ -1,7 +1,8 @@
 // Command devstack runs the whole of zapbus in one process for development:
 // an embedded NATS server (unless NATS_URL is set), the connector, the
-// persister, the notifier and the webhook dispatcher, against the local
-// Postgres. It prints the dashboard URL and an admin token.
+// provider gateway (Meta and Z-API, issue #16), the persister, the notifier
+// and the webhook dispatcher, against the local Postgres. It prints the
+// dashboard URL and an admin token.
 //
 // The dispatcher here may call http:// URLs on loopback and private
 // networks (127.0.0.0/8, ::1, 10/8, 172.16/12, 192.168/16, fc00::/7), so a
@@ -15,11 +16,27 @@
 // the contact, list what the contact received with the sha256 of each file,
 // kick the session). Those endpoints do not exist without -sim.
 //
+// -sim also runs fakes of Meta's Graph API and of Z-API in-process
+// (internal/provider/meta/metafake, internal/provider/zapi/zapifake), the
+// gateway's drivers pointed at them, and sets up two demo mentorados,
+// "Meta demo" and "Z-API demo", whose tokens it prints. For a mentorado
+// whose active provider is Meta or Z-API the same sim endpoints drive that
+// provider's fake: inbound and receipt build the provider's webhook and
+// deliver it to the gateway (Meta's signed with the app secret), redeliver
+// sends one again as a provider's retry does, received lists what the fake
+// accepted, scan pairs a Z-API instance;
+// …/provider-account makes a fake account to configure through the admin
+// API, and …/outage {"down":true|false} takes the mentorado's provider down
+// (WhatsApp Web: the fake server refuses connections) and reports the
+// attempts made since.
+//
 // Settings (environment, overridable by flags):
 //
 //	DATABASE_URL        default postgres://postgres@127.0.0.1:5432/zapbus_dev (created if missing)
 //	NATS_URL            default: embedded server on a random loopback port
 //	ZAPBUS_HTTP_ADDR    default 127.0.0.1:8080
+//	ZAPBUS_GATEWAY_ADDR default 127.0.0.1:8090: the provider gateway's webhooks
+//	                    (/providers/{meta|zapi}/{mentorado}/webhook…)
 //	ZAPBUS_ADMIN_TOKEN  (or _FILE) default: generated and printed once
 //	ZAPBUS_CREDENTIALS_KEYS  (or _FILE) providers' credentials keyring; default: an in-memory key
 //	                    generated at start (credentials saved in one run do not open in the next)
@@ -41,6 +58,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
@@ -62,8 +80,12 @@ import (
 	"github.com/zapbus/zapbus/internal/bus"
 	"github.com/zapbus/zapbus/internal/config"
 	"github.com/zapbus/zapbus/internal/connector"
+	"github.com/zapbus/zapbus/internal/gateway"
 	"github.com/zapbus/zapbus/internal/outbound"
 	"github.com/zapbus/zapbus/internal/persister"
+	"github.com/zapbus/zapbus/internal/provider"
+	"github.com/zapbus/zapbus/internal/provider/meta"
+	"github.com/zapbus/zapbus/internal/provider/zapi"
 	"github.com/zapbus/zapbus/internal/redact"
 	"github.com/zapbus/zapbus/internal/secretbox"
 	"github.com/zapbus/zapbus/internal/startup"
@@ -89,6 +111,7 @@ type settings struct {
 	DatabaseURL string
 	NATSURL     string
 	HTTPAddr    string
+	GatewayAddr string
 	AdminToken  string
 	Web         web.Config
 	Sim         bool
@@ -106,6 +129,7 @@ func loadSettings(args []string, getenv func(string) string, out io.Writer) (set
 	fs.StringVar(&s.DatabaseURL, "database-url", env("DATABASE_URL", DefaultDatabaseURL), "Postgres URL (DATABASE_URL); the database is created if missing")
 	fs.StringVar(&s.NATSURL, "nats-url", env("NATS_URL", ""), "NATS URL (NATS_URL); empty runs an embedded server")
 	fs.StringVar(&s.HTTPAddr, "http-addr", env("ZAPBUS_HTTP_ADDR", "127.0.0.1:8080"), "HTTP address of the API and dashboard (ZAPBUS_HTTP_ADDR)")
+	fs.StringVar(&s.GatewayAddr, "gateway-addr", env("ZAPBUS_GATEWAY_ADDR", "127.0.0.1:8090"), "HTTP address of the provider gateway's webhooks (ZAPBUS_GATEWAY_ADDR)")
 	fs.BoolVar(&s.Sim, "sim", false, "simulate WhatsApp: the real whatsmeow client against the in-process fake server")
 	fs.StringVar(&s.DataDir, "data-dir", env("ZAPBUS_DATA_DIR", ""), "embedded NATS storage (ZAPBUS_DATA_DIR); default $TMPDIR/zapbus-devstack-<database>[-<host>-<port>], locked while in use")
 	fs.StringVar(&s.LogOut, "log", env("ZAPBUS_LOG", "stderr"), "where logs go: stderr, stdout or a file path (ZAPBUS_LOG)")
@@ -140,6 +164,9 @@ func loadSettings(args []string, getenv func(string) string, out io.Writer) (set
 	}
 	if _, _, err := net.SplitHostPort(s.HTTPAddr); err != nil {
 		return s, fmt.Errorf("ZAPBUS_HTTP_ADDR: %v", err)
+	}
+	if _, _, err := net.SplitHostPort(s.GatewayAddr); err != nil {
+		return s, fmt.Errorf("ZAPBUS_GATEWAY_ADDR: %v", err)
 	}
 	if s.AdminToken != "" && len(s.AdminToken) < 16 {
 		return s, errors.New("ZAPBUS_ADMIN_TOKEN: must be at least 16 characters")
@@ -178,7 +205,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		s.AdminToken = randomToken()
 		generated = true
 	}
-	if s.Web.CredentialKeys == nil {
+	devKey := s.Web.CredentialKeys == nil
+	if devKey {
 		// Credentials configured in this run cannot be opened by the next
 		// one unless ZAPBUS_CREDENTIALS_KEYS is set; fine for development.
 		line, err := secretbox.Generate()
@@ -233,6 +261,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	defer b.Close()
 
 	var fake *wafake.Server
+	var gate *webGate
 	var configure func(*whatsmeow.Client)
 	if s.Sim {
 		fake, err = wafake.NewServer(log.With().Str("component", "wafake").Logger())
@@ -240,7 +269,8 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 			return err
 		}
 		defer fake.Close()
-		configure = fake.Configure
+		gate = newWebGate(fake)
+		configure = gate.configure
 	}
 	factory, err := connector.NewWhatsmeowFactory(ctx, db, log, configure)
 	if err != nil {
@@ -273,6 +303,35 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	if err != nil {
 		return err
 	}
+	// The provider gateway (Meta, Z-API): in -sim mode its drivers talk
+	// to the in-process fakes.
+	configs := provider.NewConfigs(db, s.Web.CredentialKeys)
+	var psim *providerSim
+	metaCfg := meta.Config{Log: log.With().Str("component", "meta").Logger()}
+	zapiCfg := zapi.Config{Log: log.With().Str("component", "zapi").Logger()}
+	if s.Sim {
+		psim = newProviderSim(log, configs)
+		defer psim.Close()
+		metaCfg.BaseURL = psim.meta.URL()
+		zapiCfg.BaseURL = psim.zapi.URL()
+		// The fake serves received files on loopback, which the driver's
+		// default client refuses (it fetches public addresses only).
+		zapiCfg.MediaHTTP = &http.Client{Timeout: time.Minute}
+	}
+	gw, err := gateway.New(gateway.Deps{DB: db, Bus: b, Configs: configs, Media: ms,
+		Drivers: []provider.Driver{meta.New(metaCfg), zapi.New(zapiCfg)}, Log: log}, gateway.Config{})
+	if err != nil {
+		return err
+	}
+	gwln, err := net.Listen("tcp", s.GatewayAddr)
+	if err != nil {
+		return fmt.Errorf("ZAPBUS_GATEWAY_ADDR: listen: %w", err)
+	}
+	defer gwln.Close()
+	gwBase := "http://" + gwln.Addr().String()
+	if psim != nil {
+		psim.gateway = gwBase
+	}
 	// The notifier serves its own /metrics; the in-process connector's and
 	// persister's are next to it.
 	srv.Mount("GET /metrics/connector", promhttp.HandlerFor(conn.Registry(), promhttp.HandlerOpts{}))
@@ -285,10 +344,19 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 		if err := conn.CheckReady(ctx); err != nil {
 			return fmt.Errorf("connector: %w", err)
 		}
+		if err := gw.CheckReady(ctx); err != nil {
+			return fmt.Errorf("gateway: %w", err)
+		}
 		return nil
 	})
 	if fake != nil {
-		mountSim(srv, &simulator{fake: fake, db: db, bus: b, admin: s.AdminToken, log: log})
+		mountSim(srv, &simulator{fake: fake, gate: gate, providers: psim, db: db, bus: b, admin: s.AdminToken, log: log})
+	}
+	var demos []demo
+	if psim != nil {
+		if demos, err = psim.setupDemos(ctx, srv.Handler(), s.AdminToken, db); err != nil {
+			return err
+		}
 	}
 	ln, err := net.Listen("tcp", s.HTTPAddr)
 	if err != nil {
@@ -301,12 +369,20 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	fmt.Fprintf(stdout, "  api:         %s/openapi.json\n", base)
 	fmt.Fprintf(stdout, "  metrics:     %s/metrics (notifier), /metrics/connector, /metrics/persister\n", base)
 	fmt.Fprintf(stdout, "  webhooks:    delivered in-process; http:// and loopback/private receivers allowed (dev only)\n")
+	fmt.Fprintf(stdout, "  gateway:     %s/providers/{meta|zapi}/{mentorado}/webhook (provider webhooks)\n", gwBase)
 	fmt.Fprintf(stdout, "  nats:        %s\n", natsURL)
+	if devKey {
+		fmt.Fprintf(stdout, "  credentials: sealed with an in-memory dev key (set ZAPBUS_CREDENTIALS_KEYS to keep them across restarts)\n")
+	}
 	if generated {
 		fmt.Fprintf(stdout, "  admin token: %s\n", s.AdminToken)
 	}
 	if s.Sim {
 		fmt.Fprintf(stdout, "  whatsapp:    simulated (fake server; drive it with POST %s/v1/dev/sim/{mentorado}/scan|pair-code|inbound|receipt|disconnect)\n", base)
+	}
+	for _, d := range demos {
+		fmt.Fprintf(stdout, "  %-12s mentorado %d on %s (simulated), token: %s\n", d.Name+":", d.ID, d.Provider, d.Token)
+		fmt.Fprintf(stdout, "               its contact writes in: curl -s -H 'Authorization: Bearer %s' -H 'Content-Type: application/json' -d '{\"phone\":\"5511912345678\",\"text\":\"Oi!\"}' %s/v1/dev/sim/%d/inbound\n", d.Token, base, d.ID)
 	}
 	fmt.Fprintf(stdout, "create a mentorado:\n  curl -s -H 'Authorization: Bearer <admin token>' -H 'Content-Type: application/json' -d '{\"name\":\"Ana\"}' %s/v1/admin/mentorados\n", base)
 
@@ -329,6 +405,22 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout 
 	g.Go(func() error { return pers.Run(gctx) })
 	g.Go(func() error { return hooks.Run(gctx) })
 	g.Go(func() error { return srv.Serve(gctx, ln) })
+	g.Go(func() error { return gw.Run(gctx) })
+	if len(demos) > 0 {
+		g.Go(func() error {
+			// Once the stack answers: the demo numbers come up.
+			for conn.CheckReady(gctx) != nil || gw.CheckReady(gctx) != nil {
+				select {
+				case <-gctx.Done():
+					return nil
+				case <-time.After(200 * time.Millisecond):
+				}
+			}
+			psim.startDemos(gctx, srv.Handler(), demos, log)
+			return nil
+		})
+	}
+	g.Go(func() error { return serveGateway(gctx, gwln, gw.Handler()) })
 	err = g.Wait()
 	if errors.Is(err, context.Canceled) && ctx.Err() != nil {
 		return nil
@@ -466,4 +558,19 @@ func settleFake(fake *wafake.Server, d time.Duration) {
 	for _, a := range fake.Accounts() {
 		_ = a.WaitSettled(ctx)
 	}
+}
+
+// serveGateway serves the provider gateway's webhooks on ln until ctx ends.
+func serveGateway(ctx context.Context, ln net.Listener, h http.Handler) error {
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = hs.Shutdown(sctx)
+	}()
+	if err := hs.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return fmt.Errorf("gateway http: %w", err)
+	}
+	return nil
 }

@@ -57,7 +57,7 @@ func TestSecondDevstackOnSameDataDirFails(t *testing.T) {
 		}
 		return ""
 	}
-	args := []string{"-http-addr", "127.0.0.1:0", "-data-dir", dir, "-log", filepath.Join(dir, "devstack.log")}
+	args := []string{"-http-addr", "127.0.0.1:0", "-gateway-addr", "127.0.0.1:0", "-data-dir", dir, "-log", filepath.Join(dir, "devstack.log")}
 	ctx, cancel := context.WithCancel(context.Background())
 	out := &testenv.Buffer{}
 	done := make(chan error, 1)

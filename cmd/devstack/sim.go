@@ -22,12 +22,16 @@ import (
 
 // simulator drives the fake WhatsApp server on behalf of the dev endpoints.
 type simulator struct {
-	web   *web.Server // reads request bodies by the API's rules
-	fake  *wafake.Server
-	db    *store.DB
-	bus   *bus.Bus
-	admin string
-	log   zerolog.Logger
+	web  *web.Server // reads request bodies by the API's rules
+	fake *wafake.Server
+	gate *webGate // the fake WhatsApp server's outage switch
+	// providers are the simulated Meta and Z-API: the sim endpoints drive
+	// them for a mentorado whose active provider is one of them.
+	providers *providerSim
+	db        *store.DB
+	bus       *bus.Bus
+	admin     string
+	log       zerolog.Logger
 }
 
 // mountSim adds the sim-mode endpoints. Each is authenticated: the admin
@@ -37,16 +41,25 @@ func mountSim(srv *web.Server, s *simulator) {
 	route := func(name string, h func(w http.ResponseWriter, r *http.Request, m int64)) {
 		srv.Mount("POST /v1/dev/sim/{mentorado}/"+name, s.auth(srv, h))
 	}
+	// What only the fake WhatsApp server simulates: a mentorado whose
+	// active provider is Meta or Z-API gets a clear 409.
+	webRoute := func(name string, h func(w http.ResponseWriter, r *http.Request, m int64)) {
+		route(name, s.webOnly(name, h))
+	}
 	route("scan", s.scan)
-	route("pair-code", s.pairCode)
+	webRoute("pair-code", s.pairCode)
 	route("inbound", s.inbound)
 	route("receipt", s.receipt)
-	route("disconnect", s.disconnect)
-	route("react", s.react)
-	route("edit", s.edit)
-	route("revoke", s.revoke)
-	mountSimChats(route, s)
+	webRoute("disconnect", s.disconnect)
+	webRoute("react", s.react)
+	webRoute("edit", s.edit)
+	webRoute("revoke", s.revoke)
+	mountSimChats(webRoute, s)
 	srv.Mount("GET /v1/dev/sim/{mentorado}/received", s.auth(srv, s.received))
+	route("outage", s.outage)
+	route("provider-account", s.providerAccount)
+	route("redeliver", s.redeliver)
+	srv.Mount("GET /v1/dev/sim/{mentorado}/outage", s.auth(srv, s.outage))
 }
 
 func (s *simulator) auth(srv *web.Server, h func(http.ResponseWriter, *http.Request, int64)) http.Handler {
@@ -83,6 +96,12 @@ func (s *simulator) scan(w http.ResponseWriter, r *http.Request, m int64) {
 		Phone string `json:"phone"`
 	}
 	if !s.web.ReadJSON(w, r, &req) {
+		return
+	}
+	if sa, handled := s.simAccountOf(w, r, m); handled {
+		if sa != nil {
+			s.providerScan(w, r, sa)
+		}
 		return
 	}
 	ph := SimPhone(m)
@@ -183,6 +202,12 @@ func (s *simulator) receipt(w http.ResponseWriter, r *http.Request, m int64) {
 	}
 	if req.MessageID == "" {
 		web.WriteError(w, http.StatusBadRequest, "bad_request", "message_id is required")
+		return
+	}
+	if sa, handled := s.simAccountOf(w, r, m); handled {
+		if sa != nil {
+			s.providerReceipt(w, r, sa, req.Phone, req.MessageID, req.Kind)
+		}
 		return
 	}
 	c, acct, ok := s.contactOf(w, r, m, req.Phone)

@@ -177,6 +177,13 @@ func (s *simulator) inbound(w http.ResponseWriter, r *http.Request, m int64) {
 		web.WriteError(w, http.StatusBadRequest, "bad_request", "reply_to is for direct chats in the simulator")
 		return
 	}
+	// A mentorado on Meta or Z-API: that provider's fake delivers it.
+	if sa, handled := s.simAccountOf(w, r, m); handled {
+		if sa != nil {
+			s.providerInbound(w, r, sa, req)
+		}
+		return
+	}
 	var group types.JID
 	if req.Group != "" {
 		var ok bool
@@ -326,6 +333,12 @@ func (s *simulator) received(w http.ResponseWriter, r *http.Request, m int64) {
 		return
 	}
 	withData := r.URL.Query().Get("data") == "true"
+	if sa, handled := s.simAccountOf(w, r, m); handled {
+		if sa != nil {
+			s.providerReceived(w, sa, number)
+		}
+		return
+	}
 	acct, _ := s.accountPhone(r.Context(), m)
 	out := []simReceived{}
 	for _, rc := range s.fake.Contact(number).Messages() {
