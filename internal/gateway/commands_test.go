@@ -215,3 +215,17 @@ func connections(t *testing.T, evs []event.Envelope) []event.Connection {
 	}
 	return out
 }
+
+// The drivers name the provider in their unavailable errors already: the
+// status reason says it once.
+func TestProviderOutageReasonNamesProviderOnce(t *testing.T) {
+	e := newMetaEnv(t)
+	e.drv.set(func(d *fakeDriver) {
+		d.sendErr = event.NewCommandError(event.CodeUnavailable, "meta unreachable: HTTP 503 after 3 attempts")
+	})
+	e.command(1, event.VerbSend, event.SendRequest{Phone: "5511988887777", Text: "oi"})
+	conns := connections(t, e.events())
+	if len(conns) != 1 || conns[0].Reason != "meta unreachable: HTTP 503 after 3 attempts" {
+		t.Fatalf("connection events %+v", conns)
+	}
+}

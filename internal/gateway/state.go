@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/zapbus/zapbus/internal/event"
@@ -64,7 +65,11 @@ func (g *Gateway) observeCall(ctx context.Context, acc provider.Account, err err
 		}
 	case errors.As(err, &ce) && ce.Code == event.CodeUnavailable:
 		retry := g.now().Add(g.cfg.RetryAfter)
-		g.setState(ctx, acc, &event.Connection{Status: event.StatusBackoff, Reason: fmt.Sprintf("%s unreachable: %s", acc.Provider, ce.Message), RetryAt: &retry})
+		reason := ce.Message // the drivers say "meta unreachable: …" themselves
+		if !strings.Contains(reason, "unreachable") {
+			reason = fmt.Sprintf("%s unreachable: %s", acc.Provider, reason)
+		}
+		g.setState(ctx, acc, &event.Connection{Status: event.StatusBackoff, Reason: reason, RetryAt: &retry})
 	}
 }
 

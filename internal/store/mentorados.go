@@ -123,6 +123,20 @@ func (q MentoradoQueries) Status(ctx context.Context, id int64) (Status, error) 
 	return st, notFound(err)
 }
 
+// ProviderChanged forgets mentorado id's stored session status when its
+// active provider changed (issue #16): the stored status, number and
+// reason were the previous provider's. The status becomes disconnected
+// with reason, versioned now, so a connection event published before the
+// change (the old provider's) never brings it back and any later one
+// (the new provider's) replaces it.
+func (q MentoradoQueries) ProviderChanged(ctx context.Context, id int64, reason string) error {
+	_, err := q.db.Pool.Exec(ctx, `UPDATE mentorados SET wa_status = 'disconnected', wa_reason = $2,
+	wa_status_at = greatest(now(), wa_status_at), wa_status_seq = 0, wa_connector = NULL,
+	wa_phone = NULL, wa_jid = NULL, wa_phone_at = greatest(now(), wa_phone_at), wa_phone_seq = 0
+WHERE id = $1`, id, reason)
+	return err
+}
+
 // StatusVersion returns mentorado id's stored status and the time of the
 // event it came from (nil before any).
 func (q MentoradoQueries) StatusVersion(ctx context.Context, id int64) (status string, at *time.Time, err error) {

@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"slices"
 	"strconv"
+	"time"
 
 	"github.com/zapbus/zapbus/internal/event"
 	"github.com/zapbus/zapbus/internal/provider"
@@ -277,6 +278,7 @@ func (s *Server) handleProviderPut(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.forgetProvider(id)
+	s.activeChanged(ctx, id, ov.Active)
 	after, err := s.providerOverview(ctx, id)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -336,6 +338,7 @@ func (s *Server) handleProviderDelete(w http.ResponseWriter, r *http.Request) {
 		s.writeError(w, r, errorf(http.StatusNotFound, codeNotFound, "mentorado %d has no %s configuration", id, p))
 		return
 	}
+	s.activeChanged(ctx, id, ov.Active)
 	s.log.Info().Int64("mentorado", id).Str("provider", string(p)).Msg("provider removed")
 	w.WriteHeader(http.StatusNoContent)
 }
@@ -380,6 +383,7 @@ func (s *Server) handleProvidersActive(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	s.forgetProvider(id)
+	s.activeChanged(ctx, id, ov.Active)
 	out, err := s.providerOverview(ctx, id)
 	if err != nil {
 		s.writeError(w, r, err)
@@ -388,6 +392,34 @@ func (s *Server) handleProvidersActive(w http.ResponseWriter, r *http.Request) {
 	out.Session = sess
 	s.log.Info().Int64("mentorado", id).Str("override", string(p)).Str("active", string(derefProvider(out.Active))).Msg("active provider set")
 	writeJSON(w, http.StatusOK, out)
+}
+
+// activeChanged runs after a configuration change of mentorado m whose
+// active provider was before: when the active provider is now another,
+// the stored session status (the previous provider's) is forgotten —
+// disconnected, "active provider changed to …" — and a gateway-hosted
+// new provider is asked for its status, which the gateway publishes as a
+// connection event when it differs. Best effort: the change is made.
+func (s *Server) activeChanged(ctx context.Context, m int64, before event.Provider) {
+	after, err := s.db.Providers().Active(ctx, m)
+	if err != nil || after == before {
+		return
+	}
+	name := string(after)
+	if after == "" {
+		name = "none"
+	}
+	if err := s.db.Mentorados().ProviderChanged(ctx, m, "active provider changed to "+name); err != nil {
+		s.log.Warn().Err(err).Int64("mentorado", m).Msg("reset the stored status after a provider change")
+		return
+	}
+	if after == event.ProviderMeta || after == event.ProviderZAPI {
+		sctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		if _, err := s.command(sctx, m, event.VerbStatus, nil); err != nil {
+			s.log.Info().Err(err).Int64("mentorado", m).Str("provider", name).Msg("status of the new active provider not known yet")
+		}
+	}
 }
 
 func derefProvider(p *event.Provider) event.Provider {

@@ -296,3 +296,52 @@ func TestProviderAdminWithoutKeyring(t *testing.T) {
 	e.expect(e.do("PUT", base+"/whatsapp_web", testAdminToken, map[string]any{}), 200)
 	e.expect(e.do("GET", base, testAdminToken, nil), 200)
 }
+
+// A change of active provider forgets the stored session status (the
+// previous provider's), asks a gateway-hosted new provider for its own,
+// and a change that keeps the active provider touches nothing.
+func TestProviderChangeForgetsStoredStatus(t *testing.T) {
+	e := newEnv(t, withCredentialKeys(t))
+	a := e.createMentorado("Ana")
+	e.fakeConnector(defaultAnswer)
+	gw := e.gateway(event.ProviderMeta, func(event.Verb) event.Reply {
+		return event.Reply{Status: &event.StatusReply{Status: event.StatusConnected}}
+	})
+	connected := func() {
+		t.Helper()
+		if _, err := e.db.Pool.Exec(t.Context(), `UPDATE mentorados SET wa_status = 'connected', wa_phone = '5511912345678',
+			wa_status_at = now(), wa_phone_at = now() WHERE id = $1`, a.ID); err != nil {
+			t.Fatal(err)
+		}
+	}
+	status := func() statusResponse {
+		t.Helper()
+		var st statusResponse
+		e.expect(e.do("GET", "/v1/whatsapp/status", a.Token, nil), 200).json(t, &st)
+		return st
+	}
+	base := fmt.Sprintf("/v1/admin/mentorados/%d/providers", a.ID)
+
+	connected()
+	e.expect(e.do("PUT", base+"/meta", testAdminToken, metaBody("106540352242922")), 201)
+	if st := status(); st.Status != event.StatusDisconnected || st.Reason != "active provider changed to meta" || st.Phone != "" {
+		t.Fatalf("status after moving to meta %+v", st)
+	}
+	if n := countSuffix(gw.Subjects(), fmt.Sprintf("wa.%d.cmd.status", a.ID)); n != 1 {
+		t.Fatalf("the new provider was asked for its status %d times, want 1", n)
+	}
+
+	connected() // what the gateway would have published
+	e.expect(e.do("PUT", base+"/meta", testAdminToken, metaBody("106540352242922")), 200)
+	if st := status(); st.Status != event.StatusConnected || st.Phone != "5511912345678" {
+		t.Fatalf("a replace that keeps meta active changed the status: %+v", st)
+	}
+
+	e.expect(e.do("DELETE", base+"/meta", testAdminToken, nil), 204)
+	if st := status(); st.Status != event.StatusDisconnected || st.Reason != "active provider changed to whatsapp_web" {
+		t.Fatalf("status after meta removed %+v", st)
+	}
+	if n := countSuffix(gw.Subjects(), ".cmd.status"); n != 1 {
+		t.Fatalf("the meta gateway was asked again (%d) after meta was removed", n)
+	}
+}
