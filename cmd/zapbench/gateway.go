@@ -73,6 +73,7 @@ type gwParams struct {
 	deliveries int // per step with 1 message per delivery (batch steps: a quarter)
 	conc       []int
 	zapi       bool
+	profileDir string
 }
 
 func runGateway(ctx context.Context, env *Env, args []string) (*Result, error) {
@@ -87,6 +88,7 @@ func runGateway(ctx context.Context, env *Env, args []string) (*Result, error) {
 	fs.IntVar(&p.deliveries, "deliveries", p.deliveries, "deliveries per step with one message each (10-message steps send a quarter as many)")
 	fs.StringVar(&conc, "concurrency", conc, "concurrent senders per step, comma-separated")
 	fs.BoolVar(&p.zapi, "zapi", p.zapi, "also measure Z-API deliveries")
+	fs.StringVar(&p.profileDir, "profile-dir", "", "write each step's CPU profile of this process to DIR/<step>.pprof")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
@@ -242,6 +244,28 @@ func gatewayRun(ctx context.Context, env *Env, p gwParams) (*Result, error) {
 		}
 	}
 
+	// A raw-part baseline for the one write a delivery makes: the
+	// webhook-health row update (provider_configs.last_webhook_at), a
+	// single-row UPDATE and its commit, round-robin over the mentorados'
+	// rows at each concurrency.
+	for _, c := range p.conc {
+		st, err := concurrently(ctx, p.deliveries, c, func(int) func(int) error {
+			return func(i int) error {
+				_, err := d.db.Pool.Exec(ctx, `UPDATE provider_configs SET last_webhook_at = now() WHERE mentorado_id = $1 AND provider = 'meta'`, i%p.mentorados+1)
+				return err
+			}
+		})
+		if err != nil {
+			return nil, fmt.Errorf("postgres baseline: %w", err)
+		}
+		k := fmt.Sprintf("pg_row_update_c%d", c)
+		res.Baselines[k+"_per_s"] = float64(p.deliveries) / st.took.Seconds()
+		res.Baselines[k+"_p50_ms"] = percentileMs(st.lat, 50)
+		res.Baselines[k+"_p99_ms"] = percentileMs(st.lat, 99)
+		fmt.Fprintf(env.Stdout, "  postgres row update, %2d at once: %7.0f/s p50 %6.2f ms p99 %6.2f ms\n", c, res.Baselines[k+"_per_s"], res.Baselines[k+"_p50_ms"], res.Baselines[k+"_p99_ms"])
+	}
+
+	pgr := &inboundRig{db: d.db} // for its Postgres backend CPU probe
 	type leg struct {
 		prov  event.Provider
 		batch int
@@ -265,10 +289,22 @@ func gatewayRun(ctx context.Context, env *Env, p gwParams) (*Result, error) {
 			if err != nil {
 				return nil, fmt.Errorf("%s baseline: %w", key, err)
 			}
+			pg0 := pgr.pgBackendCPU(ctx)
+			cpu0 := selfCPU()
+			ns0, _ := procStatCPU(n.cmd.Process.Pid)
+			var prof *profileBuffer
+			if err := startProfile(&prof); err != nil {
+				prof = nil
+			}
 			gw, err := rig.deliver(ctx, dels, c)
+			shares := stopProfile(prof, p.profileDir, key)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", key, err)
 			}
+			ns1, _ := procStatCPU(n.cmd.Process.Pid)
+			res.Metrics[key+"_postgres_cpu_ms_per_delivery"] = float64(pgr.pgBackendCPU(ctx).sub(pg0)) / float64(time.Millisecond) / float64(count)
+			res.Metrics[key+"_process_cpu_ms_per_delivery"] = float64(selfCPU()-cpu0) / float64(time.Millisecond) / float64(count)
+			res.Metrics[key+"_nats_server_cpu_ms_per_delivery"] = float64(ns1-ns0) / float64(time.Millisecond) / float64(count)
 			msgs := float64(count * l.batch)
 			res.Metrics[key+"_deliveries_per_s"] = float64(count) / gw.took.Seconds()
 			res.Metrics[key+"_messages_per_s"] = msgs / gw.took.Seconds()
@@ -279,9 +315,16 @@ func gatewayRun(ctx context.Context, env *Env, p gwParams) (*Result, error) {
 			res.Baselines[bkey+"_p50_ms"] = percentileMs(raw.lat, 50)
 			res.Baselines[bkey+"_p99_ms"] = percentileMs(raw.lat, 99)
 			ratio := res.Ratio(key+"_deliveries_per_s", bkey+"_deliveries_per_s")
+			res.Ratio(key+"_deliveries_per_s", fmt.Sprintf("pg_row_update_c%d_per_s", c))
 			fmt.Fprintf(env.Stdout, "  %-16s %5d deliveries: %7.0f deliveries/s %7.0f messages/s p50 %6.2f ms p99 %6.2f ms | raw publish %7.0f/s p50 %6.2f ms p99 %6.2f ms | ratio %.2f\n",
 				key, count, res.Metrics[key+"_deliveries_per_s"], res.Metrics[key+"_messages_per_s"], res.Metrics[key+"_p50_ms"], res.Metrics[key+"_p99_ms"],
 				res.Baselines[bkey+"_deliveries_per_s"], res.Baselines[bkey+"_p50_ms"], res.Baselines[bkey+"_p99_ms"], ratio)
+			fmt.Fprintf(env.Stdout, "  %-16s per delivery: cpu this process %.2f ms, nats-server %.2f ms, postgres %.2f ms; %s\n", "",
+				res.Metrics[key+"_process_cpu_ms_per_delivery"], res.Metrics[key+"_nats_server_cpu_ms_per_delivery"],
+				res.Metrics[key+"_postgres_cpu_ms_per_delivery"], fmtShares(shares))
+			if len(shares) > 0 {
+				res.Notes = append(res.Notes, fmt.Sprintf("%s: %s", key, fmtShares(shares)))
+			}
 		}
 	}
 
@@ -292,6 +335,9 @@ func gatewayRun(ctx context.Context, env *Env, p gwParams) (*Result, error) {
 		"<provider>_b<messages per delivery>_c<concurrent senders>: deliveries over the wall time of the step; p50/p99 per delivery, from the request to the 200 (every event PubAcked)",
 		"every delivery has its own sender, so it also stores one contact event: 2 events per 1-message delivery, 11 per 10-message delivery",
 		"jetstream_*: the same step's envelopes (the driver's output, encoded) published to WA_EVENTS as the gateway user (subjects of a mentorado that does not exist), one delivery's envelopes in order, each waiting for its PubAck, at the same concurrency, right before the step",
+		"*_process_cpu_ms_per_delivery: CPU of the zapbench process (the gateway, its drivers, the HTTP server and the senders) over the step, per delivery; cpu% shares from its CPU profile (zapbus: gateway and drivers; bench: the senders; runtime: net/http, encoding/json, crypto and the Go runtime when no known caller)",
+		"*_postgres_cpu_ms_per_delivery: CPU of the Postgres backends of the benchmark's database over the step (4 statements a delivery: mentorado check, account, settled-message lookup, webhook-health update)",
+		"pg_row_update_c*: the single-row UPDATE (and commit) every accepted delivery makes (webhook health), alone, round-robin over the mentorados' rows at that concurrency",
 		"the gateway, nats-server, Postgres and the senders share the machine's CPUs")
 	return res, nil
 }
