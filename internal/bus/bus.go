@@ -400,6 +400,41 @@ func (b *Bus) Publish(ctx context.Context, env event.Envelope) (*jetstream.PubAc
 	return ack, nil
 }
 
+// PublishAll stores envs in their streams, in order, and waits for every
+// PubAck: the publishes are pipelined on the connection (one round trip
+// for the lot, not one each), which keeps their order. It returns the
+// first failure; what was stored before it stays stored, and publishing
+// the same envelopes again stores each at most once (the envelope id is
+// the Nats-Msg-Id).
+func (b *Bus) PublishAll(ctx context.Context, envs []event.Envelope) error {
+	if len(envs) == 1 {
+		_, err := b.Publish(ctx, envs[0])
+		return err
+	}
+	futures := make([]jetstream.PubAckFuture, 0, len(envs))
+	for _, env := range envs {
+		data, err := env.Encode()
+		if err != nil {
+			return err
+		}
+		f, err := b.JS.PublishMsgAsync(&nats.Msg{Subject: env.Subject(), Data: data, Header: nats.Header{}}, jetstream.WithMsgID(env.ID))
+		if err != nil {
+			return fmt.Errorf("bus: publish %s: %w", env.Type, err)
+		}
+		futures = append(futures, f)
+	}
+	for i, f := range futures {
+		select {
+		case <-f.Ok():
+		case err := <-f.Err():
+			return fmt.Errorf("bus: publish %s: %w", envs[i].Type, err)
+		case <-ctx.Done():
+			return fmt.Errorf("bus: publish %s: %w", envs[i].Type, ctx.Err())
+		}
+	}
+	return nil
+}
+
 // ErrNotLatest is PublishIfLatest's answer when the subject's last stored
 // message is not the one the caller expected: someone published since.
 var ErrNotLatest = errors.New("bus: a newer message is stored on the subject")

@@ -134,6 +134,36 @@ func TestPublishSameIDStoredOnce(t *testing.T) {
 // subject's last message is the expected one, and refused with
 // ErrNotLatest (storing nothing) once another was stored since, including
 // a retry of itself (the server checks the sequence before the dedupe id).
+func TestPublishAllInOrderOnce(t *testing.T) {
+	b := newBus(t)
+	ctx := context.Background()
+	var envs []event.Envelope
+	for _, id := range []string{"A", "B", "C", "D"} {
+		envs = append(envs, message(t, 42, id))
+	}
+	if err := b.PublishAll(ctx, envs[:3]); err != nil {
+		t.Fatal(err)
+	}
+	// A retried batch (the provider redelivers) stores only what is new.
+	if err := b.PublishAll(ctx, envs); err != nil {
+		t.Fatal(err)
+	}
+	s, _ := b.JS.Stream(ctx, bus.StreamEvents)
+	info, _ := s.Info(ctx)
+	if info.State.Msgs != 4 {
+		t.Fatalf("stored %d messages, want 4", info.State.Msgs)
+	}
+	for i, want := range []string{"42:msg:A", "42:msg:B", "42:msg:C", "42:msg:D"} {
+		raw, err := s.GetMsg(ctx, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := raw.Header.Get(jetstream.MsgIDHeader); got != want {
+			t.Fatalf("seq %d is %s, want %s (order)", i+1, got, want)
+		}
+	}
+}
+
 func TestPublishIfLatest(t *testing.T) {
 	b := newBus(t)
 	ctx := context.Background()

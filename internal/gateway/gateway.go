@@ -333,4 +333,27 @@ func (g *Gateway) publish(ctx context.Context, p event.Provider, env event.Envel
 	return last
 }
 
+// publishAll publishes envs, provider set, as one pipelined batch in
+// order (bus.PublishAll), retrying the batch (ids make a retry store each
+// event once) as publish retries one.
+func (g *Gateway) publishAll(ctx context.Context, p event.Provider, envs []event.Envelope) error {
+	for i := range envs {
+		envs[i].Provider = p
+	}
+	var last error
+	for range 3 {
+		if last = g.bus.PublishAll(ctx, envs); last == nil {
+			for _, env := range envs {
+				g.metrics.published.WithLabelValues(string(p), string(env.Type)).Inc()
+			}
+			return nil
+		}
+		g.metrics.publishFailures.WithLabelValues(string(p), "batch").Inc()
+		if ctx.Err() != nil {
+			break
+		}
+	}
+	return last
+}
+
 func (g *Gateway) now() time.Time { return g.cfg.Now().UTC() }

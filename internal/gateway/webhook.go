@@ -180,13 +180,11 @@ func (g *Gateway) handleWebhook(w http.ResponseWriter, r *http.Request) {
 	}
 	pctx, cancel := context.WithTimeout(r.Context(), g.cfg.PublishTimeout)
 	defer cancel()
-	for _, env := range envs {
-		if err := g.publish(pctx, p, env); err != nil {
-			g.metrics.webhooks.WithLabelValues(string(p), "publish_failed").Inc()
-			log.Warn().Err(err).Str("type", string(env.Type)).Msg("webhook: publish failed; the provider retries")
-			writeError(w, http.StatusServiceUnavailable, event.CodeUnavailable, "not stored; retry")
-			return
-		}
+	if err := g.publishAll(pctx, p, envs); err != nil {
+		g.metrics.webhooks.WithLabelValues(string(p), "publish_failed").Inc()
+		log.Warn().Err(err).Msg("webhook: publish failed; the provider retries")
+		writeError(w, http.StatusServiceUnavailable, event.CodeUnavailable, "not stored; retry")
+		return
 	}
 	for _, env := range envs {
 		// A connection change the provider reported (Z-API's connected
