@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"encoding/json"
+	"strings"
 	"testing"
 	"time"
 
@@ -116,7 +117,8 @@ func TestSendWindow(t *testing.T) {
 	e.configure(1, metaAccount("101", "secret-a"))
 	ctx := context.Background()
 	text := event.SendRequest{Phone: "5511988887777", Text: "oi"}
-	if r := e.command(1, event.VerbSend, text); r.Error == nil || r.Error.Code != event.CodeOutsideWindow {
+	if r := e.command(1, event.VerbSend, text); r.Error == nil || r.Error.Code != event.CodeOutsideWindow ||
+		!strings.Contains(r.Error.Message, "in the last 24 hours") {
 		t.Fatalf("no inbound message: %+v", r)
 	}
 	tpl := event.SendRequest{Phone: "5511988887777", Kind: event.KindTemplate, Template: &event.Template{Name: "hello_world", Language: "en_US"}}

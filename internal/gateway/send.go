@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
@@ -80,7 +81,7 @@ func (g *Gateway) sendMessage(ctx context.Context, d provider.Driver, acc provid
 			}
 		}
 		if in == "" {
-			return nil, event.NewCommandError(event.CodeOutsideWindow, "this chat has not written in the last %s; only a template can be sent", w.Window())
+			return nil, event.NewCommandError(event.CodeOutsideWindow, "this chat has not written in the last %s; only a template can be sent", windowText(w.Window()))
 		}
 		number = in
 	}
@@ -294,4 +295,12 @@ func (g *Gateway) sendsKV(ctx context.Context) (jetstream.KeyValue, error) {
 	}
 	g.sends = kv
 	return kv, nil
+}
+
+// windowText says a window in whole hours ("24 hours") where it is one.
+func windowText(d time.Duration) string {
+	if d >= time.Hour && d%time.Hour == 0 {
+		return fmt.Sprintf("%d hours", d/time.Hour)
+	}
+	return d.String()
 }
