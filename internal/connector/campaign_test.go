@@ -133,7 +133,7 @@ func TestRealCampaignPacedPausedResumed(t *testing.T) {
 	testenv.Eventually(t, 4*wait, func() bool { return se.status(m) == event.StatusConnected }, "connected after the ban")
 	se.pacer.drive(t, time.Millisecond)
 	testenv.Eventually(t, 4*time.Minute, func() bool { return se.unfinished(camp) == 0 }, "campaign done")
-	t.Logf("%d recipients: %s wall, %d clock steps, %s on the pacer's clock", n, time.Since(started).Round(time.Millisecond), se.pacer.advances, se.pacer.peek().Sub(newPacerClock().peek()))
+	t.Logf("%d recipients: %s wall, %d clock steps, %s on the pacer's clock", n, time.Since(started).Round(time.Millisecond), se.pacer.steps(), se.pacer.peek().Sub(newPacerClock().peek()))
 
 	// Every recipient's outcome.
 	ids := map[string]string{}

@@ -55,6 +55,14 @@ func (c *pacerClock) peek() time.Time {
 	return c.now
 }
 
+// steps is how many times the clock advanced (the driver may still be
+// stepping it).
+func (c *pacerClock) steps() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.advances
+}
+
 func (c *pacerClock) AfterFunc(d time.Duration, f func()) connector.Timer {
 	c.mu.Lock()
 	defer c.mu.Unlock()
