@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -148,31 +147,7 @@ func (s *stack) sse(ctx context.Context, token, lastEventID string) <-chan sseEv
 	if resp.StatusCode != http.StatusOK {
 		s.t.Fatalf("open SSE: %d", resp.StatusCode)
 	}
-	ch := make(chan sseEvent, 256)
-	go func() {
-		defer close(ch)
-		defer resp.Body.Close()
-		sc := bufio.NewScanner(resp.Body)
-		sc.Buffer(make([]byte, 1<<20), 1<<20)
-		var ev sseEvent
-		for sc.Scan() {
-			line := sc.Text()
-			switch {
-			case line == "":
-				if ev.Data != "" {
-					ch <- ev
-				}
-				ev = sseEvent{}
-			case strings.HasPrefix(line, "id:"):
-				ev.ID = strings.TrimSpace(line[3:])
-			case strings.HasPrefix(line, "event:"):
-				ev.Event = strings.TrimSpace(line[6:])
-			case strings.HasPrefix(line, "data:"):
-				ev.Data += strings.TrimSpace(line[5:])
-			}
-		}
-	}()
-	return ch
+	return readSSE(resp)
 }
 
 // next returns the next event satisfying match, failing after timeout.

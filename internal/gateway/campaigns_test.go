@@ -42,10 +42,15 @@ func (e *env) fastPacing(m int64) {
 // startCampaign stores a scheduled text campaign of m to phones, due now,
 // with gaps of 10–20 ms.
 func (e *env) startCampaign(m int64, phones ...string) int64 {
+	return e.startPacedCampaign(m, `{"min_gap_seconds":0.01,"max_gap_seconds":0.02}`, phones...)
+}
+
+// startPacedCampaign is startCampaign with the campaign's pacing (JSON).
+func (e *env) startPacedCampaign(m int64, pacing string, phones ...string) int64 {
 	e.t.Helper()
 	in := store.CampaignInput{Name: "promo", State: event.CampaignScheduled,
 		Message: store.CampaignMessage{Kind: event.KindText, Text: "oi {{nome}}"},
-		Pacing:  json.RawMessage(`{"min_gap_seconds":0.01,"max_gap_seconds":0.02}`)}
+		Pacing:  json.RawMessage(pacing)}
 	for _, p := range phones {
 		in.Recipients = append(in.Recipients, store.RecipientInput{Phone: p, Text: "oi " + p})
 	}
@@ -79,17 +84,36 @@ func (e *env) recipients(m, id int64) []store.RecipientRow {
 	return rs
 }
 
+// zapiCampaignEnv is a gateway on cfg whose mentorado 1 runs on a
+// connected zapifake instance, typing off; newDrv makes another driver on
+// the same fake (for a second gateway).
+func zapiCampaignEnv(t *testing.T, cfg Config) (e *env, fake *zapifake.Server, newDrv func() provider.Driver) {
+	fake = zapifake.New(t)
+	inst := fake.AddInstance(zapifake.InstanceConfig{Connected: true})
+	newDrv = func() provider.Driver {
+		return zapi.New(zapi.Config{BaseURL: fake.URL(), MediaHTTP: http.DefaultClient, Backoff: time.Millisecond})
+	}
+	e = newEnv(t, newDrv(), cfg)
+	e.configure(1, provider.Account{Provider: event.ProviderZAPI, ZAPI: inst.Credentials("s3cret-hook")})
+	e.fastPacing(1)
+	return e, fake, newDrv
+}
+
+// phoneSeries is n phones: prefix followed by 00, 01, …
+func phoneSeries(prefix string, n int) []string {
+	phones := make([]string, n)
+	for i := range phones {
+		phones[i] = fmt.Sprintf("%s%02d", prefix, i)
+	}
+	return phones
+}
+
 // TestCampaignZAPI: a zapi mentorado's campaign is sent through the real
 // driver to zapifake, one message (one Z-API id) per recipient; each
 // recipient keeps Z-API's id, its message event carries the campaign,
 // and the campaign completes; the idle worker then lets its lock go.
 func TestCampaignZAPI(t *testing.T) {
-	fake := zapifake.New(t)
-	inst := fake.AddInstance(zapifake.InstanceConfig{Connected: true})
-	drv := zapi.New(zapi.Config{BaseURL: fake.URL(), MediaHTTP: http.DefaultClient, Backoff: time.Millisecond})
-	e := newEnv(t, drv, campaignConfig())
-	e.configure(1, provider.Account{Provider: event.ProviderZAPI, ZAPI: inst.Credentials("s3cret-hook")})
-	e.fastPacing(1)
+	e, fake, _ := zapiCampaignEnv(t, campaignConfig())
 	phones := []string{"5511911110001", "5511911110002", "5511911110003", "5511911110004"}
 	id := e.startCampaign(1, phones...)
 	e.waitCampaign(1, id, event.CampaignCompleted)
@@ -214,33 +238,14 @@ func TestCampaignMetaWindow(t *testing.T) {
 // the first is stopped mid-campaign and the second finishes it, and every
 // recipient is sent exactly once at Z-API.
 func TestCampaignTwoGateways(t *testing.T) {
-	fake := zapifake.New(t)
-	inst := fake.AddInstance(zapifake.InstanceConfig{Connected: true})
-	newDrv := func() provider.Driver {
-		return zapi.New(zapi.Config{BaseURL: fake.URL(), MediaHTTP: http.DefaultClient, Backoff: time.Millisecond})
-	}
 	cfg := campaignConfig()
-	e := newEnv(t, newDrv(), cfg)
-	e.configure(1, provider.Account{Provider: event.ProviderZAPI, ZAPI: inst.Credentials("s3cret-hook")})
-	e.fastPacing(1)
+	e, fake, newDrv := zapiCampaignEnv(t, cfg)
 	g2, stop2 := e.another(newDrv(), cfg)
 	defer stop2()
 	// Gaps of about 100 ms, so the campaign is still running when the
 	// first gateway stops.
-	var phones []string
-	for i := range 12 {
-		phones = append(phones, fmt.Sprintf("55119333300%02d", i))
-	}
-	in := store.CampaignInput{Name: "two", State: event.CampaignScheduled,
-		Message: store.CampaignMessage{Kind: event.KindText, Text: "oi"},
-		Pacing:  json.RawMessage(`{"min_gap_seconds":0.08,"max_gap_seconds":0.12}`)}
-	for _, p := range phones {
-		in.Recipients = append(in.Recipients, store.RecipientInput{Phone: p, Text: "oi " + p})
-	}
-	c, err := e.db.Campaigns().Create(context.Background(), 1, in)
-	if err != nil {
-		t.Fatal(err)
-	}
+	phones := phoneSeries("55119333300", 12)
+	id := e.startPacedCampaign(1, `{"min_gap_seconds":0.08,"max_gap_seconds":0.12}`, phones...)
 	gws := []*Gateway{e.gw, g2}
 	holder := -1
 	testenv.Eventually(t, 20*time.Second, func() bool {
@@ -267,7 +272,7 @@ func TestCampaignTwoGateways(t *testing.T) {
 	if atStop >= len(phones) {
 		t.Fatalf("the first gateway sent the whole campaign before it stopped")
 	}
-	e.waitCampaign(1, c.ID, event.CampaignCompleted)
+	e.waitCampaign(1, id, event.CampaignCompleted)
 	count := map[string]int{}
 	for _, s := range fake.Sent() {
 		count[s.Phone]++
@@ -316,31 +321,14 @@ func (e *env) another(d provider.Driver, cfg Config) (*Gateway, func()) {
 // whatsapp_web mid-campaign loses its gateway worker (and the lock goes),
 // and the campaign is left for the connector, still running.
 func TestCampaignProviderSwitchStopsWorker(t *testing.T) {
-	fake := zapifake.New(t)
-	inst := fake.AddInstance(zapifake.InstanceConfig{Connected: true})
-	drv := zapi.New(zapi.Config{BaseURL: fake.URL(), MediaHTTP: http.DefaultClient, Backoff: time.Millisecond})
 	cfg := campaignConfig()
 	cfg.CampaignIdle = time.Hour // only the switch may stop it
-	e := newEnv(t, drv, cfg)
-	e.configure(1, provider.Account{Provider: event.ProviderZAPI, ZAPI: inst.Credentials("s3cret-hook")})
-	e.fastPacing(1)
+	e, fake, _ := zapiCampaignEnv(t, cfg)
 	ctx := context.Background()
-	var phones []string
-	for i := range 40 {
-		phones = append(phones, fmt.Sprintf("55119444400%02d", i))
-	}
 	// Gaps of 0.3–0.5 s: the campaign would take 12 s or more, and the
 	// switch is seen within a poll (30 ms).
-	in := store.CampaignInput{Name: "switch", State: event.CampaignScheduled,
-		Message: store.CampaignMessage{Kind: event.KindText, Text: "oi"},
-		Pacing:  json.RawMessage(`{"min_gap_seconds":0.3,"max_gap_seconds":0.5}`)}
-	for _, p := range phones {
-		in.Recipients = append(in.Recipients, store.RecipientInput{Phone: p, Text: "oi " + p})
-	}
-	c, err := e.db.Campaigns().Create(ctx, 1, in)
-	if err != nil {
-		t.Fatal(err)
-	}
+	phones := phoneSeries("55119444400", 40)
+	id := e.startPacedCampaign(1, `{"min_gap_seconds":0.3,"max_gap_seconds":0.5}`, phones...)
 	testenv.Eventually(t, 20*time.Second, func() bool { return len(fake.Sent()) >= 1 }, "no send")
 	if got := e.gw.campaigns.mentorados(); len(got) != 1 || got[0] != 1 {
 		t.Fatalf("workers %v, want mentorado 1's", got)
@@ -359,7 +347,7 @@ func TestCampaignProviderSwitchStopsWorker(t *testing.T) {
 	if n >= len(phones) {
 		t.Fatalf("the whole campaign went out (%d) before the switch took effect", n)
 	}
-	if st := e.campaignState(1, c.ID); st != event.CampaignRunning {
+	if st := e.campaignState(1, id); st != event.CampaignRunning {
 		t.Fatalf("campaign %s, want running (the connector's now)", st)
 	}
 	// Nothing more goes out through Z-API.
@@ -393,29 +381,12 @@ func (r *campaignRunner) startCount() int {
 // takes the lock again with a new worker, and the campaign completes with
 // every recipient sent once. A disabled mentorado's worker stops.
 func TestCampaignLockConnectionLost(t *testing.T) {
-	fake := zapifake.New(t)
-	inst := fake.AddInstance(zapifake.InstanceConfig{Connected: true})
-	drv := zapi.New(zapi.Config{BaseURL: fake.URL(), MediaHTTP: http.DefaultClient, Backoff: time.Millisecond})
 	cfg := campaignConfig()
 	cfg.CampaignIdle = time.Hour
-	e := newEnv(t, drv, cfg)
-	e.configure(1, provider.Account{Provider: event.ProviderZAPI, ZAPI: inst.Credentials("s3cret-hook")})
-	e.fastPacing(1)
+	e, fake, _ := zapiCampaignEnv(t, cfg)
 	ctx := context.Background()
-	var phones []string
-	for i := range 10 {
-		phones = append(phones, fmt.Sprintf("55119555500%02d", i))
-	}
-	in := store.CampaignInput{Name: "lost", State: event.CampaignScheduled,
-		Message: store.CampaignMessage{Kind: event.KindText, Text: "oi"},
-		Pacing:  json.RawMessage(`{"min_gap_seconds":0.08,"max_gap_seconds":0.12}`)}
-	for _, p := range phones {
-		in.Recipients = append(in.Recipients, store.RecipientInput{Phone: p, Text: "oi " + p})
-	}
-	c, err := e.db.Campaigns().Create(ctx, 1, in)
-	if err != nil {
-		t.Fatal(err)
-	}
+	phones := phoneSeries("55119555500", 10)
+	id := e.startPacedCampaign(1, `{"min_gap_seconds":0.08,"max_gap_seconds":0.12}`, phones...)
 	testenv.Eventually(t, 20*time.Second, func() bool { return len(fake.Sent()) >= 2 }, "no sends")
 	first := e.lockHolder(1)
 	if first == 0 || e.gw.campaigns.startCount() != 1 {
@@ -428,7 +399,7 @@ func TestCampaignLockConnectionLost(t *testing.T) {
 	if pid := e.lockHolder(1); pid == 0 || pid == first {
 		t.Fatalf("lock held by %d after the connection %d died", pid, first)
 	}
-	e.waitCampaign(1, c.ID, event.CampaignCompleted)
+	e.waitCampaign(1, id, event.CampaignCompleted)
 	count := map[string]int{}
 	for _, s := range fake.Sent() {
 		count[s.Phone]++
