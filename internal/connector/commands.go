@@ -128,12 +128,6 @@ func (c *Connector) onCommand(msg *nats.Msg, relayed bool) {
 			return
 		}
 	}
-	if verb == string(event.VerbSend) && isTemplateSend(msg.Data) {
-		// Templates are Meta's; WhatsApp Web cannot send one.
-		c.decCommands(l)
-		c.respond(msg, event.Reply{Error: event.NewCommandError(event.CodeNotSupported, "template messages need the meta provider; this mentorado runs on whatsapp_web")})
-		return
-	}
 	if l == nil {
 		l, err = c.claim(ctx, m)
 		var oe *ownedElsewhere
@@ -193,14 +187,6 @@ func (c *Connector) relayProvider(ctx context.Context, msg *nats.Msg, p event.Pr
 	if err := msg.Respond(resp.Data); err != nil {
 		c.log.Warn().Err(err).Msg("respond relayed command")
 	}
-}
-
-// isTemplateSend reports whether a send command's body is a template send.
-func isTemplateSend(data []byte) bool {
-	var req struct {
-		Kind event.Kind `json:"kind"`
-	}
-	return json.Unmarshal(data, &req) == nil && req.Kind == event.KindTemplate
 }
 
 func (c *Connector) respond(msg *nats.Msg, r event.Reply) {
@@ -270,6 +256,10 @@ func (c *Connector) execute(ctx context.Context, s *session, verb event.Verb, da
 		var req event.SendRequest
 		if err := json.Unmarshal(data, &req); err != nil {
 			return event.Reply{Error: event.NewCommandError(event.CodeBadRequest, "send body: %v", err)}
+		}
+		if req.Kind == event.KindTemplate {
+			// Templates are Meta's; WhatsApp Web cannot send one.
+			return event.Reply{Error: event.NewCommandError(event.CodeNotSupported, "template messages need the meta provider; this mentorado runs on whatsapp_web")}
 		}
 		msg, err := c.send(ctx, s, req)
 		if err != nil {

@@ -24,8 +24,8 @@ import (
 // connector relays it to the provider gateways' subject and passes their
 // reply back, and never takes the mentorado's session lease. With no
 // gateway running it answers unavailable. A template send for a
-// WhatsApp Web mentorado is not_supported, refused before a session is
-// taken. Every event the connector publishes says whatsapp_web.
+// WhatsApp Web mentorado is not_supported, refused before anything is
+// sent. Every event the connector publishes says whatsapp_web.
 func TestCommandsForGatewayProvidersAreRelayed(t *testing.T) {
 	t.Parallel()
 	e := newEnv(t, 2*time.Second)
@@ -100,7 +100,7 @@ VALUES ($1, 'meta', '{}', '\x00', 'k1', '106540352242922'), ($2, 'whatsapp_web',
 		t.Fatalf("lease after a connect without gateway: %v", err)
 	}
 
-	// WhatsApp Web cannot send templates: refused before anything else.
+	// WhatsApp Web cannot send templates: refused, nothing sent.
 	r = e.mustRequest(w, event.VerbSend, tpl)
 	if r.Error == nil || r.Error.Code != event.CodeNotSupported {
 		t.Fatalf("template on whatsapp_web: %+v", r)
